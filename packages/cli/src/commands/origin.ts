@@ -1,0 +1,25 @@
+import { Command, Flags } from '@oclif/core';
+import { startFixtureOrigin } from '@sluice/fixtures';
+import { parseListen } from '../config.js';
+import { untilSignal } from '../serve.js';
+
+export default class OriginCommand extends Command {
+  static override summary = 'Run the fixture origin on its own (static, chunked, rate-limited and failing routes).';
+  static override description = 'Routes: /static/<size>, /chunked?chunks=5&size=64&delay=200, /rate/<size>?bps=N, /fail?after=N&cl=1, /private, /no-store, /set-cookie, /vary?on=HEADER, /stats.';
+
+  static override examples = ['<%= config.bin %> origin --listen 127.0.0.1:8080'];
+
+  static override flags = {
+    listen: Flags.string({ summary: 'Address to serve on. e.g. --listen 127.0.0.1:9000', default: '127.0.0.1:8080', helpValue: 'HOST:PORT' }),
+  };
+
+  async run(): Promise<{ url: string }> {
+    const { flags } = await this.parse(OriginCommand);
+    const { host, port } = parseListen(flags.listen);
+    const origin = await startFixtureOrigin({ host, port });
+    this.log(`sluice origin: listening on ${origin.url}`);
+    await untilSignal();
+    await origin.close();
+    return { url: origin.url };
+  }
+}

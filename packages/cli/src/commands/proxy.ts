@@ -1,0 +1,41 @@
+import { Command, Flags } from '@oclif/core';
+import { loadConfigFile, toConfig } from '../config.js';
+import { proxyFlags } from '../flags.js';
+import { serve, untilSignal } from '../serve.js';
+
+export default class ProxyCommand extends Command {
+  static override summary = 'Run the caching, streaming reverse proxy.';
+  static override description = [
+    "Serves clients on --listen and forwards to the --backend origins (round-robin when several are given), caching per RFC 9111 with Varnish's builtin policy: GET/HEAD looked up, other methods passed, requests with Authorization or Cookie passed, uncacheable responses remembered as hit-for-miss.",
+    'Sizes accept units (1048576, 512k, 256MB); durations too (90, 500ms, 10s, 2m, 1h).',
+    'A --config module default-exports { listen, backends, storage, defaultTtl, grace, keep, hitForMissTtl, transitBuffer, stream, hooks }; flags override it. Stops cleanly on SIGINT/SIGTERM.',
+  ].join('\n\n');
+
+  static override examples = [
+    '<%= config.bin %> proxy --listen 127.0.0.1:6081 --backend http://127.0.0.1:8080',
+    '<%= config.bin %> proxy --backend http://10.0.0.1:80 --backend http://10.0.0.2:80 --storage 1GB',
+    '<%= config.bin %> proxy --backend http://127.0.0.1:8080 --default-ttl 2m --grace 30s',
+    '<%= config.bin %> proxy --config ./sluice.config.ts',
+  ];
+
+  static override flags = {
+    ...proxyFlags,
+    backend: Flags.string({
+      summary: 'Origin server URL; repeat for several (round-robin). e.g. --backend http://127.0.0.1:8080',
+      helpValue: 'URL',
+      multiple: true,
+    }),
+  };
+
+  async run(): Promise<{ url: string }> {
+    const { flags } = await this.parse(ProxyCommand);
+    const file = flags.config === undefined ? {} : await loadConfigFile(flags.config);
+    const config = toConfig(flags, file);
+    const running = await serve(config, (l) => process.stderr.write(`${l}\n`));
+    this.log(`sluice: listening on ${running.url}, backends ${config.backends.map((b) => b.url).join(', ')}`);
+    const sig = await untilSignal();
+    this.log(`sluice: ${sig}, shutting down`);
+    await running.close();
+    return { url: running.url };
+  }
+}

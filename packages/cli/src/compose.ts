@@ -1,0 +1,50 @@
+import { createProxy, type LogLine, type Proxy, type ProxyHooks, type Upstream } from '@sluice/core';
+import { createOriginClient, type OriginClient } from '@sluice/origin-client';
+import type { Config } from './config.js';
+
+/** The one place that builds core and origin-client together. */
+export interface Composed {
+  proxy: Proxy;
+  origin: OriginClient;
+  close(): Promise<void>;
+}
+
+export function compose(config: Config, onLog?: (line: LogLine) => void): Composed {
+  const origin = createOriginClient({ backends: config.backends });
+  // The port contract: the compiler checks here that the origin client fits core's Upstream.
+  const upstream: Upstream = origin;
+  const hooks: ProxyHooks = config.stream
+    ? config.hooks
+    : {
+        ...config.hooks,
+        // --no-stream: doStream off by default, before the user's own hook (which may turn it back on).
+        upstreamResponseFilter: (beresp, ctx) => {
+          beresp.doStream = false;
+          return config.hooks.upstreamResponseFilter?.(beresp, ctx);
+        },
+      };
+  const proxy = createProxy({
+    upstream,
+    hooks,
+    storageBytes: config.storageBytes,
+    defaultTtlSec: config.defaultTtlSec,
+    defaultGraceSec: config.graceSec,
+    defaultKeepSec: config.keepSec,
+    hitForMissSec: config.hitForMissSec,
+    transitBytes: config.transitBytes,
+    ...(onLog === undefined ? {} : { onLog }),
+  });
+  return {
+    proxy,
+    origin,
+    close: async () => {
+      await proxy.close();
+      await origin.destroy();
+    },
+  };
+}
+
+/** Formats a log line for stderr. */
+export function formatLogLine(l: LogLine): string {
+  return `${new Date().toISOString()} ${l.level} ${l.event}${l.url === undefined ? '' : ` ${l.url}`}: ${l.message}`;
+}

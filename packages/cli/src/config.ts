@@ -1,0 +1,178 @@
+import { pathToFileURL } from 'node:url';
+import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { ProxyHooks } from '@sluice/core';
+import type { BackendConfig } from '@sluice/origin-client';
+import { CliError } from './errors.js';
+import { parseDurationSec, parseSizeBytes } from './units.js';
+
+/**
+ * Settings: flags and the optional --config module -> one typed Config. Flags win over the file. Pure except for
+ * loading the module.
+ */
+export interface Config {
+  listenHost: string;
+  listenPort: number;
+  backends: BackendConfig[];
+  storageBytes: number;
+  defaultTtlSec: number | undefined;
+  graceSec: number;
+  keepSec: number;
+  hitForMissSec: number;
+  transitBytes: number;
+  /** false: every response is fetched whole before delivery (doStream off), unless a hook turns it back on. */
+  stream: boolean;
+  quiet: boolean;
+  hooks: ProxyHooks;
+}
+
+/** What a --config module may export (default export), every field optional. Sizes/durations as strings or numbers. */
+export interface ConfigFile {
+  listen?: string;
+  backends?: Array<string | BackendConfig>;
+  storage?: string | number;
+  defaultTtl?: string | number;
+  grace?: string | number;
+  keep?: string | number;
+  hitForMissTtl?: string | number;
+  transitBuffer?: string | number;
+  stream?: boolean;
+  hooks?: ProxyHooks;
+}
+
+const FILE_KEYS = new Set([
+  'listen',
+  'backends',
+  'storage',
+  'defaultTtl',
+  'grace',
+  'keep',
+  'hitForMissTtl',
+  'transitBuffer',
+  'stream',
+  'hooks',
+]);
+
+export interface ProxyFlags {
+  listen?: string | undefined;
+  backend?: string[] | undefined;
+  config?: string | undefined;
+  storage?: string | undefined;
+  'default-ttl'?: string | undefined;
+  grace?: string | undefined;
+  keep?: string | undefined;
+  'hit-for-miss-ttl'?: string | undefined;
+  'transit-buffer'?: string | undefined;
+  stream?: boolean | undefined;
+  quiet?: boolean | undefined;
+}
+
+function size(name: string, v: string | number | undefined, dflt: number): number {
+  if (v === undefined) return dflt;
+  const n = typeof v === 'number' ? v : parseSizeBytes(v);
+  if (n === undefined || !Number.isFinite(n) || n < 0) {
+    throw new CliError('CLI_ERR_FLAG_INVALID', `${name}: "${String(v)}" is not a size (examples: 1048576, 512k, 256MB)`);
+  }
+  return n;
+}
+
+function duration(name: string, v: string | number | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = typeof v === 'number' ? v : parseDurationSec(v);
+  if (n === undefined || !Number.isFinite(n) || n < 0) {
+    throw new CliError('CLI_ERR_FLAG_INVALID', `${name}: "${String(v)}" is not a duration (examples: 90, 500ms, 10s, 2m, 1h)`);
+  }
+  return n;
+}
+
+/** Parses `HOST:PORT`, `:PORT` or `PORT`. */
+export function parseListen(raw: string): { host: string; port: number } {
+  const m = /^(?:\[?([^\]]*?)\]?:)?(\d{1,5})$/.exec(raw.trim());
+  const port = m === null ? NaN : Number(m[2]);
+  if (m === null || port > 65535) {
+    throw new CliError('CLI_ERR_FLAG_INVALID', `--listen: "${raw}" is not HOST:PORT (example: 127.0.0.1:6081)`);
+  }
+  return { host: m[1] === undefined || m[1] === '' ? '127.0.0.1' : m[1], port };
+}
+
+function backendOf(v: string | BackendConfig, where: string): BackendConfig {
+  const b: BackendConfig = typeof v === 'string' ? { url: v } : v;
+  let u: URL;
+  try {
+    u = new URL(b.url);
+  } catch {
+    throw new CliError('CLI_ERR_FLAG_INVALID', `${where}: "${b.url}" is not a URL (example: http://127.0.0.1:8080)`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+    throw new CliError('CLI_ERR_FLAG_INVALID', `${where}: "${b.url}" must start with http:// or https://`);
+  }
+  if (u.pathname !== '/' || u.search !== '') {
+    throw new CliError('CLI_ERR_FLAG_INVALID', `${where}: "${b.url}" must not have a path (example: http://127.0.0.1:8080)`);
+  }
+  return { ...b, url: u.origin };
+}
+
+/** Merges flags over the config file into a Config; throws CliError with one line naming the first problem. */
+export function toConfig(flags: ProxyFlags, file: ConfigFile = {}): Config {
+  for (const k of Object.keys(file)) {
+    if (!FILE_KEYS.has(k)) throw new CliError('CLI_ERR_CONFIG_INVALID', `config: unknown setting "${k}"`);
+  }
+  const listen = parseListen(flags.listen ?? file.listen ?? '127.0.0.1:6081');
+  const rawBackends: Array<string | BackendConfig> =
+    flags.backend !== undefined && flags.backend.length > 0 ? flags.backend : (file.backends ?? []);
+  if (rawBackends.length === 0) {
+    throw new CliError('CLI_ERR_FLAG_INVALID', 'no backend: give --backend URL (example: --backend http://127.0.0.1:8080)');
+  }
+  const backends = rawBackends.map((b) => backendOf(b, flags.backend !== undefined ? '--backend' : 'config backends'));
+  const storageBytes = size('--storage', flags.storage ?? file.storage, 256 * 1024 * 1024);
+  if (storageBytes < 1024) throw new CliError('CLI_ERR_FLAG_INVALID', `--storage: ${storageBytes} bytes is too small (minimum 1k)`);
+  return {
+    listenHost: listen.host,
+    listenPort: listen.port,
+    backends,
+    storageBytes,
+    defaultTtlSec: duration('--default-ttl', flags['default-ttl'] ?? file.defaultTtl),
+    graceSec: duration('--grace', flags.grace ?? file.grace) ?? 10,
+    keepSec: duration('--keep', flags.keep ?? file.keep) ?? 0,
+    hitForMissSec: duration('--hit-for-miss-ttl', flags['hit-for-miss-ttl'] ?? file.hitForMissTtl) ?? 120,
+    transitBytes: size('--transit-buffer', flags['transit-buffer'] ?? file.transitBuffer, 1024 * 1024),
+    stream: flags.stream ?? file.stream ?? true,
+    quiet: flags.quiet ?? false,
+    hooks: file.hooks ?? {},
+  };
+}
+
+/**
+ * Loads a --config module: .js/.mjs are imported; .ts/.mts are transpiled with TypeScript to a temporary .mjs beside
+ * the file (so its relative imports resolve), imported, and the temporary file removed.
+ */
+export async function loadConfigFile(file: string): Promise<ConfigFile> {
+  const abs = path.resolve(file);
+  if (!existsSync(abs)) throw new CliError('CLI_ERR_CONFIG_LOAD', `--config: file not found: ${file}`);
+  let target = abs;
+  let temp: string | undefined;
+  if (/\.m?ts$/.test(abs)) {
+    const ts = await import('typescript');
+    const out = ts.default.transpileModule(readFileSync(abs, 'utf8'), {
+      compilerOptions: { module: ts.default.ModuleKind.ESNext, target: ts.default.ScriptTarget.ES2022 },
+      fileName: abs,
+    });
+    temp = path.join(path.dirname(abs), `.${path.basename(abs)}.${process.pid}.mjs`);
+    writeFileSync(temp, out.outputText);
+    target = temp;
+  }
+  let mod: { default?: unknown };
+  try {
+    mod = (await import(pathToFileURL(target).href)) as { default?: unknown };
+  } catch (e: unknown) {
+    const msg = e instanceof Error ? e.message.split('\n')[0] : String(e);
+    throw new CliError('CLI_ERR_CONFIG_LOAD', `--config: cannot load ${file}: ${msg}`, { cause: e });
+  } finally {
+    if (temp !== undefined) unlinkSync(temp);
+  }
+  const cfg = mod.default;
+  if (cfg === null || typeof cfg !== 'object') {
+    throw new CliError('CLI_ERR_CONFIG_INVALID', `--config: ${file} must default-export an object`);
+  }
+  return cfg as ConfigFile; // shape checked key by key in toConfig
+}

@@ -1,0 +1,36 @@
+import { Flags } from '@oclif/core';
+
+/** The proxy settings flags, shared by `proxy` and `demo`. Defaults live in toConfig so a --config file can set them. */
+export const proxyFlags = {
+  listen: Flags.string({
+    summary: 'Address to serve clients on (default 127.0.0.1:6081). e.g. --listen 0.0.0.0:80',
+    helpValue: 'HOST:PORT',
+  }),
+  config: Flags.string({
+    summary: 'JS or TS module whose default export holds settings and policy hooks. e.g. --config ./sluice.config.ts',
+    helpValue: 'FILE',
+  }),
+  storage: Flags.string({
+    summary: 'Memory budget for cached objects, LRU-evicted (default 256MB). e.g. --storage 1GB',
+    helpValue: 'SIZE',
+  }),
+  'default-ttl': Flags.string({
+    summary: 'TTL for responses without explicit freshness, as Varnish default_ttl (default: RFC 9111 heuristics only). e.g. --default-ttl 2m',
+    helpValue: 'DURATION',
+  }),
+  grace: Flags.string({ summary: 'Grace kept past expiry on every object (default 10s). e.g. --grace 30s', helpValue: 'DURATION' }),
+  keep: Flags.string({ summary: 'Keep past grace, for revalidation (default 0s). e.g. --keep 1h', helpValue: 'DURATION' }),
+  'hit-for-miss-ttl': Flags.string({
+    summary: 'How long an uncacheable URL is remembered as hit-for-miss (default 120s). e.g. --hit-for-miss-ttl 30s',
+    helpValue: 'DURATION',
+  }),
+  'transit-buffer': Flags.string({
+    summary: 'How far an uncached fetch may run ahead of its client (default 1MB). e.g. --transit-buffer 256k',
+    helpValue: 'SIZE',
+  }),
+  stream: Flags.boolean({
+    summary: 'Stream bodies to clients while they arrive (doStream); --no-stream fetches whole bodies first. e.g. --no-stream',
+    allowNo: true,
+  }),
+  quiet: Flags.boolean({ summary: 'Do not print log lines (backend failures, bad requests) to stderr. e.g. --quiet' }),
+};

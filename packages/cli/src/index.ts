@@ -1,0 +1,4 @@
+export * from './config.js';
+export * from './compose.js';
+export * from './errors.js';
+export * from './units.js';

@@ -1,0 +1,244 @@
+import type { HeaderMap } from '../http/headers.js';
+
+/**
+ * A cache object: one origin response, its headers and its body as it arrives. The Varnish busy object, in TS.
+ *
+ * Lifecycle (state only moves forward, asserted in setState):
+ *   busy      created by a miss; headers not known yet. Other requests for the key wait on it (the waiting list).
+ *   stream    headers decided (status, headers, storable or not). Waiters wake; readers read the body as it grows.
+ *   finished  the whole body arrived and matched its framing. `body` holds it as one Buffer if the object is stored.
+ *   failed    the fetch died (origin error, length mismatch, abort). Readers that reach the end of what was received
+ *             get the error instead of an end, so a streamed client is cut off and never sees a clean end.
+ *
+ * Invariants:
+ * - The fetch writes into the object (extend) and never into a client socket: one slow reader cannot stall the
+ *   fetch or the other readers.
+ * - A stored object keeps every chunk. An unstored object (pass, hit-for-miss, too large) drops chunks every reader
+ *   has passed, and `waitForSpace` lets its fetch run at most `transitBytes` ahead of the slowest reader.
+ * - When an unstored object loses its last reader before it finished, its fetch is aborted (nobody will see the body).
+ */
+export type ObjectState = 'busy' | 'stream' | 'finished' | 'failed';
+const RANK: Record<ObjectState, number> = { busy: 0, stream: 1, finished: 2, failed: 2 };
+
+/** A position in the body, owned by one client delivery. */
+export interface ObjectReader {
+  /** Absolute index of the next chunk to read. */
+  chunkIndex: number;
+  /** Bytes this reader has consumed. */
+  offset: number;
+  closed: boolean;
+}
+
+export class CacheObject {
+  readonly key: string;
+  state: ObjectState = 'busy';
+  status = 0;
+  headers: HeaderMap = {};
+  /** Lowercase names from the response's Vary, and this object's signature over them. */
+  varyFields: readonly string[] = [];
+  varySig = '';
+  /** Content-Length the origin announced (undefined: chunked or close-delimited). */
+  expectedLength: number | undefined;
+  /** Bytes of body received so far. */
+  length = 0;
+  /** The whole body as one Buffer: set when a stored object finishes (hits then need a single write). */
+  body: Buffer | undefined;
+  /** True when the response has no body whatever its headers say (HEAD, 204, 304). */
+  bodyless = false;
+  error: Error | undefined;
+
+  // Freshness bookkeeping, all in epoch ms / seconds as named.
+  requestTimeMs = 0;
+  responseTimeMs = 0;
+  initialAgeSec = 0;
+  ttlSec = 0;
+  graceSec = 0;
+  keepSec = 0;
+  /** Deliver only once complete (Varnish do_stream = false). */
+  doStream = true;
+  /** Undefined until headers are decided; then whether the object is (still) in the cache index. */
+  stored: boolean | undefined;
+  /** Why it is not stored (logged, Cache-Status detail). */
+  notStoredReason: string | undefined;
+
+  /** Aborts the origin fetch; wired by whoever starts the fetch. */
+  readonly fetchController = new AbortController();
+
+  private chunks: Buffer[] = [];
+  /** Absolute index of chunks[0] (chunks before it were trimmed). */
+  private firstChunk = 0;
+  /** Bytes currently held in `chunks`. */
+  private bufferedBytes = 0;
+  private readonly readers = new Set<ObjectReader>();
+  private changed: Promise<void> | undefined;
+  private wakeChanged: (() => void) | undefined;
+
+  constructor(key: string) {
+    this.key = key;
+  }
+
+  /** Moves the state forward and wakes everyone waiting for a change. */
+  setState(next: ObjectState): void {
+    if (RANK[next] <= RANK[this.state] && !(next === this.state && next === 'stream')) {
+      throw new Error(`CacheObject ${this.key}: state ${this.state} -> ${next} goes backwards`);
+    }
+    this.state = next;
+    this.notify();
+  }
+
+  /** Appends a body chunk (called by the fetch only). */
+  extend(chunk: Buffer): void {
+    if (this.state !== 'stream') throw new Error(`CacheObject ${this.key}: extend in state ${this.state}`);
+    this.chunks.push(chunk);
+    this.length += chunk.length;
+    this.bufferedBytes += chunk.length;
+    this.notify();
+  }
+
+  /** The fetch completed with the whole body. A stored object's chunks become one Buffer for single-write hits. */
+  finish(): void {
+    if (this.stored === true && this.firstChunk === 0) {
+      // Readers in flight keep iterating the old array, which is complete and no longer changes.
+      this.body = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.length);
+      this.chunks = this.body === undefined ? [] : [this.body];
+    }
+    this.setState('finished');
+  }
+
+  fail(err: Error): void {
+    if (this.state === 'finished' || this.state === 'failed') return;
+    this.error = err;
+    this.state = 'failed';
+    this.notify();
+  }
+
+  get isFinal(): boolean {
+    return this.state === 'finished' || this.state === 'failed';
+  }
+
+  /** Bytes held in memory for this object's body. */
+  get heldBytes(): number {
+    return this.bufferedBytes;
+  }
+
+  /** Stop keeping the body: from now on chunks every reader passed are dropped, and the fetch gets backpressure. */
+  unstore(reason: string): void {
+    this.stored = false;
+    this.notStoredReason ??= reason;
+    this.trim();
+    if (this.readers.size === 0 && !this.isFinal && this.state !== 'busy') {
+      this.fetchController.abort(new Error('no reader left for an unstored object'));
+    }
+  }
+
+  /** A reader at body offset 0. Trimming never drops chunks a registered reader has not read. */
+  openReader(): ObjectReader {
+    if (this.firstChunk > 0) throw new Error(`CacheObject ${this.key}: reader opened after trimming`);
+    const r: ObjectReader = { chunkIndex: 0, offset: 0, closed: false };
+    this.readers.add(r);
+    return r;
+  }
+
+  /** Whether a new reader can still see the whole body. */
+  get readable(): boolean {
+    return this.firstChunk === 0;
+  }
+
+  closeReader(r: ObjectReader): void {
+    if (r.closed) return;
+    r.closed = true;
+    this.readers.delete(r);
+    if (this.stored === false) {
+      if (this.readers.size === 0 && !this.isFinal) {
+        this.fetchController.abort(new Error('last reader of an unstored object left'));
+      }
+      this.trim();
+    }
+  }
+
+  /**
+   * The body from the reader's position, chunk by chunk, as it arrives. Ends after the last byte of a finished
+   * object; throws the fetch error when the object failed, so a caller can cut its client off.
+   */
+  async *read(r: ObjectReader, signal: AbortSignal): AsyncGenerator<Buffer, void, undefined> {
+    try {
+      for (;;) {
+        signal.throwIfAborted();
+        const i = r.chunkIndex - this.firstChunk;
+        if (i < this.chunks.length) {
+          const chunk = this.chunks[i] as Buffer;
+          r.chunkIndex++;
+          r.offset += chunk.length;
+          if (this.stored === false) this.trim();
+          yield chunk;
+          continue;
+        }
+        if (this.state === 'finished') return;
+        if (this.state === 'failed') throw this.error ?? new Error('fetch failed');
+        await this.waitChange(signal);
+      }
+    } finally {
+      this.closeReader(r);
+    }
+  }
+
+  /** Resolves at the next state change or new chunk; rejects when `signal` aborts. */
+  waitChange(signal?: AbortSignal): Promise<void> {
+    if (this.changed === undefined) {
+      this.changed = new Promise<void>((resolve) => {
+        this.wakeChanged = resolve;
+      });
+    }
+    const changed = this.changed;
+    if (signal === undefined) return changed;
+    signal.throwIfAborted();
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => reject(signal.reason as Error);
+      signal.addEventListener('abort', onAbort, { once: true });
+      changed.then(
+        () => {
+          signal.removeEventListener('abort', onAbort);
+          resolve();
+        },
+        () => undefined,
+      );
+    });
+  }
+
+  /** Waits until the state has reached at least `min` (or the object failed). */
+  async waitState(min: ObjectState, signal?: AbortSignal): Promise<void> {
+    while (RANK[this.state] < RANK[min] && this.state !== 'failed') await this.waitChange(signal);
+  }
+
+  /**
+   * Transit-buffer backpressure for the fetch of an unstored object: resolves once the bytes held ahead of the
+   * slowest reader are at most `limitBytes` (always at once for a stored object, which must keep everything).
+   */
+  async waitForSpace(limitBytes: number, signal: AbortSignal): Promise<void> {
+    while (this.stored === false && this.bufferedBytes > limitBytes && this.readers.size > 0) {
+      await this.waitChange(signal);
+    }
+  }
+
+  private notify(): void {
+    const wake = this.wakeChanged;
+    this.changed = undefined;
+    this.wakeChanged = undefined;
+    wake?.();
+  }
+
+  /** Drops chunks every reader has passed (unstored objects only). */
+  private trim(): void {
+    if (this.readers.size === 0) return;
+    let min = Number.POSITIVE_INFINITY;
+    for (const r of this.readers) if (r.chunkIndex < min) min = r.chunkIndex;
+    const drop = min - this.firstChunk;
+    if (drop <= 0) return;
+    for (let i = 0; i < drop; i++) this.bufferedBytes -= (this.chunks[i] as Buffer).length;
+    this.chunks.splice(0, drop);
+    this.firstChunk = min;
+    this.body = undefined;
+    // Space freed: a fetch parked in waitForSpace re-checks.
+    this.notify();
+  }
+}

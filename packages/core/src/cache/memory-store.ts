@@ -1,0 +1,210 @@
+import type { HeaderMap } from '../http/headers.js';
+import { varySignature } from '../http/vary.js';
+import { CacheObject } from './cache-object.js';
+import type { Stats } from '../stats.js';
+
+/**
+ * The cache index and its memory budget.
+ *
+ * Per key (the hash): the stored variants (newest first), at most one busy object (a fetch whose headers are not
+ * known yet; requests for the key wait on it), and a hit-for-miss marker until a time (the key was uncacheable:
+ * requests go to the origin without waiting on each other).
+ *
+ * Memory: every stored object's body bytes (plus a header estimate) count against `maxBytes`. Going over evicts
+ * least-recently-used objects (`n_lru_nuked`). An object that alone exceeds the budget is unstored: it keeps
+ * streaming to its readers but is no longer kept (reason `response-too-large`).
+ */
+export type LookupResult =
+  | { kind: 'hit'; obj: CacheObject }
+  /** Headers of the key's fetch not known yet: wait for it, then look up again. */
+  | { kind: 'busy'; obj: CacheObject }
+  /** The caller owns `obj` (registered as the key's busy object) and must fetch it. */
+  | { kind: 'miss'; obj: CacheObject; reason: 'uri-miss' | 'vary-miss' | 'expired' }
+  /** The key is marked uncacheable: fetch without coalescing; `obj` is not registered. */
+  | { kind: 'hit-for-miss'; obj: CacheObject }
+  | { kind: 'hit-for-pass' };
+
+interface KeyEntry {
+  variants: CacheObject[];
+  busy: CacheObject | undefined;
+  hitForMissUntilMs: number;
+  hitForPassUntilMs: number;
+}
+
+const HEADER_OVERHEAD_BYTES = 512;
+
+export class MemoryStore {
+  readonly maxBytes: number;
+  private usedBytes = 0;
+  private readonly index = new Map<string, KeyEntry>();
+  /** LRU order: first = least recently used. Only stored objects. */
+  private readonly lru = new Set<CacheObject>();
+  /** Bytes charged per stored object. */
+  private readonly charged = new Map<CacheObject, number>();
+  private readonly stats: Stats;
+
+  constructor(maxBytes: number, stats: Stats) {
+    this.maxBytes = maxBytes;
+    this.stats = stats;
+  }
+
+  get bytes(): number {
+    return this.usedBytes;
+  }
+
+  get objectCount(): number {
+    return this.lru.size;
+  }
+
+  /**
+   * Finds what serves a request for `key`: a fresh variant (hit), a busy fetch to wait on, or a miss (then a new busy
+   * object is registered for the caller). `nowMs` is the clock; the store never reads one itself.
+   */
+  lookup(key: string, reqHeaders: HeaderMap, nowMs: number): LookupResult {
+    let entry = this.index.get(key);
+    let sawUri = false;
+    let sawExpired = false;
+    if (entry !== undefined) {
+      for (let i = 0; i < entry.variants.length; i++) {
+        const obj = entry.variants[i] as CacheObject;
+        if (obj.state === 'failed') continue;
+        sawUri = true;
+        if (obj.varySig !== varySignature(obj.varyFields, reqHeaders)) continue;
+        const ageSec = obj.initialAgeSec + (nowMs - obj.responseTimeMs) / 1000;
+        if (ageSec < obj.ttlSec) {
+          this.touch(obj);
+          return { kind: 'hit', obj };
+        }
+        sawExpired = true;
+        // Past ttl + grace + keep: no use for it any more.
+        if (ageSec >= obj.ttlSec + obj.graceSec + obj.keepSec) {
+          this.remove(obj);
+          i--;
+        }
+      }
+      if (entry.busy !== undefined) return { kind: 'busy', obj: entry.busy };
+      if (entry.hitForPassUntilMs > nowMs) return { kind: 'hit-for-pass' };
+      if (entry.hitForMissUntilMs > nowMs) return { kind: 'hit-for-miss', obj: new CacheObject(key) };
+    } else {
+      entry = { variants: [], busy: undefined, hitForMissUntilMs: 0, hitForPassUntilMs: 0 };
+      this.index.set(key, entry);
+    }
+    const obj = new CacheObject(key);
+    entry.busy = obj;
+    return { kind: 'miss', obj, reason: sawExpired ? 'expired' : sawUri ? 'vary-miss' : 'uri-miss' };
+  }
+
+  /**
+   * Headers of `obj` are decided and it is to be kept: it replaces the key's busy slot and any variant with the same
+   * Vary signature. Returns false (and unstores) when it can never fit the budget.
+   */
+  insert(obj: CacheObject): boolean {
+    const entry = this.entryFor(obj.key);
+    if (entry.busy === obj) entry.busy = undefined;
+    entry.hitForMissUntilMs = 0;
+    entry.hitForPassUntilMs = 0;
+    for (const old of entry.variants.slice()) {
+      if (old.varySig === obj.varySig && old.varyFields.join() === obj.varyFields.join()) this.remove(old);
+    }
+    entry.variants.unshift(obj);
+    obj.stored = true;
+    this.lru.add(obj);
+    this.charged.set(obj, 0);
+    return this.charge(obj, HEADER_OVERHEAD_BYTES);
+  }
+
+  /** Headers of `obj` are decided and it is not to be kept: mark the key hit-for-miss (or -pass) for `ttlSec`. */
+  markUncacheable(obj: CacheObject, ttlSec: number, nowMs: number, kind: 'miss' | 'pass' = 'miss'): void {
+    const entry = this.entryFor(obj.key);
+    if (entry.busy === obj) entry.busy = undefined;
+    if (kind === 'pass') entry.hitForPassUntilMs = nowMs + ttlSec * 1000;
+    else entry.hitForMissUntilMs = nowMs + ttlSec * 1000;
+    this.cleanup(obj.key, entry);
+  }
+
+  /** The key's busy fetch failed before it had headers: release the slot so a waiter can fetch again. */
+  releaseBusy(obj: CacheObject): void {
+    const entry = this.index.get(obj.key);
+    if (entry !== undefined && entry.busy === obj) {
+      entry.busy = undefined;
+      this.cleanup(obj.key, entry);
+    }
+  }
+
+  /**
+   * Counts `bytes` more of `obj` against the budget, evicting LRU objects to make room. Returns false when `obj`
+   * itself was dropped because it alone does not fit.
+   */
+  charge(obj: CacheObject, bytes: number): boolean {
+    const prev = this.charged.get(obj);
+    if (prev === undefined) return false;
+    const now = prev + bytes;
+    if (now > this.maxBytes) {
+      this.remove(obj);
+      obj.unstore('response-too-large');
+      return false;
+    }
+    this.charged.set(obj, now);
+    this.usedBytes += bytes;
+    if (this.usedBytes > this.maxBytes) this.evict(obj);
+    return true;
+  }
+
+  /** Removes an object from the index (readers that hold it finish normally). */
+  remove(obj: CacheObject): void {
+    const bytes = this.charged.get(obj);
+    if (bytes !== undefined) {
+      this.usedBytes -= bytes;
+      this.charged.delete(obj);
+    }
+    this.lru.delete(obj);
+    const entry = this.index.get(obj.key);
+    if (entry !== undefined) {
+      const i = entry.variants.indexOf(obj);
+      if (i >= 0) entry.variants.splice(i, 1);
+      this.cleanup(obj.key, entry);
+    }
+    if (obj.stored === true) obj.stored = false;
+  }
+
+  /** Drops every object and marker (shutdown, tests). */
+  clear(): void {
+    for (const obj of [...this.lru]) this.remove(obj);
+    this.index.clear();
+  }
+
+  private evict(keep: CacheObject): void {
+    for (const victim of this.lru) {
+      if (this.usedBytes <= this.maxBytes) return;
+      if (victim === keep) continue;
+      this.remove(victim);
+      if (!victim.isFinal) victim.unstore('evicted');
+      this.stats.n_lru_nuked++;
+    }
+  }
+
+  private touch(obj: CacheObject): void {
+    this.lru.delete(obj);
+    this.lru.add(obj);
+  }
+
+  private entryFor(key: string): KeyEntry {
+    let entry = this.index.get(key);
+    if (entry === undefined) {
+      entry = { variants: [], busy: undefined, hitForMissUntilMs: 0, hitForPassUntilMs: 0 };
+      this.index.set(key, entry);
+    }
+    return entry;
+  }
+
+  private cleanup(key: string, entry: KeyEntry): void {
+    if (
+      entry.variants.length === 0 &&
+      entry.busy === undefined &&
+      entry.hitForMissUntilMs === 0 &&
+      entry.hitForPassUntilMs === 0
+    ) {
+      this.index.delete(key);
+    }
+  }
+}

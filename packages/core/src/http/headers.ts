@@ -1,0 +1,61 @@
+/**
+ * One header representation for all of core: a plain object with lowercase field names, a repeated field as an
+ * array of values (the shape node:http and undici both produce). `set-cookie` is the field that is normally an array.
+ */
+export type HeaderMap = Record<string, string | string[]>;
+
+/** Every value of `name` (lowercase) as one comma-joined string, or undefined when the field is absent. */
+export function getHeader(headers: HeaderMap, name: string): string | undefined {
+  const v = headers[name];
+  if (v === undefined) return undefined;
+  return Array.isArray(v) ? v.join(', ') : v;
+}
+
+/** Comma-separated list members of a field (RFC 9110 §5.6.1), trimmed, empty members dropped. */
+export function getHeaderList(headers: HeaderMap, name: string): string[] {
+  const v = getHeader(headers, name);
+  if (v === undefined) return [];
+  const out: string[] = [];
+  for (const part of v.split(',')) {
+    const t = part.trim();
+    if (t !== '') out.push(t);
+  }
+  return out;
+}
+
+/** Appends a value to a field, keeping earlier values (used for Via and X-Forwarded-For). */
+export function appendHeader(headers: HeaderMap, name: string, value: string): void {
+  const prev = headers[name];
+  if (prev === undefined) headers[name] = value;
+  else headers[name] = `${Array.isArray(prev) ? prev.join(', ') : prev}, ${value}`;
+}
+
+/** A shallow copy: arrays copied too, so edits to the copy never reach a stored object. */
+export function cloneHeaders(headers: HeaderMap): HeaderMap {
+  const out: HeaderMap = {};
+  for (const k in headers) {
+    const v = headers[k];
+    if (v !== undefined) out[k] = Array.isArray(v) ? v.slice() : v;
+  }
+  return out;
+}
+
+/**
+ * Hop-by-hop fields (RFC 9110 §7.6.1): a proxy MUST remove the fields that `Connection` names and the connection-
+ * specific fields, in both directions. `Proxy-*` covers Proxy-Connection, Proxy-Authenticate, Proxy-Authorization.
+ * `transfer-encoding` and `content-length` are framing: core recomputes them per hop, so they go too
+ * (`keepContentLength` keeps the origin's length where it is still valid for the body we forward).
+ */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+
+export function stripHopByHop(headers: HeaderMap, opts: { keepContentLength?: boolean } = {}): HeaderMap {
+  const named = new Set(getHeaderList(headers, 'connection').map((s) => s.toLowerCase()));
+  const out: HeaderMap = {};
+  for (const k in headers) {
+    if (HOP_BY_HOP.has(k) || named.has(k) || k.startsWith('proxy-')) continue;
+    if (k === 'content-length' && opts.keepContentLength !== true) continue;
+    const v = headers[k];
+    if (v !== undefined) out[k] = v;
+  }
+  return out;
+}

@@ -1,0 +1,6 @@
+export * from './headers.js';
+export * from './cache-control.js';
+export * from './dates.js';
+export * from './freshness.js';
+export * from './vary.js';
+export * from './cache-status.js';

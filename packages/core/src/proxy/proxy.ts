@@ -1,0 +1,544 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Readable } from 'node:stream';
+import { CacheObject, type ObjectReader } from '../cache/cache-object.js';
+import { MemoryStore } from '../cache/memory-store.js';
+import { formatCacheStatus, type CacheStatus } from '../http/cache-status.js';
+import { freshnessLifetime, initialAgeSec, type FreshnessOptions } from '../http/freshness.js';
+import { appendHeader, cloneHeaders, getHeader, stripHopByHop, type HeaderMap } from '../http/headers.js';
+import { varyFields, varySignature } from '../http/vary.js';
+import { cacheControlOf, deltaSeconds } from '../http/cache-control.js';
+import { errorMessage, ProxyError } from '../errors.js';
+import { createStats, type Stats } from '../stats.js';
+import type { Upstream, UpstreamRequest } from '../upstream.js';
+import {
+  builtinBackendResponse,
+  builtinCacheKey,
+  builtinRecv,
+  type BackendResponse,
+  type DeliveryResponse,
+  type DownstreamRequest,
+  type ProxyHooks,
+} from './hooks.js';
+
+/**
+ * The request state machine, in the spirit of Varnish's cache_req_fsm.c. Each step does one thing and names the next
+ * step; `run` is the only driver and steps never call each other.
+ *
+ *   recv -> lookup -> (hit) ------------------------------> deliver
+ *                  -> (busy: wait on the fetch, look up again)
+ *                  -> (miss | hit-for-miss) -> miss -> deliver   (fetch runs as its own task)
+ *                  -> (hit-for-pass) -> pass
+ *        -> pass | pipe -> pass -> deliver
+ *        -> synth
+ *
+ * The fetch (origin -> CacheObject) is a separate task from delivery (CacheObject -> client), as Varnish's backend
+ * and client threads are: a client leaving never stops a fetch that fills the cache, and a slow client never slows
+ * the fetch.
+ */
+export type Step = 'recv' | 'lookup' | 'miss' | 'pass' | 'deliver' | 'synth' | 'done';
+
+/** Settings of one proxy instance. Durations are seconds, sizes bytes. */
+export interface ProxyOptions<Ctx> {
+  upstream: Upstream;
+  hooks?: ProxyHooks<Ctx> | undefined;
+  /** Memory storage budget for cached objects (default 256 MiB). */
+  storageBytes?: number | undefined;
+  /** TTL for responses without explicit freshness (Varnish default_ttl). Unset: RFC 9111 heuristics only. */
+  defaultTtlSec?: number | undefined;
+  /** Grace added to every stored object (default 10 s). */
+  defaultGraceSec?: number | undefined;
+  /** Keep added to every stored object (default 0 s). */
+  defaultKeepSec?: number | undefined;
+  /** How long an uncacheable key stays hit-for-miss (default 120 s, as Varnish). */
+  hitForMissSec?: number | undefined;
+  /** How far the fetch of an unstored body may run ahead of its slowest client (default 1 MiB). */
+  transitBytes?: number | undefined;
+  /** Clock in epoch ms (tests may inject one). */
+  now?: (() => number) | undefined;
+  /** Name used in Via and Cache-Status (default "sluice"). */
+  name?: string | undefined;
+  /** Operational log lines (backend failures, bad requests). Default: silent. */
+  onLog?: ((line: LogLine) => void) | undefined;
+}
+
+export interface LogLine {
+  level: 'info' | 'warn' | 'error';
+  event: string;
+  message: string;
+  url?: string;
+}
+
+interface Tx<Ctx> {
+  req: DownstreamRequest;
+  /** The node request, for its body on pass. */
+  raw: http.IncomingMessage;
+  res: http.ServerResponse;
+  ctx: Ctx;
+  signal: AbortSignal;
+  key: string;
+  obj: CacheObject | undefined;
+  status: CacheStatus;
+  synth: { status: number; body?: string; headers?: HeaderMap } | undefined;
+  closeAfter: boolean;
+  coalesced: boolean;
+}
+
+const NO_BODY_STATUS = (s: number): boolean => s === 204 || s === 304 || (s >= 100 && s < 200);
+
+/** Request headers that only make sense between the client and the cache: a miss fetches the whole object. */
+const MISS_STRIP = ['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range', 'range'];
+
+export class Proxy<Ctx = Record<string, unknown>> {
+  readonly stats: Stats = createStats();
+  readonly store: MemoryStore;
+  readonly server: http.Server;
+  private readonly upstream: Upstream;
+  private readonly hooks: ProxyHooks<Ctx>;
+  private readonly now: () => number;
+  private readonly name: string;
+  private readonly via: string;
+  private readonly freshness: FreshnessOptions;
+  private readonly graceSec: number;
+  private readonly keepSec: number;
+  private readonly hitForMissSec: number;
+  private readonly transitBytes: number;
+  private readonly log: (line: LogLine) => void;
+  private readonly inflight = new Set<CacheObject>();
+  private readonly steps: Record<Exclude<Step, 'done'>, (tx: Tx<Ctx>) => Promise<Step> | Step>;
+
+  constructor(opts: ProxyOptions<Ctx>) {
+    this.upstream = opts.upstream;
+    this.hooks = opts.hooks ?? {};
+    this.now = opts.now ?? Date.now;
+    this.name = opts.name ?? 'sluice';
+    this.via = `1.1 ${this.name}`;
+    this.freshness = { defaultTtlSec: opts.defaultTtlSec, heuristicFraction: 0.1, heuristicMaxSec: 86_400 };
+    this.graceSec = opts.defaultGraceSec ?? 10;
+    this.keepSec = opts.defaultKeepSec ?? 0;
+    this.hitForMissSec = opts.hitForMissSec ?? 120;
+    this.transitBytes = opts.transitBytes ?? 1024 * 1024;
+    this.log = opts.onLog ?? (() => undefined);
+    this.store = new MemoryStore(opts.storageBytes ?? 256 * 1024 * 1024, this.stats);
+    this.steps = {
+      recv: (tx) => this.recv(tx),
+      lookup: (tx) => this.lookup(tx),
+      miss: (tx) => this.miss(tx),
+      pass: (tx) => this.pass(tx),
+      deliver: (tx) => this.deliver(tx),
+      synth: (tx) => this.synthStep(tx),
+    };
+    this.server = http.createServer({ keepAliveTimeout: 5_000, requestTimeout: 0 }, (req, res) => {
+      void this.handle(req, res);
+    });
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => this.onClientError(err, socket));
+  }
+
+  /** Starts listening; resolves with the bound address (port 0 picks a free one). */
+  listen(port: number, host = '127.0.0.1'): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve(this.server.address() as AddressInfo);
+      });
+    });
+  }
+
+  /** Stops accepting, aborts fetches in flight and closes every client connection. */
+  async close(): Promise<void> {
+    for (const obj of this.inflight) obj.fetchController.abort(new ProxyError('CORE_ERR_SHUTDOWN', 'shutdown', { source: 'internal' }));
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeAllConnections();
+    await closed;
+  }
+
+  private onClientError(err: NodeJS.ErrnoException, socket: import('node:stream').Duplex): void {
+    this.stats.client_req_400++;
+    this.log({ level: 'warn', event: 'bad-request', message: `malformed request: ${err.code ?? err.message}` });
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+  }
+
+  private async handle(raw: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    this.stats.client_req++;
+    const ac = new AbortController();
+    res.once('close', () => {
+      if (!res.writableFinished) ac.abort(new ProxyError('CORE_ERR_CLIENT_GONE', 'client went away', { source: 'downstream' }));
+    });
+    const headers = raw.headers as HeaderMap;
+    const tx: Tx<Ctx> = {
+      req: {
+        method: raw.method ?? 'GET',
+        url: raw.url ?? '/',
+        headers,
+        httpVersion: raw.httpVersion,
+        remoteAddress: raw.socket.remoteAddress ?? '',
+      },
+      raw,
+      res,
+      ctx: this.hooks.newCtx?.() ?? ({} as Ctx),
+      signal: ac.signal,
+      key: '',
+      obj: undefined,
+      status: {},
+      synth: undefined,
+      closeAfter: false,
+      coalesced: false,
+    };
+    let step: Step = 'recv';
+    try {
+      while (step !== 'done') step = await this.steps[step](tx);
+    } catch (e: unknown) {
+      this.failToProxy(tx, e);
+    }
+  }
+
+  /** The one place errors become client responses: a status if nothing was sent yet, otherwise a cut connection. */
+  private failToProxy(tx: Tx<Ctx>, e: unknown): void {
+    if (tx.signal.aborted) return;
+    if (!tx.res.headersSent) {
+      const status = e instanceof ProxyError && e.status !== undefined ? e.status : 503;
+      this.log({ level: 'error', event: 'internal', message: errorMessage(e), url: tx.req.url });
+      this.writeSynth(tx, { status });
+    } else {
+      tx.res.destroy();
+    }
+  }
+
+  // --- steps -------------------------------------------------------------------------------------------------
+
+  private async recv(tx: Tx<Ctx>): Promise<Step> {
+    const req = tx.req;
+    if (!normaliseTarget(req)) {
+      this.stats.client_req_400++;
+      tx.synth = { status: 400 };
+      tx.closeAfter = true;
+      return 'synth';
+    }
+    const action = (await this.hooks.requestFilter?.(req, tx.ctx)) ?? builtinRecv(req);
+    if (action === 'lookup') return 'lookup';
+    if (action === 'pass') {
+      tx.status = { fwd: 'uri-miss', detail: 'pass' };
+      return 'pass';
+    }
+    if (action === 'pipe') {
+      // Pipe is approximated by a pass on a connection that closes afterwards.
+      tx.status = { fwd: 'uri-miss', detail: 'pipe' };
+      tx.closeAfter = true;
+      return 'pass';
+    }
+    tx.synth = action.synth;
+    return 'synth';
+  }
+
+  private async lookup(tx: Tx<Ctx>): Promise<Step> {
+    tx.key = this.hooks.cacheKey?.(tx.req, tx.ctx) ?? builtinCacheKey(tx.req);
+    const r = this.store.lookup(tx.key, tx.req.headers, this.now());
+    switch (r.kind) {
+      case 'hit':
+        this.stats.cache_hit++;
+        tx.obj = r.obj;
+        tx.status = tx.coalesced ? { hit: true, detail: 'coalesced' } : { hit: true };
+        return 'deliver';
+      case 'busy':
+        // The waiting list: park until the fetch has decided its headers, then look up again.
+        this.stats.busy_sleep++;
+        await r.obj.waitState('stream', tx.signal);
+        this.stats.busy_wakeup++;
+        tx.coalesced = true;
+        return 'lookup';
+      case 'miss':
+        this.stats.cache_miss++;
+        tx.obj = r.obj;
+        tx.status = { fwd: r.reason === 'expired' ? 'miss' : r.reason };
+        return 'miss';
+      case 'hit-for-miss':
+        this.stats.cache_hitmiss++;
+        tx.obj = r.obj;
+        tx.status = { fwd: 'uri-miss', detail: 'hit-for-miss' };
+        return 'miss';
+      case 'hit-for-pass':
+        this.stats.cache_hitpass++;
+        tx.status = { fwd: 'uri-miss', detail: 'hit-for-pass' };
+        return 'pass';
+    }
+  }
+
+  private miss(tx: Tx<Ctx>): Step {
+    const obj = tx.obj as CacheObject;
+    const headers = stripHopByHop(tx.req.headers);
+    for (const h of MISS_STRIP) delete headers[h];
+    this.addForwarding(headers, tx.req);
+    // A HEAD miss fetches GET so the object can be stored and serve later GETs (Varnish does the same).
+    const bereq: UpstreamRequest = { method: 'GET', path: tx.req.url, headers, body: null };
+    void this.fetch(obj, bereq, tx, false);
+    return 'deliver';
+  }
+
+  private pass(tx: Tx<Ctx>): Step {
+    this.stats.s_pass++;
+    const obj = new CacheObject(tx.key);
+    tx.obj = obj;
+    const headers = stripHopByHop(tx.req.headers, { keepContentLength: true });
+    this.addForwarding(headers, tx.req);
+    const hasBody = tx.raw.headers['content-length'] !== undefined || tx.raw.headers['transfer-encoding'] !== undefined;
+    const bereq: UpstreamRequest = {
+      method: tx.req.method,
+      path: tx.req.url,
+      headers,
+      body: hasBody ? (tx.raw as Readable) : null,
+    };
+    void this.fetch(obj, bereq, tx, true);
+    return 'deliver';
+  }
+
+  private async deliver(tx: Tx<Ctx>): Promise<Step> {
+    const obj = tx.obj as CacheObject;
+    const reader = obj.readable ? obj.openReader() : undefined;
+    try {
+      await obj.waitState('stream', tx.signal);
+      if (obj.state === 'failed' && obj.status === 0) return this.fetchFailedSynth(tx, obj);
+      if (!obj.doStream) {
+        await obj.waitState('finished', tx.signal);
+        if (obj.state === 'failed') return this.fetchFailedSynth(tx, obj);
+      }
+      this.writeHead(tx, obj);
+      const res = tx.res;
+      if (tx.req.method === 'HEAD' || NO_BODY_STATUS(obj.status) || reader === undefined) {
+        res.end();
+        return 'done';
+      }
+      if (obj.state === 'finished' && obj.body !== undefined) {
+        // Complete stored object: one write with Content-Length.
+        this.stats.s_resp_bodybytes += obj.body.length;
+        res.end(obj.body);
+        return 'done';
+      }
+      res.flushHeaders();
+      try {
+        for await (const chunk of obj.read(reader, tx.signal)) {
+          this.stats.s_resp_bodybytes += chunk.length;
+          if (!res.write(chunk)) await drained(res, tx.signal);
+        }
+      } catch (e: unknown) {
+        // The fetch failed mid-body (or the client left): cut the client off so it can tell the body is incomplete
+        // (no terminating chunk, or fewer bytes than Content-Length).
+        if (!tx.signal.aborted) this.log({ level: 'warn', event: 'stream-cut', message: errorMessage(e), url: tx.req.url });
+        res.destroy();
+        return 'done';
+      }
+      res.end();
+      return 'done';
+    } finally {
+      if (reader !== undefined) obj.closeReader(reader);
+    }
+  }
+
+  private synthStep(tx: Tx<Ctx>): Step {
+    this.writeSynth(tx, tx.synth ?? { status: 500 });
+    return 'done';
+  }
+
+  // --- the fetch task (origin -> CacheObject) ------------------------------------------------------------------
+
+  private async fetch(obj: CacheObject, bereq: UpstreamRequest, tx: Tx<Ctx>, isPass: boolean): Promise<void> {
+    const signal = obj.fetchController.signal;
+    this.inflight.add(obj);
+    this.stats.s_fetch++;
+    try {
+      await this.hooks.upstreamRequestFilter?.(bereq, tx.ctx);
+      obj.requestTimeMs = this.now();
+      let res;
+      try {
+        res = await this.upstream.request(bereq, { signal });
+      } catch (e: unknown) {
+        this.stats.backend_fail++;
+        this.stats.fetch_failed++;
+        this.log({ level: 'error', event: 'backend-fail', message: `backend fetch failed: ${errorMessage(e)}`, url: bereq.path });
+        obj.fail(new ProxyError('CORE_ERR_UPSTREAM_UNAVAILABLE', 'backend fetch failed', { source: 'upstream', status: 503, cause: e }));
+        this.store.releaseBusy(obj);
+        return;
+      }
+      obj.responseTimeMs = this.now();
+      const clRaw = getHeader(res.headers, 'content-length');
+      const expected = clRaw !== undefined && /^\d+$/.test(clRaw) ? Number(clRaw) : undefined;
+      const headers = stripHopByHop(res.headers);
+      const life = freshnessLifetime(res.status, headers, obj.responseTimeMs, this.freshness);
+      obj.initialAgeSec = initialAgeSec(headers, obj.requestTimeMs, obj.responseTimeMs);
+      const cc = cacheControlOf(headers);
+      const swr = deltaSeconds(cc.get('stale-while-revalidate'));
+      const beresp: BackendResponse = {
+        status: res.status,
+        headers,
+        ttlSec: life.lifetimeSec - obj.initialAgeSec,
+        graceSec: swr ?? this.graceSec,
+        keepSec: this.keepSec,
+        uncacheable: isPass,
+        uncacheableReason: isPass ? 'pass' : undefined,
+        doStream: true,
+        isPass,
+        ttlSource: life.source,
+      };
+      const verdict = await this.hooks.upstreamResponseFilter?.(beresp, tx.ctx);
+      if (verdict !== 'deliver') builtinBackendResponse(beresp, bereq, this.hitForMissSec);
+
+      obj.status = beresp.status;
+      obj.headers = beresp.headers;
+      obj.varyFields = varyFields(beresp.headers);
+      obj.varySig = varySignature(obj.varyFields, tx.req.headers);
+      obj.doStream = beresp.doStream;
+      obj.bodyless = bereq.method === 'HEAD' || NO_BODY_STATUS(beresp.status);
+      obj.expectedLength = obj.bodyless && bereq.method !== 'HEAD' ? 0 : expected;
+      obj.graceSec = beresp.graceSec;
+      obj.keepSec = beresp.keepSec;
+      if (!beresp.uncacheable && !isPass) {
+        obj.ttlSec = beresp.ttlSec + obj.initialAgeSec;
+        this.store.insert(obj);
+      } else {
+        obj.stored = false;
+        obj.notStoredReason = beresp.uncacheableReason;
+        if (!isPass) this.store.markUncacheable(obj, beresp.ttlSec, this.now());
+      }
+      obj.setState('stream');
+
+      if (obj.bodyless) {
+        res.body.resume();
+        obj.finish();
+        return;
+      }
+      try {
+        for await (const chunk of res.body as AsyncIterable<Buffer>) {
+          obj.extend(chunk);
+          this.stats.s_beresp_bodybytes += chunk.length;
+          if (obj.stored === true) this.store.charge(obj, chunk.length);
+          if (obj.stored === false) await obj.waitForSpace(this.transitBytes, signal);
+        }
+        if (expected !== undefined && obj.length !== expected) {
+          throw new ProxyError('CORE_ERR_UPSTREAM_LENGTH_MISMATCH', `body ended at ${obj.length} of ${expected} bytes`, {
+            source: 'upstream',
+          });
+        }
+        obj.finish();
+      } catch (e: unknown) {
+        res.body.destroy();
+        this.stats.fetch_failed++;
+        if (!signal.aborted) {
+          this.log({ level: 'error', event: 'fetch-error', message: `body fetch failed: ${errorMessage(e)}`, url: bereq.path });
+        }
+        // Never keep a truncated object.
+        this.store.remove(obj);
+        obj.fail(new ProxyError('CORE_ERR_UPSTREAM_BODY', 'origin body failed', { source: 'upstream', cause: e }));
+      }
+    } catch (e: unknown) {
+      this.stats.fetch_failed++;
+      this.log({ level: 'error', event: 'fetch-error', message: errorMessage(e), url: bereq.path });
+      this.store.releaseBusy(obj);
+      this.store.remove(obj);
+      obj.fail(new ProxyError('CORE_ERR_HOOK_FAILED', 'fetch failed', { source: 'internal', cause: e }));
+    } finally {
+      this.inflight.delete(obj);
+    }
+  }
+
+  // --- writing -------------------------------------------------------------------------------------------------
+
+  private writeHead(tx: Tx<Ctx>, obj: CacheObject): void {
+    const headers = cloneHeaders(obj.headers);
+    const nowMs = this.now();
+    const ageSec = obj.initialAgeSec + Math.max(0, (nowMs - obj.responseTimeMs) / 1000);
+    // RFC 9111 §5.1: a cache MUST send Age when it serves a stored response; sent on every response here.
+    const age = Math.floor(ageSec);
+    headers['age'] = String(age);
+    appendHeader(headers, 'via', this.via);
+    const status: CacheStatus = { ...tx.status };
+    if (status.fwd !== undefined) {
+      status.fwdStatus = obj.status;
+      if (obj.stored === true) status.stored = true;
+      else if (status.detail === undefined && obj.notStoredReason !== undefined) status.detail = obj.notStoredReason;
+    }
+    if (obj.stored === true) status.ttlSec = Math.max(0, obj.ttlSec - age);
+    headers['cache-status'] = formatCacheStatus(this.name, status);
+    if (!NO_BODY_STATUS(obj.status)) {
+      if (obj.state === 'finished' && !obj.bodyless) headers['content-length'] = String(obj.length);
+      else if (obj.expectedLength !== undefined) headers['content-length'] = String(obj.expectedLength);
+    }
+    if (tx.closeAfter) headers['connection'] = 'close';
+    const resp: DeliveryResponse = { status: obj.status, headers };
+    this.hooks.responseFilter?.(resp, tx.req, tx.ctx);
+    tx.res.writeHead(resp.status, resp.headers);
+  }
+
+  private fetchFailedSynth(tx: Tx<Ctx>, obj: CacheObject): Step {
+    const err = obj.error;
+    tx.synth = { status: err instanceof ProxyError && err.status !== undefined ? err.status : 503, body: 'Backend fetch failed\n' };
+    tx.status = { ...tx.status, detail: 'fetch-error' };
+    return 'synth';
+  }
+
+  private writeSynth(tx: Tx<Ctx>, synth: { status: number; body?: string; headers?: HeaderMap }): void {
+    this.stats.s_synth++;
+    const body = synth.body ?? `${synth.status} ${http.STATUS_CODES[synth.status] ?? ''}\n`;
+    const headers: HeaderMap = {
+      'content-type': 'text/plain; charset=utf-8',
+      ...synth.headers,
+      'content-length': String(Buffer.byteLength(body)),
+      'cache-status': formatCacheStatus(this.name, { ...tx.status, detail: tx.status.detail ?? 'synth' }),
+      via: this.via,
+    };
+    if (tx.closeAfter) headers['connection'] = 'close';
+    const resp: DeliveryResponse = { status: synth.status, headers };
+    this.hooks.responseFilter?.(resp, tx.req, tx.ctx);
+    tx.res.writeHead(resp.status, resp.headers);
+    tx.res.end(tx.req.method === 'HEAD' ? undefined : body);
+  }
+
+  private addForwarding(headers: HeaderMap, req: DownstreamRequest): void {
+    appendHeader(headers, 'via', this.via);
+    appendHeader(headers, 'x-forwarded-for', req.remoteAddress);
+  }
+}
+
+/** Accepts origin-form, absolute-form (rewritten to origin-form + Host) and `OPTIONS *`; false = bad target. */
+function normaliseTarget(req: DownstreamRequest): boolean {
+  const url = req.url;
+  if (url.startsWith('/')) return true;
+  if (url === '*' && req.method === 'OPTIONS') return true;
+  if (/^https?:\/\//i.test(url)) {
+    try {
+      const u = new URL(url);
+      req.url = `${u.pathname}${u.search}`;
+      req.headers['host'] = u.host;
+      return true;
+    } catch {
+      return false;
+    }
+  }
+  return false;
+}
+
+/** Resolves on 'drain'; rejects if the client goes away first. */
+function drained(res: http.ServerResponse, signal: AbortSignal): Promise<void> {
+  signal.throwIfAborted();
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => {
+      res.off('drain', onDrain);
+      reject(signal.reason as Error);
+    };
+    const onDrain = (): void => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    };
+    res.once('drain', onDrain);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** Builds a proxy; call `listen` to serve. */
+export function createProxy<Ctx = Record<string, unknown>>(opts: ProxyOptions<Ctx>): Proxy<Ctx> {
+  return new Proxy(opts);
+}

@@ -1,0 +1,45 @@
+/**
+ * varnishstat-style counters, one object per proxy instance. Names follow varnishstat's MAIN.* counters so Varnish
+ * users recognise them; tests read them directly.
+ */
+export interface Stats {
+  client_req: number;
+  client_req_400: number;
+  cache_hit: number;
+  cache_hit_grace: number;
+  cache_miss: number;
+  cache_hitmiss: number;
+  cache_hitpass: number;
+  busy_sleep: number;
+  busy_wakeup: number;
+  s_fetch: number;
+  s_pass: number;
+  s_synth: number;
+  fetch_failed: number;
+  backend_fail: number;
+  n_lru_nuked: number;
+  s_resp_bodybytes: number;
+  s_beresp_bodybytes: number;
+}
+
+export function createStats(): Stats {
+  return {
+    client_req: 0,
+    client_req_400: 0,
+    cache_hit: 0,
+    cache_hit_grace: 0,
+    cache_miss: 0,
+    cache_hitmiss: 0,
+    cache_hitpass: 0,
+    busy_sleep: 0,
+    busy_wakeup: 0,
+    s_fetch: 0,
+    s_pass: 0,
+    s_synth: 0,
+    fetch_failed: 0,
+    backend_fail: 0,
+    n_lru_nuked: 0,
+    s_resp_bodybytes: 0,
+    s_beresp_bodybytes: 0,
+  };
+}

@@ -1,0 +1,112 @@
+import net from 'node:net';
+import { createOriginClient, type OriginClient } from '@sluice/origin-client';
+import { createProxy, type Proxy, type ProxyOptions } from '../proxy/proxy.js';
+
+/** A real proxy on 127.0.0.1:0 in front of `backendUrl`, through the real origin client. */
+export interface ProxyHarness {
+  proxy: Proxy;
+  url: string;
+  port: number;
+  origin: OriginClient;
+  close(): Promise<void>;
+}
+
+export async function startProxy(
+  backendUrl: string,
+  opts: Omit<ProxyOptions<Record<string, unknown>>, 'upstream'> = {},
+): Promise<ProxyHarness> {
+  const origin = createOriginClient({ backends: [{ url: backendUrl }] });
+  const proxy = createProxy({ ...opts, upstream: origin });
+  const addr = await proxy.listen(0);
+  return {
+    proxy,
+    origin,
+    url: `http://127.0.0.1:${addr.port}`,
+    port: addr.port,
+    close: async () => {
+      await proxy.close();
+      await origin.destroy();
+    },
+  };
+}
+
+/** A response read off a raw socket, framing kept as sent. */
+export interface RawResponse {
+  status: number;
+  head: string;
+  headers: Record<string, string>;
+  /** Body bytes after de-chunking (or as sent when not chunked). */
+  body: Buffer;
+  chunked: boolean;
+  /** Chunked: whether the terminating zero-size chunk arrived. */
+  terminated: boolean;
+  /** All bytes received. */
+  raw: Buffer;
+}
+
+/** Parses one HTTP/1.1 response from raw bytes. */
+export function parseRawResponse(raw: Buffer): RawResponse {
+  const sep = raw.indexOf('\r\n\r\n');
+  if (sep < 0) throw new Error(`no header end in ${JSON.stringify(raw.toString('latin1').slice(0, 200))}`);
+  const head = raw.subarray(0, sep).toString('latin1');
+  const lines = head.split('\r\n');
+  const status = Number((lines[0] ?? '').split(' ')[1]);
+  const headers: Record<string, string> = {};
+  for (const l of lines.slice(1)) {
+    const i = l.indexOf(':');
+    const k = l.slice(0, i).trim().toLowerCase();
+    const v = l.slice(i + 1).trim();
+    headers[k] = headers[k] === undefined ? v : `${headers[k]}, ${v}`;
+  }
+  let rest = raw.subarray(sep + 4);
+  const chunked = /chunked/i.test(headers['transfer-encoding'] ?? '');
+  if (!chunked) return { status, head, headers, body: rest, chunked, terminated: false, raw };
+  const parts: Buffer[] = [];
+  let terminated = false;
+  for (;;) {
+    const eol = rest.indexOf('\r\n');
+    if (eol < 0) break;
+    const size = parseInt(rest.subarray(0, eol).toString('latin1'), 16);
+    if (Number.isNaN(size)) break;
+    if (size === 0) {
+      // "0\r\n" then (no trailers) the final "\r\n".
+      terminated = rest.subarray(eol + 2, eol + 4).toString('latin1') === '\r\n';
+      break;
+    }
+    if (rest.length < eol + 2 + size + 2) {
+      parts.push(rest.subarray(eol + 2, Math.min(rest.length, eol + 2 + size)));
+      break;
+    }
+    parts.push(rest.subarray(eol + 2, eol + 2 + size));
+    rest = rest.subarray(eol + 2 + size + 2);
+  }
+  return { status, head, headers, body: Buffer.concat(parts), chunked, terminated, raw };
+}
+
+/**
+ * Sends raw bytes and collects everything until the server closes the connection. Use `Connection: close` in the
+ * request, or a case where the server cuts the connection. `onData` sees bytes as they arrive.
+ */
+export function rawExchange(port: number, request: string | Buffer, onData?: (all: Buffer) => void): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    sock.on('data', (d: Buffer) => {
+      chunks.push(d);
+      onData?.(Buffer.concat(chunks));
+    });
+    sock.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'ECONNRESET') resolve(Buffer.concat(chunks));
+      else reject(e);
+    });
+    sock.on('close', () => resolve(Buffer.concat(chunks)));
+    sock.write(request);
+  });
+}
+
+/** Simple GET over a raw socket with Connection: close; parsed. */
+export async function rawGet(port: number, path: string, extra: Record<string, string> = {}, method = 'GET'): Promise<RawResponse> {
+  let req = `${method} ${path} HTTP/1.1\r\nHost: test.local\r\nConnection: close\r\n`;
+  for (const [k, v] of Object.entries(extra)) req += `${k}: ${v}\r\n`;
+  return parseRawResponse(await rawExchange(port, `${req}\r\n`));
+}

@@ -1,0 +1,32 @@
+import type { Readable } from 'node:stream';
+import type { HeaderMap } from './http/headers.js';
+
+/**
+ * The Upstream port: what core needs from whatever reaches origins. @sluice/origin-client satisfies it structurally;
+ * tests and replay can hand core any other implementation.
+ */
+export interface UpstreamRequest {
+  method: string;
+  /** origin-form request target: path and query. */
+  path: string;
+  headers: HeaderMap;
+  /** Request body for methods that have one; null when there is none. */
+  body: Readable | null;
+}
+
+export interface UpstreamResponse {
+  status: number;
+  headers: HeaderMap;
+  body: Readable;
+  /** Whether the request went over a reused (keep-alive) connection. */
+  reusedConnection?: boolean;
+}
+
+export interface Upstream {
+  /**
+   * Sends one request to an origin. Resolves once response headers arrived; the body streams afterwards. Rejects
+   * when no response could be had (connect failure, timeout). Aborting `signal` destroys the origin connection if a
+   * body was still in flight.
+   */
+  request(req: UpstreamRequest, opts: { signal: AbortSignal }): Promise<UpstreamResponse>;
+}
