@@ -97,12 +97,20 @@ export class CacheObject {
 
   /** The fetch completed with the whole body. A stored object's chunks become one Buffer for single-write hits. */
   finish(): void {
-    if (this.stored === true && this.firstChunk === 0) {
-      // Readers in flight keep iterating the old array, which is complete and no longer changes.
-      this.body = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.length);
-      this.chunks = this.body === undefined ? [] : [this.body];
-    }
     this.setState('finished');
+    this.consolidate();
+  }
+
+  /**
+   * Joins a finished stored object's chunks into `body`. Only while no reader is open: a reader's position is a
+   * chunk index into the list, so the list must not change under it. Otherwise the last reader to leave does it.
+   */
+  private consolidate(): void {
+    if (this.state !== 'finished' || this.stored !== true || this.body !== undefined) return;
+    if (this.readers.size > 0 || this.firstChunk !== 0) return;
+    const body = this.chunks.length === 1 ? (this.chunks[0] as Buffer) : Buffer.concat(this.chunks, this.length);
+    this.body = body;
+    this.chunks = [body];
   }
 
   fail(err: Error): void {
@@ -148,6 +156,7 @@ export class CacheObject {
     if (r.closed) return;
     r.closed = true;
     this.readers.delete(r);
+    if (this.readers.size === 0) this.consolidate();
     if (this.stored === false) {
       if (this.readers.size === 0 && !this.isFinal) {
         this.fetchController.abort(new Error('last reader of an unstored object left'));

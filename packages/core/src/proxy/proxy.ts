@@ -320,8 +320,10 @@ export class Proxy<Ctx = Record<string, unknown>> {
         return 'done';
       }
       res.flushHeaders();
+      let sent = 0;
       try {
         for await (const chunk of obj.read(reader, tx.signal)) {
+          sent += chunk.length;
           this.stats.s_resp_bodybytes += chunk.length;
           if (!res.write(chunk)) await drained(res, tx.signal);
         }
@@ -329,6 +331,13 @@ export class Proxy<Ctx = Record<string, unknown>> {
         // The fetch failed mid-body (or the client left): cut the client off so it can tell the body is incomplete
         // (no terminating chunk, or fewer bytes than Content-Length).
         if (!tx.signal.aborted) this.log({ level: 'warn', event: 'stream-cut', message: errorMessage(e), url: tx.req.url });
+        res.destroy();
+        return 'done';
+      }
+      // Defence in depth: a body shorter than the length announced must never end cleanly.
+      const announced = res.getHeader('content-length');
+      if (announced !== undefined && Number(announced) !== sent) {
+        this.log({ level: 'error', event: 'length-mismatch', message: `sent ${sent} of ${String(announced)} bytes`, url: tx.req.url });
         res.destroy();
         return 'done';
       }

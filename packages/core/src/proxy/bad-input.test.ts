@@ -1,0 +1,44 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import { startFixtureOrigin, type FixtureOrigin } from '@sluice/fixtures';
+import { parseRawResponse, rawExchange, startProxy, type ProxyHarness } from '../test-support/harness.js';
+import type { LogLine } from './proxy.js';
+
+let origin: FixtureOrigin | undefined;
+let px: ProxyHarness | undefined;
+afterEach(async () => {
+  await px?.close();
+  await origin?.close();
+  px = undefined;
+  origin = undefined;
+});
+
+describe('bad input', () => {
+  it.each([
+    ['garbage request line', 'GARBAGE\r\n\r\n'],
+    ['bad header line', 'GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n'],
+    ['both Content-Length and chunked', 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'],
+    ['relative target', 'GET foo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'],
+  ])('%s gets 400 and the proxy keeps serving', async (_n, bytes) => {
+    origin = await startFixtureOrigin();
+    px = await startProxy(origin.url);
+    const r = parseRawResponse(await rawExchange(px.port, bytes));
+    expect(r.status).toBe(400);
+    const ok = await request(`${px.url}/static/10`);
+    expect(ok.statusCode).toBe(200);
+    expect(await ok.body.text()).toBe('abcdefghij');
+  });
+
+  it('an unreachable backend gets 503 with a clear log line, not a crash', async () => {
+    const lines: LogLine[] = [];
+    px = await startProxy('http://127.0.0.1:1', { onLog: (l) => lines.push(l) });
+    const r = await request(`${px.url}/x`);
+    expect(r.statusCode).toBe(503);
+    expect(await r.body.text()).toBe('Backend fetch failed\n');
+    expect(lines.some((l) => l.event === 'backend-fail' && /ECONNREFUSED/.test(l.message))).toBe(true);
+    const again = await request(`${px.url}/x`);
+    expect(again.statusCode).toBe(503);
+    await again.body.text();
+    expect(px.proxy.stats.backend_fail).toBe(2);
+  });
+});
