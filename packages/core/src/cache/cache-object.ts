@@ -61,6 +61,9 @@ export class CacheObject {
   /** Why it is not stored (logged, Cache-Status detail). */
   notStoredReason: string | undefined;
 
+  /** Serialised stored headers for delivery (`name: value\r\n` lines), built at the first delivery. */
+  headBlock: string | undefined;
+
   /** Aborts the origin fetch; wired by whoever starts the fetch. */
   readonly fetchController = new AbortController();
 

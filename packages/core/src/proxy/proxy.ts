@@ -1,6 +1,5 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Readable } from 'node:stream';
 import { CacheObject, type ObjectReader } from '../cache/cache-object.js';
 import { MemoryStore } from '../cache/memory-store.js';
 import { formatCacheStatus, type CacheStatus } from '../http/cache-status.js';
@@ -9,6 +8,8 @@ import { appendHeader, cloneHeaders, getHeader, stripHopByHop, type HeaderMap } 
 import { varyFields, varySignature } from '../http/vary.js';
 import { cacheControlOf, deltaSeconds } from '../http/cache-control.js';
 import { errorMessage, ProxyError } from '../errors.js';
+import { Http1Server, type Http1Request } from '../http1/server.js';
+import { serializeHeaders, type Http1Response } from '../http1/response.js';
 import { createStats, type Stats } from '../stats.js';
 import type { Upstream, UpstreamRequest } from '../upstream.js';
 import {
@@ -71,9 +72,9 @@ export interface LogLine {
 
 interface Tx<Ctx> {
   req: DownstreamRequest;
-  /** The node request, for its body on pass. */
-  raw: http.IncomingMessage;
-  res: http.ServerResponse;
+  /** The request body (null when none), forwarded on pass. */
+  body: Http1Request['body'];
+  res: Http1Response;
   ctx: Ctx;
   signal: AbortSignal;
   key: string;
@@ -92,7 +93,7 @@ const MISS_STRIP = ['if-none-match', 'if-modified-since', 'if-match', 'if-unmodi
 export class Proxy<Ctx = Record<string, unknown>> {
   readonly stats: Stats = createStats();
   readonly store: MemoryStore;
-  readonly server: http.Server;
+  readonly server: Http1Server;
   private readonly upstream: Upstream;
   private readonly hooks: ProxyHooks<Ctx>;
   private readonly now: () => number;
@@ -128,61 +129,39 @@ export class Proxy<Ctx = Record<string, unknown>> {
       deliver: (tx) => this.deliver(tx),
       synth: (tx) => this.synthStep(tx),
     };
-    this.server = http.createServer({ keepAliveTimeout: 5_000, requestTimeout: 0 }, (req, res) => {
-      void this.handle(req, res);
+    this.server = new Http1Server((req, res) => void this.handle(req, res), {
+      onBadRequest: (status, reason) => {
+        this.stats.client_req_400++;
+        this.log({ level: 'warn', event: 'bad-request', message: `${status} ${reason}` });
+      },
     });
-    this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => this.onClientError(err, socket));
   }
 
   /** Starts listening; resolves with the bound address (port 0 picks a free one). */
   listen(port: number, host = '127.0.0.1'): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        resolve(this.server.address() as AddressInfo);
-      });
-    });
+    return this.server.listen(port, host);
   }
 
   /** Stops accepting, aborts fetches in flight and closes every client connection. */
   async close(): Promise<void> {
     for (const obj of this.inflight) obj.fetchController.abort(new ProxyError('CORE_ERR_SHUTDOWN', 'shutdown', { source: 'internal' }));
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.server.closeAllConnections();
-    await closed;
+    await this.server.close(true);
   }
 
-  private onClientError(err: NodeJS.ErrnoException, socket: import('node:stream').Duplex): void {
-    this.stats.client_req_400++;
-    this.log({ level: 'warn', event: 'bad-request', message: `malformed request: ${err.code ?? err.message}` });
-    if (err.code === 'ECONNRESET' || !socket.writable) {
-      socket.destroy();
-      return;
-    }
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
-    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-  }
-
-  private async handle(raw: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  private async handle(raw: Http1Request, res: Http1Response): Promise<void> {
     this.stats.client_req++;
-    const ac = new AbortController();
-    res.once('close', () => {
-      if (!res.writableFinished) ac.abort(new ProxyError('CORE_ERR_CLIENT_GONE', 'client went away', { source: 'downstream' }));
-    });
-    const headers = raw.headers as HeaderMap;
     const tx: Tx<Ctx> = {
       req: {
-        method: raw.method ?? 'GET',
-        url: raw.url ?? '/',
-        headers,
+        method: raw.method,
+        url: raw.url,
+        headers: raw.headers,
         httpVersion: raw.httpVersion,
-        remoteAddress: raw.socket.remoteAddress ?? '',
+        remoteAddress: raw.remoteAddress,
       },
-      raw,
+      body: raw.body,
       res,
       ctx: this.hooks.newCtx?.() ?? ({} as Ctx),
-      signal: ac.signal,
+      signal: res.signal,
       key: '',
       obj: undefined,
       status: {},
@@ -201,7 +180,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
   /** The one place errors become client responses: a status if nothing was sent yet, otherwise a cut connection. */
   private failToProxy(tx: Tx<Ctx>, e: unknown): void {
     if (tx.signal.aborted) return;
-    if (!tx.res.headersSent) {
+    if (!tx.res.committed) {
       const status = e instanceof ProxyError && e.status !== undefined ? e.status : 503;
       this.log({ level: 'error', event: 'internal', message: errorMessage(e), url: tx.req.url });
       this.writeSynth(tx, { status });
@@ -286,13 +265,8 @@ export class Proxy<Ctx = Record<string, unknown>> {
     tx.obj = obj;
     const headers = stripHopByHop(tx.req.headers, { keepContentLength: true });
     this.addForwarding(headers, tx.req);
-    const hasBody = tx.raw.headers['content-length'] !== undefined || tx.raw.headers['transfer-encoding'] !== undefined;
-    const bereq: UpstreamRequest = {
-      method: tx.req.method,
-      path: tx.req.url,
-      headers,
-      body: hasBody ? (tx.raw as Readable) : null,
-    };
+    if (tx.body === null) delete headers['content-length'];
+    const bereq: UpstreamRequest = { method: tx.req.method, path: tx.req.url, headers, body: tx.body };
     void this.fetch(obj, bereq, tx, true);
     return 'deliver';
   }
@@ -325,7 +299,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
         for await (const chunk of obj.read(reader, tx.signal)) {
           sent += chunk.length;
           this.stats.s_resp_bodybytes += chunk.length;
-          if (!res.write(chunk)) await drained(res, tx.signal);
+          if (!res.write(chunk)) await res.drained(tx.signal);
         }
       } catch (e: unknown) {
         // The fetch failed mid-body (or the client left): cut the client off so it can tell the body is incomplete
@@ -335,8 +309,8 @@ export class Proxy<Ctx = Record<string, unknown>> {
         return 'done';
       }
       // Defence in depth: a body shorter than the length announced must never end cleanly.
-      const announced = res.getHeader('content-length');
-      if (announced !== undefined && Number(announced) !== sent) {
+      const announced = res.announcedLength;
+      if (announced !== undefined && announced !== sent && tx.req.method !== 'HEAD') {
         this.log({ level: 'error', event: 'length-mismatch', message: `sent ${sent} of ${String(announced)} bytes`, url: tx.req.url });
         res.destroy();
         return 'done';
@@ -457,13 +431,9 @@ export class Proxy<Ctx = Record<string, unknown>> {
   // --- writing -------------------------------------------------------------------------------------------------
 
   private writeHead(tx: Tx<Ctx>, obj: CacheObject): void {
-    const headers = cloneHeaders(obj.headers);
     const nowMs = this.now();
     const ageSec = obj.initialAgeSec + Math.max(0, (nowMs - obj.responseTimeMs) / 1000);
-    // RFC 9111 §5.1: a cache MUST send Age when it serves a stored response; sent on every response here.
     const age = Math.floor(ageSec);
-    headers['age'] = String(age);
-    appendHeader(headers, 'via', this.via);
     const status: CacheStatus = { ...tx.status };
     if (status.fwd !== undefined) {
       status.fwdStatus = obj.status;
@@ -471,15 +441,40 @@ export class Proxy<Ctx = Record<string, unknown>> {
       else if (status.detail === undefined && obj.notStoredReason !== undefined) status.detail = obj.notStoredReason;
     }
     if (obj.stored === true) status.ttlSec = Math.max(0, obj.ttlSec - age);
-    headers['cache-status'] = formatCacheStatus(this.name, status);
+    // RFC 9211 §2: keep the Cache-Status entries of caches before us; ours goes last.
+    const upstreamStatus = getHeader(obj.headers, 'cache-status');
+    const cacheStatus = upstreamStatus === undefined ? formatCacheStatus(this.name, status) : `${upstreamStatus}, ${formatCacheStatus(this.name, status)}`;
+    let length: string | undefined;
     if (!NO_BODY_STATUS(obj.status)) {
-      if (obj.state === 'finished' && !obj.bodyless) headers['content-length'] = String(obj.length);
-      else if (obj.expectedLength !== undefined) headers['content-length'] = String(obj.expectedLength);
+      if (obj.state === 'finished' && !obj.bodyless) length = String(obj.length);
+      else if (obj.expectedLength !== undefined) length = String(obj.expectedLength);
     }
+    if (this.hooks.responseFilter === undefined) {
+      // Hit path: the stored headers are serialised once per object; only Age, Cache-Status and length vary.
+      obj.headBlock ??= serializeHeaders(this.deliveryHeaders(obj));
+      // RFC 9111 §5.1: a cache MUST send Age when it serves a stored response; sent on every response here.
+      let block = `${obj.headBlock}age: ${age}\r\ncache-status: ${cacheStatus}\r\n`;
+      if (length !== undefined) block += `content-length: ${length}\r\n`;
+      tx.res.writeHeadBlock(obj.status, block, length, tx.closeAfter);
+      return;
+    }
+    const headers = this.deliveryHeaders(obj);
+    headers['age'] = String(age);
+    headers['cache-status'] = cacheStatus;
+    if (length !== undefined) headers['content-length'] = length;
     if (tx.closeAfter) headers['connection'] = 'close';
     const resp: DeliveryResponse = { status: obj.status, headers };
-    this.hooks.responseFilter?.(resp, tx.req, tx.ctx);
+    this.hooks.responseFilter(resp, tx.req, tx.ctx);
     tx.res.writeHead(resp.status, resp.headers);
+  }
+
+  /** Stored headers as delivered: our Via appended, Age and Cache-Status left to the caller. */
+  private deliveryHeaders(obj: CacheObject): HeaderMap {
+    const headers = cloneHeaders(obj.headers);
+    delete headers['age'];
+    delete headers['cache-status'];
+    appendHeader(headers, 'via', this.via);
+    return headers;
   }
 
   private fetchFailedSynth(tx: Tx<Ctx>, obj: CacheObject): Step {
@@ -503,7 +498,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
     const resp: DeliveryResponse = { status: synth.status, headers };
     this.hooks.responseFilter?.(resp, tx.req, tx.ctx);
     tx.res.writeHead(resp.status, resp.headers);
-    tx.res.end(tx.req.method === 'HEAD' ? undefined : body);
+    tx.res.end(Buffer.from(body));
   }
 
   private addForwarding(headers: HeaderMap, req: DownstreamRequest): void {
@@ -528,23 +523,6 @@ function normaliseTarget(req: DownstreamRequest): boolean {
     }
   }
   return false;
-}
-
-/** Resolves on 'drain'; rejects if the client goes away first. */
-function drained(res: http.ServerResponse, signal: AbortSignal): Promise<void> {
-  signal.throwIfAborted();
-  return new Promise((resolve, reject) => {
-    const onAbort = (): void => {
-      res.off('drain', onDrain);
-      reject(signal.reason as Error);
-    };
-    const onDrain = (): void => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    };
-    res.once('drain', onDrain);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 /** Builds a proxy; call `listen` to serve. */

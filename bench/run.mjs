@@ -1,0 +1,145 @@
+// Issue 2 benchmarks. Usage: node bench/run.mjs [--quick] [--out FILE]
+//   ttfb:   time to first body byte of a streamed miss (origin: 5 chunks 200 ms apart), direct vs Sluice streamed vs
+//           Sluice buffered (doStream off)
+//   hits:   requests/s on cache hits of 1 KiB, 64 KiB, 1 MiB vs the same-run direct-to-origin baseline (fast static
+//           origin on a bare socket), autocannon
+//   coalesce: 100 concurrent cold requests -> origin requests
+// Origins and proxies run as separate processes; the load generator runs here.
+import { writeFileSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import autocannon from 'autocannon';
+import { Agent, request } from 'undici';
+import { ROOT, machine, percentiles, sleep, startSluice, stopAll } from './lib.mjs';
+
+const argv = process.argv.slice(2);
+const quick = argv.includes('--quick');
+const outIdx = argv.indexOf('--out');
+const date = new Date().toISOString().slice(0, 10);
+const out = outIdx >= 0 ? argv[outIdx + 1] : path.join(ROOT, 'bench/results', `${date}-core.json`);
+const RUNS = quick ? 3 : 21;
+const HIT_SECONDS = quick ? 1 : 6;
+const CONNECTIONS = 32;
+
+async function timeRequest(url, dispatcher) {
+  const t0 = performance.now();
+  const res = await request(url, { dispatcher });
+  let ttfb;
+  let bytes = 0;
+  for await (const chunk of res.body) {
+    if (ttfb === undefined) ttfb = performance.now() - t0;
+    bytes += chunk.length;
+  }
+  return { ttfb: ttfb ?? performance.now() - t0, ttlb: performance.now() - t0, status: res.statusCode, bytes, cacheStatus: res.headers['cache-status'] };
+}
+
+async function ttfbScenario(originUrl, streamedUrl, bufferedUrl) {
+  const rows = [];
+  for (const [mode, base] of [['direct', originUrl], ['streamed', streamedUrl], ['buffered', bufferedUrl]]) {
+    const agent = new Agent({ connections: 4 });
+    const ttfb = [];
+    const ttlb = [];
+    // One warm-up request to open connections.
+    await timeRequest(`${base}/static/1`, agent);
+    for (let i = 0; i < RUNS; i++) {
+      const r = await timeRequest(`${base}/chunked?chunks=5&delay=200&size=64&run=${mode}-${i}`, agent);
+      if (r.status !== 200 || r.bytes !== 320) throw new Error(`ttfb ${mode}: status ${r.status}, ${r.bytes} bytes`);
+      ttfb.push(r.ttfb);
+      ttlb.push(r.ttlb);
+    }
+    await agent.close();
+    rows.push({ name: 'miss-5-chunks-200ms', mode, ttfbMs: percentiles(ttfb), ttlbMs: percentiles(ttlb) });
+  }
+  const direct = rows[0].ttfbMs.p50;
+  for (const r of rows) r.ttfbDeltaVsDirectP50Ms = Math.round((r.ttfbMs.p50 - direct) * 100) / 100;
+  return rows;
+}
+
+function cannon(url) {
+  return new Promise((resolve, reject) => {
+    autocannon({ url, connections: CONNECTIONS, duration: HIT_SECONDS, pipelining: 1 }, (err, res) => (err ? reject(err) : resolve(res)));
+  });
+}
+
+async function hitScenario(fastOriginUrl, proxyUrl) {
+  const rows = [];
+  for (const size of ['1k', '64k', '1m']) {
+    const p = `/static/${size}`;
+    // Warm: the proxy's object is in cache, connections are open.
+    await (await request(`${proxyUrl}${p}`)).body.text();
+    await cannon(`${fastOriginUrl}${p}`);
+    const direct = await cannon(`${fastOriginUrl}${p}`);
+    await cannon(`${proxyUrl}${p}`);
+    const proxied = await cannon(`${proxyUrl}${p}`);
+    if (proxied.non2xx > 0 || proxied.errors > 0) throw new Error(`hits ${size}: ${proxied.non2xx} non-2xx, ${proxied.errors} errors`);
+    const row = (mode, r) => ({
+      name: `hit-${size}`,
+      mode,
+      rps: Math.round(r.requests.average),
+      latencyMs: { p50: r.latency.p50, p90: r.latency.p90, p99: r.latency.p99 },
+      throughputMBps: Math.round((r.throughput.average / 1024 / 1024) * 10) / 10,
+    });
+    const d = row('direct', direct);
+    const h = row('hit', proxied);
+    h.ratioToDirect = Math.round((h.rps / d.rps) * 100) / 100;
+    rows.push(d, h);
+  }
+  return rows;
+}
+
+async function coalesceScenario(proxyUrl, originUrl) {
+  const before = await (await request(`${originUrl}/stats`)).body.json();
+  const agent = new Agent({ connections: 110 });
+  const url = `${proxyUrl}/chunked?chunks=3&delay=100&size=64&first=delay&run=coalesce-${Date.now()}`;
+  const results = await Promise.all(Array.from({ length: 100 }, () => timeRequest(url, agent)));
+  await agent.close();
+  const after = await (await request(`${originUrl}/stats`)).body.json();
+  const originRequests = (after.perPath['/chunked'] ?? 0) - (before.perPath['/chunked'] ?? 0);
+  return [{
+    name: 'coalesce-100-cold',
+    mode: 'streamed',
+    clients: 100,
+    originRequests,
+    allComplete: results.every((r) => r.status === 200 && r.bytes === 192),
+    ttfbMs: percentiles(results.map((r) => r.ttfb)),
+  }];
+}
+
+async function main() {
+  const m = machine();
+  console.log(`sluice bench (${quick ? 'quick' : 'full'}) on ${m.cores} cores, ${m.cpu}, node ${m.node}`);
+  const origin = await startSluice(['origin', '--listen', '127.0.0.1:0']);
+  const fast = await startSluice(['origin', '--fast', '--listen', '127.0.0.1:0']);
+  const streamed = await startSluice(['proxy', '--listen', '127.0.0.1:0', '--backend', origin.url, '--quiet']);
+  const buffered = await startSluice(['proxy', '--listen', '127.0.0.1:0', '--backend', origin.url, '--quiet', '--no-stream']);
+  const hitProxy = await startSluice(['proxy', '--listen', '127.0.0.1:0', '--backend', fast.url, '--quiet']);
+  await sleep(200);
+  const scenarios = [];
+  console.log('ttfb of a streamed miss ...');
+  scenarios.push(...(await ttfbScenario(origin.url, streamed.url, buffered.url)));
+  console.log('hit throughput ...');
+  scenarios.push(...(await hitScenario(fast.url, hitProxy.url)));
+  console.log('coalescing ...');
+  scenarios.push(...(await coalesceScenario(streamed.url, origin.url)));
+  await stopAll();
+
+  const result = { date: new Date().toISOString(), quick, machine: m, settings: { runs: RUNS, hitSeconds: HIT_SECONDS, connections: CONNECTIONS }, scenarios };
+  mkdirSync(path.dirname(out), { recursive: true });
+  writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
+  console.log('');
+  for (const s of scenarios) {
+    if (s.ttfbMs && s.name.startsWith('miss')) {
+      console.log(`${s.name.padEnd(22)} ${s.mode.padEnd(9)} ttfb p50 ${String(s.ttfbMs.p50).padStart(8)} ms  p90 ${String(s.ttfbMs.p90).padStart(8)} ms  ttlb p50 ${String(s.ttlbMs.p50).padStart(8)} ms  (vs direct ${s.ttfbDeltaVsDirectP50Ms >= 0 ? '+' : ''}${s.ttfbDeltaVsDirectP50Ms} ms)`);
+    } else if (s.rps !== undefined) {
+      console.log(`${s.name.padEnd(22)} ${s.mode.padEnd(9)} ${String(s.rps).padStart(7)} req/s  p50 ${s.latencyMs.p50} ms  p99 ${s.latencyMs.p99} ms  ${s.throughputMBps} MB/s${s.ratioToDirect !== undefined ? `  ratio ${s.ratioToDirect}` : ''}`);
+    } else {
+      console.log(`${s.name.padEnd(22)} ${s.mode.padEnd(9)} origin requests ${s.originRequests} for ${s.clients} clients, all complete: ${s.allComplete}, ttfb p50 ${s.ttfbMs.p50} ms`);
+    }
+  }
+  console.log(`\nwritten ${path.relative(ROOT, out)}`);
+}
+
+main().catch(async (e) => {
+  console.error(`bench failed: ${e.message}`);
+  await stopAll();
+  process.exit(1);
+});

@@ -1,0 +1,122 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import { startFixtureOrigin, type FixtureOrigin } from '@sluice/fixtures';
+
+const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/run.js');
+
+let child: ChildProcess | undefined;
+let origin: FixtureOrigin | undefined;
+afterEach(async () => {
+  if (child !== undefined && child.exitCode === null) {
+    const exited = new Promise((r) => child!.once('exit', r));
+    child.kill('SIGTERM');
+    await exited;
+  }
+  child = undefined;
+  await origin?.close();
+  origin = undefined;
+});
+
+function runToEnd(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => (stdout += String(d)));
+    p.stderr.on('data', (d) => (stderr += String(d)));
+    p.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** Starts the CLI and resolves with the URL it prints once it listens. */
+function startCli(args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child = p;
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d) => {
+      out += String(d);
+      const m = /listening on (http:\/\/[\d.]+:\d+)/.exec(out) ?? /Sluice demo: proxy (http:\/\/[\d.]+:\d+)/.exec(out);
+      if (m?.[1] !== undefined) resolve(m[1]);
+    });
+    p.stderr.on('data', (d) => (err += String(d)));
+    p.on('exit', (code) => reject(new Error(`exited ${String(code)}: ${err}`)));
+  });
+}
+
+describe('sluice CLI', () => {
+  it.each([
+    [['proxy', '--backend', 'foo'], /^sluice: --backend: "foo" is not a URL/],
+    [['proxy', '--backend', 'http://127.0.0.1:1', '--storage', 'lots'], /^sluice: --storage: "lots" is not a size/],
+    [['proxy', '--nope'], /^sluice: Nonexistent flag: --nope/],
+    [['proxy'], /^sluice: no backend/],
+    [['proxy', '--config', '/does/not/exist.js'], /^sluice: --config: file not found/],
+  ])('%o prints one line naming the problem and exits non-zero', async (args, msg) => {
+    const r = await runToEnd(args);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(msg);
+  });
+
+  it('--help documents every flag with an example', async () => {
+    const r = await runToEnd(['proxy', '--help']);
+    expect(r.code).toBe(0);
+    for (const flag of ['--listen', '--backend', '--config', '--storage', '--default-ttl', '--grace', '--keep', '--hit-for-miss-ttl', '--transit-buffer', '--[no-]stream', '--quiet']) {
+      expect(r.stdout).toContain(flag);
+    }
+    expect(r.stdout).toContain('sluice proxy --listen 127.0.0.1:6081 --backend http://127.0.0.1:8080');
+  });
+
+  it('runs the proxy from the documented invocation and caches', async () => {
+    origin = await startFixtureOrigin();
+    const url = await startCli(['proxy', '--listen', '127.0.0.1:0', '--backend', origin.url, '--storage', '16MB']);
+    const a = await request(`${url}/static/1k`);
+    await a.body.text();
+    const b = await request(`${url}/static/1k`);
+    expect(await b.body.text()).toHaveLength(1024);
+    expect(b.headers['cache-status']).toMatch(/^sluice; hit/);
+    expect(origin.hits('/static/1k')).toBe(1);
+  });
+
+  it('loads a TypeScript --config module with settings and policy hooks', async () => {
+    origin = await startFixtureOrigin();
+    const dir = mkdtempSync(path.join(tmpdir(), 'sluice-cfg-'));
+    const file = path.join(dir, 'sluice.config.ts');
+    writeFileSync(
+      file,
+      `
+      interface Resp { headers: Record<string, string | string[]> }
+      const tag: string = 'from-config';
+      export default {
+        backends: ['${origin.url}'],
+        storage: '8MB',
+        hooks: {
+          // Cache even with a Cookie (the builtin would pass).
+          requestFilter(req: { headers: Record<string, unknown> }) { delete req.headers['cookie']; return undefined; },
+          responseFilter(resp: Resp) { resp.headers['x-policy'] = tag; },
+        },
+      };
+    `,
+    );
+    const url = await startCli(['proxy', '--listen', '127.0.0.1:0', '--config', file]);
+    const a = await request(`${url}/static/100`, { headers: { cookie: 'a=1' } });
+    await a.body.text();
+    const b = await request(`${url}/static/100`, { headers: { cookie: 'b=2' } });
+    await b.body.text();
+    expect(b.headers['x-policy']).toBe('from-config');
+    expect(b.headers['cache-status']).toMatch(/^sluice; hit/);
+  });
+
+  it('demo runs the proxy in front of an embedded fixture origin and says what to curl', async () => {
+    const url = await startCli(['demo', '--listen', '127.0.0.1:0']);
+    const r = await request(`${url}/static/1k`);
+    expect(r.statusCode).toBe(200);
+    expect(await r.body.text()).toHaveLength(1024);
+  });
+});

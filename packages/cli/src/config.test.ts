@@ -1,0 +1,70 @@
+import { describe, expect, it } from 'vitest';
+import { parseListen, toConfig } from './config.js';
+import { parseDurationSec, parseSizeBytes } from './units.js';
+
+describe('units', () => {
+  it.each([
+    ['1048576', 1048576],
+    ['512k', 512 * 1024],
+    ['64KiB', 64 * 1024],
+    ['256MB', 256 * 1024 * 1024],
+    ['1g', 1024 ** 3],
+    ['10b', 10],
+    ['12xb', undefined],
+    ['-1', undefined],
+    ['', undefined],
+  ])('size %s', (raw, want) => expect(parseSizeBytes(raw)).toBe(want));
+
+  it.each([
+    ['90', 90],
+    ['500ms', 0.5],
+    ['10s', 10],
+    ['2m', 120],
+    ['1h', 3600],
+    ['1d', 86400],
+    ['2 minutes', undefined],
+    ['abc', undefined],
+  ])('duration %s', (raw, want) => expect(parseDurationSec(raw)).toBe(want));
+});
+
+describe('toConfig', () => {
+  it('applies defaults and flags', () => {
+    const c = toConfig({ backend: ['http://127.0.0.1:8080'], storage: '1MB', 'default-ttl': '2m' });
+    expect(c).toMatchObject({
+      listenHost: '127.0.0.1',
+      listenPort: 6081,
+      backends: [{ url: 'http://127.0.0.1:8080' }],
+      storageBytes: 1024 * 1024,
+      defaultTtlSec: 120,
+      graceSec: 10,
+      keepSec: 0,
+      hitForMissSec: 120,
+      stream: true,
+    });
+  });
+
+  it('flags win over the config file; the file fills the rest', () => {
+    const c = toConfig({ storage: '2MB' }, { storage: '1GB', backends: ['http://a.test:81'], grace: '1m', listen: ':7000' });
+    expect(c.storageBytes).toBe(2 * 1024 * 1024);
+    expect(c.graceSec).toBe(60);
+    expect(c.listenPort).toBe(7000);
+    expect(c.backends).toEqual([{ url: 'http://a.test:81' }]);
+  });
+
+  it.each([
+    [{ backend: ['ftp://x'] }, {}, /must start with http/],
+    [{ backend: ['http://x/path'] }, {}, /must not have a path/],
+    [{}, {}, /no backend/],
+    [{ backend: ['http://x'], grace: 'soon' }, {}, /--grace: "soon" is not a duration/],
+    [{ backend: ['http://x'], listen: 'nowhere' }, {}, /--listen/],
+    [{ backend: ['http://x'] }, { colour: 'red' }, /unknown setting "colour"/],
+  ])('rejects bad input with one line naming it (%o %o)', (flags, file, msg) => {
+    expect(() => toConfig(flags, file as never)).toThrow(msg);
+  });
+
+  it('parses listen forms', () => {
+    expect(parseListen('0.0.0.0:80')).toEqual({ host: '0.0.0.0', port: 80 });
+    expect(parseListen('8080')).toEqual({ host: '127.0.0.1', port: 8080 });
+    expect(parseListen('[::1]:81')).toEqual({ host: '::1', port: 81 });
+  });
+});

@@ -1,0 +1,104 @@
+import { Readable } from 'node:stream';
+
+/**
+ * Incremental request-body decoders (RFC 9112 §6.2 Content-Length, §7.1 chunked). `feed` takes bytes off the socket
+ * and returns whatever lies beyond the end of this body (the next pipelined request), or undefined when all was
+ * consumed. Decoded bytes are pushed into `stream`; `feed` reports backpressure through `wantsMore`.
+ */
+export interface BodyDecoder {
+  readonly stream: Readable;
+  /** True once the body's last byte was decoded. */
+  readonly done: boolean;
+  /** False when the stream's buffer is full: stop feeding until `stream` is read. */
+  wantsMore: boolean;
+  feed(data: Buffer): Buffer | undefined;
+  /** The connection closed before the body ended. */
+  abort(err: Error): void;
+}
+
+abstract class DecoderBase implements BodyDecoder {
+  readonly stream: Readable;
+  done = false;
+  wantsMore = true;
+  constructor(onRead: () => void) {
+    this.stream = new Readable({
+      highWaterMark: 64 * 1024,
+      read: () => {
+        this.wantsMore = true;
+        onRead();
+      },
+    });
+  }
+  protected push(b: Buffer): void {
+    if (b.length > 0 && !this.stream.push(b)) this.wantsMore = false;
+  }
+  protected end(): void {
+    this.done = true;
+    this.stream.push(null);
+  }
+  abort(err: Error): void {
+    if (!this.done) this.stream.destroy(err);
+  }
+  abstract feed(data: Buffer): Buffer | undefined;
+}
+
+export class LengthDecoder extends DecoderBase {
+  private remaining: number;
+  constructor(length: number, onRead: () => void) {
+    super(onRead);
+    this.remaining = length;
+  }
+  feed(data: Buffer): Buffer | undefined {
+    if (this.done) return data;
+    const take = Math.min(this.remaining, data.length);
+    this.remaining -= take;
+    this.push(data.subarray(0, take));
+    if (this.remaining === 0) this.end();
+    return take < data.length ? data.subarray(take) : undefined;
+  }
+}
+
+/** Errors in chunked framing; the connection answers 400 and closes. */
+export class ChunkedFramingError extends Error {}
+
+export class ChunkedDecoder extends DecoderBase {
+  private state: 'size' | 'data' | 'data-crlf' | 'trailer' = 'size';
+  private line = '';
+  private remaining = 0;
+  private readonly maxLine = 4096;
+  feed(data: Buffer): Buffer | undefined {
+    let i = 0;
+    while (i < data.length && !this.done) {
+      if (this.state === 'data') {
+        const take = Math.min(this.remaining, data.length - i);
+        this.push(data.subarray(i, i + take));
+        i += take;
+        this.remaining -= take;
+        if (this.remaining === 0) this.state = 'data-crlf';
+        continue;
+      }
+      // Line-oriented states: collect up to LF.
+      const lf = data.indexOf(10, i);
+      const end = lf < 0 ? data.length : lf;
+      this.line += data.toString('latin1', i, end);
+      if (this.line.length > this.maxLine) throw new ChunkedFramingError('chunk line too long');
+      if (lf < 0) return undefined;
+      i = lf + 1;
+      const line = this.line.endsWith('\r') ? this.line.slice(0, -1) : this.line;
+      this.line = '';
+      if (this.state === 'size') {
+        const m = /^([0-9a-fA-F]{1,12})(?:[ \t]*;.*)?$/.exec(line);
+        if (m === null) throw new ChunkedFramingError('invalid chunk size');
+        this.remaining = parseInt(m[1] as string, 16);
+        this.state = this.remaining === 0 ? 'trailer' : 'data';
+      } else if (this.state === 'data-crlf') {
+        if (line !== '') throw new ChunkedFramingError('missing CRLF after chunk data');
+        this.state = 'size';
+      } else if (line === '') {
+        // Trailer section ends with an empty line; trailer fields are discarded (§7.1.2 allows it).
+        this.end();
+      }
+    }
+    return i < data.length ? data.subarray(i) : undefined;
+  }
+}

@@ -1,0 +1,58 @@
+import { describe, expect, it } from 'vitest';
+import { parseRequestHead } from './parse-head.js';
+
+describe('parseRequestHead (RFC 9112)', () => {
+  it('parses a plain GET', () => {
+    expect(parseRequestHead('GET /a?b=1 HTTP/1.1\r\nHost: x\r\nAccept: */*\r\nX-Dup: 1\r\nX-Dup: 2')).toEqual({
+      method: 'GET',
+      target: '/a?b=1',
+      version: '1.1',
+      headers: { host: 'x', accept: '*/*', 'x-dup': '1, 2' },
+      body: { kind: 'none' },
+      keepAlive: true,
+      expectContinue: false,
+    });
+  });
+
+  it.each([
+    ['HTTP/1.0 closes by default', 'GET / HTTP/1.0', false],
+    ['HTTP/1.0 keep-alive', 'GET / HTTP/1.0\r\nConnection: keep-alive', true],
+    ['HTTP/1.1 close', 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close', false],
+    ['HTTP/1.1 default', 'GET / HTTP/1.1\r\nHost: x', true],
+  ])('%s', (_n, head, keepAlive) => {
+    const r = parseRequestHead(head);
+    expect('keepAlive' in r && r.keepAlive).toBe(keepAlive);
+  });
+
+  it.each([
+    ['Content-Length', 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 12', { kind: 'length', length: 12 }],
+    ['identical Content-Length list', 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5', { kind: 'length', length: 5 }],
+    ['zero length', 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0', { kind: 'none' }],
+    ['chunked', 'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked', { kind: 'chunked' }],
+  ])('body framing: %s', (_n, head, body) => {
+    const r = parseRequestHead(head);
+    expect('body' in r && r.body).toEqual(body);
+  });
+
+  it.each([
+    ['garbage', 'GARBAGE', 400],
+    ['no version', 'GET /', 400],
+    ['HTTP/2.0 on HTTP/1 framing', 'GET / HTTP/2.0\r\nHost: x', 505],
+    ['control char in target', 'GET /a\x01b HTTP/1.1\r\nHost: x', 400],
+    ['space before colon', 'GET / HTTP/1.1\r\nHost : x', 400],
+    ['obs-fold', 'GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n 2', 400],
+    ['no colon', 'GET / HTTP/1.1\r\nHost: x\r\nBad Header', 400],
+    ['missing Host in 1.1', 'GET / HTTP/1.1', 400],
+    ['duplicate Host', 'GET / HTTP/1.1\r\nHost: a\r\nHost: b', 400],
+    ['CL and TE together', 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked', 400],
+    ['conflicting CL', 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4', 400],
+    ['negative CL', 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1', 400],
+    ['chunked not last', 'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip', 400],
+    ['unknown coding', 'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked', 501],
+    ['NUL in value', 'GET / HTTP/1.1\r\nHost: x\r\nX-A: a\0b', 400],
+    ['target too long', `GET /${'a'.repeat(9000)} HTTP/1.1\r\nHost: x`, 414],
+  ])('rejects %s', (_n, head, status) => {
+    const r = parseRequestHead(head);
+    expect('status' in r && r.status).toBe(status);
+  });
+});

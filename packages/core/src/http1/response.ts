@@ -1,0 +1,222 @@
+import http from 'node:http';
+import type { Socket } from 'node:net';
+import type { HeaderMap } from '../http/headers.js';
+
+/**
+ * The response to one request on an HTTP/1.1 connection. It owns framing: Content-Length when the length is known,
+ * chunked when it is not (HTTP/1.1), close-delimited for HTTP/1.0. Nothing is sent until the first write, end or
+ * flushHeaders, so headers and the first bytes leave in one segment.
+ *
+ * Lifecycle: created -> headers set (writeHead) -> head sent -> body written -> finished (end) | destroyed.
+ * `signal` aborts when the connection closes before the response finished (the client went away).
+ */
+const BAD_VALUE = /[\r\n\0]/;
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const REASONS = http.STATUS_CODES;
+
+export interface ResponseOwner {
+  readonly socket: Socket;
+  /** The response ended cleanly; the connection may serve the next request. */
+  responseFinished(res: Http1Response): void;
+}
+
+export class Http1Response {
+  statusCode = 0;
+  headersSent = false;
+  finished = false;
+  /** Bytes announced by Content-Length, when one was sent. */
+  announcedLength: number | undefined;
+  private head: string | undefined;
+  private chunked = false;
+  private bodyAllowed = true;
+  private readonly owner: ResponseOwner;
+  private readonly socket: Socket;
+  private readonly isHead: boolean;
+  private readonly version: string;
+  /** Whether the connection stays open afterwards; writeHead may turn it off. */
+  keepAlive: boolean;
+  private readonly ac = new AbortController();
+
+  constructor(owner: ResponseOwner, opts: { isHead: boolean; version: string; keepAlive: boolean }) {
+    this.owner = owner;
+    this.socket = owner.socket;
+    this.isHead = opts.isHead;
+    this.version = opts.version;
+    this.keepAlive = opts.keepAlive;
+  }
+
+  /** Whether status and headers are decided (writeHead was called), sent or not. */
+  get committed(): boolean {
+    return this.head !== undefined || this.headersSent;
+  }
+
+  /** Aborted when the client connection closes before this response finished. */
+  get signal(): AbortSignal {
+    return this.ac.signal;
+  }
+
+  /** Called by the connection when the socket closes. */
+  connectionClosed(): void {
+    if (!this.finished) this.ac.abort(new Error('client connection closed'));
+  }
+
+  /**
+   * Sets status and headers and decides framing. `headers` must not contain framing fields other than
+   * content-length; a content-length here is the exact number of body bytes that will follow.
+   */
+  writeHead(status: number, headers: HeaderMap): void {
+    const { connection, ...rest } = headers;
+    const cl = rest['content-length'];
+    const close = connection !== undefined && /close/i.test(Array.isArray(connection) ? connection.join(',') : connection);
+    if (cl !== undefined) delete rest['content-length'];
+    let block = serializeHeaders(rest);
+    if (typeof cl === 'string') block += `content-length: ${cl}\r\n`;
+    this.writeHeadBlock(status, block, typeof cl === 'string' ? cl : undefined, close);
+  }
+
+  /**
+   * Like writeHead with a pre-serialised block of `name: value\r\n` lines (validated by the caller, and including
+   * content-length when `contentLength` is given). The hit path uses it to skip building a header object per response.
+   */
+  writeHeadBlock(status: number, block: string, contentLength?: string, close = false): void {
+    if (this.head !== undefined || this.headersSent) throw new Error('writeHead called twice');
+    this.statusCode = status;
+    const noBodyStatus = status === 204 || status === 304 || (status >= 100 && status < 200);
+    this.bodyAllowed = !(this.isHead || noBodyStatus);
+    let framing = '';
+    if (contentLength !== undefined && !noBodyStatus) {
+      this.announcedLength = Number(contentLength);
+    } else if (this.bodyAllowed) {
+      if (this.version === '1.1') {
+        this.chunked = true;
+        framing = 'transfer-encoding: chunked\r\n';
+      } else {
+        // HTTP/1.0 without a length: the body ends when the connection closes.
+        this.keepAlive = false;
+      }
+    }
+    if (close) this.keepAlive = false;
+    let conn = '';
+    if (!this.keepAlive) conn = 'connection: close\r\n';
+    else if (this.version === '1.0') conn = 'connection: keep-alive\r\n';
+    this.head = `HTTP/1.1 ${status} ${REASONS[status] ?? 'Unknown'}\r\n${block}${framing}${conn}\r\n`;
+  }
+
+  /** Sends the head now (streaming responses: the client sees headers before the first body byte). */
+  flushHeaders(): void {
+    if (this.head === undefined || this.headersSent) return;
+    this.socket.write(this.head, 'latin1');
+    this.head = undefined;
+    this.headersSent = true;
+  }
+
+  /** Writes body bytes; false means the socket buffer is full (wait for drain). */
+  write(chunk: Buffer): boolean {
+    if (this.finished) throw new Error('write after end');
+    if (!this.bodyAllowed || chunk.length === 0) {
+      this.flushHeaders();
+      return !this.socket.writableNeedDrain;
+    }
+    const s = this.socket;
+    s.cork();
+    if (this.head !== undefined) this.flushHeaders();
+    let ok: boolean;
+    if (this.chunked) {
+      s.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
+      s.write(chunk);
+      ok = s.write('\r\n', 'latin1');
+    } else {
+      ok = s.write(chunk);
+    }
+    process.nextTick(uncork, s);
+    return ok;
+  }
+
+  /** Ends the response (terminating chunk when chunked). */
+  end(chunk?: Buffer): void {
+    if (this.finished) return;
+    if (this.head === undefined && !this.headersSent) throw new Error('end before writeHead');
+    const s = this.socket;
+    s.cork();
+    if (chunk !== undefined && chunk.length > 0 && this.bodyAllowed) {
+      if (this.chunked) {
+        if (this.head !== undefined) {
+          s.write(`${this.head}${chunk.length.toString(16)}\r\n`, 'latin1');
+          this.head = undefined;
+          this.headersSent = true;
+        } else {
+          s.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
+        }
+        s.write(chunk);
+        s.write('\r\n0\r\n\r\n', 'latin1');
+      } else {
+        if (this.head !== undefined) {
+          // One write for small bodies (head + body copied together); two writes in one cork for large ones.
+          if (chunk.length <= 16 * 1024) {
+            s.write(Buffer.concat([Buffer.from(this.head, 'latin1'), chunk]));
+          } else {
+            s.write(this.head, 'latin1');
+            s.write(chunk);
+          }
+          this.head = undefined;
+          this.headersSent = true;
+        } else {
+          s.write(chunk);
+        }
+      }
+    } else {
+      this.flushHeaders();
+      if (this.chunked) s.write('0\r\n\r\n', 'latin1');
+    }
+    s.uncork();
+    this.finished = true;
+    this.owner.responseFinished(this);
+  }
+
+  /** Cuts the connection: the client can tell the body is incomplete (no terminating chunk, or short of length). */
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  /** Resolves when the socket can take more; rejects if the client goes away first. */
+  drained(signal: AbortSignal): Promise<void> {
+    signal.throwIfAborted();
+    if (!this.socket.writableNeedDrain) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const onAbort = (): void => {
+        this.socket.off('drain', onDrain);
+        reject(signal.reason as Error);
+      };
+      const onDrain = (): void => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      this.socket.once('drain', onDrain);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+}
+
+function uncork(s: Socket): void {
+  s.uncork();
+}
+
+/** `name: value\r\n` lines; throws on a name or value that would break the framing (response splitting). */
+export function serializeHeaders(headers: HeaderMap): string {
+  let out = '';
+  for (const k in headers) {
+    const v = headers[k];
+    if (v === undefined) continue;
+    if (!TOKEN.test(k)) throw new Error(`invalid header name ${JSON.stringify(k)}`);
+    if (Array.isArray(v)) {
+      for (const one of v) {
+        if (BAD_VALUE.test(one)) throw new Error(`invalid value for header ${k}`);
+        out += `${k}: ${one}\r\n`;
+      }
+    } else {
+      if (BAD_VALUE.test(v)) throw new Error(`invalid value for header ${k}`);
+      out += `${k}: ${v}\r\n`;
+    }
+  }
+  return out;
+}

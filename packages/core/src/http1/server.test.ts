@@ -1,0 +1,164 @@
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Http1Server, type Http1Request } from './server.js';
+import type { Http1Response } from './response.js';
+
+let server: Http1Server | undefined;
+afterEach(async () => {
+  await server?.close();
+  server = undefined;
+});
+
+/** An echo server: answers with method, URL and the request body it read. */
+async function startEcho(onReq?: (req: Http1Request, res: Http1Response) => boolean): Promise<number> {
+  server = new Http1Server((req, res) => {
+    if (onReq?.(req, res) === true) return;
+    void (async () => {
+      let body = '';
+      try {
+        if (req.body !== null) for await (const c of req.body) body += String(c);
+      } catch {
+        return; // framing error: the server closes the connection
+      }
+      const text = `${req.method} ${req.url} [${body}]`;
+      res.writeHead(200, { 'content-length': String(text.length) });
+      res.end(Buffer.from(text));
+    })();
+  });
+  return (await server.listen(0, '127.0.0.1')).port;
+}
+
+/** Writes `parts` (with a turn of the event loop between them) and collects until the server closes. */
+function exchange(port: number, parts: string[]): Promise<string> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    let out = '';
+    s.on('data', (d) => (out += d.toString('latin1')));
+    s.on('close', () => resolve(out));
+    s.on('error', () => undefined);
+    void (async () => {
+      for (const p of parts) {
+        s.write(p);
+        await new Promise((r) => setImmediate(r));
+      }
+    })();
+  });
+}
+
+describe('Http1Server', () => {
+  it('answers pipelined requests in order on one connection', async () => {
+    const port = await startEcho();
+    const out = await exchange(port, [
+      'GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\nGET /3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+    ]);
+    const bodies = [...out.matchAll(/GET \/(\d) \[\]/g)].map((m) => m[1]);
+    expect(bodies).toEqual(['1', '2', '3']);
+    expect(out.match(/HTTP\/1\.1 200 OK/g)).toHaveLength(3);
+  });
+
+  it('reads a Content-Length body split across packets, then the next request', async () => {
+    const port = await startEcho();
+    const out = await exchange(port, [
+      'POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello',
+      ' world',
+      'GET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+    ]);
+    expect(out).toContain('POST /a [hello world]');
+    expect(out).toContain('GET /b []');
+  });
+
+  it('decodes a chunked request body with extensions and trailers', async () => {
+    const port = await startEcho();
+    const out = await exchange(port, [
+      'POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n',
+      '5;ext=1\r\nhello\r\n',
+      '6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n',
+    ]);
+    expect(out).toContain('POST /c [hello world]');
+  });
+
+  it('closes on malformed chunked framing', async () => {
+    const port = await startEcho();
+    const out = await exchange(port, ['POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n']);
+    expect(out).not.toContain('200 OK');
+  });
+
+  it('sends 100 Continue once the handler reads the body, and the client then sends it', async () => {
+    const port = await startEcho();
+    const out = await new Promise<string>((resolve) => {
+      const s = net.connect(port, '127.0.0.1');
+      let got = '';
+      s.on('data', (d) => {
+        got += d.toString('latin1');
+        // A real client waits for the interim response before sending the body.
+        if (got === 'HTTP/1.1 100 Continue\r\n\r\n') s.write('ok');
+      });
+      s.on('close', () => resolve(got));
+      s.write('POST /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\nConnection: close\r\n\r\n');
+    });
+    expect(out.startsWith('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK')).toBe(true);
+    expect(out).toContain('POST /e [ok]');
+  });
+
+  it('HTTP/1.0 without a length gets a close-delimited body; 1.1 gets chunked', async () => {
+    const port = await startEcho((_req, res) => {
+      res.writeHead(200, {});
+      res.write(Buffer.from('abc'));
+      res.end();
+      return true;
+    });
+    const old = await exchange(port, ['GET / HTTP/1.0\r\n\r\n']);
+    expect(old).toMatch(/^HTTP\/1\.1 200 OK\r\nconnection: close\r\n\r\nabc$/);
+    const cur = await exchange(port, ['GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n']);
+    expect(cur).toMatch(/transfer-encoding: chunked\r\nconnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n$/);
+  });
+
+  it('answers 431 to a head over the limit and 400 to garbage, and keeps serving', async () => {
+    const port = await startEcho();
+    const big = await exchange(port, [`GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(70 * 1024)}\r\n\r\n`]);
+    expect(big).toMatch(/^HTTP\/1\.1 431 /);
+    const bad = await exchange(port, ['NOT HTTP AT ALL\r\n\r\n']);
+    expect(bad).toMatch(/^HTTP\/1\.1 400 /);
+    const ok = await exchange(port, ['GET /fine HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n']);
+    expect(ok).toContain('GET /fine []');
+  });
+
+  it('ignores empty lines before a request line', async () => {
+    const port = await startEcho();
+    const out = await exchange(port, ['\r\n\r\nGET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n']);
+    expect(out).toContain('GET /x []');
+  });
+
+  it('refuses header values that would split the response', async () => {
+    let thrown: unknown;
+    const port = await startEcho((_req, res) => {
+      try {
+        res.writeHead(200, { 'x-evil': 'a\r\nset-cookie: b=1' });
+      } catch (e) {
+        thrown = e;
+      }
+      res.writeHead(500, { 'content-length': '0' });
+      res.end();
+      return true;
+    });
+    const out = await exchange(port, ['GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n']);
+    expect(String(thrown)).toMatch(/invalid value for header x-evil/);
+    expect(out).toMatch(/^HTTP\/1\.1 500 /);
+    expect(out).not.toContain('set-cookie');
+  });
+
+  it('aborts the response signal when the client goes away mid-response', async () => {
+    let aborted: Promise<void> | undefined;
+    const port = await startEcho((_req, res) => {
+      res.writeHead(200, {});
+      res.write(Buffer.from('start'));
+      aborted = new Promise((r) => res.signal.addEventListener('abort', () => r()));
+      return true;
+    });
+    const s = net.connect(port, '127.0.0.1');
+    s.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    await new Promise((r) => s.once('data', r));
+    s.destroy();
+    await aborted;
+  });
+});

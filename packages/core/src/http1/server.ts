@@ -1,0 +1,256 @@
+import net from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Readable } from 'node:stream';
+import type { HeaderMap } from '../http/headers.js';
+import { ChunkedDecoder, ChunkedFramingError, LengthDecoder, type BodyDecoder } from './body-reader.js';
+import { isHeadError, parseRequestHead } from './parse-head.js';
+import { Http1Response, type ResponseOwner } from './response.js';
+
+/**
+ * A small HTTP/1.1 server on node:net, built for the proxy's needs: it hands each request to the handler with a body
+ * stream (or null) and an Http1Response that controls framing byte for byte.
+ *
+ * Connection lifecycle:
+ *   idle    waiting for a request (keep-alive timeout runs)
+ *   head    bytes of a request head arrived (headers timeout runs); at most `maxHeadBytes`, else 431
+ *   active  the handler owns the exchange; further bytes are the request body, then pipelined requests (buffered,
+ *           parsed only after this response finished)
+ *   closed
+ * A malformed head is answered with 400 (or 414/431/501/505) and the connection closes; the server keeps serving
+ * other connections. A response that finished while its request body was still unread closes the connection
+ * rather than guess where the next request starts.
+ */
+export interface Http1Request {
+  method: string;
+  url: string;
+  httpVersion: string;
+  headers: HeaderMap;
+  /** The request body, or null when the request has none. */
+  body: Readable | null;
+  remoteAddress: string;
+}
+
+export type Http1Handler = (req: Http1Request, res: Http1Response) => void;
+
+export interface Http1ServerOptions {
+  keepAliveTimeoutMs?: number;
+  headersTimeoutMs?: number;
+  maxHeadBytes?: number;
+  /** Told about every malformed request (for counters and logs). */
+  onBadRequest?: (status: number, reason: string) => void;
+}
+
+const CRLFCRLF = Buffer.from('\r\n\r\n');
+const LFLF = Buffer.from('\n\n');
+
+class Connection implements ResponseOwner {
+  readonly socket: Socket;
+  private pending: Buffer | undefined;
+  private state: 'idle' | 'head' | 'active' | 'closed' = 'idle';
+  private decoder: BodyDecoder | undefined;
+  private res: Http1Response | undefined;
+  private readonly server: Http1Server;
+
+  constructor(socket: Socket, server: Http1Server) {
+    this.socket = socket;
+    this.server = server;
+    socket.setNoDelay(true);
+    socket.on('data', (d: Buffer) => this.onData(d));
+    socket.on('error', () => socket.destroy());
+    socket.on('close', () => this.onClose());
+    socket.on('timeout', () => socket.destroy());
+    socket.setTimeout(server.keepAliveTimeoutMs);
+  }
+
+  private onData(d: Buffer): void {
+    if (this.state === 'active') {
+      if (this.decoder !== undefined && !this.decoder.done) {
+        this.feedBody(d);
+      } else {
+        this.append(d);
+        // Pipelined requests wait; do not buffer without bound.
+        if (this.pending !== undefined && this.pending.length > this.server.maxHeadBytes) this.socket.pause();
+      }
+      return;
+    }
+    this.append(d);
+    this.parse();
+  }
+
+  private append(d: Buffer): void {
+    this.pending = this.pending === undefined ? d : Buffer.concat([this.pending, d]);
+  }
+
+  private feedBody(d: Buffer): void {
+    const decoder = this.decoder as BodyDecoder;
+    let rest: Buffer | undefined;
+    try {
+      rest = decoder.feed(d);
+    } catch (e: unknown) {
+      if (e instanceof ChunkedFramingError) {
+        decoder.abort(e);
+        this.socket.destroy();
+        return;
+      }
+      throw e;
+    }
+    if (rest !== undefined) this.append(rest);
+    if (!decoder.wantsMore) this.socket.pause();
+  }
+
+  private parse(): void {
+    if (this.state === 'closed' || this.pending === undefined) return;
+    let buf = this.pending;
+    // RFC 9112 §2.2: ignore empty lines before a request line.
+    let start = 0;
+    while (start < buf.length && (buf[start] === 13 || buf[start] === 10)) start++;
+    if (start > 0) buf = buf.subarray(start);
+    if (buf.length === 0) {
+      this.pending = undefined;
+      return;
+    }
+    if (this.state === 'idle') {
+      this.state = 'head';
+      this.socket.setTimeout(this.server.headersTimeoutMs);
+    }
+    let end = buf.indexOf(CRLFCRLF);
+    let sepLen = 4;
+    if (end < 0) {
+      end = buf.indexOf(LFLF);
+      sepLen = 2;
+    }
+    if (end < 0) {
+      this.pending = buf;
+      if (buf.length > this.server.maxHeadBytes) this.reject(431, 'request head too large');
+      return;
+    }
+    if (end > this.server.maxHeadBytes) return this.reject(431, 'request head too large');
+    const head = parseRequestHead(buf.toString('latin1', 0, end));
+    if (isHeadError(head)) return this.reject(head.status, head.reason);
+    let rest: Buffer | undefined = buf.length > end + sepLen ? buf.subarray(end + sepLen) : undefined;
+    this.pending = undefined;
+    this.state = 'active';
+    this.socket.setTimeout(0);
+
+    let body: Readable | null = null;
+    // RFC 9110 §10.1.1: with Expect: 100-continue, tell the client to send the body once someone reads it.
+    let needContinue = head.expectContinue && head.version === '1.1' && rest === undefined;
+    const onRead = (): void => {
+      if (needContinue) {
+        needContinue = false;
+        if (this.res !== undefined && !this.res.committed) this.socket.write('HTTP/1.1 100 Continue\r\n\r\n');
+      }
+      this.socket.resume();
+    };
+    if (head.body.kind === 'length') this.decoder = new LengthDecoder(head.body.length, onRead);
+    else if (head.body.kind === 'chunked') this.decoder = new ChunkedDecoder(onRead);
+    else this.decoder = undefined;
+    if (this.decoder !== undefined) {
+      body = this.decoder.stream;
+      if (rest !== undefined) {
+        const r = rest;
+        rest = undefined;
+        this.feedBody(r);
+      }
+    } else if (rest !== undefined) {
+      this.pending = rest;
+    }
+    const res = new Http1Response(this, {
+      isHead: head.method === 'HEAD',
+      version: head.version,
+      keepAlive: head.keepAlive && !this.server.closing,
+    });
+    this.res = res;
+    this.server.handler(
+      {
+        method: head.method,
+        url: head.target,
+        httpVersion: head.version,
+        headers: head.headers,
+        body,
+        remoteAddress: this.socket.remoteAddress ?? '',
+      },
+      res,
+    );
+  }
+
+  responseFinished(res: Http1Response): void {
+    if (res !== this.res || this.state === 'closed') return;
+    this.res = undefined;
+    const bodyUnread = this.decoder !== undefined && !this.decoder.done;
+    if (!res.keepAlive || bodyUnread || this.server.closing) {
+      this.decoder?.abort(new Error('response finished before the request body was read'));
+      this.state = 'closed';
+      this.socket.end();
+      return;
+    }
+    this.decoder = undefined;
+    this.state = 'idle';
+    this.socket.setTimeout(this.server.keepAliveTimeoutMs);
+    this.socket.resume();
+    if (this.pending !== undefined) setImmediate(() => this.parse());
+  }
+
+  private reject(status: number, reason: string): void {
+    this.server.onBadRequest(status, reason);
+    this.state = 'closed';
+    const text = `${status} ${reason}\n`;
+    const reasonPhrase = status === 431 ? 'Request Header Fields Too Large' : status === 414 ? 'URI Too Long' : status === 501 ? 'Not Implemented' : status === 505 ? 'HTTP Version Not Supported' : 'Bad Request';
+    this.socket.end(
+      `HTTP/1.1 ${status} ${reasonPhrase}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${text.length}\r\n\r\n${text}`,
+    );
+  }
+
+  private onClose(): void {
+    this.state = 'closed';
+    this.decoder?.abort(new Error('client connection closed'));
+    this.res?.connectionClosed();
+    this.server.connections.delete(this);
+  }
+
+  /** Closes now if idle; otherwise after the current response (keep-alive is off while closing). */
+  closeIfIdle(): void {
+    if (this.state === 'idle') this.socket.end();
+  }
+}
+
+export class Http1Server {
+  readonly handler: Http1Handler;
+  readonly keepAliveTimeoutMs: number;
+  readonly headersTimeoutMs: number;
+  readonly maxHeadBytes: number;
+  readonly onBadRequest: (status: number, reason: string) => void;
+  readonly connections = new Set<Connection>();
+  closing = false;
+  private readonly server: net.Server;
+
+  constructor(handler: Http1Handler, opts: Http1ServerOptions = {}) {
+    this.handler = handler;
+    this.keepAliveTimeoutMs = opts.keepAliveTimeoutMs ?? 5_000;
+    this.headersTimeoutMs = opts.headersTimeoutMs ?? 30_000;
+    this.maxHeadBytes = opts.maxHeadBytes ?? 64 * 1024;
+    this.onBadRequest = opts.onBadRequest ?? (() => undefined);
+    this.server = net.createServer((socket) => this.connections.add(new Connection(socket, this)));
+  }
+
+  listen(port: number, host: string): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve(this.server.address() as AddressInfo);
+      });
+    });
+  }
+
+  /** Stops accepting; idle connections close now, busy ones after their response; `force` cuts them all. */
+  close(force = true): Promise<void> {
+    this.closing = true;
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const c of this.connections) {
+      if (force) c.socket.destroy();
+      else c.closeIfIdle();
+    }
+    return closed;
+  }
+}
