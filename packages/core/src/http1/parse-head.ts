@@ -26,8 +26,9 @@ const BAD_VALUE = /[\0-\x08\x0a-\x1f\x7f]/;
 const MAX_TARGET = 8192;
 
 export function parseRequestHead(head: string): RequestHead | HeadError {
-  // RFC 9112 §2.2: a bare LF is accepted as a line terminator.
-  const lines = head.split(/\r?\n/);
+  // RFC 9112 §2.2: a bare LF is accepted as a line terminator. Split on CRLF first (the common case, no regex).
+  let lines = head.split('\r\n');
+  if (lines.some((l) => l.includes('\n'))) lines = head.split(/\r?\n/);
   const requestLine = lines[0] ?? '';
   const sp1 = requestLine.indexOf(' ');
   const sp2 = requestLine.lastIndexOf(' ');

@@ -35,7 +35,9 @@ export class Http1Response {
   private readonly version: string;
   /** Whether the connection stays open afterwards; writeHead may turn it off. */
   keepAlive: boolean;
-  private readonly ac = new AbortController();
+  /** Created on first use of `signal`: most hits never wait, and an AbortController per response is measurable. */
+  private ac: AbortController | undefined;
+  private closedEarly = false;
 
   constructor(owner: ResponseOwner, opts: { isHead: boolean; version: string; keepAlive: boolean }) {
     this.owner = owner;
@@ -52,12 +54,18 @@ export class Http1Response {
 
   /** Aborted when the client connection closes before this response finished. */
   get signal(): AbortSignal {
+    if (this.ac === undefined) {
+      this.ac = new AbortController();
+      if (this.closedEarly) this.ac.abort(new Error('client connection closed'));
+    }
     return this.ac.signal;
   }
 
   /** Called by the connection when the socket closes. */
   connectionClosed(): void {
-    if (!this.finished) this.ac.abort(new Error('client connection closed'));
+    if (this.finished) return;
+    this.closedEarly = true;
+    this.ac?.abort(new Error('client connection closed'));
   }
 
   /**

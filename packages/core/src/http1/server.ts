@@ -50,6 +50,8 @@ class Connection implements ResponseOwner {
   private decoder: BodyDecoder | undefined;
   private res: Http1Response | undefined;
   private readonly server: Http1Server;
+  /** When the current request head started arriving (headers timeout). */
+  private headStartMs = 0;
 
   constructor(socket: Socket, server: Http1Server) {
     this.socket = socket;
@@ -58,7 +60,11 @@ class Connection implements ResponseOwner {
     socket.on('data', (d: Buffer) => this.onData(d));
     socket.on('error', () => socket.destroy());
     socket.on('close', () => this.onClose());
-    socket.on('timeout', () => socket.destroy());
+    // One idle timer for the connection's life (re-arming it per request is measurable on the hit path). It fires
+    // after keepAliveTimeoutMs without any socket activity; a response in progress is not idle.
+    socket.on('timeout', () => {
+      if (this.state !== 'active') socket.destroy();
+    });
     socket.setTimeout(server.keepAliveTimeoutMs);
   }
 
@@ -111,7 +117,7 @@ class Connection implements ResponseOwner {
     }
     if (this.state === 'idle') {
       this.state = 'head';
-      this.socket.setTimeout(this.server.headersTimeoutMs);
+      this.headStartMs = Date.now();
     }
     let end = buf.indexOf(CRLFCRLF);
     let sepLen = 4;
@@ -122,6 +128,8 @@ class Connection implements ResponseOwner {
     if (end < 0) {
       this.pending = buf;
       if (buf.length > this.server.maxHeadBytes) this.reject(431, 'request head too large');
+      // A head trickling in (slowloris) is cut once it has taken longer than the headers timeout.
+      else if (Date.now() - this.headStartMs > this.server.headersTimeoutMs) this.reject(408, 'request head timeout');
       return;
     }
     if (end > this.server.maxHeadBytes) return this.reject(431, 'request head too large');
@@ -130,7 +138,6 @@ class Connection implements ResponseOwner {
     let rest: Buffer | undefined = buf.length > end + sepLen ? buf.subarray(end + sepLen) : undefined;
     this.pending = undefined;
     this.state = 'active';
-    this.socket.setTimeout(0);
 
     let body: Readable | null = null;
     // RFC 9110 §10.1.1: with Expect: 100-continue, tell the client to send the body once someone reads it.
@@ -186,7 +193,6 @@ class Connection implements ResponseOwner {
     }
     this.decoder = undefined;
     this.state = 'idle';
-    this.socket.setTimeout(this.server.keepAliveTimeoutMs);
     this.socket.resume();
     if (this.pending !== undefined) setImmediate(() => this.parse());
   }
@@ -195,7 +201,7 @@ class Connection implements ResponseOwner {
     this.server.onBadRequest(status, reason);
     this.state = 'closed';
     const text = `${status} ${reason}\n`;
-    const reasonPhrase = status === 431 ? 'Request Header Fields Too Large' : status === 414 ? 'URI Too Long' : status === 501 ? 'Not Implemented' : status === 505 ? 'HTTP Version Not Supported' : 'Bad Request';
+    const reasonPhrase = status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : status === 414 ? 'URI Too Long' : status === 501 ? 'Not Implemented' : status === 505 ? 'HTTP Version Not Supported' : 'Bad Request';
     this.socket.end(
       `HTTP/1.1 ${status} ${reasonPhrase}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${text.length}\r\n\r\n${text}`,
     );

@@ -76,7 +76,8 @@ interface Tx<Ctx> {
   body: Http1Request['body'];
   res: Http1Response;
   ctx: Ctx;
-  signal: AbortSignal;
+  /** Aborts when the client goes away (created lazily by the response). */
+  readonly signal: AbortSignal;
   key: string;
   obj: CacheObject | undefined;
   status: CacheStatus;
@@ -151,6 +152,9 @@ export class Proxy<Ctx = Record<string, unknown>> {
   private async handle(raw: Http1Request, res: Http1Response): Promise<void> {
     this.stats.client_req++;
     const tx: Tx<Ctx> = {
+      get signal() {
+        return res.signal;
+      },
       req: {
         method: raw.method,
         url: raw.url,
@@ -161,7 +165,6 @@ export class Proxy<Ctx = Record<string, unknown>> {
       body: raw.body,
       res,
       ctx: this.hooks.newCtx?.() ?? ({} as Ctx),
-      signal: res.signal,
       key: '',
       obj: undefined,
       status: {},
@@ -273,11 +276,22 @@ export class Proxy<Ctx = Record<string, unknown>> {
 
   private async deliver(tx: Tx<Ctx>): Promise<Step> {
     const obj = tx.obj as CacheObject;
+    if (obj.state === 'finished' && obj.body !== undefined) {
+      // Complete stored object: head and body in one write with Content-Length; no reader, no waiting.
+      this.writeHead(tx, obj);
+      if (tx.req.method === 'HEAD' || NO_BODY_STATUS(obj.status)) {
+        tx.res.end();
+      } else {
+        this.stats.s_resp_bodybytes += obj.body.length;
+        tx.res.end(obj.body);
+      }
+      return 'done';
+    }
     const reader = obj.readable ? obj.openReader() : undefined;
     try {
-      await obj.waitState('stream', tx.signal);
+      if (obj.state === 'busy') await obj.waitState('stream', tx.signal);
       if (obj.state === 'failed' && obj.status === 0) return this.fetchFailedSynth(tx, obj);
-      if (!obj.doStream) {
+      if (!obj.doStream && !obj.isFinal) {
         await obj.waitState('finished', tx.signal);
         if (obj.state === 'failed') return this.fetchFailedSynth(tx, obj);
       }
@@ -288,7 +302,6 @@ export class Proxy<Ctx = Record<string, unknown>> {
         return 'done';
       }
       if (obj.state === 'finished' && obj.body !== undefined) {
-        // Complete stored object: one write with Content-Length.
         this.stats.s_resp_bodybytes += obj.body.length;
         res.end(obj.body);
         return 'done';
@@ -434,16 +447,23 @@ export class Proxy<Ctx = Record<string, unknown>> {
     const nowMs = this.now();
     const ageSec = obj.initialAgeSec + Math.max(0, (nowMs - obj.responseTimeMs) / 1000);
     const age = Math.floor(ageSec);
-    const status: CacheStatus = { ...tx.status };
-    if (status.fwd !== undefined) {
-      status.fwdStatus = obj.status;
-      if (obj.stored === true) status.stored = true;
-      else if (status.detail === undefined && obj.notStoredReason !== undefined) status.detail = obj.notStoredReason;
+    let ours: string;
+    if (tx.status.hit === true && tx.status.detail === undefined && obj.stored === true) {
+      // The common hit: built directly (same text formatCacheStatus gives).
+      ours = `${this.name}; hit; ttl=${Math.floor(Math.max(0, obj.ttlSec - age))}`;
+    } else {
+      const status: CacheStatus = { ...tx.status };
+      if (status.fwd !== undefined) {
+        status.fwdStatus = obj.status;
+        if (obj.stored === true) status.stored = true;
+        else if (status.detail === undefined && obj.notStoredReason !== undefined) status.detail = obj.notStoredReason;
+      }
+      if (obj.stored === true) status.ttlSec = Math.max(0, obj.ttlSec - age);
+      ours = formatCacheStatus(this.name, status);
     }
-    if (obj.stored === true) status.ttlSec = Math.max(0, obj.ttlSec - age);
     // RFC 9211 §2: keep the Cache-Status entries of caches before us; ours goes last.
-    const upstreamStatus = getHeader(obj.headers, 'cache-status');
-    const cacheStatus = upstreamStatus === undefined ? formatCacheStatus(this.name, status) : `${upstreamStatus}, ${formatCacheStatus(this.name, status)}`;
+    const upstreamStatus = obj.headers['cache-status'];
+    const cacheStatus = upstreamStatus === undefined ? ours : `${getHeader(obj.headers, 'cache-status') ?? ''}, ${ours}`;
     let length: string | undefined;
     if (!NO_BODY_STATUS(obj.status)) {
       if (obj.state === 'finished' && !obj.bodyless) length = String(obj.length);
