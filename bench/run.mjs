@@ -4,12 +4,13 @@
 //   hits:   requests/s on cache hits of 1 KiB, 64 KiB, 1 MiB vs the same-run direct-to-origin baseline (fast static
 //           origin on a bare socket), autocannon
 //   coalesce: 100 concurrent cold requests -> origin requests
-// Origins and proxies run as separate processes; the load generator runs here.
+// Origins and proxies run as separate processes; the load generator runs here. When nginx is installed it is
+// measured as a peer cache (1 worker, proxy_cache) on the hit scenario; --no-nginx skips it.
 import { writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import { Agent, request } from 'undici';
-import { ROOT, machine, percentiles, sleep, startSluice, stopAll } from './lib.mjs';
+import { ROOT, machine, percentiles, sleep, startNginxCache, startSluice, stopAll } from './lib.mjs';
 
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
@@ -60,7 +61,7 @@ function cannon(url) {
   });
 }
 
-async function hitScenario(fastOriginUrl, proxyUrl) {
+async function hitScenario(fastOriginUrl, proxyUrl, nginx) {
   const rows = [];
   for (const size of ['1k', '64k', '1m']) {
     const p = `/static/${size}`;
@@ -71,6 +72,13 @@ async function hitScenario(fastOriginUrl, proxyUrl) {
     await cannon(`${proxyUrl}${p}`);
     const proxied = await cannon(`${proxyUrl}${p}`);
     if (proxied.non2xx > 0 || proxied.errors > 0) throw new Error(`hits ${size}: ${proxied.non2xx} non-2xx, ${proxied.errors} errors`);
+    let peer;
+    if (nginx !== undefined) {
+      await (await request(`${nginx.url}${p}`)).body.text();
+      await cannon(`${nginx.url}${p}`);
+      peer = await cannon(`${nginx.url}${p}`);
+      if (peer.non2xx > 0 || peer.errors > 0) throw new Error(`nginx hits ${size}: ${peer.non2xx} non-2xx, ${peer.errors} errors`);
+    }
     const row = (mode, r) => ({
       name: `hit-${size}`,
       mode,
@@ -82,6 +90,12 @@ async function hitScenario(fastOriginUrl, proxyUrl) {
     const h = row('hit', proxied);
     h.ratioToDirect = Math.round((h.rps / d.rps) * 100) / 100;
     rows.push(d, h);
+    if (peer !== undefined) {
+      const n = row('nginx-hit', peer);
+      n.ratioToDirect = Math.round((n.rps / d.rps) * 100) / 100;
+      n.peer = nginx.version;
+      rows.push(n);
+    }
   }
   return rows;
 }
@@ -112,17 +126,25 @@ async function main() {
   const streamed = await startSluice(['proxy', '--listen', '127.0.0.1:0', '--backend', origin.url, '--quiet']);
   const buffered = await startSluice(['proxy', '--listen', '127.0.0.1:0', '--backend', origin.url, '--quiet', '--no-stream']);
   const hitProxy = await startSluice(['proxy', '--listen', '127.0.0.1:0', '--backend', fast.url, '--quiet']);
+  const nginx = argv.includes('--no-nginx') ? undefined : await startNginxCache(fast.url, 18000 + Math.floor(Math.random() * 1000));
   await sleep(200);
   const scenarios = [];
   console.log('ttfb of a streamed miss ...');
   scenarios.push(...(await ttfbScenario(origin.url, streamed.url, buffered.url)));
   console.log('hit throughput ...');
-  scenarios.push(...(await hitScenario(fast.url, hitProxy.url)));
+  scenarios.push(...(await hitScenario(fast.url, hitProxy.url, nginx)));
   console.log('coalescing ...');
   scenarios.push(...(await coalesceScenario(streamed.url, origin.url)));
   await stopAll();
 
-  const result = { date: new Date().toISOString(), quick, machine: m, settings: { runs: RUNS, hitSeconds: HIT_SECONDS, connections: CONNECTIONS }, scenarios };
+  const result = {
+    date: new Date().toISOString(),
+    quick,
+    machine: m,
+    settings: { runs: RUNS, hitSeconds: HIT_SECONDS, connections: CONNECTIONS, loadGenerator: 'autocannon 8, in the bench process' },
+    peer: nginx === undefined ? null : { name: nginx.version, config: 'worker_processes 1; proxy_cache; keepalive 64 to the origin' },
+    scenarios,
+  };
   mkdirSync(path.dirname(out), { recursive: true });
   writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
   console.log('');

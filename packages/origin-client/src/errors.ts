@@ -3,7 +3,6 @@
  */
 export type OriginErrorCode =
   | 'ORIGIN_ERR_CONNECT'
-  | 'ORIGIN_ERR_NO_BACKEND'
   | 'ORIGIN_ERR_TIMEOUT'
   | 'ORIGIN_ERR_ABORTED'
   | 'ORIGIN_ERR_CONFIG';

@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import type { HeaderMap } from '../http/headers.js';
+import { ProxyError } from '../errors.js';
 
 /**
  * The response to one request on an HTTP/1.1 connection. It owns framing: Content-Length when the length is known,
@@ -56,7 +57,7 @@ export class Http1Response {
   get signal(): AbortSignal {
     if (this.ac === undefined) {
       this.ac = new AbortController();
-      if (this.closedEarly) this.ac.abort(new Error('client connection closed'));
+      if (this.closedEarly) this.ac.abort(clientGone());
     }
     return this.ac.signal;
   }
@@ -65,7 +66,7 @@ export class Http1Response {
   connectionClosed(): void {
     if (this.finished) return;
     this.closedEarly = true;
-    this.ac?.abort(new Error('client connection closed'));
+    this.ac?.abort(clientGone());
   }
 
   /**
@@ -203,6 +204,10 @@ export class Http1Response {
       signal.addEventListener('abort', onAbort, { once: true });
     });
   }
+}
+
+function clientGone(): ProxyError {
+  return new ProxyError('CORE_ERR_CLIENT_GONE', 'client connection closed', { source: 'downstream' });
 }
 
 function uncork(s: Socket): void {
