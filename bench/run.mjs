@@ -18,7 +18,8 @@ const outIdx = argv.indexOf('--out');
 const date = new Date().toISOString().slice(0, 10);
 const out = outIdx >= 0 ? argv[outIdx + 1] : path.join(ROOT, 'bench/results', `${date}-core.json`);
 const RUNS = quick ? 3 : 21;
-const HIT_SECONDS = quick ? 1 : 6;
+const HIT_SECONDS = quick ? 1 : 5;
+const ROUNDS = quick ? 1 : 3;
 const CONNECTIONS = 32;
 
 async function timeRequest(url, dispatcher) {
@@ -61,40 +62,51 @@ function cannon(url) {
   });
 }
 
+/**
+ * Hit throughput. The machine is shared and noisy, so each target is warmed up once, then direct, Sluice and nginx
+ * are measured interleaved for ROUNDS rounds; the median round is reported with the spread.
+ */
 async function hitScenario(fastOriginUrl, proxyUrl, nginx) {
   const rows = [];
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   for (const size of ['1k', '64k', '1m']) {
     const p = `/static/${size}`;
-    // Warm: the proxy's object is in cache, connections are open.
-    await (await request(`${proxyUrl}${p}`)).body.text();
-    await cannon(`${fastOriginUrl}${p}`);
-    const direct = await cannon(`${fastOriginUrl}${p}`);
-    await cannon(`${proxyUrl}${p}`);
-    const proxied = await cannon(`${proxyUrl}${p}`);
-    if (proxied.non2xx > 0 || proxied.errors > 0) throw new Error(`hits ${size}: ${proxied.non2xx} non-2xx, ${proxied.errors} errors`);
-    let peer;
-    if (nginx !== undefined) {
-      await (await request(`${nginx.url}${p}`)).body.text();
-      await cannon(`${nginx.url}${p}`);
-      peer = await cannon(`${nginx.url}${p}`);
-      if (peer.non2xx > 0 || peer.errors > 0) throw new Error(`nginx hits ${size}: ${peer.non2xx} non-2xx, ${peer.errors} errors`);
+    const targets = [['direct', fastOriginUrl], ['hit', proxyUrl]];
+    if (nginx !== undefined) targets.push(['nginx-hit', nginx.url]);
+    for (const [, base] of targets) {
+      await (await request(`${base}${p}`)).body.text();
+      await cannon(`${base}${p}`);
     }
-    const row = (mode, r) => ({
-      name: `hit-${size}`,
-      mode,
-      rps: Math.round(r.requests.average),
-      latencyMs: { p50: r.latency.p50, p90: r.latency.p90, p99: r.latency.p99 },
-      throughputMBps: Math.round((r.throughput.average / 1024 / 1024) * 10) / 10,
-    });
-    const d = row('direct', direct);
-    const h = row('hit', proxied);
-    h.ratioToDirect = Math.round((h.rps / d.rps) * 100) / 100;
-    rows.push(d, h);
-    if (peer !== undefined) {
-      const n = row('nginx-hit', peer);
-      n.ratioToDirect = Math.round((n.rps / d.rps) * 100) / 100;
-      n.peer = nginx.version;
-      rows.push(n);
+    const runs = new Map(targets.map(([mode]) => [mode, []]));
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [mode, base] of targets) {
+        const r = await cannon(`${base}${p}`);
+        if (r.non2xx > 0 || r.errors > 0) throw new Error(`${mode} ${size}: ${r.non2xx} non-2xx, ${r.errors} errors`);
+        runs.get(mode).push(r);
+      }
+    }
+    const summarise = (mode) => {
+      const rs = runs.get(mode);
+      const rps = rs.map((r) => Math.round(r.requests.average));
+      const mid = rs[rps.indexOf(median(rps))];
+      return {
+        name: `hit-${size}`,
+        mode,
+        rps: median(rps),
+        rpsRounds: rps,
+        latencyMs: { p50: mid.latency.p50, p90: mid.latency.p90, p99: mid.latency.p99 },
+        throughputMBps: Math.round((mid.throughput.average / 1024 / 1024) * 10) / 10,
+      };
+    };
+    const d = summarise('direct');
+    rows.push(d);
+    for (const [mode] of targets.slice(1)) {
+      const row = summarise(mode);
+      row.ratioToDirect = Math.round((row.rps / d.rps) * 100) / 100;
+      // Per-round ratios (each against the direct run of the same round) show the spread.
+      row.ratioRounds = row.rpsRounds.map((v, i) => Math.round((v / d.rpsRounds[i]) * 100) / 100);
+      if (mode === 'nginx-hit') row.peer = nginx.version;
+      rows.push(row);
     }
   }
   return rows;
@@ -141,7 +153,7 @@ async function main() {
     date: new Date().toISOString(),
     quick,
     machine: m,
-    settings: { runs: RUNS, hitSeconds: HIT_SECONDS, connections: CONNECTIONS, loadGenerator: 'autocannon 8, in the bench process' },
+    settings: { runs: RUNS, hitSeconds: HIT_SECONDS, hitRounds: ROUNDS, connections: CONNECTIONS, loadGenerator: 'autocannon 8, in the bench process' },
     peer: nginx === undefined ? null : { name: nginx.version, config: 'worker_processes 1; proxy_cache; keepalive 64 to the origin' },
     scenarios,
   };
@@ -152,7 +164,7 @@ async function main() {
     if (s.ttfbMs && s.name.startsWith('miss')) {
       console.log(`${s.name.padEnd(22)} ${s.mode.padEnd(9)} ttfb p50 ${String(s.ttfbMs.p50).padStart(8)} ms  p90 ${String(s.ttfbMs.p90).padStart(8)} ms  ttlb p50 ${String(s.ttlbMs.p50).padStart(8)} ms  (vs direct ${s.ttfbDeltaVsDirectP50Ms >= 0 ? '+' : ''}${s.ttfbDeltaVsDirectP50Ms} ms)`);
     } else if (s.rps !== undefined) {
-      console.log(`${s.name.padEnd(22)} ${s.mode.padEnd(9)} ${String(s.rps).padStart(7)} req/s  p50 ${s.latencyMs.p50} ms  p99 ${s.latencyMs.p99} ms  ${s.throughputMBps} MB/s${s.ratioToDirect !== undefined ? `  ratio ${s.ratioToDirect}` : ''}`);
+      console.log(`${s.name.padEnd(22)} ${s.mode.padEnd(9)} ${String(s.rps).padStart(7)} req/s  p50 ${s.latencyMs.p50} ms  p99 ${s.latencyMs.p99} ms  ${s.throughputMBps} MB/s${s.ratioToDirect !== undefined ? `  ratio ${s.ratioToDirect} (rounds ${s.ratioRounds.join(', ')})` : ''}`);
     } else {
       console.log(`${s.name.padEnd(22)} ${s.mode.padEnd(9)} origin requests ${s.originRequests} for ${s.clients} clients, all complete: ${s.allComplete}, ttfb p50 ${s.ttfbMs.p50} ms`);
     }

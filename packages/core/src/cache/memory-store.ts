@@ -41,6 +41,11 @@ export class MemoryStore {
   private readonly lru = new Set<CacheObject>();
   /** Bytes charged per stored object. */
   private readonly charged = new Map<CacheObject, number>();
+  /**
+   * Keys holding a hit-for-miss/-pass marker, oldest first, with the marker's expiry. Each new marker sweeps a few
+   * expired ones from the front, so markers of URLs never requested again do not pile up in the index.
+   */
+  private readonly markers = new Map<string, number>();
   private readonly stats: Stats;
 
   constructor(maxBytes: number, stats: Stats) {
@@ -117,9 +122,33 @@ export class MemoryStore {
   markUncacheable(obj: CacheObject, ttlSec: number, nowMs: number, kind: 'miss' | 'pass' = 'miss'): void {
     const entry = this.entryFor(obj.key);
     if (entry.busy === obj) entry.busy = undefined;
-    if (kind === 'pass') entry.hitForPassUntilMs = nowMs + ttlSec * 1000;
-    else entry.hitForMissUntilMs = nowMs + ttlSec * 1000;
+    const untilMs = nowMs + ttlSec * 1000;
+    if (kind === 'pass') entry.hitForPassUntilMs = untilMs;
+    else entry.hitForMissUntilMs = untilMs;
     this.cleanup(obj.key, entry);
+    this.markers.delete(obj.key);
+    this.markers.set(obj.key, untilMs);
+    this.sweepMarkers(nowMs, 4);
+  }
+
+  /** Number of keys with a hit-for-miss or hit-for-pass marker (expired ones not yet swept included). */
+  get markerCount(): number {
+    return this.markers.size;
+  }
+
+  /** Clears up to `max` expired markers, oldest first. */
+  private sweepMarkers(nowMs: number, max: number): void {
+    let n = 0;
+    for (const [key, untilMs] of this.markers) {
+      if (n >= max || untilMs > nowMs) return;
+      n++;
+      this.markers.delete(key);
+      const entry = this.index.get(key);
+      if (entry === undefined) continue;
+      if (entry.hitForMissUntilMs <= nowMs) entry.hitForMissUntilMs = 0;
+      if (entry.hitForPassUntilMs <= nowMs) entry.hitForPassUntilMs = 0;
+      this.cleanup(key, entry);
+    }
   }
 
   /** The key's busy fetch failed before it had headers: release the slot so a waiter can fetch again. */
@@ -171,6 +200,12 @@ export class MemoryStore {
   clear(): void {
     for (const obj of [...this.lru]) this.remove(obj);
     this.index.clear();
+    this.markers.clear();
+  }
+
+  /** Keys in the index (objects, busy fetches or markers). */
+  get keyCount(): number {
+    return this.index.size;
   }
 
   private evict(keep: CacheObject): void {

@@ -160,13 +160,9 @@ export class Http1Response {
         s.write('\r\n0\r\n\r\n', 'latin1');
       } else {
         if (this.head !== undefined) {
-          // One write for small bodies (head + body copied together); two writes in one cork for large ones.
-          if (chunk.length <= 16 * 1024) {
-            s.write(Buffer.concat([Buffer.from(this.head, 'latin1'), chunk]));
-          } else {
-            s.write(this.head, 'latin1');
-            s.write(chunk);
-          }
+          // Head and body leave together: two writes under one cork become one writev, without copying the body.
+          s.write(this.head, 'latin1');
+          s.write(chunk);
           this.head = undefined;
           this.headersSent = true;
         } else {

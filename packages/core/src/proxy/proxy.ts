@@ -20,6 +20,7 @@ import {
   type DeliveryResponse,
   type DownstreamRequest,
   type ProxyHooks,
+  type RecvAction,
 } from './hooks.js';
 
 /**
@@ -107,7 +108,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
   private readonly transitBytes: number;
   private readonly log: (line: LogLine) => void;
   private readonly inflight = new Set<CacheObject>();
-  private readonly steps: Record<Exclude<Step, 'done'>, (tx: Tx<Ctx>) => Promise<Step> | Step>;
+  private readonly steps: Record<Exclude<Step, 'done'>, (tx: Tx<Ctx>) => Step | Promise<Step>>;
 
   constructor(opts: ProxyOptions<Ctx>) {
     this.upstream = opts.upstream;
@@ -174,7 +175,11 @@ export class Proxy<Ctx = Record<string, unknown>> {
     };
     let step: Step = 'recv';
     try {
-      while (step !== 'done') step = await this.steps[step](tx);
+      // Steps that do not wait return a Step directly: a hit runs without a promise per step.
+      while (step !== 'done') {
+        const next = this.steps[step](tx);
+        step = typeof next === 'string' ? next : await next;
+      }
     } catch (e: unknown) {
       this.failToProxy(tx, e);
     }
@@ -194,7 +199,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
 
   // --- steps -------------------------------------------------------------------------------------------------
 
-  private async recv(tx: Tx<Ctx>): Promise<Step> {
+  private recv(tx: Tx<Ctx>): Step | Promise<Step> {
     const req = tx.req;
     if (!normaliseTarget(req)) {
       this.stats.client_req_400++;
@@ -202,7 +207,12 @@ export class Proxy<Ctx = Record<string, unknown>> {
       tx.closeAfter = true;
       return 'synth';
     }
-    const action = (await this.hooks.requestFilter?.(req, tx.ctx)) ?? builtinRecv(req);
+    const fromHook = this.hooks.requestFilter?.(req, tx.ctx);
+    if (fromHook instanceof Promise) return fromHook.then((a) => this.recvAction(tx, a ?? builtinRecv(req)));
+    return this.recvAction(tx, fromHook ?? builtinRecv(req));
+  }
+
+  private recvAction(tx: Tx<Ctx>, action: RecvAction): Step {
     if (action === 'lookup') return 'lookup';
     if (action === 'pass') {
       tx.status = { fwd: 'uri-miss', detail: 'pass' };
@@ -218,7 +228,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
     return 'synth';
   }
 
-  private async lookup(tx: Tx<Ctx>): Promise<Step> {
+  private lookup(tx: Tx<Ctx>): Step | Promise<Step> {
     tx.key = this.hooks.cacheKey?.(tx.req, tx.ctx) ?? builtinCacheKey(tx.req);
     const r = this.store.lookup(tx.key, tx.req.headers, this.now());
     switch (r.kind) {
@@ -230,10 +240,11 @@ export class Proxy<Ctx = Record<string, unknown>> {
       case 'busy':
         // The waiting list: park until the fetch has decided its headers, then look up again.
         this.stats.busy_sleep++;
-        await r.obj.waitState('stream', tx.signal);
-        this.stats.busy_wakeup++;
-        tx.coalesced = true;
-        return 'lookup';
+        return r.obj.waitState('stream', tx.signal).then(() => {
+          this.stats.busy_wakeup++;
+          tx.coalesced = true;
+          return 'lookup' as const;
+        });
       case 'miss':
         this.stats.cache_miss++;
         tx.obj = r.obj;
@@ -274,7 +285,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
     return 'deliver';
   }
 
-  private async deliver(tx: Tx<Ctx>): Promise<Step> {
+  private deliver(tx: Tx<Ctx>): Step | Promise<Step> {
     const obj = tx.obj as CacheObject;
     if (obj.state === 'finished' && obj.body !== undefined) {
       // Complete stored object: head and body in one write with Content-Length; no reader, no waiting.
@@ -287,6 +298,11 @@ export class Proxy<Ctx = Record<string, unknown>> {
       }
       return 'done';
     }
+    return this.deliverStreaming(tx, obj);
+  }
+
+  /** Delivery of an object still arriving (or unstored): waits for headers, then reads the body as it grows. */
+  private async deliverStreaming(tx: Tx<Ctx>, obj: CacheObject): Promise<Step> {
     const reader = obj.readable ? obj.openReader() : undefined;
     try {
       if (obj.state === 'busy') await obj.waitState('stream', tx.signal);

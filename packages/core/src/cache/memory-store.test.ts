@@ -1,0 +1,33 @@
+import { describe, expect, it } from 'vitest';
+import { MemoryStore } from './memory-store.js';
+import { createStats } from '../stats.js';
+
+describe('MemoryStore', () => {
+  it('a busy key makes later lookups wait; marking it uncacheable makes them hit-for-miss until the marker expires', () => {
+    const store = new MemoryStore(1024 * 1024, createStats());
+    const first = store.lookup('k', {}, 0);
+    expect(first.kind).toBe('miss');
+    expect(store.lookup('k', {}, 0).kind).toBe('busy');
+    if (first.kind !== 'miss') throw new Error('unreachable');
+    store.markUncacheable(first.obj, 120, 0);
+    expect(store.lookup('k', {}, 1000).kind).toBe('hit-for-miss');
+    expect(store.lookup('k', {}, 121_000).kind).toBe('miss');
+  });
+
+  it('expired hit-for-miss markers of keys never requested again are swept', () => {
+    const store = new MemoryStore(1024 * 1024, createStats());
+    for (let i = 0; i < 1000; i++) {
+      const r = store.lookup(`u${i}`, {}, i);
+      if (r.kind !== 'miss') throw new Error('expected miss');
+      store.markUncacheable(r.obj, 1, i);
+    }
+    // Markers last 1 s; the first thousand milliseconds' worth expire as later ones are added.
+    for (let i = 0; i < 1000; i++) {
+      const r = store.lookup(`v${i}`, {}, 10_000 + i);
+      if (r.kind !== 'miss') throw new Error('expected miss');
+      store.markUncacheable(r.obj, 1, 10_000 + i);
+    }
+    expect(store.markerCount).toBeLessThanOrEqual(1000);
+    expect(store.keyCount).toBeLessThanOrEqual(1000);
+  });
+});
