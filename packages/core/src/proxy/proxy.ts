@@ -280,6 +280,9 @@ export class Proxy<Ctx = Record<string, unknown>> {
     const headers = stripHopByHop(tx.req.headers, { keepContentLength: true });
     this.addForwarding(headers, tx.req);
     if (tx.body === null) delete headers['content-length'];
+    // Expect: 100-continue is answered by our own server when the fetch starts reading the body (as nginx does);
+    // it is not forwarded.
+    delete headers['expect'];
     const bereq: UpstreamRequest = { method: tx.req.method, path: tx.req.url, headers, body: tx.body };
     void this.fetch(obj, bereq, tx, true);
     return 'deliver';

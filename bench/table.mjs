@@ -1,0 +1,21 @@
+// Renders a bench/results JSON file as the Markdown table the README quotes. Usage: node bench/table.mjs FILE
+import { readFileSync } from 'node:fs';
+
+const r = JSON.parse(readFileSync(process.argv[2], 'utf8'));
+const m = r.machine;
+const lines = [];
+lines.push(`Run of ${r.date.slice(0, 10)} on ${m.cores} cores (${m.cpu}), Node ${m.node}, load average at start ${m.loadavgAtStart.join(' ')}${r.peer ? `; peer: ${r.peer.name} (${r.peer.config})` : ''}.`);
+lines.push('');
+lines.push('| scenario | mode | result | vs direct (same run) |');
+lines.push('| --- | --- | --- | --- |');
+for (const s of r.scenarios) {
+  if (s.name.startsWith('miss')) {
+    lines.push(`| streamed miss, 5 chunks 200 ms apart | ${s.mode} | TTFB p50 ${s.ttfbMs.p50} ms, p90 ${s.ttfbMs.p90} ms; last byte p50 ${s.ttlbMs.p50} ms | ${s.mode === 'direct' ? 'baseline' : `TTFB +${s.ttfbDeltaVsDirectP50Ms} ms at p50`} |`);
+  } else if (s.rps !== undefined) {
+    const rounds = s.ratioRounds ? ` (rounds ${s.ratioRounds.join(', ')})` : '';
+    lines.push(`| ${s.name.replace('hit-', 'hits, ')} object | ${s.mode} | ${s.rps} req/s, p99 ${s.latencyMs.p99} ms | ${s.ratioToDirect === undefined ? 'baseline' : `${s.ratioToDirect}${rounds}`} |`);
+  } else if (s.originRequests !== undefined) {
+    lines.push(`| ${s.clients} concurrent cold requests | ${s.mode} | ${s.originRequests} origin request(s), all complete: ${s.allComplete}, TTFB p50 ${s.ttfbMs.p50} ms | |`);
+  }
+}
+console.log(lines.join('\n'));
