@@ -1,17 +1,12 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { startFixtureOrigin, type FixtureOrigin } from '@sluice/fixtures';
-import { parseRawResponse, rawExchange, startProxy, type ProxyHarness } from '../test-support/harness.js';
+import { parseRawResponse, rawExchange, startProxy, type ProxyHarness, until, useCleanup } from '../test-support/harness.js';
 import type { LogLine } from './proxy.js';
 
 let origin: FixtureOrigin | undefined;
 let px: ProxyHarness | undefined;
-afterEach(async () => {
-  await px?.close();
-  await origin?.close();
-  px = undefined;
-  origin = undefined;
-});
+const track = useCleanup();
 
 describe('bad input', () => {
   it.each([
@@ -21,7 +16,9 @@ describe('bad input', () => {
     ['relative target', 'GET foo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'],
   ])('%s gets 400 and the proxy keeps serving', async (_n, bytes) => {
     origin = await startFixtureOrigin();
+    track(origin);
     px = await startProxy(origin.url);
+    track(px);
     const r = parseRawResponse(await rawExchange(px.port, bytes));
     expect(r.status).toBe(400);
     const ok = await request(`${px.url}/static/10`);
@@ -32,6 +29,7 @@ describe('bad input', () => {
   it('an unreachable backend gets 503 with a clear log line, not a crash', async () => {
     const lines: LogLine[] = [];
     px = await startProxy('http://127.0.0.1:1', { onLog: (l) => lines.push(l) });
+    track(px);
     const r = await request(`${px.url}/x`);
     expect(r.statusCode).toBe(503);
     expect(await r.body.text()).toBe('Backend fetch failed\n');

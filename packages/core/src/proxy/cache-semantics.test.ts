@@ -1,18 +1,13 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import type http from 'node:http';
 import { startScriptedOrigin, type ScriptedOrigin } from '@sluice/fixtures';
-import { rawExchange, parseRawResponse, startProxy, type ProxyHarness } from '../test-support/harness.js';
+import { rawExchange, parseRawResponse, startProxy, type ProxyHarness, until, useCleanup } from '../test-support/harness.js';
 import type { ProxyOptions } from './proxy.js';
 
 let origin: ScriptedOrigin | undefined;
 let px: ProxyHarness | undefined;
-afterEach(async () => {
-  await px?.close();
-  await origin?.close();
-  px = undefined;
-  origin = undefined;
-});
+const track = useCleanup();
 
 /** A clock the test moves by hand. */
 function clock(startMs = Date.parse('2026-11-21T12:00:00Z')): { now: () => number; advance: (sec: number) => void } {
@@ -31,7 +26,9 @@ async function setup(
     res.end(req.method === 'HEAD' ? undefined : `body ${n} for ${req.url}`);
   });
   origin = o;
+  track(origin);
   px = await startProxy(o.url, opts);
+  track(px);
   const base = px.url;
   return {
     get: async (path, h = {}, method = 'GET') => {
@@ -172,7 +169,9 @@ describe('builtin recv policy', () => {
       res.end(`got ${req.method} ${body}`);
     });
     origin = o;
+    track(origin);
     px = await startProxy(o.url);
+    track(px);
     const r = await request(`${px.url}/post`, { method: 'POST', body: 'hello' });
     expect(await r.body.text()).toBe('got POST hello');
     const g = await request(`${px.url}/post`);

@@ -1,24 +1,17 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Agent, request } from 'undici';
 import { deferred, startScriptedOrigin, type ScriptedOrigin } from '@sluice/fixtures';
-import { startProxy, type ProxyHarness } from '../test-support/harness.js';
+import { startProxy, type ProxyHarness, until, useCleanup } from '../test-support/harness.js';
 
 let origin: ScriptedOrigin | undefined;
 let px: ProxyHarness | undefined;
 let agent: Agent | undefined;
+const track = useCleanup();
 afterEach(async () => {
   await agent?.close();
-  await px?.close();
-  await origin?.close();
-  px = undefined;
-  origin = undefined;
   agent = undefined;
 });
 
-/** Resolves once `cond` holds, checking after each turn of the event loop (no timers). */
-async function until(cond: () => boolean): Promise<void> {
-  while (!cond()) await new Promise((r) => setImmediate(r));
-}
 
 async function fire(n: number, path: string): Promise<Array<Promise<{ status: number; body: string; cacheStatus: string }>>> {
   agent = new Agent({ connections: n + 10 });
@@ -44,7 +37,9 @@ describe('coalescing (the waiting list)', () => {
       res.write('streamed ');
       res.end('body');
     });
+    track(origin);
     px = await startProxy(origin.url);
+    track(px);
     const pending = await fire(100, '/cold');
     // Barrier: the origin has the one fetch and the other 99 are parked on the busy object.
     await until(() => origin!.count === 1 && px!.proxy.stats.busy_sleep === 99);
@@ -67,7 +62,9 @@ describe('coalescing (the waiting list)', () => {
       await finish.promise;
       res.end('tail');
     });
+    track(origin);
     px = await startProxy(origin.url);
+    track(px);
     agent = new Agent({ connections: 20 });
     const responses = Array.from({ length: 5 }, () =>
       request(`${px!.url}/live`, { dispatcher: agent, headers: { host: 'test.local' } }),
@@ -100,7 +97,9 @@ describe('coalescing (the waiting list)', () => {
       res.writeHead(200, { 'cache-control': 'private' });
       res.end(`private ${n}`);
     });
+    track(origin);
     px = await startProxy(origin.url);
+    track(px);
     const pending = await fire(10, '/priv');
     await until(() => origin!.count === 1 && px!.proxy.stats.busy_sleep === 9);
     release.resolve();
@@ -128,7 +127,9 @@ describe('coalescing (the waiting list)', () => {
       res.writeHead(200, { 'cache-control': 'max-age=60' });
       res.end('ok');
     });
+    track(origin);
     px = await startProxy(origin.url);
+    track(px);
     const pending = await fire(5, '/retry');
     await until(() => origin!.count === 1 && px!.proxy.stats.busy_sleep === 4);
     release.resolve();

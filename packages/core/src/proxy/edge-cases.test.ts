@@ -1,20 +1,12 @@
 import net from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { deferred, startScriptedOrigin, type ScriptedOrigin } from '@sluice/fixtures';
-import { parseRawResponse, rawExchange, startProxy, type ProxyHarness } from '../test-support/harness.js';
+import { parseRawResponse, rawExchange, startProxy, type ProxyHarness, until, useCleanup } from '../test-support/harness.js';
 
 let origin: ScriptedOrigin | undefined;
 let px: ProxyHarness | undefined;
-afterEach(async () => {
-  await px?.close();
-  await origin?.close();
-  px = undefined;
-  origin = undefined;
-});
+const track = useCleanup();
 
-async function until(cond: () => boolean): Promise<void> {
-  while (!cond()) await new Promise((r) => setImmediate(r));
-}
 
 describe('edge cases', () => {
   it('an origin failure mid-body cuts off every client streaming the object, coalesced ones included', async () => {
@@ -32,7 +24,9 @@ describe('edge cases', () => {
       await die.promise;
       req.socket.destroy();
     });
+    track(origin);
     px = await startProxy(origin.url);
+    track(px);
     const seen: string[] = ['', ''];
     const clients = [0, 1].map((i) =>
       rawExchange(px!.port, 'GET /die HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n', (all) => {
@@ -61,7 +55,9 @@ describe('edge cases', () => {
       res.writeHead(200, { 'content-type': 'text/plain' });
       res.end(`origin got ${body.length}: ${body}`);
     });
+    track(origin);
     px = await startProxy(origin.url);
+    track(px);
     const r = parseRawResponse(
       await rawExchange(
         px.port,
@@ -80,7 +76,9 @@ describe('edge cases', () => {
       res.writeHead(201, { 'content-length': String(body.length) });
       res.end(body);
     });
+    track(origin);
     px = await startProxy(origin.url);
+    track(px);
     const out = await new Promise<string>((resolve) => {
       const s = net.connect(px!.port, '127.0.0.1');
       let got = '';
@@ -100,7 +98,9 @@ describe('edge cases', () => {
       res.writeHead(200, { 'cache-control': 'max-age=60' });
       res.end(`${req.url} host=${req.headers.host}`);
     });
+    track(origin);
     px = await startProxy(origin.url);
+    track(px);
     const a = parseRawResponse(await rawExchange(px.port, 'GET http://example.test/abs?q=1 HTTP/1.1\r\nHost: other\r\nConnection: close\r\n\r\n'));
     expect(a.body.toString()).toBe('/abs?q=1 host=example.test');
     const b = parseRawResponse(await rawExchange(px.port, 'GET /abs?q=1 HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n'));
@@ -118,7 +118,9 @@ describe('edge cases', () => {
         if (!res.write(piece)) await new Promise((r) => res.once('drain', r));
       }
     });
+    track(origin);
     px = await startProxy(origin.url);
+    track(px);
     const s = net.connect(px.port, '127.0.0.1');
     s.write('GET /stream HTTP/1.1\r\nHost: t\r\nCookie: session=1\r\n\r\n');
     await new Promise((r) => s.once('data', r));

@@ -1,17 +1,12 @@
 import net from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { startFixtureOrigin, type FixtureOrigin } from '@sluice/fixtures';
-import { startProxy, type ProxyHarness } from '../test-support/harness.js';
+import { startProxy, type ProxyHarness, until, useCleanup } from '../test-support/harness.js';
 
 let origin: FixtureOrigin | undefined;
 let px: ProxyHarness | undefined;
-afterEach(async () => {
-  await px?.close();
-  await origin?.close();
-  px = undefined;
-  origin = undefined;
-});
+const track = useCleanup();
 
 async function get(path: string): Promise<{ cacheStatus: string; length: number }> {
   const r = await request(`${px!.url}${path}`, { headers: { host: 'test.local' } });
@@ -22,8 +17,10 @@ async function get(path: string): Promise<{ cacheStatus: string; length: number 
 describe('memory storage with a byte budget', () => {
   it('evicts the least recently used object when the budget is exceeded', async () => {
     origin = await startFixtureOrigin();
+    track(origin);
     // 4 KiB bodies + ~512 B header overhead each: three fit in 16 KiB, a fourth does not.
     px = await startProxy(origin.url, { storageBytes: 16 * 1024 });
+    track(px);
     await get('/static/4k?a');
     await get('/static/4k?b');
     await get('/static/4k?c');
@@ -40,7 +37,9 @@ describe('memory storage with a byte budget', () => {
 
   it('an object larger than the budget still streams whole to its client but is not stored', async () => {
     origin = await startFixtureOrigin();
+    track(origin);
     px = await startProxy(origin.url, { storageBytes: 16 * 1024 });
+    track(px);
     const a = await get('/static/256k');
     expect(a.length).toBe(256 * 1024);
     expect(a.cacheStatus).toMatch(/fwd=uri-miss; fwd-status=200/);
@@ -55,7 +54,9 @@ describe('memory storage with a byte budget', () => {
 describe('readers at their own pace', () => {
   it('a stalled client slows neither the fetch nor another client', async () => {
     origin = await startFixtureOrigin();
+    track(origin);
     px = await startProxy(origin.url);
+    track(px);
     const size = 32 * 1024 * 1024;
     // The slow client reads its headers and then stops reading.
     const slow = net.connect(px.port, '127.0.0.1');

@@ -1,16 +1,11 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { deferred, startScriptedOrigin, type ScriptedOrigin } from '@sluice/fixtures';
-import { parseRawResponse, rawExchange, rawGet, startProxy, type ProxyHarness } from '../test-support/harness.js';
+import { parseRawResponse, rawExchange, rawGet, startProxy, type ProxyHarness, until, useCleanup } from '../test-support/harness.js';
 
 let origin: ScriptedOrigin | undefined;
 let px: ProxyHarness | undefined;
-afterEach(async () => {
-  await px?.close();
-  await origin?.close();
-  px = undefined;
-  origin = undefined;
-});
+const track = useCleanup();
 
 describe('streaming a miss', () => {
   it('delivers the first body byte while the origin is still sending (chunked while length unknown)', async () => {
@@ -21,7 +16,9 @@ describe('streaming a miss', () => {
       await gate.promise;
       res.end('second-chunk');
     });
+    track(origin);
     px = await startProxy(origin.url);
+    track(px);
     let sawFirstBeforeEnd = false;
     const raw = await rawExchange(px.port, 'GET /a HTTP/1.1\r\nHost: test.local\r\nConnection: close\r\n\r\n', (all) => {
       // The origin is blocked on the gate: everything seen so far was streamed before the fetch ended.
@@ -49,7 +46,9 @@ describe('streaming a miss', () => {
       await gate.promise;
       res.end('abcdefghij');
     });
+    track(origin);
     px = await startProxy(origin.url);
+    track(px);
     const raw = await rawExchange(px.port, 'GET /cl HTTP/1.1\r\nHost: test.local\r\nConnection: close\r\n\r\n', (all) => {
       if (all.includes('0123456789')) gate.resolve();
     });
@@ -72,7 +71,9 @@ describe('streaming a miss', () => {
       res.write('aaa');
       res.end('bbb');
     });
+    track(origin);
     px = await startProxy(origin.url);
+    track(px);
     const miss = await rawGet(px.port, '/c');
     expect(miss.body.toString()).toBe('aaabbb');
     const hit = await rawGet(px.port, '/c');
@@ -90,7 +91,9 @@ describe('streaming a miss', () => {
       await gate.promise;
       res.end('part2');
     });
+    track(origin);
     px = await startProxy(origin.url);
+    track(px);
     const first = request(`${px.url}/grow`, { headers: { host: 'test.local' } });
     const firstRes = await first;
     // The object is in the cache and streaming: a second client gets it as a hit and sees part1 right away.
@@ -117,6 +120,7 @@ describe('streaming a miss', () => {
       await gate.promise;
       res.end('y'.repeat(100));
     });
+    track(origin);
     px = await startProxy(origin.url, {
       hooks: {
         upstreamResponseFilter(beresp) {
@@ -125,6 +129,7 @@ describe('streaming a miss', () => {
         },
       },
     });
+    track(px);
     let bytesBeforeGate = 0;
     const pending = rawExchange(px.port, 'GET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', (all) => {
       bytesBeforeGate = all.length;
@@ -151,7 +156,9 @@ describe('origin dies mid-body', () => {
         res.end('complete');
       }
     });
+    track(origin);
     px = await startProxy(origin.url);
+    track(px);
     const cut = await rawGet(px.port, '/f');
     expect(cut.status).toBe(200);
     expect(cut.chunked).toBe(true);
@@ -170,7 +177,9 @@ describe('origin dies mid-body', () => {
       await new Promise((r) => setTimeout(r, 20));
       res.socket?.destroy();
     });
+    track(origin);
     px = await startProxy(origin.url);
+    track(px);
     const cut = await rawGet(px.port, '/g');
     expect(cut.headers['content-length']).toBe('1000');
     expect(cut.body.length).toBe(300);
@@ -185,9 +194,11 @@ describe('origin dies mid-body', () => {
       await new Promise((r) => setTimeout(r, 20));
       res.socket?.destroy();
     });
+    track(origin);
     px = await startProxy(origin.url, {
       hooks: { upstreamResponseFilter: (b) => void (b.doStream = false) },
     });
+    track(px);
     const r = await rawGet(px.port, '/h');
     expect(r.status).toBe(503);
     expect(r.body.toString()).not.toContain('partial');

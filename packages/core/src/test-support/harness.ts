@@ -1,3 +1,4 @@
+import { afterEach } from 'vitest';
 import net from 'node:net';
 import { createOriginClient, type OriginClient } from '@sluice/origin-client';
 import { createProxy, type Proxy, type ProxyOptions } from '../proxy/proxy.js';
@@ -109,4 +110,24 @@ export async function rawGet(port: number, path: string, extra: Record<string, s
   let req = `${method} ${path} HTTP/1.1\r\nHost: test.local\r\nConnection: close\r\n`;
   for (const [k, v] of Object.entries(extra)) req += `${k}: ${v}\r\n`;
   return parseRawResponse(await rawExchange(port, `${req}\r\n`));
+}
+
+/**
+ * Registers an afterEach that closes everything a test started, last started first (proxy before its origin).
+ * Usage: `const track = useCleanup(); const origin = track(await startScriptedOrigin(...));`
+ */
+export function useCleanup(): <T extends { close(): Promise<void> }>(x: T) => T {
+  const open: Array<{ close(): Promise<void> }> = [];
+  afterEach(async () => {
+    while (open.length > 0) await open.pop()?.close();
+  });
+  return (x) => {
+    open.push(x);
+    return x;
+  };
+}
+
+/** Resolves once `cond` holds, checking after each turn of the event loop (a barrier without timers). */
+export async function until(cond: () => boolean): Promise<void> {
+  while (!cond()) await new Promise((r) => setImmediate(r));
 }
