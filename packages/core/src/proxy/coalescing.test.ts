@@ -65,9 +65,10 @@ describe('coalescing (the waiting list)', () => {
     track(origin);
     px = await startProxy(origin.url);
     track(px);
-    agent = new Agent({ connections: 20 });
+    const dispatcher = new Agent({ connections: 20 });
+    agent = dispatcher;
     const responses = Array.from({ length: 5 }, () =>
-      request(`${px!.url}/live`, { dispatcher: agent, headers: { host: 'test.local' } }),
+      request(`${px!.url}/live`, { dispatcher, headers: { host: 'test.local' } }),
     );
     await until(() => origin!.count === 1 && px!.proxy.stats.busy_sleep === 4);
     release.resolve();
