@@ -16,6 +16,12 @@ export interface Stats {
   s_pass: number;
   s_synth: number;
   fetch_failed: number;
+  /** Background fetches started for objects in grace. */
+  bgfetch: number;
+  /** Revalidations the origin answered 304. */
+  fetch_304: number;
+  /** Stale objects served because the origin failed (stale-if-error). */
+  stale_if_error: number;
   backend_fail: number;
   n_lru_nuked: number;
   s_resp_bodybytes: number;
@@ -37,6 +43,9 @@ export function createStats(): Stats {
     s_pass: 0,
     s_synth: 0,
     fetch_failed: 0,
+    bgfetch: 0,
+    fetch_304: 0,
+    stale_if_error: 0,
     backend_fail: 0,
     n_lru_nuked: 0,
     s_resp_bodybytes: 0,

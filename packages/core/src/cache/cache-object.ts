@@ -54,6 +54,10 @@ export class CacheObject {
   ttlSec = 0;
   graceSec = 0;
   keepSec = 0;
+  /** stale-if-error window past ttl, seconds (RFC 5861), from the origin's Cache-Control. */
+  staleIfErrorSec = 0;
+  /** Adaptive streaming threshold for this object, bytes (0: always stream). */
+  streamMinBytes = 0;
   /** Deliver only once complete (Varnish do_stream = false). */
   doStream = true;
   /** Undefined until headers are decided; then whether the object is (still) in the cache index. */
@@ -130,6 +134,17 @@ export class CacheObject {
   /** Bytes held in memory for this object's body. */
   get heldBytes(): number {
     return this.bufferedBytes;
+  }
+
+  /**
+   * Takes the body of a complete object (a 304 revalidated it): the chunks are shared, not copied. Call in state
+   * 'stream'; finishes this object.
+   */
+  adoptBody(from: CacheObject): void {
+    if (from.state !== 'finished') throw new Error(`CacheObject ${this.key}: adopting the body of an unfinished object`);
+    const chunks = from.body !== undefined ? [from.body] : from.chunks.slice();
+    for (const c of chunks) this.extend(c);
+    this.finish();
   }
 
   /** Stop keeping the body: from now on chunks every reader passed are dropped, and the fetch gets backpressure. */

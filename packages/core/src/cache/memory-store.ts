@@ -18,8 +18,16 @@ export type LookupResult =
   | { kind: 'hit'; obj: CacheObject }
   /** Headers of the key's fetch not known yet: wait for it, then look up again. */
   | { kind: 'busy'; obj: CacheObject }
-  /** The caller owns `obj` (registered as the key's busy object) and must fetch it. */
-  | { kind: 'miss'; obj: CacheObject; reason: 'uri-miss' | 'vary-miss' | 'expired' }
+  /**
+   * Expired but within grace: serve `obj` (stale) now. `fetch`, when set, is the key's new busy object: the caller
+   * must refresh it in the background. Undefined when a fetch for the key is already running.
+   */
+  | { kind: 'grace'; obj: CacheObject; fetch: CacheObject | undefined }
+  /**
+   * The caller owns `obj` (registered as the key's busy object) and must fetch it. `stale`: an expired variant kept
+   * for revalidation (its validators make the fetch conditional) or for stale-if-error.
+   */
+  | { kind: 'miss'; obj: CacheObject; reason: 'uri-miss' | 'vary-miss' | 'expired'; stale: CacheObject | undefined }
   /** The key is marked uncacheable: fetch without coalescing; `obj` is not registered. */
   | { kind: 'hit-for-miss'; obj: CacheObject }
   | { kind: 'hit-for-pass' };
@@ -69,6 +77,8 @@ export class MemoryStore {
     let entry = this.index.get(key);
     let sawUri = false;
     let sawExpired = false;
+    let inGrace: CacheObject | undefined;
+    let stale: CacheObject | undefined;
     if (entry !== undefined) {
       for (let i = 0; i < entry.variants.length; i++) {
         const obj = entry.variants[i] as CacheObject;
@@ -81,11 +91,23 @@ export class MemoryStore {
           return { kind: 'hit', obj };
         }
         sawExpired = true;
-        // Past ttl + grace + keep: no use for it any more.
-        if (ageSec >= obj.ttlSec + obj.graceSec + obj.keepSec) {
+        if (ageSec < obj.ttlSec + obj.graceSec && obj.state !== 'busy') {
+          inGrace ??= obj;
+        } else if (ageSec < obj.ttlSec + Math.max(obj.graceSec, obj.keepSec, obj.staleIfErrorSec)) {
+          stale ??= obj;
+        } else {
+          // Past ttl + grace/keep/stale-if-error: no use for it any more.
           this.remove(obj);
           i--;
         }
+      }
+      if (inGrace !== undefined) {
+        // Grace: serve stale at once; exactly one background fetch per key (the busy slot).
+        this.touch(inGrace);
+        if (entry.busy !== undefined) return { kind: 'grace', obj: inGrace, fetch: undefined };
+        const fetch = new CacheObject(key);
+        entry.busy = fetch;
+        return { kind: 'grace', obj: inGrace, fetch };
       }
       if (entry.busy !== undefined) return { kind: 'busy', obj: entry.busy };
       if (entry.hitForPassUntilMs > nowMs) return { kind: 'hit-for-pass' };
@@ -96,7 +118,7 @@ export class MemoryStore {
     }
     const obj = new CacheObject(key);
     entry.busy = obj;
-    return { kind: 'miss', obj, reason: sawExpired ? 'expired' : sawUri ? 'vary-miss' : 'uri-miss' };
+    return { kind: 'miss', obj, reason: sawExpired ? 'expired' : sawUri ? 'vary-miss' : 'uri-miss', stale };
   }
 
   /**
@@ -122,6 +144,9 @@ export class MemoryStore {
   markUncacheable(obj: CacheObject, ttlSec: number, nowMs: number, kind: 'miss' | 'pass' = 'miss'): void {
     const entry = this.entryFor(obj.key);
     if (entry.busy === obj) entry.busy = undefined;
+    // The key's stored variant for the same request is superseded by the uncacheable answer (as Varnish's
+    // hit-for-miss object replaces it in the hash).
+    for (const old of entry.variants.slice()) if (old.varySig === obj.varySig) this.remove(old);
     const untilMs = nowMs + ttlSec * 1000;
     if (kind === 'pass') entry.hitForPassUntilMs = untilMs;
     else entry.hitForMissUntilMs = untilMs;

@@ -41,7 +41,7 @@ async function setup(
 describe('freshness through the proxy', () => {
   it('serves a max-age object from cache until it expires, with Age on every response', async () => {
     const c = clock();
-    const { get } = await setup(() => ({ 'cache-control': 'max-age=60', date: new Date(c.now()).toUTCString() }), { now: c.now });
+    const { get } = await setup(() => ({ 'cache-control': 'max-age=60', date: new Date(c.now()).toUTCString() }), { now: c.now, defaultGraceSec: 0 });
     const a = await get('/m');
     expect(a.headers['age']).toBe('0');
     c.advance(30);
@@ -68,7 +68,7 @@ describe('freshness through the proxy', () => {
     const c = clock();
     const { get } = await setup(
       () => ({ date: new Date(c.now()).toUTCString(), expires: new Date(c.now() + 20_000).toUTCString() }),
-      { now: c.now },
+      { now: c.now, defaultGraceSec: 0 },
     );
     await get('/e');
     c.advance(10);
@@ -79,7 +79,7 @@ describe('freshness through the proxy', () => {
 
   it('counts the Age the origin sent against the lifetime', async () => {
     const c = clock();
-    const { get } = await setup(() => ({ 'cache-control': 'max-age=60', age: '50' }), { now: c.now });
+    const { get } = await setup(() => ({ 'cache-control': 'max-age=60', age: '50' }), { now: c.now, defaultGraceSec: 0 });
     const a = await get('/aged');
     expect(a.headers['age']).toBe('50');
     c.advance(11);
@@ -98,7 +98,7 @@ describe('freshness through the proxy', () => {
     const c = clock();
     const { get } = await setup(
       () => ({ date: new Date(c.now()).toUTCString(), 'last-modified': new Date(c.now() - 1000_000).toUTCString() }),
-      { now: c.now },
+      { now: c.now, defaultGraceSec: 0 },
     );
     await get('/lm');
     c.advance(99);

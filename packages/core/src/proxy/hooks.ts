@@ -47,8 +47,19 @@ export interface BackendResponse {
   uncacheable: boolean;
   /** Why it cannot or will not be stored: set by the RFC rules before the hook, or by policy. */
   uncacheableReason: string | undefined;
+  /**
+   * Policy only: make the key hit-for-pass for this many seconds (Varnish's `return (pass(N))`): later requests are
+   * passed, with their Range and conditional headers, until it expires.
+   */
+  hitForPassSec: number | undefined;
   /** Stream the body to clients as it arrives (default true). */
   doStream: boolean;
+  /** Per-response transit buffer for an unstored body, bytes (default: the proxy's transitBytes). */
+  transitBytes: number;
+  /** Per-response adaptive streaming threshold, bytes (default: the proxy's streamMinBytes). */
+  streamMinBytes: number;
+  /** True when this fetch revalidated a stale object and the origin answered 304 (Varnish's beresp.was_304). */
+  readonly was304: boolean;
   /** True for a pass fetch (never stored whatever the hook does). */
   readonly isPass: boolean;
   /** The freshness lifetime's source, for logs. */
@@ -108,6 +119,11 @@ export function builtinBackendResponse(
   hitForMissSec: number,
 ): void {
   if (beresp.isPass) return;
+  if (beresp.hitForPassSec !== undefined && beresp.hitForPassSec > 0) {
+    beresp.uncacheable = true;
+    beresp.uncacheableReason ??= 'hit-for-pass';
+    return;
+  }
   const rfc = notStorableReason(
     bereq.method,
     beresp.status,

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { CacheObject, type ObjectReader } from '../cache/cache-object.js';
@@ -6,6 +7,9 @@ import { formatCacheStatus, type CacheStatus } from '../http/cache-status.js';
 import { freshnessLifetime, initialAgeSec, type FreshnessOptions } from '../http/freshness.js';
 import { appendHeader, cloneHeaders, getHeader, stripHopByHop, type HeaderMap } from '../http/headers.js';
 import { varyFields, varySignature } from '../http/vary.js';
+import { hasValidator, mergeNotModified, notModifiedHeaders, revalidationHeaders } from '../http/conditional.js';
+import { contentRange } from '../http/range.js';
+import { BodyCursor, planDelivery, type DeliveryPlan } from './delivery-plan.js';
 import { cacheControlOf, deltaSeconds } from '../http/cache-control.js';
 import { errorMessage, ProxyError } from '../errors.js';
 import { Http1Server, type Http1Request } from '../http1/server.js';
@@ -56,6 +60,13 @@ export interface ProxyOptions<Ctx> {
   hitForMissSec?: number | undefined;
   /** How far the fetch of an unstored body may run ahead of its slowest client (default 1 MiB). */
   transitBytes?: number | undefined;
+  /**
+   * Adaptive streaming threshold, bytes: a body with Content-Length below it is delivered whole; an unknown-length
+   * body starts once this many bytes arrived or it ended (default 0: always stream).
+   */
+  streamMinBytes?: number | undefined;
+  /** Most ranges honoured in one request; more and the Range is ignored (default 16). */
+  maxRanges?: number | undefined;
   /** Clock in epoch ms (tests may inject one). */
   now?: (() => number) | undefined;
   /** Name used in Via and Cache-Status (default "sluice"). */
@@ -85,6 +96,8 @@ interface Tx<Ctx> {
   synth: { status: number; body?: string; headers?: HeaderMap } | undefined;
   closeAfter: boolean;
   coalesced: boolean;
+  /** An expired object for this request, kept for revalidation or stale-if-error. */
+  stale: CacheObject | undefined;
 }
 
 const NO_BODY_STATUS = (s: number): boolean => s === 204 || s === 304 || (s >= 100 && s < 200);
@@ -106,6 +119,8 @@ export class Proxy<Ctx = Record<string, unknown>> {
   private readonly keepSec: number;
   private readonly hitForMissSec: number;
   private readonly transitBytes: number;
+  private readonly maxRanges: number;
+  private readonly streamMinBytes: number;
   private readonly log: (line: LogLine) => void;
   private readonly inflight = new Set<CacheObject>();
   private readonly steps: Record<Exclude<Step, 'done'>, (tx: Tx<Ctx>) => Step | Promise<Step>>;
@@ -121,6 +136,8 @@ export class Proxy<Ctx = Record<string, unknown>> {
     this.keepSec = opts.defaultKeepSec ?? 0;
     this.hitForMissSec = opts.hitForMissSec ?? 120;
     this.transitBytes = opts.transitBytes ?? 1024 * 1024;
+    this.maxRanges = opts.maxRanges ?? 16;
+    this.streamMinBytes = opts.streamMinBytes ?? 0;
     this.log = opts.onLog ?? (() => undefined);
     this.store = new MemoryStore(opts.storageBytes ?? 256 * 1024 * 1024, this.stats);
     this.steps = {
@@ -172,6 +189,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
       synth: undefined,
       closeAfter: false,
       coalesced: false,
+      stale: undefined,
     };
     let step: Step = 'recv';
     try {
@@ -245,9 +263,24 @@ export class Proxy<Ctx = Record<string, unknown>> {
           tx.coalesced = true;
           return 'lookup' as const;
         });
+      case 'grace': {
+        // Serve the stale object now; refresh it in the background unless a fetch is already running.
+        this.stats.cache_hit++;
+        this.stats.cache_hit_grace++;
+        tx.obj = r.obj;
+        tx.status = { hit: true, detail: 'grace' };
+        if (r.fetch !== undefined) {
+          this.stats.bgfetch++;
+          const bereq = this.missRequest(tx, false);
+          if (r.obj.state === 'finished' && hasValidator(r.obj.headers)) Object.assign(bereq.headers, revalidationHeaders(r.obj.headers));
+          void this.fetch(r.fetch, bereq, tx, false, r.obj);
+        }
+        return 'deliver';
+      }
       case 'miss':
         this.stats.cache_miss++;
         tx.obj = r.obj;
+        tx.stale = r.stale;
         tx.status = { fwd: r.reason === 'expired' ? 'miss' : r.reason };
         return 'miss';
       case 'hit-for-miss':
@@ -264,12 +297,14 @@ export class Proxy<Ctx = Record<string, unknown>> {
 
   private miss(tx: Tx<Ctx>): Step {
     const obj = tx.obj as CacheObject;
-    const headers = stripHopByHop(tx.req.headers);
-    for (const h of MISS_STRIP) delete headers[h];
-    this.addForwarding(headers, tx.req);
-    // A HEAD miss fetches GET so the object can be stored and serve later GETs (Varnish does the same).
-    const bereq: UpstreamRequest = { method: 'GET', path: tx.req.url, headers, body: null };
-    void this.fetch(obj, bereq, tx, false);
+    // A hit-for-miss fetch cannot be stored as a whole object anyway: it forwards Range and conditionals like a pass.
+    const bereq = this.missRequest(tx, tx.status.detail === 'hit-for-miss');
+    const stale = tx.stale;
+    if (stale !== undefined && stale.state === 'finished' && hasValidator(stale.headers)) {
+      Object.assign(bereq.headers, revalidationHeaders(stale.headers));
+      tx.status = { ...tx.status, fwd: 'stale' };
+    }
+    void this.fetch(obj, bereq, tx, false, stale);
     return 'deliver';
   }
 
@@ -290,8 +325,8 @@ export class Proxy<Ctx = Record<string, unknown>> {
 
   private deliver(tx: Tx<Ctx>): Step | Promise<Step> {
     const obj = tx.obj as CacheObject;
-    if (obj.state === 'finished' && obj.body !== undefined) {
-      // Complete stored object: head and body in one write with Content-Length; no reader, no waiting.
+    if (obj.state === 'finished' && obj.body !== undefined && !this.needsPlan(tx, obj)) {
+      // Complete stored object, plain request: head and body in one write with Content-Length; no reader, no waiting.
       this.writeHead(tx, obj);
       if (tx.req.method === 'HEAD' || NO_BODY_STATUS(obj.status)) {
         tx.res.end();
@@ -301,26 +336,94 @@ export class Proxy<Ctx = Record<string, unknown>> {
       }
       return 'done';
     }
-    return this.deliverStreaming(tx, obj);
+    return this.deliverPlanned(tx, obj);
   }
 
-  /** Delivery of an object still arriving (or unstored): waits for headers, then reads the body as it grows. */
-  private async deliverStreaming(tx: Tx<Ctx>, obj: CacheObject): Promise<Step> {
+  /** Whether the request carries anything (a condition, a range) that may change what is delivered. */
+  private needsPlan(tx: Tx<Ctx>, obj: CacheObject): boolean {
+    const h = tx.req.headers;
+    return obj.status === 200 && (h['range'] !== undefined || h['if-none-match'] !== undefined || h['if-modified-since'] !== undefined);
+  }
+
+  /**
+   * Delivery in general: waits for the object's headers (and, with doStream off, its body), decides full / 304 /
+   * range / multipart / 416, then copies the body as it arrives.
+   */
+  private async deliverPlanned(tx: Tx<Ctx>, obj: CacheObject): Promise<Step> {
     const reader = obj.readable ? obj.openReader() : undefined;
+    const cursor = reader === undefined ? undefined : new BodyCursor(obj.read(reader, tx.signal));
     try {
       if (obj.state === 'busy') await obj.waitState('stream', tx.signal);
+      if (tx.stale !== undefined && ((obj.state === 'failed' && obj.status === 0) || obj.status >= 500) && this.staleUsableOnError(tx.stale)) {
+        // stale-if-error (RFC 5861): the origin failed; the stale object is served instead.
+        this.stats.stale_if_error++;
+        tx.obj = tx.stale;
+        tx.stale = undefined;
+        tx.status = { hit: true, detail: 'stale-if-error' };
+        return 'deliver';
+      }
       if (obj.state === 'failed' && obj.status === 0) return this.fetchFailedSynth(tx, obj);
       if (!obj.doStream && !obj.isFinal) {
         await obj.waitState('finished', tx.signal);
         if (obj.state === 'failed') return this.fetchFailedSynth(tx, obj);
       }
-      this.writeHead(tx, obj);
+      // Adaptive streaming: a body known to be small is delivered whole (one write, Content-Length); an unknown-length
+      // body starts once streamMinBytes arrived or it ended.
+      const minBytes = obj.streamMinBytes;
+      if (minBytes > 0 && !obj.isFinal) {
+        if (obj.expectedLength !== undefined) {
+          if (obj.expectedLength < minBytes) await obj.waitState('finished', tx.signal);
+        } else {
+          while (obj.length < minBytes && !obj.isFinal) await obj.waitChange(tx.signal);
+        }
+        if (obj.state === 'failed') return this.fetchFailedSynth(tx, obj);
+      }
+      let plan = this.plan(tx, obj);
+      while (plan.kind === 'wait') {
+        if (obj.state === 'failed') return this.fetchFailedSynth(tx, obj);
+        await obj.waitChange(tx.signal);
+        plan = this.plan(tx, obj);
+      }
       const res = tx.res;
-      if (tx.req.method === 'HEAD' || NO_BODY_STATUS(obj.status) || reader === undefined) {
+      let ranges: Array<{ head?: Buffer; start: number; end: number }> = [{ start: 0, end: Number.MAX_SAFE_INTEGER }];
+      let tail: Buffer | undefined;
+      switch (plan.kind) {
+        case 'full':
+          this.writeHead(tx, obj);
+          break;
+        case 'not-modified':
+          this.writeHead(tx, obj, { status: 304, headers: { ...notModifiedHeaders(obj.headers), via: this.via }, length: undefined });
+          ranges = [];
+          break;
+        case 'unsatisfiable': {
+          const headers = this.deliveryHeaders(obj);
+          headers['content-range'] = `bytes */${plan.total}`;
+          this.writeHead(tx, obj, { status: 416, headers, length: '0' });
+          ranges = [];
+          break;
+        }
+        case 'range': {
+          const headers = this.deliveryHeaders(obj);
+          headers['content-range'] = contentRange(plan.range, plan.total);
+          const length = plan.total === undefined ? undefined : String(plan.range.end - plan.range.start + 1);
+          this.writeHead(tx, obj, { status: 206, headers, length });
+          ranges = [{ start: plan.range.start, end: plan.range.end }];
+          break;
+        }
+        case 'multipart': {
+          const headers = this.deliveryHeaders(obj);
+          headers['content-type'] = `multipart/byteranges; boundary=${plan.plan.boundary}`;
+          this.writeHead(tx, obj, { status: 206, headers, length: String(plan.plan.length) });
+          ranges = plan.plan.parts.map((p) => ({ head: p.head, start: p.range.start, end: p.range.end }));
+          tail = plan.plan.tail;
+          break;
+        }
+      }
+      if (tx.req.method === 'HEAD' || NO_BODY_STATUS(res.statusCode) || cursor === undefined || ranges.length === 0) {
         res.end();
         return 'done';
       }
-      if (obj.state === 'finished' && obj.body !== undefined) {
+      if (plan.kind === 'full' && obj.state === 'finished' && obj.body !== undefined) {
         this.stats.s_resp_bodybytes += obj.body.length;
         res.end(obj.body);
         return 'done';
@@ -328,10 +431,20 @@ export class Proxy<Ctx = Record<string, unknown>> {
       res.flushHeaders();
       let sent = 0;
       try {
-        for await (const chunk of obj.read(reader, tx.signal)) {
-          sent += chunk.length;
-          this.stats.s_resp_bodybytes += chunk.length;
-          if (!res.write(chunk)) await res.drained(tx.signal);
+        for (const r of ranges) {
+          if (r.head !== undefined) {
+            sent += r.head.length;
+            if (!res.write(r.head)) await res.drained(tx.signal);
+          }
+          for await (const chunk of cursor.range(r.start, r.end)) {
+            sent += chunk.length;
+            this.stats.s_resp_bodybytes += chunk.length;
+            if (!res.write(chunk)) await res.drained(tx.signal);
+          }
+        }
+        if (tail !== undefined) {
+          sent += tail.length;
+          res.write(tail);
         }
       } catch (e: unknown) {
         // The fetch failed mid-body (or the client left): cut the client off so it can tell the body is incomplete
@@ -342,7 +455,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
       }
       // Defence in depth: a body shorter than the length announced must never end cleanly.
       const announced = res.announcedLength;
-      if (announced !== undefined && announced !== sent && tx.req.method !== 'HEAD') {
+      if (announced !== undefined && announced !== sent) {
         this.log({ level: 'error', event: 'length-mismatch', message: `sent ${sent} of ${String(announced)} bytes`, url: tx.req.url });
         res.destroy();
         return 'done';
@@ -350,8 +463,24 @@ export class Proxy<Ctx = Record<string, unknown>> {
       res.end();
       return 'done';
     } finally {
+      await cursor?.close();
       if (reader !== undefined) obj.closeReader(reader);
     }
+  }
+
+  private plan(tx: Tx<Ctx>, obj: CacheObject): DeliveryPlan {
+    return planDelivery(
+      tx.req.method,
+      tx.req.headers,
+      {
+        status: obj.status,
+        headers: obj.headers,
+        length: obj.length,
+        complete: obj.state === 'finished',
+        expectedLength: obj.expectedLength,
+      },
+      { maxRanges: this.maxRanges, boundary: () => `sluice-${randomUUID()}` },
+    );
   }
 
   private synthStep(tx: Tx<Ctx>): Step {
@@ -361,7 +490,12 @@ export class Proxy<Ctx = Record<string, unknown>> {
 
   // --- the fetch task (origin -> CacheObject) ------------------------------------------------------------------
 
-  private async fetch(obj: CacheObject, bereq: UpstreamRequest, tx: Tx<Ctx>, isPass: boolean): Promise<void> {
+  /**
+   * The fetch task: origin response -> `obj`. With `stale` (an expired object with validators) the request is
+   * conditional, and a 304 refreshes the stale object's headers and freshness onto `obj` without refetching the body
+   * (RFC 9111 §4.3.4). With a stale object usable for stale-if-error, a 5xx is not stored over it.
+   */
+  private async fetch(obj: CacheObject, bereq: UpstreamRequest, tx: Tx<Ctx>, isPass: boolean, stale?: CacheObject): Promise<void> {
     const signal = obj.fetchController.signal;
     this.inflight.add(obj);
     this.stats.s_fetch++;
@@ -382,25 +516,44 @@ export class Proxy<Ctx = Record<string, unknown>> {
       obj.responseTimeMs = this.now();
       const clRaw = getHeader(res.headers, 'content-length');
       const expected = clRaw !== undefined && /^\d+$/.test(clRaw) ? Number(clRaw) : undefined;
-      const headers = stripHopByHop(res.headers);
-      const life = freshnessLifetime(res.status, headers, obj.responseTimeMs, this.freshness);
+      const was304 = res.status === 304 && stale !== undefined && !isPass && stale.state === 'finished';
+      const status = was304 ? stale.status : res.status;
+      const headers = was304 ? mergeNotModified(stale.headers, stripHopByHop(res.headers)) : stripHopByHop(res.headers);
+      if (was304) this.stats.fetch_304++;
+      const life = freshnessLifetime(status, headers, obj.responseTimeMs, this.freshness);
       obj.initialAgeSec = initialAgeSec(headers, obj.requestTimeMs, obj.responseTimeMs);
       const cc = cacheControlOf(headers);
       const swr = deltaSeconds(cc.get('stale-while-revalidate'));
       const beresp: BackendResponse = {
-        status: res.status,
+        status,
         headers,
         ttlSec: life.lifetimeSec - obj.initialAgeSec,
         graceSec: swr ?? this.graceSec,
         keepSec: this.keepSec,
         uncacheable: isPass,
         uncacheableReason: isPass ? 'pass' : undefined,
+        hitForPassSec: undefined,
         doStream: true,
+        transitBytes: this.transitBytes,
+        streamMinBytes: this.streamMinBytes,
+        was304,
         isPass,
         ttlSource: life.source,
       };
       const verdict = await this.hooks.upstreamResponseFilter?.(beresp, tx.ctx);
       if (verdict !== 'deliver') builtinBackendResponse(beresp, bereq, this.hitForMissSec);
+      // Keep objects with a validator past a zero TTL when keep allows it: they are revalidated, not refetched.
+      if (beresp.uncacheable && beresp.uncacheableReason === 'ttl-zero' && this.keepSec > 0 && hasValidator(headers)) {
+        beresp.uncacheable = false;
+        beresp.uncacheableReason = undefined;
+        beresp.ttlSec = 0;
+      }
+      const staleIfError = stale !== undefined && !isPass && this.staleUsableOnError(stale);
+      if (status >= 500 && staleIfError) {
+        // RFC 5861 stale-if-error: the error is not stored over the stale object; the client gets the stale one.
+        beresp.uncacheable = true;
+        beresp.uncacheableReason = 'stale-if-error';
+      }
 
       obj.status = beresp.status;
       obj.headers = beresp.headers;
@@ -411,16 +564,27 @@ export class Proxy<Ctx = Record<string, unknown>> {
       obj.expectedLength = obj.bodyless && bereq.method !== 'HEAD' ? 0 : expected;
       obj.graceSec = beresp.graceSec;
       obj.keepSec = beresp.keepSec;
+      obj.staleIfErrorSec = deltaSeconds(cc.get('stale-if-error')) ?? 0;
+      obj.streamMinBytes = beresp.streamMinBytes;
+      const transitBytes = beresp.transitBytes;
       if (!beresp.uncacheable && !isPass) {
         obj.ttlSec = beresp.ttlSec + obj.initialAgeSec;
         this.store.insert(obj);
       } else {
         obj.stored = false;
         obj.notStoredReason = beresp.uncacheableReason;
-        if (!isPass) this.store.markUncacheable(obj, beresp.ttlSec, this.now());
+        if (beresp.uncacheableReason === 'stale-if-error') this.store.releaseBusy(obj);
+        else if (beresp.hitForPassSec !== undefined && beresp.hitForPassSec > 0) {
+          this.store.markUncacheable(obj, beresp.hitForPassSec, this.now(), 'pass');
+        } else if (!isPass) this.store.markUncacheable(obj, beresp.ttlSec, this.now());
       }
       obj.setState('stream');
 
+      if (was304) {
+        res.body.resume();
+        obj.adoptBody(stale);
+        return;
+      }
       if (obj.bodyless) {
         res.body.resume();
         obj.finish();
@@ -431,7 +595,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
           obj.extend(chunk);
           this.stats.s_beresp_bodybytes += chunk.length;
           if (obj.stored === true) this.store.charge(obj, chunk.length);
-          if (obj.stored === false) await obj.waitForSpace(this.transitBytes, signal);
+          if (obj.stored === false) await obj.waitForSpace(transitBytes, signal);
         }
         if (expected !== undefined && obj.length !== expected) {
           throw new ProxyError('CORE_ERR_UPSTREAM_LENGTH_MISMATCH', `body ended at ${obj.length} of ${expected} bytes`, {
@@ -460,16 +624,40 @@ export class Proxy<Ctx = Record<string, unknown>> {
     }
   }
 
+  /** Whether a stale object may still be served when the origin fails (within its stale-if-error window). */
+  private staleUsableOnError(stale: CacheObject): boolean {
+    if (stale.state !== 'finished' || stale.staleIfErrorSec <= 0) return false;
+    const ageSec = stale.initialAgeSec + (this.now() - stale.responseTimeMs) / 1000;
+    return ageSec < stale.ttlSec + stale.staleIfErrorSec;
+  }
+
+  /** The origin request for a miss: the client's headers without hop-by-hop fields, conditionals or Range. */
+  private missRequest(tx: Tx<Ctx>, forwardConditionals: boolean): UpstreamRequest {
+    const headers = stripHopByHop(tx.req.headers);
+    if (!forwardConditionals) for (const h of MISS_STRIP) delete headers[h];
+    this.addForwarding(headers, tx.req);
+    // A HEAD miss fetches GET so the object can be stored and serve later GETs (Varnish does the same).
+    return { method: 'GET', path: tx.req.url, headers, body: null };
+  }
+
   // --- writing -------------------------------------------------------------------------------------------------
 
-  private writeHead(tx: Tx<Ctx>, obj: CacheObject): void {
+  /**
+   * Writes the response head for `obj`: Age, Via, Cache-Status and framing added. `override` replaces status, headers
+   * and length (206, 304, 416); without it the stored headers go out as they are, through the hit path's cached block.
+   */
+  private writeHead(
+    tx: Tx<Ctx>,
+    obj: CacheObject,
+    override?: { status: number; headers: HeaderMap; length: string | undefined },
+  ): void {
     const nowMs = this.now();
     const ageSec = obj.initialAgeSec + Math.max(0, (nowMs - obj.responseTimeMs) / 1000);
     const age = Math.floor(ageSec);
     let ours: string;
     if (tx.status.hit === true && tx.status.detail === undefined && obj.stored === true) {
       // The common hit: built directly (same text formatCacheStatus gives).
-      ours = `${this.name}; hit; ttl=${Math.floor(Math.max(0, obj.ttlSec - age))}`;
+      ours = `${this.name}; hit; ttl=${Math.floor(obj.ttlSec - age)}`;
     } else {
       const status: CacheStatus = { ...tx.status };
       if (status.fwd !== undefined) {
@@ -477,18 +665,21 @@ export class Proxy<Ctx = Record<string, unknown>> {
         if (obj.stored === true) status.stored = true;
         else if (status.detail === undefined && obj.notStoredReason !== undefined) status.detail = obj.notStoredReason;
       }
-      if (obj.stored === true) status.ttlSec = Math.max(0, obj.ttlSec - age);
+      // RFC 9211 §2.4: ttl is negative for a stale response.
+      if (obj.stored === true || status.hit === true) status.ttlSec = obj.ttlSec - age;
       ours = formatCacheStatus(this.name, status);
     }
     // RFC 9211 §2: keep the Cache-Status entries of caches before us; ours goes last.
     const upstreamStatus = obj.headers['cache-status'];
     const cacheStatus = upstreamStatus === undefined ? ours : `${getHeader(obj.headers, 'cache-status') ?? ''}, ${ours}`;
     let length: string | undefined;
-    if (!NO_BODY_STATUS(obj.status)) {
+    if (override !== undefined) {
+      length = override.length;
+    } else if (!NO_BODY_STATUS(obj.status)) {
       if (obj.state === 'finished' && !obj.bodyless) length = String(obj.length);
       else if (obj.expectedLength !== undefined) length = String(obj.expectedLength);
     }
-    if (this.hooks.responseFilter === undefined) {
+    if (override === undefined && this.hooks.responseFilter === undefined) {
       // Hit path: the stored headers are serialised once per object; only Age, Cache-Status and length vary.
       obj.headBlock ??= serializeHeaders(this.deliveryHeaders(obj));
       // RFC 9111 §5.1: a cache MUST send Age when it serves a stored response; sent on every response here.
@@ -497,13 +688,13 @@ export class Proxy<Ctx = Record<string, unknown>> {
       tx.res.writeHeadBlock(obj.status, block, length, tx.closeAfter);
       return;
     }
-    const headers = this.deliveryHeaders(obj);
+    const headers = override?.headers ?? this.deliveryHeaders(obj);
     headers['age'] = String(age);
     headers['cache-status'] = cacheStatus;
     if (length !== undefined) headers['content-length'] = length;
     if (tx.closeAfter) headers['connection'] = 'close';
-    const resp: DeliveryResponse = { status: obj.status, headers };
-    this.hooks.responseFilter(resp, tx.req, tx.ctx);
+    const resp: DeliveryResponse = { status: override?.status ?? obj.status, headers };
+    this.hooks.responseFilter?.(resp, tx.req, tx.ctx);
     tx.res.writeHead(resp.status, resp.headers);
   }
 
