@@ -30,4 +30,24 @@ describe('MemoryStore', () => {
     expect(store.markerCount).toBeLessThanOrEqual(1000);
     expect(store.keyCount).toBeLessThanOrEqual(1000);
   });
+
+  // Regression: insert() removed the superseded variant first; removing an entry's last variant deleted the entry,
+  // so the new object went into an orphaned entry and every later lookup missed.
+  it('an object replacing an expired variant of the same key stays findable', () => {
+    const store = new MemoryStore(1024 * 1024, createStats());
+    const first = store.lookup('k', {}, 0);
+    if (first.kind !== 'miss') throw new Error('expected miss');
+    first.obj.ttlSec = 10;
+    first.obj.graceSec = 100;
+    store.insert(first.obj);
+    const graced = store.lookup('k', {}, 20_000);
+    if (graced.kind !== 'grace' || graced.fetch === undefined) throw new Error('expected grace with a fetch');
+    graced.fetch.ttlSec = 10;
+    graced.fetch.responseTimeMs = 20_000;
+    store.insert(graced.fetch);
+    const r = store.lookup('k', {}, 21_000);
+    expect(r.kind).toBe('hit');
+    expect(r.kind === 'hit' && r.obj).toBe(graced.fetch);
+    expect(store.objectCount).toBe(1);
+  });
 });

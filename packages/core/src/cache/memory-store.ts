@@ -130,10 +130,11 @@ export class MemoryStore {
     if (entry.busy === obj) entry.busy = undefined;
     entry.hitForMissUntilMs = 0;
     entry.hitForPassUntilMs = 0;
-    for (const old of entry.variants.slice()) {
+    // Add first, then drop the variants it supersedes: removing the last variant of an entry deletes the entry.
+    entry.variants.unshift(obj);
+    for (const old of entry.variants.slice(1)) {
       if (old.varySig === obj.varySig && old.varyFields.join() === obj.varyFields.join()) this.remove(old);
     }
-    entry.variants.unshift(obj);
     obj.stored = true;
     this.lru.add(obj);
     this.charged.set(obj, 0);
@@ -144,12 +145,12 @@ export class MemoryStore {
   markUncacheable(obj: CacheObject, ttlSec: number, nowMs: number, kind: 'miss' | 'pass' = 'miss'): void {
     const entry = this.entryFor(obj.key);
     if (entry.busy === obj) entry.busy = undefined;
-    // The key's stored variant for the same request is superseded by the uncacheable answer (as Varnish's
-    // hit-for-miss object replaces it in the hash).
-    for (const old of entry.variants.slice()) if (old.varySig === obj.varySig) this.remove(old);
     const untilMs = nowMs + ttlSec * 1000;
     if (kind === 'pass') entry.hitForPassUntilMs = untilMs;
     else entry.hitForMissUntilMs = untilMs;
+    // The key's stored variant for the same request is superseded by the uncacheable answer (as Varnish's
+    // hit-for-miss object replaces it in the hash). The marker is set first so the entry outlives the removal.
+    for (const old of entry.variants.slice()) if (old.varySig === obj.varySig) this.remove(old);
     this.cleanup(obj.key, entry);
     this.markers.delete(obj.key);
     this.markers.set(obj.key, untilMs);
