@@ -40,6 +40,8 @@ describe('MemoryStore', () => {
     first.obj.ttlSec = 10;
     first.obj.graceSec = 100;
     store.insert(first.obj);
+    first.obj.setState('stream');
+    first.obj.finish();
     const graced = store.lookup('k', {}, 20_000);
     if (graced.kind !== 'grace' || graced.fetch === undefined) throw new Error('expected grace with a fetch');
     graced.fetch.ttlSec = 10;
