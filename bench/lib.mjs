@@ -18,7 +18,7 @@ export function startSluice(args) {
     p.stdout.on('data', (d) => {
       out += String(d);
       const m = /listening on (http:\/\/[\d.]+:\d+)/.exec(out);
-      if (m) resolve({ url: m[1], stop: () => stop(p) });
+      if (m) resolve({ url: m[1], pid: p.pid, stop: () => stop(p) });
     });
     p.stderr.on('data', (d) => (err += String(d)));
     p.on('exit', (code) => {

@@ -32,6 +32,8 @@ export function compose(config: Config, onLog?: (line: LogLine) => void): Compos
     defaultKeepSec: config.keepSec,
     hitForMissSec: config.hitForMissSec,
     transitBytes: config.transitBytes,
+    streamMinBytes: config.streamMinBytes,
+    maxRanges: config.maxRanges,
     ...(onLog === undefined ? {} : { onLog }),
   });
   return {

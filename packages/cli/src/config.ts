@@ -20,6 +20,8 @@ export interface Config {
   keepSec: number;
   hitForMissSec: number;
   transitBytes: number;
+  streamMinBytes: number;
+  maxRanges: number;
   /** false: every response is fetched whole before delivery (doStream off), unless a hook turns it back on. */
   stream: boolean;
   quiet: boolean;
@@ -36,6 +38,8 @@ export interface ConfigFile {
   keep?: string | number;
   hitForMissTtl?: string | number;
   transitBuffer?: string | number;
+  streamMinBytes?: string | number;
+  maxRanges?: number;
   stream?: boolean;
   hooks?: ProxyHooks;
 }
@@ -49,6 +53,8 @@ const FILE_KEYS = new Set([
   'keep',
   'hitForMissTtl',
   'transitBuffer',
+  'streamMinBytes',
+  'maxRanges',
   'stream',
   'hooks',
 ]);
@@ -63,6 +69,8 @@ export interface ProxyFlags {
   keep?: string | undefined;
   'hit-for-miss-ttl'?: string | undefined;
   'transit-buffer'?: string | undefined;
+  'stream-min-bytes'?: string | undefined;
+  'max-ranges'?: number | undefined;
   stream?: boolean | undefined;
   quiet?: boolean | undefined;
 }
@@ -83,6 +91,15 @@ function duration(name: string, v: string | number | undefined): number | undefi
     throw new CliError('CLI_ERR_FLAG_INVALID', `${name}: "${String(v)}" is not a duration (examples: 90, 500ms, 10s, 2m, 1h)`);
   }
   return n;
+}
+
+/** Default adaptive-streaming threshold (see bench/results for the measurement it comes from). */
+export const DEFAULT_STREAM_MIN_BYTES = 0;
+
+function positiveInt(name: string, v: number | undefined, dflt: number): number {
+  if (v === undefined) return dflt;
+  if (!Number.isInteger(v) || v < 1) throw new CliError('CLI_ERR_FLAG_INVALID', `${name}: "${String(v)}" is not a whole number of at least 1`);
+  return v;
 }
 
 /** Parses `HOST:PORT`, `:PORT` or `PORT`. */
@@ -136,6 +153,8 @@ export function toConfig(flags: ProxyFlags, file: ConfigFile = {}): Config {
     keepSec: duration('--keep', flags.keep ?? file.keep) ?? 0,
     hitForMissSec: duration('--hit-for-miss-ttl', flags['hit-for-miss-ttl'] ?? file.hitForMissTtl) ?? 120,
     transitBytes: size('--transit-buffer', flags['transit-buffer'] ?? file.transitBuffer, 1024 * 1024),
+    streamMinBytes: size('--stream-min-bytes', flags['stream-min-bytes'] ?? file.streamMinBytes, DEFAULT_STREAM_MIN_BYTES),
+    maxRanges: positiveInt('--max-ranges', flags['max-ranges'] ?? file.maxRanges, 16),
     stream: flags.stream ?? file.stream ?? true,
     quiet: flags.quiet ?? false,
     hooks: file.hooks ?? {},

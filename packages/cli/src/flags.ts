@@ -28,6 +28,15 @@ export const proxyFlags = {
     summary: 'How far an uncached fetch may run ahead of its client (default 1MB). e.g. --transit-buffer 256k',
     helpValue: 'SIZE',
   }),
+  'stream-min-bytes': Flags.string({
+    summary: 'Adaptive streaming: bodies with Content-Length under SIZE are delivered whole; unknown-length bodies start once SIZE arrived (default 0: always stream). e.g. --stream-min-bytes 16k',
+    helpValue: 'SIZE',
+  }),
+  'max-ranges': Flags.integer({
+    summary: 'Most byte ranges honoured in one request; more and the Range is ignored (default 16). e.g. --max-ranges 4',
+    helpValue: 'N',
+    min: 1,
+  }),
   stream: Flags.boolean({
     summary: 'Stream bodies to clients while they arrive (doStream); --no-stream fetches whole bodies first. e.g. --no-stream',
     allowNo: true,

@@ -8,7 +8,7 @@ export default class ProxyCommand extends Command {
   static override description = [
     "Serves clients on --listen and forwards to the --backend origins (round-robin when several are given), caching per RFC 9111 with Varnish's builtin policy: GET/HEAD looked up, other methods passed, requests with Authorization or Cookie passed, uncacheable responses remembered as hit-for-miss.",
     'Sizes accept units (1048576, 512k, 256MB); durations too (90, 500ms, 10s, 2m, 1h).',
-    'A --config module default-exports { listen, backends, storage, defaultTtl, grace, keep, hitForMissTtl, transitBuffer, stream, hooks }; flags override it. Stops cleanly on SIGINT/SIGTERM.',
+    'A --config module default-exports { listen, backends, storage, defaultTtl, grace, keep, hitForMissTtl, transitBuffer, streamMinBytes, maxRanges, stream, hooks }; flags override it. Stops cleanly on SIGINT/SIGTERM.',
   ].join('\n\n');
 
   static override examples = [

@@ -19,6 +19,8 @@ import type { HeaderMap } from '../http/headers.js';
  */
 export type ObjectState = 'busy' | 'stream' | 'finished' | 'failed';
 const RANK: Record<ObjectState, number> = { busy: 0, stream: 1, finished: 2, failed: 2 };
+/** Finished stored objects up to this size are joined into one Buffer for single-write hits. */
+const CONSOLIDATE_MAX_BYTES = 256 * 1024;
 
 /** A position in the body, owned by one client delivery. */
 export interface ObjectReader {
@@ -111,9 +113,12 @@ export class CacheObject {
   /**
    * Joins a finished stored object's chunks into `body`. Only while no reader is open: a reader's position is a
    * chunk index into the list, so the list must not change under it. Otherwise the last reader to leave does it.
+   * Only small objects are joined: the copy costs more than it saves on large ones (measured: 60 ms per 50 MiB),
+   * which go out as one corked writev of their chunks instead (see completeChunks).
    */
   private consolidate(): void {
     if (this.state !== 'finished' || this.stored !== true || this.body !== undefined) return;
+    if (this.length > CONSOLIDATE_MAX_BYTES) return;
     if (this.readers.size > 0 || this.firstChunk !== 0) return;
     const body = this.chunks.length === 1 ? (this.chunks[0] as Buffer) : Buffer.concat(this.chunks, this.length);
     this.body = body;
@@ -163,6 +168,11 @@ export class CacheObject {
     const r: ObjectReader = { chunkIndex: 0, offset: 0, closed: false };
     this.readers.add(r);
     return r;
+  }
+
+  /** The whole body as a list of chunks once finished, if none was dropped; a hit writes them in one go. */
+  get completeChunks(): readonly Buffer[] | undefined {
+    return this.state === 'finished' && this.firstChunk === 0 ? this.chunks : undefined;
   }
 
   /** Whether a new reader can still see the whole body. */

@@ -178,6 +178,22 @@ export class Http1Response {
     this.owner.responseFinished(this);
   }
 
+  /**
+   * Ends the response with a complete body held as several chunks: head and every chunk leave under one cork (one
+   * writev), without copying. Only for Content-Length responses (the chunks must add up to the announced length).
+   */
+  endChunks(chunks: readonly Buffer[]): void {
+    if (this.finished) return;
+    if (this.chunked) throw new Error('endChunks needs a Content-Length response');
+    const s = this.socket;
+    s.cork();
+    this.flushHeaders();
+    if (this.bodyAllowed) for (const c of chunks) s.write(c);
+    s.uncork();
+    this.finished = true;
+    this.owner.responseFinished(this);
+  }
+
   /** Cuts the connection: the client can tell the body is incomplete (no terminating chunk, or short of length). */
   destroy(): void {
     this.socket.destroy();

@@ -325,14 +325,18 @@ export class Proxy<Ctx = Record<string, unknown>> {
 
   private deliver(tx: Tx<Ctx>): Step | Promise<Step> {
     const obj = tx.obj as CacheObject;
-    if (obj.state === 'finished' && obj.body !== undefined && !this.needsPlan(tx, obj)) {
-      // Complete stored object, plain request: head and body in one write with Content-Length; no reader, no waiting.
+    const chunks = obj.stored === true ? obj.completeChunks : undefined;
+    if (chunks !== undefined && !this.needsPlan(tx, obj)) {
+      // Complete stored object, plain request: Content-Length, head and body in one write; no reader, no waiting.
       this.writeHead(tx, obj);
       if (tx.req.method === 'HEAD' || NO_BODY_STATUS(obj.status)) {
         tx.res.end();
-      } else {
+      } else if (obj.body !== undefined) {
         this.stats.s_resp_bodybytes += obj.body.length;
         tx.res.end(obj.body);
+      } else {
+        this.stats.s_resp_bodybytes += obj.length;
+        tx.res.endChunks(chunks);
       }
       return 'done';
     }
@@ -428,7 +432,8 @@ export class Proxy<Ctx = Record<string, unknown>> {
         res.end(obj.body);
         return 'done';
       }
-      res.flushHeaders();
+      // Headers go out at once only when no body byte is there yet; otherwise they leave with the first bytes.
+      if (obj.length === 0 && !obj.isFinal) res.flushHeaders();
       let sent = 0;
       try {
         for (const r of ranges) {

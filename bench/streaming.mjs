@@ -1,0 +1,171 @@
+// Streaming benchmarks (issue 3). Usage: node bench/streaming.mjs [--quick] [--out FILE]
+//   range-on-miss: a cold 100 MiB object, a client asks for 1000 bytes in the middle: time to first byte and how many
+//                  bytes the origin had sent by then; direct (the origin answers the Range itself), Sluice, and nginx
+//                  (proxy_cache) when installed
+//   transit:       peak RSS growth of the proxy while a 1 GiB uncacheable body is read by a client at ~50 MB/s
+//   adaptive:      time to last byte of misses from 100 B to 1 MiB (Content-Length), streamed vs delivered whole,
+//                  the measurement behind the streamMinBytes default
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { Agent, request } from 'undici';
+import { ROOT, machine, percentiles, sleep, startNginxCache, startSluice, stopAll } from './lib.mjs';
+
+const argv = process.argv.slice(2);
+const quick = argv.includes('--quick');
+const outIdx = argv.indexOf('--out');
+const date = new Date().toISOString().slice(0, 10);
+const out = outIdx >= 0 ? argv[outIdx + 1] : path.join(ROOT, 'bench/results', `${date}-streaming.json`);
+const MiB = 1024 * 1024;
+
+async function originBytes(originUrl) {
+  return (await (await request(`${originUrl}/stats`)).body.json()).bytes;
+}
+
+async function rangeOnMiss(originUrl, targets) {
+  const size = quick ? 16 * MiB : 100 * MiB;
+  const start = size / 2;
+  const rows = [];
+  for (const [mode, base] of targets) {
+    const ttfb = [];
+    const ttlb = [];
+    const sentAtTtfb = [];
+    for (let i = 0; i < (quick ? 1 : 3); i++) {
+      const url = `${base}/big/${size}?run=${mode}-${i}-${Date.now()}`;
+      const before = await originBytes(originUrl);
+      const t0 = performance.now();
+      const res = await request(url, { headers: { range: `bytes=${start}-${start + 999}` } });
+      let first;
+      let got = 0;
+      let sent;
+      for await (const c of res.body) {
+        if (first === undefined) {
+          first = performance.now() - t0;
+          sent = (await originBytes(originUrl)) - before;
+        }
+        got += c.length;
+      }
+      if (res.statusCode !== 206 || got !== 1000) throw new Error(`range-on-miss ${mode}: status ${res.statusCode}, ${got} bytes`);
+      ttfb.push(first);
+      ttlb.push(performance.now() - t0);
+      sentAtTtfb.push(sent);
+      await sleep(200);
+    }
+    rows.push({
+      name: 'range-on-miss',
+      mode,
+      objectBytes: size,
+      rangeStart: start,
+      ttfbMs: percentiles(ttfb),
+      ttlbMs: percentiles(ttlb),
+      originBytesAtTtfb: sentAtTtfb.sort((a, b) => a - b)[Math.floor(sentAtTtfb.length / 2)],
+    });
+  }
+  return rows;
+}
+
+function rssBytes(pid) {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : NaN;
+}
+
+async function transit(proxy) {
+  const size = quick ? 64 * MiB : 1024 * MiB;
+  const rate = 50 * 1000 * 1000; // bytes/s
+  const baseline = rssBytes(proxy.pid);
+  let peak = baseline;
+  const sampler = setInterval(() => (peak = Math.max(peak, rssBytes(proxy.pid))), 50);
+  const u = new URL(proxy.url);
+  const t0 = performance.now();
+  const received = await new Promise((resolve, reject) => {
+    const s = net.connect(Number(u.port), u.hostname);
+    let bytes = 0;
+    s.on('data', (d) => {
+      bytes += d.length;
+      // Throttle: pause when ahead of the target rate.
+      const allowed = ((performance.now() - t0) / 1000) * rate;
+      if (bytes > allowed) {
+        s.pause();
+        setTimeout(() => s.resume(), Math.ceil(((bytes - allowed) / rate) * 1000));
+      }
+    });
+    s.on('end', () => resolve(bytes));
+    s.on('error', reject);
+    s.write(`GET /big/${size}?cc=private&run=${Date.now()} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n`);
+  });
+  clearInterval(sampler);
+  const seconds = (performance.now() - t0) / 1000;
+  return [{
+    name: 'transit-pass-slow-client',
+    mode: 'pass',
+    bodyBytes: size,
+    receivedBytes: received,
+    clientMBps: Math.round((received / seconds / 1e6) * 10) / 10,
+    rssBaselineMiB: Math.round((baseline / MiB) * 10) / 10,
+    rssPeakGrowthMiB: Math.round(((peak - baseline) / MiB) * 10) / 10,
+    transitBuffer: '1MB (default)',
+  }];
+}
+
+async function adaptive(streamedUrl, bufferedUrl) {
+  const sizes = ['100', '1k', '4k', '16k', '64k', '256k', '1m'];
+  const n = quick ? 5 : 40;
+  const rows = [];
+  for (const size of sizes) {
+    for (const [mode, base] of [['streamed', streamedUrl], ['buffered', bufferedUrl]]) {
+      const agent = new Agent({ connections: 1 });
+      await (await request(`${base}/static/1`, { dispatcher: agent })).body.text();
+      const ttlb = [];
+      for (let i = 0; i < n; i++) {
+        const t0 = performance.now();
+        const r = await request(`${base}/static/${size}?m=${mode}-${i}-${Date.now()}`, { dispatcher: agent });
+        await r.body.arrayBuffer();
+        ttlb.push(performance.now() - t0);
+      }
+      await agent.close();
+      rows.push({ name: `adaptive-${size}`, mode, ttlbMs: percentiles(ttlb) });
+    }
+  }
+  return rows;
+}
+
+async function main() {
+  const m = machine();
+  console.log(`sluice streaming bench (${quick ? 'quick' : 'full'}) on ${m.cores} cores, node ${m.node}`);
+  const origin = await startSluice(['origin', '--listen', '127.0.0.1:0']);
+  const fast = await startSluice(['origin', '--fast', '--listen', '127.0.0.1:0']);
+  const proxy = await startSluice(['proxy', '--listen', '127.0.0.1:0', '--backend', origin.url, '--quiet']);
+  const nginx = argv.includes('--no-nginx') ? undefined : await startNginxCache(origin.url, 19000 + Math.floor(Math.random() * 1000));
+  const streamed = await startSluice(['proxy', '--listen', '127.0.0.1:0', '--backend', fast.url, '--quiet']);
+  const buffered = await startSluice(['proxy', '--listen', '127.0.0.1:0', '--backend', fast.url, '--quiet', '--stream-min-bytes', '1g']);
+  await sleep(200);
+  const scenarios = [];
+  console.log('range on a cold object ...');
+  const targets = [['direct', origin.url], ['sluice', proxy.url]];
+  if (nginx !== undefined) targets.push(['nginx', nginx.url]);
+  scenarios.push(...(await rangeOnMiss(origin.url, targets)));
+  console.log('transit buffer ...');
+  scenarios.push(...(await transit(proxy)));
+  console.log('adaptive streaming sweep ...');
+  scenarios.push(...(await adaptive(streamed.url, buffered.url)));
+  await stopAll();
+  const result = { date: new Date().toISOString(), quick, machine: m, peer: nginx ? { name: nginx.version, config: 'worker_processes 1; proxy_cache (no slice)' } : null, scenarios };
+  mkdirSync(path.dirname(out), { recursive: true });
+  writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
+  for (const s of scenarios) {
+    if (s.name === 'range-on-miss') {
+      console.log(`range-on-miss  ${s.mode.padEnd(8)} ttfb p50 ${s.ttfbMs.p50} ms  ttlb p50 ${s.ttlbMs.p50} ms  origin bytes at ttfb ${(s.originBytesAtTtfb / MiB).toFixed(1)} MiB of ${s.objectBytes / MiB} MiB`);
+    } else if (s.name.startsWith('transit')) {
+      console.log(`transit        pass     ${s.bodyBytes / MiB} MiB at ${s.clientMBps} MB/s: proxy RSS growth ${s.rssPeakGrowthMiB} MiB (baseline ${s.rssBaselineMiB} MiB)`);
+    } else {
+      console.log(`${s.name.padEnd(14)} ${s.mode.padEnd(8)} ttlb p50 ${s.ttlbMs.p50} ms  p90 ${s.ttlbMs.p90} ms`);
+    }
+  }
+  console.log(`\nwritten ${path.relative(ROOT, out)}`);
+}
+
+main().catch(async (e) => {
+  console.error(`bench failed: ${e.message}`);
+  await stopAll();
+  process.exit(1);
+});
