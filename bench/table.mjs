@@ -1,7 +1,7 @@
 // Renders a bench/results JSON file as the Markdown table the README quotes. Usage: node bench/table.mjs FILE
 import { readFileSync } from 'node:fs';
 
-const r = JSON.parse(readFileSync(process.argv[2], 'utf8'));
+const r = JSON.parse(readFileSync(process.argv[2] ?? '', 'utf8'));
 const m = r.machine;
 const lines = [];
 lines.push(`Run of ${r.date.slice(0, 10)} on ${m.cores} cores (${m.cpu}), Node ${m.node}, load average at start ${m.loadavgAtStart.join(' ')}${r.peer ? `; peer: ${r.peer.name} (${r.peer.config})` : ''}.`);
@@ -14,6 +14,12 @@ for (const s of r.scenarios) {
   } else if (s.rps !== undefined) {
     const rounds = s.ratioRounds ? ` (rounds ${s.ratioRounds.join(', ')})` : '';
     lines.push(`| ${s.name.replace('hit-', 'hits, ')} object | ${s.mode} | ${s.rps} req/s, p99 ${s.latencyMs.p99} ms | ${s.ratioToDirect === undefined ? 'baseline' : `${s.ratioToDirect}${rounds}`} |`);
+  } else if (s.name === 'range-on-miss') {
+    lines.push(`| 1000 bytes at ${s.rangeStart / 1048576} MiB of a cold ${s.objectBytes / 1048576} MiB object | ${s.mode} | TTFB p50 ${s.ttfbMs.p50} ms; origin had sent ${(s.originBytesAtTtfb / 1048576).toFixed(1)} MiB by then | |`);
+  } else if (s.name.startsWith('transit')) {
+    lines.push(`| ${s.bodyBytes / 1048576} MiB uncacheable body, client reading at ~${s.clientMBps} MB/s | ${s.mode} | proxy RSS grew ${s.rssPeakGrowthMiB} MiB (goal < 64 MiB) | |`);
+  } else if (s.name.startsWith('adaptive')) {
+    lines.push(`| miss of a ${s.name.slice('adaptive-'.length)} object (Content-Length) | ${s.mode} | last byte p50 ${s.ttlbMs.p50} ms, p90 ${s.ttlbMs.p90} ms | |`);
   } else if (s.originRequests !== undefined) {
     lines.push(`| ${s.clients} concurrent cold requests | ${s.mode} | ${s.originRequests} origin request(s), all complete: ${s.allComplete}, TTFB p50 ${s.ttfbMs.p50} ms | |`);
   }
