@@ -1,31 +1,23 @@
-// Helpers shared by bench scenarios: child processes for origins and proxies, percentiles, machine notes.
+// Helpers for the peer benchmarks (run.mjs, streaming.mjs): process handling, percentiles and the machine note come
+// from the CLI's bench module; nginx as a peer cache lives here.
 import { spawn } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ProcessGroup, machine, percentiles } from '@sluice/cli/bench';
 
+export { machine, percentiles };
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const BIN = path.join(ROOT, 'packages/cli/bin/run.js');
+const group = new ProcessGroup();
 const children = new Set();
 
-/** Runs `sluice <args>` in its own process; resolves with the URL it prints once listening. */
+/** Runs `sluice <args>` in its own process; resolves with { url, pid, stop } once listening. */
 export function startSluice(args) {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    children.add(p);
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d) => {
-      out += String(d);
-      const m = /listening on (http:\/\/[\d.]+:\d+)/.exec(out);
-      if (m) resolve({ url: m[1], pid: p.pid, stop: () => stop(p) });
-    });
-    p.stderr.on('data', (d) => (err += String(d)));
-    p.on('exit', (code) => {
-      children.delete(p);
-      reject(new Error(`sluice ${args.join(' ')} exited ${code}: ${err}`));
-    });
-  });
+  return group.start(args);
+}
+
+export async function stopAll() {
+  await Promise.all([group.stopAll(), ...[...children].map((p) => stop(p))]);
 }
 
 function stop(p) {
@@ -34,29 +26,6 @@ function stop(p) {
     p.once('exit', () => resolve());
     p.kill('SIGTERM');
   });
-}
-
-export async function stopAll() {
-  await Promise.all([...children].map((p) => stop(p)));
-}
-
-export function percentiles(values) {
-  const s = [...values].sort((a, b) => a - b);
-  const at = (q) => (s.length === 0 ? NaN : s[Math.min(s.length - 1, Math.floor(q * s.length))]);
-  const r = (v) => Math.round(v * 100) / 100;
-  return { p50: r(at(0.5)), p90: r(at(0.9)), p99: r(at(0.99)), n: s.length };
-}
-
-export function machine() {
-  const cpus = os.cpus();
-  return {
-    cores: cpus.length,
-    cpu: cpus[0]?.model ?? 'unknown',
-    memGiB: Math.round(os.totalmem() / 1024 ** 3),
-    node: process.version,
-    platform: `${os.platform()} ${os.release()}`,
-    loadavgAtStart: os.loadavg().map((v) => Math.round(v * 100) / 100),
-  };
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

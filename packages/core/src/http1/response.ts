@@ -180,15 +180,22 @@ export class Http1Response {
 
   /**
    * Ends the response with a complete body held as several chunks: head and every chunk leave under one cork (one
-   * writev), without copying. Only for Content-Length responses (the chunks must add up to the announced length).
+   * writev), without copying. With Content-Length the chunks must add up to the announced length.
    */
   endChunks(chunks: readonly Buffer[]): void {
     if (this.finished) return;
-    if (this.chunked) throw new Error('endChunks needs a Content-Length response');
     const s = this.socket;
     s.cork();
     this.flushHeaders();
-    if (this.bodyAllowed) for (const c of chunks) s.write(c);
+    if (this.bodyAllowed) {
+      for (const c of chunks) {
+        if (c.length === 0) continue;
+        if (this.chunked) s.write(`${c.length.toString(16)}\r\n`, 'latin1');
+        s.write(c);
+        if (this.chunked) s.write('\r\n', 'latin1');
+      }
+      if (this.chunked) s.write('0\r\n\r\n', 'latin1');
+    }
     s.uncork();
     this.finished = true;
     this.owner.responseFinished(this);

@@ -206,4 +206,34 @@ describe('origin dies mid-body', () => {
     expect(r2.status).toBe(503);
     expect(origin.count).toBe(2);
   });
+
+  it('a large complete object leaves as one corked writev, with Content-Length or chunked as the policy says', async () => {
+    const body = Buffer.alloc(600 * 1024);
+    for (let i = 0; i < body.length; i++) body[i] = i % 251;
+    origin = await startScriptedOrigin((_req, res) => {
+      res.writeHead(200, { 'cache-control': 'max-age=60', 'content-length': String(body.length) });
+      // Several writes: the object is held as several chunks (it is too large to be joined).
+      for (let off = 0; off < body.length; off += 100 * 1024) res.write(body.subarray(off, off + 100 * 1024));
+      res.end();
+    });
+    track(origin);
+    px = await startProxy(origin.url, {
+      hooks: {
+        responseFilter(resp, req) {
+          if (req.url.endsWith('chunked')) delete resp.headers['content-length'];
+        },
+      },
+    });
+    track(px);
+    await rawGet(px.port, '/big?chunked');
+    const chunked = await rawGet(px.port, '/big?chunked');
+    expect(chunked.headers['cache-status']).toMatch(/^sluice; hit/);
+    expect(chunked.chunked).toBe(true);
+    expect(chunked.terminated).toBe(true);
+    expect(chunked.body.equals(body)).toBe(true);
+    await rawGet(px.port, '/big?cl');
+    const cl = await rawGet(px.port, '/big?cl');
+    expect(cl.headers['content-length']).toBe(String(body.length));
+    expect(cl.body.equals(body)).toBe(true);
+  });
 });

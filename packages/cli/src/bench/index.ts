@@ -1,0 +1,3 @@
+export * from './processes.js';
+export * from './report.js';
+export * from './scenarios.js';
