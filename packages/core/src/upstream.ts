@@ -12,6 +12,8 @@ export interface UpstreamRequest {
   headers: HeaderMap;
   /** Request body for methods that have one; null when there is none. */
   body: Readable | null;
+  /** The cache key, for directors that pick a backend by key (hash, shard). */
+  key?: string | undefined;
 }
 
 export interface UpstreamResponse {

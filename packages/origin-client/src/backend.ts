@@ -1,18 +1,36 @@
 import { Pool } from 'undici';
 import { OriginError } from './errors.js';
+import { Probe, type ProbeConfig } from './health.js';
 
 /** One origin server: where it is and how to talk to it. Times in ms. */
 export interface BackendConfig {
+  /** Name used by directors and counters (default: the URL's host:port). */
+  name?: string;
   /** http(s)://host:port, no path. */
   url: string;
   /** Host header sent instead of the client's (undefined: the client's Host is forwarded). */
   hostHeader?: string | undefined;
+  /** Weight for the random director (default 1). */
+  weight?: number;
   connectTimeoutMs?: number;
   /** Time to the response headers. */
   firstByteTimeoutMs?: number;
   /** Idle time allowed between two body chunks. */
   betweenBytesTimeoutMs?: number;
+  /** Most requests in flight (each holds a connection), default 64. */
   maxConnections?: number;
+  /** How long a request may wait for a free connection before failing with 503 (default 5000). */
+  queueTimeoutMs?: number;
+  /** Most requests waiting for a connection; more fail at once with 503 (default 1024). */
+  maxQueue?: number;
+  /** Keep connections open for reuse (default true); false = one connection per request. */
+  keepAlive?: boolean;
+  /** Credentials for the origin. */
+  auth?: { type: 'basic'; username: string; password: string; preemptive?: boolean } | { type: 'bearer'; token: string; preemptive?: boolean };
+  /** TLS for https backends. Verification is on unless dangerouslySkipTlsVerify is set. */
+  tls?: { ca?: string | string[]; servername?: string; dangerouslySkipTlsVerify?: boolean };
+  /** Health probe; without one the backend is always healthy. */
+  probe?: ProbeConfig;
 }
 
 /** Parses and checks a backend URL; throws an OriginError naming the problem. */
@@ -32,32 +50,158 @@ export function parseBackendUrl(raw: string): URL {
   return u;
 }
 
-/** A backend with its keep-alive connection pool and counters. */
+/** Per-backend counters (varnishstat's VBE.* in spirit). */
+export interface BackendCounters {
+  requests: number;
+  failures: number;
+  /** Connections opened. */
+  connects: number;
+  /** Connections closed. */
+  disconnects: number;
+  /** Body bytes received. */
+  bytes: number;
+  /** Retries on this backend after a broken reused connection. */
+  retries: number;
+  /** Requests that failed here and went on to another backend. */
+  failovers: number;
+  /** Requests refused because the wait queue was full or timed out. */
+  queueRejects: number;
+  /** Health changes seen from the probe. */
+  healthChanges: number;
+}
+
+/** A backend with its keep-alive pool, a bounded wait queue in front of it, counters and an optional probe. */
 export class Backend {
   readonly config: BackendConfig;
+  readonly name: string;
   readonly origin: string;
   readonly pool: Pool;
-  readonly counters = { requests: 0, failures: 0, bytes: 0, connects: 0, disconnects: 0 };
+  readonly counters: BackendCounters = {
+    requests: 0,
+    failures: 0,
+    connects: 0,
+    disconnects: 0,
+    bytes: 0,
+    retries: 0,
+    failovers: 0,
+    queueRejects: 0,
+    healthChanges: 0,
+  };
+  readonly probe: Probe | undefined;
+  private inflight = 0;
+  private readonly waiting: Array<{ resolve: () => void; reject: (e: Error) => void; timer: NodeJS.Timeout }> = [];
+  readonly maxConnections: number;
+  readonly queueTimeoutMs: number;
+  readonly maxQueue: number;
 
   constructor(config: BackendConfig) {
     this.config = config;
-    this.origin = parseBackendUrl(config.url).origin;
+    const u = parseBackendUrl(config.url);
+    this.origin = u.origin;
+    this.name = config.name ?? u.host;
+    this.maxConnections = config.maxConnections ?? 64;
+    this.queueTimeoutMs = config.queueTimeoutMs ?? 5_000;
+    this.maxQueue = config.maxQueue ?? 1024;
+    const tls = config.tls;
     this.pool = new Pool(this.origin, {
-      connections: config.maxConnections ?? 64,
-      connectTimeout: config.connectTimeoutMs ?? 3_000,
+      connections: this.maxConnections,
+      connect: {
+        timeout: config.connectTimeoutMs ?? 3_000,
+        ...(tls?.ca !== undefined ? { ca: tls.ca } : {}),
+        ...(tls?.servername !== undefined ? { servername: tls.servername } : {}),
+        rejectUnauthorized: tls?.dangerouslySkipTlsVerify !== true,
+      },
       headersTimeout: config.firstByteTimeoutMs ?? 60_000,
       bodyTimeout: config.betweenBytesTimeoutMs ?? 60_000,
       keepAliveTimeout: 4_000,
+      pipelining: 1,
     });
     this.pool.on('connect', () => this.counters.connects++);
     this.pool.on('disconnect', () => this.counters.disconnects++);
+    this.probe =
+      config.probe === undefined
+        ? undefined
+        : new Probe(this.pool, this.origin, config.probe, () => {
+            this.counters.healthChanges++;
+          });
   }
 
-  close(): Promise<void> {
-    return this.pool.close();
+  get healthy(): boolean {
+    return this.probe?.healthy ?? true;
   }
 
-  destroy(): Promise<void> {
-    return this.pool.destroy();
+  get weight(): number {
+    return this.config.weight ?? 1;
+  }
+
+  /** Requests holding a connection slot now. */
+  get active(): number {
+    return this.inflight;
+  }
+
+  /**
+   * Takes a connection slot, waiting at most queueTimeoutMs in a queue of at most maxQueue. Rejects with a 503
+   * OriginError rather than piling requests up without bound.
+   */
+  acquire(signal: AbortSignal): Promise<void> {
+    if (this.inflight < this.maxConnections) {
+      this.inflight++;
+      return Promise.resolve();
+    }
+    if (this.waiting.length >= this.maxQueue) {
+      this.counters.queueRejects++;
+      return Promise.reject(new OriginError('ORIGIN_ERR_QUEUE_FULL', `backend ${this.name}: ${this.waiting.length} requests already waiting for a connection`, { status: 503 }));
+    }
+    return new Promise((resolve, reject) => {
+      const entry = {
+        resolve: () => {
+          signal.removeEventListener('abort', onAbort);
+          resolve();
+        },
+        reject,
+        timer: setTimeout(() => {
+          this.dropWaiter(entry);
+          this.counters.queueRejects++;
+          reject(new OriginError('ORIGIN_ERR_QUEUE_TIMEOUT', `backend ${this.name}: no connection free within ${this.queueTimeoutMs} ms`, { status: 503 }));
+        }, this.queueTimeoutMs),
+      };
+      const onAbort = (): void => {
+        this.dropWaiter(entry);
+        reject(new OriginError('ORIGIN_ERR_ABORTED', `request to ${this.name} aborted while queued`, { cause: signal.reason }));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.waiting.push(entry);
+    });
+  }
+
+  /** Gives a slot back; the next waiter (if any) takes it. */
+  release(): void {
+    const next = this.waiting.shift();
+    if (next !== undefined) {
+      clearTimeout(next.timer);
+      next.resolve();
+    } else {
+      this.inflight--;
+    }
+  }
+
+  private dropWaiter(entry: { timer: NodeJS.Timeout }): void {
+    clearTimeout(entry.timer);
+    const i = this.waiting.indexOf(entry as (typeof this.waiting)[number]);
+    if (i >= 0) this.waiting.splice(i, 1);
+  }
+
+  async close(): Promise<void> {
+    this.probe?.stop();
+    await this.pool.close();
+  }
+
+  async destroy(): Promise<void> {
+    this.probe?.stop();
+    for (const w of this.waiting.splice(0)) {
+      clearTimeout(w.timer);
+      w.reject(new OriginError('ORIGIN_ERR_ABORTED', `backend ${this.name} closed`));
+    }
+    await this.pool.destroy();
   }
 }

@@ -5,7 +5,10 @@ export type OriginErrorCode =
   | 'ORIGIN_ERR_CONNECT'
   | 'ORIGIN_ERR_TIMEOUT'
   | 'ORIGIN_ERR_ABORTED'
-  | 'ORIGIN_ERR_CONFIG';
+  | 'ORIGIN_ERR_CONFIG'
+  | 'ORIGIN_ERR_NO_BACKEND'
+  | 'ORIGIN_ERR_QUEUE_FULL'
+  | 'ORIGIN_ERR_QUEUE_TIMEOUT';
 
 export class OriginError extends Error {
   override readonly name = 'OriginError';

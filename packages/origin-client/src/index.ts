@@ -1,3 +1,5 @@
 export * from './backend.js';
+export * from './directors.js';
 export * from './errors.js';
+export * from './health.js';
 export * from './origin-client.js';

@@ -1,11 +1,20 @@
 import type { Readable } from 'node:stream';
 import { errors as undiciErrors, type Dispatcher } from 'undici';
-import { Backend, type BackendConfig } from './backend.js';
+import { Backend, type BackendConfig, type BackendCounters } from './backend.js';
+import { createDirector, type Director, type DirectorType } from './directors.js';
 import { OriginError } from './errors.js';
 
 /**
- * The origin client: a pool per backend and a round-robin director over them. Structurally satisfies core's
+ * The origin client: a pool per backend, a director over them, failover and retries. Structurally satisfies core's
  * `Upstream` port (request(req, {signal}) -> {status, headers, body}) without importing core.
+ *
+ * Failure handling (idempotent requests without a body only, so a retry cannot repeat a side effect):
+ * - a connection that breaks before any response byte (a kept-alive socket the origin had closed) is retried once
+ *   on the same backend, which opens a fresh connection;
+ * - a connect failure, or a second break, moves on to the next backend the director offers (failover, bounded by
+ *   `maxFailover`), as nginx's proxy_next_upstream does.
+ * A response that started is never retried. Aborting the signal destroys the origin connection if a body was still
+ * in flight (undici does that).
  */
 export type Headers = Record<string, string | string[]>;
 
@@ -14,55 +23,154 @@ export interface OriginRequest {
   path: string;
   headers: Headers;
   body: Readable | null;
+  /** Key for hash and shard directors (the cache key); defaults to the path. */
+  key?: string | undefined;
 }
 
 export interface OriginResponse {
   status: number;
   headers: Headers;
   body: Readable;
+  /** Name of the backend that answered. */
+  backend: string;
 }
 
 export interface OriginClientConfig {
   backends: BackendConfig[];
+  director?: DirectorType;
+  /** Points per backend on the shard director's ring (default 67). */
+  replicas?: number;
+  /** Most other backends tried after a failure (default 2). */
+  maxFailover?: number;
+}
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/** Errors that happened on an established connection before the response started. */
+function isBrokenConnection(e: unknown): boolean {
+  if (e instanceof undiciErrors.SocketError) return true;
+  const code = (e as { code?: unknown }).code;
+  return code === 'ECONNRESET' || code === 'EPIPE' || code === 'UND_ERR_SOCKET';
+}
+
+/** Errors where no connection could be made. */
+function isConnectFailure(e: unknown): boolean {
+  if (e instanceof undiciErrors.ConnectTimeoutError) return true;
+  const code = (e as { code?: unknown }).code;
+  return code === 'ECONNREFUSED' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || code === 'ENOTFOUND' || code === 'EAI_AGAIN';
 }
 
 export class OriginClient {
   readonly backends: Backend[];
-  private next = 0;
+  readonly director: Director;
+  private readonly maxFailover: number;
 
   constructor(config: OriginClientConfig) {
     if (config.backends.length === 0) throw new OriginError('ORIGIN_ERR_CONFIG', 'at least one backend is required');
     this.backends = config.backends.map((b) => new Backend(b));
+    const names = new Set<string>();
+    for (const b of this.backends) {
+      if (names.has(b.name)) throw new OriginError('ORIGIN_ERR_CONFIG', `two backends are named "${b.name}"`);
+      names.add(b.name);
+    }
+    this.director = createDirector(config.director ?? 'round-robin', { replicas: config.replicas ?? 67 });
+    this.maxFailover = config.maxFailover ?? 2;
+    for (const b of this.backends) b.probe?.start();
   }
 
-  /** Picks a backend round-robin. */
-  private pick(): Backend {
-    const b = this.backends[this.next % this.backends.length] as Backend;
-    this.next = (this.next + 1) % this.backends.length;
-    return b;
+  /** Backends in the director's order of preference for `key`; empty when all are sick. */
+  choose(key: string): Backend[] {
+    const byName = new Map(this.backends.map((b) => [b.name, b]));
+    return this.director
+      .choose(this.backends.map((b) => ({ name: b.name, weight: b.weight, healthy: b.healthy })), key)
+      .map((c) => byName.get(c.name) as Backend);
   }
 
   async request(req: OriginRequest, opts: { signal: AbortSignal }): Promise<OriginResponse> {
     opts.signal.throwIfAborted();
-    const backend = this.pick();
-    backend.counters.requests++;
-    const headers: Headers = { ...req.headers };
-    if (backend.config.hostHeader !== undefined) headers['host'] = backend.config.hostHeader;
+    const candidates = this.choose(req.key ?? req.path);
+    if (candidates.length === 0) throw new OriginError('ORIGIN_ERR_NO_BACKEND', 'no healthy backend', { status: 503 });
+    const replayable = req.body === null && IDEMPOTENT.has(req.method);
+    let last: unknown;
+    const tries = replayable ? Math.min(candidates.length, this.maxFailover + 1) : 1;
+    for (let i = 0; i < tries; i++) {
+      const backend = candidates[i] as Backend;
+      try {
+        return await this.attempt(backend, req, opts.signal);
+      } catch (e: unknown) {
+        last = e;
+        if (!replayable || opts.signal.aborted) break;
+        if (isBrokenConnection(e)) {
+          // A kept-alive connection the origin had closed: once more on this backend, on a fresh connection.
+          backend.counters.retries++;
+          try {
+            return await this.attempt(backend, req, opts.signal);
+          } catch (e2: unknown) {
+            last = e2;
+            if (!isBrokenConnection(e2) && !isConnectFailure(e2)) break;
+          }
+        } else if (!isConnectFailure(e)) {
+          break;
+        }
+        if (i + 1 < tries) backend.counters.failovers++;
+      }
+    }
+    throw wrap(last, candidates[0] as Backend);
+  }
+
+  /** One request to one backend: a connection slot, credentials, the 401 retry. */
+  private async attempt(backend: Backend, req: OriginRequest, signal: AbortSignal): Promise<OriginResponse> {
+    await backend.acquire(signal);
+    let released = false;
+    const release = (): void => {
+      if (!released) {
+        released = true;
+        backend.release();
+      }
+    };
     try {
-      const res = await backend.pool.request({
-        method: req.method as Dispatcher.HttpMethod,
-        path: req.path,
-        headers,
-        body: req.body,
-        signal: opts.signal,
-      });
+      backend.counters.requests++;
+      const headers: Headers = { ...req.headers };
+      if (backend.config.hostHeader !== undefined) headers['host'] = backend.config.hostHeader;
+      const auth = backend.config.auth;
+      const credentials = auth === undefined ? undefined : auth.type === 'basic' ? `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}` : `Bearer ${auth.token}`;
+      if (credentials !== undefined && auth?.preemptive !== false && headers['authorization'] === undefined) headers['authorization'] = credentials;
+      const send = (h: Headers): Promise<Dispatcher.ResponseData> =>
+        backend.pool.request({
+          method: req.method as Dispatcher.HttpMethod,
+          path: req.path,
+          headers: h,
+          body: req.body,
+          signal,
+          reset: backend.config.keepAlive === false,
+        });
+      let res = await send(headers);
+      // A 401 we can answer: retry once with the configured credentials (only when they were not sent yet).
+      if (res.statusCode === 401 && credentials !== undefined && headers['authorization'] === undefined && req.body === null) {
+        const challenge = String(res.headers['www-authenticate'] ?? '').toLowerCase();
+        if (challenge.startsWith(auth?.type ?? '')) {
+          await res.body.dump();
+          res = await send({ ...headers, authorization: credentials });
+        }
+      }
       const out: Headers = {};
       for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) out[k] = v;
-      return { status: res.statusCode, headers: out, body: res.body as unknown as Readable };
+      const body = res.body as unknown as Readable;
+      body.on('data', (c: Buffer) => (backend.counters.bytes += c.length));
+      body.once('end', release);
+      body.once('close', release);
+      body.once('error', release);
+      return { status: res.statusCode, headers: out, body, backend: backend.name };
     } catch (e: unknown) {
+      release();
       backend.counters.failures++;
-      throw wrap(e, backend);
+      throw e;
     }
+  }
+
+  /** Per-backend counters and health, for stats. */
+  counters(): Array<{ name: string; url: string; healthy: boolean; active: number } & BackendCounters> {
+    return this.backends.map((b) => ({ name: b.name, url: b.origin, healthy: b.healthy, active: b.active, ...b.counters }));
   }
 
   async close(): Promise<void> {
@@ -75,6 +183,7 @@ export class OriginClient {
 }
 
 function wrap(e: unknown, backend: Backend): OriginError {
+  if (e instanceof OriginError) return e;
   if (e instanceof undiciErrors.ConnectTimeoutError) {
     return new OriginError('ORIGIN_ERR_TIMEOUT', `connect to ${backend.origin} timed out`, { cause: e, status: 503 });
   }

@@ -193,7 +193,8 @@ describe('stale-if-error (RFC 5861)', () => {
     expect(r.body).toBe('good');
     expect(r.cacheStatus).toMatch(/^sluice; hit; ttl=-\d+; detail=stale-if-error$/);
     expect(px.proxy.stats.stale_if_error).toBe(1);
-    expect(origin.count).toBe(2);
+    // A reset connection is retried once by the origin client before the fetch counts as failed.
+    expect(origin.count).toBe(how === 'reset' ? 3 : 2);
   });
 
   it('past the stale-if-error window the error goes through', async () => {

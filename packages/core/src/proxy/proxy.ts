@@ -318,7 +318,13 @@ export class Proxy<Ctx = Record<string, unknown>> {
     // Expect: 100-continue is answered by our own server when the fetch starts reading the body (as nginx does);
     // it is not forwarded.
     delete headers['expect'];
-    const bereq: UpstreamRequest = { method: tx.req.method, path: tx.req.url, headers, body: tx.body };
+    const bereq: UpstreamRequest = {
+      method: tx.req.method,
+      path: tx.req.url,
+      headers,
+      body: tx.body,
+      key: tx.key !== '' ? tx.key : builtinCacheKey(tx.req),
+    };
     void this.fetch(obj, bereq, tx, true);
     return 'deliver';
   }
@@ -642,7 +648,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
     if (!forwardConditionals) for (const h of MISS_STRIP) delete headers[h];
     this.addForwarding(headers, tx.req);
     // A HEAD miss fetches GET so the object can be stored and serve later GETs (Varnish does the same).
-    return { method: 'GET', path: tx.req.url, headers, body: null };
+    return { method: 'GET', path: tx.req.url, headers, body: null, key: tx.key };
   }
 
   // --- writing -------------------------------------------------------------------------------------------------
