@@ -1,4 +1,4 @@
-import { Pool } from 'undici';
+import { Client, Pool } from 'undici';
 import { OriginError } from './errors.js';
 import { Probe, type ProbeConfig } from './health.js';
 
@@ -91,6 +91,7 @@ export class Backend {
   private inflight = 0;
   private readonly waiting: Array<{ resolve: () => void; reject: (e: Error) => void; timer: NodeJS.Timeout }> = [];
   readonly maxConnections: number;
+  private readonly clientOptions: Client.Options;
   readonly queueTimeoutMs: number;
   readonly maxQueue: number;
 
@@ -103,8 +104,7 @@ export class Backend {
     this.queueTimeoutMs = config.queueTimeoutMs ?? 5_000;
     this.maxQueue = config.maxQueue ?? 1024;
     const tls = config.tls;
-    this.pool = new Pool(this.origin, {
-      connections: this.maxConnections,
+    this.clientOptions = {
       connect: {
         timeout: config.connectTimeoutMs ?? 3_000,
         ...(tls?.ca !== undefined ? { ca: tls.ca } : {}),
@@ -115,7 +115,8 @@ export class Backend {
       bodyTimeout: config.betweenBytesTimeoutMs ?? 60_000,
       keepAliveTimeout: 4_000,
       pipelining: 1,
-    });
+    };
+    this.pool = new Pool(this.origin, { ...this.clientOptions, connections: this.maxConnections });
     this.pool.on('connect', () => this.counters.connects++);
     this.pool.on('disconnect', () => this.counters.disconnects++);
     this.probe =
@@ -124,6 +125,17 @@ export class Backend {
         : new Probe(this.pool, this.origin, config.probe, () => {
             this.counters.healthChanges++;
           });
+  }
+
+  /**
+   * A one-off client on a new connection (closed after its one request): the retry after a broken reused
+   * connection must not land on another pooled connection the origin may have closed too.
+   */
+  freshClient(): Client {
+    const c = new Client(this.origin, this.clientOptions);
+    c.on('connect', () => this.counters.connects++);
+    c.on('disconnect', () => this.counters.disconnects++);
+    return c;
   }
 
   get healthy(): boolean {

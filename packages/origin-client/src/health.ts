@@ -18,6 +18,7 @@ export class Probe {
   private readonly results: boolean[] = [];
   private timer: NodeJS.Timeout | undefined;
   private running = false;
+  private inflight: Promise<boolean> | undefined;
   healthy = true;
   readonly path: string;
   readonly intervalMs: number;
@@ -53,9 +54,19 @@ export class Probe {
     this.timer = undefined;
   }
 
-  /** One probe now; resolves with its result (also used by tests to step the probe without timers). */
+  /** One probe now (after any probe in flight); resolves with its result. Tests step the probe with it. */
   async tick(): Promise<boolean> {
-    if (this.running) return this.healthy;
+    while (this.inflight !== undefined) await this.inflight;
+    const run = this.probeOnce();
+    this.inflight = run;
+    try {
+      return await run;
+    } finally {
+      this.inflight = undefined;
+    }
+  }
+
+  private async probeOnce(): Promise<boolean> {
     this.running = true;
     let ok = false;
     try {

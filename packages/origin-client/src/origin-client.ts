@@ -104,7 +104,7 @@ export class OriginClient {
           // A kept-alive connection the origin had closed: once more on this backend, on a fresh connection.
           backend.counters.retries++;
           try {
-            return await this.attempt(backend, req, opts.signal);
+            return await this.attempt(backend, req, opts.signal, true);
           } catch (e2: unknown) {
             last = e2;
             if (!isBrokenConnection(e2) && !isConnectFailure(e2)) break;
@@ -119,13 +119,15 @@ export class OriginClient {
   }
 
   /** One request to one backend: a connection slot, credentials, the 401 retry. */
-  private async attempt(backend: Backend, req: OriginRequest, signal: AbortSignal): Promise<OriginResponse> {
+  private async attempt(backend: Backend, req: OriginRequest, signal: AbortSignal, fresh = false): Promise<OriginResponse> {
     await backend.acquire(signal);
+    const dispatcher: Dispatcher = fresh ? backend.freshClient() : backend.pool;
     let released = false;
     const release = (): void => {
       if (!released) {
         released = true;
         backend.release();
+        if (fresh) void dispatcher.close();
       }
     };
     try {
@@ -136,13 +138,13 @@ export class OriginClient {
       const credentials = auth === undefined ? undefined : auth.type === 'basic' ? `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}` : `Bearer ${auth.token}`;
       if (credentials !== undefined && auth?.preemptive !== false && headers['authorization'] === undefined) headers['authorization'] = credentials;
       const send = (h: Headers): Promise<Dispatcher.ResponseData> =>
-        backend.pool.request({
+        dispatcher.request({
           method: req.method as Dispatcher.HttpMethod,
           path: req.path,
           headers: h,
           body: req.body,
           signal,
-          reset: backend.config.keepAlive === false,
+          reset: fresh || backend.config.keepAlive === false,
         });
       let res = await send(headers);
       // A 401 we can answer: retry once with the configured credentials (only when they were not sent yet).

@@ -1,0 +1,286 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import https from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { TLSSocket } from 'node:tls';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { deferred, startScriptedOrigin, type ScriptedOrigin } from '@sluice/fixtures';
+import { createOriginClient, type OriginClient, type OriginClientConfig } from './origin-client.js';
+import { OriginError } from './errors.js';
+
+const open: Array<{ close(): Promise<void> }> = [];
+let client: OriginClient | undefined;
+afterEach(async () => {
+  await client?.destroy();
+  client = undefined;
+  while (open.length > 0) await open.pop()?.close();
+});
+
+async function origin(handler: Parameters<typeof startScriptedOrigin>[0]): Promise<ScriptedOrigin> {
+  const o = await startScriptedOrigin(handler);
+  open.push(o);
+  return o;
+}
+
+const ok = (name: string) => (_req: unknown, res: import('node:http').ServerResponse) => {
+  res.writeHead(200, { 'content-type': 'text/plain' });
+  res.end(name);
+};
+
+function make(config: OriginClientConfig): OriginClient {
+  client = createOriginClient(config);
+  return client;
+}
+
+async function get(c: OriginClient, p = '/', opts: { method?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; body: string; backend: string }> {
+  const r = await c.request({ method: opts.method ?? 'GET', path: p, headers: opts.headers ?? {}, body: null }, { signal: new AbortController().signal });
+  let body = '';
+  for await (const chunk of r.body) body += String(chunk);
+  return { status: r.status, body, backend: r.backend };
+}
+
+/** A port nothing listens on. */
+async function deadPort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+describe('balancing and failover', () => {
+  it('round-robin spreads requests over several origins', async () => {
+    const os = await Promise.all(['a', 'b', 'c'].map((n) => origin(ok(n))));
+    const c = make({ backends: os.map((o) => ({ url: o.url })) });
+    const bodies = [];
+    for (let i = 0; i < 6; i++) bodies.push((await get(c)).body);
+    expect(bodies.sort()).toEqual(['a', 'a', 'b', 'b', 'c', 'c']);
+  });
+
+  it('a dead backend costs idempotent requests nothing: they fail over to a live one', async () => {
+    const live = await origin(ok('live'));
+    const c = make({ backends: [{ url: `http://127.0.0.1:${await deadPort()}`, name: 'dead' }, { url: live.url, name: 'live' }] });
+    for (let i = 0; i < 6; i++) expect((await get(c)).body).toBe('live');
+    const dead = c.counters().find((b) => b.name === 'dead');
+    expect(dead?.failovers).toBe(3);
+    expect(live.count).toBe(6);
+  });
+
+  it('a POST is not retried on another backend', async () => {
+    const live = await origin(ok('live'));
+    const c = make({ director: 'fallback', backends: [{ url: `http://127.0.0.1:${await deadPort()}` }, { url: live.url }] });
+    await expect(c.request({ method: 'POST', path: '/', headers: {}, body: null }, { signal: new AbortController().signal })).rejects.toMatchObject({
+      code: 'ORIGIN_ERR_CONNECT',
+      status: 503,
+    });
+    expect(live.count).toBe(0);
+  });
+
+  it('the shard director sends each key to its owner', async () => {
+    const os = await Promise.all(['n1', 'n2', 'n3'].map((n) => origin(ok(n))));
+    const c = make({ director: 'shard', backends: os.map((o, i) => ({ url: o.url, name: `n${i + 1}` })) });
+    for (const key of ['/a', '/b', '/c', '/d']) {
+      const owner = c.choose(key)[0]?.name;
+      const r = await c.request({ method: 'GET', path: key, headers: {}, body: null, key }, { signal: new AbortController().signal });
+      await r.body.resume();
+      expect(r.backend).toBe(owner);
+    }
+  });
+});
+
+describe('health probes', () => {
+  it('a flapping backend is skipped while sick and used again once healthy', async () => {
+    let up = true;
+    const flappy = await origin((req, res) => {
+      if (req.url === '/health') {
+        res.writeHead(up ? 200 : 503);
+        res.end();
+        return;
+      }
+      ok('flappy')(req, res);
+    });
+    const steady = await origin(ok('steady'));
+    const c = make({
+      backends: [
+        { url: flappy.url, name: 'flappy', probe: { path: '/health', window: 4, threshold: 3, intervalMs: 3_600_000 } },
+        { url: steady.url, name: 'steady' },
+      ],
+    });
+    const probe = c.backends[0]?.probe;
+    if (probe === undefined) throw new Error('probe missing');
+    up = false;
+    await probe.tick();
+    await probe.tick();
+    expect(probe.healthy).toBe(false);
+    for (let i = 0; i < 4; i++) expect((await get(c)).body).toBe('steady');
+    up = true;
+    for (let i = 0; i < 3; i++) await probe.tick();
+    expect(probe.healthy).toBe(true);
+    const bodies = new Set<string>();
+    for (let i = 0; i < 4; i++) bodies.add((await get(c)).body);
+    expect(bodies).toEqual(new Set(['flappy', 'steady']));
+    expect(c.counters().find((b) => b.name === 'flappy')?.healthChanges).toBe(2);
+  });
+
+  it('with every backend sick, requests fail with 503 at once', async () => {
+    const o = await origin((_req, res) => {
+      res.writeHead(500);
+      res.end();
+    });
+    const c = make({ backends: [{ url: o.url, probe: { window: 2, threshold: 2, intervalMs: 3_600_000 } }] });
+    await c.backends[0]?.probe?.tick();
+    await expect(get(c)).rejects.toMatchObject({ code: 'ORIGIN_ERR_NO_BACKEND', status: 503 });
+  });
+});
+
+describe('connections', () => {
+  it('keeps connections alive: 20 sequential requests reuse connections; keepAlive off opens one each', async () => {
+    const o = await origin(ok('k'));
+    const c = make({ backends: [{ url: o.url }] });
+    for (let i = 0; i < 20; i++) await get(c);
+    // undici may open a second connection when a request is sent in the tick the previous response ends.
+    expect(o.connections).toBeLessThanOrEqual(2);
+    expect(c.counters()[0]?.connects).toBe(o.connections);
+    await c.destroy();
+    const o2 = await origin(ok('k'));
+    const c2 = make({ backends: [{ url: o2.url, keepAlive: false }] });
+    for (let i = 0; i < 20; i++) await get(c2);
+    expect(o2.connections).toBe(20);
+  });
+
+  it('survives an origin that closes kept-alive connections when a request arrives on them', async () => {
+    const served = new WeakMap<Socket, number>();
+    const o = await origin((req, res) => {
+      const n = served.get(req.socket) ?? 0;
+      served.set(req.socket, n + 1);
+      // Every second request on a connection finds it closed: the reused-connection race, on purpose.
+      if (n % 2 === 1) {
+        req.socket.destroy();
+        return;
+      }
+      ok('fine')(req, res);
+    });
+    const c = make({ backends: [{ url: o.url }] });
+    for (let i = 0; i < 30; i++) expect((await get(c)).body).toBe('fine');
+    expect(c.counters()[0]?.retries).toBeGreaterThan(5);
+  });
+
+  it('bounds the wait for a connection: queue timeout and full queue answer 503', async () => {
+    const hold = deferred();
+    const o = await origin(async (_req, res) => {
+      await hold.promise;
+      ok('late')(_req, res);
+    });
+    const c = make({ backends: [{ url: o.url, maxConnections: 1, queueTimeoutMs: 50, maxQueue: 1 }] });
+    const first = get(c);
+    const second = get(c);
+    const third = get(c);
+    await expect(third).rejects.toMatchObject({ code: 'ORIGIN_ERR_QUEUE_FULL', status: 503 });
+    await expect(second).rejects.toMatchObject({ code: 'ORIGIN_ERR_QUEUE_TIMEOUT', status: 503 });
+    hold.resolve();
+    expect((await first).body).toBe('late');
+    expect(c.counters()[0]?.queueRejects).toBe(2);
+  });
+
+  it('aborting a request mid-body destroys the origin connection', async () => {
+    const closed = deferred();
+    const o = await origin(async (req, res) => {
+      req.socket.once('close', () => closed.resolve());
+      res.writeHead(200);
+      while (!res.destroyed) if (!res.write(Buffer.alloc(16 * 1024))) await new Promise((r) => res.once('drain', r));
+    });
+    const c = make({ backends: [{ url: o.url }] });
+    const ac = new AbortController();
+    const r = await c.request({ method: 'GET', path: '/', headers: {}, body: null }, { signal: ac.signal });
+    await new Promise((resolve) => r.body.once('data', resolve));
+    ac.abort();
+    await closed.promise;
+    expect(c.backends[0]?.active).toBe(0);
+  });
+});
+
+describe('authentication to origins', () => {
+  const basic = `Basic ${Buffer.from('u:p').toString('base64')}`;
+  const guarded = (want: string, scheme: string) => (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => {
+    if (req.headers.authorization !== want) {
+      res.writeHead(401, { 'www-authenticate': `${scheme} realm="x"` });
+      res.end('no');
+      return;
+    }
+    ok('secret')(req, res);
+  };
+
+  it('adds configured Basic credentials to origin requests', async () => {
+    const o = await origin(guarded(basic, 'Basic'));
+    const c = make({ backends: [{ url: o.url, auth: { type: 'basic', username: 'u', password: 'p' } }] });
+    expect((await get(c)).body).toBe('secret');
+    expect(o.count).toBe(1);
+  });
+
+  it('answers a 401 challenge with the configured bearer token, once', async () => {
+    const o = await origin(guarded('Bearer t0k', 'Bearer'));
+    const c = make({ backends: [{ url: o.url, auth: { type: 'bearer', token: 't0k', preemptive: false } }] });
+    expect((await get(c)).body).toBe('secret');
+    expect(o.count).toBe(2);
+    expect(o.requests[0]?.headers.authorization).toBeUndefined();
+  });
+
+  it('passes a 401 it cannot answer to the client', async () => {
+    const o = await origin(guarded('Bearer other', 'Bearer'));
+    const c = make({ backends: [{ url: o.url, auth: { type: 'bearer', token: 't0k', preemptive: false } }] });
+    const r = await get(c);
+    expect(r.status).toBe(401);
+    expect(o.count).toBe(2);
+  });
+});
+
+describe('TLS to origins', () => {
+  let cert = '';
+  let key = '';
+  beforeAll(() => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'sluice-tls-'));
+    execFileSync('openssl', [
+      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=origin.test',
+      '-addext', 'subjectAltName=DNS:origin.test,IP:127.0.0.1',
+      '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem'),
+    ], { stdio: 'ignore' });
+    cert = readFileSync(path.join(dir, 'cert.pem'), 'utf8');
+    key = readFileSync(path.join(dir, 'key.pem'), 'utf8');
+  });
+
+  async function tlsOrigin(): Promise<{ url: string; servernames: string[] }> {
+    const servernames: string[] = [];
+    const server = https.createServer({ cert, key }, (req, res) => {
+      servernames.push(String((req.socket as TLSSocket).servername));
+      res.end('over tls');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    open.push({ close: () => new Promise<void>((r) => { server.close(() => r()); server.closeAllConnections(); }) });
+    return { url: `https://127.0.0.1:${(server.address() as AddressInfo).port}`, servernames };
+  }
+
+  it('verifies the origin certificate against the configured CA and sends SNI', async () => {
+    const o = await tlsOrigin();
+    const c = make({ backends: [{ url: o.url, tls: { ca: cert, servername: 'origin.test' } }] });
+    expect((await get(c)).body).toBe('over tls');
+    expect(o.servernames).toEqual(['origin.test']);
+  });
+
+  it('refuses an origin certificate it cannot verify (verification is on by default)', async () => {
+    const o = await tlsOrigin();
+    const c = make({ backends: [{ url: o.url }] });
+    const err = await get(c).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OriginError);
+    expect((err as OriginError).status).toBe(503);
+  });
+
+  it('skips verification only with the explicit dangerous option', async () => {
+    const o = await tlsOrigin();
+    const c = make({ backends: [{ url: o.url, tls: { dangerouslySkipTlsVerify: true } }] });
+    expect((await get(c)).body).toBe('over tls');
+  });
+});
