@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -67,7 +68,7 @@ describe('sluice CLI', () => {
   it('--help documents every flag with an example', async () => {
     const r = await runToEnd(['proxy', '--help']);
     expect(r.code).toBe(0);
-    for (const flag of ['--listen', '--backend', '--config', '--storage', '--default-ttl', '--grace', '--keep', '--hit-for-miss-ttl', '--transit-buffer', '--stream-min-bytes', '--max-ranges', '--[no-]stream', '--quiet']) {
+    for (const flag of ['--listen', '--backend', '--director', '--config', '--storage', '--default-ttl', '--grace', '--keep', '--hit-for-miss-ttl', '--transit-buffer', '--stream-min-bytes', '--max-ranges', '--[no-]stream', '--quiet']) {
       expect(r.stdout).toContain(flag);
     }
     expect(r.stdout).toContain('sluice proxy --listen 127.0.0.1:6081 --backend http://127.0.0.1:8080');
@@ -118,5 +119,28 @@ describe('sluice CLI', () => {
     const r = await request(`${url}/static/1k`);
     expect(r.statusCode).toBe(200);
     expect(await r.body.text()).toHaveLength(1024);
+  });
+
+  it('config-file backends with a fallback director fail over from a dead backend', async () => {
+    origin = await startFixtureOrigin();
+    const dead = await new Promise<number>((resolve) => {
+      const srv = net.createServer().listen(0, '127.0.0.1', () => {
+        const p = (srv.address() as net.AddressInfo).port;
+        srv.close(() => resolve(p));
+      });
+    });
+    const dir = mkdtempSync(path.join(tmpdir(), 'sluice-cfg-'));
+    const file = path.join(dir, 'backends.mjs');
+    writeFileSync(
+      file,
+      `export default { director: 'fallback', backends: [{ name: 'primary', url: 'http://127.0.0.1:${dead}' }, { name: 'spare', url: '${origin.url}', maxConnections: 4 }] };\n`,
+    );
+    const url = await startCli(['proxy', '--listen', '127.0.0.1:0', '--config', file]);
+    for (let i = 0; i < 3; i++) {
+      const r = await request(`${url}/static/10?i=${i}`);
+      expect(r.statusCode).toBe(200);
+      expect(await r.body.text()).toBe('abcdefghij');
+    }
+    expect(origin.hits('/static/10')).toBe(3);
   });
 });

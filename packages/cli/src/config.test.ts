@@ -58,6 +58,7 @@ describe('toConfig', () => {
     [{ backend: ['http://x'], grace: 'soon' }, {}, /--grace: "soon" is not a duration/],
     [{ backend: ['http://x'], listen: 'nowhere' }, {}, /--listen/],
     [{ backend: ['http://x'] }, { colour: 'red' }, /unknown setting "colour"/],
+    [{ backend: ['http://x'], director: 'closest' }, {}, /--director: "closest" is not one of/],
   ])('rejects bad input with one line naming it (%o %o)', (flags, file, msg) => {
     expect(() => toConfig(flags, file as never)).toThrow(msg);
   });

@@ -2,7 +2,7 @@ import { pathToFileURL } from 'node:url';
 import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ProxyHooks } from '@sluice/core';
-import type { BackendConfig } from '@sluice/origin-client';
+import type { BackendConfig, DirectorType } from '@sluice/origin-client';
 import { CliError } from './errors.js';
 import { parseDurationSec, parseSizeBytes } from './units.js';
 
@@ -14,6 +14,7 @@ export interface Config {
   listenHost: string;
   listenPort: number;
   backends: BackendConfig[];
+  director: DirectorType;
   storageBytes: number;
   defaultTtlSec: number | undefined;
   graceSec: number;
@@ -32,6 +33,7 @@ export interface Config {
 export interface ConfigFile {
   listen?: string;
   backends?: Array<string | BackendConfig>;
+  director?: DirectorType;
   storage?: string | number;
   defaultTtl?: string | number;
   grace?: string | number;
@@ -47,6 +49,7 @@ export interface ConfigFile {
 const FILE_KEYS = new Set([
   'listen',
   'backends',
+  'director',
   'storage',
   'defaultTtl',
   'grace',
@@ -62,6 +65,7 @@ const FILE_KEYS = new Set([
 export interface ProxyFlags {
   listen?: string | undefined;
   backend?: string[] | undefined;
+  director?: string | undefined;
   config?: string | undefined;
   storage?: string | undefined;
   'default-ttl'?: string | undefined;
@@ -92,6 +96,8 @@ function duration(name: string, v: string | number | undefined): number | undefi
   }
   return n;
 }
+
+const DIRECTORS: readonly DirectorType[] = ['round-robin', 'random', 'hash', 'shard', 'fallback'];
 
 /** Default adaptive-streaming threshold (see bench/results for the measurement it comes from). */
 export const DEFAULT_STREAM_MIN_BYTES = 0;
@@ -141,12 +147,20 @@ export function toConfig(flags: ProxyFlags, file: ConfigFile = {}): Config {
     throw new CliError('CLI_ERR_FLAG_INVALID', 'no backend: give --backend URL (example: --backend http://127.0.0.1:8080)');
   }
   const backends = rawBackends.map((b) => backendOf(b, flags.backend !== undefined ? '--backend' : 'config backends'));
+  const director = flags.director ?? file.director ?? 'round-robin';
+  if (!DIRECTORS.includes(director as DirectorType)) {
+    throw new CliError('CLI_ERR_FLAG_INVALID', `--director: "${director}" is not one of ${DIRECTORS.join(', ')}`);
+  }
+  for (const b of backends) {
+    if (b.tls?.dangerouslySkipTlsVerify === true) process.emitWarning(`TLS verification is OFF for backend ${b.url} (dangerouslySkipTlsVerify)`);
+  }
   const storageBytes = size('--storage', flags.storage ?? file.storage, 256 * 1024 * 1024);
   if (storageBytes < 1024) throw new CliError('CLI_ERR_FLAG_INVALID', `--storage: ${storageBytes} bytes is too small (minimum 1k)`);
   return {
     listenHost: listen.host,
     listenPort: listen.port,
     backends,
+    director: director as DirectorType,
     storageBytes,
     defaultTtlSec: duration('--default-ttl', flags['default-ttl'] ?? file.defaultTtl),
     graceSec: duration('--grace', flags.grace ?? file.grace) ?? 10,
