@@ -10,7 +10,7 @@ export interface Composed {
 }
 
 export function compose(config: Config, onLog?: (line: LogLine) => void): Composed {
-  const origin = createOriginClient({ backends: config.backends, director: config.director });
+  const origin = createOriginClient({ backends: config.backends, director: config.director, connectAllow: config.connectAllow });
   // The port contract: the compiler checks here that the origin client fits core's Upstream.
   const upstream: Upstream = origin;
   const hooks: ProxyHooks = config.stream

@@ -59,6 +59,7 @@ describe('toConfig', () => {
     [{ backend: ['http://x'], listen: 'nowhere' }, {}, /--listen/],
     [{ backend: ['http://x'] }, { colour: 'red' }, /unknown setting "colour"/],
     [{ backend: ['http://x'], director: 'closest' }, {}, /--director: "closest" is not one of/],
+    [{ backend: ['http://x'], 'connect-allow': ['example.com'] }, {}, /--connect-allow: "example.com" is not host:port/],
   ])('rejects bad input with one line naming it (%o %o)', (flags, file, msg) => {
     expect(() => toConfig(flags, file as never)).toThrow(msg);
   });

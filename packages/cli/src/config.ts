@@ -15,6 +15,8 @@ export interface Config {
   listenPort: number;
   backends: BackendConfig[];
   director: DirectorType;
+  /** CONNECT destinations allowed (`host:port`, `*`, `*.domain`); empty = CONNECT refused. */
+  connectAllow: string[];
   storageBytes: number;
   defaultTtlSec: number | undefined;
   graceSec: number;
@@ -34,6 +36,7 @@ export interface ConfigFile {
   listen?: string;
   backends?: Array<string | BackendConfig>;
   director?: DirectorType;
+  connectAllow?: string[];
   storage?: string | number;
   defaultTtl?: string | number;
   grace?: string | number;
@@ -50,6 +53,7 @@ const FILE_KEYS = new Set([
   'listen',
   'backends',
   'director',
+  'connectAllow',
   'storage',
   'defaultTtl',
   'grace',
@@ -66,6 +70,7 @@ export interface ProxyFlags {
   listen?: string | undefined;
   backend?: string[] | undefined;
   director?: string | undefined;
+  'connect-allow'?: string[] | undefined;
   config?: string | undefined;
   storage?: string | undefined;
   'default-ttl'?: string | undefined;
@@ -95,6 +100,15 @@ function duration(name: string, v: string | number | undefined): number | undefi
     throw new CliError('CLI_ERR_FLAG_INVALID', `${name}: "${String(v)}" is not a duration (examples: 90, 500ms, 10s, 2m, 1h)`);
   }
   return n;
+}
+
+function connectAllowOf(entries: readonly string[]): string[] {
+  for (const e of entries) {
+    if (!/^(\*|\*\.[^:]+|[^:*]+|[0-9a-f:]+):(\*|\d{1,5})$/i.test(e)) {
+      throw new CliError('CLI_ERR_FLAG_INVALID', `--connect-allow: "${e}" is not host:port (examples: example.com:443, *.example.com:443, 127.0.0.1:*)`);
+    }
+  }
+  return [...entries];
 }
 
 const DIRECTORS: readonly DirectorType[] = ['round-robin', 'random', 'hash', 'shard', 'fallback'];
@@ -161,6 +175,7 @@ export function toConfig(flags: ProxyFlags, file: ConfigFile = {}): Config {
     listenPort: listen.port,
     backends,
     director: director as DirectorType,
+    connectAllow: connectAllowOf(flags['connect-allow'] ?? file.connectAllow ?? []),
     storageBytes,
     defaultTtlSec: duration('--default-ttl', flags['default-ttl'] ?? file.defaultTtl),
     graceSec: duration('--grace', flags.grace ?? file.grace) ?? 10,

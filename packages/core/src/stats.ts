@@ -24,6 +24,11 @@ export interface Stats {
   stale_if_error: number;
   backend_fail: number;
   n_lru_nuked: number;
+  /** CONNECT tunnels opened, refused, and bytes relayed client->origin / origin->client. */
+  tunnel_opened: number;
+  tunnel_denied: number;
+  tunnel_bytes_up: number;
+  tunnel_bytes_down: number;
   s_resp_bodybytes: number;
   s_beresp_bodybytes: number;
 }
@@ -48,6 +53,10 @@ export function createStats(): Stats {
     stale_if_error: 0,
     backend_fail: 0,
     n_lru_nuked: 0,
+    tunnel_opened: 0,
+    tunnel_denied: 0,
+    tunnel_bytes_up: 0,
+    tunnel_bytes_down: 0,
     s_resp_bodybytes: 0,
     s_beresp_bodybytes: 0,
   };

@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import type { HeaderMap } from './http/headers.js';
 
 /**
@@ -31,4 +31,9 @@ export interface Upstream {
    * body was still in flight.
    */
   request(req: UpstreamRequest, opts: { signal: AbortSignal }): Promise<UpstreamResponse>;
+  /**
+   * Optional: opens a TCP tunnel for `CONNECT host:port`. Rejects with an error carrying `status` 403 when the
+   * destination is not allowed, 502/504 when it cannot be reached. Without it the proxy answers CONNECT with 405.
+   */
+  tunnel?(host: string, port: number, opts: { signal: AbortSignal }): Promise<Duplex>;
 }

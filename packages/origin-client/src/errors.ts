@@ -8,7 +8,8 @@ export type OriginErrorCode =
   | 'ORIGIN_ERR_CONFIG'
   | 'ORIGIN_ERR_NO_BACKEND'
   | 'ORIGIN_ERR_QUEUE_FULL'
-  | 'ORIGIN_ERR_QUEUE_TIMEOUT';
+  | 'ORIGIN_ERR_QUEUE_TIMEOUT'
+  | 'ORIGIN_ERR_TUNNEL_DENIED';
 
 export class OriginError extends Error {
   override readonly name = 'OriginError';

@@ -3,3 +3,4 @@ export * from './directors.js';
 export * from './errors.js';
 export * from './health.js';
 export * from './origin-client.js';
+export * from './tunnel.js';

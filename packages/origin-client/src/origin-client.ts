@@ -3,6 +3,7 @@ import { errors as undiciErrors, type Dispatcher } from 'undici';
 import { Backend, type BackendConfig, type BackendCounters } from './backend.js';
 import { createDirector, type Director, type DirectorType } from './directors.js';
 import { OriginError } from './errors.js';
+import { openTunnel, type TunnelCounters } from './tunnel.js';
 
 /**
  * The origin client: a pool per backend, a director over them, failover and retries. Structurally satisfies core's
@@ -42,6 +43,10 @@ export interface OriginClientConfig {
   replicas?: number;
   /** Most other backends tried after a failure (default 2). */
   maxFailover?: number;
+  /** CONNECT destinations allowed, as `host:port` (`*` and `*.domain` allowed); empty = CONNECT denied. */
+  connectAllow?: string[];
+  /** Connect timeout for CONNECT tunnels, ms (default 5000). */
+  tunnelConnectTimeoutMs?: number;
 }
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
@@ -64,6 +69,9 @@ export class OriginClient {
   readonly backends: Backend[];
   readonly director: Director;
   private readonly maxFailover: number;
+  private readonly connectAllow: readonly string[];
+  private readonly tunnelConnectTimeoutMs: number;
+  readonly tunnelCounters: TunnelCounters = { opened: 0, denied: 0, failed: 0 };
 
   constructor(config: OriginClientConfig) {
     if (config.backends.length === 0) throw new OriginError('ORIGIN_ERR_CONFIG', 'at least one backend is required');
@@ -75,6 +83,8 @@ export class OriginClient {
     }
     this.director = createDirector(config.director ?? 'round-robin', { replicas: config.replicas ?? 67 });
     this.maxFailover = config.maxFailover ?? 2;
+    this.connectAllow = config.connectAllow ?? [];
+    this.tunnelConnectTimeoutMs = config.tunnelConnectTimeoutMs ?? 5_000;
     for (const b of this.backends) b.probe?.start();
   }
 
@@ -168,6 +178,11 @@ export class OriginClient {
       backend.counters.failures++;
       throw e;
     }
+  }
+
+  /** A TCP tunnel for CONNECT host:port, if the allowlist permits it (deny by default). */
+  tunnel(host: string, port: number, opts: { signal: AbortSignal }): Promise<import('node:net').Socket> {
+    return openTunnel(this.connectAllow, host, port, { signal: opts.signal, connectTimeoutMs: this.tunnelConnectTimeoutMs, counters: this.tunnelCounters });
   }
 
   /** Per-backend counters and health, for stats. */

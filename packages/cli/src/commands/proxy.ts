@@ -8,7 +8,7 @@ export default class ProxyCommand extends Command {
   static override description = [
     "Serves clients on --listen and forwards to the --backend origins (round-robin when several are given), caching per RFC 9111 with Varnish's builtin policy: GET/HEAD looked up, other methods passed, requests with Authorization or Cookie passed, uncacheable responses remembered as hit-for-miss.",
     'Sizes accept units (1048576, 512k, 256MB); durations too (90, 500ms, 10s, 2m, 1h).',
-    'A --config module default-exports { listen, backends, director, storage, defaultTtl, grace, keep, hitForMissTtl, transitBuffer, streamMinBytes, maxRanges, stream, hooks }; flags override it. Stops cleanly on SIGINT/SIGTERM.',
+    'A --config module default-exports { listen, backends, director, connectAllow, storage, defaultTtl, grace, keep, hitForMissTtl, transitBuffer, streamMinBytes, maxRanges, stream, hooks }; flags override it. Stops cleanly on SIGINT/SIGTERM.',
   ].join('\n\n');
 
   static override examples = [
@@ -24,6 +24,11 @@ export default class ProxyCommand extends Command {
     director: Flags.string({
       summary: 'How requests are spread over several backends (default round-robin). e.g. --director shard',
       options: ['round-robin', 'random', 'hash', 'shard', 'fallback'],
+    }),
+    'connect-allow': Flags.string({
+      summary: 'Allow CONNECT tunnels to this host:port (repeatable; * and *.domain work); none allowed by default. e.g. --connect-allow *.example.com:443',
+      helpValue: 'HOST:PORT',
+      multiple: true,
     }),
     backend: Flags.string({
       summary: 'Origin server URL; repeat for several (round-robin). e.g. --backend http://127.0.0.1:8080',

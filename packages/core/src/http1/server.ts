@@ -32,12 +32,20 @@ export interface Http1Request {
 
 export type Http1Handler = (req: Http1Request, res: Http1Response) => void;
 
+/**
+ * Takes over a connection after a `CONNECT host:port` request head: the handler owns `socket` from then on (it
+ * answers, then relays bytes both ways). `head` holds bytes the client already sent past the request head.
+ */
+export type Http1ConnectHandler = (req: { target: string; headers: HeaderMap; remoteAddress: string }, socket: Socket, head: Buffer) => void;
+
 export interface Http1ServerOptions {
   keepAliveTimeoutMs?: number;
   headersTimeoutMs?: number;
   maxHeadBytes?: number;
   /** Told about every malformed request (for counters and logs). */
   onBadRequest?: (status: number, reason: string) => void;
+  /** Handles CONNECT; without one CONNECT is answered 405. */
+  onConnect?: Http1ConnectHandler | undefined;
 }
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
@@ -46,7 +54,7 @@ const LFLF = Buffer.from('\n\n');
 class Connection implements ResponseOwner {
   readonly socket: Socket;
   private pending: Buffer | undefined;
-  private state: 'idle' | 'head' | 'active' | 'closed' = 'idle';
+  private state: 'idle' | 'head' | 'active' | 'tunnel' | 'closed' = 'idle';
   private decoder: BodyDecoder | undefined;
   private res: Http1Response | undefined;
   private readonly server: Http1Server;
@@ -135,6 +143,18 @@ class Connection implements ResponseOwner {
     if (end > this.server.maxHeadBytes) return this.reject(431, 'request head too large');
     const head = parseRequestHead(buf.toString('latin1', 0, end));
     if (isHeadError(head)) return this.reject(head.status, head.reason);
+    if (head.method === 'CONNECT') {
+      const onConnect = this.server.onConnectHandler;
+      if (onConnect === undefined) return this.reject(405, 'CONNECT is not enabled');
+      // The connection becomes a tunnel: no more HTTP parsing on it.
+      this.state = 'tunnel';
+      this.pending = undefined;
+      this.socket.removeAllListeners('data');
+      this.socket.removeAllListeners('timeout');
+      this.socket.setTimeout(0);
+      onConnect({ target: head.target, headers: head.headers, remoteAddress: this.socket.remoteAddress ?? '' }, this.socket, buf.subarray(end + sepLen));
+      return;
+    }
     let rest: Buffer | undefined = buf.length > end + sepLen ? buf.subarray(end + sepLen) : undefined;
     this.pending = undefined;
     this.state = 'active';
@@ -201,7 +221,7 @@ class Connection implements ResponseOwner {
     this.server.onBadRequest(status, reason);
     this.state = 'closed';
     const text = `${status} ${reason}\n`;
-    const reasonPhrase = status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : status === 414 ? 'URI Too Long' : status === 501 ? 'Not Implemented' : status === 505 ? 'HTTP Version Not Supported' : 'Bad Request';
+    const reasonPhrase = status === 405 ? 'Method Not Allowed' : status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : status === 414 ? 'URI Too Long' : status === 501 ? 'Not Implemented' : status === 505 ? 'HTTP Version Not Supported' : 'Bad Request';
     this.socket.end(
       `HTTP/1.1 ${status} ${reasonPhrase}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${text.length}\r\n\r\n${text}`,
     );
@@ -226,6 +246,7 @@ export class Http1Server {
   readonly headersTimeoutMs: number;
   readonly maxHeadBytes: number;
   readonly onBadRequest: (status: number, reason: string) => void;
+  readonly onConnectHandler: Http1ConnectHandler | undefined;
   readonly connections = new Set<Connection>();
   closing = false;
   private readonly server: net.Server;
@@ -236,6 +257,7 @@ export class Http1Server {
     this.headersTimeoutMs = opts.headersTimeoutMs ?? 30_000;
     this.maxHeadBytes = opts.maxHeadBytes ?? 64 * 1024;
     this.onBadRequest = opts.onBadRequest ?? (() => undefined);
+    this.onConnectHandler = opts.onConnect;
     this.server = net.createServer((socket) => this.connections.add(new Connection(socket, this)));
   }
 

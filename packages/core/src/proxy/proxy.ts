@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { CacheObject, type ObjectReader } from '../cache/cache-object.js';
 import { MemoryStore } from '../cache/memory-store.js';
 import { formatCacheStatus, type CacheStatus } from '../http/cache-status.js';
@@ -153,6 +155,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
         this.stats.client_req_400++;
         this.log({ level: 'warn', event: 'bad-request', message: `${status} ${reason}` });
       },
+      onConnect: this.upstream.tunnel === undefined ? undefined : (req, socket, head) => void this.connect(req.target, socket, head),
     });
   }
 
@@ -201,6 +204,44 @@ export class Proxy<Ctx = Record<string, unknown>> {
     } catch (e: unknown) {
       this.failToProxy(tx, e);
     }
+  }
+
+  /**
+   * CONNECT host:port: a TCP tunnel through the upstream's tunnel(), which decides what is allowed. Bytes are relayed
+   * both ways and counted; either side closing closes the other.
+   */
+  private async connect(target: string, client: Socket, head: Buffer): Promise<void> {
+    const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(target);
+    const answer = (status: number, reason: string): void => {
+      client.end(`HTTP/1.1 ${status} ${reason}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+    };
+    if (m === null || Number(m[2]) > 65535) {
+      this.stats.client_req_400++;
+      return answer(400, 'Bad Request');
+    }
+    const host = (m[1] as string).replace(/^\[|\]$/g, '');
+    const port = Number(m[2]);
+    const ac = new AbortController();
+    client.once('close', () => ac.abort());
+    let upstream: Duplex;
+    try {
+      upstream = await (this.upstream.tunnel as NonNullable<Upstream['tunnel']>)(host, port, { signal: ac.signal });
+    } catch (e: unknown) {
+      const status = typeof (e as { status?: unknown }).status === 'number' ? (e as { status: number }).status : 502;
+      if (status === 403) this.stats.tunnel_denied++;
+      this.log({ level: status === 403 ? 'warn' : 'error', event: 'connect', message: `CONNECT ${target}: ${errorMessage(e)}` });
+      return answer(status, http.STATUS_CODES[status] ?? 'Error');
+    }
+    this.stats.tunnel_opened++;
+    client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    if (head.length > 0) {
+      this.stats.tunnel_bytes_up += head.length;
+      upstream.write(head);
+    }
+    client.on('data', (d: Buffer) => (this.stats.tunnel_bytes_up += d.length));
+    upstream.on('data', (d: Buffer) => (this.stats.tunnel_bytes_down += d.length));
+    void pipeline(client, upstream).catch(() => undefined);
+    void pipeline(upstream, client).catch(() => undefined);
   }
 
   /** The one place errors become client responses: a status if nothing was sent yet, otherwise a cut connection. */
