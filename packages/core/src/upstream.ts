@@ -14,6 +14,22 @@ export interface UpstreamRequest {
   body: Readable | null;
   /** The cache key, for directors that pick a backend by key (hash, shard). */
   key?: string | undefined;
+  /** The client connection's pin slot (connection-oriented auth); the upstream may bind it to one origin connection. */
+  pin?: PinSlot | undefined;
+}
+
+/**
+ * One per client connection. Connection-oriented authentication (NTLM, Negotiate) authenticates a TCP connection,
+ * not a request: once the upstream pins the slot, every later request of that client connection must go over the
+ * same origin connection, and is never cached. `closed` turns true when the client connection closes, and
+ * `onClose` (set by the upstream) releases what it pinned.
+ */
+export interface PinSlot {
+  pinned: boolean;
+  closed: boolean;
+  /** Owned by the upstream (its pinned connection). */
+  data: unknown;
+  onClose: (() => void) | undefined;
 }
 
 export interface UpstreamResponse {

@@ -1,4 +1,4 @@
-import { Client, Pool } from 'undici';
+import { buildConnector, Client, Pool } from 'undici';
 import { OriginError } from './errors.js';
 import { Probe, type ProbeConfig } from './health.js';
 
@@ -68,6 +68,8 @@ export interface BackendCounters {
   queueRejects: number;
   /** Health changes seen from the probe. */
   healthChanges: number;
+  /** Client connections pinned to an origin connection (NTLM/Negotiate). */
+  pinned: number;
 }
 
 /** A backend with its keep-alive pool, a bounded wait queue in front of it, counters and an optional probe. */
@@ -86,6 +88,7 @@ export class Backend {
     failovers: 0,
     queueRejects: 0,
     healthChanges: 0,
+    pinned: 0,
   };
   readonly probe: Probe | undefined;
   private inflight = 0;
@@ -133,6 +136,27 @@ export class Backend {
    */
   freshClient(): Client {
     const c = new Client(this.origin, this.clientOptions);
+    c.on('connect', () => this.counters.connects++);
+    c.on('disconnect', () => this.counters.disconnects++);
+    return c;
+  }
+
+  /**
+   * A client with exactly one connection, kept open as long as its client connection lives (pinned auth). Its
+   * connector succeeds once: if that connection goes, any later request fails instead of opening another one.
+   */
+  pinnedClient(): Client {
+    const base = buildConnector((this.clientOptions.connect ?? {}) as buildConnector.BuildOptions);
+    let used = false;
+    const once: buildConnector.connector = (opts, callback) => {
+      if (used) {
+        callback(new OriginError('ORIGIN_ERR_PIN_LOST', `the pinned connection to ${this.name} is gone`, { status: 502 }), null);
+        return;
+      }
+      used = true;
+      base(opts, callback);
+    };
+    const c = new Client(this.origin, { ...this.clientOptions, connect: once, keepAliveTimeout: 600_000, keepAliveMaxTimeout: 600_000 });
     c.on('connect', () => this.counters.connects++);
     c.on('disconnect', () => this.counters.disconnects++);
     return c;

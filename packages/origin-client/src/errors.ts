@@ -9,7 +9,8 @@ export type OriginErrorCode =
   | 'ORIGIN_ERR_NO_BACKEND'
   | 'ORIGIN_ERR_QUEUE_FULL'
   | 'ORIGIN_ERR_QUEUE_TIMEOUT'
-  | 'ORIGIN_ERR_TUNNEL_DENIED';
+  | 'ORIGIN_ERR_TUNNEL_DENIED'
+  | 'ORIGIN_ERR_PIN_LOST';
 
 export class OriginError extends Error {
   override readonly name = 'OriginError';

@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { errors as undiciErrors, type Dispatcher } from 'undici';
+import { Client, errors as undiciErrors, type Dispatcher } from 'undici';
 import { Backend, type BackendConfig, type BackendCounters } from './backend.js';
 import { createDirector, type Director, type DirectorType } from './directors.js';
 import { OriginError } from './errors.js';
@@ -26,6 +26,32 @@ export interface OriginRequest {
   body: Readable | null;
   /** Key for hash and shard directors (the cache key); defaults to the path. */
   key?: string | undefined;
+  /** The client connection's pin slot; see PinSlot in @sluice/core (same shape, structurally). */
+  pin?: PinSlotLike | undefined;
+}
+
+/** Structural twin of core's PinSlot (origin-client does not import core). */
+export interface PinSlotLike {
+  pinned: boolean;
+  closed: boolean;
+  data: unknown;
+  onClose: (() => void) | undefined;
+}
+
+/** What the origin client keeps in a pinned slot: one origin connection, and whether it is gone. */
+interface PinnedConnection {
+  backend: Backend;
+  client: Client;
+  connected: boolean;
+  lost: boolean;
+}
+
+/** A 401 whose challenge authenticates the connection rather than the request. */
+function isConnectionAuthChallenge(status: number, headers: Record<string, string | string[] | undefined>): boolean {
+  if (status !== 401) return false;
+  const v = headers['www-authenticate'];
+  const all = Array.isArray(v) ? v.join(',') : (v ?? '');
+  return /(^|[\s,])(ntlm|negotiate)\b/i.test(all);
 }
 
 export interface OriginResponse {
@@ -98,6 +124,7 @@ export class OriginClient {
 
   async request(req: OriginRequest, opts: { signal: AbortSignal }): Promise<OriginResponse> {
     opts.signal.throwIfAborted();
+    if (req.pin?.pinned === true) return this.pinnedRequest(req, req.pin, opts.signal);
     const candidates = this.choose(req.key ?? req.path);
     if (candidates.length === 0) throw new OriginError('ORIGIN_ERR_NO_BACKEND', 'no healthy backend', { status: 503 });
     const replayable = req.body === null && IDEMPOTENT.has(req.method);
@@ -126,6 +153,59 @@ export class OriginClient {
       }
     }
     throw wrap(last, candidates[0] as Backend);
+  }
+
+  /**
+   * A request of a pinned client connection: over its one origin connection, never another. If that connection is
+   * gone the client gets an error (502) instead of a request on a different connection, which the origin would
+   * not recognise as authenticated.
+   */
+  private async pinnedRequest(req: OriginRequest, pin: PinSlotLike, signal: AbortSignal): Promise<OriginResponse> {
+    const p = pin.data as PinnedConnection;
+    if (p.lost) throw new OriginError('ORIGIN_ERR_PIN_LOST', `the pinned connection to ${p.backend.name} is gone`, { status: 502 });
+    p.backend.counters.requests++;
+    const headers: Headers = { ...req.headers };
+    if (p.backend.config.hostHeader !== undefined) headers['host'] = p.backend.config.hostHeader;
+    try {
+      const res = await p.client.request({ method: req.method as Dispatcher.HttpMethod, path: req.path, headers, body: req.body, signal });
+      return this.toResponse(p.backend, res, () => undefined);
+    } catch (e: unknown) {
+      p.backend.counters.failures++;
+      // Any failure here means the one authenticated connection is unusable: never retried elsewhere.
+      p.lost = true;
+      if (e instanceof OriginError) throw e;
+      throw new OriginError('ORIGIN_ERR_PIN_LOST', `the pinned connection to ${p.backend.name} failed`, { status: 502, cause: e });
+    }
+  }
+
+  /** Binds a client connection to a new origin connection of `backend` (connection-oriented auth). */
+  private pin(slot: PinSlotLike, backend: Backend): void {
+    if (slot.pinned || slot.closed) return;
+    const client = backend.pinnedClient();
+    const p: PinnedConnection = { backend, client, connected: false, lost: false };
+    client.on('connect', () => {
+      // A pinned client must never open a second connection: a reconnect means the authenticated one is gone.
+      if (p.connected) p.lost = true;
+      p.connected = true;
+    });
+    client.on('disconnect', () => {
+      if (p.connected) p.lost = true;
+    });
+    slot.data = p;
+    slot.pinned = true;
+    slot.onClose = () => void client.destroy();
+    backend.counters.pinned++;
+  }
+
+  private toResponse(backend: Backend, res: Dispatcher.ResponseData, release: () => void): OriginResponse {
+    const out: Headers = {};
+    for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) out[k] = v;
+    const body = res.body as unknown as Readable;
+    body.on('data', (c: Buffer) => (backend.counters.bytes += c.length));
+    body.once('end', release);
+    body.once('close', release);
+    body.once('error', release);
+    return { status: res.statusCode, headers: out, body, backend: backend.name };
   }
 
   /** One request to one backend: a connection slot, credentials, the 401 retry. */
@@ -165,14 +245,8 @@ export class OriginClient {
           res = await send({ ...headers, authorization: credentials });
         }
       }
-      const out: Headers = {};
-      for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) out[k] = v;
-      const body = res.body as unknown as Readable;
-      body.on('data', (c: Buffer) => (backend.counters.bytes += c.length));
-      body.once('end', release);
-      body.once('close', release);
-      body.once('error', release);
-      return { status: res.statusCode, headers: out, body, backend: backend.name };
+      if (req.pin !== undefined && isConnectionAuthChallenge(res.statusCode, res.headers)) this.pin(req.pin, backend);
+      return this.toResponse(backend, res, release);
     } catch (e: unknown) {
       release();
       backend.counters.failures++;

@@ -28,7 +28,19 @@ export interface Http1Request {
   /** The request body, or null when the request has none. */
   body: Readable | null;
   remoteAddress: string;
+  /** State that lives as long as the client connection (shared by its requests). */
+  connection: ConnectionContext;
 }
+
+/** Per-connection state handed to every request of that connection. */
+export interface ConnectionContext {
+  readonly id: number;
+  /** Values keyed by their owner; `onClose` callbacks run when the connection closes. */
+  readonly values: Map<string, unknown>;
+  readonly onClose: Set<() => void>;
+}
+
+let nextConnectionId = 1;
 
 export type Http1Handler = (req: Http1Request, res: Http1Response) => void;
 
@@ -60,6 +72,7 @@ class Connection implements ResponseOwner {
   private readonly server: Http1Server;
   /** When the current request head started arriving (headers timeout). */
   private headStartMs = 0;
+  readonly context: ConnectionContext = { id: nextConnectionId++, values: new Map(), onClose: new Set() };
 
   constructor(socket: Socket, server: Http1Server) {
     this.socket = socket;
@@ -196,6 +209,7 @@ class Connection implements ResponseOwner {
         headers: head.headers,
         body,
         remoteAddress: this.socket.remoteAddress ?? '',
+        connection: this.context,
       },
       res,
     );
@@ -229,6 +243,8 @@ class Connection implements ResponseOwner {
 
   private onClose(): void {
     this.state = 'closed';
+    for (const cb of this.context.onClose) cb();
+    this.context.onClose.clear();
     this.decoder?.abort(new Error('client connection closed'));
     this.res?.connectionClosed();
     this.server.connections.delete(this);

@@ -14,10 +14,10 @@ import { contentRange } from '../http/range.js';
 import { BodyCursor, planDelivery, type DeliveryPlan } from './delivery-plan.js';
 import { cacheControlOf, deltaSeconds } from '../http/cache-control.js';
 import { errorMessage, ProxyError } from '../errors.js';
-import { Http1Server, type Http1Request } from '../http1/server.js';
+import { Http1Server, type ConnectionContext, type Http1Request } from '../http1/server.js';
 import { serializeHeaders, type Http1Response } from '../http1/response.js';
 import { createStats, type Stats } from '../stats.js';
-import type { Upstream, UpstreamRequest } from '../upstream.js';
+import type { PinSlot, Upstream, UpstreamRequest } from '../upstream.js';
 import {
   builtinBackendResponse,
   builtinCacheKey,
@@ -88,6 +88,8 @@ interface Tx<Ctx> {
   req: DownstreamRequest;
   /** The request body (null when none), forwarded on pass. */
   body: Http1Request['body'];
+  /** The client connection's pin slot (connection-oriented auth). */
+  pin: PinSlot;
   res: Http1Response;
   ctx: Ctx;
   /** Aborts when the client goes away (created lazily by the response). */
@@ -184,6 +186,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
         remoteAddress: raw.remoteAddress,
       },
       body: raw.body,
+      pin: pinSlotOf(raw.connection),
       res,
       ctx: this.hooks.newCtx?.() ?? ({} as Ctx),
       key: '',
@@ -265,6 +268,11 @@ export class Proxy<Ctx = Record<string, unknown>> {
       tx.synth = { status: 400 };
       tx.closeAfter = true;
       return 'synth';
+    }
+    if (tx.pin.pinned) {
+      // A connection pinned by NTLM/Negotiate: always passed, never cached, over its own origin connection.
+      tx.status = { fwd: 'uri-miss', detail: 'pinned' };
+      return 'pass';
     }
     const fromHook = this.hooks.requestFilter?.(req, tx.ctx);
     if (fromHook instanceof Promise) return fromHook.then((a) => this.recvAction(tx, a ?? builtinRecv(req)));
@@ -365,6 +373,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
       headers,
       body: tx.body,
       key: tx.key !== '' ? tx.key : builtinCacheKey(tx.req),
+      pin: tx.pin,
     };
     void this.fetch(obj, bereq, tx, true);
     return 'deliver';
@@ -561,7 +570,10 @@ export class Proxy<Ctx = Record<string, unknown>> {
         this.stats.backend_fail++;
         this.stats.fetch_failed++;
         this.log({ level: 'error', event: 'backend-fail', message: `backend fetch failed: ${errorMessage(e)}`, url: bereq.path });
-        obj.fail(new ProxyError('CORE_ERR_UPSTREAM_UNAVAILABLE', 'backend fetch failed', { source: 'upstream', status: 503, cause: e }));
+        // The upstream's own status when it gives one (502 lost pinned connection, 504 timeout), else 503.
+        const upstreamStatus = (e as { status?: unknown }).status;
+        const status = typeof upstreamStatus === 'number' && upstreamStatus >= 500 && upstreamStatus <= 599 ? upstreamStatus : 503;
+        obj.fail(new ProxyError('CORE_ERR_UPSTREAM_UNAVAILABLE', 'backend fetch failed', { source: 'upstream', status, cause: e }));
         this.store.releaseBusy(obj);
         return;
       }
@@ -689,7 +701,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
     if (!forwardConditionals) for (const h of MISS_STRIP) delete headers[h];
     this.addForwarding(headers, tx.req);
     // A HEAD miss fetches GET so the object can be stored and serve later GETs (Varnish does the same).
-    return { method: 'GET', path: tx.req.url, headers, body: null, key: tx.key };
+    return { method: 'GET', path: tx.req.url, headers, body: null, key: tx.key, pin: tx.pin };
   }
 
   // --- writing -------------------------------------------------------------------------------------------------
@@ -805,6 +817,21 @@ function normaliseTarget(req: DownstreamRequest): boolean {
     }
   }
   return false;
+}
+
+/** The pin slot of a client connection, created on its first request and released when it closes. */
+function pinSlotOf(conn: ConnectionContext): PinSlot {
+  let slot = conn.values.get('pin') as PinSlot | undefined;
+  if (slot === undefined) {
+    const created: PinSlot = { pinned: false, closed: false, data: undefined, onClose: undefined };
+    conn.values.set('pin', created);
+    conn.onClose.add(() => {
+      created.closed = true;
+      created.onClose?.();
+    });
+    slot = created;
+  }
+  return slot;
 }
 
 /** Builds a proxy; call `listen` to serve. */

@@ -131,3 +131,53 @@ export function useCleanup(): <T extends { close(): Promise<void> }>(x: T) => T 
 export async function until(cond: () => boolean): Promise<void> {
   while (!cond()) await new Promise((r) => setImmediate(r));
 }
+
+/**
+ * One kept-alive client connection sending requests one after another (raw, so framing and connection reuse are
+ * exactly what the test says). Responses must carry Content-Length.
+ */
+export class KeepAliveClient {
+  private readonly sock: net.Socket;
+  private buf = Buffer.alloc(0);
+  private waiter: (() => void) | undefined;
+  closed = false;
+
+  constructor(port: number) {
+    this.sock = net.connect(port, '127.0.0.1');
+    this.sock.on('data', (d: Buffer) => {
+      this.buf = Buffer.concat([this.buf, d]);
+      this.waiter?.();
+    });
+    this.sock.on('close', () => {
+      this.closed = true;
+      this.waiter?.();
+    });
+    this.sock.on('error', () => undefined);
+  }
+
+  async send(method: string, path: string, headers: Record<string, string> = {}): Promise<RawResponse> {
+    let req = `${method} ${path} HTTP/1.1\r\nHost: t\r\n`;
+    for (const [k, v] of Object.entries(headers)) req += `${k}: ${v}\r\n`;
+    this.sock.write(`${req}\r\n`);
+    for (;;) {
+      const sep = this.buf.indexOf('\r\n\r\n');
+      if (sep >= 0) {
+        const head = this.buf.subarray(0, sep).toString('latin1');
+        const m = /\r\ncontent-length: (\d+)/i.exec(head);
+        const len = m === null ? 0 : Number(m[1]);
+        if (this.buf.length >= sep + 4 + len) {
+          const raw = this.buf.subarray(0, sep + 4 + len);
+          this.buf = this.buf.subarray(sep + 4 + len);
+          return parseRawResponse(raw);
+        }
+      }
+      if (this.closed) throw new Error(`connection closed; got ${JSON.stringify(this.buf.toString('latin1'))}`);
+      await new Promise<void>((r) => (this.waiter = r));
+      this.waiter = undefined;
+    }
+  }
+
+  async close(): Promise<void> {
+    this.sock.destroy();
+  }
+}
