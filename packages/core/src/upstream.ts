@@ -52,4 +52,6 @@ export interface Upstream {
    * destination is not allowed, 502/504 when it cannot be reached. Without it the proxy answers CONNECT with 405.
    */
   tunnel?(host: string, port: number, opts: { signal: AbortSignal }): Promise<Duplex>;
+  /** Optional: per-backend counters and health, included in the proxy's stats snapshot. */
+  counters?(): Array<Record<string, string | number | boolean>>;
 }

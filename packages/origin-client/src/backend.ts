@@ -51,7 +51,7 @@ export function parseBackendUrl(raw: string): URL {
 }
 
 /** Per-backend counters (varnishstat's VBE.* in spirit). */
-export interface BackendCounters {
+export type BackendCounters = {
   requests: number;
   failures: number;
   /** Connections opened. */
@@ -70,7 +70,7 @@ export interface BackendCounters {
   healthChanges: number;
   /** Client connections pinned to an origin connection (NTLM/Negotiate). */
   pinned: number;
-}
+};
 
 /** A backend with its keep-alive pool, a bounded wait queue in front of it, counters and an optional probe. */
 export class Backend {

@@ -161,6 +161,15 @@ export class Proxy<Ctx = Record<string, unknown>> {
     });
   }
 
+  /** Counters now: the proxy's own (varnishstat MAIN.* style), storage, and the upstream's per-backend ones. */
+  snapshot(): { main: Stats; storage: { bytes: number; objects: number; maxBytes: number }; backends: Array<Record<string, string | number | boolean>> } {
+    return {
+      main: { ...this.stats },
+      storage: { bytes: this.store.bytes, objects: this.store.objectCount, maxBytes: this.store.maxBytes },
+      backends: this.upstream.counters?.() ?? [],
+    };
+  }
+
   /** Starts listening; resolves with the bound address (port 0 picks a free one). */
   listen(port: number, host = '127.0.0.1'): Promise<AddressInfo> {
     return this.server.listen(port, host);
