@@ -6,3 +6,5 @@ export * from './proxy/proxy.js';
 export * from './upstream.js';
 export * from './errors.js';
 export * from './stats.js';
+export * from './proxy/admin.js';
+export * from './cache/ban.js';

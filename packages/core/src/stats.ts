@@ -24,6 +24,11 @@ export interface Stats {
   stale_if_error: number;
   backend_fail: number;
   n_lru_nuked: number;
+  /** Objects removed by purge (URL or tag). */
+  n_purges: number;
+  bans_added: number;
+  /** Objects removed by bans (at lookup or by the sweeper). */
+  bans_obj_killed: number;
   /** CONNECT tunnels opened, refused, and bytes relayed client->origin / origin->client. */
   tunnel_opened: number;
   tunnel_denied: number;
@@ -53,6 +58,9 @@ export function createStats(): Stats {
     stale_if_error: 0,
     backend_fail: 0,
     n_lru_nuked: 0,
+    n_purges: 0,
+    bans_added: 0,
+    bans_obj_killed: 0,
     tunnel_opened: 0,
     tunnel_denied: 0,
     tunnel_bytes_up: 0,

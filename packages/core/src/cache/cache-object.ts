@@ -67,6 +67,13 @@ export class CacheObject {
   /** Why it is not stored (logged, Cache-Status detail). */
   notStoredReason: string | undefined;
 
+  /** The request URL and Host that made this object (bans can test req.url and req.http.host). */
+  reqUrl = '';
+  reqHost = '';
+  /** Invalidation tags from Surrogate-Key / xkey. */
+  tags: readonly string[] = [];
+  /** Id of the newest ban this object has been tested against. */
+  banCheckedId = 0;
   /** Serialised stored headers for delivery (`name: value\r\n` lines), built at the first delivery. */
   headBlock: string | undefined;
 

@@ -2,6 +2,7 @@ import type { HeaderMap } from '../http/headers.js';
 import { varySignature } from '../http/vary.js';
 import { CacheObject } from './cache-object.js';
 import type { Stats } from '../stats.js';
+import { banMatches, parseBan, type Ban } from './ban.js';
 
 /**
  * The cache index and its memory budget.
@@ -54,6 +55,13 @@ export class MemoryStore {
    * expired ones from the front, so markers of URLs never requested again do not pile up in the index.
    */
   private readonly markers = new Map<string, number>();
+  /** Bans in id order; dropped once every object older than them has been tested. */
+  private bans: Ban[] = [];
+  private nextBanId = 1;
+  /** Objects the background sweeper still has to test against the bans. */
+  private lurkQueue: CacheObject[] = [];
+  /** Stored objects by invalidation tag. */
+  private readonly byTag = new Map<string, Set<CacheObject>>();
   private readonly stats: Stats;
 
   constructor(maxBytes: number, stats: Stats) {
@@ -83,6 +91,11 @@ export class MemoryStore {
       for (let i = 0; i < entry.variants.length; i++) {
         const obj = entry.variants[i] as CacheObject;
         if (obj.state === 'failed') continue;
+        if (this.banned(obj)) {
+          this.remove(obj);
+          i--;
+          continue;
+        }
         sawUri = true;
         if (obj.varySig !== varySignature(obj.varyFields, reqHeaders)) continue;
         const ageSec = obj.initialAgeSec + (nowMs - obj.responseTimeMs) / 1000;
@@ -136,8 +149,15 @@ export class MemoryStore {
       if (old.varySig === obj.varySig && old.varyFields.join() === obj.varyFields.join()) this.remove(old);
     }
     obj.stored = true;
+    // Bans issued before the object existed do not apply to it.
+    obj.banCheckedId = this.nextBanId - 1;
     this.lru.add(obj);
     this.charged.set(obj, 0);
+    for (const t of obj.tags) {
+      let set = this.byTag.get(t);
+      if (set === undefined) this.byTag.set(t, (set = new Set()));
+      set.add(obj);
+    }
     return this.charge(obj, HEADER_OVERHEAD_BYTES);
   }
 
@@ -213,6 +233,13 @@ export class MemoryStore {
       this.charged.delete(obj);
     }
     this.lru.delete(obj);
+    for (const t of obj.tags) {
+      const set = this.byTag.get(t);
+      if (set !== undefined) {
+        set.delete(obj);
+        if (set.size === 0) this.byTag.delete(t);
+      }
+    }
     const entry = this.index.get(obj.key);
     if (entry !== undefined) {
       const i = entry.variants.indexOf(obj);
@@ -220,6 +247,79 @@ export class MemoryStore {
       this.cleanup(obj.key, entry);
     }
     if (obj.stored === true) obj.stored = false;
+  }
+
+  /** Removes every stored variant of `key` (purge); returns how many. */
+  purgeKey(key: string): number {
+    const entry = this.index.get(key);
+    if (entry === undefined) return 0;
+    const victims = entry.variants.slice();
+    for (const v of victims) this.remove(v);
+    this.stats.n_purges += victims.length;
+    return victims.length;
+  }
+
+  /** Removes every stored object carrying one of `tags` (Surrogate-Key / xkey); returns how many. */
+  purgeTags(tags: readonly string[]): number {
+    const victims = new Set<CacheObject>();
+    for (const t of tags) for (const o of this.byTag.get(t) ?? []) victims.add(o);
+    for (const v of victims) this.remove(v);
+    this.stats.n_purges += victims.size;
+    return victims.size;
+  }
+
+  /**
+   * Adds a ban (throws BanSyntaxError for a bad expression). It applies to objects stored before now: each is tested
+   * when looked up, and the sweeper (lurk) tests the rest in slices.
+   */
+  addBan(expr: string, nowMs: number): Ban {
+    const ban: Ban = { id: this.nextBanId++, expr, conditions: parseBan(expr), createdMs: nowMs };
+    this.bans.push(ban);
+    this.stats.bans_added++;
+    this.lurkQueue = [...this.lru];
+    return ban;
+  }
+
+  /** Bans not yet known to be tested against every object they apply to. */
+  get activeBans(): readonly Ban[] {
+    return this.bans;
+  }
+
+  /**
+   * The ban sweeper: tests up to `budget` queued objects against the bans newer than them, removing matches.
+   * Returns how many were removed. When nothing is left to test, the ban list is emptied.
+   */
+  lurk(budget: number): number {
+    let removed = 0;
+    while (budget-- > 0 && this.lurkQueue.length > 0) {
+      const obj = this.lurkQueue.pop() as CacheObject;
+      if (obj.stored !== true) continue;
+      if (this.banned(obj)) {
+        this.remove(obj);
+        removed++;
+      }
+    }
+    if (this.lurkQueue.length === 0 && this.bans.length > 0) {
+      // Every object stored before the newest ban has been tested (objects stored after it start past it).
+      this.bans = [];
+    }
+    return removed;
+  }
+
+  /** Whether a ban newer than the object's checkpoint matches it; advances the checkpoint when none does. */
+  private banned(obj: CacheObject): boolean {
+    const newest = this.nextBanId - 1;
+    if (obj.banCheckedId >= newest) return false;
+    const target = { status: obj.status, headers: obj.headers, url: obj.reqUrl, host: obj.reqHost };
+    for (const ban of this.bans) {
+      if (ban.id <= obj.banCheckedId) continue;
+      if (banMatches(ban.conditions, target)) {
+        this.stats.bans_obj_killed++;
+        return true;
+      }
+    }
+    obj.banCheckedId = newest;
+    return false;
   }
 
   /** Drops every object and marker (shutdown, tests). */

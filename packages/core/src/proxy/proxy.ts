@@ -67,6 +67,10 @@ export interface ProxyOptions<Ctx> {
    * body starts once this many bytes arrived or it ended (default 0: always stream).
    */
   streamMinBytes?: number | undefined;
+  /** Addresses allowed to send the PURGE method (default none: PURGE gets 405). */
+  purgeAllow?: string[] | undefined;
+  /** Objects the ban sweeper tests per 100 ms tick (default 1000). */
+  banLurkBatch?: number | undefined;
   /** Most ranges honoured in one request; more and the Range is ignored (default 16). */
   maxRanges?: number | undefined;
   /** Clock in epoch ms (tests may inject one). */
@@ -125,6 +129,8 @@ export class Proxy<Ctx = Record<string, unknown>> {
   private readonly transitBytes: number;
   private readonly maxRanges: number;
   private readonly streamMinBytes: number;
+  private readonly purgeAllow: Set<string>;
+  private readonly lurkTimer: NodeJS.Timeout;
   private readonly log: (line: LogLine) => void;
   private readonly inflight = new Set<CacheObject>();
   private readonly steps: Record<Exclude<Step, 'done'>, (tx: Tx<Ctx>) => Step | Promise<Step>>;
@@ -142,6 +148,10 @@ export class Proxy<Ctx = Record<string, unknown>> {
     this.transitBytes = opts.transitBytes ?? 1024 * 1024;
     this.maxRanges = opts.maxRanges ?? 16;
     this.streamMinBytes = opts.streamMinBytes ?? 0;
+    this.purgeAllow = new Set(opts.purgeAllow ?? []);
+    const lurkBatch = opts.banLurkBatch ?? 1000;
+    this.lurkTimer = setInterval(() => this.store.lurk(lurkBatch), 100);
+    this.lurkTimer.unref();
     this.log = opts.onLog ?? (() => undefined);
     this.store = new MemoryStore(opts.storageBytes ?? 256 * 1024 * 1024, this.stats);
     this.steps = {
@@ -177,6 +187,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
 
   /** Stops accepting, aborts fetches in flight and closes every client connection. */
   async close(): Promise<void> {
+    clearInterval(this.lurkTimer);
     for (const obj of this.inflight) obj.fetchController.abort(new ProxyError('CORE_ERR_SHUTDOWN', 'shutdown', { source: 'internal' }));
     await this.server.close(true);
   }
@@ -278,6 +289,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
       tx.closeAfter = true;
       return 'synth';
     }
+    if (req.method === 'PURGE') return this.purgeRequest(tx);
     if (tx.pin.pinned) {
       // A connection pinned by NTLM/Negotiate: always passed, never cached, over its own origin connection.
       tx.status = { fwd: 'uri-miss', detail: 'pinned' };
@@ -286,6 +298,32 @@ export class Proxy<Ctx = Record<string, unknown>> {
     const fromHook = this.hooks.requestFilter?.(req, tx.ctx);
     if (fromHook instanceof Promise) return fromHook.then((a) => this.recvAction(tx, a ?? builtinRecv(req)));
     return this.recvAction(tx, fromHook ?? builtinRecv(req));
+  }
+
+  /** HTTP PURGE from an allowed address: removes every variant of the request's cache key. */
+  private purgeRequest(tx: Tx<Ctx>): Step {
+    const addr = tx.req.remoteAddress.replace(/^::ffff:/, '');
+    if (!this.purgeAllow.has(addr)) {
+      tx.synth = { status: 405, body: 'PURGE not allowed from this address\n' };
+      return 'synth';
+    }
+    const n = this.purge(tx.req.url, getHeader(tx.req.headers, 'host') ?? '');
+    tx.synth = { status: 200, body: `Purged ${n}\n` };
+    tx.status = { detail: 'purge' };
+    return 'synth';
+  }
+
+  /** Removes every variant stored for `url` on `host` (the key the cacheKey hook gives that request). */
+  purge(url: string, host: string): number {
+    const req: DownstreamRequest = { method: 'GET', url, headers: { host }, httpVersion: '1.1', remoteAddress: '' };
+    const key = this.hooks.cacheKey?.(req, this.hooks.newCtx?.() ?? ({} as Ctx)) ?? builtinCacheKey(req);
+    return this.store.purgeKey(key);
+  }
+
+  /** Adds a ban (see cache/ban.ts for the syntax); throws BanSyntaxError for a bad expression. */
+  ban(expr: string): { id: number; expr: string } {
+    const b = this.store.addBan(expr, this.now());
+    return { id: b.id, expr: b.expr };
   }
 
   private recvAction(tx: Tx<Ctx>, action: RecvAction): Step {
@@ -637,6 +675,9 @@ export class Proxy<Ctx = Record<string, unknown>> {
       obj.expectedLength = obj.bodyless && bereq.method !== 'HEAD' ? 0 : expected;
       obj.graceSec = beresp.graceSec;
       obj.keepSec = beresp.keepSec;
+      obj.reqUrl = tx.req.url;
+      obj.reqHost = (getHeader(tx.req.headers, 'host') ?? '').toLowerCase();
+      obj.tags = tagsOf(beresp.headers);
       obj.staleIfErrorSec = deltaSeconds(cc.get('stale-if-error')) ?? 0;
       obj.streamMinBytes = beresp.streamMinBytes;
       const transitBytes = beresp.transitBytes;
@@ -776,6 +817,9 @@ export class Proxy<Ctx = Record<string, unknown>> {
     const headers = cloneHeaders(obj.headers);
     delete headers['age'];
     delete headers['cache-status'];
+    // Invalidation tags are for the cache, not for clients (as Fastly does with Surrogate-Key).
+    delete headers['surrogate-key'];
+    delete headers['xkey'];
     appendHeader(headers, 'via', this.via);
     return headers;
   }
@@ -826,6 +870,12 @@ function normaliseTarget(req: DownstreamRequest): boolean {
     }
   }
   return false;
+}
+
+/** Invalidation tags of a response: Surrogate-Key (Fastly) or xkey (Varnish), space-separated. */
+function tagsOf(headers: HeaderMap): string[] {
+  const raw = [getHeader(headers, 'surrogate-key'), getHeader(headers, 'xkey')].filter((v) => v !== undefined).join(' ');
+  return raw.split(/[\s,]+/).filter((t) => t !== '');
 }
 
 /** The pin slot of a client connection, created on its first request and released when it closes. */

@@ -1,0 +1,123 @@
+import { timingSafeEqual } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { BanSyntaxError } from '../cache/ban.js';
+import type { Proxy } from './proxy.js';
+
+/**
+ * The admin listener (varnishadm's job, over HTTP): off unless started, on its own address, every route but
+ * /health needs `Authorization: Bearer <token>`.
+ *
+ *   GET  /health                 {"status":"ok"}
+ *   GET  /stats                  counters as JSON (main, storage, backends)
+ *   GET  /metrics                the same in Prometheus text format
+ *   POST /purge   {"url","host"} removes every variant of that URL          -> {"purged": n}
+ *   POST /purge   {"tags":[...]} removes every object with one of the tags  -> {"purged": n}
+ *   POST /ban     {"expr"}       adds a ban                                 -> 201 {"id","expr"}
+ *   GET  /bans                   bans not yet applied to every object
+ */
+export interface AdminServer {
+  listen(port: number, host?: string): Promise<AddressInfo>;
+  close(): Promise<void>;
+}
+
+function send(res: http.ServerResponse, status: number, body: unknown, type = 'application/json'): void {
+  const text = type === 'application/json' ? `${JSON.stringify(body)}\n` : String(body);
+  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+  res.end(text);
+}
+
+async function readJson(req: http.IncomingMessage): Promise<Record<string, unknown>> {
+  let raw = '';
+  for await (const c of req) {
+    raw += String(c);
+    if (raw.length > 64 * 1024) throw new Error('body too large');
+  }
+  const v: unknown = raw === '' ? {} : JSON.parse(raw);
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error('expected a JSON object');
+  return v as Record<string, unknown>;
+}
+
+function authorized(req: http.IncomingMessage, token: string): boolean {
+  const got = Buffer.from(String(req.headers.authorization ?? ''));
+  const want = Buffer.from(`Bearer ${token}`);
+  return got.length === want.length && timingSafeEqual(got, want);
+}
+
+/** Counters in Prometheus text exposition format. */
+export function prometheusText(proxy: Proxy): string {
+  const snap = proxy.snapshot();
+  const lines: string[] = [];
+  for (const [name, value] of Object.entries(snap.main)) {
+    lines.push(`# TYPE sluice_${name} counter`, `sluice_${name} ${value}`);
+  }
+  lines.push('# TYPE sluice_storage_bytes gauge', `sluice_storage_bytes ${snap.storage.bytes}`);
+  lines.push('# TYPE sluice_storage_max_bytes gauge', `sluice_storage_max_bytes ${snap.storage.maxBytes}`);
+  lines.push('# TYPE sluice_n_object gauge', `sluice_n_object ${snap.storage.objects}`);
+  const names = new Set<string>();
+  for (const b of snap.backends) for (const k of Object.keys(b)) if (typeof b[k] === 'number' || typeof b[k] === 'boolean') names.add(k);
+  for (const k of names) {
+    lines.push(`# TYPE sluice_backend_${k} ${k === 'healthy' || k === 'active' ? 'gauge' : 'counter'}`);
+    for (const b of snap.backends) {
+      const v = b[k];
+      const label = String(b['name'] ?? '').replace(/["\\\n]/g, '_');
+      lines.push(`sluice_backend_${k}{backend="${label}"} ${typeof v === 'boolean' ? (v ? 1 : 0) : Number(v)}`);
+    }
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+export function createAdminServer(proxy: Proxy, opts: { token: string }): AdminServer {
+  if (opts.token.length < 8) throw new Error('the admin token must be at least 8 characters');
+  const server = http.createServer((req, res) => {
+    void (async () => {
+      const url = new URL(req.url ?? '/', 'http://admin');
+      if (req.method === 'GET' && url.pathname === '/health') return send(res, 200, { status: 'ok' });
+      if (!authorized(req, opts.token)) return send(res, 401, { error: 'missing or wrong bearer token' });
+      const route = `${req.method ?? ''} ${url.pathname}`;
+      switch (route) {
+        case 'GET /stats':
+          return send(res, 200, proxy.snapshot());
+        case 'GET /metrics':
+          return send(res, 200, prometheusText(proxy), 'text/plain; version=0.0.4');
+        case 'GET /bans':
+          return send(res, 200, proxy.store.activeBans.map((b) => ({ id: b.id, expr: b.expr, created: new Date(b.createdMs).toISOString() })));
+        case 'POST /purge': {
+          const body = await readJson(req);
+          if (Array.isArray(body['tags']) && body['tags'].every((t) => typeof t === 'string') && body['tags'].length > 0) {
+            return send(res, 200, { purged: proxy.store.purgeTags(body['tags'] as string[]) });
+          }
+          if (typeof body['url'] === 'string' && body['url'].startsWith('/')) {
+            const host = typeof body['host'] === 'string' ? body['host'] : '';
+            return send(res, 200, { purged: proxy.purge(body['url'], host) });
+          }
+          return send(res, 400, { error: 'give {"url": "/path", "host": "example.com"} or {"tags": ["t1"]}' });
+        }
+        case 'POST /ban': {
+          const body = await readJson(req);
+          if (typeof body['expr'] !== 'string') return send(res, 400, { error: 'give {"expr": "req.url ~ ^/x"}' });
+          try {
+            return send(res, 201, proxy.ban(body['expr']));
+          } catch (e: unknown) {
+            if (e instanceof BanSyntaxError) return send(res, 400, { error: `bad ban expression: ${e.message}` });
+            throw e;
+          }
+        }
+        default:
+          return send(res, 404, { error: `no route ${route}` });
+      }
+    })().catch((e: unknown) => send(res, 400, { error: e instanceof Error ? e.message : String(e) }));
+  });
+  return {
+    listen: (port, host = '127.0.0.1') =>
+      new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => resolve(server.address() as AddressInfo));
+      }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

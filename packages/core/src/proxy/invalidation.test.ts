@@ -1,0 +1,150 @@
+import { describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import { startScriptedOrigin, type ScriptedOrigin } from '@sluice/fixtures';
+import { startProxy, useCleanup, type ProxyHarness } from '../test-support/harness.js';
+import { createAdminServer } from './admin.js';
+import type { ProxyOptions } from './proxy.js';
+
+const track = useCleanup();
+const TOKEN = 'test-admin-token';
+
+async function setup(opts: Omit<ProxyOptions<Record<string, unknown>>, 'upstream'> = {}) {
+  const origin: ScriptedOrigin = track(
+    await startScriptedOrigin((req, res, n) => {
+      const tags = /\/tagged\/(\w+)/.exec(req.url ?? '')?.[1];
+      res.writeHead(req.url?.startsWith('/missing') ? 404 : 200, {
+        'cache-control': 'max-age=600',
+        'content-type': req.url?.endsWith('.html') ? 'text/html' : 'text/plain',
+        ...(tags === undefined ? {} : { 'surrogate-key': `all ${tags}` }),
+      });
+      res.end(`v${n} ${req.url}`);
+    }),
+  );
+  const px: ProxyHarness = track(await startProxy(origin.url, { banLurkBatch: 0, ...opts }));
+  const admin = createAdminServer(px.proxy, { token: TOKEN });
+  const { port } = await admin.listen(0);
+  track(admin);
+  const adminUrl = `http://127.0.0.1:${port}`;
+  const get = async (path: string, host = 'site.test') => {
+    const r = await request(`${px.url}${path}`, { headers: { host } });
+    return { status: r.statusCode, body: await r.body.text(), cacheStatus: String(r.headers['cache-status']), headers: r.headers };
+  };
+  const call = async (method: 'GET' | 'POST', path: string, body?: unknown, token = TOKEN) => {
+    const r = await request(`${adminUrl}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    const text = await r.body.text();
+    return { status: r.statusCode, text, json: (r.headers['content-type'] ?? '').toString().includes('json') ? (JSON.parse(text) as unknown) : undefined };
+  };
+  return { origin, px, get, call };
+}
+
+describe('purge', () => {
+  it('the PURGE method from an allowed address removes every variant of the URL', async () => {
+    const { px, get, origin } = await setup({ purgeAllow: ['127.0.0.1'] });
+    await get('/p');
+    expect((await get('/p')).cacheStatus).toMatch(/hit/);
+    const r = await request(`${px.url}/p`, { method: 'PURGE', headers: { host: 'site.test' } });
+    expect(r.statusCode).toBe(200);
+    expect(await r.body.text()).toBe('Purged 1\n');
+    expect((await get('/p')).body).toBe('v2 /p');
+    expect(origin.count).toBe(2);
+  });
+
+  it('PURGE from an address not allowed gets 405 and removes nothing', async () => {
+    const { px, get } = await setup();
+    await get('/p');
+    const r = await request(`${px.url}/p`, { method: 'PURGE', headers: { host: 'site.test' } });
+    expect(r.statusCode).toBe(405);
+    await r.body.text();
+    expect((await get('/p')).cacheStatus).toMatch(/hit/);
+  });
+
+  it('admin purge by URL and by Surrogate-Key tag; tags are not shown to clients', async () => {
+    const { get, call } = await setup();
+    await get('/a');
+    await get('/tagged/red');
+    await get('/tagged/blue');
+    expect((await get('/tagged/red')).headers['surrogate-key']).toBeUndefined();
+    expect((await call('POST', '/purge', { url: '/a', host: 'site.test' })).json).toEqual({ purged: 1 });
+    expect((await get('/a')).cacheStatus).toMatch(/fwd=/);
+    expect((await call('POST', '/purge', { tags: ['red'] })).json).toEqual({ purged: 1 });
+    expect((await get('/tagged/red')).cacheStatus).toMatch(/fwd=/);
+    expect((await get('/tagged/blue')).cacheStatus).toMatch(/hit/);
+    expect((await call('POST', '/purge', { tags: ['all'] })).json).toEqual({ purged: 2 });
+  });
+});
+
+describe('bans', () => {
+  it('apply lazily at lookup, only to objects stored before the ban', async () => {
+    const { get, call, px } = await setup();
+    await get('/products/1');
+    await get('/products/2.html');
+    await get('/blog/1');
+    const ban = await call('POST', '/ban', { expr: 'req.url ~ ^/products/ && obj.http.content-type ~ "text/plain"' });
+    expect(ban.status).toBe(201);
+    expect((await call('GET', '/bans')).json).toHaveLength(1);
+    expect((await get('/products/1')).cacheStatus).toMatch(/fwd=/); // banned: refetched
+    expect((await get('/products/2.html')).cacheStatus).toMatch(/hit/); // html: not matched
+    expect((await get('/blog/1')).cacheStatus).toMatch(/hit/);
+    // The refetched object is newer than the ban: it stays.
+    expect((await get('/products/1')).cacheStatus).toMatch(/hit/);
+    expect(px.proxy.stats.bans_obj_killed).toBe(1);
+  });
+
+  it('the sweeper removes banned objects nobody requests, a slice at a time', async () => {
+    const { get, call, px } = await setup();
+    for (let i = 0; i < 10; i++) await get(`/old/${i}`);
+    await get('/keep');
+    await call('POST', '/ban', { expr: 'req.url ~ ^/old/' });
+    expect(px.proxy.store.objectCount).toBe(11);
+    // Each slice tests at most its budget of objects.
+    const first = px.proxy.store.lurk(4);
+    expect(first).toBeLessThanOrEqual(4);
+    expect(px.proxy.store.objectCount).toBe(11 - first);
+    let removed = first;
+    let slices = 1;
+    while (px.proxy.store.activeBans.length > 0) {
+      removed += px.proxy.store.lurk(4);
+      slices++;
+    }
+    expect(slices).toBe(3);
+    expect(removed).toBe(10);
+    expect(px.proxy.store.objectCount).toBe(1);
+    expect((await get('/keep')).cacheStatus).toMatch(/hit/);
+  });
+
+  it('a bad ban expression is refused with a message', async () => {
+    const { call } = await setup();
+    const r = await call('POST', '/ban', { expr: 'obj.colour == red' });
+    expect(r.status).toBe(400);
+    expect(r.text).toMatch(/bad ban expression: expected obj.status/);
+  });
+});
+
+describe('admin API', () => {
+  it('needs the token for everything but /health', async () => {
+    const { call } = await setup();
+    expect((await call('GET', '/health', undefined, 'wrong')).status).toBe(200);
+    expect((await call('GET', '/stats', undefined, 'wrong-token!')).status).toBe(401);
+    expect((await call('POST', '/ban', { expr: 'obj.status == 200' }, 'nope')).status).toBe(401);
+  });
+
+  it('serves counters as JSON and in Prometheus format', async () => {
+    const { get, call } = await setup();
+    await get('/x');
+    await get('/x');
+    const stats = (await call('GET', '/stats')).json as { main: Record<string, number>; storage: { objects: number }; backends: Array<Record<string, unknown>> };
+    expect(stats.main['cache_hit']).toBe(1);
+    expect(stats.main['cache_miss']).toBe(1);
+    expect(stats.storage.objects).toBe(1);
+    expect(stats.backends[0]?.['requests']).toBe(1);
+    const prom = (await call('GET', '/metrics')).text;
+    expect(prom).toContain('# TYPE sluice_cache_hit counter\nsluice_cache_hit 1\n');
+    expect(prom).toMatch(/sluice_n_object 1\n/);
+    expect(prom).toMatch(/sluice_backend_requests\{backend="127\.0\.0\.1:\d+"\} 1\n/);
+    expect(prom).toMatch(/sluice_backend_healthy\{backend="127\.0\.0\.1:\d+"\} 1\n/);
+  });
+});
