@@ -68,7 +68,7 @@ describe('sluice CLI', () => {
   it('--help documents every flag with an example', async () => {
     const r = await runToEnd(['proxy', '--help']);
     expect(r.code).toBe(0);
-    for (const flag of ['--listen', '--backend', '--director', '--connect-allow', '--config', '--storage', '--default-ttl', '--grace', '--keep', '--hit-for-miss-ttl', '--transit-buffer', '--stream-min-bytes', '--max-ranges', '--[no-]stream', '--quiet']) {
+    for (const flag of ['--listen', '--backend', '--director', '--connect-allow', '--admin-listen', '--admin-token', '--purge-allow', '--config', '--storage', '--default-ttl', '--grace', '--keep', '--hit-for-miss-ttl', '--transit-buffer', '--stream-min-bytes', '--max-ranges', '--[no-]stream', '--quiet']) {
       expect(r.stdout).toContain(flag);
     }
     expect(r.stdout).toContain('sluice proxy --listen 127.0.0.1:6081 --backend http://127.0.0.1:8080');
@@ -142,5 +142,28 @@ describe('sluice CLI', () => {
       expect(await r.body.text()).toBe('abcdefghij');
     }
     expect(origin.hits('/static/10')).toBe(3);
+  });
+
+  it('serves the admin API with --admin-listen; stats, purge and ban work against it', async () => {
+    origin = await startFixtureOrigin();
+    const adminPort = await new Promise<number>((resolve) => {
+      const srv = net.createServer().listen(0, '127.0.0.1', () => {
+        const p = (srv.address() as net.AddressInfo).port;
+        srv.close(() => resolve(p));
+      });
+    });
+    const url = await startCli(['proxy', '--listen', '127.0.0.1:0', '--backend', origin.url, '--admin-listen', `127.0.0.1:${adminPort}`, '--admin-token', 's3cret-token']);
+    const admin = ['--admin', `http://127.0.0.1:${adminPort}`, '--token', 's3cret-token'];
+    for (let i = 0; i < 2; i++) await (await request(`${url}/static/10`, { headers: { host: 'site.test' } })).body.text();
+    const stats = await runToEnd(['stats', ...admin, '--json']);
+    expect(stats.code, stats.stderr).toBe(0);
+    expect((JSON.parse(stats.stdout) as { main: { cache_hit: number } }).main.cache_hit).toBe(1);
+    const purge = await runToEnd(['purge', 'http://site.test/static/10', ...admin]);
+    expect(purge.stdout.trim()).toBe('purged 1 object');
+    const ban = await runToEnd(['ban', 'req.url ~ ^/static/', ...admin]);
+    expect(ban.stdout.trim()).toBe('ban 1 added: req.url ~ ^/static/');
+    const wrong = await runToEnd(['stats', '--admin', `http://127.0.0.1:${adminPort}`, '--token', 'wrong-token']);
+    expect(wrong.code).not.toBe(0);
+    expect(wrong.stderr.trim()).toBe('sluice: admin API GET /stats: 401 missing or wrong bearer token');
   });
 });

@@ -34,6 +34,7 @@ export function compose(config: Config, onLog?: (line: LogLine) => void): Compos
     transitBytes: config.transitBytes,
     streamMinBytes: config.streamMinBytes,
     maxRanges: config.maxRanges,
+    purgeAllow: config.purgeAllow,
     ...(onLog === undefined ? {} : { onLog }),
   });
   return {

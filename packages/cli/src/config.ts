@@ -17,6 +17,11 @@ export interface Config {
   director: DirectorType;
   /** CONNECT destinations allowed (`host:port`, `*`, `*.domain`); empty = CONNECT refused. */
   connectAllow: string[];
+  /** Admin listener address (undefined: off) and its token. */
+  adminListen: { host: string; port: number } | undefined;
+  adminToken: string | undefined;
+  /** Addresses allowed to send PURGE. */
+  purgeAllow: string[];
   storageBytes: number;
   defaultTtlSec: number | undefined;
   graceSec: number;
@@ -37,6 +42,9 @@ export interface ConfigFile {
   backends?: Array<string | BackendConfig>;
   director?: DirectorType;
   connectAllow?: string[];
+  adminListen?: string;
+  adminToken?: string;
+  purgeAllow?: string[];
   storage?: string | number;
   defaultTtl?: string | number;
   grace?: string | number;
@@ -54,6 +62,9 @@ const FILE_KEYS = new Set([
   'backends',
   'director',
   'connectAllow',
+  'adminListen',
+  'adminToken',
+  'purgeAllow',
   'storage',
   'defaultTtl',
   'grace',
@@ -71,6 +82,9 @@ export interface ProxyFlags {
   backend?: string[] | undefined;
   director?: string | undefined;
   'connect-allow'?: string[] | undefined;
+  'admin-listen'?: string | undefined;
+  'admin-token'?: string | undefined;
+  'purge-allow'?: string[] | undefined;
   config?: string | undefined;
   storage?: string | undefined;
   'default-ttl'?: string | undefined;
@@ -100,6 +114,20 @@ function duration(name: string, v: string | number | undefined): number | undefi
     throw new CliError('CLI_ERR_FLAG_INVALID', `${name}: "${String(v)}" is not a duration (examples: 90, 500ms, 10s, 2m, 1h)`);
   }
   return n;
+}
+
+function adminListenOf(raw: string | undefined): { host: string; port: number } | undefined {
+  if (raw === undefined) return undefined;
+  try {
+    return parseListen(raw);
+  } catch {
+    throw new CliError('CLI_ERR_FLAG_INVALID', `--admin-listen: "${raw}" is not HOST:PORT (example: 127.0.0.1:6082)`);
+  }
+}
+
+function adminTokenOf(token: string | undefined): string | undefined {
+  if (token !== undefined && token.length < 8) throw new CliError('CLI_ERR_FLAG_INVALID', '--admin-token: the token must be at least 8 characters');
+  return token;
 }
 
 function connectAllowOf(entries: readonly string[]): string[] {
@@ -176,6 +204,9 @@ export function toConfig(flags: ProxyFlags, file: ConfigFile = {}): Config {
     backends,
     director: director as DirectorType,
     connectAllow: connectAllowOf(flags['connect-allow'] ?? file.connectAllow ?? []),
+    adminListen: adminListenOf(flags['admin-listen'] ?? file.adminListen),
+    adminToken: adminTokenOf(flags['admin-token'] ?? file.adminToken ?? process.env['SLUICE_ADMIN_TOKEN']),
+    purgeAllow: [...(flags['purge-allow'] ?? file.purgeAllow ?? [])],
     storageBytes,
     defaultTtlSec: duration('--default-ttl', flags['default-ttl'] ?? file.defaultTtl),
     graceSec: duration('--grace', flags.grace ?? file.grace) ?? 10,

@@ -8,7 +8,7 @@ export default class ProxyCommand extends Command {
   static override description = [
     "Serves clients on --listen and forwards to the --backend origins (round-robin when several are given), caching per RFC 9111 with Varnish's builtin policy: GET/HEAD looked up, other methods passed, requests with Authorization or Cookie passed, uncacheable responses remembered as hit-for-miss.",
     'Sizes accept units (1048576, 512k, 256MB); durations too (90, 500ms, 10s, 2m, 1h).',
-    'A --config module default-exports { listen, backends, director, connectAllow, storage, defaultTtl, grace, keep, hitForMissTtl, transitBuffer, streamMinBytes, maxRanges, stream, hooks }; flags override it. Stops cleanly on SIGINT/SIGTERM.',
+    'A --config module default-exports { listen, backends, director, connectAllow, adminListen, adminToken, purgeAllow, storage, defaultTtl, grace, keep, hitForMissTtl, transitBuffer, streamMinBytes, maxRanges, stream, hooks }; flags override it. Stops cleanly on SIGINT/SIGTERM.',
   ].join('\n\n');
 
   static override examples = [
@@ -24,6 +24,19 @@ export default class ProxyCommand extends Command {
     director: Flags.string({
       summary: 'How requests are spread over several backends (default round-robin). e.g. --director shard',
       options: ['round-robin', 'random', 'hash', 'shard', 'fallback'],
+    }),
+    'admin-listen': Flags.string({
+      summary: 'Serve the admin API (stats, purge, ban) here; off by default. e.g. --admin-listen 127.0.0.1:6082',
+      helpValue: 'HOST:PORT',
+    }),
+    'admin-token': Flags.string({
+      summary: 'Bearer token for the admin API (or SLUICE_ADMIN_TOKEN; generated and printed when unset). e.g. --admin-token s3cret-token',
+      helpValue: 'TOKEN',
+    }),
+    'purge-allow': Flags.string({
+      summary: 'Address allowed to send the PURGE method (repeatable); none by default. e.g. --purge-allow 127.0.0.1',
+      helpValue: 'IP',
+      multiple: true,
     }),
     'connect-allow': Flags.string({
       summary: 'Allow CONNECT tunnels to this host:port (repeatable; * and *.domain work); none allowed by default. e.g. --connect-allow *.example.com:443',
@@ -43,6 +56,9 @@ export default class ProxyCommand extends Command {
     const config = toConfig(flags, file);
     const running = await serve(config, (l) => process.stderr.write(`${l}\n`));
     this.log(`sluice: listening on ${running.url}, backends ${config.backends.map((b) => b.url).join(', ')}`);
+    if (running.adminUrl !== undefined) {
+      this.log(`sluice: admin API on ${running.adminUrl}${running.adminToken === undefined ? '' : ` (generated token: ${running.adminToken})`}`);
+    }
     const sig = await untilSignal();
     this.log(`sluice: ${sig}, shutting down`);
     await running.close();
