@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
@@ -68,7 +68,7 @@ describe('sluice CLI', () => {
   it('--help documents every flag with an example', async () => {
     const r = await runToEnd(['proxy', '--help']);
     expect(r.code).toBe(0);
-    for (const flag of ['--listen', '--backend', '--director', '--connect-allow', '--admin-listen', '--admin-token', '--purge-allow', '--config', '--storage', '--default-ttl', '--grace', '--keep', '--hit-for-miss-ttl', '--transit-buffer', '--stream-min-bytes', '--max-ranges', '--[no-]stream', '--quiet']) {
+    for (const flag of ['--listen', '--backend', '--director', '--connect-allow', '--admin-listen', '--admin-token', '--purge-allow', '--log', '--log-file', '--config', '--storage', '--default-ttl', '--grace', '--keep', '--hit-for-miss-ttl', '--transit-buffer', '--stream-min-bytes', '--max-ranges', '--[no-]stream', '--quiet']) {
       expect(r.stdout).toContain(flag);
     }
     expect(r.stdout).toContain('sluice proxy --listen 127.0.0.1:6081 --backend http://127.0.0.1:8080');
@@ -165,5 +165,21 @@ describe('sluice CLI', () => {
     const wrong = await runToEnd(['stats', '--admin', `http://127.0.0.1:${adminPort}`, '--token', 'wrong-token']);
     expect(wrong.code).not.toBe(0);
     expect(wrong.stderr.trim()).toBe('sluice: admin API GET /stats: 401 missing or wrong bearer token');
+  });
+
+  it('writes the transaction log as varnishlog text to --log-file', async () => {
+    origin = await startFixtureOrigin();
+    const dir = mkdtempSync(path.join(tmpdir(), 'sluice-log-'));
+    const file = path.join(dir, 'tx.log');
+    const url = await startCli(['proxy', '--listen', '127.0.0.1:0', '--backend', origin.url, '--log', 'text', '--log-file', file]);
+    await (await request(`${url}/static/10`)).body.text();
+    let text = '';
+    while (!text.includes('<< BeReq')) {
+      await new Promise((r) => setTimeout(r, 20));
+      text = existsSync(file) ? readFileSync(file, 'utf8') : '';
+    }
+    expect(text).toMatch(/^\*   << Request  >> \d+ +\n-   Begin          req \d+ rxreq\n/);
+    expect(text).toMatch(/\n-   ReqURL         \/static\/10\n/);
+    expect(text).toMatch(/\n--  BerespStatus   200\n/);
   });
 });

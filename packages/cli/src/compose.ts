@@ -1,4 +1,5 @@
-import { createProxy, type LogLine, type Proxy, type ProxyHooks, type Upstream } from '@sluice/core';
+import { createWriteStream } from 'node:fs';
+import { createProxy, StreamSink, TxLog, type LogLine, type Proxy, type ProxyHooks, type Upstream } from '@sluice/core';
 import { createOriginClient, type OriginClient } from '@sluice/origin-client';
 import type { Config } from './config.js';
 
@@ -23,7 +24,10 @@ export function compose(config: Config, onLog?: (line: LogLine) => void): Compos
           return config.hooks.upstreamResponseFilter?.(beresp, ctx);
         },
       };
+  const logOut = config.log === 'none' ? undefined : config.logFile === undefined ? process.stdout : createWriteStream(config.logFile, { flags: 'a' });
+  const txlog = logOut === undefined || config.log === 'none' ? undefined : new TxLog([new StreamSink(logOut, config.log)]);
   const proxy = createProxy({
+    txlog,
     upstream,
     hooks,
     storageBytes: config.storageBytes,

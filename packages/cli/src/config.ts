@@ -22,6 +22,9 @@ export interface Config {
   adminToken: string | undefined;
   /** Addresses allowed to send PURGE. */
   purgeAllow: string[];
+  /** Transaction log format and destination (undefined file: stdout). */
+  log: 'none' | 'text' | 'ndjson';
+  logFile: string | undefined;
   storageBytes: number;
   defaultTtlSec: number | undefined;
   graceSec: number;
@@ -45,6 +48,8 @@ export interface ConfigFile {
   adminListen?: string;
   adminToken?: string;
   purgeAllow?: string[];
+  log?: 'none' | 'text' | 'ndjson';
+  logFile?: string;
   storage?: string | number;
   defaultTtl?: string | number;
   grace?: string | number;
@@ -65,6 +70,8 @@ const FILE_KEYS = new Set([
   'adminListen',
   'adminToken',
   'purgeAllow',
+  'log',
+  'logFile',
   'storage',
   'defaultTtl',
   'grace',
@@ -85,6 +92,8 @@ export interface ProxyFlags {
   'admin-listen'?: string | undefined;
   'admin-token'?: string | undefined;
   'purge-allow'?: string[] | undefined;
+  log?: string | undefined;
+  'log-file'?: string | undefined;
   config?: string | undefined;
   storage?: string | undefined;
   'default-ttl'?: string | undefined;
@@ -114,6 +123,11 @@ function duration(name: string, v: string | number | undefined): number | undefi
     throw new CliError('CLI_ERR_FLAG_INVALID', `${name}: "${String(v)}" is not a duration (examples: 90, 500ms, 10s, 2m, 1h)`);
   }
   return n;
+}
+
+function logFormatOf(v: string): 'none' | 'text' | 'ndjson' {
+  if (v !== 'none' && v !== 'text' && v !== 'ndjson') throw new CliError('CLI_ERR_FLAG_INVALID', `--log: "${v}" is not one of none, text, ndjson`);
+  return v;
 }
 
 function adminListenOf(raw: string | undefined): { host: string; port: number } | undefined {
@@ -207,6 +221,8 @@ export function toConfig(flags: ProxyFlags, file: ConfigFile = {}): Config {
     adminListen: adminListenOf(flags['admin-listen'] ?? file.adminListen),
     adminToken: adminTokenOf(flags['admin-token'] ?? file.adminToken ?? process.env['SLUICE_ADMIN_TOKEN']),
     purgeAllow: [...(flags['purge-allow'] ?? file.purgeAllow ?? [])],
+    log: logFormatOf(flags.log ?? file.log ?? 'none'),
+    logFile: flags['log-file'] ?? file.logFile,
     storageBytes,
     defaultTtlSec: duration('--default-ttl', flags['default-ttl'] ?? file.defaultTtl),
     graceSec: duration('--grace', flags.grace ?? file.grace) ?? 10,

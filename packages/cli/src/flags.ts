@@ -41,5 +41,10 @@ export const proxyFlags = {
     summary: 'Stream bodies to clients while they arrive (doStream); --no-stream fetches whole bodies first. e.g. --no-stream',
     allowNo: true,
   }),
+  log: Flags.string({
+    summary: 'Transaction log: text (the layout varnishlog -g request prints), ndjson, or none (default). e.g. --log text',
+    options: ['none', 'text', 'ndjson'],
+  }),
+  'log-file': Flags.string({ summary: 'Append the transaction log to FILE instead of stdout. e.g. --log-file /var/log/sluice.log', helpValue: 'FILE' }),
   quiet: Flags.boolean({ summary: 'Do not print log lines (backend failures, bad requests) to stderr. e.g. --quiet' }),
 };

@@ -8,3 +8,4 @@ export * from './errors.js';
 export * from './stats.js';
 export * from './proxy/admin.js';
 export * from './cache/ban.js';
+export * from './txlog/txlog.js';

@@ -17,6 +17,7 @@ import { errorMessage, ProxyError } from '../errors.js';
 import { Http1Server, type ConnectionContext, type Http1Request } from '../http1/server.js';
 import { serializeHeaders, type Http1Response } from '../http1/response.js';
 import { createStats, type Stats } from '../stats.js';
+import type { Transaction, TxLog } from '../txlog/txlog.js';
 import type { PinSlot, Upstream, UpstreamRequest } from '../upstream.js';
 import {
   builtinBackendResponse,
@@ -67,6 +68,8 @@ export interface ProxyOptions<Ctx> {
    * body starts once this many bytes arrived or it ended (default 0: always stream).
    */
   streamMinBytes?: number | undefined;
+  /** Transaction log (varnishlog-style); none when undefined. */
+  txlog?: TxLog | undefined;
   /** Addresses allowed to send the PURGE method (default none: PURGE gets 405). */
   purgeAllow?: string[] | undefined;
   /** Objects the ban sweeper tests per 100 ms tick (default 1000). */
@@ -106,6 +109,8 @@ interface Tx<Ctx> {
   coalesced: boolean;
   /** An expired object for this request, kept for revalidation or stale-if-error. */
   stale: CacheObject | undefined;
+  /** This request's transaction in the log (undefined when logging is off). */
+  log: Transaction | undefined;
 }
 
 const NO_BODY_STATUS = (s: number): boolean => s === 204 || s === 304 || (s >= 100 && s < 200);
@@ -130,6 +135,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
   private readonly maxRanges: number;
   private readonly streamMinBytes: number;
   private readonly purgeAllow: Set<string>;
+  private readonly txlog: TxLog | undefined;
   private readonly lurkTimer: NodeJS.Timeout;
   private readonly log: (line: LogLine) => void;
   private readonly inflight = new Set<CacheObject>();
@@ -149,6 +155,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
     this.maxRanges = opts.maxRanges ?? 16;
     this.streamMinBytes = opts.streamMinBytes ?? 0;
     this.purgeAllow = new Set(opts.purgeAllow ?? []);
+    this.txlog = opts.txlog;
     const lurkBatch = opts.banLurkBatch ?? 1000;
     this.lurkTimer = setInterval(() => this.store.lurk(lurkBatch), 100);
     this.lurkTimer.unref();
@@ -216,7 +223,19 @@ export class Proxy<Ctx = Record<string, unknown>> {
       closeAfter: false,
       coalesced: false,
       stale: undefined,
+      log: undefined,
     };
+    if (this.txlog !== undefined) {
+      const t = this.txlog.beginRequest(raw.connection.id);
+      tx.log = t;
+      t.timestamp('Start');
+      t.timestamp('Req');
+      t.add('ReqStart', `${raw.remoteAddress} 0 a0`);
+      t.add('ReqMethod', raw.method);
+      t.add('ReqURL', raw.url);
+      t.add('ReqProtocol', `HTTP/${raw.httpVersion}`);
+      t.headers('ReqHeader', raw.headers);
+    }
     let step: Step = 'recv';
     try {
       // Steps that do not wait return a Step directly: a hit runs without a promise per step.
@@ -226,6 +245,9 @@ export class Proxy<Ctx = Record<string, unknown>> {
       }
     } catch (e: unknown) {
       this.failToProxy(tx, e);
+    } finally {
+      tx.log?.timestamp('Resp');
+      tx.log?.end();
     }
   }
 
@@ -300,6 +322,37 @@ export class Proxy<Ctx = Record<string, unknown>> {
     return this.recvAction(tx, fromHook ?? builtinRecv(req));
   }
 
+  /** Hit / HitMiss / HitPass and the VCL_call that follows, as varnishlog shows a lookup. */
+  private logLookup(t: Transaction, r: ReturnType<MemoryStore['lookup']>): void {
+    const nowMs = this.now();
+    const remaining = (o: CacheObject): string => (o.ttlSec - (o.initialAgeSec + (nowMs - o.responseTimeMs) / 1000)).toFixed(6);
+    switch (r.kind) {
+      case 'hit':
+      case 'grace':
+        t.add('Hit', `${r.obj.fetchVxid} ${remaining(r.obj)} ${r.obj.graceSec.toFixed(6)} ${r.obj.keepSec.toFixed(6)}`);
+        t.add('VCL_call', 'HIT');
+        t.add('VCL_return', 'deliver');
+        break;
+      case 'busy':
+        t.timestamp('Waitinglist');
+        break;
+      case 'miss':
+        t.add('VCL_call', 'MISS');
+        t.add('VCL_return', 'fetch');
+        break;
+      case 'hit-for-miss':
+        t.add('HitMiss', `0 ${this.hitForMissSec.toFixed(6)}`);
+        t.add('VCL_call', 'MISS');
+        t.add('VCL_return', 'fetch');
+        break;
+      case 'hit-for-pass':
+        t.add('HitPass', `0 ${this.hitForMissSec.toFixed(6)}`);
+        t.add('VCL_call', 'PASS');
+        t.add('VCL_return', 'fetch');
+        break;
+    }
+  }
+
   /** HTTP PURGE from an allowed address: removes every variant of the request's cache key. */
   private purgeRequest(tx: Tx<Ctx>): Step {
     const addr = tx.req.remoteAddress.replace(/^::ffff:/, '');
@@ -327,6 +380,10 @@ export class Proxy<Ctx = Record<string, unknown>> {
   }
 
   private recvAction(tx: Tx<Ctx>, action: RecvAction): Step {
+    if (tx.log !== undefined) {
+      tx.log.add('VCL_call', 'RECV');
+      tx.log.add('VCL_return', action === 'lookup' ? 'hash' : typeof action === 'string' ? action : 'synth');
+    }
     if (action === 'lookup') return 'lookup';
     if (action === 'pass') {
       tx.status = { fwd: 'uri-miss', detail: 'pass' };
@@ -345,6 +402,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
   private lookup(tx: Tx<Ctx>): Step | Promise<Step> {
     tx.key = this.hooks.cacheKey?.(tx.req, tx.ctx) ?? builtinCacheKey(tx.req);
     const r = this.store.lookup(tx.key, tx.req.headers, this.now());
+    if (tx.log !== undefined) this.logLookup(tx.log, r);
     switch (r.kind) {
       case 'hit':
         this.stats.cache_hit++;
@@ -607,8 +665,25 @@ export class Proxy<Ctx = Record<string, unknown>> {
     const signal = obj.fetchController.signal;
     this.inflight.add(obj);
     this.stats.s_fetch++;
+    let be: Transaction | undefined;
+    if (tx.log !== undefined && this.txlog !== undefined) {
+      const reason = isPass ? 'pass' : tx.status.detail === 'grace' ? 'bgfetch' : 'fetch';
+      be = this.txlog.beginBereq(tx.log, reason);
+      tx.log.add('Link', `bereq ${be.vxid} ${reason}`);
+      obj.fetchVxid = be.vxid;
+      be.timestamp('Start');
+    }
     try {
       await this.hooks.upstreamRequestFilter?.(bereq, tx.ctx);
+      if (be !== undefined) {
+        be.add('BereqMethod', bereq.method);
+        be.add('BereqURL', bereq.path);
+        be.add('BereqProtocol', 'HTTP/1.1');
+        be.headers('BereqHeader', bereq.headers);
+        be.add('VCL_call', 'BACKEND_FETCH');
+        be.add('VCL_return', 'fetch');
+        be.timestamp('Bereq');
+      }
       obj.requestTimeMs = this.now();
       let res;
       try {
@@ -616,6 +691,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
       } catch (e: unknown) {
         this.stats.backend_fail++;
         this.stats.fetch_failed++;
+        be?.add('FetchError', `backend fetch failed: ${errorMessage(e)}`);
         this.log({ level: 'error', event: 'backend-fail', message: `backend fetch failed: ${errorMessage(e)}`, url: bereq.path });
         // The upstream's own status when it gives one (502 lost pinned connection, 504 timeout), else 503.
         const upstreamStatus = (e as { status?: unknown }).status;
@@ -625,6 +701,13 @@ export class Proxy<Ctx = Record<string, unknown>> {
         return;
       }
       obj.responseTimeMs = this.now();
+      if (be !== undefined) {
+        be.timestamp('Beresp');
+        be.add('BerespProtocol', 'HTTP/1.1');
+        be.add('BerespStatus', String(res.status));
+        be.add('BerespReason', http.STATUS_CODES[res.status] ?? '');
+        be.headers('BerespHeader', res.headers);
+      }
       const clRaw = getHeader(res.headers, 'content-length');
       const expected = clRaw !== undefined && /^\d+$/.test(clRaw) ? Number(clRaw) : undefined;
       const was304 = res.status === 304 && stale !== undefined && !isPass && stale.state === 'finished';
@@ -692,6 +775,12 @@ export class Proxy<Ctx = Record<string, unknown>> {
           this.store.markUncacheable(obj, beresp.hitForPassSec, this.now(), 'pass');
         } else if (!isPass) this.store.markUncacheable(obj, beresp.ttlSec, this.now());
       }
+      if (be !== undefined) {
+        be.add('TTL', `RFC ${beresp.ttlSec} ${beresp.graceSec} ${beresp.keepSec} ${Math.floor(obj.responseTimeMs / 1000)} ${beresp.uncacheable ? 'uncacheable' : 'cacheable'}`);
+        be.add('VCL_call', 'BACKEND_RESPONSE');
+        be.add('VCL_return', 'deliver');
+        be.add('Storage', obj.stored === true ? 'malloc s0' : 'malloc Transient');
+      }
       obj.setState('stream');
 
       if (was304) {
@@ -716,10 +805,13 @@ export class Proxy<Ctx = Record<string, unknown>> {
             source: 'upstream',
           });
         }
+        be?.timestamp('BerespBody');
+        be?.add('Length', String(obj.length));
         obj.finish();
       } catch (e: unknown) {
         res.body.destroy();
         this.stats.fetch_failed++;
+        be?.add('FetchError', signal.aborted ? 'fetch aborted (no reader left)' : `body fetch failed: ${errorMessage(e)}`);
         if (!signal.aborted) {
           this.log({ level: 'error', event: 'fetch-error', message: `body fetch failed: ${errorMessage(e)}`, url: bereq.path });
         }
@@ -735,6 +827,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
       obj.fail(new ProxyError('CORE_ERR_HOOK_FAILED', 'fetch failed', { source: 'internal', cause: e }));
     } finally {
       this.inflight.delete(obj);
+      be?.end();
     }
   }
 
@@ -800,6 +893,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
       let block = `${obj.headBlock}age: ${age}\r\ncache-status: ${cacheStatus}\r\n`;
       if (length !== undefined) block += `content-length: ${length}\r\n`;
       tx.res.writeHeadBlock(obj.status, block, length, tx.closeAfter);
+      if (tx.log !== undefined) this.logResp(tx.log, obj.status, blockHeaders(block));
       return;
     }
     const headers = override?.headers ?? this.deliveryHeaders(obj);
@@ -810,6 +904,17 @@ export class Proxy<Ctx = Record<string, unknown>> {
     const resp: DeliveryResponse = { status: override?.status ?? obj.status, headers };
     this.hooks.responseFilter?.(resp, tx.req, tx.ctx);
     tx.res.writeHead(resp.status, resp.headers);
+    if (tx.log !== undefined) this.logResp(tx.log, resp.status, resp.headers);
+  }
+
+  private logResp(t: Transaction, status: number, headers: HeaderMap): void {
+    t.add('RespProtocol', 'HTTP/1.1');
+    t.add('RespStatus', String(status));
+    t.add('RespReason', http.STATUS_CODES[status] ?? '');
+    t.headers('RespHeader', headers);
+    t.add('VCL_call', 'DELIVER');
+    t.add('VCL_return', 'deliver');
+    t.timestamp('Process');
   }
 
   /** Stored headers as delivered: our Via appended, Age and Cache-Status left to the caller. */
@@ -845,6 +950,11 @@ export class Proxy<Ctx = Record<string, unknown>> {
     const resp: DeliveryResponse = { status: synth.status, headers };
     this.hooks.responseFilter?.(resp, tx.req, tx.ctx);
     tx.res.writeHead(resp.status, resp.headers);
+    if (tx.log !== undefined) {
+      tx.log.add('VCL_call', 'SYNTH');
+      tx.log.add('VCL_return', 'deliver');
+      this.logResp(tx.log, resp.status, resp.headers);
+    }
     tx.res.end(Buffer.from(body));
   }
 
@@ -870,6 +980,16 @@ function normaliseTarget(req: DownstreamRequest): boolean {
     }
   }
   return false;
+}
+
+/** Header map back from a serialised `name: value\r\n` block (for the log only). */
+function blockHeaders(block: string): HeaderMap {
+  const out: HeaderMap = {};
+  for (const line of block.split('\r\n')) {
+    const i = line.indexOf(':');
+    if (i > 0) out[line.slice(0, i)] = line.slice(i + 2);
+  }
+  return out;
 }
 
 /** Invalidation tags of a response: Surrogate-Key (Fastly) or xkey (Varnish), space-separated. */

@@ -1,0 +1,129 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { Agent, request } from 'undici';
+import { deferred, startScriptedOrigin } from '@sluice/fixtures';
+import { startProxy, until, useCleanup } from '../test-support/harness.js';
+import { formatNdjson, formatVarnishlog, MemorySink, TxLog, type Transaction } from './txlog.js';
+
+const track = useCleanup();
+const SAMPLE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../../shared/varnishlog/request.log');
+
+const tags = (t: Transaction): string[] => t.records.map((r) => r.tag);
+const value = (t: Transaction, tag: string): string | undefined => t.records.find((r) => r.tag === tag)?.value;
+
+async function setup(handler: Parameters<typeof startScriptedOrigin>[0]) {
+  const sink = new MemorySink();
+  const origin = track(await startScriptedOrigin(handler));
+  const px = track(await startProxy(origin.url, { txlog: new TxLog([sink]) }));
+  const get = async (p: string, headers: Record<string, string> = {}) => {
+    const r = await request(`${px.url}${p}`, { headers: { host: 't', ...headers } });
+    await r.body.text().catch(() => undefined);
+    return r.statusCode;
+  };
+  return { sink, px, origin, get };
+}
+
+describe('transaction log records', () => {
+  it('a miss: the request links to its backend fetch, which logs request, response and length', async () => {
+    const { sink, get } = await setup((_req, res) => {
+      res.writeHead(200, { 'cache-control': 'max-age=60' });
+      res.end('hello');
+    });
+    await get('/m');
+    await until(() => sink.groups.length === 1);
+    const req = sink.groups[0] as Transaction;
+    expect(req.type).toBe('Request');
+    expect(value(req, 'ReqURL')).toBe('/m');
+    expect(tags(req)).toEqual(expect.arrayContaining(['Begin', 'ReqMethod', 'ReqURL', 'ReqProtocol', 'ReqHeader', 'VCL_call', 'Link', 'RespStatus', 'End']));
+    const be = req.children[0] as Transaction;
+    expect(value(req, 'Link')).toBe(`bereq ${be.vxid} fetch`);
+    expect(value(be, 'Begin')).toBe(`bereq ${req.vxid} fetch`);
+    expect(value(be, 'BereqURL')).toBe('/m');
+    expect(value(be, 'BerespStatus')).toBe('200');
+    expect(value(be, 'Length')).toBe('5');
+    expect(value(be, 'Storage')).toBe('malloc s0');
+    expect(req.records.filter((r) => r.tag === 'Timestamp').map((r) => r.value.split(':')[0])).toEqual(['Start', 'Req', 'Process', 'Resp']);
+  });
+
+  it('a hit names the fetch that made the object; a pass says PASS', async () => {
+    const { sink, get } = await setup((_req, res) => {
+      res.writeHead(200, { 'cache-control': 'max-age=60' });
+      res.end('x');
+    });
+    await get('/h');
+    await get('/h');
+    await get('/h', { cookie: 'a=1' });
+    await until(() => sink.groups.length === 3);
+    const [miss, hit, pass] = sink.groups as [Transaction, Transaction, Transaction];
+    expect(value(hit, 'Hit')?.split(' ')[0]).toBe(String(miss.children[0]?.vxid));
+    expect(hit.children).toHaveLength(0);
+    expect(pass.records.find((r) => r.tag === 'VCL_return')?.value).toBe('pass');
+    expect(value(pass, 'Link')).toMatch(/^bereq \d+ pass$/);
+  });
+
+  it('a coalesced request logs its wait on the waiting list and is a hit', async () => {
+    const release = deferred();
+    const { sink, px } = await setup(async (_req, res) => {
+      await release.promise;
+      res.writeHead(200, { 'cache-control': 'max-age=60' });
+      res.end('x');
+    });
+    const agent = track(new Agent({ connections: 4 }));
+    const both = [0, 1].map(() => request(`${px.url}/c`, { headers: { host: 't' }, dispatcher: agent }).then((r) => r.body.text()));
+    await until(() => px.proxy.stats.busy_sleep === 1);
+    release.resolve();
+    await Promise.all(both);
+    await until(() => sink.groups.length === 2);
+    const waiter = sink.groups.find((g) => g.children.length === 0) as Transaction;
+    expect(waiter.records.some((r) => r.tag === 'Timestamp' && r.value.startsWith('Waitinglist:'))).toBe(true);
+    expect(tags(waiter)).toContain('Hit');
+  });
+
+  it('a streaming failure logs FetchError on the backend fetch', async () => {
+    const { sink, get } = await setup(async (req, res) => {
+      res.writeHead(200, { 'cache-control': 'max-age=60' });
+      res.write('part');
+      await new Promise((r) => setTimeout(r, 10));
+      req.socket.destroy();
+    });
+    await get('/f').catch(() => undefined);
+    await until(() => sink.groups.length === 1);
+    expect(value(sink.groups[0]?.children[0] as Transaction, 'FetchError')).toMatch(/^body fetch failed/);
+  });
+});
+
+describe('varnishlog text layout', () => {
+  // The column rules of the real Varnish 7.1 output (see shared/varnishlog/FORMAT.md §2.1).
+  const HEADER = /^(\*{1,3} {0,2}|\*\d+\*) << (Request |BeReq   |Session ) >> \d+ *$/;
+  const RECORD = /^(-{1,3} {0,2}|-\d+-) (\S.{13}) (.*)$/;
+  const check = (line: string): boolean => line === '' || (HEADER.test(line) && line.length >= 27) || (RECORD.test(line) && line[18] === ' ');
+
+  it('the real sample follows these rules (so the check is meaningful)', () => {
+    const lines = readFileSync(SAMPLE, 'utf8').split('\n');
+    expect(lines.length).toBeGreaterThan(1000);
+    expect(lines.filter((l) => !check(l))).toEqual([]);
+  });
+
+  it('our text output follows the same rules, nesting the fetch one level deeper; NDJSON round-trips', async () => {
+    const { sink, get } = await setup((_req, res) => {
+      res.writeHead(200, { 'cache-control': 'max-age=60' });
+      res.end('x');
+    });
+    await get('/layout');
+    await until(() => sink.groups.length === 1);
+    const g = sink.groups[0] as Transaction;
+    const text = formatVarnishlog(g);
+    const lines = text.split('\n');
+    expect(lines.filter((l) => !check(l))).toEqual([]);
+    expect(lines[0]).toBe(`*   << Request  >> ${String(g.vxid).padEnd(10)}`);
+    expect(lines).toContain(`**  << BeReq    >> ${String(g.children[0]?.vxid).padEnd(10)}`);
+    expect(lines.some((l) => /^--  BerespStatus   200$/.test(l))).toBe(true);
+    expect(lines.some((l) => /^-   End            $/.test(l))).toBe(true);
+    const parsed = JSON.parse(formatNdjson(g)) as { vxid: number; records: Array<[string, string]>; children: Array<{ vxid: number }> };
+    expect(parsed.vxid).toBe(g.vxid);
+    expect(parsed.records).toEqual(g.records.map((r) => [r.tag, r.value]));
+    expect(parsed.children[0]?.vxid).toBe(g.children[0]?.vxid);
+  });
+});
