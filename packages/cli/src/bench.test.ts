@@ -3,23 +3,12 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import type { BenchResult } from './bench/report.js';
 import type { ScenarioRow } from './bench/scenarios.js';
+import { BIN, runCli } from './test-support/run-cli.js';
 
-const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/run.js');
 
-function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += String(d)));
-    p.stderr.on('data', (d) => (stderr += String(d)));
-    p.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 const row = (r: BenchResult, name: string, mode: string): ScenarioRow => {
   const found = r.scenarios.find((s) => s.name === name && s.mode === mode);

@@ -3,12 +3,11 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { startFixtureOrigin, type FixtureOrigin } from '@sluice/fixtures';
+import { BIN, runCli } from './test-support/run-cli.js';
 
-const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/run.js');
 
 let child: ChildProcess | undefined;
 let origin: FixtureOrigin | undefined;
@@ -23,16 +22,6 @@ afterEach(async () => {
   origin = undefined;
 });
 
-function runToEnd(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += String(d)));
-    p.stderr.on('data', (d) => (stderr += String(d)));
-    p.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 /** Starts the CLI and resolves with the URL it prints once it listens. */
 function startCli(args: string[]): Promise<string> {
@@ -59,14 +48,14 @@ describe('sluice CLI', () => {
     [['proxy'], /^sluice: no backend/],
     [['proxy', '--config', '/does/not/exist.js'], /^sluice: --config: file not found/],
   ])('%o prints one line naming the problem and exits non-zero', async (args, msg) => {
-    const r = await runToEnd(args);
+    const r = await runCli(args);
     expect(r.code).not.toBe(0);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toMatch(msg);
   });
 
   it('--help documents every flag with an example', async () => {
-    const r = await runToEnd(['proxy', '--help']);
+    const r = await runCli(['proxy', '--help']);
     expect(r.code).toBe(0);
     for (const flag of ['--listen', '--backend', '--director', '--connect-allow', '--admin-listen', '--admin-token', '--purge-allow', '--log', '--log-file', '--config', '--storage', '--default-ttl', '--grace', '--keep', '--hit-for-miss-ttl', '--transit-buffer', '--stream-min-bytes', '--max-ranges', '--[no-]stream', '--quiet']) {
       expect(r.stdout).toContain(flag);
@@ -155,14 +144,14 @@ describe('sluice CLI', () => {
     const url = await startCli(['proxy', '--listen', '127.0.0.1:0', '--backend', origin.url, '--admin-listen', `127.0.0.1:${adminPort}`, '--admin-token', 's3cret-token']);
     const admin = ['--admin', `http://127.0.0.1:${adminPort}`, '--token', 's3cret-token'];
     for (let i = 0; i < 2; i++) await (await request(`${url}/static/10`, { headers: { host: 'site.test' } })).body.text();
-    const stats = await runToEnd(['stats', ...admin, '--json']);
+    const stats = await runCli(['stats', ...admin, '--json']);
     expect(stats.code, stats.stderr).toBe(0);
     expect((JSON.parse(stats.stdout) as { main: { cache_hit: number } }).main.cache_hit).toBe(1);
-    const purge = await runToEnd(['purge', 'http://site.test/static/10', ...admin]);
+    const purge = await runCli(['purge', 'http://site.test/static/10', ...admin]);
     expect(purge.stdout.trim()).toBe('purged 1 object');
-    const ban = await runToEnd(['ban', 'req.url ~ ^/static/', ...admin]);
+    const ban = await runCli(['ban', 'req.url ~ ^/static/', ...admin]);
     expect(ban.stdout.trim()).toBe('ban 1 added: req.url ~ ^/static/');
-    const wrong = await runToEnd(['stats', '--admin', `http://127.0.0.1:${adminPort}`, '--token', 'wrong-token']);
+    const wrong = await runCli(['stats', '--admin', `http://127.0.0.1:${adminPort}`, '--token', 'wrong-token']);
     expect(wrong.code).not.toBe(0);
     expect(wrong.stderr.trim()).toBe('sluice: admin API GET /stats: 401 missing or wrong bearer token');
   });
