@@ -7,7 +7,7 @@ import type { HeaderMap } from '../http/headers.js';
  * A request is handed to the sinks as one group (`varnishlog -g request`) once it and every fetch it started have
  * ended, so a background fetch's records join the request that started it.
  *
- * Record tags used (the same names and value layouts as varnishlog, see docs/txlog.md):
+ * Record tags used (the same names and value layouts as varnishlog; shared/varnishlog/FORMAT.md describes them):
  *   Request: Begin, Timestamp, ReqStart, ReqMethod, ReqURL, ReqProtocol, ReqHeader, VCL_call, VCL_return, Hit,
  *            HitMiss, HitPass, Link, RespProtocol, RespStatus, RespReason, RespHeader, ReqAcct, End
  *   BeReq:   Begin, Timestamp, BereqMethod, BereqURL, BereqProtocol, BereqHeader, VCL_call, VCL_return,
