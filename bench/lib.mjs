@@ -9,23 +9,14 @@ import { ProcessGroup, machine, percentiles } from '@sluice/cli/bench';
 export { machine, percentiles };
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const group = new ProcessGroup();
-const children = new Set();
 
 /** Runs `sluice <args>` in its own process; resolves with { url, pid, stop } once listening. */
 export function startSluice(args) {
   return group.start(args);
 }
 
-export async function stopAll() {
-  await Promise.all([group.stopAll(), ...[...children].map((p) => stop(p))]);
-}
-
-function stop(p) {
-  return new Promise((resolve) => {
-    if (p.exitCode !== null) return resolve();
-    p.once('exit', () => resolve());
-    p.kill('SIGTERM');
-  });
+export function stopAll() {
+  return group.stopAll();
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -69,8 +60,7 @@ http {
 `,
   );
   const p = spawn(bin, ['-c', path.join(dir, 'nginx.conf'), '-p', dir], { stdio: ['ignore', 'ignore', 'pipe'] });
-  children.add(p);
-  p.on('exit', () => children.delete(p));
+  group.adopt(p);
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 50; i++) {
     await sleep(100);
@@ -84,7 +74,7 @@ http {
         v.stderr.on('data', (d) => (e += String(d)));
         v.on('exit', () => resolve(e.trim()));
       });
-      return { url, version, stop: () => stop(p) };
+      return { url, version };
     } catch {
       // not up yet
     }

@@ -38,6 +38,12 @@ export class ProcessGroup {
     });
   }
 
+  /** Takes a child started elsewhere (a peer such as nginx) so stopAll stops it too. */
+  adopt(p: ChildProcess): void {
+    this.children.add(p);
+    p.once('exit', () => this.children.delete(p));
+  }
+
   async stopAll(): Promise<void> {
     await Promise.all([...this.children].map((p) => stopChild(p)));
   }

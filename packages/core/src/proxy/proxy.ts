@@ -353,6 +353,11 @@ export class Proxy<Ctx = Record<string, unknown>> {
     }
   }
 
+  /** The cache key of a request: the cacheKey hook's, else builtin (Host + URL). Also the key directors hash. */
+  private keyOf(req: DownstreamRequest, ctx: Ctx): string {
+    return this.hooks.cacheKey?.(req, ctx) ?? builtinCacheKey(req);
+  }
+
   /** HTTP PURGE from an allowed address: removes every variant of the request's cache key. */
   private purgeRequest(tx: Tx<Ctx>): Step {
     const addr = tx.req.remoteAddress.replace(/^::ffff:/, '');
@@ -369,8 +374,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
   /** Removes every variant stored for `url` on `host` (the key the cacheKey hook gives that request). */
   purge(url: string, host: string): number {
     const req: DownstreamRequest = { method: 'GET', url, headers: { host }, httpVersion: '1.1', remoteAddress: '' };
-    const key = this.hooks.cacheKey?.(req, this.hooks.newCtx?.() ?? ({} as Ctx)) ?? builtinCacheKey(req);
-    return this.store.purgeKey(key);
+    return this.store.purgeKey(this.keyOf(req, this.hooks.newCtx?.() ?? ({} as Ctx)));
   }
 
   /** Adds a ban (see cache/ban.ts for the syntax); throws BanSyntaxError for a bad expression. */
@@ -400,7 +404,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
   }
 
   private lookup(tx: Tx<Ctx>): Step | Promise<Step> {
-    tx.key = this.hooks.cacheKey?.(tx.req, tx.ctx) ?? builtinCacheKey(tx.req);
+    tx.key = this.keyOf(tx.req, tx.ctx);
     const r = this.store.lookup(tx.key, tx.req.headers, this.now());
     if (tx.log !== undefined) this.logLookup(tx.log, r);
     switch (r.kind) {
@@ -426,7 +430,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
         if (r.fetch !== undefined) {
           this.stats.bgfetch++;
           const bereq = this.missRequest(tx, false);
-          if (r.obj.state === 'finished' && hasValidator(r.obj.headers)) Object.assign(bereq.headers, revalidationHeaders(r.obj.headers));
+          makeConditional(bereq, r.obj);
           void this.fetch(r.fetch, bereq, tx, false, r.obj);
         }
         return 'deliver';
@@ -454,10 +458,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
     // A hit-for-miss fetch cannot be stored as a whole object anyway: it forwards Range and conditionals like a pass.
     const bereq = this.missRequest(tx, tx.status.detail === 'hit-for-miss');
     const stale = tx.stale;
-    if (stale !== undefined && stale.state === 'finished' && hasValidator(stale.headers)) {
-      Object.assign(bereq.headers, revalidationHeaders(stale.headers));
-      tx.status = { ...tx.status, fwd: 'stale' };
-    }
+    if (stale !== undefined && makeConditional(bereq, stale)) tx.status = { ...tx.status, fwd: 'stale' };
     void this.fetch(obj, bereq, tx, false, stale);
     return 'deliver';
   }
@@ -477,7 +478,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
       path: tx.req.url,
       headers,
       body: tx.body,
-      key: tx.key !== '' ? tx.key : builtinCacheKey(tx.req),
+      key: tx.key !== '' ? tx.key : this.keyOf(tx.req, tx.ctx),
       pin: tx.pin,
     };
     void this.fetch(obj, bereq, tx, true);
@@ -490,18 +491,23 @@ export class Proxy<Ctx = Record<string, unknown>> {
     if (chunks !== undefined && !this.needsPlan(tx, obj)) {
       // Complete stored object, plain request: Content-Length, head and body in one write; no reader, no waiting.
       this.writeHead(tx, obj);
-      if (tx.req.method === 'HEAD' || NO_BODY_STATUS(obj.status)) {
-        tx.res.end();
-      } else if (obj.body !== undefined) {
-        this.stats.s_resp_bodybytes += obj.body.length;
-        tx.res.end(obj.body);
-      } else {
-        this.stats.s_resp_bodybytes += obj.length;
-        tx.res.endChunks(chunks);
-      }
+      this.endComplete(tx, obj, chunks);
       return 'done';
     }
     return this.deliverPlanned(tx, obj);
+  }
+
+  /**
+   * Ends a response whose head is written with the whole body of a complete object: its chunks (one Buffer once
+   * joined) leave under one cork, no reader, no copy. HEAD and bodiless statuses get no body.
+   */
+  private endComplete(tx: Tx<Ctx>, obj: CacheObject, chunks: readonly Buffer[]): void {
+    if (tx.req.method === 'HEAD' || NO_BODY_STATUS(obj.status)) {
+      tx.res.end();
+      return;
+    }
+    this.stats.s_resp_bodybytes += obj.length;
+    tx.res.endChunks(chunks);
   }
 
   /** Whether the request carries anything (a condition, a range) that may change what is delivered. */
@@ -588,9 +594,9 @@ export class Proxy<Ctx = Record<string, unknown>> {
         res.end();
         return 'done';
       }
-      if (plan.kind === 'full' && obj.state === 'finished' && obj.body !== undefined) {
-        this.stats.s_resp_bodybytes += obj.body.length;
-        res.end(obj.body);
+      const complete = obj.stored === true ? obj.completeChunks : undefined;
+      if (plan.kind === 'full' && complete !== undefined) {
+        this.endComplete(tx, obj, complete);
         return 'done';
       }
       // Headers go out at once only when no body byte is there yet; otherwise they leave with the first bytes.
@@ -980,6 +986,16 @@ function normaliseTarget(req: DownstreamRequest): boolean {
     }
   }
   return false;
+}
+
+/**
+ * Makes a fetch conditional on a stale object's validators (RFC 9111 §4.3.1) when it is complete and has one;
+ * returns whether it did (a 304 then refreshes that object).
+ */
+function makeConditional(bereq: UpstreamRequest, stale: CacheObject): boolean {
+  if (stale.state !== 'finished' || !hasValidator(stale.headers)) return false;
+  Object.assign(bereq.headers, revalidationHeaders(stale.headers));
+  return true;
 }
 
 /** Header map back from a serialised `name: value\r\n` block (for the log only). */

@@ -1,7 +1,7 @@
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { deferred, startScriptedOrigin, type ScriptedOrigin } from '@sluice/fixtures';
+import { deferred, startScriptedOrigin, twoPartHandler, type ScriptedOrigin } from '@sluice/fixtures';
 import { parseRawResponse, rawExchange, startProxy, until, useCleanup, type ProxyHarness } from '../test-support/harness.js';
 
 const track = useCleanup();
@@ -104,12 +104,7 @@ describe('ranges on an object still arriving', () => {
   it('known length: the 206 arrives as soon as the requested bytes did, before the origin finishes', async () => {
     const gate = deferred();
     const origin = track(
-      await startScriptedOrigin(async (_req, res) => {
-        res.writeHead(200, { 'cache-control': 'max-age=60', 'content-length': '1000' });
-        res.write(Buffer.alloc(500, 97));
-        await gate.promise;
-        res.end(Buffer.alloc(500, 98));
-      }),
+      await startScriptedOrigin(twoPartHandler({ 'cache-control': 'max-age=60', 'content-length': '1000' }, Buffer.alloc(500, 97), Buffer.alloc(500, 98), gate.promise)),
     );
     const px = track(await startProxy(origin.url));
     // The object starts streaming (first client), then the range client arrives.
@@ -128,12 +123,7 @@ describe('ranges on an object still arriving', () => {
   it('unknown length: 206 with bytes a-b/* as soon as the bytes arrived', async () => {
     const gate = deferred();
     const origin = track(
-      await startScriptedOrigin(async (_req, res) => {
-        res.writeHead(200, { 'cache-control': 'max-age=60' });
-        res.write('0123456789');
-        await gate.promise;
-        res.end('abcdefghij');
-      }),
+      await startScriptedOrigin(twoPartHandler({ 'cache-control': 'max-age=60' }, '0123456789', 'abcdefghij', gate.promise)),
     );
     const px = track(await startProxy(origin.url));
     const first = await request(`${px.url}/c`, { headers: { host: 't' } });
@@ -148,12 +138,7 @@ describe('ranges on an object still arriving', () => {
   it('unknown length, open-ended: streams from the offset as bytes arrive and ends cleanly with the object', async () => {
     const gate = deferred();
     const origin = track(
-      await startScriptedOrigin(async (_req, res) => {
-        res.writeHead(200, { 'cache-control': 'max-age=60' });
-        res.write('0123456789');
-        await gate.promise;
-        res.end('abcdefghij');
-      }),
+      await startScriptedOrigin(twoPartHandler({ 'cache-control': 'max-age=60' }, '0123456789', 'abcdefghij', gate.promise)),
     );
     const px = track(await startProxy(origin.url));
     const first = await request(`${px.url}/o`, { headers: { host: 't' } });
@@ -177,12 +162,7 @@ describe('ranges on an object still arriving', () => {
   it('a range starting past the end of what the object turns out to have gets 416 once the length is known', async () => {
     const gate = deferred();
     const origin = track(
-      await startScriptedOrigin(async (_req, res) => {
-        res.writeHead(200, { 'cache-control': 'max-age=60' });
-        res.write('01234');
-        await gate.promise;
-        res.end('56789');
-      }),
+      await startScriptedOrigin(twoPartHandler({ 'cache-control': 'max-age=60' }, '01234', '56789', gate.promise)),
     );
     const px = track(await startProxy(origin.url));
     const first = await request(`${px.url}/s`, { headers: { host: 't' } });
@@ -237,12 +217,7 @@ describe('conditional requests from clients (RFC 9110 §13, RFC 9111 §4.3.2)', 
   it('answers 304 from an object still arriving, and the fetch goes on to fill the cache', async () => {
     const gate = deferred();
     const origin = track(
-      await startScriptedOrigin(async (_req, res) => {
-        res.writeHead(200, { 'cache-control': 'max-age=60', etag: '"e"' });
-        res.write('part;');
-        await gate.promise;
-        res.end('rest');
-      }),
+      await startScriptedOrigin(twoPartHandler({ 'cache-control': 'max-age=60', etag: '"e"' }, 'part;', 'rest', gate.promise)),
     );
     const px = track(await startProxy(origin.url));
     const r = parseRawResponse(await rawExchange(px.port, 'GET /n HTTP/1.1\r\nHost: t\r\nIf-None-Match: "e"\r\nConnection: close\r\n\r\n'));

@@ -235,5 +235,10 @@ describe('origin dies mid-body', () => {
     const cl = await rawGet(px.port, '/big?cl');
     expect(cl.headers['content-length']).toBe(String(body.length));
     expect(cl.body.equals(body)).toBe(true);
+    // A condition that does not match takes the planned delivery path, which sends the same complete chunks.
+    const planned = await rawGet(px.port, '/big?cl', { 'if-none-match': '"nope"' });
+    expect(planned.status).toBe(200);
+    expect(planned.headers['cache-status']).toMatch(/^sluice; hit/);
+    expect(planned.body.equals(body)).toBe(true);
   });
 });
