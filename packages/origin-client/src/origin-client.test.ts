@@ -203,6 +203,25 @@ describe('connections', () => {
   });
 });
 
+describe('backend settings', () => {
+  it('sends the configured Host instead of the client one', async () => {
+    const o = await origin((req, res) => ok(String(req.headers.host))(req, res));
+    const c = make({ backends: [{ url: o.url, hostHeader: 'www.example.com' }] });
+    expect((await get(c, '/', { headers: { host: 'client.test' } })).body).toBe('www.example.com');
+  });
+
+  it('gives up on response headers after firstByteTimeoutMs with a 504 error', async () => {
+    const hold = deferred();
+    const o = await origin(async (req, res) => {
+      await hold.promise;
+      ok('late')(req, res);
+    });
+    const c = make({ backends: [{ url: o.url, firstByteTimeoutMs: 100 }] });
+    await expect(get(c)).rejects.toMatchObject({ code: 'ORIGIN_ERR_TIMEOUT', status: 504 });
+    hold.resolve();
+  });
+});
+
 describe('authentication to origins', () => {
   const basic = `Basic ${Buffer.from('u:p').toString('base64')}`;
   const guarded = (want: string, scheme: string) => (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => {

@@ -161,4 +161,19 @@ describe('Http1Server', () => {
     s.destroy();
     await aborted;
   });
+
+  it('cuts a request head trickling in longer than the headers timeout with 408', async () => {
+    server = new Http1Server(() => undefined, { headersTimeoutMs: 50 });
+    const port = (await server.listen(0, '127.0.0.1')).port;
+    const out = await new Promise<string>((resolve) => {
+      const s = net.connect(port, '127.0.0.1');
+      let got = '';
+      s.on('data', (d) => (got += d.toString('latin1')));
+      s.on('close', () => resolve(got));
+      s.write('GET / HTTP/1.1\r\nHo');
+      // More bytes after the deadline, still no end of head: a slowloris client.
+      setTimeout(() => s.write('st: x\r\n'), 120);
+    });
+    expect(out).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
+  });
 });

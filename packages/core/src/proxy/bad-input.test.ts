@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { startFixtureOrigin, type FixtureOrigin } from '@sluice/fixtures';
+import { deferred, startFixtureOrigin, startScriptedOrigin, type FixtureOrigin } from '@sluice/fixtures';
+import { createOriginClient } from '@sluice/origin-client';
+import { createProxy } from './proxy.js';
 import { parseRawResponse, rawExchange, startProxy, type ProxyHarness, until, useCleanup } from '../test-support/harness.js';
 import type { LogLine } from './proxy.js';
 
@@ -38,5 +40,23 @@ describe('bad input', () => {
     expect(again.statusCode).toBe(503);
     await again.body.text();
     expect(px.proxy.stats.backend_fail).toBe(2);
+  });
+
+  it('an origin that sends no headers in time gets the client a 504, the timeout status kept', async () => {
+    const hold = deferred();
+    const slow = track(
+      await startScriptedOrigin(async (_req, res) => {
+        await hold.promise;
+        res.end('late');
+      }),
+    );
+    const upstream = createOriginClient({ backends: [{ url: slow.url, firstByteTimeoutMs: 100 }] });
+    const proxy = createProxy({ upstream });
+    const { port } = await proxy.listen(0);
+    track({ close: async () => { await proxy.close(); await upstream.destroy(); } });
+    const r = await request(`http://127.0.0.1:${port}/slow`);
+    expect(r.statusCode).toBe(504);
+    await r.body.text();
+    hold.resolve();
   });
 });
