@@ -1,7 +1,7 @@
 /**
  * Errors of @sluice/cli. A CliError's message is one line naming the problem; bin/run.js prints it and exits 2.
  */
-export type CliErrorCode = 'CLI_ERR_CONFIG_INVALID' | 'CLI_ERR_FLAG_INVALID' | 'CLI_ERR_CONFIG_LOAD' | 'CLI_ERR_LISTEN' | 'CLI_ERR_ADMIN';
+export type CliErrorCode = 'CLI_ERR_CONFIG_INVALID' | 'CLI_ERR_FLAG_INVALID' | 'CLI_ERR_CONFIG_LOAD' | 'CLI_ERR_LISTEN' | 'CLI_ERR_ADMIN' | 'CLI_ERR_TRACE';
 
 export class CliError extends Error {
   override readonly name = 'CliError';

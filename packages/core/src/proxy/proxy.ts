@@ -235,6 +235,10 @@ export class Proxy<Ctx = Record<string, unknown>> {
       t.add('ReqURL', raw.url);
       t.add('ReqProtocol', `HTTP/${raw.httpVersion}`);
       t.headers('ReqHeader', raw.headers);
+      // As Varnish logs it: the X-Forwarded-For the proxy sends on, as the last header before policy runs.
+      const xff = getHeader(raw.headers, 'x-forwarded-for');
+      if (xff !== undefined) t.add('ReqUnset', `x-forwarded-for: ${xff}`);
+      t.add('ReqHeader', `X-Forwarded-For: ${xff === undefined ? raw.remoteAddress : `${xff}, ${raw.remoteAddress}`}`);
     }
     let step: Step = 'recv';
     try {
@@ -305,7 +309,9 @@ export class Proxy<Ctx = Record<string, unknown>> {
 
   private recv(tx: Tx<Ctx>): Step | Promise<Step> {
     const req = tx.req;
-    if (!normaliseTarget(req)) {
+    if (!normaliseTarget(req) || !hostOk(req)) {
+      tx.log?.add('VCL_call', 'RECV');
+      tx.log?.add('VCL_return', 'synth');
       this.stats.client_req_400++;
       tx.synth = { status: 400 };
       tx.closeAfter = true;
@@ -390,11 +396,15 @@ export class Proxy<Ctx = Record<string, unknown>> {
     }
     if (action === 'lookup') return 'lookup';
     if (action === 'pass') {
+      tx.log?.add('VCL_call', 'PASS');
+      tx.log?.add('VCL_return', 'fetch');
       tx.status = { fwd: 'uri-miss', detail: 'pass' };
       return 'pass';
     }
     if (action === 'pipe') {
       // Pipe is approximated by a pass on a connection that closes afterwards.
+      tx.log?.add('VCL_call', 'PIPE');
+      tx.log?.add('VCL_return', 'pipe');
       tx.status = { fwd: 'uri-miss', detail: 'pipe' };
       tx.closeAfter = true;
       return 'pass';
@@ -913,13 +923,16 @@ export class Proxy<Ctx = Record<string, unknown>> {
     if (tx.log !== undefined) this.logResp(tx.log, resp.status, resp.headers);
   }
 
-  private logResp(t: Transaction, status: number, headers: HeaderMap): void {
+  /** The response as sent; `deliver` = false for synth responses (vcl_synth runs instead of vcl_deliver). */
+  private logResp(t: Transaction, status: number, headers: HeaderMap, deliver = true): void {
     t.add('RespProtocol', 'HTTP/1.1');
     t.add('RespStatus', String(status));
     t.add('RespReason', http.STATUS_CODES[status] ?? '');
     t.headers('RespHeader', headers);
-    t.add('VCL_call', 'DELIVER');
-    t.add('VCL_return', 'deliver');
+    if (deliver) {
+      t.add('VCL_call', 'DELIVER');
+      t.add('VCL_return', 'deliver');
+    }
     t.timestamp('Process');
   }
 
@@ -959,7 +972,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
     if (tx.log !== undefined) {
       tx.log.add('VCL_call', 'SYNTH');
       tx.log.add('VCL_return', 'deliver');
-      this.logResp(tx.log, resp.status, resp.headers);
+      this.logResp(tx.log, resp.status, resp.headers, false);
     }
     tx.res.end(Buffer.from(body));
   }
@@ -968,6 +981,16 @@ export class Proxy<Ctx = Record<string, unknown>> {
     appendHeader(headers, 'via', this.via);
     appendHeader(headers, 'x-forwarded-for', req.remoteAddress);
   }
+}
+
+/**
+ * RFC 9112 §3.2: an HTTP/1.1 request without Host, or with more than one, gets 400 (Varnish's builtin vcl_req_host
+ * does the same). HTTP/1.0 may omit it.
+ */
+function hostOk(req: DownstreamRequest): boolean {
+  const h = req.headers['host'];
+  if (Array.isArray(h)) return false;
+  return h !== undefined || req.httpVersion === '1.0';
 }
 
 /** Accepts origin-form, absolute-form (rewritten to origin-form + Host) and `OPTIONS *`; false = bad target. */

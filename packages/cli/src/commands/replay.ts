@@ -1,0 +1,59 @@
+import { Args, Command, Flags } from '@oclif/core';
+import { CliError } from '../errors.js';
+import { formatReport, replay, type ReplayReport } from '../replay/replay.js';
+import { readTrace, TraceFormatError, type Trace } from '../replay/trace.js';
+
+export default class ReplayCommand extends Command {
+  static override summary = 'Replay recorded traffic against a proxy and compare status and cache outcome with the recording.';
+  static override description =
+    'Reads varnishlog output (-g request, -g vxid, -g session or -g raw text, or a binary varnishlog -w file), Sluice\'s own text or NDJSON transaction log, or an NCSA combined log (varnishncsa, nginx, Apache). Each client request is sent again as the client sent it: request line, headers in their order and case (the X-Forwarded-For the recorder added is removed), and a made-up body of the recorded size. The report gives, per request, the recorded and observed status and outcome (hit, miss, pass, synth, pipe) and time to first byte, then the mismatches, latency percentiles, and every part of the trace that could not be replayed, with the reason.';
+  static override examples = [
+    '<%= config.bin %> replay varnishlog-request.log --target http://127.0.0.1:6081',
+    '<%= config.bin %> replay sluice.ndjson --target http://127.0.0.1:6081 --speed 2',
+    '<%= config.bin %> replay access.log --target http://127.0.0.1:6081 --asap --concurrency 16 --json',
+  ];
+  static override enableJsonFlag = true;
+  static override args = { trace: Args.string({ description: 'Trace file to replay', required: true }) };
+  static override flags = {
+    target: Flags.string({ summary: 'Where to send the requests. e.g. --target http://127.0.0.1:6081', helpValue: 'URL', required: true }),
+    speed: Flags.string({ summary: 'Timed replay speed: 1 = the recorded gaps, 2 = twice as fast (default 1). e.g. --speed 2', helpValue: 'N' }),
+    asap: Flags.boolean({ summary: 'Send as fast as possible instead of on the recorded schedule. e.g. --asap --concurrency 8' }),
+    concurrency: Flags.integer({ summary: 'Requests in flight with --asap (default 1). e.g. --concurrency 8', helpValue: 'N', min: 1 }),
+    timeout: Flags.integer({ summary: 'Seconds to wait for each complete response (default 30). e.g. --timeout 5', helpValue: 'SECONDS', min: 1 }),
+  };
+
+  async run(): Promise<ReplayReport> {
+    const { args, flags } = await this.parse(ReplayCommand);
+    let target: URL;
+    try {
+      target = new URL(flags.target);
+    } catch {
+      throw new CliError('CLI_ERR_FLAG_INVALID', `--target "${flags.target}" is not a URL (e.g. --target http://127.0.0.1:6081)`);
+    }
+    if (target.protocol !== 'http:') throw new CliError('CLI_ERR_FLAG_INVALID', `--target must be an http:// URL, got "${flags.target}"`);
+    const speed = flags.speed === undefined ? 1 : Number(flags.speed);
+    if (!Number.isFinite(speed) || speed <= 0) throw new CliError('CLI_ERR_FLAG_INVALID', `--speed must be a number above 0 (e.g. --speed 2), got "${flags.speed}"`);
+    if (flags.concurrency !== undefined && !flags.asap) throw new CliError('CLI_ERR_FLAG_INVALID', '--concurrency needs --asap (timed replay keeps the recorded concurrency)');
+    if (flags.speed !== undefined && flags.asap) throw new CliError('CLI_ERR_FLAG_INVALID', 'give --speed or --asap, not both');
+    let trace: Trace;
+    try {
+      trace = readTrace(args.trace);
+    } catch (e: unknown) {
+      if (e instanceof TraceFormatError) throw new CliError('CLI_ERR_TRACE', e.message);
+      const code = (e as NodeJS.ErrnoException).code;
+      throw new CliError('CLI_ERR_TRACE', `cannot read ${args.trace}: ${code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+    }
+    if (!this.jsonEnabled()) {
+      process.stderr.write(`replaying ${trace.requests.length} requests from ${args.trace} (${trace.format}); ${trace.skipped.length} skipped\n`);
+    }
+    const report = await replay(trace, args.trace, {
+      target,
+      speed,
+      asap: flags.asap,
+      concurrency: flags.concurrency,
+      timeoutMs: (flags.timeout ?? 30) * 1000,
+    });
+    this.log(formatReport(report));
+    return report;
+  }
+}

@@ -1,0 +1,205 @@
+import { ReplayClient, type Observed } from './client.js';
+import type { Outcome, ReplayRequest, Skipped, Trace } from './trace.js';
+
+export interface ReplayOptions {
+  /** http://host:port of the proxy (or anything HTTP) to replay against. */
+  target: URL;
+  /** Timed mode: 1 = as recorded, 2 = twice as fast. Ignored with asap. */
+  speed?: number;
+  /** As fast as possible, at most `concurrency` requests in flight. */
+  asap?: boolean;
+  concurrency?: number | undefined;
+  /** Per request (default 30 s). */
+  timeoutMs?: number;
+  onResult?: (r: ReplayResult) => void;
+}
+
+export interface ReplayResult {
+  seq: number;
+  ref: string;
+  method: string;
+  url: string;
+  recorded: ReplayRequest['recorded'];
+  observed: Observed;
+  /** How late the request was sent compared with its schedule (timed mode). */
+  lagMs?: number | undefined;
+  /** null when one side is unknown. */
+  match: { status: boolean | null; outcome: boolean | null };
+  notes: string[];
+}
+
+export interface Percentiles {
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+}
+
+export interface ReplaySummary {
+  trace: string;
+  format: Trace['format'];
+  target: string;
+  mode: 'timed' | 'asap';
+  speed?: number | undefined;
+  concurrency?: number | undefined;
+  requests: number;
+  replayed: number;
+  skipped: number;
+  errors: number;
+  statusMismatches: number;
+  outcomeMismatches: number;
+  /** Requests whose recorded and observed outcome were both known. */
+  outcomesCompared: number;
+  durationMs: number;
+  requestsPerSec: number;
+  ttfbMs: Percentiles | undefined;
+  recordedTtfbMs: Percentiles | undefined;
+  maxLagMs?: number | undefined;
+  recordedOutcomes: Partial<Record<Outcome, number>>;
+  observedOutcomes: Partial<Record<Outcome, number>>;
+}
+
+export interface ReplayReport {
+  summary: ReplaySummary;
+  requests: ReplayResult[];
+  skipped: Skipped[];
+}
+
+/**
+ * Re-issues every request of `trace` against the target and compares what comes back with what was recorded.
+ * Timed mode keeps the recorded gaps between arrivals (divided by `speed`) with no limit on concurrency, as the
+ * recorded clients had none; asap mode sends back to back from `concurrency` workers, in arrival order.
+ */
+export async function replay(trace: Trace, name: string, opts: ReplayOptions): Promise<ReplayReport> {
+  const client = new ReplayClient(opts.target.hostname.replace(/^\[|\]$/g, ''), Number(opts.target.port || 80), opts.timeoutMs);
+  const results: ReplayResult[] = new Array(trace.requests.length);
+  const asap = opts.asap === true;
+  const t0 = performance.now();
+  const one = async (i: number, lagMs?: number): Promise<void> => {
+    const req = trace.requests[i] as ReplayRequest;
+    const observed = await client.send(req);
+    const r: ReplayResult = {
+      seq: req.seq,
+      ref: req.ref,
+      method: req.method,
+      url: req.url,
+      recorded: req.recorded,
+      observed,
+      lagMs,
+      match: {
+        status: req.recorded.status === undefined ? null : observed.status === req.recorded.status,
+        outcome: req.recorded.outcome === 'unknown' || observed.outcome === 'unknown' ? null : observed.outcome === req.recorded.outcome,
+      },
+      notes: req.notes,
+    };
+    results[i] = r;
+    opts.onResult?.(r);
+  };
+  try {
+    if (asap) {
+      let next = 0;
+      const worker = async (): Promise<void> => {
+        while (next < trace.requests.length) await one(next++);
+      };
+      await Promise.all(Array.from({ length: Math.max(1, opts.concurrency ?? 1) }, worker));
+    } else {
+      const speed = opts.speed ?? 1;
+      const firstMs = trace.requests.find((r) => r.startMs !== undefined)?.startMs ?? 0;
+      let prev = firstMs;
+      const running: Array<Promise<void>> = [];
+      for (let i = 0; i < trace.requests.length; i++) {
+        const at = ((trace.requests[i]?.startMs ?? prev) - firstMs) / speed;
+        prev = trace.requests[i]?.startMs ?? prev;
+        const wait = at - (performance.now() - t0);
+        if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+        running.push(one(i, Math.max(0, performance.now() - t0 - at)));
+      }
+      await Promise.all(running);
+    }
+  } finally {
+    client.close();
+  }
+  const durationMs = performance.now() - t0;
+  return { summary: summarise(trace, name, opts, results, durationMs), requests: results, skipped: trace.skipped };
+}
+
+function summarise(trace: Trace, name: string, opts: ReplayOptions, results: ReplayResult[], durationMs: number): ReplaySummary {
+  const count = (pick: (r: ReplayResult) => Outcome): Partial<Record<Outcome, number>> => {
+    const c: Partial<Record<Outcome, number>> = {};
+    for (const r of results) c[pick(r)] = (c[pick(r)] ?? 0) + 1;
+    return c;
+  };
+  const lags = results.map((r) => r.lagMs).filter((x): x is number => x !== undefined);
+  return {
+    trace: name,
+    format: trace.format,
+    target: opts.target.origin,
+    mode: opts.asap === true ? 'asap' : 'timed',
+    speed: opts.asap === true ? undefined : (opts.speed ?? 1),
+    concurrency: opts.asap === true ? Math.max(1, opts.concurrency ?? 1) : undefined,
+    requests: results.length + trace.skipped.length,
+    replayed: results.length,
+    skipped: trace.skipped.length,
+    errors: results.filter((r) => r.observed.error !== undefined).length,
+    statusMismatches: results.filter((r) => r.match.status === false).length,
+    outcomeMismatches: results.filter((r) => r.match.outcome === false).length,
+    outcomesCompared: results.filter((r) => r.match.outcome !== null).length,
+    durationMs: round(durationMs),
+    requestsPerSec: round(results.length / (durationMs / 1000)),
+    ttfbMs: percentiles(results.map((r) => r.observed.ttfbMs)),
+    recordedTtfbMs: percentiles(results.map((r) => r.recorded.ttfbMs)),
+    maxLagMs: lags.length === 0 ? undefined : round(Math.max(...lags)),
+    recordedOutcomes: count((r) => r.recorded.outcome),
+    observedOutcomes: count((r) => r.observed.outcome),
+  };
+}
+
+const round = (x: number): number => Math.round(x * 1000) / 1000;
+
+export function percentiles(xs: Array<number | undefined>): Percentiles | undefined {
+  const v = xs.filter((x): x is number => x !== undefined).sort((a, b) => a - b);
+  if (v.length === 0) return undefined;
+  const at = (q: number): number => round(v[Math.min(v.length - 1, Math.ceil(q * v.length) - 1)] as number);
+  return { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: round(v[v.length - 1] as number) };
+}
+
+/** The human report: one line per request, mismatches marked, then the summary, the mismatches and the skipped. */
+export function formatReport(rep: ReplayReport): string {
+  const out: string[] = [];
+  const cut = (s: string, n: number): string => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
+  const side = (status: number | undefined, outcome: Outcome, detail?: string): string =>
+    `${status ?? '---'} ${outcome}${detail === undefined ? '' : ` (${detail})`}`;
+  out.push(`${'seq'.padStart(4)}  ${'method'.padEnd(7)}${'url'.padEnd(42)}${'recorded'.padEnd(26)}${'observed'.padEnd(26)}${'ttfb ms'.padStart(9)}`);
+  for (const r of rep.requests) {
+    const marks: string[] = [];
+    if (r.match.status === false) marks.push('status differs');
+    if (r.match.outcome === false) marks.push('outcome differs');
+    if (r.observed.error !== undefined) marks.push(r.observed.error);
+    out.push(
+      `${String(r.seq).padStart(4)}  ${r.method.padEnd(7)}${cut(r.url, 40).padEnd(42)}${cut(side(r.recorded.status, r.recorded.outcome, r.recorded.detail), 24).padEnd(26)}` +
+        `${cut(side(r.observed.status, r.observed.outcome, r.observed.detail), 24).padEnd(26)}${(r.observed.ttfbMs?.toFixed(1) ?? '-').padStart(9)}${marks.length > 0 ? `  ! ${marks.join('; ')}` : ''}`,
+    );
+  }
+  const s = rep.summary;
+  const pct = (p: Percentiles | undefined): string => (p === undefined ? 'n/a' : `p50 ${p.p50.toFixed(1)}  p90 ${p.p90.toFixed(1)}  p99 ${p.p99.toFixed(1)}  max ${p.max.toFixed(1)}`);
+  const outcomes = (c: Partial<Record<Outcome, number>>): string => Object.entries(c).map(([k, v]) => `${k} ${v}`).join(', ');
+  out.push('');
+  out.push(`${s.trace} (${s.format}) against ${s.target}, ${s.mode === 'asap' ? `as fast as possible, concurrency ${s.concurrency}` : `timed, speed ${s.speed}`}`);
+  out.push(`  replayed ${s.replayed}, skipped ${s.skipped}, errors ${s.errors} in ${(s.durationMs / 1000).toFixed(2)} s (${s.requestsPerSec.toFixed(1)} req/s)`);
+  out.push(`  status mismatches ${s.statusMismatches}; outcome mismatches ${s.outcomeMismatches} of ${s.outcomesCompared} compared`);
+  out.push(`  recorded outcomes: ${outcomes(s.recordedOutcomes)}`);
+  out.push(`  observed outcomes: ${outcomes(s.observedOutcomes)}`);
+  out.push(`  ttfb ms observed: ${pct(s.ttfbMs)}`);
+  out.push(`  ttfb ms recorded: ${pct(s.recordedTtfbMs)}`);
+  if (s.maxLagMs !== undefined) out.push(`  schedule: sent at most ${s.maxLagMs.toFixed(1)} ms late`);
+  const noted = rep.requests.filter((r) => r.notes.length > 0);
+  if (noted.length > 0) {
+    out.push('', 'Notes:');
+    for (const r of noted) out.push(`  ${r.seq} ${r.ref}: ${r.notes.join('; ')}`);
+  }
+  if (rep.skipped.length > 0) {
+    out.push('', 'Skipped:');
+    for (const k of rep.skipped) out.push(`  ${k.ref}: ${k.reason}`);
+  }
+  return out.join('\n');
+}
