@@ -1,11 +1,10 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { SAMPLE_DIR } from '../test-support/sample.js';
 import { parseTrace, readTrace, TraceFormatError, type ReplayRequest, type Trace } from './trace.js';
 
 // The parsers against the real Varnish 7.1 sample in shared/varnishlog (README.md there has the expected table).
-export const SAMPLE_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../../shared/varnishlog');
 const sample = (f: string): string => path.join(SAMPLE_DIR, f);
 const clientResults = JSON.parse(readFileSync(sample('client_results.json'), 'utf8')) as Array<{ seq: number; method: string; url: string; status: number }>;
 const header = (r: ReplayRequest, name: string): string | undefined => r.headers.find(([n]) => n.toLowerCase() === name.toLowerCase())?.[1];

@@ -1,0 +1,187 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import { startSampleOrigin, type SampleOrigin } from '@sluice/fixtures';
+import { compose, type Composed } from '../compose.js';
+import { toConfig, type ProxyFlags } from '../config.js';
+import { runCli } from '../test-support/run-cli.js';
+import { replay, type ReplayReport, type ReplayResult } from './replay.js';
+import { readTrace } from './trace.js';
+import { SAMPLE_DIR } from '../test-support/sample.js';
+
+// Each test closes what it opened (onTestFinished), so tests can run concurrently.
+type Closer = (fn: () => Promise<void>) => void;
+
+/** Sluice set up as the sample's Varnish was: default_ttl 120 s, grace 10 s, and its VCL's one rule (pass /account). */
+async function sampleStack(onEnd: Closer, flags: ProxyFlags = {}): Promise<{ origin: SampleOrigin; px: Composed; target: URL }> {
+  const origin = await startSampleOrigin();
+  onEnd(() => origin.close());
+  const config = toConfig(
+    { backend: [origin.url], 'default-ttl': '120s', quiet: true, ...flags },
+    { hooks: { requestFilter: (req) => (req.url.startsWith('/account') ? 'pass' : undefined) } },
+  );
+  const px = compose(config);
+  onEnd(() => px.close());
+  const { port } = await px.proxy.listen(0, '127.0.0.1');
+  return { origin, px, target: new URL(`http://127.0.0.1:${port}`) };
+}
+
+const seqs = (rs: ReplayResult[], pick: (r: ReplayResult) => boolean): number[] => rs.filter(pick).map((r) => r.seq);
+
+describe.concurrent('replaying every trace in shared/varnishlog against a running Sluice', () => {
+  it.for(['request.log', 'vxid.log', 'session.log', 'raw.log', 'sample.vsl', 'ncsa.log'])('%s, as fast as possible', async (file, { onTestFinished }) => {
+    const { origin, target } = await sampleStack(onTestFinished);
+    const rep = await replay(readTrace(path.join(SAMPLE_DIR, file)), file, { target, asap: true, concurrency: 1 });
+    const s = rep.summary;
+    expect(s).toMatchObject({ replayed: 38, skipped: 0, requests: 38, mode: 'asap' });
+    expect(rep.skipped).toEqual([]);
+    if (file === 'ncsa.log') {
+      // A combined log keeps no Range, If-None-Match or Cookie: the 304s, 206s and 416s come back as 200s.
+      const differ = rep.requests.filter((r) => r.match.status === false).map((r) => `${r.url} ${r.recorded.status}`);
+      expect(differ).toEqual(['/api/items/1 304', '/video/seg-1.ts 206', '/video/seg-1.ts 206', '/video/seg-1.ts 416', '/video/seg-1.ts 416', '/account 304']);
+    } else {
+      // The one status Sluice answers differently: a multi-range request gets a multipart 206 where Varnish 7.1
+      // answers 416 (seq 14).
+      expect(seqs(rep.requests, (r) => r.match.status === false)).toEqual([14]);
+      expect(rep.requests[13]?.observed.status).toBe(206);
+    }
+    // The origin dies mid-body (seq 28): the streamed client is cut, never a clean end.
+    // (varnishncsa writes lines in completion order, to the second, so the NCSA order differs a little: by URL.)
+    const failed = rep.requests.filter((r) => r.observed.error !== undefined);
+    expect(failed.map((r) => r.url)).toEqual(['/broken']);
+    expect(failed[0]?.observed.error).toMatch(/mid-body after 2048 bytes of 5000/);
+    // seq 34: HTTP/1.1 without Host is a synth 400 here too.
+    expect(rep.requests.find((r) => r.recorded.status === 400)?.observed).toMatchObject({ status: 400, outcome: 'synth' });
+    if (file === 'ncsa.log') {
+      expect(s.outcomesCompared).toBe(0);
+    } else {
+      // Sent one after another, every recorded outcome is reproduced (the recorded waiting-list hits are plain hits).
+      expect(s.outcomesCompared).toBe(38);
+      expect(s.outcomeMismatches).toBe(0);
+      expect(s.observedOutcomes).toEqual({ miss: 16, hit: 18, pass: 3, synth: 1 });
+      // The POST body was made up at the logged size.
+      expect(origin.requests.find((r) => r.method === 'POST')?.bodyBytes).toBe(57);
+    }
+    // What the origin saw matches origin.out's counts where timing does not matter.
+    expect(origin.fetches.get('/api/popular')).toBe(1);
+    expect(origin.fetches.get('/img/logo.png')).toBe(1);
+    expect(origin.fetches.get('/api/cart')).toBe(2);
+    expect(s.ttfbMs?.p50).toBeGreaterThan(0);
+  });
+
+  it('request.log on the recorded schedule: coalescing and grace happen as they did under Varnish', async ({ onTestFinished }) => {
+    const { origin, target } = await sampleStack(onTestFinished);
+    const rep = await replay(readTrace(path.join(SAMPLE_DIR, 'request.log')), 'request.log', { target, speed: 1 });
+    expect(rep.summary.mode).toBe('timed');
+    expect(seqs(rep.requests, (r) => r.match.status === false)).toEqual([14]);
+    expect(rep.summary.outcomeMismatches).toBe(0);
+    // Five concurrent cold requests for /api/popular: one origin fetch, four coalesced hits.
+    expect(origin.fetches.get('/api/popular')).toBe(1);
+    expect(rep.requests.slice(22, 26).map((r) => r.observed.outcome)).toEqual(['hit', 'hit', 'hit', 'hit']);
+    // seq 35: /news (max-age=2) is stale 3.2 s in: served from grace while one conditional background fetch runs.
+    expect(rep.requests[34]?.observed).toMatchObject({ outcome: 'hit', detail: 'grace' });
+    expect(origin.requests.filter((r) => r.url === '/news').map((r) => r.inm)).toEqual([undefined, '"bulletin-0611"']);
+  });
+});
+
+describe('recording: our own log is a valid replay input', () => {
+  async function record(format: 'text' | 'ndjson', onEnd: Closer): Promise<{ file: string; statuses: number[] }> {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'sluice-rec-'));
+    onEnd(async () => rmSync(dir, { recursive: true, force: true }));
+    const file = path.join(dir, `log.${format}`);
+    const { target } = await sampleStack(onEnd, { log: format, 'log-file': file });
+    const statuses: number[] = [];
+    const send = async (method: string, p: string, headers: Record<string, string> = {}, body?: string): Promise<void> => {
+      const r = await request(new URL(p, target), { method, headers: { 'x-client-seq': String(statuses.length + 1), ...headers }, body: body ?? null });
+      await r.body.arrayBuffer();
+      statuses.push(r.statusCode);
+    };
+    await send('GET', '/news');
+    await send('GET', '/news');
+    await send('HEAD', '/api/items/5');
+    await send('GET', '/api/items/5', { 'if-none-match': 'W/"item-5-rev3"' });
+    await send('GET', '/account', { cookie: 'sid=1' });
+    await send('GET', '/api/cart');
+    await send('GET', '/api/cart');
+    await send('POST', '/login', { 'content-type': 'application/x-www-form-urlencoded' }, 'user=demo&password=secret');
+    await send('GET', '/no/such/page');
+    await send('GET', '/no/such/page');
+    await send('GET', '/video/seg-1.ts', { range: 'bytes=0-1023' });
+    await send('GET', '/api/search?q=t%C3%A4st&x=1', { 'x-note': 'tab\there "q" back\\slash' });
+    // The log is written once per turn of the event loop; wait until all 12 groups are in the file.
+    const groups = (): number => (format === 'ndjson' ? readFileSync(file, 'utf8').split('\n').filter(Boolean).length : (readFileSync(file, 'utf8').match(/^\* {3}<< Request/gm) ?? []).length);
+    for (let i = 0; i < 200 && groups() < 12; i++) await new Promise((r) => setTimeout(r, 10));
+    return { file, statuses };
+  }
+
+  it.for(['text', 'ndjson'] as const)('%s log: every request replays with the recorded status and outcome, headers as sent', async (format, { onTestFinished }) => {
+    const { file, statuses } = await record(format, onTestFinished);
+    const trace = readTrace(file);
+    expect(trace.format).toBe(format === 'text' ? 'varnishlog' : 'ndjson');
+    expect(trace.skipped).toEqual([]);
+    expect(trace.requests.map((r) => r.recorded.status)).toEqual(statuses);
+    expect(trace.requests.map((r) => r.recorded.outcome)).toEqual(['miss', 'hit', 'miss', 'hit', 'pass', 'miss', 'miss', 'pass', 'miss', 'hit', 'miss', 'miss']);
+    const search = trace.requests[11];
+    expect(search?.url).toBe('/api/search?q=t%C3%A4st&x=1');
+    expect(search?.headers).toContainEqual(['x-note', 'tab\there "q" back\\slash']);
+    expect(search?.headers.some(([n]) => n.toLowerCase() === 'x-forwarded-for')).toBe(false);
+    expect(trace.requests[7]?.bodyBytes).toBe(25);
+
+    const { origin, target } = await sampleStack(onTestFinished);
+    const rep: ReplayReport = await replay(trace, 'own', { target, asap: true, concurrency: 1 });
+    expect(rep.summary).toMatchObject({ replayed: 12, statusMismatches: 0, outcomeMismatches: 0, outcomesCompared: 12, errors: 0 });
+    expect(origin.requests.find((r) => r.method === 'POST')?.bodyBytes).toBe(25);
+    expect(origin.requests.find((r) => r.url.startsWith('/api/search'))?.url).toBe('/api/search?q=t%C3%A4st&x=1');
+  });
+});
+
+describe('sluice replay (CLI)', () => {
+  it('--json prints one object with summary, requests and skipped', async ({ onTestFinished }) => {
+    const { target } = await sampleStack(onTestFinished);
+    const r = await runCli(['replay', path.join(SAMPLE_DIR, 'request.log'), '--target', target.origin, '--asap', '--concurrency', '2', '--json']);
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout) as ReplayReport;
+    expect(out.summary).toMatchObject({ replayed: 38, skipped: 0, mode: 'asap', concurrency: 2, format: 'varnishlog' });
+    expect(out.requests[0]).toMatchObject({
+      seq: 1,
+      method: 'GET',
+      url: '/news',
+      recorded: { status: 200, outcome: 'miss' },
+      observed: { status: 200, outcome: 'miss', ttfbMs: expect.any(Number) },
+    });
+    expect(out.skipped).toEqual([]);
+  });
+
+  it('the text report lists each request, the mismatches and the summary', async ({ onTestFinished }) => {
+    const { target } = await sampleStack(onTestFinished);
+    const r = await runCli(['replay', path.join(SAMPLE_DIR, 'vxid.log'), '--target', target.origin, '--asap']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^ {3}1 {2}GET {4}\/news +200 miss +200 miss +[\d.]+$/m);
+    expect(r.stdout).toMatch(/^ {2}14 {2}GET .*416 hit +206 hit .*! status differs$/m);
+    expect(r.stdout).toMatch(/replayed 38, skipped 0, errors 1/);
+    expect(r.stdout).toMatch(/status mismatches 1; outcome mismatches 0 of 38 compared/);
+    expect(r.stdout).toMatch(/ttfb ms observed: p50 [\d.]+ {2}p90 [\d.]+ {2}p99 [\d.]+ {2}max [\d.]+/);
+  });
+
+  it.each([
+    [['replay', '/nonexistent/trace.log', '--target', 'http://127.0.0.1:9'], /^sluice: cannot read \/nonexistent\/trace.log: no such file\n$/],
+    [['replay', path.join(SAMPLE_DIR, 'README.md'), '--target', 'http://127.0.0.1:9'], /^sluice: README.md: not a trace Sluice can read/],
+    [['replay', path.join(SAMPLE_DIR, 'ncsa.log'), '--target', 'nope'], /^sluice: --target "nope" is not a URL/],
+    [['replay', path.join(SAMPLE_DIR, 'ncsa.log'), '--target', 'http://127.0.0.1:9', '--speed', '0'], /^sluice: --speed must be a number above 0/],
+    [['replay', path.join(SAMPLE_DIR, 'ncsa.log'), '--target', 'http://127.0.0.1:9', '--concurrency', '4'], /^sluice: --concurrency needs --asap/],
+  ])('bad input %j: one line and exit 2', async (args, message) => {
+    const r = await runCli(args);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(message);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
+  it('a target that refuses connections: every request reported with the error, none dropped', async () => {
+    const rep = await replay(readTrace(path.join(SAMPLE_DIR, 'ncsa.log')), 'ncsa.log', { target: new URL('http://127.0.0.1:9'), asap: true, concurrency: 4 });
+    expect(rep.summary.replayed).toBe(38);
+    expect(rep.summary.errors).toBe(38);
+    expect(rep.requests.every((r) => /connection failed/.test(r.observed.error ?? ''))).toBe(true);
+  });
+});
