@@ -11,6 +11,8 @@ export interface BodyDecoder {
   readonly done: boolean;
   /** False when the stream's buffer is full: stop feeding until `stream` is read. */
   wantsMore: boolean;
+  /** Body bytes decoded so far (payload, without chunked framing). */
+  readonly bytes: number;
   feed(data: Buffer): Buffer | undefined;
   /** The connection closed before the body ended. */
   abort(err: Error): void;
@@ -29,7 +31,10 @@ abstract class DecoderBase implements BodyDecoder {
       },
     });
   }
+  /** Body bytes decoded so far (payload, without chunked framing). */
+  bytes = 0;
   protected push(b: Buffer): void {
+    this.bytes += b.length;
     if (b.length > 0 && !this.stream.push(b)) this.wantsMore = false;
   }
   protected end(): void {

@@ -25,6 +25,10 @@ export class Http1Response {
   statusCode = 0;
   headersSent = false;
   finished = false;
+  /** Bytes of the response head written to the socket. */
+  headerBytes = 0;
+  /** Body bytes written (payload, without chunked framing). */
+  bodyBytes = 0;
   /** Bytes announced by Content-Length, when one was sent. */
   announcedLength: number | undefined;
   private head: string | undefined;
@@ -33,14 +37,18 @@ export class Http1Response {
   private readonly owner: ResponseOwner;
   private readonly socket: Socket;
   private readonly isHead: boolean;
-  private readonly version: string;
+  readonly version: string;
   /** Whether the connection stays open afterwards; writeHead may turn it off. */
   keepAlive: boolean;
   /** Created on first use of `signal`: most hits never wait, and an AbortController per response is measurable. */
   private ac: AbortController | undefined;
   private closedEarly = false;
 
+  /** The request asked for the connection to close (Connection: close, or HTTP/1.0 without keep-alive). */
+  readonly clientAskedClose: boolean;
+
   constructor(owner: ResponseOwner, opts: { isHead: boolean; version: string; keepAlive: boolean }) {
+    this.clientAskedClose = !opts.keepAlive;
     this.owner = owner;
     this.socket = owner.socket;
     this.isHead = opts.isHead;
@@ -109,6 +117,7 @@ export class Http1Response {
     if (!this.keepAlive) conn = 'connection: close\r\n';
     else if (this.version === '1.0') conn = 'connection: keep-alive\r\n';
     this.head = `HTTP/1.1 ${status} ${REASONS[status] ?? 'Unknown'}\r\n${block}${framing}${conn}\r\n`;
+    this.headerBytes = this.head.length;
   }
 
   /** Sends the head now (streaming responses: the client sees headers before the first body byte). */
@@ -129,6 +138,7 @@ export class Http1Response {
     const s = this.socket;
     s.cork();
     if (this.head !== undefined) this.flushHeaders();
+    this.bodyBytes += chunk.length;
     let ok: boolean;
     if (this.chunked) {
       s.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
@@ -148,6 +158,7 @@ export class Http1Response {
     const s = this.socket;
     s.cork();
     if (chunk !== undefined && chunk.length > 0 && this.bodyAllowed) {
+      this.bodyBytes += chunk.length;
       if (this.chunked) {
         if (this.head !== undefined) {
           s.write(`${this.head}${chunk.length.toString(16)}\r\n`, 'latin1');
@@ -190,6 +201,7 @@ export class Http1Response {
     if (this.bodyAllowed) {
       for (const c of chunks) {
         if (c.length === 0) continue;
+        this.bodyBytes += c.length;
         if (this.chunked) s.write(`${c.length.toString(16)}\r\n`, 'latin1');
         s.write(c);
         if (this.chunked) s.write('\r\n', 'latin1');

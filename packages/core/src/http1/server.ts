@@ -30,6 +30,10 @@ export interface Http1Request {
   remoteAddress: string;
   /** State that lives as long as the client connection (shared by its requests). */
   connection: ConnectionContext;
+  /** Bytes of the request head as received (request line, headers, blank line). */
+  headBytes: number;
+  /** Request body bytes read so far (payload, without chunked framing). */
+  bodyBytes(): number;
 }
 
 /** Per-connection state handed to every request of that connection. */
@@ -38,6 +42,19 @@ export interface ConnectionContext {
   /** Values keyed by their owner; `onClose` callbacks run when the connection closes. */
   readonly values: Map<string, unknown>;
   readonly onClose: Set<() => void>;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  readonly localAddress: string;
+  readonly localPort: number;
+  /** Epoch ms when the connection was accepted. */
+  readonly openedMs: number;
+  /**
+   * Why the connection ended, in varnishlog's SessClose words: REM_CLOSE (the client closed), REQ_CLOSE (the client
+   * asked with Connection: close), REQ_HTTP10 (HTTP/1.0 without keep-alive), RESP_CLOSE (we closed after a
+   * response), RX_CLOSE_IDLE (idle timeout), RX_TIMEOUT (request head too slow), RX_JUNK / RX_OVERFLOW (bad request),
+   * TX_PIPE (became a tunnel). Set once, when known.
+   */
+  closeReason: string | undefined;
 }
 
 let nextConnectionId = 1;
@@ -58,6 +75,8 @@ export interface Http1ServerOptions {
   onBadRequest?: (status: number, reason: string) => void;
   /** Handles CONNECT; without one CONNECT is answered 405. */
   onConnect?: Http1ConnectHandler | undefined;
+  /** Told about every accepted connection before its first byte is read (session logging). */
+  onConnection?: ((ctx: ConnectionContext) => void) | undefined;
 }
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
@@ -72,11 +91,22 @@ class Connection implements ResponseOwner {
   private readonly server: Http1Server;
   /** When the current request head started arriving (headers timeout). */
   private headStartMs = 0;
-  readonly context: ConnectionContext = { id: nextConnectionId++, values: new Map(), onClose: new Set() };
+  readonly context: ConnectionContext;
 
   constructor(socket: Socket, server: Http1Server) {
     this.socket = socket;
     this.server = server;
+    this.context = {
+      id: nextConnectionId++,
+      values: new Map(),
+      onClose: new Set(),
+      remoteAddress: socket.remoteAddress ?? '',
+      remotePort: socket.remotePort ?? 0,
+      localAddress: socket.localAddress ?? '',
+      localPort: socket.localPort ?? 0,
+      openedMs: Date.now(),
+      closeReason: undefined,
+    };
     socket.setNoDelay(true);
     socket.on('data', (d: Buffer) => this.onData(d));
     socket.on('error', () => socket.destroy());
@@ -84,7 +114,9 @@ class Connection implements ResponseOwner {
     // One idle timer for the connection's life (re-arming it per request is measurable on the hit path). It fires
     // after keepAliveTimeoutMs without any socket activity; a response in progress is not idle.
     socket.on('timeout', () => {
-      if (this.state !== 'active') socket.destroy();
+      if (this.state === 'active') return;
+      this.closeReason(this.state === 'head' ? 'RX_TIMEOUT' : 'RX_CLOSE_IDLE');
+      socket.destroy();
     });
     socket.setTimeout(server.keepAliveTimeoutMs);
   }
@@ -161,6 +193,7 @@ class Connection implements ResponseOwner {
       if (onConnect === undefined) return this.reject(405, 'CONNECT is not enabled');
       // The connection becomes a tunnel: no more HTTP parsing on it.
       this.state = 'tunnel';
+      this.closeReason('TX_PIPE');
       this.pending = undefined;
       this.socket.removeAllListeners('data');
       this.socket.removeAllListeners('timeout');
@@ -185,6 +218,7 @@ class Connection implements ResponseOwner {
     if (head.body.kind === 'length') this.decoder = new LengthDecoder(head.body.length, onRead);
     else if (head.body.kind === 'chunked') this.decoder = new ChunkedDecoder(onRead);
     else this.decoder = undefined;
+    const decoder = this.decoder;
     if (this.decoder !== undefined) {
       body = this.decoder.stream;
       if (rest !== undefined) {
@@ -210,6 +244,8 @@ class Connection implements ResponseOwner {
         body,
         remoteAddress: this.socket.remoteAddress ?? '',
         connection: this.context,
+        headBytes: end + sepLen,
+        bodyBytes: () => decoder?.bytes ?? 0,
       },
       res,
     );
@@ -220,6 +256,7 @@ class Connection implements ResponseOwner {
     this.res = undefined;
     const bodyUnread = this.decoder !== undefined && !this.decoder.done;
     if (!res.keepAlive || bodyUnread || this.server.closing) {
+      this.closeReason(res.clientAskedClose ? (res.version === '1.0' ? 'REQ_HTTP10' : 'REQ_CLOSE') : 'RESP_CLOSE');
       this.decoder?.abort(new Error('response finished before the request body was read'));
       this.state = 'closed';
       this.socket.end();
@@ -231,7 +268,12 @@ class Connection implements ResponseOwner {
     if (this.pending !== undefined) setImmediate(() => this.parse());
   }
 
+  private closeReason(reason: string): void {
+    this.context.closeReason ??= reason;
+  }
+
   private reject(status: number, reason: string): void {
+    this.closeReason(status === 431 || status === 414 ? 'RX_OVERFLOW' : status === 408 ? 'RX_TIMEOUT' : 'RX_JUNK');
     this.server.onBadRequest(status, reason);
     this.state = 'closed';
     const text = `${status} ${reason}\n`;
@@ -242,6 +284,7 @@ class Connection implements ResponseOwner {
   }
 
   private onClose(): void {
+    this.closeReason('REM_CLOSE');
     this.state = 'closed';
     for (const cb of this.context.onClose) cb();
     this.context.onClose.clear();
@@ -274,7 +317,12 @@ export class Http1Server {
     this.maxHeadBytes = opts.maxHeadBytes ?? 64 * 1024;
     this.onBadRequest = opts.onBadRequest ?? (() => undefined);
     this.onConnectHandler = opts.onConnect;
-    this.server = net.createServer((socket) => this.connections.add(new Connection(socket, this)));
+    const onConnection = opts.onConnection;
+    this.server = net.createServer((socket) => {
+      const c = new Connection(socket, this);
+      this.connections.add(c);
+      onConnection?.(c.context);
+    });
   }
 
   listen(port: number, host: string): Promise<AddressInfo> {

@@ -18,6 +18,9 @@ import { Http1Server, type ConnectionContext, type Http1Request } from '../http1
 import { serializeHeaders, type Http1Response } from '../http1/response.js';
 import { createStats, type Stats } from '../stats.js';
 import type { Transaction, TxLog } from '../txlog/txlog.js';
+
+/** Where a connection keeps its Session transaction. */
+const SESSION_KEY = 'txlog.session';
 import type { PinSlot, Upstream, UpstreamRequest } from '../upstream.js';
 import {
   builtinBackendResponse,
@@ -95,6 +98,8 @@ interface Tx<Ctx> {
   req: DownstreamRequest;
   /** The request body (null when none), forwarded on pass. */
   body: Http1Request['body'];
+  /** Request body bytes read so far. */
+  bodyBytes: () => number;
   /** The client connection's pin slot (connection-oriented auth). */
   pin: PinSlot;
   res: Http1Response;
@@ -175,6 +180,20 @@ export class Proxy<Ctx = Record<string, unknown>> {
         this.log({ level: 'warn', event: 'bad-request', message: `${status} ${reason}` });
       },
       onConnect: this.upstream.tunnel === undefined ? undefined : (req, socket, head) => void this.connect(req.target, socket, head),
+      onConnection: (c) => this.sessionOpened(c),
+    });
+  }
+
+  /** A Session transaction per client connection while the log is wanted; its requests link to it. */
+  private sessionOpened(c: ConnectionContext): void {
+    const txlog = this.txlog;
+    if (txlog === undefined || !txlog.enabled) return;
+    const sess = txlog.beginSession(c);
+    sess.timestamp('Start');
+    c.values.set(SESSION_KEY, sess);
+    c.onClose.add(() => {
+      sess.add('SessClose', `${c.closeReason ?? 'REM_CLOSE'} ${((Date.now() - c.openedMs) / 1000).toFixed(3)}`);
+      sess.end();
     });
   }
 
@@ -213,6 +232,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
         remoteAddress: raw.remoteAddress,
       },
       body: raw.body,
+      bodyBytes: raw.bodyBytes,
       pin: pinSlotOf(raw.connection),
       res,
       ctx: this.hooks.newCtx?.() ?? ({} as Ctx),
@@ -225,12 +245,13 @@ export class Proxy<Ctx = Record<string, unknown>> {
       stale: undefined,
       log: undefined,
     };
-    if (this.txlog !== undefined) {
-      const t = this.txlog.beginRequest(raw.connection.id);
+    if (this.txlog !== undefined && this.txlog.enabled) {
+      const c = raw.connection;
+      const t = this.txlog.beginRequest((c.values.get(SESSION_KEY) as Transaction | undefined) ?? 0);
       tx.log = t;
       t.timestamp('Start');
       t.timestamp('Req');
-      t.add('ReqStart', `${raw.remoteAddress} 0 a0`);
+      t.add('ReqStart', `${raw.remoteAddress} ${c.remotePort} a0`);
       t.add('ReqMethod', raw.method);
       t.add('ReqURL', raw.url);
       t.add('ReqProtocol', `HTTP/${raw.httpVersion}`);
@@ -250,8 +271,12 @@ export class Proxy<Ctx = Record<string, unknown>> {
     } catch (e: unknown) {
       this.failToProxy(tx, e);
     } finally {
-      tx.log?.timestamp('Resp');
-      tx.log?.end();
+      if (tx.log !== undefined) {
+        const body = raw.bodyBytes();
+        tx.log.add('ReqAcct', `${raw.headBytes} ${body} ${raw.headBytes + body} ${res.headerBytes} ${res.bodyBytes} ${res.headerBytes + res.bodyBytes}`);
+        tx.log.timestamp('Resp');
+        tx.log.end();
+      }
     }
   }
 
@@ -682,6 +707,8 @@ export class Proxy<Ctx = Record<string, unknown>> {
     this.inflight.add(obj);
     this.stats.s_fetch++;
     let be: Transaction | undefined;
+    // BereqAcct: heads as Sluice hands them to the origin client (its own additions, such as Host, not counted).
+    const acct = { reqHead: 0, respHead: 0, respBody: 0 };
     if (tx.log !== undefined && this.txlog !== undefined) {
       const reason = isPass ? 'pass' : tx.status.detail === 'grace' ? 'bgfetch' : 'fetch';
       be = this.txlog.beginBereq(tx.log, reason);
@@ -699,6 +726,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
         be.add('VCL_call', 'BACKEND_FETCH');
         be.add('VCL_return', 'fetch');
         be.timestamp('Bereq');
+        acct.reqHead = headBytes(`${bereq.method} ${bereq.path} HTTP/1.1`, bereq.headers);
       }
       obj.requestTimeMs = this.now();
       let res;
@@ -722,6 +750,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
         be.add('BerespProtocol', 'HTTP/1.1');
         be.add('BerespStatus', String(res.status));
         be.add('BerespReason', http.STATUS_CODES[res.status] ?? '');
+        acct.respHead = headBytes(`HTTP/1.1 ${res.status} ${http.STATUS_CODES[res.status] ?? ''}`, res.headers);
         be.headers('BerespHeader', res.headers);
       }
       const clRaw = getHeader(res.headers, 'content-length');
@@ -812,6 +841,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
       try {
         for await (const chunk of res.body as AsyncIterable<Buffer>) {
           obj.extend(chunk);
+          acct.respBody += chunk.length;
           this.stats.s_beresp_bodybytes += chunk.length;
           if (obj.stored === true) this.store.charge(obj, chunk.length);
           if (obj.stored === false) await obj.waitForSpace(transitBytes, signal);
@@ -843,7 +873,11 @@ export class Proxy<Ctx = Record<string, unknown>> {
       obj.fail(new ProxyError('CORE_ERR_HOOK_FAILED', 'fetch failed', { source: 'internal', cause: e }));
     } finally {
       this.inflight.delete(obj);
-      be?.end();
+      if (be !== undefined) {
+        const reqBody = bereq.body === null ? 0 : tx.bodyBytes();
+        be.add('BereqAcct', `${acct.reqHead} ${reqBody} ${acct.reqHead + reqBody} ${acct.respHead} ${acct.respBody} ${acct.respHead + acct.respBody}`);
+        be.end();
+      }
     }
   }
 
@@ -991,6 +1025,17 @@ function hostOk(req: DownstreamRequest): boolean {
   const h = req.headers['host'];
   if (Array.isArray(h)) return false;
   return h !== undefined || req.httpVersion === '1.0';
+}
+
+/** Bytes of an HTTP/1.1 head: start line, header lines, blank line. */
+function headBytes(startLine: string, headers: HeaderMap): number {
+  let n = Buffer.byteLength(startLine) + 4;
+  for (const k in headers) {
+    const v = headers[k];
+    if (v === undefined) continue;
+    for (const one of Array.isArray(v) ? v : [v]) n += k.length + 4 + Buffer.byteLength(one);
+  }
+  return n;
 }
 
 /** Accepts origin-form, absolute-form (rewritten to origin-form + Host) and `OPTIONS *`; false = bad target. */

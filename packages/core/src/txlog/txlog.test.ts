@@ -5,7 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { Agent, request } from 'undici';
 import { deferred, startScriptedOrigin } from '@sluice/fixtures';
 import { startProxy, until, useCleanup } from '../test-support/harness.js';
-import { formatNdjson, formatVarnishlog, MemorySink, TxLog, type Transaction } from './txlog.js';
+import { formatNdjson, formatVarnishlog, MemorySink, parseNdjsonGroup, TxLog, type Transaction, type TxSink } from './txlog.js';
+import { rawExchange } from '../test-support/harness.js';
 
 const track = useCleanup();
 const SAMPLE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../../shared/varnishlog/request.log');
@@ -91,6 +92,83 @@ describe('transaction log records', () => {
     await get('/f').catch(() => undefined);
     await until(() => sink.groups.length === 1);
     expect(value(sink.groups[0]?.children[0] as Transaction, 'FetchError')).toMatch(/^body fetch failed/);
+  });
+});
+
+describe('sessions and byte accounting', () => {
+  it('each connection is a Session transaction linking to its requests, closed with the reason', async () => {
+    const sink = new MemorySink();
+    const origin = track(await startScriptedOrigin((_req, res) => {
+      res.writeHead(200, { 'cache-control': 'max-age=60', 'content-length': '5' });
+      res.end('hello');
+    }));
+    const px = track(await startProxy(origin.url, { txlog: new TxLog([sink]) }));
+    // Two requests on one connection, the second asks to close.
+    await rawExchange(px.port, 'GET /a HTTP/1.1\r\nHost: t\r\n\r\nGET /a HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n');
+    await until(() => sink.sessions.length === 1 && sink.groups.length === 2);
+    const sess = sink.sessions[0] as Transaction;
+    expect(sess.type).toBe('Session');
+    expect(value(sess, 'Begin')).toBe('sess 0 HTTP/1');
+    expect(value(sess, 'SessOpen')).toMatch(/^127\.0\.0\.1 \d+ a0 127\.0\.0\.1 \d+ \d+\.\d{6} 0$/);
+    const [r1, r2] = sink.groups as [Transaction, Transaction];
+    expect(sess.records.filter((r) => r.tag === 'Link').map((r) => r.value)).toEqual([`req ${r1.vxid} rxreq`, `req ${r2.vxid} rxreq`]);
+    expect(value(r1, 'Begin')).toBe(`req ${sess.vxid} rxreq`);
+    expect(value(sess, 'SessClose')).toMatch(/^REQ_CLOSE \d+\.\d{3}$/);
+    expect(value(r1, 'ReqStart')?.split(' ')[1]).toBe(value(sess, 'SessOpen')?.split(' ')[1]);
+  });
+
+  it('ReqAcct counts the request and response bytes; BereqAcct the backend body', async () => {
+    const sink = new MemorySink();
+    const origin = track(await startScriptedOrigin(async (req, res) => {
+      for await (const _ of req) void _;
+      res.writeHead(200, { 'cache-control': 'max-age=60' });
+      res.write('abc');
+      res.end('defg');
+    }));
+    const px = track(await startProxy(origin.url, { txlog: new TxLog([sink]) }));
+    const head = 'POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\nConnection: close\r\n\r\n';
+    const raw = await rawExchange(px.port, `${head}hello world`);
+    await until(() => sink.groups.length === 1);
+    const acct = (value(sink.groups[0] as Transaction, 'ReqAcct') ?? '').split(' ').map(Number);
+    const respHead = raw.indexOf('\r\n\r\n') + 4;
+    // Body bytes are the payload without chunked framing, as Varnish counts them.
+    expect(acct).toEqual([head.length, 11, head.length + 11, respHead, 7, respHead + 7]);
+    const be = (value(sink.groups[0]?.children[0] as Transaction, 'BereqAcct') ?? '').split(' ').map(Number);
+    expect(be[1]).toBe(11);
+    expect(be[4]).toBe(7);
+    expect(be[0]).toBeGreaterThan(20);
+    expect(be[2]).toBe((be[0] as number) + 11);
+  });
+
+  it('-g vxid layout: every transaction its own level-1 block, the fetch ending before its request', async () => {
+    const { sink, get } = await setup((_req, res) => {
+      res.writeHead(200, { 'cache-control': 'max-age=60' });
+      res.end('x');
+    });
+    await get('/v');
+    await until(() => sink.groups.length === 1);
+    const g = sink.groups[0] as Transaction;
+    const blocks = formatVarnishlog(g, 'vxid').split('\n\n').filter(Boolean);
+    expect(blocks.map((b) => b.split('\n')[0])).toEqual([
+      `*   << BeReq    >> ${String(g.children[0]?.vxid).padEnd(10)}`,
+      `*   << Request  >> ${String(g.vxid).padEnd(10)}`,
+    ]);
+    // Read back from NDJSON, the same text comes out (sluice log formats what the admin API streams).
+    const back = parseNdjsonGroup(formatNdjson(g).trim());
+    expect(back === undefined ? '' : formatVarnishlog(back, 'vxid')).toBe(formatVarnishlog(g, 'vxid'));
+    expect(back === undefined ? '' : formatVarnishlog(back)).toBe(formatVarnishlog(g));
+  });
+
+  it('with no sink wanting records, no transaction is built', async () => {
+    const idle: TxSink & { n: number } = { active: false, n: 0, write() { this.n++; } };
+    const log = new TxLog([idle]);
+    expect(log.enabled).toBe(false);
+    const origin = track(await startScriptedOrigin((_req, res) => void res.end('x')));
+    const px = track(await startProxy(origin.url, { txlog: log }));
+    const r = await request(`${px.url}/n`);
+    await r.body.text();
+    expect(idle.n).toBe(0);
+    expect(log.beginRequest(0).vxid).toBe(1);
   });
 });
 

@@ -13,7 +13,7 @@ import type { HeaderMap } from '../http/headers.js';
  *   BeReq:   Begin, Timestamp, BereqMethod, BereqURL, BereqProtocol, BereqHeader, VCL_call, VCL_return,
  *            BerespProtocol, BerespStatus, BerespReason, BerespHeader, TTL, Storage, FetchError, Length, End
  */
-export type TxType = 'Request' | 'BeReq';
+export type TxType = 'Session' | 'Request' | 'BeReq';
 
 export interface TxRecord {
   tag: string;
@@ -24,6 +24,8 @@ export class Transaction {
   readonly records: TxRecord[] = [];
   readonly children: Transaction[] = [];
   ended = false;
+  /** Order in which transactions ended (`-g vxid` prints them so). */
+  endSeq = 0;
   private readonly startMs: number;
   private lastMs: number;
 
@@ -66,9 +68,12 @@ export class Transaction {
   }
 }
 
-/** Receives complete request groups. */
+/** Receives complete request groups, and session transactions when they end. */
 export interface TxSink {
   write(root: Transaction): void;
+  session?(t: Transaction): void;
+  /** False while the sink wants nothing (a live tail with no one attached); undefined = always active. */
+  readonly active?: boolean;
 }
 
 export class TxLog {
@@ -82,8 +87,31 @@ export class TxLog {
     this.now = now;
   }
 
-  beginRequest(sessionId: number, reason = 'rxreq'): Transaction {
-    return new Transaction(this, this.nextVxid++, 'Request', undefined, `req ${sessionId} ${reason}`);
+  private endCount = 0;
+
+  /** Whether any sink wants records now; the proxy builds none when this is false. */
+  get enabled(): boolean {
+    for (const s of this.sinks) if (s.active !== false) return true;
+    return false;
+  }
+
+  /**
+   * A client connection (`Begin sess 0 HTTP/1`, `SessOpen`); the caller ends it with `SessClose` when it closes.
+   * Its requests name it in their `Begin` and it links to each (`Link req N rxreq`), but request groups do not
+   * contain it (as `varnishlog -g request`).
+   */
+  beginSession(open: { remoteAddress: string; remotePort: number; localAddress: string; localPort: number; openedMs: number }): Transaction {
+    const t = new Transaction(this, this.nextVxid++, 'Session', undefined, 'sess 0 HTTP/1');
+    t.add('SessOpen', `${open.remoteAddress} ${open.remotePort} a0 ${open.localAddress} ${open.localPort} ${(open.openedMs / 1000).toFixed(6)} 0`);
+    return t;
+  }
+
+  /** A client request on `session` (a vxid, or the Session transaction, which then links to it). */
+  beginRequest(session: Transaction | number, reason = 'rxreq'): Transaction {
+    const sessVxid = typeof session === 'number' ? session : session.vxid;
+    const t = new Transaction(this, this.nextVxid++, 'Request', undefined, `req ${sessVxid} ${reason}`);
+    if (typeof session !== 'number') session.add('Link', `req ${t.vxid} ${reason}`);
+    return t;
   }
 
   /** A backend fetch started by `parent` (reason: fetch, bgfetch, pass). */
@@ -95,6 +123,11 @@ export class TxLog {
 
   /** Called by a transaction when it ends: emits its group once the whole group has ended. */
   ended(t: Transaction): void {
+    t.endSeq = ++this.endCount;
+    if (t.type === 'Session') {
+      for (const s of this.sinks) s.session?.(t);
+      return;
+    }
     let root = t;
     while (root.parent !== undefined) root = root.parent;
     if (!allEnded(root)) return;
@@ -106,36 +139,100 @@ function allEnded(t: Transaction): boolean {
   return t.ended && t.children.every(allEnded);
 }
 
-/** `varnishlog -g request` text for one group: header line, then records, children nested one level deeper. */
-export function formatVarnishlog(root: Transaction): string {
+/** What the formatters need of a transaction (a live Transaction, or one read back from NDJSON). */
+export interface TxView {
+  vxid: number;
+  type: string;
+  records: readonly TxRecord[];
+  children: readonly TxView[];
+  endSeq?: number;
+}
+
+/** `request`: one block per client request with its fetches nested (`varnishlog -g request`); `vxid`: one per transaction. */
+export type TxGrouping = 'request' | 'vxid';
+
+function txBlock(t: TxView, level: number): string {
+  const stars = level <= 3 ? '*'.repeat(level).padEnd(3) : `*${level}*`;
+  const dashes = level <= 3 ? '-'.repeat(level).padEnd(3) : `-${level}-`;
+  let out = `${stars} << ${t.type.padEnd(8)} >> ${String(t.vxid).padEnd(10)}\n`;
+  for (const r of t.records) out += `${dashes} ${r.tag.padEnd(14)} ${r.value}\n`;
+  return out;
+}
+
+/**
+ * varnishlog text for one group. `request`: header line, then records, children one level deeper, breadth-first as
+ * varnishlog prints them. `vxid`: every transaction of the group as its own level-1 block, in the order they ended.
+ */
+export function formatVarnishlog(root: TxView, grouping: TxGrouping = 'request'): string {
+  if (grouping === 'vxid') {
+    const all: TxView[] = [];
+    const collect = (t: TxView): void => {
+      all.push(t);
+      t.children.forEach(collect);
+    };
+    collect(root);
+    all.sort((a, b) => (a.endSeq ?? 0) - (b.endSeq ?? 0));
+    return all.map((t) => `${txBlock(t, 1)}\n`).join('');
+  }
   let out = '';
-  const walk = (t: Transaction, level: number): void => {
-    const stars = level <= 3 ? '*'.repeat(level).padEnd(3) : `*${level}*`;
-    const dashes = level <= 3 ? '-'.repeat(level).padEnd(3) : `-${level}-`;
-    out += `${stars} << ${t.type.padEnd(8)} >> ${String(t.vxid).padEnd(10)}\n`;
-    for (const r of t.records) out += `${dashes} ${r.tag.padEnd(14)} ${r.value}\n`;
-    for (const c of t.children) walk(c, level + 1);
-  };
-  walk(root, 1);
+  let level: TxView[] = [root];
+  for (let depth = 1; level.length > 0; depth++) {
+    const next: TxView[] = [];
+    for (const t of level) {
+      out += txBlock(t, depth);
+      next.push(...t.children);
+    }
+    level = next;
+  }
   return `${out}\n`;
 }
 
 /** One JSON object per group: {vxid, type, records: [[tag, value], ...], children: [...]}. */
-export function formatNdjson(root: Transaction): string {
-  const obj = (t: Transaction): unknown => ({
-    vxid: t.vxid,
-    type: t.type,
-    records: t.records.map((r) => [r.tag, r.value]),
-    children: t.children.map(obj),
-  });
-  return `${JSON.stringify(obj(root))}\n`;
+export function formatNdjson(root: TxView): string {
+  return `${JSON.stringify(toJson(root))}\n`;
+}
+
+function toJson(t: TxView): unknown {
+  return { vxid: t.vxid, type: t.type, records: t.records.map((r) => [r.tag, r.value]), children: t.children.map(toJson) };
+}
+
+/** The inverse of formatNdjson for one line; undefined when the line is not a group. */
+export function parseNdjsonGroup(line: string): TxView | undefined {
+  let o: unknown;
+  try {
+    o = JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+  const walk = (x: unknown, seq: { n: number }): TxView | undefined => {
+    const g = x as { vxid?: unknown; type?: unknown; records?: unknown; children?: unknown } | null;
+    if (typeof g !== 'object' || g === null || typeof g.vxid !== 'number' || !Array.isArray(g.records)) return undefined;
+    const children: TxView[] = [];
+    for (const c of Array.isArray(g.children) ? g.children : []) {
+      const v = walk(c, seq);
+      if (v !== undefined) children.push(v);
+    }
+    return {
+      vxid: g.vxid,
+      type: typeof g.type === 'string' ? g.type : 'Unknown',
+      records: (g.records as unknown[]).filter(Array.isArray).map((r) => ({ tag: String((r as unknown[])[0]), value: String((r as unknown[])[1] ?? '') })),
+      children,
+      // Children end before their parent (a request group is emitted when its last fetch ends).
+      endSeq: ++seq.n,
+    };
+  };
+  return walk(o, { n: 0 });
 }
 
 /** Keeps groups in memory (tests assert on records, not on text). */
 export class MemorySink implements TxSink {
   readonly groups: Transaction[] = [];
+  readonly sessions: Transaction[] = [];
   write(root: Transaction): void {
     this.groups.push(root);
+  }
+  session(t: Transaction): void {
+    this.sessions.push(t);
   }
 }
 
@@ -151,10 +248,16 @@ export class StreamSink implements TxSink {
   constructor(
     private readonly out: { write(s: string): unknown },
     private readonly format: 'text' | 'ndjson',
+    private readonly grouping: TxGrouping = 'request',
   ) {}
 
+  /** Sessions are printed only one transaction per block (`-g vxid`), as varnishlog -g request leaves them out. */
+  session(t: Transaction): void {
+    if (this.grouping === 'vxid') this.write(t);
+  }
+
   write(root: Transaction): void {
-    const s = this.format === 'text' ? formatVarnishlog(root) : formatNdjson(root);
+    const s = this.format === 'text' ? formatVarnishlog(root, this.grouping) : formatNdjson(root);
     this.pending.push(s);
     this.pendingBytes += s.length;
     if (this.pendingBytes >= 64 * 1024) this.flush();
