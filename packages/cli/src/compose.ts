@@ -1,11 +1,12 @@
 import { createWriteStream } from 'node:fs';
-import { createProxy, StreamSink, TxLog, type LogLine, type Proxy, type ProxyHooks, type Upstream } from '@sluice/core';
+import { createProxy, LiveSink, StreamSink, TxLog, type LogLine, type Proxy, type ProxyHooks, type TxSink, type Upstream } from '@sluice/core';
 import { createOriginClient, type OriginClient } from '@sluice/origin-client';
 import type { Config } from './config.js';
 
 /** The one place that builds core and origin-client together. */
 export interface Composed {
   proxy: Proxy;
+  live: LiveSink;
   origin: OriginClient;
   close(): Promise<void>;
 }
@@ -25,7 +26,11 @@ export function compose(config: Config, onLog?: (line: LogLine) => void): Compos
         },
       };
   const logOut = config.log === 'none' ? undefined : config.logFile === undefined ? process.stdout : createWriteStream(config.logFile, { flags: 'a' });
-  const txlog = logOut === undefined || config.log === 'none' ? undefined : new TxLog([new StreamSink(logOut, config.log)]);
+  // The live sink feeds `sluice log` through the admin API; it costs nothing while no one is tailing.
+  const live = new LiveSink();
+  const sinks: TxSink[] = [live];
+  if (logOut !== undefined && config.log !== 'none') sinks.push(new StreamSink(logOut, config.log, config.logGrouping));
+  const txlog = new TxLog(sinks);
   const proxy = createProxy({
     txlog,
     upstream,
@@ -43,6 +48,7 @@ export function compose(config: Config, onLog?: (line: LogLine) => void): Compos
   });
   return {
     proxy,
+    live,
     origin,
     close: async () => {
       await proxy.close();

@@ -25,6 +25,8 @@ export interface Config {
   /** Transaction log format and destination (undefined file: stdout). */
   log: 'none' | 'text' | 'ndjson';
   logFile: string | undefined;
+  /** request: a block per client request (varnishlog -g request); vxid: a block per transaction, sessions too. */
+  logGrouping: 'request' | 'vxid';
   storageBytes: number;
   defaultTtlSec: number | undefined;
   graceSec: number;
@@ -50,6 +52,7 @@ export interface ConfigFile {
   purgeAllow?: string[];
   log?: 'none' | 'text' | 'ndjson';
   logFile?: string;
+  logGrouping?: 'request' | 'vxid';
   storage?: string | number;
   defaultTtl?: string | number;
   grace?: string | number;
@@ -72,6 +75,7 @@ const FILE_KEYS = new Set([
   'purgeAllow',
   'log',
   'logFile',
+  'logGrouping',
   'storage',
   'defaultTtl',
   'grace',
@@ -94,6 +98,7 @@ export interface ProxyFlags {
   'purge-allow'?: string[] | undefined;
   log?: string | undefined;
   'log-file'?: string | undefined;
+  'log-grouping'?: string | undefined;
   config?: string | undefined;
   storage?: string | undefined;
   'default-ttl'?: string | undefined;
@@ -123,6 +128,11 @@ function duration(name: string, v: string | number | undefined): number | undefi
     throw new CliError('CLI_ERR_FLAG_INVALID', `${name}: "${String(v)}" is not a duration (examples: 90, 500ms, 10s, 2m, 1h)`);
   }
   return n;
+}
+
+function logGroupingOf(v: string): 'request' | 'vxid' {
+  if (v !== 'request' && v !== 'vxid') throw new CliError('CLI_ERR_FLAG_INVALID', `--log-grouping: "${v}" is not one of request, vxid`);
+  return v;
 }
 
 function logFormatOf(v: string): 'none' | 'text' | 'ndjson' {
@@ -223,6 +233,7 @@ export function toConfig(flags: ProxyFlags, file: ConfigFile = {}): Config {
     purgeAllow: [...(flags['purge-allow'] ?? file.purgeAllow ?? [])],
     log: logFormatOf(flags.log ?? file.log ?? 'none'),
     logFile: flags['log-file'] ?? file.logFile,
+    logGrouping: logGroupingOf(flags['log-grouping'] ?? file.logGrouping ?? 'request'),
     storageBytes,
     defaultTtlSec: duration('--default-ttl', flags['default-ttl'] ?? file.defaultTtl),
     graceSec: duration('--grace', flags.grace ?? file.grace) ?? 10,

@@ -19,7 +19,7 @@ export async function serve(
     if (config.adminListen !== undefined) {
       // Admin is off unless asked for; without a configured token one is generated and printed once.
       adminToken = config.adminToken ?? randomBytes(18).toString('base64url');
-      admin = createAdminServer(c.proxy, { token: adminToken });
+      admin = createAdminServer(c.proxy, { token: adminToken, live: c.live });
       const a = await admin.listen(config.adminListen.port, config.adminListen.host);
       adminUrl = `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
     }

@@ -3,6 +3,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { BanSyntaxError } from '../cache/ban.js';
 import type { Proxy } from './proxy.js';
+import type { LiveFilter, LiveSink, Transaction } from '../txlog/txlog.js';
+import { formatNdjson } from '../txlog/txlog.js';
 
 /**
  * The admin listener (varnishadm's job, over HTTP): off unless started, on its own address, every route but
@@ -15,6 +17,9 @@ import type { Proxy } from './proxy.js';
  *   POST /purge   {"tags":[...]} removes every object with one of the tags  -> {"purged": n}
  *   POST /ban     {"expr"}       adds a ban                                 -> 201 {"id","expr"}
  *   GET  /bans                   bans not yet applied to every object
+ *   GET  /log?grouping=request|vxid&url=REGEX&status=404|5xx
+ *                                the transaction log as it happens: one NDJSON group per line until the client
+ *                                leaves; a slow reader loses groups and is told how many ({"overflow": n})
  */
 export interface AdminServer {
   listen(port: number, host?: string): Promise<AddressInfo>;
@@ -67,7 +72,48 @@ export function prometheusText(proxy: Proxy): string {
   return `${lines.join('\n')}\n`;
 }
 
-export function createAdminServer(proxy: Proxy, opts: { token: string }): AdminServer {
+/** Parses /log's query into a filter; a string is the error. */
+export function parseLogQuery(q: URLSearchParams): LiveFilter | string {
+  const grouping = q.get('grouping') ?? 'request';
+  if (grouping !== 'request' && grouping !== 'vxid') return `grouping must be request or vxid, not "${grouping}"`;
+  const f: LiveFilter = { grouping };
+  const url = q.get('url');
+  if (url !== null) {
+    try {
+      f.url = new RegExp(url);
+    } catch {
+      return `url: "${url}" is not a regular expression`;
+    }
+  }
+  const status = q.get('status');
+  if (status !== null) {
+    if (/^[1-5]\d\d$/.test(status)) f.status = { code: Number(status) };
+    else if (/^[1-5]xx$/i.test(status)) f.status = { class: Number(status[0]) };
+    else return `status must be a code (404) or a class (5xx), not "${status}"`;
+  }
+  return f;
+}
+
+/** Streams matching groups as NDJSON until the client leaves. Beyond 1 MiB unsent, groups are dropped and counted. */
+function tail(live: LiveSink, filter: LiveFilter, req: http.IncomingMessage, res: http.ServerResponse): void {
+  res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+  res.flushHeaders();
+  let dropped = 0;
+  const unsubscribe = live.subscribe(filter, (t: Transaction) => {
+    if (res.writableLength > 1024 * 1024) {
+      dropped++;
+      return;
+    }
+    if (dropped > 0) {
+      res.write(`${JSON.stringify({ overflow: dropped })}\n`);
+      dropped = 0;
+    }
+    res.write(formatNdjson(t));
+  });
+  req.socket.on('close', unsubscribe);
+}
+
+export function createAdminServer(proxy: Proxy, opts: { token: string; live?: LiveSink | undefined }): AdminServer {
   if (opts.token.length < 8) throw new Error('the admin token must be at least 8 characters');
   const server = http.createServer((req, res) => {
     void (async () => {
@@ -80,6 +126,12 @@ export function createAdminServer(proxy: Proxy, opts: { token: string }): AdminS
           return send(res, 200, proxy.snapshot());
         case 'GET /metrics':
           return send(res, 200, prometheusText(proxy), 'text/plain; version=0.0.4');
+        case 'GET /log': {
+          if (opts.live === undefined) return send(res, 404, { error: 'this proxy has no live log' });
+          const filter = parseLogQuery(url.searchParams);
+          if (typeof filter === 'string') return send(res, 400, { error: filter });
+          return tail(opts.live, filter, req, res);
+        }
         case 'GET /bans':
           return send(res, 200, proxy.store.activeBans.map((b) => ({ id: b.id, expr: b.expr, created: new Date(b.createdMs).toISOString() })));
         case 'POST /purge': {

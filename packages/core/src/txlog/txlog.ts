@@ -276,3 +276,52 @@ export class StreamSink implements TxSink {
     this.out.write(chunk);
   }
 }
+
+/** What a live subscriber wants: a grouping and optional filters on the group's client request. */
+export interface LiveFilter {
+  grouping?: TxGrouping;
+  /** Matched against the first ReqURL of the group's request. */
+  url?: RegExp | undefined;
+  /** Matched against the last RespStatus: 404, or a class such as 5 (for 5xx). */
+  status?: { code: number } | { class: number } | undefined;
+}
+
+/**
+ * The log as a live feed (what `sluice log` tails through the admin API): subscribers get each matching group; while
+ * none is attached the sink is inactive, so a proxy logging nowhere else builds no records at all.
+ */
+export class LiveSink implements TxSink {
+  private readonly subs = new Map<(t: Transaction) => void, LiveFilter>();
+
+  get active(): boolean {
+    return this.subs.size > 0;
+  }
+
+  /** Returns the unsubscribe function. */
+  subscribe(filter: LiveFilter, fn: (t: Transaction) => void): () => void {
+    this.subs.set(fn, filter);
+    return () => this.subs.delete(fn);
+  }
+
+  write(root: Transaction): void {
+    for (const [fn, f] of this.subs) if (matches(root, f)) fn(root);
+  }
+
+  session(t: Transaction): void {
+    for (const [fn, f] of this.subs) if (f.grouping === 'vxid' && f.url === undefined && f.status === undefined) fn(t);
+  }
+}
+
+function matches(root: Transaction, f: LiveFilter): boolean {
+  if (f.url !== undefined) {
+    const url = root.records.find((r) => r.tag === 'ReqURL')?.value;
+    if (url === undefined || !f.url.test(url)) return false;
+  }
+  if (f.status !== undefined) {
+    let status: number | undefined;
+    for (const r of root.records) if (r.tag === 'RespStatus') status = Number(r.value);
+    if (status === undefined) return false;
+    if ('code' in f.status ? status !== f.status.code : Math.floor(status / 100) !== f.status.class) return false;
+  }
+  return true;
+}

@@ -1,0 +1,111 @@
+import { spawn } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import { startFixtureOrigin } from '@sluice/fixtures';
+import { toConfig } from './config.js';
+import { serve } from './serve.js';
+import { BIN, runCli } from './test-support/run-cli.js';
+
+const TOKEN = 's3cret-token';
+
+/** A proxy with its admin API, in this process (so the test can see when `sluice log` has attached). */
+async function running(onEnd: (fn: () => Promise<void>) => void) {
+  const origin = await startFixtureOrigin();
+  onEnd(() => origin.close());
+  const s = await serve(toConfig({ listen: '127.0.0.1:0', backend: [origin.url], 'admin-listen': '127.0.0.1:0', 'admin-token': TOKEN, quiet: true }), () => undefined);
+  onEnd(() => s.close());
+  return s;
+}
+
+/** Starts `sluice log ...`, waits until it is attached, runs `traffic`, and returns what it printed. */
+async function tail(s: Awaited<ReturnType<typeof running>>, args: string[], traffic: () => Promise<void>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const p = spawn(process.execPath, [BIN, 'log', '--admin', s.adminUrl as string, '--token', TOKEN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  p.stdout.on('data', (d) => (stdout += String(d)));
+  p.stderr.on('data', (d) => (stderr += String(d)));
+  const exited = new Promise<number | null>((resolve) => p.on('exit', resolve));
+  while (!s.live.active) {
+    if (p.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  await traffic();
+  const code = await exited;
+  return { code, stdout, stderr };
+}
+
+const get = async (base: string, path: string): Promise<void> => {
+  const r = await request(`${base}${path}`);
+  await r.body.text();
+};
+
+describe('sluice log', () => {
+  it('prints request groups in varnishlog layout while attached, then stops after --count', async ({ onTestFinished }) => {
+    const s = await running(onTestFinished);
+    expect(s.live.active).toBe(false);
+    const r = await tail(s, ['--count', '2'], async () => {
+      await get(s.url, '/static/10');
+      await get(s.url, '/static/10');
+    });
+    expect(r.code).toBe(0);
+    const blocks = r.stdout.split('\n\n').filter(Boolean);
+    expect(blocks).toHaveLength(2);
+    expect(blocks[0]).toMatch(/^\* {3}<< Request  >> \d+ +\n/);
+    expect(blocks[0]).toMatch(/\n\*\* {2}<< BeReq {4}>> \d+/);
+    expect(blocks[0]).toMatch(/\n- {3}ReqURL {9}\/static\/10\n/);
+    expect(blocks[1]).toMatch(/\n- {3}Hit {12}\d+ /);
+    expect(blocks[1]).toMatch(/\n- {3}ReqAcct {8}\d+ 0 \d+ \d+ 10 \d+\n/);
+    // Detached again: the proxy stops building records.
+    for (let i = 0; i < 100 && s.live.active; i++) await new Promise((res) => setTimeout(res, 10));
+    expect(s.live.active).toBe(false);
+  });
+
+  it('filters by URL and status class on the proxy side', async ({ onTestFinished }) => {
+    const s = await running(onTestFinished);
+    const r = await tail(s, ['--url', '^/nothing', '--status', '4xx', '--count', '1', '--ndjson'], async () => {
+      await get(s.url, '/static/5');
+      await get(s.url, '/nothing/here');
+    });
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    const g = JSON.parse(lines[0] as string) as { records: Array<[string, string]> };
+    expect(g.records.find(([t]) => t === 'ReqURL')?.[1]).toBe('/nothing/here');
+    expect(g.records.filter(([t]) => t === 'RespStatus').pop()?.[1]).toBe('404');
+  });
+
+  it('-g vxid prints one block per transaction, sessions included', async ({ onTestFinished }) => {
+    const s = await running(onTestFinished);
+    const r = await tail(s, ['-g', 'vxid', '--count', '2'], async () => {
+      const res = await request(`${s.url}/static/7`, { headers: { connection: 'close' } });
+      await res.body.text();
+    });
+    expect(r.code).toBe(0);
+    const heads = r.stdout.split('\n').filter((l) => l.startsWith('*'));
+    expect(heads.map((h) => h.replace(/>> \d+ +$/, '>>'))).toEqual(['*   << BeReq    >>', '*   << Request  >>', '*   << Session  >>']);
+    expect(r.stdout).toMatch(/\n- {3}SessClose {6}(REQ_CLOSE|REM_CLOSE|RESP_CLOSE) [\d.]+\n/);
+  });
+
+  it('the admin /log route wants the token and a valid query', async ({ onTestFinished }) => {
+    const s = await running(onTestFinished);
+    const auth = { authorization: `Bearer ${TOKEN}` };
+    expect((await request(`${s.adminUrl}/log`)).statusCode).toBe(401);
+    const bad = await request(`${s.adminUrl}/log?status=teapot`, { headers: auth });
+    expect(bad.statusCode).toBe(400);
+    expect(await bad.body.json()).toEqual({ error: 'status must be a code (404) or a class (5xx), not "teapot"' });
+    const grouping = await request(`${s.adminUrl}/log?grouping=session`, { headers: auth });
+    expect(grouping.statusCode).toBe(400);
+    await grouping.body.text();
+    expect(s.live.active).toBe(false);
+  });
+
+  it.each([
+    [['log', '--token', TOKEN, '--status', 'teapot'], /^sluice: --status: "teapot" is not a status/],
+    [['log', '--token', TOKEN, '--url', '('], /^sluice: --url: "\(" is not a regular expression/],
+    [['log', '--token', TOKEN, '--admin', 'http://127.0.0.1:9'], /^sluice: cannot reach the admin API at http:\/\/127\.0\.0\.1:9/],
+  ])('bad input %j: one line, exit 2', async (args, message) => {
+    const r = await runCli(args);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(message);
+  });
+});
