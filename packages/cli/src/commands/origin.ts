@@ -1,5 +1,5 @@
 import { Command, Flags } from '@oclif/core';
-import { startFastOrigin, startFixtureOrigin } from '@sluice/fixtures';
+import { startFastOrigin, startFixtureOrigin, startSampleOrigin } from '@sluice/fixtures';
 import { parseListen } from '../config.js';
 import { untilSignal } from '../serve.js';
 
@@ -7,11 +7,15 @@ export default class OriginCommand extends Command {
   static override summary = 'Run the fixture origin on its own (static, chunked, rate-limited and failing routes).';
   static override description = 'Routes: /static/<size>, /chunked?chunks=5&size=64&delay=200, /rate/<size>?bps=N, /fail?after=N&cl=1, /private, /no-store, /set-cookie, /vary?on=HEADER, /stats.';
 
-  static override examples = ['<%= config.bin %> origin --listen 127.0.0.1:8080', '<%= config.bin %> origin --fast --listen 127.0.0.1:8081'];
+  static override examples = ['<%= config.bin %> origin --listen 127.0.0.1:8080', '<%= config.bin %> origin --fast --listen 127.0.0.1:8081', '<%= config.bin %> origin --sample --listen 127.0.0.1:20100'];
 
   static override flags = {
     fast: Flags.boolean({
       summary: 'Serve only /static/<size> from pre-built responses on a bare socket (throughput baseline). e.g. --fast',
+    }),
+    sample: Flags.boolean({
+      summary: 'Serve the endpoints of the shared varnishlog sample (/news, /api/items/N, /api/popular, /feed, /broken, ...), to replay its traces. e.g. --sample',
+      exclusive: ['fast'],
     }),
     listen: Flags.string({ summary: 'Address to serve on. e.g. --listen 127.0.0.1:9000', default: '127.0.0.1:8080', helpValue: 'HOST:PORT' }),
   };
@@ -19,7 +23,7 @@ export default class OriginCommand extends Command {
   async run(): Promise<{ url: string }> {
     const { flags } = await this.parse(OriginCommand);
     const { host, port } = parseListen(flags.listen);
-    const origin = flags.fast ? await startFastOrigin({ host, port }) : await startFixtureOrigin({ host, port });
+    const origin = flags.fast ? await startFastOrigin({ host, port }) : flags.sample ? await startSampleOrigin({ host, port }) : await startFixtureOrigin({ host, port });
     this.log(`sluice origin: listening on ${origin.url}`);
     await untilSignal();
     await origin.close();

@@ -53,7 +53,7 @@ export default class ReplayCommand extends Command {
       concurrency: flags.concurrency,
       timeoutMs: (flags.timeout ?? 30) * 1000,
     });
-    this.log(formatReport(report));
+    if (!this.jsonEnabled()) this.log(formatReport(report));
     return report;
   }
 }

@@ -31,8 +31,9 @@ export class ReplayClient {
     private readonly timeoutMs = 30_000,
   ) {}
 
-  async send(req: ReplayRequest): Promise<Observed> {
-    const head = serialise(req);
+  /** Sends `req`; `wire` is its serialised form when the caller prepared it (see serialise). */
+  async send(req: ReplayRequest, wire?: Buffer): Promise<Observed> {
+    const head = wire ?? serialise(req);
     const reused = this.idle.pop();
     const r = await this.exchange(reused ?? this.connect(), head, req);
     if (reused !== undefined && r.retryable === true) return this.exchange(this.connect(), head, req);

@@ -1,4 +1,4 @@
-import { ReplayClient, type Observed } from './client.js';
+import { ReplayClient, serialise, type Observed } from './client.js';
 import type { Outcome, ReplayRequest, Skipped, Trace } from './trace.js';
 
 export interface ReplayOptions {
@@ -74,10 +74,12 @@ export async function replay(trace: Trace, name: string, opts: ReplayOptions): P
   const client = new ReplayClient(opts.target.hostname.replace(/^\[|\]$/g, ''), Number(opts.target.port || 80), opts.timeoutMs);
   const results: ReplayResult[] = new Array(trace.requests.length);
   const asap = opts.asap === true;
+  // Requests are serialised before the clock starts, so the rate measures sending, not preparing.
+  const wire = trace.requests.map(serialise);
   const t0 = performance.now();
   const one = async (i: number, lagMs?: number): Promise<void> => {
     const req = trace.requests[i] as ReplayRequest;
-    const observed = await client.send(req);
+    const observed = await client.send(req, wire[i]);
     const r: ReplayResult = {
       seq: req.seq,
       ref: req.ref,

@@ -943,7 +943,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
       let block = `${obj.headBlock}age: ${age}\r\ncache-status: ${cacheStatus}\r\n`;
       if (length !== undefined) block += `content-length: ${length}\r\n`;
       tx.res.writeHeadBlock(obj.status, block, length, tx.closeAfter);
-      if (tx.log !== undefined) this.logResp(tx.log, obj.status, blockHeaders(block));
+      if (tx.log !== undefined) this.logResp(tx.log, obj.status, block);
       return;
     }
     const headers = override?.headers ?? this.deliveryHeaders(obj);
@@ -958,11 +958,12 @@ export class Proxy<Ctx = Record<string, unknown>> {
   }
 
   /** The response as sent; `deliver` = false for synth responses (vcl_synth runs instead of vcl_deliver). */
-  private logResp(t: Transaction, status: number, headers: HeaderMap, deliver = true): void {
+  private logResp(t: Transaction, status: number, headers: HeaderMap | string, deliver = true): void {
     t.add('RespProtocol', 'HTTP/1.1');
     t.add('RespStatus', String(status));
     t.add('RespReason', http.STATUS_CODES[status] ?? '');
-    t.headers('RespHeader', headers);
+    if (typeof headers === 'string') t.headerBlock('RespHeader', headers);
+    else t.headers('RespHeader', headers);
     if (deliver) {
       t.add('VCL_call', 'DELIVER');
       t.add('VCL_return', 'deliver');
@@ -1067,15 +1068,6 @@ function makeConditional(bereq: UpstreamRequest, stale: CacheObject): boolean {
 }
 
 /** Header map back from a serialised `name: value\r\n` block (for the log only). */
-function blockHeaders(block: string): HeaderMap {
-  const out: HeaderMap = {};
-  for (const line of block.split('\r\n')) {
-    const i = line.indexOf(':');
-    if (i > 0) out[line.slice(0, i)] = line.slice(i + 2);
-  }
-  return out;
-}
-
 /** Invalidation tags of a response: Surrogate-Key (Fastly) or xkey (Varnish), space-separated. */
 function tagsOf(headers: HeaderMap): string[] {
   const raw = [getHeader(headers, 'surrogate-key'), getHeader(headers, 'xkey')].filter((v) => v !== undefined).join(' ');

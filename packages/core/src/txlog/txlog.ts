@@ -60,6 +60,15 @@ export class Transaction {
     }
   }
 
+  /** Header records from a serialised block (`name: value\r\n` lines), as the hit path holds them. */
+  headerBlock(tag: string, block: string): void {
+    let start = 0;
+    for (let i = block.indexOf('\r\n'); i >= 0; i = block.indexOf('\r\n', start)) {
+      if (i > start) this.add(tag, block.slice(start, i));
+      start = i + 2;
+    }
+  }
+
   end(): void {
     if (this.ended) return;
     this.add('End', '');
