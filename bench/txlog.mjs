@@ -1,6 +1,6 @@
 // Cost of the transaction log on cache hits (issue 5). Usage: node bench/txlog.mjs [--quick] [--out FILE]
-// The same 1 KiB hit through three Sluice processes in front of one fast origin: log off, text log, NDJSON log
-// (both to /dev/null, so the cost measured is building and formatting records, not disk). Interleaved rounds,
+// The same 1 KiB hit through four Sluice processes in front of one fast origin: log off, admin API on with no one
+// tailing, text log, NDJSON log (both to /dev/null, so the cost measured is building and formatting records, not disk). Interleaved rounds,
 // median requests/s, ratio to log-off.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -23,6 +23,8 @@ async function main() {
   const origin = await startSluice(['origin', '--fast', '--listen', '127.0.0.1:0']);
   const modes = [
     ['log-off', []],
+    // Admin API on, so `sluice log` could attach, but no one tailing: the live sink is idle and no records are built.
+    ['live-idle', ['--admin-listen', '127.0.0.1:0', '--admin-token', 'bench-token-1']],
     ['log-text', ['--log', 'text', '--log-file', '/dev/null']],
     ['log-ndjson', ['--log', 'ndjson', '--log-file', '/dev/null']],
   ];

@@ -821,7 +821,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
         } else if (!isPass) this.store.markUncacheable(obj, beresp.ttlSec, this.now());
       }
       if (be !== undefined) {
-        be.add('TTL', `RFC ${beresp.ttlSec} ${beresp.graceSec} ${beresp.keepSec} ${Math.floor(obj.responseTimeMs / 1000)} ${beresp.uncacheable ? 'uncacheable' : 'cacheable'}`);
+        be.add('TTL', `RFC ${beresp.ttlSec.toFixed(0)} ${beresp.graceSec} ${beresp.keepSec} ${Math.floor(obj.responseTimeMs / 1000)} ${beresp.uncacheable ? 'uncacheable' : 'cacheable'}`);
         be.add('VCL_call', 'BACKEND_RESPONSE');
         be.add('VCL_return', 'deliver');
         be.add('Storage', obj.stored === true ? 'malloc s0' : 'malloc Transient');

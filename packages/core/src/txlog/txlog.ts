@@ -7,11 +7,7 @@ import type { HeaderMap } from '../http/headers.js';
  * A request is handed to the sinks as one group (`varnishlog -g request`) once it and every fetch it started have
  * ended, so a background fetch's records join the request that started it.
  *
- * Record tags used (the same names and value layouts as varnishlog; shared/varnishlog/FORMAT.md describes them):
- *   Request: Begin, Timestamp, ReqStart, ReqMethod, ReqURL, ReqProtocol, ReqHeader, VCL_call, VCL_return, Hit,
- *            HitMiss, HitPass, Link, RespProtocol, RespStatus, RespReason, RespHeader, ReqAcct, End
- *   BeReq:   Begin, Timestamp, BereqMethod, BereqURL, BereqProtocol, BereqHeader, VCL_call, VCL_return,
- *            BerespProtocol, BerespStatus, BerespReason, BerespHeader, TTL, Storage, FetchError, Length, End
+ * The records, their values and where they differ from Varnish 7.1 are listed in docs/txlog.md.
  */
 export type TxType = 'Session' | 'Request' | 'BeReq';
 
@@ -47,7 +43,8 @@ export class Transaction {
 
   /** `Timestamp  Label: abs since-start since-last` (seconds). */
   timestamp(label: string): void {
-    const now = this.log.now();
+    // `Start` is the moment the transaction began, so its since-start is 0, as in Varnish.
+    const now = label === 'Start' ? this.startMs : this.log.now();
     this.add('Timestamp', `${label}: ${(now / 1000).toFixed(6)} ${((now - this.startMs) / 1000).toFixed(6)} ${((now - this.lastMs) / 1000).toFixed(6)}`);
     this.lastMs = now;
   }
@@ -91,7 +88,7 @@ export class TxLog {
 
   constructor(
     private readonly sinks: TxSink[],
-    now: () => number = Date.now,
+    now: () => number = () => performance.timeOrigin + performance.now(),
   ) {
     this.now = now;
   }

@@ -1,0 +1,30 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+// Every record tag the proxy writes is in docs/txlog.md's table, and the table names no tag the code never writes.
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
+const read = (p: string): string => readFileSync(path.join(root, p), 'utf8');
+
+describe('docs/txlog.md', () => {
+  const sources = ['packages/core/src/proxy/proxy.ts', 'packages/core/src/txlog/txlog.ts'].map(read).join('\n');
+  const written = new Set([
+    ...[...sources.matchAll(/\.add\('([A-Za-z_]+)'/g)].map((m) => m[1] as string),
+    ...[...sources.matchAll(/\.(?:headers|headerBlock)\('([A-Za-z_]+)'/g)].map((m) => m[1] as string),
+    'Timestamp',
+    'Begin',
+    'End',
+  ]);
+  const table = read('docs/txlog.md').split('## Records')[1]?.split('## ')[0] ?? '';
+  const documented = new Set([...table.matchAll(/^\| ([^|]+) \|/gm)].flatMap((m) => [...(m[1] as string).matchAll(/`([A-Za-z_]+)`/g)].map((x) => x[1] as string)));
+
+  it('documents every tag the proxy writes', () => {
+    expect(written.size).toBeGreaterThan(25);
+    expect([...written].filter((t) => !documented.has(t))).toEqual([]);
+  });
+
+  it('documents no tag the proxy does not write', () => {
+    expect([...documented].filter((t) => !written.has(t))).toEqual([]);
+  });
+});
