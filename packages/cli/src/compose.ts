@@ -43,6 +43,7 @@ export function compose(config: Config, onLog?: (line: LogLine) => void): Compos
     transitBytes: config.transitBytes,
     streamMinBytes: config.streamMinBytes,
     maxRanges: config.maxRanges,
+    slice: config.slice,
     purgeAllow: config.purgeAllow,
     ...(onLog === undefined ? {} : { onLog }),
   });

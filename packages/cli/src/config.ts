@@ -35,6 +35,8 @@ export interface Config {
   transitBytes: number;
   streamMinBytes: number;
   maxRanges: number;
+  /** The slicer: segment size and the URLs it applies to (undefined: off). */
+  slice: { sizeBytes: number; match: RegExp | undefined } | undefined;
   /** false: every response is fetched whole before delivery (doStream off), unless a hook turns it back on. */
   stream: boolean;
   quiet: boolean;
@@ -61,6 +63,8 @@ export interface ConfigFile {
   transitBuffer?: string | number;
   streamMinBytes?: string | number;
   maxRanges?: number;
+  sliceSize?: string | number;
+  sliceUrl?: string;
   stream?: boolean;
   hooks?: ProxyHooks;
 }
@@ -84,6 +88,8 @@ const FILE_KEYS = new Set([
   'transitBuffer',
   'streamMinBytes',
   'maxRanges',
+  'sliceSize',
+  'sliceUrl',
   'stream',
   'hooks',
 ]);
@@ -108,6 +114,8 @@ export interface ProxyFlags {
   'transit-buffer'?: string | undefined;
   'stream-min-bytes'?: string | undefined;
   'max-ranges'?: number | undefined;
+  'slice-size'?: string | undefined;
+  'slice-url'?: string | undefined;
   stream?: boolean | undefined;
   quiet?: boolean | undefined;
 }
@@ -167,6 +175,24 @@ const DIRECTORS: readonly DirectorType[] = ['round-robin', 'random', 'hash', 'sh
 
 /** Default adaptive-streaming threshold (see bench/results for the measurement it comes from). */
 export const DEFAULT_STREAM_MIN_BYTES = 0;
+
+function sliceOf(sizeRaw: string | number | undefined, url: string | undefined): Config['slice'] {
+  if (sizeRaw === undefined) {
+    if (url !== undefined) throw new CliError('CLI_ERR_FLAG_INVALID', '--slice-url needs --slice-size (e.g. --slice-size 1MB --slice-url "\\.mp4$")');
+    return undefined;
+  }
+  const sizeBytes = size('--slice-size', sizeRaw, 0);
+  if (sizeBytes < 1024) throw new CliError('CLI_ERR_FLAG_INVALID', `--slice-size: "${String(sizeRaw)}" is too small (at least 1k; e.g. --slice-size 1MB)`);
+  let match: RegExp | undefined;
+  if (url !== undefined) {
+    try {
+      match = new RegExp(url);
+    } catch {
+      throw new CliError('CLI_ERR_FLAG_INVALID', `--slice-url: "${url}" is not a regular expression`);
+    }
+  }
+  return { sizeBytes, match };
+}
 
 function positiveInt(name: string, v: number | undefined, dflt: number): number {
   if (v === undefined) return dflt;
@@ -242,6 +268,7 @@ export function toConfig(flags: ProxyFlags, file: ConfigFile = {}): Config {
     transitBytes: size('--transit-buffer', flags['transit-buffer'] ?? file.transitBuffer, 1024 * 1024),
     streamMinBytes: size('--stream-min-bytes', flags['stream-min-bytes'] ?? file.streamMinBytes, DEFAULT_STREAM_MIN_BYTES),
     maxRanges: positiveInt('--max-ranges', flags['max-ranges'] ?? file.maxRanges, 16),
+    slice: sliceOf(flags['slice-size'] ?? file.sliceSize, flags['slice-url'] ?? file.sliceUrl),
     stream: flags.stream ?? file.stream ?? true,
     quiet: flags.quiet ?? false,
     hooks: file.hooks ?? {},

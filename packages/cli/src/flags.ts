@@ -37,6 +37,14 @@ export const proxyFlags = {
     helpValue: 'N',
     min: 1,
   }),
+  'slice-size': Flags.string({
+    summary: 'Cache large objects as segments of SIZE, each fetched with an origin Range request (default off). e.g. --slice-size 1MB',
+    helpValue: 'SIZE',
+  }),
+  'slice-url': Flags.string({
+    summary: 'Slice only URLs matching this regular expression (default: all, with --slice-size). e.g. --slice-url "\\.(mp4|iso)$"',
+    helpValue: 'REGEX',
+  }),
   stream: Flags.boolean({
     summary: 'Stream bodies to clients while they arrive (doStream); --no-stream fetches whole bodies first. e.g. --no-stream',
     allowNo: true,

@@ -18,6 +18,9 @@ export interface Stats {
   fetch_failed: number;
   /** Background fetches started for objects in grace. */
   bgfetch: number;
+  /** Client requests answered by the slicer, and segment subrequests it made (each also a hit or a miss). */
+  slice_req: number;
+  slice_segments: number;
   /** Revalidations the origin answered 304. */
   fetch_304: number;
   /** Stale objects served because the origin failed (stale-if-error). */
@@ -54,6 +57,8 @@ export function createStats(): Stats {
     s_synth: 0,
     fetch_failed: 0,
     bgfetch: 0,
+    slice_req: 0,
+    slice_segments: 0,
     fetch_304: 0,
     stale_if_error: 0,
     backend_fail: 0,

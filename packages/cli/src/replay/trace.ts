@@ -97,6 +97,10 @@ function fromVsl(log: ParsedLog, format: Trace['format']): Trace {
       skipped.push({ ref, reason: `ESI subrequest of request ${tx.parentVxid ?? '?'}: the target makes it when it replays the parent` });
       continue;
     }
+    if (tx.reason === 'slice') {
+      skipped.push({ ref, reason: `slicer segment subrequest of request ${tx.parentVxid ?? '?'}: the target makes it when it replays the parent` });
+      continue;
+    }
     if (tx.reason === 'restart') continue; // part of its parent's chain, reported there
     if (tx.reason !== undefined && tx.reason !== 'rxreq') {
       skipped.push({ ref, reason: `request begun by "${tx.reason}", not by a client` });
@@ -225,6 +229,9 @@ export function classify(t: VslTx): { outcome: Outcome; detail?: string | undefi
         break;
     }
   }
+  // A sliced request (Sluice): a hit when every segment subrequest was one, else a miss.
+  const segments = t.children.filter((c) => c.type === 'Request' && c.reason === 'slice');
+  if (segments.length > 0) return { outcome: segments.every((c) => classify(c).outcome === 'hit') ? 'hit' : 'miss', detail: 'slice' };
   return { outcome: 'unknown' };
 }
 

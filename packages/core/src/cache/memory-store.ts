@@ -259,6 +259,13 @@ export class MemoryStore {
     return victims.length;
   }
 
+  /** Removes every object whose key starts with `prefix` (the slicer's meta and segment keys of one object). O(keys). */
+  purgePrefix(prefix: string): number {
+    let n = 0;
+    for (const k of [...this.index.keys()]) if (k.startsWith(prefix)) n += this.purgeKey(k);
+    return n;
+  }
+
   /** Removes every stored object carrying one of `tags` (Surrogate-Key / xkey); returns how many. */
   purgeTags(tags: readonly string[]): number {
     const victims = new Set<CacheObject>();

@@ -24,6 +24,14 @@ export interface DownstreamRequest {
   headers: HeaderMap;
   httpVersion: string;
   remoteAddress: string;
+  /** Set on the slicer's segment subrequests: which segment of the object this request fetches. */
+  segment?: Segment | undefined;
+}
+
+/** One segment of a sliced object: bytes [index * size, (index + 1) * size). */
+export interface Segment {
+  index: number;
+  size: number;
 }
 
 /** What vcl_recv can return: look the request up, pass it, pipe it, or answer it here. */
@@ -64,6 +72,8 @@ export interface BackendResponse {
   readonly isPass: boolean;
   /** The freshness lifetime's source, for logs. */
   readonly ttlSource: string;
+  /** Set when this is a slicer segment fetch (its 206 is stored as the segment). */
+  readonly segment: Segment | undefined;
 }
 
 /** The response about to be written to one client (vcl_deliver). */
@@ -88,6 +98,11 @@ export interface ProxyHooks<Ctx = Record<string, unknown>> {
   upstreamResponseFilter?(beresp: BackendResponse, ctx: Ctx): 'deliver' | undefined | Promise<'deliver' | undefined>;
   /** vcl_deliver: edit the response for this one client. */
   responseFilter?(resp: DeliveryResponse, req: DownstreamRequest, ctx: Ctx): void;
+  /**
+   * Slice this GET/HEAD's object into segments of this many bytes, each fetched with an origin Range request and cached
+   * on its own (0: do not slice). Undefined falls back to the proxy's `slice` setting.
+   */
+  sliceSize?(req: DownstreamRequest, ctx: Ctx): number | undefined;
 }
 
 const LOOKUP_METHODS = new Set(['GET', 'HEAD']);
@@ -126,7 +141,8 @@ export function builtinBackendResponse(
   }
   const rfc = notStorableReason(
     bereq.method,
-    beresp.status,
+    // A segment's 206 is a whole stored object for the slicer.
+    beresp.segment !== undefined && beresp.status === 206 ? 200 : beresp.status,
     beresp.headers,
     cacheControlOf(bereq.headers),
     bereq.headers['authorization'] !== undefined,

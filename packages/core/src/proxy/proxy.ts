@@ -12,6 +12,7 @@ import { varyFields, varySignature } from '../http/vary.js';
 import { hasValidator, mergeNotModified, notModifiedHeaders, revalidationHeaders } from '../http/conditional.js';
 import { contentRange } from '../http/range.js';
 import { BodyCursor, planDelivery, type DeliveryPlan } from './delivery-plan.js';
+import { metaHeaders, metaKeyOf, parseContentRange, SegmentMismatchError, segmentKeyOf, segmentMismatch, segmentRangeHeader, segmentsFor } from './slicer.js';
 import { cacheControlOf, deltaSeconds } from '../http/cache-control.js';
 import { errorMessage, ProxyError } from '../errors.js';
 import { Http1Server, type ConnectionContext, type Http1Request } from '../http1/server.js';
@@ -43,12 +44,13 @@ import {
  *                  -> (hit-for-pass) -> pass
  *        -> pass | pipe -> pass -> deliver
  *        -> synth
+ *        -> slice (large objects: segment subrequests, each recv -> lookup -> miss, stitched; see slicer.ts)
  *
  * The fetch (origin -> CacheObject) is a separate task from delivery (CacheObject -> client), as Varnish's backend
  * and client threads are: a client leaving never stops a fetch that fills the cache, and a slow client never slows
  * the fetch.
  */
-export type Step = 'recv' | 'lookup' | 'miss' | 'pass' | 'deliver' | 'synth' | 'done';
+export type Step = 'recv' | 'lookup' | 'miss' | 'pass' | 'deliver' | 'synth' | 'slice' | 'done';
 
 /** Settings of one proxy instance. Durations are seconds, sizes bytes. */
 export interface ProxyOptions<Ctx> {
@@ -79,6 +81,11 @@ export interface ProxyOptions<Ctx> {
   banLurkBatch?: number | undefined;
   /** Most ranges honoured in one request; more and the Range is ignored (default 16). */
   maxRanges?: number | undefined;
+  /**
+   * The slicer: GET/HEAD requests whose URL matches `match` (default: all) are served from segments of `sizeBytes`
+   * fetched with origin Range requests. The sliceSize hook decides per request instead. Off by default.
+   */
+  slice?: { sizeBytes: number; match?: RegExp | undefined } | undefined;
   /** Clock in epoch ms (tests may inject one). */
   now?: (() => number) | undefined;
   /** Name used in Via and Cache-Status (default "sluice"). */
@@ -133,6 +140,9 @@ export class Proxy<Ctx = Record<string, unknown>> {
   private readonly name: string;
   private readonly via: string;
   private readonly freshness: FreshnessOptions;
+  private readonly slicing: ProxyOptions<Ctx>['slice'];
+  /** Set once anything was sliced: purges then also look for segment keys. */
+  private sliced = false;
   private readonly graceSec: number;
   private readonly keepSec: number;
   private readonly hitForMissSec: number;
@@ -158,6 +168,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
     this.hitForMissSec = opts.hitForMissSec ?? 120;
     this.transitBytes = opts.transitBytes ?? 1024 * 1024;
     this.maxRanges = opts.maxRanges ?? 16;
+    this.slicing = opts.slice;
     this.streamMinBytes = opts.streamMinBytes ?? 0;
     this.purgeAllow = new Set(opts.purgeAllow ?? []);
     this.txlog = opts.txlog;
@@ -173,6 +184,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
       pass: (tx) => this.pass(tx),
       deliver: (tx) => this.deliver(tx),
       synth: (tx) => this.synthStep(tx),
+      slice: (tx) => this.slice(tx),
     };
     this.server = new Http1Server((req, res) => void this.handle(req, res), {
       onBadRequest: (status, reason) => {
@@ -386,7 +398,8 @@ export class Proxy<Ctx = Record<string, unknown>> {
 
   /** The cache key of a request: the cacheKey hook's, else builtin (Host + URL). Also the key directors hash. */
   private keyOf(req: DownstreamRequest, ctx: Ctx): string {
-    return this.hooks.cacheKey?.(req, ctx) ?? builtinCacheKey(req);
+    const key = this.hooks.cacheKey?.(req, ctx) ?? builtinCacheKey(req);
+    return req.segment === undefined ? key : segmentKeyOf(key, req.segment.size, req.segment.index);
   }
 
   /** HTTP PURGE from an allowed address: removes every variant of the request's cache key. */
@@ -405,7 +418,8 @@ export class Proxy<Ctx = Record<string, unknown>> {
   /** Removes every variant stored for `url` on `host` (the key the cacheKey hook gives that request). */
   purge(url: string, host: string): number {
     const req: DownstreamRequest = { method: 'GET', url, headers: { host }, httpVersion: '1.1', remoteAddress: '' };
-    return this.store.purgeKey(this.keyOf(req, this.hooks.newCtx?.() ?? ({} as Ctx)));
+    const key = this.keyOf(req, this.hooks.newCtx?.() ?? ({} as Ctx));
+    return this.store.purgeKey(key) + (this.sliced ? this.store.purgePrefix(`${key}\0slice`) : 0);
   }
 
   /** Adds a ban (see cache/ban.ts for the syntax); throws BanSyntaxError for a bad expression. */
@@ -419,7 +433,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
       tx.log.add('VCL_call', 'RECV');
       tx.log.add('VCL_return', action === 'lookup' ? 'hash' : typeof action === 'string' ? action : 'synth');
     }
-    if (action === 'lookup') return 'lookup';
+    if (action === 'lookup') return this.sliceSizeOf(tx) === undefined ? 'lookup' : 'slice';
     if (action === 'pass') {
       tx.log?.add('VCL_call', 'PASS');
       tx.log?.add('VCL_return', 'fetch');
@@ -690,6 +704,276 @@ export class Proxy<Ctx = Record<string, unknown>> {
     );
   }
 
+  // --- the slicer --------------------------------------------------------------------------------------------
+
+  /** Segment size for this request when its object is to be sliced, else undefined. */
+  private sliceSizeOf(tx: Tx<Ctx>): number | undefined {
+    const req = tx.req;
+    if (req.segment !== undefined || (req.method !== 'GET' && req.method !== 'HEAD')) return undefined;
+    const fromHook = this.hooks.sliceSize?.(req, tx.ctx);
+    if (fromHook !== undefined) return fromHook > 0 ? fromHook : undefined;
+    const s = this.slicing;
+    if (s === undefined || (s.match !== undefined && !s.match.test(req.url))) return undefined;
+    return s.sizeBytes;
+  }
+
+  /**
+   * A sliced request: the meta object gives the representation's headers and length (made from segment 0 when it is
+   * not cached), then the segments the request needs are fetched as subrequests, one after another, and stitched.
+   * A segment that does not fit (the object changed at the origin) drops the meta object: before the response head
+   * the request starts over once, after it the client is cut off. An origin that ignores Range answers segment 0
+   * with the whole object, which is then delivered as it is.
+   */
+  private async slice(tx: Tx<Ctx>, restarted = false): Promise<Step> {
+    const size = this.sliceSizeOf(tx) as number;
+    this.sliced = true;
+    this.stats.slice_req++;
+    tx.key = this.keyOf(tx.req, tx.ctx);
+    const subs: Array<Tx<Ctx>> = [];
+    const segments = new Map<number, Tx<Ctx>>();
+    const segment = async (i: number): Promise<Tx<Ctx>> => {
+      let sub = segments.get(i);
+      if (sub === undefined) {
+        sub = await this.segmentRequest(tx, i, size);
+        subs.push(sub);
+        segments.set(i, sub);
+      }
+      const obj = sub.obj as CacheObject;
+      if (obj.state === 'busy') await obj.waitState('stream', tx.signal);
+      return sub;
+    };
+    try {
+      const metaKey = metaKeyOf(tx.key, size);
+      let meta = this.cachedMeta(metaKey, tx);
+      if (meta === undefined) {
+        const first = await segment(0);
+        const obj = first.obj as CacheObject;
+        const total = obj.status === 206 ? parseContentRange(getHeader(obj.headers, 'content-range'))?.total : undefined;
+        if (total === undefined || obj.state === 'failed') {
+          // Not sliceable (failed, an error status, Range ignored, or unknown length): that response is the answer.
+          tx.obj = obj;
+          tx.status = { ...first.status };
+          return obj.state === 'failed' && obj.status === 0 ? this.fetchFailedSynth(tx, obj) : 'deliver';
+        }
+        meta = this.storeMeta(metaKey, obj, total, tx);
+      }
+      const total = Number(getHeader(meta.headers, 'content-length'));
+      const plan = planDelivery(
+        tx.req.method,
+        tx.req.headers,
+        { status: 200, headers: meta.headers, length: total, complete: true, expectedLength: total },
+        { maxRanges: this.maxRanges, boundary: () => `sluice-${randomUUID()}` },
+      );
+      let ranges: Array<{ head?: Buffer; start: number; end: number }> = total > 0 ? [{ start: 0, end: total - 1 }] : [];
+      let tail: Buffer | undefined;
+      let head: { status: number; headers: HeaderMap; length: string | undefined } = { status: 200, headers: this.deliveryHeaders(meta), length: String(total) };
+      switch (plan.kind) {
+        case 'not-modified':
+          head = { status: 304, headers: { ...notModifiedHeaders(meta.headers), via: this.via }, length: undefined };
+          ranges = [];
+          break;
+        case 'unsatisfiable':
+          head.status = 416;
+          head.headers['content-range'] = `bytes */${total}`;
+          head.length = '0';
+          ranges = [];
+          break;
+        case 'range':
+          head.status = 206;
+          head.headers['content-range'] = contentRange(plan.range, total);
+          head.length = String(plan.range.end - plan.range.start + 1);
+          ranges = [plan.range];
+          break;
+        case 'multipart':
+          head.status = 206;
+          head.headers['content-type'] = `multipart/byteranges; boundary=${plan.plan.boundary}`;
+          head.length = String(plan.plan.length);
+          ranges = plan.plan.parts.map((p) => ({ head: p.head, start: p.range.start, end: p.range.end }));
+          tail = plan.plan.tail;
+          break;
+        default:
+          break;
+      }
+      if (tx.req.method === 'HEAD') ranges = [];
+      // The first segment needed is in hand (and checked) before the head goes out, so a changed object can still
+      // be started over and a failed fetch still gets a 503.
+      const needed = segmentsFor(ranges, size);
+      if (needed.length > 0) {
+        const sub = await segment(needed[0] as number);
+        const obj = sub.obj as CacheObject;
+        if (obj.state === 'failed' && obj.status === 0) return this.fetchFailedSynth(tx, obj);
+        const why = segmentMismatch(obj.status, obj.headers, needed[0] as number, size, total, meta.headers);
+        if (why !== undefined) return this.sliceMismatch(tx, obj, why, restarted);
+        tx.status = sub.status.hit === true ? { hit: true, detail: 'slice' } : { fwd: sub.status.fwd ?? 'miss', detail: 'slice' };
+      } else {
+        tx.status = { hit: true, detail: 'slice' };
+      }
+      this.writeHead(tx, meta, head);
+      const res = tx.res;
+      if (ranges.length === 0) {
+        res.end();
+        return 'done';
+      }
+      res.flushHeaders();
+      let sent = 0;
+      try {
+        for (const r of ranges) {
+          if (r.head !== undefined) {
+            sent += r.head.length;
+            if (!res.write(r.head)) await res.drained(tx.signal);
+          }
+          for (const i of segmentsFor([r], size)) {
+            const sub = await segment(i);
+            const obj = sub.obj as CacheObject;
+            if (obj.state === 'failed' && obj.status === 0) throw new Error(`segment ${i}: fetch failed`);
+            const why = segmentMismatch(obj.status, obj.headers, i, size, total, meta.headers);
+            if (why !== undefined) throw new SegmentMismatchError(why);
+            const from = Math.max(r.start, i * size) - i * size;
+            const to = Math.min(r.end, (i + 1) * size - 1) - i * size;
+            const reader = obj.openReader();
+            const cursor = new BodyCursor(obj.read(reader, tx.signal));
+            try {
+              for await (const chunk of cursor.range(from, to)) {
+                sent += chunk.length;
+                this.stats.s_resp_bodybytes += chunk.length;
+                if (!res.write(chunk)) await res.drained(tx.signal);
+              }
+            } finally {
+              await cursor.close();
+              obj.closeReader(reader);
+            }
+            if (obj.state === 'failed') throw new Error(`segment ${i}: body failed`);
+          }
+        }
+        if (tail !== undefined) {
+          sent += tail.length;
+          res.write(tail);
+        }
+      } catch (e: unknown) {
+        // Mid-body: the client must be able to tell the body is incomplete; a changed object loses its meta.
+        if (!tx.signal.aborted) this.log({ level: 'warn', event: 'slice-cut', message: errorMessage(e), url: tx.req.url });
+        if (e instanceof SegmentMismatchError) this.store.purgePrefix(`${tx.key}\0slice`);
+        res.destroy();
+        return 'done';
+      }
+      if (res.announcedLength !== undefined && res.announcedLength !== sent) {
+        this.log({ level: 'error', event: 'length-mismatch', message: `sent ${sent} of ${String(res.announcedLength)} bytes`, url: tx.req.url });
+        res.destroy();
+        return 'done';
+      }
+      res.end();
+      return 'done';
+    } finally {
+      for (const sub of subs) {
+        sub.log?.timestamp('Resp');
+        sub.log?.end();
+      }
+    }
+  }
+
+  /** A complete, fresh meta object for `metaKey`, or undefined. */
+  private cachedMeta(metaKey: string, tx: Tx<Ctx>): CacheObject | undefined {
+    const r = this.store.lookup(metaKey, tx.req.headers, this.now());
+    if (r.kind === 'hit' && r.obj.state === 'finished') return r.obj;
+    if (r.kind === 'miss' || r.kind === 'hit-for-miss') this.store.releaseBusy(r.obj);
+    else if (r.kind === 'grace' && r.fetch !== undefined) this.store.releaseBusy(r.fetch);
+    return undefined;
+  }
+
+  /** The meta object made from segment 0: the whole representation's headers, its length, segment 0's lifetime. */
+  private storeMeta(metaKey: string, seg: CacheObject, total: number, tx: Tx<Ctx>): CacheObject {
+    const r = this.store.lookup(metaKey, tx.req.headers, this.now());
+    const mine = r.kind === 'miss';
+    const meta = mine ? r.obj : new CacheObject(metaKey);
+    if (!mine && r.kind === 'grace' && r.fetch !== undefined) this.store.releaseBusy(r.fetch);
+    meta.status = 200;
+    meta.headers = metaHeaders(seg.headers, total);
+    meta.bodyless = true;
+    meta.expectedLength = 0;
+    meta.requestTimeMs = seg.requestTimeMs;
+    meta.responseTimeMs = seg.responseTimeMs;
+    meta.initialAgeSec = seg.initialAgeSec;
+    meta.ttlSec = seg.ttlSec;
+    meta.graceSec = seg.graceSec;
+    meta.keepSec = seg.keepSec;
+    meta.reqUrl = seg.reqUrl;
+    meta.reqHost = seg.reqHost;
+    meta.tags = seg.tags;
+    meta.fetchVxid = seg.fetchVxid;
+    meta.varyFields = seg.varyFields;
+    meta.varySig = seg.varySig;
+    if (mine) {
+      if (seg.stored === true) this.store.insert(meta);
+      else this.store.releaseBusy(meta);
+    }
+    meta.setState('stream');
+    meta.finish();
+    return meta;
+  }
+
+  private sliceMismatch(tx: Tx<Ctx>, seg: CacheObject, why: string, restarted: boolean): Step | Promise<Step> {
+    this.log({ level: 'warn', event: 'slice-mismatch', message: why, url: tx.req.url });
+    // The object changed at the origin: its meta object and every segment are dropped, then it is sliced anew.
+    this.store.purgePrefix(`${tx.key}\0slice`);
+    this.store.remove(seg);
+    if (!restarted) return this.slice(tx, true);
+    tx.synth = { status: 503, body: 'Segments of this object do not match\n' };
+    return 'synth';
+  }
+
+  /**
+   * A segment subrequest: its own request (the client's headers without Range or conditionals, `segment` set) through
+   * recv and lookup, and miss or pass when it is not cached, counted and logged as a request of its own. Resolves
+   * once it has an object to read (delivery is the parent's).
+   */
+  private async segmentRequest(parent: Tx<Ctx>, index: number, size: number): Promise<Tx<Ctx>> {
+    const headers: HeaderMap = { ...parent.req.headers };
+    for (const h of MISS_STRIP) delete headers[h];
+    headers['range'] = segmentRangeHeader(index, size);
+    const tx: Tx<Ctx> = {
+      get signal() {
+        return parent.signal;
+      },
+      req: { method: 'GET', url: parent.req.url, headers, httpVersion: parent.req.httpVersion, remoteAddress: parent.req.remoteAddress, segment: { index, size } },
+      body: null,
+      bodyBytes: () => 0,
+      pin: parent.pin,
+      res: parent.res,
+      ctx: this.hooks.newCtx?.() ?? ({} as Ctx),
+      key: '',
+      obj: undefined,
+      status: {},
+      synth: undefined,
+      closeAfter: false,
+      coalesced: false,
+      stale: undefined,
+      log: undefined,
+    };
+    this.stats.slice_segments++;
+    if (parent.log !== undefined && this.txlog !== undefined) {
+      const t = this.txlog.beginSubrequest(parent.log, 'slice');
+      tx.log = t;
+      t.timestamp('Start');
+      t.add('ReqMethod', 'GET');
+      t.add('ReqURL', tx.req.url);
+      t.add('ReqProtocol', `HTTP/${tx.req.httpVersion}`);
+      t.headers('ReqHeader', headers);
+    }
+    let step: Step = 'recv';
+    while (step !== 'deliver' && step !== 'done') {
+      if (step === 'synth' || step === 'slice') {
+        // Policy answered a segment itself: there is nothing to stitch.
+        const obj = new CacheObject(tx.key);
+        obj.fail(new ProxyError('CORE_ERR_UPSTREAM_UNAVAILABLE', `segment ${index} was answered by policy (synth ${tx.synth?.status ?? '?'})`, { source: 'internal', status: 503 }));
+        tx.obj = obj;
+        return tx;
+      }
+      const next = this.steps[step](tx);
+      step = typeof next === 'string' ? next : await next;
+    }
+    return tx;
+  }
+
   private synthStep(tx: Tx<Ctx>): Step {
     this.writeSynth(tx, tx.synth ?? { status: 500 });
     return 'done';
@@ -778,6 +1062,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
         was304,
         isPass,
         ttlSource: life.source,
+        segment: tx.req.segment,
       };
       const verdict = await this.hooks.upstreamResponseFilter?.(beresp, tx.ctx);
       if (verdict !== 'deliver') builtinBackendResponse(beresp, bereq, this.hitForMissSec);
@@ -892,6 +1177,8 @@ export class Proxy<Ctx = Record<string, unknown>> {
   private missRequest(tx: Tx<Ctx>, forwardConditionals: boolean): UpstreamRequest {
     const headers = stripHopByHop(tx.req.headers);
     if (!forwardConditionals) for (const h of MISS_STRIP) delete headers[h];
+    // A segment fetch asks the origin for its bytes only.
+    if (tx.req.segment !== undefined) headers['range'] = segmentRangeHeader(tx.req.segment.index, tx.req.segment.size);
     this.addForwarding(headers, tx.req);
     // A HEAD miss fetches GET so the object can be stored and serve later GETs (Varnish does the same).
     return { method: 'GET', path: tx.req.url, headers, body: null, key: tx.key, pin: tx.pin };

@@ -120,6 +120,14 @@ export class TxLog {
     return t;
   }
 
+  /** A request made by `parent` itself (reason: slice), printed one level below it in its group. */
+  beginSubrequest(parent: Transaction, reason: string): Transaction {
+    const t = new Transaction(this, this.nextVxid++, 'Request', parent, `req ${parent.vxid} ${reason}`);
+    parent.children.push(t);
+    parent.add('Link', `req ${t.vxid} ${reason}`);
+    return t;
+  }
+
   /** A backend fetch started by `parent` (reason: fetch, bgfetch, pass). */
   beginBereq(parent: Transaction, reason: string): Transaction {
     const t = new Transaction(this, this.nextVxid++, 'BeReq', parent, `bereq ${parent.vxid} ${reason}`);

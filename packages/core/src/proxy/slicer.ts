@@ -1,0 +1,84 @@
+import { getHeader, type HeaderMap } from '../http/headers.js';
+
+/**
+ * The slicer's arithmetic, after nginx's slice module and Varnish's segmented caching: a large object is cached as
+ * segments of `size` bytes, each fetched with an origin Range request and stored under its own key, plus a meta
+ * object holding the whole representation's headers and length. A client request is answered by stitching the
+ * segments it needs; each segment is a subrequest through the policy hooks, counted as its own hit or miss.
+ */
+
+/** Cache-key suffixes: the meta object and each segment live beside the object's own key. */
+export function metaKeyOf(key: string, size: number): string {
+  return `${key}\0slice-meta:${size}`;
+}
+
+export function segmentKeyOf(key: string, size: number, index: number): string {
+  return `${key}\0slice:${size}:${index}`;
+}
+
+/** The part of a key before any slicer suffix. */
+export function baseKeyOf(key: string): string {
+  const i = key.indexOf('\0slice');
+  return i < 0 ? key : key.slice(0, i);
+}
+
+/** The Range header value that fetches segment `index`. */
+export function segmentRangeHeader(index: number, size: number): string {
+  const start = index * size;
+  return `bytes=${start}-${start + size - 1}`;
+}
+
+/** `Content-Range: bytes a-b/total` → its parts; undefined when absent, malformed or of the unsatisfied form (star for the range). */
+export function parseContentRange(v: string | undefined): { start: number; end: number; total: number | undefined } | undefined {
+  if (v === undefined) return undefined;
+  const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(v.trim());
+  if (m === null) return undefined;
+  const start = Number(m[1]);
+  const end = Number(m[2]);
+  if (end < start) return undefined;
+  return { start, end, total: m[3] === '*' ? undefined : Number(m[3]) };
+}
+
+/** The whole representation's headers, from a segment's: no Content-Range, the full Content-Length. */
+export function metaHeaders(segment: HeaderMap, total: number): HeaderMap {
+  const h: HeaderMap = {};
+  for (const k in segment) {
+    const v = segment[k];
+    if (v !== undefined && k !== 'content-range' && k !== 'content-length') h[k] = v;
+  }
+  h['content-length'] = String(total);
+  return h;
+}
+
+/** Segment indexes covering byte ranges (inclusive ends), ascending, each once. */
+export function segmentsFor(ranges: ReadonlyArray<{ start: number; end: number }>, size: number): number[] {
+  const out: number[] = [];
+  for (const r of ranges) {
+    for (let i = Math.floor(r.start / size); i <= Math.floor(r.end / size); i++) if (out[out.length - 1] !== i && !out.includes(i)) out.push(i);
+  }
+  return out.sort((a, b) => a - b);
+}
+
+/**
+ * Why a segment cannot be stitched into the representation the meta object describes (undefined: it can): not a
+ * 206, a different place or total length, or a different validator (the object changed at the origin).
+ */
+export function segmentMismatch(status: number, headers: HeaderMap, index: number, size: number, total: number, meta: HeaderMap): string | undefined {
+  if (status !== 206) return `segment ${index}: status ${status}, not 206`;
+  const cr = parseContentRange(getHeader(headers, 'content-range'));
+  const start = index * size;
+  const end = Math.min(total - 1, start + size - 1);
+  if (cr === undefined || cr.start !== start || cr.end !== end || cr.total !== total) {
+    return `segment ${index}: Content-Range ${getHeader(headers, 'content-range') ?? 'missing'}, expected bytes ${start}-${end}/${total}`;
+  }
+  const want = getHeader(meta, 'etag');
+  const got = getHeader(headers, 'etag');
+  if (want !== undefined && got !== undefined && want !== got) return `segment ${index}: ETag ${got}, expected ${want} (the object changed)`;
+  const lmWant = getHeader(meta, 'last-modified');
+  const lmGot = getHeader(headers, 'last-modified');
+  if (want === undefined && lmWant !== undefined && lmGot !== undefined && lmWant !== lmGot) return `segment ${index}: Last-Modified ${lmGot}, expected ${lmWant}`;
+  return undefined;
+}
+
+/** Thrown mid-body when a segment does not fit the representation the meta object describes. */
+export class SegmentMismatchError extends Error {}
