@@ -60,8 +60,21 @@ describe('toConfig', () => {
     [{ backend: ['http://x'] }, { colour: 'red' }, /unknown setting "colour"/],
     [{ backend: ['http://x'], director: 'closest' }, {}, /--director: "closest" is not one of/],
     [{ backend: ['http://x'], 'connect-allow': ['example.com'] }, {}, /--connect-allow: "example.com" is not host:port/],
+    [{ backend: ['http://x'], 'slice-size': '12' }, {}, /--slice-size: "12" is too small/],
+    [{ backend: ['http://x'], 'slice-size': 'big' }, {}, /--slice-size: "big" is not a size/],
+    [{ backend: ['http://x'], 'slice-url': '\\.mp4$' }, {}, /--slice-url needs --slice-size/],
+    [{ backend: ['http://x'], 'slice-size': '1MB', 'slice-url': '(' }, {}, /--slice-url: "\(" is not a regular expression/],
+    [{ backend: ['http://x'], 'log-grouping': 'session' }, {}, /--log-grouping: "session" is not one of request, vxid/],
   ])('rejects bad input with one line naming it (%o %o)', (flags, file, msg) => {
     expect(() => toConfig(flags, file as never)).toThrow(msg);
+  });
+
+  it('slicing: --slice-size and --slice-url, or sliceSize and sliceUrl in the config file', () => {
+    expect(toConfig({ backend: ['http://x'] }).slice).toBeUndefined();
+    expect(toConfig({ backend: ['http://x'], 'slice-size': '1MB' }).slice).toEqual({ sizeBytes: 1024 * 1024, match: undefined });
+    const c = toConfig({ backend: ['http://x'] }, { sliceSize: '512k', sliceUrl: '\\.iso$' });
+    expect(c.slice?.sizeBytes).toBe(512 * 1024);
+    expect(c.slice?.match?.test('/x.iso')).toBe(true);
   });
 
   it('parses listen forms', () => {

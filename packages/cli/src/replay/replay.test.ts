@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { startSampleOrigin, type SampleOrigin } from '@sluice/fixtures';
+import { startFixtureOrigin, startSampleOrigin, type SampleOrigin } from '@sluice/fixtures';
 import { compose, type Composed } from '../compose.js';
 import { toConfig, type ProxyFlags } from '../config.js';
 import { runCli } from '../test-support/run-cli.js';
@@ -134,6 +134,37 @@ describe('recording: our own log is a valid replay input', () => {
     expect(rep.summary).toMatchObject({ replayed: 12, statusMismatches: 0, outcomeMismatches: 0, outcomesCompared: 12, errors: 0 });
     expect(origin.requests.find((r) => r.method === 'POST')?.bodyBytes).toBe(25);
     expect(origin.requests.find((r) => r.url.startsWith('/api/search'))?.url).toBe('/api/search?q=t%C3%A4st&x=1');
+  });
+});
+
+describe('replaying a log of sliced requests', () => {
+  async function slicedStack(onEnd: Closer, flags: ProxyFlags = {}): Promise<URL> {
+    const origin = await startFixtureOrigin();
+    onEnd(() => origin.close());
+    const px = compose(toConfig({ backend: [origin.url], quiet: true, 'slice-size': '64k', 'slice-url': '^/big/', ...flags }));
+    onEnd(() => px.close());
+    const { port } = await px.proxy.listen(0, '127.0.0.1');
+    return new URL(`http://127.0.0.1:${port}`);
+  }
+
+  it('the client request replays; its segment subrequests are listed as made by the target', async ({ onTestFinished }) => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'sluice-rec-'));
+    onTestFinished(async () => rmSync(dir, { recursive: true, force: true }));
+    const file = path.join(dir, 'sliced.log');
+    const rec = await slicedStack(onTestFinished, { log: 'text', 'log-file': file });
+    // 200 KiB in 64 KiB segments: bytes 150000-150099 are in segment 2; segment 0 makes the meta object.
+    const r = await request(new URL('/big/200k', rec), { headers: { range: 'bytes=150000-150099' } });
+    await r.body.arrayBuffer();
+    expect(r.statusCode).toBe(206);
+    for (let i = 0; i < 200 && !/<< Request/.test(readFileSync(file, 'utf8')); i++) await new Promise((res) => setTimeout(res, 10));
+    const trace = readTrace(file);
+    expect(trace.requests).toHaveLength(1);
+    expect(trace.requests[0]?.recorded).toMatchObject({ status: 206, outcome: 'miss', detail: 'slice' });
+    expect(trace.skipped.map((k) => k.reason)).toEqual([expect.stringMatching(/^slicer segment subrequest of request \d+/), expect.stringMatching(/^slicer segment subrequest/)]);
+    const target = await slicedStack(onTestFinished);
+    const rep = await replay(trace, 'sliced', { target, asap: true });
+    expect(rep.requests[0]?.observed).toMatchObject({ status: 206, outcome: 'miss', detail: 'slice', bodyBytes: 100 });
+    expect(rep.summary).toMatchObject({ statusMismatches: 0, outcomeMismatches: 0 });
   });
 });
 
