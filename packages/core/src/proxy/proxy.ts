@@ -125,6 +125,37 @@ interface Tx<Ctx> {
   log: Transaction | undefined;
 }
 
+/** A transaction's starting state: nothing looked up, no body, not logged. */
+function newTx<Ctx>(res: Http1Response, signalOf: () => AbortSignal, req: DownstreamRequest, ctx: Ctx, pin: PinSlot): Tx<Ctx> {
+  return {
+    get signal() {
+      return signalOf();
+    },
+    req,
+    body: null,
+    bodyBytes: () => 0,
+    pin,
+    res,
+    ctx,
+    key: '',
+    obj: undefined,
+    status: {},
+    synth: undefined,
+    closeAfter: false,
+    coalesced: false,
+    stale: undefined,
+    log: undefined,
+  };
+}
+
+/** The request line and headers as received (varnishlog's ReqMethod, ReqURL, ReqProtocol, ReqHeader). */
+function logRequest(t: Transaction, req: DownstreamRequest): void {
+  t.add('ReqMethod', req.method);
+  t.add('ReqURL', req.url);
+  t.add('ReqProtocol', `HTTP/${req.httpVersion}`);
+  t.headers('ReqHeader', req.headers);
+}
+
 const NO_BODY_STATUS = (s: number): boolean => s === 204 || s === 304 || (s >= 100 && s < 200);
 
 /** Request headers that only make sense between the client and the cache: a miss fetches the whole object. */
@@ -232,31 +263,10 @@ export class Proxy<Ctx = Record<string, unknown>> {
 
   private async handle(raw: Http1Request, res: Http1Response): Promise<void> {
     this.stats.client_req++;
-    const tx: Tx<Ctx> = {
-      get signal() {
-        return res.signal;
-      },
-      req: {
-        method: raw.method,
-        url: raw.url,
-        headers: raw.headers,
-        httpVersion: raw.httpVersion,
-        remoteAddress: raw.remoteAddress,
-      },
-      body: raw.body,
-      bodyBytes: raw.bodyBytes,
-      pin: pinSlotOf(raw.connection),
-      res,
-      ctx: this.hooks.newCtx?.() ?? ({} as Ctx),
-      key: '',
-      obj: undefined,
-      status: {},
-      synth: undefined,
-      closeAfter: false,
-      coalesced: false,
-      stale: undefined,
-      log: undefined,
-    };
+    const req: DownstreamRequest = { method: raw.method, url: raw.url, headers: raw.headers, httpVersion: raw.httpVersion, remoteAddress: raw.remoteAddress };
+    const tx = newTx<Ctx>(res, () => res.signal, req, this.hooks.newCtx?.() ?? ({} as Ctx), pinSlotOf(raw.connection));
+    tx.body = raw.body;
+    tx.bodyBytes = raw.bodyBytes;
     if (this.txlog !== undefined && this.txlog.enabled) {
       const c = raw.connection;
       const t = this.txlog.beginRequest((c.values.get(SESSION_KEY) as Transaction | undefined) ?? 0);
@@ -264,10 +274,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
       t.timestamp('Start');
       t.timestamp('Req');
       t.add('ReqStart', `${raw.remoteAddress} ${c.remotePort} a0`);
-      t.add('ReqMethod', raw.method);
-      t.add('ReqURL', raw.url);
-      t.add('ReqProtocol', `HTTP/${raw.httpVersion}`);
-      t.headers('ReqHeader', raw.headers);
+      logRequest(t, req);
       // As Varnish logs it: the X-Forwarded-For the proxy sends on, as the last header before policy runs.
       const xff = getHeader(raw.headers, 'x-forwarded-for');
       if (xff !== undefined) t.add('ReqUnset', `x-forwarded-for: ${xff}`);
@@ -930,34 +937,14 @@ export class Proxy<Ctx = Record<string, unknown>> {
     const headers: HeaderMap = { ...parent.req.headers };
     for (const h of MISS_STRIP) delete headers[h];
     headers['range'] = segmentRangeHeader(index, size);
-    const tx: Tx<Ctx> = {
-      get signal() {
-        return parent.signal;
-      },
-      req: { method: 'GET', url: parent.req.url, headers, httpVersion: parent.req.httpVersion, remoteAddress: parent.req.remoteAddress, segment: { index, size } },
-      body: null,
-      bodyBytes: () => 0,
-      pin: parent.pin,
-      res: parent.res,
-      ctx: this.hooks.newCtx?.() ?? ({} as Ctx),
-      key: '',
-      obj: undefined,
-      status: {},
-      synth: undefined,
-      closeAfter: false,
-      coalesced: false,
-      stale: undefined,
-      log: undefined,
-    };
+    const req: DownstreamRequest = { method: 'GET', url: parent.req.url, headers, httpVersion: parent.req.httpVersion, remoteAddress: parent.req.remoteAddress, segment: { index, size } };
+    const tx = newTx<Ctx>(parent.res, () => parent.signal, req, this.hooks.newCtx?.() ?? ({} as Ctx), parent.pin);
     this.stats.slice_segments++;
     if (parent.log !== undefined && this.txlog !== undefined) {
       const t = this.txlog.beginSubrequest(parent.log, 'slice');
       tx.log = t;
       t.timestamp('Start');
-      t.add('ReqMethod', 'GET');
-      t.add('ReqURL', tx.req.url);
-      t.add('ReqProtocol', `HTTP/${tx.req.httpVersion}`);
-      t.headers('ReqHeader', headers);
+      logRequest(t, req);
     }
     let step: Step = 'recv';
     while (step !== 'deliver' && step !== 'done') {
