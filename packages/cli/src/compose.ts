@@ -29,7 +29,8 @@ export function compose(config: Config, onLog?: (line: LogLine) => void): Compos
   // The live sink feeds `sluice log` through the admin API; it costs nothing while no one is tailing.
   const live = new LiveSink();
   const sinks: TxSink[] = [live];
-  if (logOut !== undefined && config.log !== 'none') sinks.push(new StreamSink(logOut, config.log, config.logGrouping));
+  const fileSink = logOut !== undefined && config.log !== 'none' ? new StreamSink(logOut, config.log, config.logGrouping) : undefined;
+  if (fileSink !== undefined) sinks.push(fileSink);
   const txlog = new TxLog(sinks);
   const proxy = createProxy({
     txlog,
@@ -54,6 +55,8 @@ export function compose(config: Config, onLog?: (line: LogLine) => void): Compos
     close: async () => {
       await proxy.close();
       await origin.destroy();
+      // Groups still buffered in the log sink are written before the process goes.
+      fileSink?.flush();
     },
   };
 }

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { Agent, request } from 'undici';
 import { deferred, startScriptedOrigin } from '@sluice/fixtures';
 import { startProxy, until, useCleanup } from '../test-support/harness.js';
-import { formatNdjson, formatVarnishlog, MemorySink, parseNdjsonGroup, TxLog, type Transaction, type TxSink } from './txlog.js';
+import { formatNdjson, formatVarnishlog, MemorySink, parseNdjsonGroup, seconds6, TxLog, type Transaction, type TxSink } from './txlog.js';
 import { rawExchange } from '../test-support/harness.js';
 
 const track = useCleanup();
@@ -203,5 +203,14 @@ describe('varnishlog text layout', () => {
     expect(parsed.vxid).toBe(g.vxid);
     expect(parsed.records).toEqual(g.records.map((r) => [r.tag, r.value]));
     expect(parsed.children[0]?.vxid).toBe(g.children[0]?.vxid);
+  });
+});
+
+describe('seconds6', () => {
+  it('formats as toFixed(6) does', () => {
+    // (Exact half microseconds may round the other way: binary fractions make toFixed's choice arbitrary there.)
+    for (const ms of [0, 0.0004, 0.0006, 1, 999.9996, 1234.5678, 1795305441683.321, -1165.718, 0.02]) {
+      expect(seconds6(ms)).toBe((ms / 1000).toFixed(6));
+    }
   });
 });

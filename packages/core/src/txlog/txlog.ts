@@ -16,6 +16,16 @@ export interface TxRecord {
   value: string;
 }
 
+/** Milliseconds as seconds with 6 decimals (what toFixed(6) gives, in about half the time: it runs 15 times a request). */
+export function seconds6(ms: number): string {
+  const us = Math.round(ms * 1000);
+  const neg = us < 0;
+  const a = neg ? -us : us;
+  const sec = Math.floor(a / 1e6);
+  const frac = a - sec * 1e6;
+  return `${neg ? '-' : ''}${sec}.${frac < 100_000 ? String(frac).padStart(6, '0') : frac}`;
+}
+
 export class Transaction {
   readonly records: TxRecord[] = [];
   readonly children: Transaction[] = [];
@@ -45,7 +55,7 @@ export class Transaction {
   timestamp(label: string): void {
     // `Start` is the moment the transaction began, so its since-start is 0, as in Varnish.
     const now = label === 'Start' ? this.startMs : this.log.now();
-    this.add('Timestamp', `${label}: ${(now / 1000).toFixed(6)} ${((now - this.startMs) / 1000).toFixed(6)} ${((now - this.lastMs) / 1000).toFixed(6)}`);
+    this.add('Timestamp', `${label}: ${seconds6(now)} ${seconds6(now - this.startMs)} ${seconds6(now - this.lastMs)}`);
     this.lastMs = now;
   }
 
@@ -165,11 +175,22 @@ export interface TxView {
 /** `request`: one block per client request with its fetches nested (`varnishlog -g request`); `vxid`: one per transaction. */
 export type TxGrouping = 'request' | 'vxid';
 
+/** Per nesting level, each tag's line prefix (`--  BerespStatus   `): built once, not per record. */
+const prefixes: Array<Map<string, string>> = [];
+
 function txBlock(t: TxView, level: number): string {
   const stars = level <= 3 ? '*'.repeat(level).padEnd(3) : `*${level}*`;
-  const dashes = level <= 3 ? '-'.repeat(level).padEnd(3) : `-${level}-`;
+  let cache = prefixes[level];
+  if (cache === undefined) prefixes[level] = cache = new Map();
   let out = `${stars} << ${t.type.padEnd(8)} >> ${String(t.vxid).padEnd(10)}\n`;
-  for (const r of t.records) out += `${dashes} ${r.tag.padEnd(14)} ${r.value}\n`;
+  for (const r of t.records) {
+    let prefix = cache.get(r.tag);
+    if (prefix === undefined) {
+      const dashes = level <= 3 ? '-'.repeat(level).padEnd(3) : `-${level}-`;
+      cache.set(r.tag, (prefix = `${dashes} ${r.tag.padEnd(14)} `));
+    }
+    out += `${prefix}${r.value}\n`;
+  }
   return out;
 }
 
@@ -251,8 +272,8 @@ export class MemorySink implements TxSink {
 }
 
 /**
- * Writes groups as text or NDJSON to a writable (stdout, a file). Groups are buffered and written once per turn of
- * the event loop (or at 64 KiB), so a busy proxy makes one write for many requests instead of one each.
+ * Writes groups as text or NDJSON to a writable (stdout, a file). Groups are buffered and written every 20 ms (or at
+ * 64 KiB), so a busy proxy makes one write for many requests instead of one each; `flush` writes what is pending.
  */
 export class StreamSink implements TxSink {
   private pending: string[] = [];
@@ -277,7 +298,7 @@ export class StreamSink implements TxSink {
     if (this.pendingBytes >= 64 * 1024) this.flush();
     else if (!this.scheduled) {
       this.scheduled = true;
-      setImmediate(() => this.flush());
+      setTimeout(() => this.flush(), 20).unref();
     }
   }
 
