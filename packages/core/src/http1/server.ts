@@ -36,6 +36,16 @@ export interface Http1Request {
   bodyBytes(): number;
 }
 
+/** What is known of a request the parser refused. */
+export interface BadRequestInfo {
+  connection: ConnectionContext;
+  /** The start of what was received (at most 256 bytes). */
+  received: Buffer;
+  /** Bytes of the 4xx/5xx response written back. */
+  responseBytes: number;
+  reasonPhrase: string;
+}
+
 /** Per-connection state handed to every request of that connection. */
 export interface ConnectionContext {
   readonly id: number;
@@ -72,7 +82,7 @@ export interface Http1ServerOptions {
   headersTimeoutMs?: number;
   maxHeadBytes?: number;
   /** Told about every malformed request (for counters and logs). */
-  onBadRequest?: (status: number, reason: string) => void;
+  onBadRequest?: (status: number, reason: string, info: BadRequestInfo) => void;
   /** Handles CONNECT; without one CONNECT is answered 405. */
   onConnect?: Http1ConnectHandler | undefined;
   /** Told about every accepted connection before its first byte is read (session logging). */
@@ -274,13 +284,13 @@ class Connection implements ResponseOwner {
 
   private reject(status: number, reason: string): void {
     this.closeReason(status === 431 || status === 414 ? 'RX_OVERFLOW' : status === 408 ? 'RX_TIMEOUT' : 'RX_JUNK');
-    this.server.onBadRequest(status, reason);
     this.state = 'closed';
     const text = `${status} ${reason}\n`;
     const reasonPhrase = status === 405 ? 'Method Not Allowed' : status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : status === 414 ? 'URI Too Long' : status === 501 ? 'Not Implemented' : status === 505 ? 'HTTP Version Not Supported' : 'Bad Request';
-    this.socket.end(
-      `HTTP/1.1 ${status} ${reasonPhrase}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${text.length}\r\n\r\n${text}`,
-    );
+    const response = `HTTP/1.1 ${status} ${reasonPhrase}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${text.length}\r\n\r\n${text}`;
+    const received = this.pending === undefined ? Buffer.alloc(0) : this.pending.subarray(0, 256);
+    this.server.onBadRequest(status, reason, { connection: this.context, received, responseBytes: response.length, reasonPhrase });
+    this.socket.end(response);
   }
 
   private onClose(): void {
@@ -304,7 +314,7 @@ export class Http1Server {
   readonly keepAliveTimeoutMs: number;
   readonly headersTimeoutMs: number;
   readonly maxHeadBytes: number;
-  readonly onBadRequest: (status: number, reason: string) => void;
+  readonly onBadRequest: (status: number, reason: string, info: BadRequestInfo) => void;
   readonly onConnectHandler: Http1ConnectHandler | undefined;
   readonly connections = new Set<Connection>();
   closing = false;

@@ -15,7 +15,7 @@ import { BodyCursor, planDelivery, type DeliveryPlan } from './delivery-plan.js'
 import { metaHeaders, metaKeyOf, parseContentRange, SegmentMismatchError, segmentKeyOf, segmentMismatch, segmentRangeHeader, segmentsFor } from './slicer.js';
 import { cacheControlOf, deltaSeconds } from '../http/cache-control.js';
 import { errorMessage, ProxyError } from '../errors.js';
-import { Http1Server, type ConnectionContext, type Http1Request } from '../http1/server.js';
+import { Http1Server, type BadRequestInfo, type ConnectionContext, type Http1Request } from '../http1/server.js';
 import { serializeHeaders, type Http1Response } from '../http1/response.js';
 import { createStats, type Stats } from '../stats.js';
 import type { Transaction, TxLog } from '../txlog/txlog.js';
@@ -218,13 +218,37 @@ export class Proxy<Ctx = Record<string, unknown>> {
       slice: (tx) => this.slice(tx),
     };
     this.server = new Http1Server((req, res) => void this.handle(req, res), {
-      onBadRequest: (status, reason) => {
+      onBadRequest: (status, reason, info) => {
         this.stats.client_req_400++;
         this.log({ level: 'warn', event: 'bad-request', message: `${status} ${reason}` });
+        this.logGarbage(status, reason, info);
       },
       onConnect: this.upstream.tunnel === undefined ? undefined : (req, socket, head) => void this.connect(req.target, socket, head),
       onConnection: (c) => this.sessionOpened(c),
     });
+  }
+
+  /**
+   * A request the HTTP parser refused is a transaction too, as in Varnish: what arrived as `HttpGarbage` (quoted,
+   * bytes outside printable ASCII as %XX, cut at 254), the refusal as `RespStatus`.
+   */
+  private logGarbage(status: number, reason: string, info: BadRequestInfo): void {
+    if (this.txlog === undefined || !this.txlog.enabled) return;
+    const c = info.connection;
+    const t = this.txlog.beginRequest((c.values.get(SESSION_KEY) as Transaction | undefined) ?? 0);
+    t.timestamp('Start');
+    t.add('ReqStart', `${c.remoteAddress} ${c.remotePort} a0`);
+    let garbage = '"';
+    for (const b of info.received) garbage += b >= 0x20 && b < 0x7f && b !== 0x22 && b !== 0x25 ? String.fromCharCode(b) : `%${b.toString(16).padStart(2, '0')}`;
+    t.add('HttpGarbage', `${garbage.slice(0, 253)}"`);
+    t.add('BogoHeader', reason);
+    t.add('RespProtocol', 'HTTP/1.1');
+    t.add('RespStatus', String(status));
+    t.add('RespReason', info.reasonPhrase);
+    const body = `${status} ${reason}\n`.length;
+    t.add('ReqAcct', `${info.received.length} 0 ${info.received.length} ${info.responseBytes - body} ${body} ${info.responseBytes}`);
+    t.timestamp('Resp');
+    t.end();
   }
 
   /** A Session transaction per client connection while the log is wanted; its requests link to it. */

@@ -159,6 +159,20 @@ describe('sessions and byte accounting', () => {
     expect(back === undefined ? '' : formatVarnishlog(back)).toBe(formatVarnishlog(g));
   });
 
+  it('a request the parser refuses is logged with HttpGarbage, escaped as varnishlog prints unsafe tags', async () => {
+    const sink = new MemorySink();
+    const origin = track(await startScriptedOrigin((_req, res) => void res.end('x')));
+    const px = track(await startProxy(origin.url, { txlog: new TxLog([sink]) }));
+    const raw = await rawExchange(px.port, 'GET /a\u0001b HTTP/1.1\r\nHost: t\r\n\r\n');
+    await until(() => sink.groups.length === 1 && sink.sessions.length === 1);
+    const g = sink.groups[0] as Transaction;
+    expect(value(g, 'HttpGarbage')).toBe('"GET /a%01b HTTP/1.1%0d%0aHost: t%0d%0a%0d%0a"');
+    expect(value(g, 'RespStatus')).toBe('400');
+    expect(tags(g)).not.toContain('VCL_call');
+    expect(Number(value(g, 'ReqAcct')?.split(' ')[5])).toBe(raw.length);
+    expect(value(sink.sessions[0] as Transaction, 'SessClose')).toMatch(/^RX_JUNK /);
+  });
+
   it('with no sink wanting records, no transaction is built', async () => {
     const idle: TxSink & { n: number } = { active: false, n: 0, write() { this.n++; } };
     const log = new TxLog([idle]);
