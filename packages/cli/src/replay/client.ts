@@ -24,6 +24,11 @@ export interface Observed {
 export class ReplayClient {
   private readonly idle: net.Socket[] = [];
   private readonly all = new Set<net.Socket>();
+  /** The connection of each recorded session, so requests that shared a connection share one again. */
+  private readonly sessions = new Map<string, net.Socket>();
+  private readonly busy = new Set<net.Socket>();
+  /** Connections opened so far. */
+  connections = 0;
 
   constructor(
     private readonly host: string,
@@ -34,9 +39,20 @@ export class ReplayClient {
   /** Sends `req`; `wire` is its serialised form when the caller prepared it (see serialise). */
   async send(req: ReplayRequest, wire?: Buffer): Promise<Observed> {
     const head = wire ?? serialise(req);
-    const reused = this.idle.pop();
-    const r = await this.exchange(reused ?? this.connect(), head, req);
-    if (reused !== undefined && r.retryable === true) return this.exchange(this.connect(), head, req);
+    const session = req.session;
+    let reused: net.Socket | undefined;
+    if (session !== undefined) {
+      const s = this.sessions.get(session);
+      if (s !== undefined && !s.destroyed && !this.busy.has(s)) reused = s;
+    } else {
+      reused = this.idle.pop();
+    }
+    let sock = reused ?? this.connect(session);
+    let r = await this.exchange(sock, head, req);
+    if (reused !== undefined && r.retryable === true) {
+      sock = this.connect(session);
+      r = await this.exchange(sock, head, req);
+    }
     return r;
   }
 
@@ -46,11 +62,16 @@ export class ReplayClient {
     this.idle.length = 0;
   }
 
-  private connect(): net.Socket {
+  private connect(session: string | undefined): net.Socket {
     const s = net.connect({ host: this.host, port: this.port, noDelay: true });
+    this.connections++;
     this.all.add(s);
+    // The session's connection, unless it already has one that is busy (concurrent replay): then this one is spare.
+    const own = session !== undefined && (this.sessions.get(session)?.destroyed ?? true);
+    if (own) this.sessions.set(session, s);
     s.on('close', () => {
       this.all.delete(s);
+      if (own && this.sessions.get(session) === s) this.sessions.delete(session);
       const i = this.idle.indexOf(s);
       if (i >= 0) this.idle.splice(i, 1);
     });
@@ -71,8 +92,11 @@ export class ReplayClient {
         sock.off('data', onData);
         sock.off('close', onClose);
         sock.off('error', onError);
-        if (keep && !sock.destroyed) this.idle.push(sock);
-        else sock.destroy();
+        this.busy.delete(sock);
+        const owned = req.session !== undefined && this.sessions.get(req.session) === sock;
+        if (keep && !sock.destroyed) {
+          if (!owned) this.idle.push(sock);
+        } else sock.destroy();
         resolve(o);
       };
       const observed = (error?: string): Observed => ({
@@ -106,6 +130,7 @@ export class ReplayClient {
         if (ttfb === undefined) finish({ ...observed(`connection failed: ${e.message}`), retryable: (e as NodeJS.ErrnoException).code !== 'ECONNREFUSED' }, false);
       };
       const timer = setTimeout(() => finish(observed(`no complete response within ${this.timeoutMs} ms`), false), this.timeoutMs);
+      this.busy.add(sock);
       sock.on('data', onData);
       sock.on('close', onClose);
       sock.on('error', onError);

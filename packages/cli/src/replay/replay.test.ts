@@ -57,6 +57,8 @@ describe.concurrent('replaying every trace in shared/varnishlog against a runnin
     if (file === 'ncsa.log') {
       expect(s.outcomesCompared).toBe(0);
     } else {
+      // One connection per recorded client connection (the README's 11 sessions), requests kept on theirs.
+      expect(s.connections).toBe(11);
       // Sent one after another, every recorded outcome is reproduced (the recorded waiting-list hits are plain hits).
       expect(s.outcomesCompared).toBe(38);
       expect(s.outcomeMismatches).toBe(0);
@@ -75,6 +77,7 @@ describe.concurrent('replaying every trace in shared/varnishlog against a runnin
     const { origin, target } = await sampleStack(onTestFinished);
     const rep = await replay(readTrace(path.join(SAMPLE_DIR, 'request.log')), 'request.log', { target, speed: 1 });
     expect(rep.summary.mode).toBe('timed');
+    expect(rep.summary.connections).toBe(11);
     expect(seqs(rep.requests, (r) => r.match.status === false)).toEqual([14]);
     expect(rep.summary.outcomeMismatches).toBe(0);
     // Five concurrent cold requests for /api/popular: one origin fetch, four coalesced hits.

@@ -52,6 +52,8 @@ export interface ReplaySummary {
   outcomesCompared: number;
   durationMs: number;
   requestsPerSec: number;
+  /** Connections opened to the target (one per recorded session when the log names sessions). */
+  connections: number;
   ttfbMs: Percentiles | undefined;
   recordedTtfbMs: Percentiles | undefined;
   maxLagMs?: number | undefined;
@@ -122,10 +124,10 @@ export async function replay(trace: Trace, name: string, opts: ReplayOptions): P
     client.close();
   }
   const durationMs = performance.now() - t0;
-  return { summary: summarise(trace, name, opts, results, durationMs), requests: results, skipped: trace.skipped };
+  return { summary: summarise(trace, name, opts, results, durationMs, client.connections), requests: results, skipped: trace.skipped };
 }
 
-function summarise(trace: Trace, name: string, opts: ReplayOptions, results: ReplayResult[], durationMs: number): ReplaySummary {
+function summarise(trace: Trace, name: string, opts: ReplayOptions, results: ReplayResult[], durationMs: number, connections: number): ReplaySummary {
   const count = (pick: (r: ReplayResult) => Outcome): Partial<Record<Outcome, number>> => {
     const c: Partial<Record<Outcome, number>> = {};
     for (const r of results) c[pick(r)] = (c[pick(r)] ?? 0) + 1;
@@ -148,6 +150,7 @@ function summarise(trace: Trace, name: string, opts: ReplayOptions, results: Rep
     outcomesCompared: results.filter((r) => r.match.outcome !== null).length,
     durationMs: round(durationMs),
     requestsPerSec: round(results.length / (durationMs / 1000)),
+    connections,
     ttfbMs: percentiles(results.map((r) => r.observed.ttfbMs)),
     recordedTtfbMs: percentiles(results.map((r) => r.recorded.ttfbMs)),
     maxLagMs: lags.length === 0 ? undefined : round(Math.max(...lags)),
@@ -187,7 +190,7 @@ export function formatReport(rep: ReplayReport): string {
   const outcomes = (c: Partial<Record<Outcome, number>>): string => Object.entries(c).map(([k, v]) => `${k} ${v}`).join(', ');
   out.push('');
   out.push(`${s.trace} (${s.format}) against ${s.target}, ${s.mode === 'asap' ? `as fast as possible, concurrency ${s.concurrency}` : `timed, speed ${s.speed}`}`);
-  out.push(`  replayed ${s.replayed}, skipped ${s.skipped}, errors ${s.errors} in ${(s.durationMs / 1000).toFixed(2)} s (${s.requestsPerSec.toFixed(1)} req/s)`);
+  out.push(`  replayed ${s.replayed}, skipped ${s.skipped}, errors ${s.errors} in ${(s.durationMs / 1000).toFixed(2)} s (${s.requestsPerSec.toFixed(1)} req/s) over ${s.connections} connections`);
   out.push(`  status mismatches ${s.statusMismatches}; outcome mismatches ${s.outcomeMismatches} of ${s.outcomesCompared} compared`);
   out.push(`  recorded outcomes: ${outcomes(s.recordedOutcomes)}`);
   out.push(`  observed outcomes: ${outcomes(s.observedOutcomes)}`);

@@ -32,6 +32,8 @@ export interface ReplayRequest {
   headers: Array<[string, string]>;
   /** Size of the request body to make up (logs keep the size, never the bytes). */
   bodyBytes: number;
+  /** The recorded client connection (session vxid), when the log names it: replay reuses one connection per session. */
+  session?: string | undefined;
   recorded: {
     status: number | undefined;
     outcome: Outcome;
@@ -179,6 +181,7 @@ function rebuild(tx: VslTx, ref: string): ReplayRequest | string {
     protocol: first(tx, 'ReqProtocol') ?? 'HTTP/1.1',
     headers,
     bodyBytes,
+    session: tx.parentVxid === undefined || tx.parentVxid === 0 ? undefined : String(tx.parentVxid),
     recorded: {
       status: status === undefined ? undefined : Number(status),
       outcome,
