@@ -1020,6 +1020,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
         be.headers('BereqHeader', bereq.headers);
         be.add('VCL_call', 'BACKEND_FETCH');
         be.add('VCL_return', 'fetch');
+        be.timestamp('Fetch');
         be.timestamp('Bereq');
         acct.reqHead = headBytes(`${bereq.method} ${bereq.path} HTTP/1.1`, bereq.headers);
       }
@@ -1121,6 +1122,9 @@ export class Proxy<Ctx = Record<string, unknown>> {
         be.add('VCL_call', 'BACKEND_RESPONSE');
         be.add('VCL_return', 'deliver');
         be.add('Storage', obj.stored === true ? 'malloc s0' : 'malloc Transient');
+        be.timestamp('Process');
+        // The client side's `Fetch`: the fetch has handed over its response headers (not for a background fetch).
+        if (be.records[0]?.value.endsWith(' bgfetch') !== true) tx.log?.timestamp('Fetch');
       }
       obj.setState('stream');
 

@@ -45,7 +45,9 @@ describe('transaction log records', () => {
     expect(value(be, 'BerespStatus')).toBe('200');
     expect(value(be, 'Length')).toBe('5');
     expect(value(be, 'Storage')).toBe('malloc s0');
-    expect(req.records.filter((r) => r.tag === 'Timestamp').map((r) => r.value.split(':')[0])).toEqual(['Start', 'Req', 'Process', 'Resp']);
+    // The labels and order of the sample's miss (seq 22): Start Req Fetch Process Resp; backend side without Connected.
+    expect(req.records.filter((r) => r.tag === 'Timestamp').map((r) => r.value.split(':')[0])).toEqual(['Start', 'Req', 'Fetch', 'Process', 'Resp']);
+    expect(be.records.filter((r) => r.tag === 'Timestamp').map((r) => r.value.split(':')[0])).toEqual(['Start', 'Fetch', 'Bereq', 'Beresp', 'Process', 'BerespBody']);
   });
 
   it('a hit names the fetch that made the object; a pass says PASS', async () => {
