@@ -760,15 +760,19 @@ export class Proxy<Ctx = Record<string, unknown>> {
     this.sliced = true;
     this.stats.slice_req++;
     tx.key = this.keyOf(tx.req, tx.ctx);
-    const subs: Array<Tx<Ctx>> = [];
-    const segments = new Map<number, Tx<Ctx>>();
-    const segment = async (i: number): Promise<Tx<Ctx>> => {
-      let sub = segments.get(i);
-      if (sub === undefined) {
-        sub = await this.segmentRequest(tx, i, size);
-        subs.push(sub);
-        segments.set(i, sub);
+    // One subrequest per segment and request, started at most one segment ahead of the one being sent.
+    const segments = new Map<number, Promise<Tx<Ctx>>>();
+    const start = (i: number): Promise<Tx<Ctx>> => {
+      let p = segments.get(i);
+      if (p === undefined) {
+        p = this.segmentRequest(tx, i, size);
+        p.catch(() => undefined);
+        segments.set(i, p);
       }
+      return p;
+    };
+    const segment = async (i: number): Promise<Tx<Ctx>> => {
+      const sub = await start(i);
       const obj = sub.obj as CacheObject;
       if (obj.state === 'busy') await obj.waitState('stream', tx.signal);
       return sub;
@@ -853,7 +857,11 @@ export class Proxy<Ctx = Record<string, unknown>> {
             sent += r.head.length;
             if (!res.write(r.head)) await res.drained(tx.signal);
           }
-          for (const i of segmentsFor([r], size)) {
+          const inRange = segmentsFor([r], size);
+          for (const i of inRange) {
+            // Read-ahead: the next segment's lookup (and fetch, when it is a miss) runs while this one is sent.
+            const after = needed[needed.indexOf(i) + 1];
+            if (after !== undefined) void start(after);
             const sub = await segment(i);
             const obj = sub.obj as CacheObject;
             if (obj.state === 'failed' && obj.status === 0) throw new Error(`segment ${i}: fetch failed`);
@@ -895,9 +903,15 @@ export class Proxy<Ctx = Record<string, unknown>> {
       res.end();
       return 'done';
     } finally {
-      for (const sub of subs) {
-        sub.log?.timestamp('Resp');
-        sub.log?.end();
+      // A segment subrequest's log ends with its parent (or when a read-ahead one resolves after it).
+      for (const p of segments.values()) {
+        void p.then(
+          (sub) => {
+            sub.log?.timestamp('Resp');
+            sub.log?.end();
+          },
+          () => undefined,
+        );
       }
     }
   }

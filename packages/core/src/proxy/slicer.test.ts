@@ -1,7 +1,7 @@
 import type http from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { Agent, request } from 'undici';
-import { startScriptedOrigin } from '@sluice/fixtures';
+import { deferred, startScriptedOrigin } from '@sluice/fixtures';
 import { parseRawResponse, rawExchange, startProxy, until, useCleanup } from '../test-support/harness.js';
 import { formatVarnishlog, MemorySink, TxLog, type Transaction } from '../txlog/txlog.js';
 import type { ProxyOptions } from './proxy.js';
@@ -115,6 +115,29 @@ describe('slicer', () => {
     );
     for (const b of bodies) expect(b.equals(BODY)).toBe(true);
     expect([...ranges].sort()).toEqual(['bytes=0-4095', 'bytes=4096-8191', 'bytes=8192-12287']);
+  });
+
+  it('reads ahead: the next segment is requested while the current one is still being fetched', async () => {
+    // The origin holds segment 1 until it has seen the request for segment 2: without read-ahead this never ends.
+    const seg2Asked = deferred();
+    const seen: string[] = [];
+    const origin = track(
+      await startScriptedOrigin(async (req: http.IncomingMessage, res: http.ServerResponse) => {
+        const range = req.headers.range ?? '';
+        seen.push(range);
+        if (range === 'bytes=8192-12287') seg2Asked.resolve();
+        if (range === 'bytes=4096-8191') await seg2Asked.promise;
+        const m = /^bytes=(\d+)-(\d+)$/.exec(range) as RegExpExecArray;
+        const start = Number(m[1]);
+        const end = Math.min(BODY.length - 1, Number(m[2]));
+        res.writeHead(206, { 'content-length': end - start + 1, 'content-range': `bytes ${start}-${end}/${BODY.length}`, 'cache-control': 'max-age=60' });
+        res.end(BODY.subarray(start, end + 1));
+      }),
+    );
+    const px = await sliced(origin.url);
+    const r = await get(`${px.url}/file`);
+    expect(r.body.equals(BODY)).toBe(true);
+    expect(seen).toEqual(['bytes=0-4095', 'bytes=4096-8191', 'bytes=8192-12287']);
   });
 
   it('an origin that ignores Range: its whole 200 is delivered and cached as it is', async () => {
