@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { request } from 'undici';
 import { ProcessGroup, machine, percentiles } from '@sluice/cli/bench';
 
 export { machine, percentiles };
@@ -81,3 +82,53 @@ http {
   }
   throw new Error('nginx did not start');
 }
+
+export async function originBytes(originUrl) {
+  return (await (await request(`${originUrl}/stats`)).body.json()).bytes;
+}
+
+/**
+ * A cold `size`-byte object, a client asks for 1000 bytes in the middle: time to first byte and how many bytes the
+ * origin had sent by then, per target ([mode, baseUrl]); `runs` cold objects each.
+ */
+export async function rangeOnMiss(originUrl, targets, { size, runs }) {
+  const start = size / 2;
+  const rows = [];
+  for (const [mode, base] of targets) {
+    const ttfb = [];
+    const ttlb = [];
+    const sentAtTtfb = [];
+    for (let i = 0; i < runs; i++) {
+      const url = `${base}/big/${size}?run=${mode}-${i}-${Date.now()}`;
+      const before = await originBytes(originUrl);
+      const t0 = performance.now();
+      const res = await request(url, { headers: { range: `bytes=${start}-${start + 999}` } });
+      let first;
+      let got = 0;
+      let sent;
+      for await (const c of res.body) {
+        if (first === undefined) {
+          first = performance.now() - t0;
+          sent = (await originBytes(originUrl)) - before;
+        }
+        got += c.length;
+      }
+      if (res.statusCode !== 206 || got !== 1000) throw new Error(`range-on-miss ${mode}: status ${res.statusCode}, ${got} bytes`);
+      ttfb.push(first);
+      ttlb.push(performance.now() - t0);
+      sentAtTtfb.push(sent);
+      await sleep(200);
+    }
+    rows.push({
+      name: 'range-on-miss',
+      mode,
+      objectBytes: size,
+      rangeStart: start,
+      ttfbMs: percentiles(ttfb),
+      ttlbMs: percentiles(ttlb),
+      originBytesAtTtfb: sentAtTtfb.sort((a, b) => a - b)[Math.floor(sentAtTtfb.length / 2)],
+    });
+  }
+  return rows;
+}
+

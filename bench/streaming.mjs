@@ -9,7 +9,7 @@ import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { Agent, request } from 'undici';
-import { ROOT, machine, percentiles, sleep, startNginxCache, startSluice, stopAll } from './lib.mjs';
+import { ROOT, machine, percentiles, rangeOnMiss, sleep, startNginxCache, startSluice, stopAll } from './lib.mjs';
 
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
@@ -17,52 +17,6 @@ const outIdx = argv.indexOf('--out');
 const date = new Date().toISOString().slice(0, 10);
 const out = outIdx >= 0 ? argv[outIdx + 1] : path.join(ROOT, 'bench/results', `${date}-streaming.json`);
 const MiB = 1024 * 1024;
-
-async function originBytes(originUrl) {
-  return (await (await request(`${originUrl}/stats`)).body.json()).bytes;
-}
-
-async function rangeOnMiss(originUrl, targets) {
-  const size = quick ? 16 * MiB : 100 * MiB;
-  const start = size / 2;
-  const rows = [];
-  for (const [mode, base] of targets) {
-    const ttfb = [];
-    const ttlb = [];
-    const sentAtTtfb = [];
-    for (let i = 0; i < (quick ? 1 : 3); i++) {
-      const url = `${base}/big/${size}?run=${mode}-${i}-${Date.now()}`;
-      const before = await originBytes(originUrl);
-      const t0 = performance.now();
-      const res = await request(url, { headers: { range: `bytes=${start}-${start + 999}` } });
-      let first;
-      let got = 0;
-      let sent;
-      for await (const c of res.body) {
-        if (first === undefined) {
-          first = performance.now() - t0;
-          sent = (await originBytes(originUrl)) - before;
-        }
-        got += c.length;
-      }
-      if (res.statusCode !== 206 || got !== 1000) throw new Error(`range-on-miss ${mode}: status ${res.statusCode}, ${got} bytes`);
-      ttfb.push(first);
-      ttlb.push(performance.now() - t0);
-      sentAtTtfb.push(sent);
-      await sleep(200);
-    }
-    rows.push({
-      name: 'range-on-miss',
-      mode,
-      objectBytes: size,
-      rangeStart: start,
-      ttfbMs: percentiles(ttfb),
-      ttlbMs: percentiles(ttlb),
-      originBytesAtTtfb: sentAtTtfb.sort((a, b) => a - b)[Math.floor(sentAtTtfb.length / 2)],
-    });
-  }
-  return rows;
-}
 
 function rssBytes(pid) {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -143,7 +97,7 @@ async function main() {
   console.log('range on a cold object ...');
   const targets = [['direct', origin.url], ['sluice', proxy.url]];
   if (nginx !== undefined) targets.push(['nginx', nginx.url]);
-  scenarios.push(...(await rangeOnMiss(origin.url, targets)));
+  scenarios.push(...(await rangeOnMiss(origin.url, targets, { size: quick ? 16 * MiB : 100 * MiB, runs: quick ? 1 : 3 })));
   console.log('transit buffer ...');
   scenarios.push(...(await transit(proxy)));
   console.log('adaptive streaming sweep ...');
