@@ -64,7 +64,7 @@ describe('toConfig', () => {
     [{ backend: ['http://x'], 'slice-size': 'big' }, {}, /--slice-size: "big" is not a size/],
     [{ backend: ['http://x'], 'slice-url': '\\.mp4$' }, {}, /--slice-url needs --slice-size/],
     [{ backend: ['http://x'], 'slice-size': '1MB', 'slice-url': '(' }, {}, /--slice-url: "\(" is not a regular expression/],
-    [{ backend: ['http://x'], 'log-grouping': 'session' }, {}, /--log-grouping: "session" is not one of request, vxid/],
+    [{ backend: ['http://x'], 'log-grouping': 'raw' }, {}, /--log-grouping: "raw" is not one of request, vxid, session/],
   ])('rejects bad input with one line naming it (%o %o)', (flags, file, msg) => {
     expect(() => toConfig(flags, file as never)).toThrow(msg);
   });

@@ -26,7 +26,7 @@ export interface Config {
   log: 'none' | 'text' | 'ndjson';
   logFile: string | undefined;
   /** request: a block per client request (varnishlog -g request); vxid: a block per transaction, sessions too. */
-  logGrouping: 'request' | 'vxid';
+  logGrouping: 'request' | 'vxid' | 'session';
   storageBytes: number;
   defaultTtlSec: number | undefined;
   graceSec: number;
@@ -54,7 +54,7 @@ export interface ConfigFile {
   purgeAllow?: string[];
   log?: 'none' | 'text' | 'ndjson';
   logFile?: string;
-  logGrouping?: 'request' | 'vxid';
+  logGrouping?: 'request' | 'vxid' | 'session';
   storage?: string | number;
   defaultTtl?: string | number;
   grace?: string | number;
@@ -138,8 +138,8 @@ function duration(name: string, v: string | number | undefined): number | undefi
   return n;
 }
 
-function logGroupingOf(v: string): 'request' | 'vxid' {
-  if (v !== 'request' && v !== 'vxid') throw new CliError('CLI_ERR_FLAG_INVALID', `--log-grouping: "${v}" is not one of request, vxid`);
+function logGroupingOf(v: string): 'request' | 'vxid' | 'session' {
+  if (v !== 'request' && v !== 'vxid' && v !== 'session') throw new CliError('CLI_ERR_FLAG_INVALID', `--log-grouping: "${v}" is not one of request, vxid, session`);
   return v;
 }
 

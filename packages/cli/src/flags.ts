@@ -54,8 +54,8 @@ export const proxyFlags = {
     options: ['none', 'text', 'ndjson'],
   }),
   'log-grouping': Flags.string({
-    summary: 'Transaction log blocks: request (a client request with its fetches, as varnishlog -g request) or vxid (one per transaction, sessions included). e.g. --log-grouping vxid',
-    options: ['request', 'vxid'],
+    summary: 'Transaction log blocks: request (a client request with its fetches, as varnishlog -g request), vxid (one per transaction, sessions included) or session (a connection with its requests, when it closes). e.g. --log-grouping vxid',
+    options: ['request', 'vxid', 'session'],
   }),
   'log-file': Flags.string({ summary: 'Append the transaction log to FILE instead of stdout. e.g. --log-file /var/log/sluice.log', helpValue: 'FILE' }),
   quiet: Flags.boolean({ summary: 'Do not print log lines (backend failures, bad requests) to stderr. e.g. --quiet' }),

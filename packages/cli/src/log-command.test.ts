@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
 import { startFixtureOrigin } from '@sluice/fixtures';
 import { toConfig } from './config.js';
 import { serve } from './serve.js';
@@ -33,6 +33,11 @@ async function tail(s: Awaited<ReturnType<typeof running>>, args: string[], traf
   const code = await exited;
   return { code, stdout, stderr };
 }
+
+const get2 = async (agent: Agent, url: string, headers: Record<string, string>): Promise<void> => {
+  const r = await request(url, { headers, dispatcher: agent });
+  await r.body.text();
+};
 
 const get = async (base: string, path: string): Promise<void> => {
   const r = await request(`${base}${path}`);
@@ -86,6 +91,21 @@ describe('sluice log', () => {
     expect(r.stdout).toMatch(/\n- {3}SessClose {6}(REQ_CLOSE|REM_CLOSE|RESP_CLOSE) [\d.]+\n/);
   });
 
+  it('-g session prints a connection with its requests when it closes', async ({ onTestFinished }) => {
+    const s = await running(onTestFinished);
+    const r = await tail(s, ['-g', 'session', '--count', '1'], async () => {
+      // Two requests on one connection, the second closes it.
+      const agent = new Agent({ connections: 1 });
+      await get2(agent, `${s.url}/static/3`, {});
+      await get2(agent, `${s.url}/static/4`, { connection: 'close' });
+      await agent.close();
+    });
+    expect(r.code).toBe(0);
+    const heads = r.stdout.split('\n').filter((l) => l.startsWith('*')).map((h) => h.replace(/>> \d+ +$/, '>>'));
+    expect(heads).toEqual(['*   << Session  >>', '**  << Request  >>', '**  << Request  >>', '*** << BeReq    >>', '*** << BeReq    >>']);
+    expect(r.stdout).toMatch(/\n- {3}SessClose {6}REQ_CLOSE [\d.]+\n/);
+  });
+
   it('the admin /log route wants the token and a valid query', async ({ onTestFinished }) => {
     const s = await running(onTestFinished);
     const auth = { authorization: `Bearer ${TOKEN}` };
@@ -93,7 +113,7 @@ describe('sluice log', () => {
     const bad = await request(`${s.adminUrl}/log?status=teapot`, { headers: auth });
     expect(bad.statusCode).toBe(400);
     expect(await bad.body.json()).toEqual({ error: 'status must be a code (404) or a class (5xx), not "teapot"' });
-    const grouping = await request(`${s.adminUrl}/log?grouping=session`, { headers: auth });
+    const grouping = await request(`${s.adminUrl}/log?grouping=raw`, { headers: auth });
     expect(grouping.statusCode).toBe(400);
     await grouping.body.text();
     expect(s.live.active).toBe(false);

@@ -18,8 +18,8 @@ export default class LogCommand extends Command {
     ...adminFlags,
     grouping: Flags.string({
       char: 'g',
-      summary: 'request: a client request with its backend fetches (varnishlog -g request); vxid: one block per transaction, sessions included. e.g. -g vxid',
-      options: ['request', 'vxid'],
+      summary: 'request: a client request with its backend fetches (varnishlog -g request); vxid: one block per transaction, sessions included; session: a client connection with its requests, printed when it closes. e.g. -g vxid',
+      options: ['request', 'vxid', 'session'],
       default: 'request',
     }),
     url: Flags.string({ summary: 'Only requests whose URL matches this regular expression. e.g. --url "^/api/"', helpValue: 'REGEX' }),
@@ -62,7 +62,7 @@ export default class LogCommand extends Command {
       }
       throw new CliError('CLI_ERR_ADMIN', `admin API GET /log: ${res.status} ${msg}`);
     }
-    const grouping = flags.grouping === 'vxid' ? 'vxid' : 'request';
+    const grouping = flags.grouping === 'vxid' ? 'vxid' : flags.grouping === 'session' ? 'session' : 'request';
     let n = 0;
     let buf = '';
     const decoder = new TextDecoder();

@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
 import { startFixtureOrigin, startSampleOrigin, type SampleOrigin } from '@sluice/fixtures';
 import { compose, type Composed } from '../compose.js';
 import { toConfig, type ProxyFlags } from '../config.js';
@@ -90,14 +90,16 @@ describe.concurrent('replaying every trace in shared/varnishlog against a runnin
 });
 
 describe('recording: our own log is a valid replay input', () => {
-  async function record(format: 'text' | 'ndjson', onEnd: Closer): Promise<{ file: string; statuses: number[] }> {
+  async function record(format: 'text' | 'ndjson', onEnd: Closer, grouping: 'request' | 'session' = 'request'): Promise<{ file: string; statuses: number[] }> {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'sluice-rec-'));
     onEnd(async () => rmSync(dir, { recursive: true, force: true }));
     const file = path.join(dir, `log.${format}`);
-    const { target } = await sampleStack(onEnd, { log: format, 'log-file': file });
+    const { target } = await sampleStack(onEnd, { log: format, 'log-file': file, 'log-grouping': grouping });
     const statuses: number[] = [];
+    // Its own connection pool: closing it closes the sessions, which -g session prints only then.
+    const agent = new Agent({ connections: 1 });
     const send = async (method: string, p: string, headers: Record<string, string> = {}, body?: string): Promise<void> => {
-      const r = await request(new URL(p, target), { method, headers: { 'x-client-seq': String(statuses.length + 1), ...headers }, body: body ?? null });
+      const r = await request(new URL(p, target), { method, headers: { 'x-client-seq': String(statuses.length + 1), ...headers }, body: body ?? null, dispatcher: agent });
       await r.body.arrayBuffer();
       statuses.push(r.statusCode);
     };
@@ -113,14 +115,30 @@ describe('recording: our own log is a valid replay input', () => {
     await send('GET', '/no/such/page');
     await send('GET', '/video/seg-1.ts', { range: 'bytes=0-1023' });
     await send('GET', '/api/search?q=t%C3%A4st&x=1', { 'x-note': 'tab\there "q" back\\slash' });
-    // The log is written once per turn of the event loop; wait until all 12 groups are in the file.
-    const groups = (): number => (format === 'ndjson' ? readFileSync(file, 'utf8').split('\n').filter(Boolean).length : (readFileSync(file, 'utf8').match(/^\* {3}<< Request/gm) ?? []).length);
-    for (let i = 0; i < 200 && groups() < 12; i++) await new Promise((r) => setTimeout(r, 10));
+    await agent.close();
+    // The log is written every 20 ms; wait until all 12 requests are in the file.
+    const groups = (): number => (readFileSync(file, 'utf8').match(format === 'ndjson' ? /"type":"Request","records":\[\["Begin","req \d+ rxreq"\]/g : /<< Request/g) ?? []).length;
+    for (let i = 0; i < 300 && groups() < 12; i++) await new Promise((r) => setTimeout(r, 10));
     return { file, statuses };
   }
 
-  it.for(['text', 'ndjson'] as const)('%s log: every request replays with the recorded status and outcome, headers as sent', async (format, { onTestFinished }) => {
-    const { file, statuses } = await record(format, onTestFinished);
+  it.for([
+    ['text', 'request'],
+    ['ndjson', 'request'],
+    ['text', 'session'],
+  ] as const)('%s log (-g %s): every request replays with the recorded status and outcome, headers as sent', async ([format, grouping], { onTestFinished }) => {
+    const { file, statuses } = await record(format, onTestFinished, grouping);
+    if (grouping === 'session') {
+      // Session blocks (level 1) holding the requests (level 2) and their fetches (level 3). undici opens more than
+      // one connection here (it drops a connection after a HEAD), so count sessions from the requests' Begin.
+      const text = readFileSync(file, 'utf8');
+      const heads = text.split('\n').filter((l) => l.startsWith('*'));
+      const sessions = new Set([...text.matchAll(/^-- {2}Begin {10}req (\d+) rxreq$/gm)].map((m) => m[1]));
+      expect(heads.filter((h) => h.startsWith('*   << Session')).map((h) => h.replace(/^.*>> (\d+) *$/, '$1')).sort()).toEqual([...sessions].sort());
+      expect(heads.filter((h) => h.startsWith('**  << Request'))).toHaveLength(12);
+      expect(heads.filter((h) => h.startsWith('*** << BeReq')).length).toBeGreaterThan(0);
+      expect(heads.some((h) => /^\*? +<< Request/.test(h) && !h.startsWith('**'))).toBe(false);
+    }
     const trace = readTrace(file);
     expect(trace.format).toBe(format === 'text' ? 'varnishlog' : 'ndjson');
     expect(trace.skipped).toEqual([]);

@@ -3,7 +3,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { BanSyntaxError } from '../cache/ban.js';
 import type { Proxy } from './proxy.js';
-import type { LiveFilter, LiveSink, Transaction } from '../txlog/txlog.js';
+import type { LiveFilter, LiveSink, TxView } from '../txlog/txlog.js';
 import { formatNdjson } from '../txlog/txlog.js';
 
 /**
@@ -17,7 +17,7 @@ import { formatNdjson } from '../txlog/txlog.js';
  *   POST /purge   {"tags":[...]} removes every object with one of the tags  -> {"purged": n}
  *   POST /ban     {"expr"}       adds a ban                                 -> 201 {"id","expr"}
  *   GET  /bans                   bans not yet applied to every object
- *   GET  /log?grouping=request|vxid&url=REGEX&status=404|5xx
+ *   GET  /log?grouping=request|vxid|session&url=REGEX&status=404|5xx
  *                                the transaction log as it happens: one NDJSON group per line until the client
  *                                leaves; a slow reader loses groups and is told how many ({"overflow": n})
  */
@@ -75,7 +75,7 @@ export function prometheusText(proxy: Proxy): string {
 /** Parses /log's query into a filter; a string is the error. */
 export function parseLogQuery(q: URLSearchParams): LiveFilter | string {
   const grouping = q.get('grouping') ?? 'request';
-  if (grouping !== 'request' && grouping !== 'vxid') return `grouping must be request or vxid, not "${grouping}"`;
+  if (grouping !== 'request' && grouping !== 'vxid' && grouping !== 'session') return `grouping must be request, vxid or session, not "${grouping}"`;
   const f: LiveFilter = { grouping };
   const url = q.get('url');
   if (url !== null) {
@@ -99,7 +99,7 @@ function tail(live: LiveSink, filter: LiveFilter, req: http.IncomingMessage, res
   res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
   res.flushHeaders();
   let dropped = 0;
-  const unsubscribe = live.subscribe(filter, (t: Transaction) => {
+  const unsubscribe = live.subscribe(filter, (t: TxView) => {
     if (res.writableLength > 1024 * 1024) {
       dropped++;
       return;

@@ -32,6 +32,8 @@ export class Transaction {
   ended = false;
   /** Order in which transactions ended (`-g vxid` prints them so). */
   endSeq = 0;
+  /** For a client request: its session's vxid (0 when none was logged). */
+  sessionVxid = 0;
   private readonly startMs: number;
   private lastMs: number;
 
@@ -126,6 +128,7 @@ export class TxLog {
   beginRequest(session: Transaction | number, reason = 'rxreq'): Transaction {
     const sessVxid = typeof session === 'number' ? session : session.vxid;
     const t = new Transaction(this, this.nextVxid++, 'Request', undefined, `req ${sessVxid} ${reason}`);
+    t.sessionVxid = sessVxid;
     if (typeof session !== 'number') session.add('Link', `req ${t.vxid} ${reason}`);
     return t;
   }
@@ -172,8 +175,42 @@ export interface TxView {
   endSeq?: number;
 }
 
-/** `request`: one block per client request with its fetches nested (`varnishlog -g request`); `vxid`: one per transaction. */
-export type TxGrouping = 'request' | 'vxid';
+/**
+ * `request`: one block per client request with its fetches nested (`varnishlog -g request`); `vxid`: one per
+ * transaction; `session`: one per client connection, its requests and their fetches nested, printed when it closes.
+ */
+export type TxGrouping = 'request' | 'vxid' | 'session';
+
+/**
+ * `-g session`: holds each request group until its connection closes, then hands out the session with its requests
+ * as children. At most `limit` groups are held per connection; past that they go out on their own (as varnishlog's
+ * store overflow forces groups out). Requests whose connection was not logged go out at once.
+ */
+export class SessionGroups {
+  private readonly held = new Map<number, Transaction[]>();
+
+  constructor(
+    private readonly emit: (v: TxView) => void,
+    private readonly limit = 1000,
+  ) {}
+
+  request(root: Transaction): void {
+    if (root.sessionVxid === 0) return this.emit(root);
+    let list = this.held.get(root.sessionVxid);
+    if (list === undefined) this.held.set(root.sessionVxid, (list = []));
+    list.push(root);
+    if (list.length >= this.limit) {
+      for (const g of list) this.emit(g);
+      list.length = 0;
+    }
+  }
+
+  session(t: Transaction): void {
+    const list = this.held.get(t.vxid) ?? [];
+    this.held.delete(t.vxid);
+    this.emit({ vxid: t.vxid, type: t.type, records: t.records, children: list, endSeq: t.endSeq });
+  }
+}
 
 /** Per nesting level, each tag's line prefix (`--  BerespStatus   `): built once, not per record. */
 const prefixes: Array<Map<string, string>> = [];
@@ -280,18 +317,28 @@ export class StreamSink implements TxSink {
   private pendingBytes = 0;
   private scheduled = false;
 
+  private readonly sessions: SessionGroups | undefined;
+
   constructor(
     private readonly out: { write(s: string): unknown },
     private readonly format: 'text' | 'ndjson',
     private readonly grouping: TxGrouping = 'request',
-  ) {}
+  ) {
+    this.sessions = grouping === 'session' ? new SessionGroups((v) => this.emit(v)) : undefined;
+  }
 
-  /** Sessions are printed only one transaction per block (`-g vxid`), as varnishlog -g request leaves them out. */
+  /** Sessions: their own block with `-g vxid`, the root of their block with `-g session`, not shown with `-g request`. */
   session(t: Transaction): void {
-    if (this.grouping === 'vxid') this.write(t);
+    if (this.sessions !== undefined) this.sessions.session(t);
+    else if (this.grouping === 'vxid') this.emit(t);
   }
 
   write(root: Transaction): void {
+    if (this.sessions !== undefined) this.sessions.request(root);
+    else this.emit(root);
+  }
+
+  private emit(root: TxView): void {
     const s = this.format === 'text' ? formatVarnishlog(root, this.grouping) : formatNdjson(root);
     this.pending.push(s);
     this.pendingBytes += s.length;
@@ -326,24 +373,31 @@ export interface LiveFilter {
  * none is attached the sink is inactive, so a proxy logging nowhere else builds no records at all.
  */
 export class LiveSink implements TxSink {
-  private readonly subs = new Map<(t: Transaction) => void, LiveFilter>();
+  private readonly subs = new Map<(t: TxView) => void, { filter: LiveFilter; sessions: SessionGroups | undefined }>();
 
   get active(): boolean {
     return this.subs.size > 0;
   }
 
   /** Returns the unsubscribe function. */
-  subscribe(filter: LiveFilter, fn: (t: Transaction) => void): () => void {
-    this.subs.set(fn, filter);
+  subscribe(filter: LiveFilter, fn: (t: TxView) => void): () => void {
+    this.subs.set(fn, { filter, sessions: filter.grouping === 'session' ? new SessionGroups(fn) : undefined });
     return () => this.subs.delete(fn);
   }
 
   write(root: Transaction): void {
-    for (const [fn, f] of this.subs) if (matches(root, f)) fn(root);
+    for (const [fn, s] of this.subs) {
+      if (!matches(root, s.filter)) continue;
+      if (s.sessions !== undefined) s.sessions.request(root);
+      else fn(root);
+    }
   }
 
   session(t: Transaction): void {
-    for (const [fn, f] of this.subs) if (f.grouping === 'vxid' && f.url === undefined && f.status === undefined) fn(t);
+    for (const [fn, s] of this.subs) {
+      if (s.sessions !== undefined) s.sessions.session(t);
+      else if (s.filter.grouping === 'vxid' && s.filter.url === undefined && s.filter.status === undefined) fn(t);
+    }
   }
 }
 
