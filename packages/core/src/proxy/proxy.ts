@@ -681,43 +681,56 @@ export class Proxy<Ctx = Record<string, unknown>> {
       }
       // Headers go out at once only when no body byte is there yet; otherwise they leave with the first bytes.
       if (obj.length === 0 && !obj.isFinal) res.flushHeaders();
-      let sent = 0;
       try {
-        for (const r of ranges) {
-          if (r.head !== undefined) {
-            sent += r.head.length;
-            if (!res.write(r.head)) await res.drained(tx.signal);
-          }
-          for await (const chunk of cursor.range(r.start, r.end)) {
-            sent += chunk.length;
-            this.stats.s_resp_bodybytes += chunk.length;
-            if (!res.write(chunk)) await res.drained(tx.signal);
-          }
-        }
-        if (tail !== undefined) {
-          sent += tail.length;
-          res.write(tail);
-        }
+        await this.sendBody(tx, ranges, tail, (from, to) => cursor.range(from, to));
       } catch (e: unknown) {
         // The fetch failed mid-body (or the client left): cut the client off so it can tell the body is incomplete
         // (no terminating chunk, or fewer bytes than Content-Length).
         if (!tx.signal.aborted) this.log({ level: 'warn', event: 'stream-cut', message: errorMessage(e), url: tx.req.url });
         res.destroy();
-        return 'done';
       }
-      // Defence in depth: a body shorter than the length announced must never end cleanly.
-      const announced = res.announcedLength;
-      if (announced !== undefined && announced !== sent) {
-        this.log({ level: 'error', event: 'length-mismatch', message: `sent ${sent} of ${String(announced)} bytes`, url: tx.req.url });
-        res.destroy();
-        return 'done';
-      }
-      res.end();
       return 'done';
     } finally {
       await cursor?.close();
       if (reader !== undefined) obj.closeReader(reader);
     }
+  }
+
+  /**
+   * Writes a planned body: each range (after its multipart part head), then the multipart tail, from `bytes(from, to)`
+   * (inclusive offsets), and ends the response. Throws what the source throws; a body that does not add up to the
+   * length announced is cut off, never ended cleanly.
+   */
+  private async sendBody(
+    tx: Tx<Ctx>,
+    ranges: ReadonlyArray<{ head?: Buffer; start: number; end: number }>,
+    tail: Buffer | undefined,
+    bytes: (from: number, to: number) => AsyncIterable<Buffer>,
+  ): Promise<void> {
+    const res = tx.res;
+    let sent = 0;
+    for (const r of ranges) {
+      if (r.head !== undefined) {
+        sent += r.head.length;
+        if (!res.write(r.head)) await res.drained(tx.signal);
+      }
+      for await (const chunk of bytes(r.start, r.end)) {
+        sent += chunk.length;
+        this.stats.s_resp_bodybytes += chunk.length;
+        if (!res.write(chunk)) await res.drained(tx.signal);
+      }
+    }
+    if (tail !== undefined) {
+      sent += tail.length;
+      res.write(tail);
+    }
+    const announced = res.announcedLength;
+    if (announced !== undefined && announced !== sent) {
+      this.log({ level: 'error', event: 'length-mismatch', message: `sent ${sent} of ${String(announced)} bytes`, url: tx.req.url });
+      res.destroy();
+      return;
+    }
+    res.end();
   }
 
   private plan(tx: Tx<Ctx>, obj: CacheObject): DeliveryPlan {
@@ -850,57 +863,36 @@ export class Proxy<Ctx = Record<string, unknown>> {
         return 'done';
       }
       res.flushHeaders();
-      let sent = 0;
+      // The bytes [from, to] of the representation, from the segments that hold them.
+      const stitched = async function* (from: number, to: number): AsyncGenerator<Buffer, void, undefined> {
+        for (const i of segmentsFor([{ start: from, end: to }], size)) {
+          // Read-ahead: the next segment's lookup (and fetch, when it is a miss) runs while this one is sent.
+          const after = needed[needed.indexOf(i) + 1];
+          if (after !== undefined) void start(after);
+          const sub = await segment(i);
+          const obj = sub.obj as CacheObject;
+          if (obj.state === 'failed' && obj.status === 0) throw new Error(`segment ${i}: fetch failed`);
+          const why = segmentMismatch(obj.status, obj.headers, i, size, total, meta.headers);
+          if (why !== undefined) throw new SegmentMismatchError(why);
+          const reader = obj.openReader();
+          const cursor = new BodyCursor(obj.read(reader, tx.signal));
+          try {
+            yield* cursor.range(Math.max(from, i * size) - i * size, Math.min(to, (i + 1) * size - 1) - i * size);
+          } finally {
+            await cursor.close();
+            obj.closeReader(reader);
+          }
+          if (obj.state === 'failed') throw new Error(`segment ${i}: body failed`);
+        }
+      };
       try {
-        for (const r of ranges) {
-          if (r.head !== undefined) {
-            sent += r.head.length;
-            if (!res.write(r.head)) await res.drained(tx.signal);
-          }
-          const inRange = segmentsFor([r], size);
-          for (const i of inRange) {
-            // Read-ahead: the next segment's lookup (and fetch, when it is a miss) runs while this one is sent.
-            const after = needed[needed.indexOf(i) + 1];
-            if (after !== undefined) void start(after);
-            const sub = await segment(i);
-            const obj = sub.obj as CacheObject;
-            if (obj.state === 'failed' && obj.status === 0) throw new Error(`segment ${i}: fetch failed`);
-            const why = segmentMismatch(obj.status, obj.headers, i, size, total, meta.headers);
-            if (why !== undefined) throw new SegmentMismatchError(why);
-            const from = Math.max(r.start, i * size) - i * size;
-            const to = Math.min(r.end, (i + 1) * size - 1) - i * size;
-            const reader = obj.openReader();
-            const cursor = new BodyCursor(obj.read(reader, tx.signal));
-            try {
-              for await (const chunk of cursor.range(from, to)) {
-                sent += chunk.length;
-                this.stats.s_resp_bodybytes += chunk.length;
-                if (!res.write(chunk)) await res.drained(tx.signal);
-              }
-            } finally {
-              await cursor.close();
-              obj.closeReader(reader);
-            }
-            if (obj.state === 'failed') throw new Error(`segment ${i}: body failed`);
-          }
-        }
-        if (tail !== undefined) {
-          sent += tail.length;
-          res.write(tail);
-        }
+        await this.sendBody(tx, ranges, tail, stitched);
       } catch (e: unknown) {
         // Mid-body: the client must be able to tell the body is incomplete; a changed object loses its meta.
         if (!tx.signal.aborted) this.log({ level: 'warn', event: 'slice-cut', message: errorMessage(e), url: tx.req.url });
         if (e instanceof SegmentMismatchError) this.store.purgePrefix(`${tx.key}\0slice`);
         res.destroy();
-        return 'done';
       }
-      if (res.announcedLength !== undefined && res.announcedLength !== sent) {
-        this.log({ level: 'error', event: 'length-mismatch', message: `sent ${sent} of ${String(res.announcedLength)} bytes`, url: tx.req.url });
-        res.destroy();
-        return 'done';
-      }
-      res.end();
       return 'done';
     } finally {
       // A segment subrequest's log ends with its parent (or when a read-ahead one resolves after it).
