@@ -1,7 +1,7 @@
 import { Args, Command, Flags } from '@oclif/core';
 import { CliError } from '../errors.js';
 import { formatReport, replay, type ReplayReport } from '../replay/replay.js';
-import { readTrace, TraceFormatError, type Trace } from '../replay/trace.js';
+import { readTrace, TraceFormatError, withHost, type Trace } from '../replay/trace.js';
 
 export default class ReplayCommand extends Command {
   static override summary = 'Replay recorded traffic against a proxy and compare status and cache outcome with the recording.';
@@ -11,6 +11,7 @@ export default class ReplayCommand extends Command {
     '<%= config.bin %> replay varnishlog-request.log --target http://127.0.0.1:6081',
     '<%= config.bin %> replay sluice.ndjson --target http://127.0.0.1:6081 --speed 2',
     '<%= config.bin %> replay access.log --target http://127.0.0.1:6081 --asap --concurrency 16 --json',
+    '<%= config.bin %> replay prod-varnishlog.txt --target http://127.0.0.1:6081 --host www.example.com',
   ];
   static override enableJsonFlag = true;
   static override args = { trace: Args.string({ description: 'Trace file to replay', required: true }) };
@@ -19,6 +20,7 @@ export default class ReplayCommand extends Command {
     speed: Flags.string({ summary: 'Timed replay speed: 1 = the recorded gaps, 2 = twice as fast (default 1). e.g. --speed 2', helpValue: 'N' }),
     asap: Flags.boolean({ summary: 'Send as fast as possible instead of on the recorded schedule. e.g. --asap --concurrency 8' }),
     concurrency: Flags.integer({ summary: 'Requests in flight with --asap (default 1). e.g. --concurrency 8', helpValue: 'N', min: 1 }),
+    host: Flags.string({ summary: 'Replace the recorded Host header with this one (requests recorded without Host keep none). e.g. --host staging.example.com', helpValue: 'HOST' }),
     timeout: Flags.integer({ summary: 'Seconds to wait for each complete response (default 30). e.g. --timeout 5', helpValue: 'SECONDS', min: 1 }),
   };
 
@@ -42,6 +44,10 @@ export default class ReplayCommand extends Command {
       if (e instanceof TraceFormatError) throw new CliError('CLI_ERR_TRACE', e.message);
       const code = (e as NodeJS.ErrnoException).code;
       throw new CliError('CLI_ERR_TRACE', `cannot read ${args.trace}: ${code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+    }
+    if (flags.host !== undefined) {
+      if (!/^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/.test(flags.host)) throw new CliError('CLI_ERR_FLAG_INVALID', `--host "${flags.host}" is not a host[:port] (e.g. --host staging.example.com)`);
+      trace = withHost(trace, flags.host);
     }
     if (!this.jsonEnabled()) {
       process.stderr.write(`replaying ${trace.requests.length} requests from ${args.trace} (${trace.format}); ${trace.skipped.length} skipped\n`);

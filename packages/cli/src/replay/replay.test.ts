@@ -223,6 +223,7 @@ describe('sluice replay (CLI)', () => {
     [['replay', path.join(SAMPLE_DIR, 'ncsa.log'), '--target', 'nope'], /^sluice: --target "nope" is not a URL/],
     [['replay', path.join(SAMPLE_DIR, 'ncsa.log'), '--target', 'http://127.0.0.1:9', '--speed', '0'], /^sluice: --speed must be a number above 0/],
     [['replay', path.join(SAMPLE_DIR, 'ncsa.log'), '--target', 'http://127.0.0.1:9', '--concurrency', '4'], /^sluice: --concurrency needs --asap/],
+    [['replay', path.join(SAMPLE_DIR, 'ncsa.log'), '--target', 'http://127.0.0.1:9', '--host', 'a b'], /^sluice: --host "a b" is not a host\[:port\]/],
   ])('bad input %j: one line and exit 2', async (args, message) => {
     const r = await runCli(args);
     expect(r.code).toBe(2);

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SAMPLE_DIR } from '../test-support/sample.js';
-import { parseTrace, readTrace, TraceFormatError, type ReplayRequest, type Trace } from './trace.js';
+import { parseTrace, readTrace, TraceFormatError, withHost, type ReplayRequest, type Trace } from './trace.js';
 
 // The parsers against the real Varnish 7.1 sample in shared/varnishlog (README.md there has the expected table).
 const sample = (f: string): string => path.join(SAMPLE_DIR, f);
@@ -67,6 +67,13 @@ describe('trace readers on the shared Varnish sample', () => {
     expect(by(32).notes.join(' ')).toMatch(/truncated/);
     // seq 8: the first ReqMethod (HEAD), not Varnish's rewritten backend method.
     expect(by(8).method).toBe('HEAD');
+  });
+
+  it('withHost replaces the recorded Host in place and leaves Host-less requests alone', () => {
+    const t = withHost(readTrace(sample('request.log')), 'staging.test:8080');
+    expect(t.requests[0]?.headers[3]).toEqual(['Host', 'staging.test:8080']);
+    expect(header(t.requests[33] as ReplayRequest, 'Host')).toBeUndefined();
+    expect(t.requests.filter((r) => header(r, 'Host') === 'staging.test:8080')).toHaveLength(37);
   });
 
   it('ncsa.log: 38 requests with status and size, Host from the absolute URL, no outcome', () => {

@@ -84,6 +84,17 @@ export function parseTrace(buf: Buffer, name: string): Trace {
 export class TraceFormatError extends Error {}
 
 /**
+ * The trace with every recorded Host replaced by `host` (replaying production traffic against a test host, whose
+ * cache keys then match). Requests recorded without Host stay without.
+ */
+export function withHost(trace: Trace, host: string): Trace {
+  return {
+    ...trace,
+    requests: trace.requests.map((r) => ({ ...r, headers: r.headers.map(([n, v]): [string, string] => (n.toLowerCase() === 'host' ? [n, host] : [n, v])) })),
+  };
+}
+
+/**
  * Client requests from VSL transactions (FORMAT.md §5): each Request begun by `rxreq` is one client request. Its
  * request line and headers are the first request's records before its first `VCL_call`; status and outcome come from
  * the last Request of its restart chain. ESI subrequests, restarts and backend fetches are the target's business
