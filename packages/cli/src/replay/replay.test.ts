@@ -215,6 +215,7 @@ describe('sluice replay (CLI)', () => {
     expect(r.stdout).toMatch(/replayed 38, skipped 0, errors 1/);
     expect(r.stdout).toMatch(/status mismatches 1; outcome mismatches 0 of 38 compared/);
     expect(r.stdout).toMatch(/ttfb ms observed: p50 [\d.]+ {2}p90 [\d.]+ {2}p99 [\d.]+ {2}max [\d.]+/);
+    expect(r.stdout).toMatch(/\nMismatches:\n {2}14 GET \/video\/seg-1\.ts: status 416 -> 206\n {2}28 GET \/broken: connection closed mid-body after 2048 bytes of 5000\n/);
   });
 
   it.each([

@@ -197,6 +197,17 @@ export function formatReport(rep: ReplayReport): string {
   out.push(`  ttfb ms observed: ${pct(s.ttfbMs)}`);
   out.push(`  ttfb ms recorded: ${pct(s.recordedTtfbMs)}`);
   if (s.maxLagMs !== undefined) out.push(`  schedule: sent at most ${s.maxLagMs.toFixed(1)} ms late`);
+  const differ = rep.requests.filter((r) => r.match.status === false || r.match.outcome === false || r.observed.error !== undefined);
+  if (differ.length > 0) {
+    out.push('', 'Mismatches:');
+    for (const r of differ) {
+      const what: string[] = [];
+      if (r.match.status === false) what.push(`status ${r.recorded.status ?? '?'} -> ${r.observed.status ?? '?'}`);
+      if (r.match.outcome === false) what.push(`outcome ${r.recorded.outcome} -> ${r.observed.outcome}`);
+      if (r.observed.error !== undefined) what.push(r.observed.error);
+      out.push(`  ${r.seq} ${r.method} ${cut(r.url, 60)}: ${what.join('; ')}`);
+    }
+  }
   const noted = rep.requests.filter((r) => r.notes.length > 0);
   if (noted.length > 0) {
     out.push('', 'Notes:');
