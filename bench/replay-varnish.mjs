@@ -25,9 +25,10 @@ function freePort() {
   });
 }
 
-function replayJson(target) {
-  const r = spawnSync(process.execPath, [BIN, 'replay', path.join(SHARED, 'request.log'), '--target', target, '--json'], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
-  if (r.status !== 0) throw new Error(`replay against ${target} failed: ${r.stderr}`);
+/** `sluice replay request.log --target A --target B --json`: both replayed in turn, then compared. */
+function compareTargets(a, b) {
+  const r = spawnSync(process.execPath, [BIN, 'replay', path.join(SHARED, 'request.log'), '--target', a, '--target', b, '--json'], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  if (r.status !== 0) throw new Error(`replay failed: ${r.stderr}`);
   return JSON.parse(r.stdout);
 }
 
@@ -53,8 +54,8 @@ async function main() {
       await sleep(100);
     }
     // The two replays one after the other (each on the recorded schedule), each against a cold cache.
-    const v = replayJson(varnishUrl);
-    const s = replayJson(sluice.url);
+    const comparison = compareTargets(varnishUrl, sluice.url);
+    const [v, s] = comparison.reports;
     const rows = v.requests.map((r, i) => ({
       seq: r.seq,
       method: r.method,
@@ -70,7 +71,7 @@ async function main() {
     const summary = {
       varnish: { version, statusMismatches: v.summary.statusMismatches, outcomeMismatches: v.summary.outcomeMismatches, ttfbMs: v.summary.ttfbMs },
       sluice: { statusMismatches: s.summary.statusMismatches, outcomeMismatches: s.summary.outcomeMismatches, ttfbMs: s.summary.ttfbMs },
-      sameStatusAndOutcome: rows.filter((r) => r.varnish === r.sluice).length,
+      sameStatusAndOutcome: rows.length - comparison.differences.length,
     };
     console.log(`\n${version}: ${summary.varnish.statusMismatches} status / ${summary.varnish.outcomeMismatches} outcome mismatches against the recording`);
     console.log(`sluice: ${summary.sluice.statusMismatches} status / ${summary.sluice.outcomeMismatches} outcome mismatches; same answer as Varnish for ${summary.sameStatusAndOutcome} of ${rows.length}`);

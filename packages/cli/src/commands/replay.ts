@@ -1,6 +1,6 @@
 import { Args, Command, Flags } from '@oclif/core';
 import { CliError } from '../errors.js';
-import { formatReport, replay, type ReplayReport } from '../replay/replay.js';
+import { compare, formatComparison, formatReport, replay, type Comparison, type ReplayReport } from '../replay/replay.js';
 import { readTrace, TraceFormatError, withHost, type Trace } from '../replay/trace.js';
 
 export default class ReplayCommand extends Command {
@@ -12,11 +12,17 @@ export default class ReplayCommand extends Command {
     '<%= config.bin %> replay sluice.ndjson --target http://127.0.0.1:6081 --speed 2',
     '<%= config.bin %> replay access.log --target http://127.0.0.1:6081 --asap --concurrency 16 --json',
     '<%= config.bin %> replay prod-varnishlog.txt --target http://127.0.0.1:6081 --host www.example.com',
+    '<%= config.bin %> replay varnishlog.txt --target http://127.0.0.1:6081 --target http://127.0.0.1:6091   # Varnish vs Sluice',
   ];
   static override enableJsonFlag = true;
   static override args = { trace: Args.string({ description: 'Trace file to replay', required: true }) };
   static override flags = {
-    target: Flags.string({ summary: 'Where to send the requests. e.g. --target http://127.0.0.1:6081', helpValue: 'URL', required: true }),
+    target: Flags.string({
+      summary: 'Where to send the requests; give it twice to compare two proxies (each replayed in turn, so both should start cold). e.g. --target http://127.0.0.1:6081 --target http://127.0.0.1:6091',
+      helpValue: 'URL',
+      required: true,
+      multiple: true,
+    }),
     speed: Flags.string({ summary: 'Timed replay speed: 1 = the recorded gaps, 2 = twice as fast (default 1). e.g. --speed 2', helpValue: 'N' }),
     asap: Flags.boolean({ summary: 'Send as fast as possible instead of on the recorded schedule. e.g. --asap --concurrency 8' }),
     concurrency: Flags.integer({ summary: 'Requests in flight with --asap (default 1). e.g. --concurrency 8', helpValue: 'N', min: 1 }),
@@ -24,15 +30,18 @@ export default class ReplayCommand extends Command {
     timeout: Flags.integer({ summary: 'Seconds to wait for each complete response (default 30). e.g. --timeout 5', helpValue: 'SECONDS', min: 1 }),
   };
 
-  async run(): Promise<ReplayReport> {
+  async run(): Promise<ReplayReport | Comparison> {
     const { args, flags } = await this.parse(ReplayCommand);
-    let target: URL;
-    try {
-      target = new URL(flags.target);
-    } catch {
-      throw new CliError('CLI_ERR_FLAG_INVALID', `--target "${flags.target}" is not a URL (e.g. --target http://127.0.0.1:6081)`);
-    }
-    if (target.protocol !== 'http:') throw new CliError('CLI_ERR_FLAG_INVALID', `--target must be an http:// URL, got "${flags.target}"`);
+    const targets = flags.target.map((raw) => {
+      let u: URL;
+      try {
+        u = new URL(raw);
+      } catch {
+        throw new CliError('CLI_ERR_FLAG_INVALID', `--target "${raw}" is not a URL (e.g. --target http://127.0.0.1:6081)`);
+      }
+      if (u.protocol !== 'http:') throw new CliError('CLI_ERR_FLAG_INVALID', `--target must be an http:// URL, got "${raw}"`);
+      return u;
+    });
     const speed = flags.speed === undefined ? 1 : Number(flags.speed);
     if (!Number.isFinite(speed) || speed <= 0) throw new CliError('CLI_ERR_FLAG_INVALID', `--speed must be a number above 0 (e.g. --speed 2), got "${flags.speed}"`);
     if (flags.concurrency !== undefined && !flags.asap) throw new CliError('CLI_ERR_FLAG_INVALID', '--concurrency needs --asap (timed replay keeps the recorded concurrency)');
@@ -52,14 +61,25 @@ export default class ReplayCommand extends Command {
     if (!this.jsonEnabled()) {
       process.stderr.write(`replaying ${trace.requests.length} requests from ${args.trace} (${trace.format}); ${trace.skipped.length} skipped\n`);
     }
-    const report = await replay(trace, args.trace, {
-      target,
-      speed,
-      asap: flags.asap,
-      concurrency: flags.concurrency,
-      timeoutMs: (flags.timeout ?? 30) * 1000,
-    });
-    if (!this.jsonEnabled()) this.log(formatReport(report));
-    return report;
+    const reports: ReplayReport[] = [];
+    for (const target of targets) {
+      reports.push(
+        await replay(trace, args.trace, {
+          target,
+          speed,
+          asap: flags.asap,
+          concurrency: flags.concurrency,
+          timeoutMs: (flags.timeout ?? 30) * 1000,
+        }),
+      );
+    }
+    const [only] = reports;
+    if (reports.length === 1 && only !== undefined) {
+      if (!this.jsonEnabled()) this.log(formatReport(only));
+      return only;
+    }
+    const comparison = compare(reports);
+    if (!this.jsonEnabled()) this.log(formatComparison(comparison));
+    return comparison;
   }
 }

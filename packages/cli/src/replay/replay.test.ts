@@ -7,7 +7,7 @@ import { startFixtureOrigin, startSampleOrigin, type SampleOrigin } from '@sluic
 import { compose, type Composed } from '../compose.js';
 import { toConfig, type ProxyFlags } from '../config.js';
 import { runCli } from '../test-support/run-cli.js';
-import { replay, type ReplayReport, type ReplayResult } from './replay.js';
+import { replay, type Comparison, type ReplayReport, type ReplayResult } from './replay.js';
 import { readTrace } from './trace.js';
 import { SAMPLE_DIR } from '../test-support/sample.js';
 
@@ -204,6 +204,24 @@ describe('sluice replay (CLI)', () => {
       observed: { status: 200, outcome: 'miss', ttfbMs: expect.any(Number) },
     });
     expect(out.skipped).toEqual([]);
+  });
+
+  it('two --target: each replayed in turn, then the requests where they answered differently', async ({ onTestFinished }) => {
+    const a = await sampleStack(onTestFinished);
+    // The second proxy lacks Varnish's default_ttl: the 404 (no Cache-Control) is not kept, so seq 30 is a miss there.
+    const b = await sampleStack(onTestFinished, { 'default-ttl': undefined });
+    const r = await runCli(['replay', path.join(SAMPLE_DIR, 'request.log'), '--target', a.target.origin, '--target', b.target.origin, '--asap', '--json']);
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout) as Comparison;
+    expect(out.targets).toEqual([a.target.origin, b.target.origin]);
+    expect(out.reports.map((rep) => rep.summary.replayed)).toEqual([38, 38]);
+    expect(out.differences.map((d) => d.seq)).toEqual([30]);
+    expect(out.differences[0]?.observed.map((o) => `${o.status} ${o.outcome}`)).toEqual(['404 hit', '404 miss']);
+    // The text form (caches are warm by now, so only the layout is checked).
+    const text = await runCli(['replay', path.join(SAMPLE_DIR, 'request.log'), '--target', a.target.origin, '--target', b.target.origin, '--asap']);
+    expect(text.stdout).toContain(`=== ${a.target.origin} ===`);
+    expect(text.stdout).toContain(`=== compared: ${a.target.origin} vs ${b.target.origin} ===`);
+    expect(text.stdout).toMatch(/same status and outcome on every target: \d+ of 38/);
   });
 
   it('the text report lists each request, the mismatches and the summary', async ({ onTestFinished }) => {

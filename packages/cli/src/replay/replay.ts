@@ -219,3 +219,52 @@ export function formatReport(rep: ReplayReport): string {
   }
   return out.join('\n');
 }
+
+/** Several targets replayed with the same trace: each one's report, and the requests where they answered differently. */
+export interface Comparison {
+  targets: string[];
+  reports: ReplayReport[];
+  /** Requests whose status or outcome differs between targets (outcome compared only where all are known). */
+  differences: Array<{ seq: number; method: string; url: string; recorded: ReplayRequest['recorded']; observed: Array<{ target: string; status: number | undefined; outcome: Outcome; error?: string | undefined }> }>;
+}
+
+export function compare(reports: ReplayReport[]): Comparison {
+  const targets = reports.map((r) => r.summary.target);
+  const first = reports[0];
+  const differences: Comparison['differences'] = [];
+  for (let i = 0; first !== undefined && i < first.requests.length; i++) {
+    const rows = reports.map((rep) => rep.requests[i] as ReplayResult);
+    const head = rows[0] as ReplayResult;
+    const statuses = new Set(rows.map((r) => r.observed.status));
+    const outcomes = rows.map((r) => r.observed.outcome);
+    const outcomeDiffers = !outcomes.includes('unknown') && new Set(outcomes).size > 1;
+    if (statuses.size > 1 || outcomeDiffers) {
+      differences.push({
+        seq: head.seq,
+        method: head.method,
+        url: head.url,
+        recorded: head.recorded,
+        observed: rows.map((r, k) => ({ target: targets[k] as string, status: r.observed.status, outcome: r.observed.outcome, error: r.observed.error })),
+      });
+    }
+  }
+  return { targets, reports, differences };
+}
+
+export function formatComparison(c: Comparison): string {
+  const out: string[] = [];
+  c.reports.forEach((rep, i) => {
+    out.push(`=== ${c.targets[i]} ===`, formatReport(rep), '');
+  });
+  out.push(`=== compared: ${c.targets.join(' vs ')} ===`);
+  for (let i = 0; i < c.reports.length; i++) {
+    const s = c.reports[i]?.summary;
+    if (s !== undefined) out.push(`  ${c.targets[i]}: ${s.statusMismatches} status and ${s.outcomeMismatches} outcome mismatches against the recording, ttfb p50 ${s.ttfbMs?.p50.toFixed(1) ?? 'n/a'} ms`);
+  }
+  const total = c.reports[0]?.requests.length ?? 0;
+  out.push(`  same status and outcome on every target: ${total - c.differences.length} of ${total}`);
+  for (const d of c.differences) {
+    out.push(`  ${d.seq} ${d.method} ${d.url.length > 60 ? `${d.url.slice(0, 59)}…` : d.url}: recorded ${d.recorded.status ?? '?'} ${d.recorded.outcome}; ${d.observed.map((o) => `${o.target} ${o.status ?? '---'} ${o.outcome}`).join('; ')}`);
+  }
+  return out.join('\n');
+}
