@@ -110,6 +110,33 @@ describe('sluice CLI', () => {
     expect(await r.body.text()).toHaveLength(1024);
   });
 
+  it('demo with --admin-listen prints how to tail its log, and that command works', async () => {
+    const p = spawn(process.execPath, [BIN, 'demo', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child = p;
+    let out = '';
+    const m = await new Promise<RegExpExecArray>((resolve) => {
+      p.stdout.on('data', (d) => {
+        out += String(d);
+        const found = /Sluice demo: proxy (http:\S+)[\s\S]*sluice log --admin (http:\S+) --token (\S+)/.exec(out);
+        if (found !== null) resolve(found);
+      });
+    });
+    const [, url, admin, token] = m as unknown as [string, string, string, string];
+    expect(out).toContain(`sluice stats --admin ${admin} --token ${token}`);
+    const tail = runCli(['log', '--admin', admin, '--token', token, '--count', '1']);
+    // Requests until the tail has attached and printed one group.
+    let done = false;
+    void tail.then(() => (done = true));
+    for (let i = 0; i < 100 && !done; i++) {
+      await (await request(`${url}/static/1k`)).body.text();
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const r = await tail;
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^\* {3}<< Request  >> \d+/);
+    expect(r.stdout).toMatch(/\n- {3}ReqURL {9}\/static\/1k\n/);
+  });
+
   it('config-file backends with a fallback director fail over from a dead backend', async () => {
     origin = await startFixtureOrigin();
     const dead = await new Promise<number>((resolve) => {

@@ -60,3 +60,15 @@ export const proxyFlags = {
   'log-file': Flags.string({ summary: 'Append the transaction log to FILE instead of stdout. e.g. --log-file /var/log/sluice.log', helpValue: 'FILE' }),
   quiet: Flags.boolean({ summary: 'Do not print log lines (backend failures, bad requests) to stderr. e.g. --quiet' }),
 };
+
+/** The admin listener, for `proxy` and `demo`. */
+export const adminListenFlags = {
+  'admin-listen': Flags.string({
+    summary: 'Serve the admin API (stats, purge, ban, the live log) here; off by default. e.g. --admin-listen 127.0.0.1:6082',
+    helpValue: 'HOST:PORT',
+  }),
+  'admin-token': Flags.string({
+    summary: 'Bearer token for the admin API (or SLUICE_ADMIN_TOKEN; generated and printed when unset). e.g. --admin-token s3cret-token',
+    helpValue: 'TOKEN',
+  }),
+};

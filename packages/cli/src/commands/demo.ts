@@ -1,16 +1,16 @@
 import { Command } from '@oclif/core';
 import { startFixtureOrigin } from '@sluice/fixtures';
 import { loadConfigFile, toConfig } from '../config.js';
-import { proxyFlags } from '../flags.js';
+import { adminListenFlags, proxyFlags } from '../flags.js';
 import { serve, untilSignal } from '../serve.js';
 
 export default class DemoCommand extends Command {
   static override summary = 'Run the proxy in front of an embedded fixture origin, and print what to curl.';
   static override description = 'Starts the fixture origin (the one the tests use) on a free loopback port and the proxy on --listen in front of it. Takes the same settings flags as "proxy".';
 
-  static override examples = ['<%= config.bin %> demo', '<%= config.bin %> demo --listen 127.0.0.1:7000 --storage 64MB'];
+  static override examples = ['<%= config.bin %> demo', '<%= config.bin %> demo --listen 127.0.0.1:7000 --storage 64MB', '<%= config.bin %> demo --admin-listen 127.0.0.1:6082   # also prints how to tail the log'];
 
-  static override flags = { ...proxyFlags };
+  static override flags = { ...proxyFlags, ...adminListenFlags };
 
   async run(): Promise<{ url: string; origin: string }> {
     const { flags } = await this.parse(DemoCommand);
@@ -32,6 +32,11 @@ export default class DemoCommand extends Command {
     this.log(`  curl -i ${u}/private                    # not stored: Cache-Status says why`);
     this.log(`  curl -i -H 'Cookie: a=1' ${u}/static/1k # passed, as Varnish's builtin VCL does`);
     this.log(`  curl -s ${origin.url}/stats               # what reached the origin`);
+    if (running.adminUrl !== undefined) {
+      const token = running.adminToken ?? '<your --admin-token>';
+      this.log(`  ${this.config.bin} log --admin ${running.adminUrl} --token ${token}     # the transaction log, as varnishlog`);
+      this.log(`  ${this.config.bin} stats --admin ${running.adminUrl} --token ${token}   # the counters, as varnishstat`);
+    }
     this.log('');
     this.log('Ctrl-C to stop.');
     await untilSignal();

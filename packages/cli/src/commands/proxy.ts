@@ -1,6 +1,6 @@
 import { Command, Flags } from '@oclif/core';
 import { loadConfigFile, toConfig } from '../config.js';
-import { proxyFlags } from '../flags.js';
+import { adminListenFlags, proxyFlags } from '../flags.js';
 import { serve, untilSignal } from '../serve.js';
 
 export default class ProxyCommand extends Command {
@@ -25,14 +25,7 @@ export default class ProxyCommand extends Command {
       summary: 'How requests are spread over several backends (default round-robin). e.g. --director shard',
       options: ['round-robin', 'random', 'hash', 'shard', 'fallback'],
     }),
-    'admin-listen': Flags.string({
-      summary: 'Serve the admin API (stats, purge, ban) here; off by default. e.g. --admin-listen 127.0.0.1:6082',
-      helpValue: 'HOST:PORT',
-    }),
-    'admin-token': Flags.string({
-      summary: 'Bearer token for the admin API (or SLUICE_ADMIN_TOKEN; generated and printed when unset). e.g. --admin-token s3cret-token',
-      helpValue: 'TOKEN',
-    }),
+    ...adminListenFlags,
     'purge-allow': Flags.string({
       summary: 'Address allowed to send the PURGE method (repeatable); none by default. e.g. --purge-allow 127.0.0.1',
       helpValue: 'IP',
