@@ -90,7 +90,7 @@ describe.concurrent('replaying every trace in shared/varnishlog against a runnin
 });
 
 describe('recording: our own log is a valid replay input', () => {
-  async function record(format: 'text' | 'ndjson', onEnd: Closer, grouping: 'request' | 'session' = 'request'): Promise<{ file: string; statuses: number[] }> {
+  async function record(format: 'text' | 'ndjson', onEnd: Closer, grouping: 'request' | 'session' | 'vxid' = 'request'): Promise<{ file: string; statuses: number[] }> {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'sluice-rec-'));
     onEnd(async () => rmSync(dir, { recursive: true, force: true }));
     const file = path.join(dir, `log.${format}`);
@@ -126,6 +126,7 @@ describe('recording: our own log is a valid replay input', () => {
     ['text', 'request'],
     ['ndjson', 'request'],
     ['text', 'session'],
+    ['text', 'vxid'],
   ] as const)('%s log (-g %s): every request replays with the recorded status and outcome, headers as sent', async ([format, grouping], { onTestFinished }) => {
     const { file, statuses } = await record(format, onTestFinished, grouping);
     if (grouping === 'session') {
