@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { Args, Command, Flags } from '@oclif/core';
 import { CliError } from '../errors.js';
 import { compare, formatComparison, formatReport, replay, type Comparison, type ReplayReport } from '../replay/replay.js';
@@ -27,6 +28,8 @@ export default class ReplayCommand extends Command {
     asap: Flags.boolean({ summary: 'Send as fast as possible instead of on the recorded schedule. e.g. --asap --concurrency 8' }),
     concurrency: Flags.integer({ summary: 'Requests in flight with --asap (default 1). e.g. --concurrency 8', helpValue: 'N', min: 1 }),
     host: Flags.string({ summary: 'Replace the recorded Host header with this one (requests recorded without Host keep none). e.g. --host staging.example.com', helpValue: 'HOST' }),
+    ca: Flags.string({ summary: 'PEM file of the CA to trust for an https:// target, instead of the system CAs. e.g. --ca ./staging-ca.pem', helpValue: 'FILE' }),
+    insecure: Flags.boolean({ summary: 'Do not verify an https:// target\'s certificate (testing only). e.g. --insecure' }),
     timeout: Flags.integer({ summary: 'Seconds to wait for each complete response (default 30). e.g. --timeout 5', helpValue: 'SECONDS', min: 1 }),
   };
 
@@ -39,13 +42,22 @@ export default class ReplayCommand extends Command {
       } catch {
         throw new CliError('CLI_ERR_FLAG_INVALID', `--target "${raw}" is not a URL (e.g. --target http://127.0.0.1:6081)`);
       }
-      if (u.protocol !== 'http:') throw new CliError('CLI_ERR_FLAG_INVALID', `--target must be an http:// URL, got "${raw}"`);
+      if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new CliError('CLI_ERR_FLAG_INVALID', `--target must be an http:// or https:// URL, got "${raw}"`);
       return u;
     });
     const speed = flags.speed === undefined ? 1 : Number(flags.speed);
     if (!Number.isFinite(speed) || speed <= 0) throw new CliError('CLI_ERR_FLAG_INVALID', `--speed must be a number above 0 (e.g. --speed 2), got "${flags.speed}"`);
     if (flags.concurrency !== undefined && !flags.asap) throw new CliError('CLI_ERR_FLAG_INVALID', '--concurrency needs --asap (timed replay keeps the recorded concurrency)');
     if (flags.speed !== undefined && flags.asap) throw new CliError('CLI_ERR_FLAG_INVALID', 'give --speed or --asap, not both');
+    let ca: string | undefined;
+    if (flags.ca !== undefined) {
+      try {
+        ca = readFileSync(flags.ca, 'utf8');
+      } catch (e: unknown) {
+        throw new CliError('CLI_ERR_FLAG_INVALID', `--ca: cannot read ${flags.ca} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      }
+    }
+    if (flags.insecure) process.stderr.write('sluice: warning: --insecure: https certificates are not verified\n');
     let trace: Trace;
     try {
       trace = readTrace(args.trace);
@@ -70,6 +82,8 @@ export default class ReplayCommand extends Command {
           asap: flags.asap,
           concurrency: flags.concurrency,
           timeoutMs: (flags.timeout ?? 30) * 1000,
+          ca,
+          insecure: flags.insecure,
         }),
       );
     }

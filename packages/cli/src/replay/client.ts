@@ -1,4 +1,5 @@
 import net from 'node:net';
+import tls from 'node:tls';
 import type { Outcome, ReplayRequest } from './trace.js';
 
 /** What the target answered. */
@@ -34,6 +35,8 @@ export class ReplayClient {
     private readonly host: string,
     private readonly port: number,
     private readonly timeoutMs = 30_000,
+    /** Set for an https:// target: TLS with SNI, the certificate verified unless `rejectUnauthorized` is false. */
+    private readonly tlsOptions?: { servername: string; ca?: string | undefined; rejectUnauthorized: boolean },
   ) {}
 
   /** Sends `req`; `wire` is its serialised form when the caller prepared it (see serialise). */
@@ -63,7 +66,17 @@ export class ReplayClient {
   }
 
   private connect(session: string | undefined): net.Socket {
-    const s = net.connect({ host: this.host, port: this.port, noDelay: true });
+    const t = this.tlsOptions;
+    let s: net.Socket;
+    if (t === undefined) s = net.connect({ host: this.host, port: this.port, noDelay: true });
+    else {
+      const opts: tls.ConnectionOptions = { host: this.host, port: this.port, rejectUnauthorized: t.rejectUnauthorized };
+      // SNI carries names, not addresses (RFC 6066 §3).
+      if (net.isIP(t.servername) === 0) opts.servername = t.servername;
+      if (t.ca !== undefined) opts.ca = t.ca;
+      s = tls.connect(opts);
+      s.setNoDelay(true);
+    }
     this.connections++;
     this.all.add(s);
     // The session's connection, unless it already has one that is busy (concurrent replay): then this one is spare.

@@ -1,4 +1,7 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -190,6 +193,43 @@ describe('replaying a log of sliced requests', () => {
   });
 });
 
+describe('replay to an https:// target', () => {
+  it('verifies the certificate against --ca, refuses it without, and skips verification only with --insecure', async ({ onTestFinished }) => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'sluice-tls-'));
+    onTestFinished(async () => rmSync(dir, { recursive: true, force: true }));
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=replay.test', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')], { stdio: 'ignore' });
+    const seen: string[] = [];
+    const server = https.createServer({ cert: readFileSync(path.join(dir, 'cert.pem')), key: readFileSync(path.join(dir, 'key.pem')) }, (req, res) => {
+      seen.push(req.url ?? '');
+      res.writeHead(200, { 'cache-status': 'tls-peer; hit' });
+      res.end('ok');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    onTestFinished(() => new Promise<void>((r) => {
+      server.closeAllConnections();
+      server.close(() => r());
+    }));
+    const target = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const trace = path.join(dir, 'access.log');
+    writeFileSync(trace, ['/a', '/b'].map((u) => `127.0.0.1 - - [21/Nov/2026:21:05:18 +0000] "GET http://127.0.0.1${u} HTTP/1.1" 200 2 "-" "t"\n`).join(''));
+
+    const verified = await runCli(['replay', trace, '--target', target, '--ca', path.join(dir, 'cert.pem'), '--asap', '--json']);
+    expect(verified.code).toBe(0);
+    const rep = JSON.parse(verified.stdout) as ReplayReport;
+    expect(rep.requests.map((r) => [r.observed.status, r.observed.outcome, r.observed.bodyBytes])).toEqual([[200, 'hit', 2], [200, 'hit', 2]]);
+    expect(seen).toEqual(['/a', '/b']);
+
+    const refused = JSON.parse((await runCli(['replay', trace, '--target', target, '--asap', '--json'])).stdout) as ReplayReport;
+    expect(refused.summary.errors).toBe(2);
+    expect(refused.requests[0]?.observed.error).toMatch(/^connection failed: .*certificate/);
+    expect(seen).toHaveLength(2);
+
+    const insecure = await runCli(['replay', trace, '--target', target, '--insecure', '--asap', '--json']);
+    expect((JSON.parse(insecure.stdout) as ReplayReport).summary.errors).toBe(0);
+    expect(insecure.stderr).toMatch(/--insecure: https certificates are not verified/);
+  });
+});
+
 describe('sluice replay (CLI)', () => {
   it('--json prints one object with summary, requests and skipped', async ({ onTestFinished }) => {
     const { target } = await sampleStack(onTestFinished);
@@ -244,6 +284,8 @@ describe('sluice replay (CLI)', () => {
     [['replay', path.join(SAMPLE_DIR, 'ncsa.log'), '--target', 'http://127.0.0.1:9', '--speed', '0'], /^sluice: --speed must be a number above 0/],
     [['replay', path.join(SAMPLE_DIR, 'ncsa.log'), '--target', 'http://127.0.0.1:9', '--concurrency', '4'], /^sluice: --concurrency needs --asap/],
     [['replay', path.join(SAMPLE_DIR, 'ncsa.log'), '--target', 'http://127.0.0.1:9', '--host', 'a b'], /^sluice: --host "a b" is not a host\[:port\]/],
+    [['replay', path.join(SAMPLE_DIR, 'ncsa.log'), '--target', 'https://127.0.0.1:9', '--ca', '/nope/ca.pem'], /^sluice: --ca: cannot read \/nope\/ca\.pem \(ENOENT\)/],
+    [['replay', path.join(SAMPLE_DIR, 'ncsa.log'), '--target', 'ftp://127.0.0.1:9'], /^sluice: --target must be an http:\/\/ or https:\/\/ URL/],
   ])('bad input %j: one line and exit 2', async (args, message) => {
     const r = await runCli(args);
     expect(r.code).toBe(2);

@@ -11,6 +11,9 @@ export interface ReplayOptions {
   concurrency?: number | undefined;
   /** Per request (default 30 s). */
   timeoutMs?: number;
+  /** https targets: extra CA (PEM) to trust, and whether to skip verification (`--insecure`). */
+  ca?: string | undefined;
+  insecure?: boolean | undefined;
   onResult?: (r: ReplayResult) => void;
 }
 
@@ -73,7 +76,14 @@ export interface ReplayReport {
  * recorded clients had none; asap mode sends back to back from `concurrency` workers, in arrival order.
  */
 export async function replay(trace: Trace, name: string, opts: ReplayOptions): Promise<ReplayReport> {
-  const client = new ReplayClient(opts.target.hostname.replace(/^\[|\]$/g, ''), Number(opts.target.port || 80), opts.timeoutMs);
+  const https = opts.target.protocol === 'https:';
+  const hostname = opts.target.hostname.replace(/^\[|\]$/g, '');
+  const client = new ReplayClient(
+    hostname,
+    Number(opts.target.port || (https ? 443 : 80)),
+    opts.timeoutMs,
+    https ? { servername: hostname, ca: opts.ca, rejectUnauthorized: opts.insecure !== true } : undefined,
+  );
   const results: ReplayResult[] = new Array(trace.requests.length);
   const asap = opts.asap === true;
   // Requests are serialised before the clock starts, so the rate measures sending, not preparing.
