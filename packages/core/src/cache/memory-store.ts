@@ -135,6 +135,20 @@ export class MemoryStore {
   }
 
   /**
+   * Whether a fresh variant for these request headers is stored, without the side effects of `lookup` (no busy
+   * object, no LRU touch, bans not applied): the slicer's Cache-Status asks it of segments it has not reached yet.
+   */
+  hasFresh(key: string, reqHeaders: HeaderMap, nowMs: number): boolean {
+    const entry = this.index.get(key);
+    if (entry === undefined) return false;
+    for (const obj of entry.variants) {
+      if (obj.state === 'failed' || obj.varySig !== varySignature(obj.varyFields, reqHeaders)) continue;
+      if (obj.initialAgeSec + (nowMs - obj.responseTimeMs) / 1000 < obj.ttlSec) return true;
+    }
+    return false;
+  }
+
+  /**
    * Headers of `obj` are decided and it is to be kept: it replaces the key's busy slot and any variant with the same
    * Vary signature. Returns false (and unstores) when it can never fit the budget.
    */

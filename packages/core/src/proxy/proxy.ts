@@ -793,6 +793,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
     try {
       const metaKey = metaKeyOf(tx.key, size);
       let meta = this.cachedMeta(metaKey, tx);
+      const metaCached = meta !== undefined;
       if (meta === undefined) {
         const first = await segment(0);
         const obj = first.obj as CacheObject;
@@ -852,9 +853,12 @@ export class Proxy<Ctx = Record<string, unknown>> {
         if (obj.state === 'failed' && obj.status === 0) return this.fetchFailedSynth(tx, obj);
         const why = segmentMismatch(obj.status, obj.headers, needed[0] as number, size, total, meta.headers);
         if (why !== undefined) return this.sliceMismatch(tx, obj, why, restarted);
-        tx.status = sub.status.hit === true ? { hit: true, detail: 'slice' } : { fwd: sub.status.fwd ?? 'miss', detail: 'slice' };
+        // A hit only when everything the response needs came from the cache: the meta object, the first segment, and
+        // (checked without looking them up) every later segment.
+        const restCached = needed.slice(1).every((i) => this.store.hasFresh(this.keyOf({ ...tx.req, segment: { index: i, size } }, tx.ctx), tx.req.headers, this.now()));
+        tx.status = metaCached && sub.status.hit === true && restCached ? { hit: true, detail: 'slice' } : { fwd: sub.status.fwd ?? 'miss', detail: 'slice' };
       } else {
-        tx.status = { hit: true, detail: 'slice' };
+        tx.status = metaCached ? { hit: true, detail: 'slice' } : { fwd: 'miss', detail: 'slice' };
       }
       this.writeHead(tx, meta, head);
       const res = tx.res;

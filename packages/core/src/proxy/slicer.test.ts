@@ -90,6 +90,19 @@ describe('slicer', () => {
     expect(ranges).toHaveLength(3);
   });
 
+  it('Cache-Status says hit only when the meta object and every segment needed were cached', async () => {
+    const { origin } = await rangedOrigin();
+    const px = await sliced(origin.url);
+    const cold = await get(`${px.url}/file`, { range: 'bytes=0-9' });
+    expect(cold.headers['cache-status']).toMatch(/^sluice; fwd=uri-miss; .*detail=slice$/);
+    // Segment 0 and the meta object are cached now, segment 1 is not: not a hit.
+    const part = await get(`${px.url}/file`, { range: 'bytes=0-5000' });
+    expect(part.body.equals(BODY.subarray(0, 5001))).toBe(true);
+    expect(part.headers['cache-status']).toMatch(/^sluice; fwd=miss; .*detail=slice$/);
+    const warm = await get(`${px.url}/file`, { range: 'bytes=0-5000' });
+    expect(warm.headers['cache-status']).toMatch(/^sluice; hit; .*detail=slice$/);
+  });
+
   it('HEAD and a matching If-None-Match are answered from the meta object', async () => {
     const { origin, ranges } = await rangedOrigin();
     const px = await sliced(origin.url);
