@@ -17,21 +17,25 @@ export function adminTarget(flags: { admin?: string | undefined; token?: string 
   return { url, token };
 }
 
-/** Calls the admin API; a non-2xx answer or an unreachable admin becomes a one-line CliError. */
-export async function adminCall(t: AdminTarget, method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> {
+/**
+ * Sends one request to the admin API and returns the response once it is known to be 2xx; an unreachable admin or
+ * an error answer becomes a one-line CliError. The body is the caller's (JSON for calls, a stream for /log).
+ */
+export async function adminFetch(t: AdminTarget, method: 'GET' | 'POST', path: string, init: { body?: unknown; signal?: AbortSignal } = {}): Promise<Response> {
   let res: Response;
   try {
     res = await fetch(`${t.url}${path}`, {
       method,
-      headers: { authorization: `Bearer ${t.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      headers: { authorization: `Bearer ${t.token}`, ...(init.body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(init.body === undefined ? {} : { body: JSON.stringify(init.body) }),
+      ...(init.signal === undefined ? {} : { signal: init.signal }),
     });
   } catch (e: unknown) {
     const cause = (e as { cause?: { code?: string } }).cause?.code;
     throw new CliError('CLI_ERR_ADMIN', `cannot reach the admin API at ${t.url}${cause === undefined ? '' : ` (${cause})`}`, { cause: e });
   }
-  const text = await res.text();
   if (!res.ok) {
+    const text = await res.text();
     let msg = text.trim();
     try {
       const j = JSON.parse(text) as { error?: unknown };
@@ -39,7 +43,14 @@ export async function adminCall(t: AdminTarget, method: 'GET' | 'POST', path: st
     } catch {
       // not JSON: keep the text
     }
-    throw new CliError('CLI_ERR_ADMIN', `admin API ${method} ${path}: ${res.status} ${msg}`);
+    throw new CliError('CLI_ERR_ADMIN', `admin API ${method} ${path.split('?')[0] ?? path}: ${res.status} ${msg}`);
   }
+  return res;
+}
+
+/** Calls the admin API and returns its answer (parsed when JSON). */
+export async function adminCall(t: AdminTarget, method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> {
+  const res = await adminFetch(t, method, path, { body });
+  const text = await res.text();
   return (res.headers.get('content-type') ?? '').includes('json') ? (JSON.parse(text) as unknown) : text;
 }

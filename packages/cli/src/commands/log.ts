@@ -1,6 +1,6 @@
 import { Command, Flags } from '@oclif/core';
 import { formatVarnishlog, parseNdjsonGroup } from '@sluice/core';
-import { adminTarget } from '../admin-client.js';
+import { adminFetch, adminTarget } from '../admin-client.js';
 import { CliError } from '../errors.js';
 import { adminFlags } from './stats.js';
 
@@ -45,23 +45,8 @@ export default class LogCommand extends Command {
     if (flags.url !== undefined) q.set('url', flags.url);
     if (flags.status !== undefined) q.set('status', flags.status);
     const ac = new AbortController();
-    let res: Response;
-    try {
-      res = await fetch(`${t.url}/log?${q.toString()}`, { headers: { authorization: `Bearer ${t.token}` }, signal: ac.signal });
-    } catch (e: unknown) {
-      const cause = (e as { cause?: { code?: string } }).cause?.code;
-      throw new CliError('CLI_ERR_ADMIN', `cannot reach the admin API at ${t.url}${cause === undefined ? '' : ` (${cause})`}`, { cause: e });
-    }
-    if (!res.ok || res.body === null) {
-      const text = await res.text();
-      let msg = text.trim();
-      try {
-        msg = (JSON.parse(text) as { error?: string }).error ?? msg;
-      } catch {
-        // keep the text
-      }
-      throw new CliError('CLI_ERR_ADMIN', `admin API GET /log: ${res.status} ${msg}`);
-    }
+    const res = await adminFetch(t, 'GET', `/log?${q.toString()}`, { signal: ac.signal });
+    if (res.body === null) throw new CliError('CLI_ERR_ADMIN', 'admin API GET /log: no body');
     const grouping = flags.grouping === 'vxid' ? 'vxid' : flags.grouping === 'session' ? 'session' : 'request';
     let n = 0;
     let buf = '';

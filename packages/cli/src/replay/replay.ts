@@ -178,10 +178,12 @@ export function percentiles(xs: Array<number | undefined>): Percentiles | undefi
   return { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: round(v[v.length - 1] as number) };
 }
 
+/** `s` cut to `n` characters with an ellipsis, for report columns. */
+const cut = (s: string, n: number): string => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
+
 /** The human report: one line per request, mismatches marked, then the summary, the mismatches and the skipped. */
 export function formatReport(rep: ReplayReport): string {
   const out: string[] = [];
-  const cut = (s: string, n: number): string => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
   const side = (status: number | undefined, outcome: Outcome, detail?: string): string =>
     `${status ?? '---'} ${outcome}${detail === undefined ? '' : ` (${detail})`}`;
   out.push(`${'seq'.padStart(4)}  ${'method'.padEnd(7)}${'url'.padEnd(42)}${'recorded'.padEnd(26)}${'observed'.padEnd(26)}${'ttfb ms'.padStart(9)}`);
@@ -274,7 +276,7 @@ export function formatComparison(c: Comparison): string {
   const total = c.reports[0]?.requests.length ?? 0;
   out.push(`  same status and outcome on every target: ${total - c.differences.length} of ${total}`);
   for (const d of c.differences) {
-    out.push(`  ${d.seq} ${d.method} ${d.url.length > 60 ? `${d.url.slice(0, 59)}…` : d.url}: recorded ${d.recorded.status ?? '?'} ${d.recorded.outcome}; ${d.observed.map((o) => `${o.target} ${o.status ?? '---'} ${o.outcome}`).join('; ')}`);
+    out.push(`  ${d.seq} ${d.method} ${cut(d.url, 60)}: recorded ${d.recorded.status ?? '?'} ${d.recorded.outcome}; ${d.observed.map((o) => `${o.target} ${o.status ?? '---'} ${o.outcome}`).join('; ')}`);
   }
   return out.join('\n');
 }

@@ -188,6 +188,14 @@ describe('what real logs contain', () => {
     expect(t.skipped[0]?.reason).toMatch(/no Begin record/);
   });
 
+  it('an NDJSON log with a truncated line: the whole groups replay, the cut one is listed', () => {
+    const good = '{"vxid":2,"type":"Request","records":[["Begin","req 1 rxreq"],["Timestamp","Start: 1795295118.500000 0.000000 0.000000"],["ReqMethod","GET"],["ReqURL","/a"],["ReqProtocol","HTTP/1.1"],["ReqHeader","host: x"],["VCL_call","RECV"],["VCL_call","MISS"],["RespStatus","200"],["End",""]],"children":[]}';
+    const t = parse(`${good}\n${good.slice(0, 80)}\n`);
+    expect(t.format).toBe('ndjson');
+    expect(t.requests.map((r) => [r.url, r.recorded.status, r.recorded.outcome])).toEqual([['/a', 200, 'miss']]);
+    expect(t.skipped).toEqual([{ ref: 'test.log line 2', reason: 'not a Sluice log group (truncated line?)' }]);
+  });
+
   it('a file in no known format is refused with a one-line reason', () => {
     expect(() => parse('hello\nworld\n')).toThrow(TraceFormatError);
     expect(() => parse('hello\nworld\n')).toThrow(/not a trace Sluice can read.*"hello"/);

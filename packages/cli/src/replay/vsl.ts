@@ -1,3 +1,5 @@
+import { parseNdjsonGroup, type TxView } from '@sluice/core';
+
 /**
  * Readers for Varnish shared-memory-log (VSL) renderings: varnishlog text in the grouped modes (`-g request`,
  * `-g vxid`, `-g session`), `-g raw` text, the binary file `varnishlog -w` writes, and Sluice's own NDJSON. Every reader
@@ -190,7 +192,7 @@ export function parseBinaryVsl(buf: Buffer, name = 'log'): ParsedLog {
   return { transactions, problems };
 }
 
-/** Sluice's NDJSON log: one group per line, `{vxid, type, records: [[tag, value]], children: [...]}`. */
+/** Sluice's NDJSON log: one group per line, read with core's own reader (`parseNdjsonGroup`). */
 export function parseNdjson(text: string, name = 'log'): ParsedLog {
   const transactions: VslTx[] = [];
   const problems: ParsedLog['problems'] = [];
@@ -198,23 +200,18 @@ export function parseNdjson(text: string, name = 'log'): ParsedLog {
   for (let i = 0; i < lines.length; i++) {
     const line = (lines[i] as string).trim();
     if (line === '') continue;
-    let obj: unknown;
-    try {
-      obj = JSON.parse(line);
-    } catch {
-      problems.push({ ref: `${name} line ${i + 1}`, reason: 'not JSON (truncated line?)' });
+    const group = parseNdjsonGroup(line);
+    if (group === undefined) {
+      problems.push({ ref: `${name} line ${i + 1}`, reason: line.startsWith('{') ? 'not a Sluice log group (truncated line?)' : 'not JSON' });
       continue;
     }
-    const walk = (o: unknown): boolean => {
-      if (typeof o !== 'object' || o === null) return false;
-      const g = o as { vxid?: unknown; type?: unknown; records?: unknown; children?: unknown };
-      if (typeof g.vxid !== 'number' || !Array.isArray(g.records)) return false;
-      const tx = newTx(g.vxid, typeof g.type === 'string' ? g.type : '', `${name} line ${i + 1}`, i);
-      for (const r of g.records) if (Array.isArray(r) && typeof r[0] === 'string') addRecord(tx, r[0], String(r[1] ?? ''));
+    const walk = (v: TxView): void => {
+      const tx = newTx(v.vxid, v.type, `${name} line ${i + 1}`, i);
+      for (const r of v.records) addRecord(tx, r.tag, r.value);
       transactions.push(tx);
-      return (Array.isArray(g.children) ? g.children : []).every(walk);
+      v.children.forEach(walk);
     };
-    if (!walk(obj)) problems.push({ ref: `${name} line ${i + 1}`, reason: 'JSON but not a Sluice log group' });
+    walk(group);
   }
   link(transactions);
   return { transactions, problems };

@@ -161,6 +161,25 @@ export class CacheObject {
     this.finish();
   }
 
+  /**
+   * Takes `from`'s lifetime and identity (times, ttl/grace/keep, request URL and host for bans, tags, Vary, the
+   * fetch that made it): an object derived from another one, like the slicer's meta object, lives and dies with it.
+   */
+  copyLifetime(from: CacheObject): void {
+    this.requestTimeMs = from.requestTimeMs;
+    this.responseTimeMs = from.responseTimeMs;
+    this.initialAgeSec = from.initialAgeSec;
+    this.ttlSec = from.ttlSec;
+    this.graceSec = from.graceSec;
+    this.keepSec = from.keepSec;
+    this.reqUrl = from.reqUrl;
+    this.reqHost = from.reqHost;
+    this.tags = from.tags;
+    this.fetchVxid = from.fetchVxid;
+    this.varyFields = from.varyFields;
+    this.varySig = from.varySig;
+  }
+
   /** Stop keeping the body: from now on chunks every reader passed are dropped, and the fetch gets backpressure. */
   unstore(reason: string): void {
     this.stored = false;

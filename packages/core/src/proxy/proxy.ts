@@ -126,10 +126,11 @@ interface Tx<Ctx> {
 }
 
 /** A transaction's starting state: nothing looked up, no body, not logged. */
-function newTx<Ctx>(res: Http1Response, signalOf: () => AbortSignal, req: DownstreamRequest, ctx: Ctx, pin: PinSlot): Tx<Ctx> {
+function newTx<Ctx>(res: Http1Response, signalFrom: { readonly signal: AbortSignal }, req: DownstreamRequest, ctx: Ctx, pin: PinSlot): Tx<Ctx> {
   return {
+    // The client's response (or, for a subrequest, its parent) owns the signal; read lazily, as most hits never wait.
     get signal() {
-      return signalOf();
+      return signalFrom.signal;
     },
     req,
     body: null,
@@ -288,7 +289,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
   private async handle(raw: Http1Request, res: Http1Response): Promise<void> {
     this.stats.client_req++;
     const req: DownstreamRequest = { method: raw.method, url: raw.url, headers: raw.headers, httpVersion: raw.httpVersion, remoteAddress: raw.remoteAddress };
-    const tx = newTx<Ctx>(res, () => res.signal, req, this.hooks.newCtx?.() ?? ({} as Ctx), pinSlotOf(raw.connection));
+    const tx = newTx<Ctx>(res, res, req, this.hooks.newCtx?.() ?? ({} as Ctx), pinSlotOf(raw.connection));
     tx.body = raw.body;
     tx.bodyBytes = raw.bodyBytes;
     if (this.txlog !== undefined && this.txlog.enabled) {
@@ -931,18 +932,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
     meta.headers = metaHeaders(seg.headers, total);
     meta.bodyless = true;
     meta.expectedLength = 0;
-    meta.requestTimeMs = seg.requestTimeMs;
-    meta.responseTimeMs = seg.responseTimeMs;
-    meta.initialAgeSec = seg.initialAgeSec;
-    meta.ttlSec = seg.ttlSec;
-    meta.graceSec = seg.graceSec;
-    meta.keepSec = seg.keepSec;
-    meta.reqUrl = seg.reqUrl;
-    meta.reqHost = seg.reqHost;
-    meta.tags = seg.tags;
-    meta.fetchVxid = seg.fetchVxid;
-    meta.varyFields = seg.varyFields;
-    meta.varySig = seg.varySig;
+    meta.copyLifetime(seg);
     if (mine) {
       if (seg.stored === true) this.store.insert(meta);
       else this.store.releaseBusy(meta);
@@ -972,7 +962,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
     for (const h of MISS_STRIP) delete headers[h];
     headers['range'] = segmentRangeHeader(index, size);
     const req: DownstreamRequest = { method: 'GET', url: parent.req.url, headers, httpVersion: parent.req.httpVersion, remoteAddress: parent.req.remoteAddress, segment: { index, size } };
-    const tx = newTx<Ctx>(parent.res, () => parent.signal, req, this.hooks.newCtx?.() ?? ({} as Ctx), parent.pin);
+    const tx = newTx<Ctx>(parent.res, parent, req, this.hooks.newCtx?.() ?? ({} as Ctx), parent.pin);
     this.stats.slice_segments++;
     if (parent.log !== undefined && this.txlog !== undefined) {
       const t = this.txlog.beginSubrequest(parent.log, 'slice');
@@ -1014,8 +1004,8 @@ export class Proxy<Ctx = Record<string, unknown>> {
     let be: Transaction | undefined;
     // BereqAcct: heads as Sluice hands them to the origin client (its own additions, such as Host, not counted).
     const acct = { reqHead: 0, respHead: 0, respBody: 0 };
+    const reason = isPass ? 'pass' : tx.status.detail === 'grace' ? 'bgfetch' : 'fetch';
     if (tx.log !== undefined && this.txlog !== undefined) {
-      const reason = isPass ? 'pass' : tx.status.detail === 'grace' ? 'bgfetch' : 'fetch';
       be = this.txlog.beginBereq(tx.log, reason);
       tx.log.add('Link', `bereq ${be.vxid} ${reason}`);
       obj.fetchVxid = be.vxid;
@@ -1134,7 +1124,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
         be.add('Storage', obj.stored === true ? 'malloc s0' : 'malloc Transient');
         be.timestamp('Process');
         // The client side's `Fetch`: the fetch has handed over its response headers (not for a background fetch).
-        if (be.records[0]?.value.endsWith(' bgfetch') !== true) tx.log?.timestamp('Fetch');
+        if (reason !== 'bgfetch') tx.log?.timestamp('Fetch');
       }
       obj.setState('stream');
 
