@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -11,7 +11,7 @@ import { compose, type Composed } from '../compose.js';
 import { loadConfigFile, toConfig, type ProxyFlags } from '../config.js';
 import { runCli } from '../test-support/run-cli.js';
 import { replay, type Comparison, type ReplayReport, type ReplayResult } from './replay.js';
-import { readTrace } from './trace.js';
+import { parseTrace, readTrace } from './trace.js';
 import { SAMPLE_DIR, SAMPLE_POLICY } from '../test-support/sample.js';
 
 // Each test closes what it opened (onTestFinished), so tests can run concurrently.
@@ -191,6 +191,29 @@ describe('replaying a log of sliced requests', () => {
     const rep = await replay(trace, 'sliced', { target, asap: true });
     expect(rep.requests[0]?.observed).toMatchObject({ status: 206, outcome: 'miss', detail: 'slice', bodyBytes: 100 });
     expect(rep.summary).toMatchObject({ statusMismatches: 0, outcomeMismatches: 0 });
+  });
+});
+
+describe('replay client', () => {
+  it('a kept-alive connection the target dropped is retried once on a new one, not reported as an error', async ({ onTestFinished }) => {
+    // Each connection answers one request and drops the next one unanswered (an idle-timeout race, made certain).
+    let connections = 0;
+    const server = net.createServer((sock) => {
+      connections++;
+      let requests = 0;
+      sock.on('data', () => {
+        if (++requests === 1) sock.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncache-status: t; hit\r\n\r\nok');
+        else sock.destroy();
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    onTestFinished(() => new Promise<void>((r) => server.close(() => r())));
+    const trace = parseTrace(Buffer.from(['/a', '/b', '/c'].map((u) => `127.0.0.1 - - [21/Nov/2026:21:05:18 +0000] "GET http://x${u} HTTP/1.1" 200 2 "-" "t"\n`).join('')), 'three.log');
+    const rep = await replay(trace, 'three.log', { target: new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}`), asap: true });
+    expect(rep.summary).toMatchObject({ replayed: 3, errors: 0, statusMismatches: 0 });
+    // /b and /c each found their reused connection dropped and went again on a fresh one.
+    expect(connections).toBe(3);
+    expect(rep.summary.connections).toBe(3);
   });
 });
 

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { Agent, request } from 'undici';
 import { deferred, startScriptedOrigin } from '@sluice/fixtures';
 import { startProxy, until, useCleanup } from '../test-support/harness.js';
-import { formatNdjson, formatVarnishlog, MemorySink, parseNdjsonGroup, seconds6, TxLog, type Transaction, type TxSink } from './txlog.js';
+import { formatNdjson, formatVarnishlog, MemorySink, parseNdjsonGroup, seconds6, SessionGroups, TxLog, type Transaction, type TxSink, type TxView } from './txlog.js';
 import { rawExchange } from '../test-support/harness.js';
 
 const track = useCleanup();
@@ -117,6 +117,42 @@ describe('sessions and byte accounting', () => {
     expect(value(r1, 'Begin')).toBe(`req ${sess.vxid} rxreq`);
     expect(value(sess, 'SessClose')).toMatch(/^REQ_CLOSE \d+\.\d{3}$/);
     expect(value(r1, 'ReqStart')?.split(' ')[1]).toBe(value(sess, 'SessOpen')?.split(' ')[1]);
+  });
+
+  it('SessClose names who closed: HTTP/1.0 without keep-alive, the proxy after a 400, the client', async () => {
+    const sink = new MemorySink();
+    const origin = track(await startScriptedOrigin((_req, res) => void res.end('x')));
+    const px = track(await startProxy(origin.url, { txlog: new TxLog([sink]) }));
+    await rawExchange(px.port, 'GET /a HTTP/1.0\r\n\r\n');
+    await until(() => sink.sessions.length === 1);
+    await rawExchange(px.port, 'GET /a HTTP/1.1\r\nUser-Agent: t\r\n\r\n');
+    await until(() => sink.sessions.length === 2);
+    const agent = new Agent({ connections: 1 });
+    const keep = await request(`${px.url}/a`, { dispatcher: agent });
+    await keep.body.text();
+    await agent.close();
+    await until(() => sink.sessions.length === 3);
+    expect(sink.sessions.map((t) => value(t, 'SessClose')?.split(' ')[0])).toEqual(['REQ_HTTP10', 'RESP_CLOSE', 'REM_CLOSE']);
+  });
+
+  it('-g session holds each request until its connection closes, and lets them out on their own past the limit', () => {
+    const out: TxView[] = [];
+    const groups = new SessionGroups((v) => out.push(v), 2);
+    const log = new TxLog([{ write: (g) => groups.request(g), session: (t) => groups.session(t) }]);
+    const sess = log.beginSession({ remoteAddress: '127.0.0.1', remotePort: 1, localAddress: '127.0.0.1', localPort: 2, openedMs: 0 });
+    const req = (): void => log.beginRequest(sess).end();
+    req();
+    expect(out).toEqual([]);
+    req();
+    // The limit (2) is reached: both go out as plain request groups.
+    expect(out.map((v) => v.type)).toEqual(['Request', 'Request']);
+    req();
+    sess.end();
+    expect(out.map((v) => v.type)).toEqual(['Request', 'Request', 'Session']);
+    expect(out[2]?.children.map((c) => c.type)).toEqual(['Request']);
+    // A request whose connection was not logged (session 0) goes out at once.
+    log.beginRequest(0).end();
+    expect(out).toHaveLength(4);
   });
 
   it('ReqAcct counts the request and response bytes; BereqAcct the backend body', async () => {
