@@ -30,6 +30,10 @@ abstract class DecoderBase implements BodyDecoder {
         onRead();
       },
     });
+    // The connection owns the fault (it answers 400 or closes); a reader, if there is one, gets the error through its
+    // own listener. A body nobody reads (a GET with Content-Length, a request answered before its body was read) must
+    // not turn the abort into an unhandled 'error' event that ends the process.
+    this.stream.on('error', ignore);
   }
   /** Body bytes decoded so far (payload, without chunked framing). */
   bytes = 0;
@@ -63,8 +67,12 @@ export class LengthDecoder extends DecoderBase {
   }
 }
 
+function ignore(): void {}
+
 /** Errors in chunked framing; the connection answers 400 and closes. */
 export class ChunkedFramingError extends Error {}
+
+const CHUNK_SIZE_LINE = /^([0-9a-fA-F]{1,12})(?:[ \t]*;[^\0-\x08\x0a-\x1f\x7f]*)?$/;
 
 export class ChunkedDecoder extends DecoderBase {
   private state: 'size' | 'data' | 'data-crlf' | 'trailer' = 'size';
@@ -92,7 +100,9 @@ export class ChunkedDecoder extends DecoderBase {
       const line = this.line.endsWith('\r') ? this.line.slice(0, -1) : this.line;
       this.line = '';
       if (this.state === 'size') {
-        const m = /^([0-9a-fA-F]{1,12})(?:[ \t]*;.*)?$/.exec(line);
+        // RFC 9112 §7.1: chunk-size is 1*HEXDIG; an extension follows BWS ";" and holds no control characters
+        // (HTAB aside). A CR left inside the line is a bare CR, refused too.
+        const m = CHUNK_SIZE_LINE.exec(line);
         if (m === null) throw new ChunkedFramingError('invalid chunk size');
         this.remaining = parseInt(m[1] as string, 16);
         this.state = this.remaining === 0 ? 'trailer' : 'data';

@@ -17,6 +17,8 @@ const REASONS = http.STATUS_CODES;
 
 export interface ResponseOwner {
   readonly socket: Socket;
+  /** Whether the request body is still unread: the connection will close after this response. */
+  requestBodyPending(): boolean;
   /** The response ended cleanly; the connection may serve the next request. */
   responseFinished(res: Http1Response): void;
 }
@@ -43,6 +45,8 @@ export class Http1Response {
   /** Created on first use of `signal`: most hits never wait, and an AbortController per response is measurable. */
   private ac: AbortController | undefined;
   private closedEarly = false;
+  /** Set by abandon(): this response no longer owns the connection. */
+  private dropped = false;
 
   /** The request asked for the connection to close (Connection: close, or HTTP/1.0 without keep-alive). */
   readonly clientAskedClose: boolean;
@@ -68,6 +72,15 @@ export class Http1Response {
       if (this.closedEarly) this.ac.abort(clientGone());
     }
     return this.ac.signal;
+  }
+
+  /**
+   * The connection took the exchange away (bad request-body framing; it answers by itself): the signal aborts and
+   * every later write, head or end of this response is dropped.
+   */
+  abandon(): void {
+    this.dropped = true;
+    this.connectionClosed();
   }
 
   /** Called by the connection when the socket closes. */
@@ -96,6 +109,7 @@ export class Http1Response {
    * content-length when `contentLength` is given). The hit path uses it to skip building a header object per response.
    */
   writeHeadBlock(status: number, block: string, contentLength?: string, close = false): void {
+    if (this.dropped) return;
     if (this.head !== undefined || this.headersSent) throw new Error('writeHead called twice');
     this.statusCode = status;
     const noBodyStatus = status === 204 || status === 304 || (status >= 100 && status < 200);
@@ -112,7 +126,7 @@ export class Http1Response {
         this.keepAlive = false;
       }
     }
-    if (close) this.keepAlive = false;
+    if (close || this.owner.requestBodyPending()) this.keepAlive = false;
     let conn = '';
     if (!this.keepAlive) conn = 'connection: close\r\n';
     else if (this.version === '1.0') conn = 'connection: keep-alive\r\n';
@@ -122,7 +136,7 @@ export class Http1Response {
 
   /** Sends the head now (streaming responses: the client sees headers before the first body byte). */
   flushHeaders(): void {
-    if (this.head === undefined || this.headersSent) return;
+    if (this.dropped || this.head === undefined || this.headersSent) return;
     this.socket.write(this.head, 'latin1');
     this.head = undefined;
     this.headersSent = true;
@@ -130,6 +144,8 @@ export class Http1Response {
 
   /** Writes body bytes; false means the socket buffer is full (wait for drain). */
   write(chunk: Buffer): boolean {
+    // Dropped: false makes the writer wait for 'drain', which rejects at once on the aborted signal.
+    if (this.dropped) return false;
     if (this.finished) throw new Error('write after end');
     if (!this.bodyAllowed || chunk.length === 0) {
       this.flushHeaders();
@@ -153,7 +169,7 @@ export class Http1Response {
 
   /** Ends the response (terminating chunk when chunked). */
   end(chunk?: Buffer): void {
-    if (this.finished) return;
+    if (this.finished || this.dropped) return;
     if (this.head === undefined && !this.headersSent) throw new Error('end before writeHead');
     const s = this.socket;
     s.cork();
@@ -194,7 +210,7 @@ export class Http1Response {
    * writev), without copying. With Content-Length the chunks must add up to the announced length.
    */
   endChunks(chunks: readonly Buffer[]): void {
-    if (this.finished) return;
+    if (this.finished || this.dropped) return;
     const s = this.socket;
     s.cork();
     this.flushHeaders();
@@ -215,6 +231,7 @@ export class Http1Response {
 
   /** Cuts the connection: the client can tell the body is incomplete (no terminating chunk, or short of length). */
   destroy(): void {
+    if (this.dropped) return;
     this.socket.destroy();
   }
 

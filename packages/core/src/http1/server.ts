@@ -90,12 +90,20 @@ export interface Http1ServerOptions {
 }
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
+/** How long a closing connection keeps reading (and dropping) what the client still sends (nginx: lingering_time). */
+const LINGER_MS = 2_000;
+
+function destroySocket(s: Socket): void {
+  s.destroy();
+}
 const LFLF = Buffer.from('\n\n');
+
+type ConnState = 'idle' | 'head' | 'active' | 'tunnel' | 'closed';
 
 class Connection implements ResponseOwner {
   readonly socket: Socket;
   private pending: Buffer | undefined;
-  private state: 'idle' | 'head' | 'active' | 'tunnel' | 'closed' = 'idle';
+  private state: ConnState = 'idle';
   private decoder: BodyDecoder | undefined;
   private res: Http1Response | undefined;
   private readonly server: Http1Server;
@@ -132,6 +140,10 @@ class Connection implements ResponseOwner {
   }
 
   private onData(d: Buffer): void {
+    // After a refusal or a response that ended the exchange, nothing more is parsed or kept: the bytes are read and
+    // dropped until the client closes or the linger time ends (closing with unread bytes would reset the connection
+    // and could lose the response before the client read it).
+    if (this.state === 'closed') return;
     if (this.state === 'active') {
       if (this.decoder !== undefined && !this.decoder.done) {
         this.feedBody(d);
@@ -156,12 +168,8 @@ class Connection implements ResponseOwner {
     try {
       rest = decoder.feed(d);
     } catch (e: unknown) {
-      if (e instanceof ChunkedFramingError) {
-        decoder.abort(e);
-        this.socket.destroy();
-        return;
-      }
-      throw e;
+      this.bodyFramingError(decoder, e instanceof ChunkedFramingError ? e.message : 'invalid request body framing');
+      return;
     }
     if (rest !== undefined) this.append(rest);
     if (!decoder.wantsMore) this.socket.pause();
@@ -229,22 +237,24 @@ class Connection implements ResponseOwner {
     else if (head.body.kind === 'chunked') this.decoder = new ChunkedDecoder(onRead);
     else this.decoder = undefined;
     const decoder = this.decoder;
-    if (this.decoder !== undefined) {
-      body = this.decoder.stream;
-      if (rest !== undefined) {
-        const r = rest;
-        rest = undefined;
-        this.feedBody(r);
-      }
-    } else if (rest !== undefined) {
-      this.pending = rest;
-    }
     const res = new Http1Response(this, {
       isHead: head.method === 'HEAD',
       version: head.version,
       keepAlive: head.keepAlive && !this.server.closing,
     });
     this.res = res;
+    if (this.decoder !== undefined) {
+      body = this.decoder.stream;
+      if (rest !== undefined) {
+        const r = rest;
+        rest = undefined;
+        this.feedBody(r);
+        // Bad framing in the bytes that came with the head: already answered 400, the handler never runs.
+        if ((this.state as ConnState) === 'closed') return;
+      }
+    } else if (rest !== undefined) {
+      this.pending = rest;
+    }
     this.server.handler(
       {
         method: head.method,
@@ -261,15 +271,20 @@ class Connection implements ResponseOwner {
     );
   }
 
+  /** Whether the current request's body is still arriving (a response decided now must close the connection). */
+  requestBodyPending(): boolean {
+    return this.decoder !== undefined && !this.decoder.done;
+  }
+
   responseFinished(res: Http1Response): void {
     if (res !== this.res || this.state === 'closed') return;
     this.res = undefined;
     const bodyUnread = this.decoder !== undefined && !this.decoder.done;
     if (!res.keepAlive || bodyUnread || this.server.closing) {
       this.closeReason(res.clientAskedClose ? (res.version === '1.0' ? 'REQ_HTTP10' : 'REQ_CLOSE') : 'RESP_CLOSE');
+      // A body left unread cannot be skipped safely (where would the next request start?): the connection closes.
       this.decoder?.abort(new Error('response finished before the request body was read'));
-      this.state = 'closed';
-      this.socket.end();
+      this.endAndLinger();
       return;
     }
     this.decoder = undefined;
@@ -290,7 +305,37 @@ class Connection implements ResponseOwner {
     const response = `HTTP/1.1 ${status} ${reasonPhrase}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${text.length}\r\n\r\n${text}`;
     const received = this.pending === undefined ? Buffer.alloc(0) : this.pending.subarray(0, 256);
     this.server.onBadRequest(status, reason, { connection: this.context, received, responseBytes: response.length, reasonPhrase });
-    this.socket.end(response);
+    this.pending = undefined;
+    this.endAndLinger(response);
+  }
+
+  /**
+   * Bad framing in a request body: the request's handler loses its response (its signal aborts, its writes are
+   * dropped) and the client gets a 400 when no response head was decided yet, else a cut connection. The body
+   * stream errors for whoever reads it (a pass drops its origin request).
+   */
+  private bodyFramingError(decoder: BodyDecoder, reason: string): void {
+    const res = this.res;
+    decoder.abort(new ChunkedFramingError(reason));
+    if (res !== undefined && !res.committed) {
+      this.res = undefined;
+      res.abandon();
+      this.reject(400, reason);
+      return;
+    }
+    this.closeReason('RX_JUNK');
+    this.state = 'closed';
+    this.server.onBadRequest(400, reason, { connection: this.context, received: Buffer.alloc(0), responseBytes: 0, reasonPhrase: 'Bad Request' });
+    this.socket.destroy();
+  }
+
+  /** Ends the connection after `last`, reading and dropping what still arrives for at most the linger time. */
+  private endAndLinger(last?: string): void {
+    this.state = 'closed';
+    if (last === undefined) this.socket.end();
+    else this.socket.end(last);
+    this.socket.resume();
+    setTimeout(destroySocket, LINGER_MS, this.socket).unref();
   }
 
   private onClose(): void {

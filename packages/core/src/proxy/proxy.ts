@@ -218,7 +218,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
       synth: (tx) => this.synthStep(tx),
       slice: (tx) => this.slice(tx),
     };
-    this.server = new Http1Server((req, res) => void this.handle(req, res), {
+    this.server = new Http1Server((req, res) => this.handle(req, res).catch((e: unknown) => this.lastResort(res, e)), {
       onBadRequest: (status, reason, info) => {
         this.stats.client_req_400++;
         this.log({ level: 'warn', event: 'bad-request', message: `${status} ${reason}` });
@@ -360,6 +360,15 @@ export class Proxy<Ctx = Record<string, unknown>> {
     upstream.on('data', (d: Buffer) => (this.stats.tunnel_bytes_down += d.length));
     void pipeline(client, upstream).catch(() => undefined);
     void pipeline(upstream, client).catch(() => undefined);
+  }
+
+  /**
+   * A fault that escaped the request's own error handling (a bug, not an input): logged, that one connection cut,
+   * the process and every other client go on.
+   */
+  private lastResort(res: Http1Response, e: unknown): void {
+    this.log({ level: 'error', event: 'internal', message: `request handling failed: ${errorMessage(e)}` });
+    res.destroy();
   }
 
   /** The one place errors become client responses: a status if nothing was sent yet, otherwise a cut connection. */
@@ -1192,6 +1201,8 @@ export class Proxy<Ctx = Record<string, unknown>> {
   private missRequest(tx: Tx<Ctx>, forwardConditionals: boolean): UpstreamRequest {
     const headers = stripHopByHop(tx.req.headers);
     if (!forwardConditionals) for (const h of MISS_STRIP) delete headers[h];
+    // A miss sends no body, so there is nothing to expect a 100 Continue for (undici refuses the header anyway).
+    delete headers['expect'];
     // A segment fetch asks the origin for its bytes only.
     if (tx.req.segment !== undefined) headers['range'] = segmentRangeHeader(tx.req.segment.index, tx.req.segment.size);
     this.addForwarding(headers, tx.req);
