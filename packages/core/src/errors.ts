@@ -9,7 +9,16 @@ export type ProxyErrorCode =
   | 'CORE_ERR_UPSTREAM_LENGTH_MISMATCH'
   | 'CORE_ERR_CLIENT_GONE'
   | 'CORE_ERR_HOOK_FAILED'
-  | 'CORE_ERR_SHUTDOWN';
+  | 'CORE_ERR_SHUTDOWN'
+  | 'CORE_ERR_NO_READER'
+  | 'CORE_ERR_SEGMENT_MISMATCH'
+  | 'CORE_ERR_SEGMENT_FAILED'
+  | 'CORE_ERR_BAN_SYNTAX'
+  | 'CORE_ERR_BAD_REQUEST'
+  | 'CORE_ERR_BODY_UNREAD'
+  | 'CORE_ERR_INVALID_HEADER'
+  | 'CORE_ERR_CONFIG'
+  | 'CORE_ERR_INTERNAL';
 
 export type ErrorSource = 'upstream' | 'downstream' | 'internal';
 

@@ -1,3 +1,4 @@
+import { ProxyError } from '../errors.js';
 import { getHeader, type HeaderMap } from '../http/headers.js';
 
 /**
@@ -36,66 +37,28 @@ export interface BanTarget {
   host: string;
 }
 
-export class BanSyntaxError extends Error {
-  override readonly name = 'BanSyntaxError';
+/** A ban expression that does not parse (the admin API answers 400 with its message). */
+export class BanSyntaxError extends ProxyError {
+  constructor(message: string) {
+    super('CORE_ERR_BAN_SYNTAX', message, { source: 'downstream', status: 400 });
+  }
 }
 
 /** Parses a ban expression; throws BanSyntaxError naming the problem. */
 export function parseBan(expr: string): BanCondition[] {
   const out: BanCondition[] = [];
-  let i = 0;
-  const s = expr;
-  const skip = (): void => {
-    while (i < s.length && /\s/.test(s[i] as string)) i++;
-  };
+  const cur = { s: expr, i: 0 };
   for (;;) {
-    skip();
-    const fm = /^(obj\.status|obj\.http\.[A-Za-z0-9!#$%&'*+.^_`|~-]+|req\.url|req\.http\.[A-Za-z0-9!#$%&'*+.^_`|~-]+)/.exec(s.slice(i));
-    if (fm === null) throw new BanSyntaxError(`expected obj.status, obj.http.NAME, req.url or req.http.NAME at "${s.slice(i, i + 20)}"`);
-    const f = fm[1] as string;
-    i += f.length;
-    let field: BanField;
-    if (f === 'obj.status') field = { kind: 'status' };
-    else if (f === 'req.url') field = { kind: 'req.url' };
-    else if (f.startsWith('obj.http.')) field = { kind: 'obj.http', name: f.slice(9).toLowerCase() };
-    else {
-      const name = f.slice(9).toLowerCase();
-      if (name !== 'host') throw new BanSyntaxError('only req.url and req.http.host are kept with objects');
-      field = { kind: 'req.http', name };
-    }
-    skip();
-    const om = /^(==|!=|!~|~)/.exec(s.slice(i));
-    if (om === null) throw new BanSyntaxError(`expected ==, !=, ~ or !~ after ${f}`);
+    skipSpace(cur);
+    const f = banFieldAt(cur);
+    skipSpace(cur);
+    const om = /^(==|!=|!~|~)/.exec(cur.s.slice(cur.i));
+    if (om === null) throw new BanSyntaxError(`expected ==, !=, ~ or !~ after ${f.text}`);
     const op = om[1] as BanOp;
-    i += op.length;
-    skip();
-    let value = '';
-    if (s[i] === '"') {
-      i++;
-      let closed = false;
-      while (i < s.length) {
-        const c = s[i] as string;
-        if (c === '\\' && i + 1 < s.length) {
-          value += s[i + 1];
-          i += 2;
-          continue;
-        }
-        if (c === '"') {
-          closed = true;
-          i++;
-          break;
-        }
-        value += c;
-        i++;
-      }
-      if (!closed) throw new BanSyntaxError('unterminated quoted value');
-    } else {
-      const vm = /^[^\s&]+/.exec(s.slice(i));
-      if (vm === null) throw new BanSyntaxError(`expected a value after ${op}`);
-      value = vm[0];
-      i += value.length;
-    }
-    if (field.kind === 'status' && (op === '~' || op === '!~' || !/^\d{3}$/.test(value))) {
+    cur.i += op.length;
+    skipSpace(cur);
+    const value = banValueAt(cur, op);
+    if (f.field.kind === 'status' && (op === '~' || op === '!~' || !/^\d{3}$/.test(value))) {
       throw new BanSyntaxError('obj.status compares with == or != against a 3-digit status');
     }
     let regex: RegExp | undefined;
@@ -106,12 +69,64 @@ export function parseBan(expr: string): BanCondition[] {
         throw new BanSyntaxError(`invalid regular expression "${value}": ${e instanceof Error ? e.message : String(e)}`);
       }
     }
-    out.push({ field, op, value, regex });
-    skip();
-    if (i >= s.length) return out;
-    if (s.slice(i, i + 2) !== '&&') throw new BanSyntaxError(`expected && or the end at "${s.slice(i, i + 20)}"`);
-    i += 2;
+    out.push({ field: f.field, op, value, regex });
+    skipSpace(cur);
+    if (cur.i >= cur.s.length) return out;
+    if (cur.s.slice(cur.i, cur.i + 2) !== '&&') throw new BanSyntaxError(`expected && or the end at "${cur.s.slice(cur.i, cur.i + 20)}"`);
+    cur.i += 2;
   }
+}
+
+/** A position in a ban expression being parsed. */
+interface BanCursor {
+  s: string;
+  i: number;
+}
+
+function skipSpace(c: BanCursor): void {
+  while (c.i < c.s.length && /\s/.test(c.s[c.i] as string)) c.i++;
+}
+
+/** The field a condition tests: obj.status, obj.http.NAME, req.url or req.http.host. */
+function banFieldAt(c: BanCursor): { field: BanField; text: string } {
+  const fm = /^(obj\.status|obj\.http\.[A-Za-z0-9!#$%&'*+.^_`|~-]+|req\.url|req\.http\.[A-Za-z0-9!#$%&'*+.^_`|~-]+)/.exec(c.s.slice(c.i));
+  if (fm === null) throw new BanSyntaxError(`expected obj.status, obj.http.NAME, req.url or req.http.NAME at "${c.s.slice(c.i, c.i + 20)}"`);
+  const f = fm[1] as string;
+  c.i += f.length;
+  if (f === 'obj.status') return { field: { kind: 'status' }, text: f };
+  if (f === 'req.url') return { field: { kind: 'req.url' }, text: f };
+  if (f.startsWith('obj.http.')) return { field: { kind: 'obj.http', name: f.slice(9).toLowerCase() }, text: f };
+  const name = f.slice(9).toLowerCase();
+  if (name !== 'host') throw new BanSyntaxError('only req.url and req.http.host are kept with objects');
+  return { field: { kind: 'req.http', name }, text: f };
+}
+
+/** A value: a quoted string (backslash escapes) or a bare word up to whitespace or &. */
+function banValueAt(c: BanCursor, op: BanOp): string {
+  const s = c.s;
+  if (s[c.i] !== '"') {
+    const vm = /^[^\s&]+/.exec(s.slice(c.i));
+    if (vm === null) throw new BanSyntaxError(`expected a value after ${op}`);
+    c.i += vm[0].length;
+    return vm[0];
+  }
+  c.i++;
+  let value = '';
+  while (c.i < s.length) {
+    const ch = s[c.i] as string;
+    if (ch === '\\' && c.i + 1 < s.length) {
+      value += s[c.i + 1];
+      c.i += 2;
+      continue;
+    }
+    if (ch === '"') {
+      c.i++;
+      return value;
+    }
+    value += ch;
+    c.i++;
+  }
+  throw new BanSyntaxError('unterminated quoted value');
 }
 
 function fieldValue(f: BanField, t: BanTarget): string | undefined {

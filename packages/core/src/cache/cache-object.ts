@@ -1,4 +1,7 @@
+import { ProxyError } from '../errors.js';
 import type { HeaderMap } from '../http/headers.js';
+import type { NotStoredReason } from '../http/freshness.js';
+import { ageOf } from '../http/age.js';
 
 /**
  * A cache object: one origin response, its headers and its body as it arrives. The Varnish busy object, in TS.
@@ -65,7 +68,7 @@ export class CacheObject {
   /** Undefined until headers are decided; then whether the object is (still) in the cache index. */
   stored: boolean | undefined;
   /** Why it is not stored (logged, Cache-Status detail). */
-  notStoredReason: string | undefined;
+  notStoredReason: NotStoredReason | undefined;
 
   /** The request URL and Host that made this object (bans can test req.url and req.http.host). */
   reqUrl = '';
@@ -98,7 +101,7 @@ export class CacheObject {
   /** Moves the state forward and wakes everyone waiting for a change. */
   setState(next: ObjectState): void {
     if (RANK[next] <= RANK[this.state] && !(next === this.state && next === 'stream')) {
-      throw new Error(`CacheObject ${this.key}: state ${this.state} -> ${next} goes backwards`);
+      throw internalError(`CacheObject ${this.key}: state ${this.state} -> ${next} goes backwards`);
     }
     this.state = next;
     this.notify();
@@ -106,7 +109,7 @@ export class CacheObject {
 
   /** Appends a body chunk (called by the fetch only). */
   extend(chunk: Buffer): void {
-    if (this.state !== 'stream') throw new Error(`CacheObject ${this.key}: extend in state ${this.state}`);
+    if (this.state !== 'stream') throw internalError(`CacheObject ${this.key}: extend in state ${this.state}`);
     this.chunks.push(chunk);
     this.length += chunk.length;
     this.bufferedBytes += chunk.length;
@@ -141,6 +144,17 @@ export class CacheObject {
     this.notify();
   }
 
+  /** Whether this (expired) object may still be served when the origin fails: within its stale-if-error window. */
+  staleUsableOnError(nowMs: number): boolean {
+    if (this.state !== 'finished' || this.staleIfErrorSec <= 0) return false;
+    return ageOf(this, nowMs) < this.ttlSec + this.staleIfErrorSec;
+  }
+
+  /** The fetch failed before any response headers (connect error, timeout, hook failure): there is no response. */
+  get failedWithoutResponse(): boolean {
+    return this.state === 'failed' && this.status === 0;
+  }
+
   get isFinal(): boolean {
     return this.state === 'finished' || this.state === 'failed';
   }
@@ -155,7 +169,7 @@ export class CacheObject {
    * 'stream'; finishes this object.
    */
   adoptBody(from: CacheObject): void {
-    if (from.state !== 'finished') throw new Error(`CacheObject ${this.key}: adopting the body of an unfinished object`);
+    if (from.state !== 'finished') throw internalError(`CacheObject ${this.key}: adopting the body of an unfinished object`);
     const chunks = from.body !== undefined ? [from.body] : from.chunks.slice();
     for (const c of chunks) this.extend(c);
     this.finish();
@@ -181,18 +195,18 @@ export class CacheObject {
   }
 
   /** Stop keeping the body: from now on chunks every reader passed are dropped, and the fetch gets backpressure. */
-  unstore(reason: string): void {
+  unstore(reason: NotStoredReason): void {
     this.stored = false;
     this.notStoredReason ??= reason;
     this.trim();
     if (this.readers.size === 0 && !this.isFinal && this.state !== 'busy') {
-      this.fetchController.abort(new Error('no reader left for an unstored object'));
+      this.fetchController.abort(new ProxyError('CORE_ERR_NO_READER', 'no reader left for an unstored object', { source: 'downstream' }));
     }
   }
 
   /** A reader at body offset 0. Trimming never drops chunks a registered reader has not read. */
   openReader(): ObjectReader {
-    if (this.firstChunk > 0) throw new Error(`CacheObject ${this.key}: reader opened after trimming`);
+    if (this.firstChunk > 0) throw internalError(`CacheObject ${this.key}: reader opened after trimming`);
     const r: ObjectReader = { chunkIndex: 0, offset: 0, closed: false };
     this.readers.add(r);
     return r;
@@ -215,7 +229,7 @@ export class CacheObject {
     if (this.readers.size === 0) this.consolidate();
     if (this.stored === false) {
       if (this.readers.size === 0 && !this.isFinal) {
-        this.fetchController.abort(new Error('last reader of an unstored object left'));
+        this.fetchController.abort(new ProxyError('CORE_ERR_NO_READER', 'last reader of an unstored object left', { source: 'downstream' }));
       }
       this.trim();
     }
@@ -239,7 +253,7 @@ export class CacheObject {
           continue;
         }
         if (this.state === 'finished') return;
-        if (this.state === 'failed') throw this.error ?? new Error('fetch failed');
+        if (this.state === 'failed') throw this.error ?? new ProxyError('CORE_ERR_UPSTREAM_BODY', 'fetch failed', { source: 'upstream' });
         await this.waitChange(signal);
       }
     } finally {
@@ -306,4 +320,9 @@ export class CacheObject {
     // Space freed: a fetch parked in waitForSpace re-checks.
     this.notify();
   }
+}
+
+/** A broken invariant of the object's lifecycle: a bug, reported with a code like every other failure. */
+function internalError(message: string): ProxyError {
+  return new ProxyError('CORE_ERR_INTERNAL', message, { source: 'internal' });
 }

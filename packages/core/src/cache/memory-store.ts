@@ -3,6 +3,8 @@ import { varySignature } from '../http/vary.js';
 import { CacheObject } from './cache-object.js';
 import type { Stats } from '../stats.js';
 import { banMatches, parseBan, type Ban } from './ban.js';
+import type { LookupResult, Store } from './store.js';
+import { ageOf } from '../http/age.js';
 
 /**
  * The cache index and its memory budget.
@@ -15,23 +17,7 @@ import { banMatches, parseBan, type Ban } from './ban.js';
  * least-recently-used objects (`n_lru_nuked`). An object that alone exceeds the budget is unstored: it keeps
  * streaming to its readers but is no longer kept (reason `response-too-large`).
  */
-export type LookupResult =
-  | { kind: 'hit'; obj: CacheObject }
-  /** Headers of the key's fetch not known yet: wait for it, then look up again. */
-  | { kind: 'busy'; obj: CacheObject }
-  /**
-   * Expired but within grace: serve `obj` (stale) now. `fetch`, when set, is the key's new busy object: the caller
-   * must refresh it in the background. Undefined when a fetch for the key is already running.
-   */
-  | { kind: 'grace'; obj: CacheObject; fetch: CacheObject | undefined }
-  /**
-   * The caller owns `obj` (registered as the key's busy object) and must fetch it. `stale`: an expired variant kept
-   * for revalidation (its validators make the fetch conditional) or for stale-if-error.
-   */
-  | { kind: 'miss'; obj: CacheObject; reason: 'uri-miss' | 'vary-miss' | 'expired'; stale: CacheObject | undefined }
-  /** The key is marked uncacheable: fetch without coalescing; `obj` is not registered. */
-  | { kind: 'hit-for-miss'; obj: CacheObject }
-  | { kind: 'hit-for-pass' };
+export type { LookupResult } from './store.js';
 
 interface KeyEntry {
   variants: CacheObject[];
@@ -42,7 +28,7 @@ interface KeyEntry {
 
 const HEADER_OVERHEAD_BYTES = 512;
 
-export class MemoryStore {
+export class MemoryStore implements Store {
   readonly maxBytes: number;
   private usedBytes = 0;
   private readonly index = new Map<string, KeyEntry>();
@@ -98,7 +84,7 @@ export class MemoryStore {
         }
         sawUri = true;
         if (obj.varySig !== varySignature(obj.varyFields, reqHeaders)) continue;
-        const ageSec = obj.initialAgeSec + (nowMs - obj.responseTimeMs) / 1000;
+        const ageSec = ageOf(obj, nowMs);
         if (ageSec < obj.ttlSec) {
           this.touch(obj);
           return { kind: 'hit', obj };
@@ -143,7 +129,7 @@ export class MemoryStore {
     if (entry === undefined) return false;
     for (const obj of entry.variants) {
       if (obj.state === 'failed' || obj.varySig !== varySignature(obj.varyFields, reqHeaders)) continue;
-      if (obj.initialAgeSec + (nowMs - obj.responseTimeMs) / 1000 < obj.ttlSec) return true;
+      if (ageOf(obj, nowMs) < obj.ttlSec) return true;
     }
     return false;
   }

@@ -1,6 +1,27 @@
 /**
  * RFC 9211 Cache-Status: `sluice; hit` or `sluice; fwd=<reason>` plus parameters. Built as a string once per response.
  */
+import type { NotStoredReason } from './freshness.js';
+
+/**
+ * Cache-Status `detail` values: a closed union. The machine decides from its own outcome fields (the lookup kind,
+ * the fetch reason) and derives this text; it never reads it back.
+ */
+export type CacheStatusDetail =
+  | 'coalesced'
+  | 'grace'
+  | 'stale-if-error'
+  | 'hit-for-miss'
+  | 'hit-for-pass'
+  | 'pass'
+  | 'pipe'
+  | 'pinned'
+  | 'purge'
+  | 'slice'
+  | 'fetch-error'
+  | 'synth'
+  | NotStoredReason;
+
 export type FwdReason = 'bypass' | 'method' | 'uri-miss' | 'vary-miss' | 'miss' | 'request' | 'stale';
 
 export interface CacheStatus {
@@ -10,7 +31,7 @@ export interface CacheStatus {
   stored?: boolean;
   collapsed?: boolean;
   ttlSec?: number;
-  detail?: string;
+  detail?: CacheStatusDetail;
 }
 
 export function formatCacheStatus(name: string, s: CacheStatus): string {

@@ -33,6 +33,24 @@ export type NotStorableReason =
   | 'authorization'
   | 'vary-star';
 
+/** builtin.vcl's extra reasons not to store (on top of RFC 9111's). */
+export type BuiltinUncacheableReason = 'set-cookie' | 'no-cache' | 'surrogate-control';
+
+/**
+ * Why an object is not stored: a closed union (logged, and the Cache-Status detail derived from it). `policy` is any
+ * hook's own decision; `pass`, `stale-if-error` and `response-too-large` come from the machine and the store.
+ */
+export type NotStoredReason =
+  | NotStorableReason
+  | BuiltinUncacheableReason
+  | 'ttl-zero'
+  | 'hit-for-pass'
+  | 'policy'
+  | 'pass'
+  | 'stale-if-error'
+  | 'response-too-large'
+  | 'evicted';
+
 /**
  * RFC 9111 §3 (storing responses) for a shared cache. `requestHadAuthorization` triggers §3.5: a shared cache MUST NOT
  * reuse a response to a request with Authorization unless must-revalidate, public or s-maxage allow it.
@@ -98,26 +116,11 @@ export function freshnessLifetime(
   return { lifetimeSec: 0, source: 'none' };
 }
 
-/**
- * Age the response already had when it arrived (RFC 9111 §4.2.3 corrected_initial_age), seconds.
- * apparent_age = max(0, response_time - date_value); corrected_age_value = age_value + response_delay.
- */
-export function initialAgeSec(headers: HeaderMap, requestTimeMs: number, responseTimeMs: number): number {
-  const date = parseHttpDate(getHeader(headers, 'date'));
-  const apparentAgeSec = date === undefined ? 0 : Math.max(0, (responseTimeMs - date) / 1000);
-  const ageRaw = getHeader(headers, 'age');
-  const ageValueSec = ageRaw !== undefined && /^\d+$/.test(ageRaw.trim()) ? Number(ageRaw.trim()) : 0;
-  const responseDelaySec = Math.max(0, (responseTimeMs - requestTimeMs) / 1000);
-  return Math.max(apparentAgeSec, ageValueSec + responseDelaySec);
-}
-
-/** current_age = corrected_initial_age + resident_time (RFC 9111 §4.2.3), seconds, not rounded. */
-export function currentAgeSec(initialAge: number, responseTimeMs: number, nowMs: number): number {
-  return initialAge + Math.max(0, (nowMs - responseTimeMs) / 1000);
-}
+// The age calculation lives in age.ts; re-exported for existing importers.
+export { initialAgeSec, currentAgeSec } from './age.js';
 
 /** Responses the default policy refuses to share even when RFC-storable (Varnish builtin vcl_backend_response). */
-export function builtinUncacheableReason(headers: HeaderMap): string | undefined {
+export function builtinUncacheableReason(headers: HeaderMap): BuiltinUncacheableReason | undefined {
   const cc = cacheControlOf(headers);
   if (headers['set-cookie'] !== undefined) return 'set-cookie';
   // no-cache: storable, but every reuse needs revalidation; until revalidation exists it is treated like Varnish does.

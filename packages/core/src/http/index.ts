@@ -2,6 +2,8 @@ export * from './headers.js';
 export * from './cache-control.js';
 export * from './dates.js';
 export * from './freshness.js';
+export { ageOf, ttlLeftSec, type Aged } from './age.js';
+export * from './target.js';
 export * from './vary.js';
 export * from './cache-status.js';
 export * from './range.js';

@@ -1,3 +1,4 @@
+import { ProxyError } from '../errors.js';
 import { Readable } from 'node:stream';
 
 /**
@@ -70,7 +71,11 @@ export class LengthDecoder extends DecoderBase {
 function ignore(): void {}
 
 /** Errors in chunked framing; the connection answers 400 and closes. */
-export class ChunkedFramingError extends Error {}
+export class ChunkedFramingError extends ProxyError {
+  constructor(message: string) {
+    super('CORE_ERR_BAD_REQUEST', message, { source: 'downstream', status: 400 });
+  }
+}
 
 const CHUNK_SIZE_LINE = /^([0-9a-fA-F]{1,12})(?:[ \t]*;[^\0-\x08\x0a-\x1f\x7f]*)?$/;
 

@@ -44,6 +44,25 @@ export function parseRequestHead(head: string): RequestHead | HeadError {
   if (pm[1] !== '1') return { status: 505, reason: 'HTTP version not supported' };
   const version = pm[2] === '0' ? '1.0' : '1.1';
 
+  const headers = parseHeaderLines(lines);
+  if (isHeadError(headers)) return headers;
+  const body = framingOf(headers, version);
+  if (isHeadError(body)) return body;
+
+  const conn = (Array.isArray(headers['connection']) ? headers['connection'].join(',') : headers['connection'] ?? '').toLowerCase();
+  const keepAlive = version === '1.1' ? !/(^|,)\s*close\s*(,|$)/.test(conn) : /(^|,)\s*keep-alive\s*(,|$)/.test(conn);
+  const expect = headers['expect'];
+  const expectContinue = typeof expect === 'string' && expect.toLowerCase() === '100-continue';
+  return { method, target, version, headers, body, keepAlive, expectContinue };
+}
+
+/** A refusal (its status is a number; a header map's values are strings, so a `Status:` header is never one). */
+export function isHeadError<T extends object>(v: T | HeadError): v is HeadError {
+  return typeof (v as HeadError).status === 'number';
+}
+
+/** Header lines into a map (names lowercased; repeated fields joined, Set-Cookie kept as a list). */
+function parseHeaderLines(lines: string[]): HeaderMap | HeadError {
   const headers: HeaderMap = {};
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i] as string;
@@ -67,9 +86,13 @@ export function parseRequestHead(head: string): RequestHead | HeadError {
   // §3.2: a 1.1 request without Host gets 400 too, but from the proxy (as Varnish's vcl_req_host), where it is
   // logged as a transaction; a duplicate Host is refused here because it makes the request ambiguous.
 
+  return headers;
+}
+
+/** Body framing from the head (RFC 9112 §6.1-§6.3); refuses what could smuggle a request. */
+function framingOf(headers: HeaderMap, version: string): RequestHead['body'] | HeadError {
   const te = headers['transfer-encoding'];
   const cl = headers['content-length'];
-  let body: RequestHead['body'] = { kind: 'none' };
   if (te !== undefined) {
     // §6.1 and §6.3: both present is a smuggling vector; a proxy rejects it.
     if (cl !== undefined) return { status: 400, reason: 'both Content-Length and Transfer-Encoding' };
@@ -77,24 +100,17 @@ export function parseRequestHead(head: string): RequestHead | HeadError {
     const codings = (Array.isArray(te) ? te.join(',') : te).split(',').map((s) => s.trim().toLowerCase());
     if (codings[codings.length - 1] !== 'chunked') return { status: 400, reason: 'chunked must be the final transfer coding' };
     if (codings.length > 1) return { status: 501, reason: 'unsupported transfer coding' };
-    body = { kind: 'chunked' };
-  } else if (cl !== undefined) {
+    return { kind: 'chunked' };
+  }
+  if (cl !== undefined) {
     // §6.3: a list of identical values may be collapsed; anything else invalid is a 400.
     const values = (Array.isArray(cl) ? cl.join(',') : cl).split(',').map((s) => s.trim());
     const first = values[0] as string;
     if (!/^\d{1,15}$/.test(first) || values.some((v) => v !== first)) return { status: 400, reason: 'invalid Content-Length' };
     const length = Number(first);
     headers['content-length'] = String(length);
-    if (length > 0) body = { kind: 'length', length };
+    if (length > 0) return { kind: 'length', length };
   }
+  return { kind: 'none' };
 
-  const conn = (Array.isArray(headers['connection']) ? headers['connection'].join(',') : headers['connection'] ?? '').toLowerCase();
-  const keepAlive = version === '1.1' ? !/(^|,)\s*close\s*(,|$)/.test(conn) : /(^|,)\s*keep-alive\s*(,|$)/.test(conn);
-  const expect = headers['expect'];
-  const expectContinue = typeof expect === 'string' && expect.toLowerCase() === '100-continue';
-  return { method, target, version, headers, body, keepAlive, expectContinue };
-}
-
-export function isHeadError(v: RequestHead | HeadError): v is HeadError {
-  return (v as HeadError).status !== undefined;
 }

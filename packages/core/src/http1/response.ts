@@ -110,7 +110,7 @@ export class Http1Response {
    */
   writeHeadBlock(status: number, block: string, contentLength?: string, close = false): void {
     if (this.dropped) return;
-    if (this.head !== undefined || this.headersSent) throw new Error('writeHead called twice');
+    if (this.head !== undefined || this.headersSent) throw internal('writeHead called twice');
     this.statusCode = status;
     const noBodyStatus = status === 204 || status === 304 || (status >= 100 && status < 200);
     this.bodyAllowed = !(this.isHead || noBodyStatus);
@@ -146,7 +146,7 @@ export class Http1Response {
   write(chunk: Buffer): boolean {
     // Dropped: false makes the writer wait for 'drain', which rejects at once on the aborted signal.
     if (this.dropped) return false;
-    if (this.finished) throw new Error('write after end');
+    if (this.finished) throw internal('write after end');
     if (!this.bodyAllowed || chunk.length === 0) {
       this.flushHeaders();
       return !this.socket.writableNeedDrain;
@@ -170,7 +170,7 @@ export class Http1Response {
   /** Ends the response (terminating chunk when chunked). */
   end(chunk?: Buffer): void {
     if (this.finished || this.dropped) return;
-    if (this.head === undefined && !this.headersSent) throw new Error('end before writeHead');
+    if (this.head === undefined && !this.headersSent) throw internal('end before writeHead');
     const s = this.socket;
     s.cork();
     if (chunk !== undefined && chunk.length > 0 && this.bodyAllowed) {
@@ -254,6 +254,11 @@ export class Http1Response {
   }
 }
 
+/** A response used out of order: a bug in the caller, coded like every other failure. */
+function internal(message: string): ProxyError {
+  return new ProxyError('CORE_ERR_INTERNAL', message, { source: 'internal' });
+}
+
 function clientGone(): ProxyError {
   return new ProxyError('CORE_ERR_CLIENT_GONE', 'client connection closed', { source: 'downstream' });
 }
@@ -268,16 +273,21 @@ export function serializeHeaders(headers: HeaderMap): string {
   for (const k in headers) {
     const v = headers[k];
     if (v === undefined) continue;
-    if (!TOKEN.test(k)) throw new Error(`invalid header name ${JSON.stringify(k)}`);
+    if (!TOKEN.test(k)) throw invalidHeader(`invalid header name ${JSON.stringify(k)}`);
     if (Array.isArray(v)) {
       for (const one of v) {
-        if (BAD_VALUE.test(one)) throw new Error(`invalid value for header ${k}`);
+        if (BAD_VALUE.test(one)) throw invalidHeader(`invalid value for header ${k}`);
         out += `${k}: ${one}\r\n`;
       }
     } else {
-      if (BAD_VALUE.test(v)) throw new Error(`invalid value for header ${k}`);
+      if (BAD_VALUE.test(v)) throw invalidHeader(`invalid value for header ${k}`);
       out += `${k}: ${v}\r\n`;
     }
   }
   return out;
+}
+
+/** A header that would break the response's framing (response splitting): refused, never written. */
+function invalidHeader(message: string): ProxyError {
+  return new ProxyError('CORE_ERR_INVALID_HEADER', message, { source: 'internal', status: 502 });
 }

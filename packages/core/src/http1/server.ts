@@ -3,7 +3,8 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { HeaderMap } from '../http/headers.js';
 import { ChunkedDecoder, ChunkedFramingError, LengthDecoder, type BodyDecoder } from './body-reader.js';
-import { isHeadError, parseRequestHead } from './parse-head.js';
+import { ProxyError } from '../errors.js';
+import { isHeadError, parseRequestHead, type RequestHead } from './parse-head.js';
 import { Http1Response, type ResponseOwner } from './response.js';
 
 /**
@@ -206,24 +207,27 @@ class Connection implements ResponseOwner {
     if (end > this.server.maxHeadBytes) return this.reject(431, 'request head too large');
     const head = parseRequestHead(buf.toString('latin1', 0, end));
     if (isHeadError(head)) return this.reject(head.status, head.reason);
-    if (head.method === 'CONNECT') {
-      const onConnect = this.server.onConnectHandler;
-      if (onConnect === undefined) return this.reject(405, 'CONNECT is not enabled');
-      // The connection becomes a tunnel: no more HTTP parsing on it.
-      this.state = 'tunnel';
-      this.closeReason('TX_PIPE');
-      this.pending = undefined;
-      this.socket.removeAllListeners('data');
-      this.socket.removeAllListeners('timeout');
-      this.socket.setTimeout(0);
-      onConnect({ target: head.target, headers: head.headers, remoteAddress: this.socket.remoteAddress ?? '' }, this.socket, buf.subarray(end + sepLen));
-      return;
-    }
-    let rest: Buffer | undefined = buf.length > end + sepLen ? buf.subarray(end + sepLen) : undefined;
+    if (head.method === 'CONNECT') return this.startTunnel(head, buf.subarray(end + sepLen));
+    this.startRequest(head, buf.length > end + sepLen ? buf.subarray(end + sepLen) : undefined, end + sepLen);
+  }
+
+  /** CONNECT: the connection becomes a tunnel, no more HTTP parsing on it. */
+  private startTunnel(head: RequestHead, rest: Buffer): void {
+    const onConnect = this.server.onConnectHandler;
+    if (onConnect === undefined) return this.reject(405, 'CONNECT is not enabled');
+    this.state = 'tunnel';
+    this.closeReason('TX_PIPE');
+    this.pending = undefined;
+    this.socket.removeAllListeners('data');
+    this.socket.removeAllListeners('timeout');
+    this.socket.setTimeout(0);
+    onConnect({ target: head.target, headers: head.headers, remoteAddress: this.socket.remoteAddress ?? '' }, this.socket, rest);
+  }
+
+  /** A parsed head: the body decoder, the response, and the handler; `rest` is what arrived past the head. */
+  private startRequest(head: RequestHead, rest: Buffer | undefined, headBytes: number): void {
     this.pending = undefined;
     this.state = 'active';
-
-    let body: Readable | null = null;
     // RFC 9110 §10.1.1: with Expect: 100-continue, tell the client to send the body once someone reads it.
     let needContinue = head.expectContinue && head.version === '1.1' && rest === undefined;
     const onRead = (): void => {
@@ -233,42 +237,29 @@ class Connection implements ResponseOwner {
       }
       this.socket.resume();
     };
-    if (head.body.kind === 'length') this.decoder = new LengthDecoder(head.body.length, onRead);
-    else if (head.body.kind === 'chunked') this.decoder = new ChunkedDecoder(onRead);
-    else this.decoder = undefined;
-    const decoder = this.decoder;
-    const res = new Http1Response(this, {
-      isHead: head.method === 'HEAD',
-      version: head.version,
-      keepAlive: head.keepAlive && !this.server.closing,
-    });
+    const decoder = head.body.kind === 'length' ? new LengthDecoder(head.body.length, onRead) : head.body.kind === 'chunked' ? new ChunkedDecoder(onRead) : undefined;
+    this.decoder = decoder;
+    const res = new Http1Response(this, { isHead: head.method === 'HEAD', version: head.version, keepAlive: head.keepAlive && !this.server.closing });
     this.res = res;
-    if (this.decoder !== undefined) {
-      body = this.decoder.stream;
-      if (rest !== undefined) {
-        const r = rest;
-        rest = undefined;
-        this.feedBody(r);
-        // Bad framing in the bytes that came with the head: already answered 400, the handler never runs.
-        if ((this.state as ConnState) === 'closed') return;
-      }
+    if (decoder !== undefined && rest !== undefined) {
+      this.feedBody(rest);
+      // Bad framing in the bytes that came with the head: already answered 400, the handler never runs.
+      if ((this.state as ConnState) === 'closed') return;
     } else if (rest !== undefined) {
       this.pending = rest;
     }
-    this.server.handler(
-      {
-        method: head.method,
-        url: head.target,
-        httpVersion: head.version,
-        headers: head.headers,
-        body,
-        remoteAddress: this.socket.remoteAddress ?? '',
-        connection: this.context,
-        headBytes: end + sepLen,
-        bodyBytes: () => decoder?.bytes ?? 0,
-      },
-      res,
-    );
+    const req: Http1Request = {
+      method: head.method,
+      url: head.target,
+      httpVersion: head.version,
+      headers: head.headers,
+      body: decoder === undefined ? null : decoder.stream,
+      remoteAddress: this.socket.remoteAddress ?? '',
+      connection: this.context,
+      headBytes,
+      bodyBytes: () => decoder?.bytes ?? 0,
+    };
+    this.server.handler(req, res);
   }
 
   /** Whether the current request's body is still arriving (a response decided now must close the connection). */
@@ -283,7 +274,7 @@ class Connection implements ResponseOwner {
     if (!res.keepAlive || bodyUnread || this.server.closing) {
       this.closeReason(res.clientAskedClose ? (res.version === '1.0' ? 'REQ_HTTP10' : 'REQ_CLOSE') : 'RESP_CLOSE');
       // A body left unread cannot be skipped safely (where would the next request start?): the connection closes.
-      this.decoder?.abort(new Error('response finished before the request body was read'));
+      this.decoder?.abort(new ProxyError('CORE_ERR_BODY_UNREAD', 'response finished before the request body was read', { source: 'downstream' }));
       this.endAndLinger();
       return;
     }
@@ -343,7 +334,7 @@ class Connection implements ResponseOwner {
     this.state = 'closed';
     for (const cb of this.context.onClose) cb();
     this.context.onClose.clear();
-    this.decoder?.abort(new Error('client connection closed'));
+    this.decoder?.abort(new ProxyError('CORE_ERR_CLIENT_GONE', 'client connection closed', { source: 'downstream' }));
     this.res?.connectionClosed();
     this.server.connections.delete(this);
   }

@@ -2,6 +2,7 @@ import { timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { BanSyntaxError } from '../cache/ban.js';
+import { ProxyError } from '../errors.js';
 import type { Proxy } from './proxy.js';
 import type { LiveFilter, LiveSink, TxView } from '../txlog/txlog.js';
 import { formatNdjson } from '../txlog/txlog.js';
@@ -36,10 +37,10 @@ async function readJson(req: http.IncomingMessage): Promise<Record<string, unkno
   let raw = '';
   for await (const c of req) {
     raw += String(c);
-    if (raw.length > 64 * 1024) throw new Error('body too large');
+    if (raw.length > 64 * 1024) throw new ProxyError('CORE_ERR_BAD_REQUEST', 'body too large', { source: 'downstream', status: 413 });
   }
   const v: unknown = raw === '' ? {} : JSON.parse(raw);
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error('expected a JSON object');
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new ProxyError('CORE_ERR_BAD_REQUEST', 'expected a JSON object', { source: 'downstream', status: 400 });
   return v as Record<string, unknown>;
 }
 
@@ -114,7 +115,7 @@ function tail(live: LiveSink, filter: LiveFilter, req: http.IncomingMessage, res
 }
 
 export function createAdminServer(proxy: Proxy, opts: { token: string; live?: LiveSink | undefined }): AdminServer {
-  if (opts.token.length < 8) throw new Error('the admin token must be at least 8 characters');
+  if (opts.token.length < 8) throw new ProxyError('CORE_ERR_CONFIG', 'the admin token must be at least 8 characters', { source: 'internal' });
   const server = http.createServer((req, res) => {
     void (async () => {
       const url = new URL(req.url ?? '/', 'http://admin');

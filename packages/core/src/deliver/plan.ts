@@ -1,6 +1,6 @@
 import { isNotModified } from '../http/conditional.js';
 import { getHeader, type HeaderMap } from '../http/headers.js';
-import { ifRangeAllows, parseRange, planMultipart, resolveRanges, type ByteRange, type MultipartPlan } from '../http/range.js';
+import { contentRange, ifRangeAllows, parseRange, planMultipart, resolveRanges, type ByteRange, type MultipartPlan } from '../http/range.js';
 
 /**
  * What one client gets from an object, decided from its request and what is known of the object so far. Pure.
@@ -61,53 +61,57 @@ export function planDelivery(
   return { kind: 'multipart', plan: planMultipart(ranges, total, getHeader(obj.headers, 'content-type'), opts.boundary()), total };
 }
 
+/** A plan that can be acted on. */
+export type DecidedPlan = Exclude<DeliveryPlan, { kind: 'wait' }>;
+
+/** A stretch of the body to send (inclusive offsets), after its multipart part head when there is one. */
+export interface BodyRange {
+  head?: Buffer;
+  start: number;
+  end: number;
+}
+
+/** Status, headers and Content-Length replacing the stored ones (206, 304, 416). */
+export interface HeadOverride {
+  status: number;
+  headers: HeaderMap;
+  length: string | undefined;
+}
+
+/** What a plan means on the wire: the head (undefined: the stored one), the body stretches, the multipart tail. */
+export interface PlannedHead {
+  override: HeadOverride | undefined;
+  ranges: BodyRange[];
+  tail: Buffer | undefined;
+}
+
 /**
- * Reads byte ranges, in ascending order, from a body that arrives as chunks: each `range` call yields the slices of
- * [start, end] (inclusive) and leaves the cursor after them, so several ranges share one pass over the body.
+ * The one head builder for every plan, used by plain and sliced delivery alike. `headers()` gives the representation's
+ * headers as delivered (a fresh copy each call), `notModified()` those a 304 keeps. A full response keeps the stored
+ * head and covers the whole body.
  */
-export class BodyCursor {
-  private readonly it: AsyncIterator<Buffer>;
-  private offset = 0;
-  private pending: Buffer | undefined;
-
-  constructor(chunks: AsyncIterable<Buffer>) {
-    this.it = chunks[Symbol.asyncIterator]();
-  }
-
-  async *range(start: number, end: number): AsyncGenerator<Buffer, void, undefined> {
-    for (;;) {
-      let chunk = this.pending;
-      this.pending = undefined;
-      if (chunk === undefined) {
-        const n = await this.it.next();
-        if (n.done === true) return;
-        chunk = n.value;
-      }
-      const chunkStart = this.offset;
-      const chunkEnd = chunkStart + chunk.length;
-      if (chunkEnd <= start) {
-        this.offset = chunkEnd;
-        continue;
-      }
-      if (chunkStart > end) {
-        this.pending = chunk;
-        return;
-      }
-      const from = Math.max(0, start - chunkStart);
-      const to = Math.min(chunk.length, end + 1 - chunkStart);
-      yield chunk.subarray(from, to);
-      if (to < chunk.length) {
-        this.pending = chunk.subarray(to);
-        this.offset = chunkStart + to;
-        return;
-      }
-      this.offset = chunkEnd;
-      if (this.offset > end) return;
+export function plannedHead(plan: DecidedPlan, headers: () => HeaderMap, notModified: () => HeaderMap): PlannedHead {
+  switch (plan.kind) {
+    case 'full':
+      return { override: undefined, ranges: [{ start: 0, end: Number.MAX_SAFE_INTEGER }], tail: undefined };
+    case 'not-modified':
+      return { override: { status: 304, headers: notModified(), length: undefined }, ranges: [], tail: undefined };
+    case 'unsatisfiable': {
+      const h = headers();
+      h['content-range'] = `bytes */${plan.total}`;
+      return { override: { status: 416, headers: h, length: '0' }, ranges: [], tail: undefined };
     }
-  }
-
-  /** Releases the underlying reader. */
-  async close(): Promise<void> {
-    await this.it.return?.();
+    case 'range': {
+      const h = headers();
+      h['content-range'] = contentRange(plan.range, plan.total);
+      const length = plan.total === undefined ? undefined : String(plan.range.end - plan.range.start + 1);
+      return { override: { status: 206, headers: h, length }, ranges: [{ start: plan.range.start, end: plan.range.end }], tail: undefined };
+    }
+    case 'multipart': {
+      const h = headers();
+      h['content-type'] = `multipart/byteranges; boundary=${plan.plan.boundary}`;
+      const ranges = plan.plan.parts.map((p) => ({ head: p.head, start: p.range.start, end: p.range.end }));
+      return { override: { status: 206, headers: h, length: String(plan.plan.length) }, ranges, tail: plan.plan.tail };
+    }
   }
 }

@@ -1,7 +1,7 @@
 import type { HeaderMap } from '../http/headers.js';
 import { getHeader } from '../http/headers.js';
 import { cacheControlOf } from '../http/cache-control.js';
-import { builtinUncacheableReason, notStorableReason } from '../http/freshness.js';
+import { builtinUncacheableReason, notStorableReason, type NotStoredReason } from '../http/freshness.js';
 
 /**
  * Policy hooks: the typed version of VCL. Each hook is optional. A hook that returns `undefined` falls through to the
@@ -54,7 +54,7 @@ export interface BackendResponse {
   /** Not stored; the key becomes hit-for-miss for `ttlSec` (Varnish's beresp.uncacheable). */
   uncacheable: boolean;
   /** Why it cannot or will not be stored: set by the RFC rules before the hook, or by policy. */
-  uncacheableReason: string | undefined;
+  uncacheableReason: NotStoredReason | undefined;
   /**
    * Policy only: make the key hit-for-pass for this many seconds (Varnish's `return (pass(N))`): later requests are
    * passed, with their Range and conditional headers, until it expires.

@@ -1,4 +1,5 @@
 import { getHeader, type HeaderMap } from '../http/headers.js';
+import { ProxyError } from '../errors.js';
 
 /**
  * The slicer's arithmetic, after nginx's slice module and Varnish's segmented caching: a large object is cached as
@@ -7,13 +8,20 @@ import { getHeader, type HeaderMap } from '../http/headers.js';
  * segments it needs; each segment is a subrequest through the policy hooks, counted as its own hit or miss.
  */
 
-/** Cache-key suffixes: the meta object and each segment live beside the object's own key. */
+/**
+ * Cache-key suffixes: the meta object and each segment live beside the object's own key, all under
+ * `sliceKeyPrefix(key)`. These three functions are the only place slicer keys are built.
+ */
+export function sliceKeyPrefix(key: string): string {
+  return `${key}\0slice`;
+}
+
 export function metaKeyOf(key: string, size: number): string {
-  return `${key}\0slice-meta:${size}`;
+  return `${sliceKeyPrefix(key)}-meta:${size}`;
 }
 
 export function segmentKeyOf(key: string, size: number, index: number): string {
-  return `${key}\0slice:${size}:${index}`;
+  return `${sliceKeyPrefix(key)}:${size}:${index}`;
 }
 
 /** The part of a key before any slicer suffix. */
@@ -81,4 +89,8 @@ export function segmentMismatch(status: number, headers: HeaderMap, index: numbe
 }
 
 /** Thrown mid-body when a segment does not fit the representation the meta object describes. */
-export class SegmentMismatchError extends Error {}
+export class SegmentMismatchError extends ProxyError {
+  constructor(message: string) {
+    super('CORE_ERR_SEGMENT_MISMATCH', message, { source: 'upstream', status: 503 });
+  }
+}

@@ -1,0 +1,131 @@
+import type { CacheObject } from './cache/cache-object.js';
+import type { LookupKind, Store } from './cache/store.js';
+import type { CacheStatus } from './http/cache-status.js';
+import type { FreshnessOptions } from './http/freshness.js';
+import type { HeaderMap } from './http/headers.js';
+import type { Http1Request } from './http1/server.js';
+import type { Http1Response } from './http1/response.js';
+import type { Stats } from './stats.js';
+import type { Transaction, TxLog } from './txlog/txlog.js';
+import type { PinSlot, Upstream } from './upstream.js';
+import type { DownstreamRequest, ProxyHooks } from './policy/hooks.js';
+
+/**
+ * What every room shares: the proxy's settings and services (store, upstream, hooks, log, counters), and the state
+ * of one request (Tx). Steps, the fetch and delivery read the environment and change only the Tx they are given.
+ */
+
+/** The request machine's steps (Varnish's cache_req_fsm.c states); 'done' ends the walk. */
+export type Step = 'recv' | 'lookup' | 'miss' | 'pass' | 'deliver' | 'synth' | 'slice' | 'done';
+
+/** Why a fetch runs: a miss, a background refresh of an object in grace, or a pass (logged as Varnish's Link reason). */
+export type FetchReason = 'fetch' | 'bgfetch' | 'pass';
+
+export interface LogLine {
+  level: 'info' | 'warn' | 'error';
+  event: string;
+  message: string;
+  url?: string;
+}
+
+/** A synthetic response decided by a step or by policy (Varnish's vcl_synth). */
+export interface Synth {
+  status: number;
+  body?: string;
+  headers?: HeaderMap;
+}
+
+/** The slicer setting: GET/HEAD requests whose URL matches `match` (default: all) are sliced into `sizeBytes`. */
+export interface SliceOptions {
+  sizeBytes: number;
+  match?: RegExp | undefined;
+}
+
+export interface ProxyEnv<Ctx> {
+  readonly stats: Stats;
+  readonly store: Store;
+  readonly upstream: Upstream;
+  readonly hooks: ProxyHooks<Ctx>;
+  /** Clock in epoch ms. */
+  readonly now: () => number;
+  /** Name used in Via and Cache-Status. */
+  readonly name: string;
+  /** Our Via entry (`1.1 <name>`). */
+  readonly via: string;
+  readonly freshness: FreshnessOptions;
+  readonly graceSec: number;
+  readonly keepSec: number;
+  readonly hitForMissSec: number;
+  readonly transitBytes: number;
+  readonly maxRanges: number;
+  readonly streamMinBytes: number;
+  readonly slicing: SliceOptions | undefined;
+  readonly purgeAllow: ReadonlySet<string>;
+  readonly txlog: TxLog | undefined;
+  readonly log: (line: LogLine) => void;
+  /** Fetches running now (aborted on close). */
+  readonly inflight: Set<CacheObject>;
+  /** Set once anything was sliced: purges then also look for segment keys. */
+  sliced: boolean;
+  /** A fresh per-request policy context. */
+  newCtx(): Ctx;
+  /** The cache key of a request: the cacheKey hook's, else builtin (Host + URL); segment keys for subrequests. */
+  keyOf(req: DownstreamRequest, ctx: Ctx): string;
+}
+
+/** One request's state as it walks the machine (Varnish's `struct req`). */
+export interface Tx<Ctx> {
+  req: DownstreamRequest;
+  /** The request body (null when none), forwarded on pass. */
+  body: Http1Request['body'];
+  /** Request body bytes read so far. */
+  bodyBytes: () => number;
+  /** The client connection's pin slot (connection-oriented auth). */
+  pin: PinSlot;
+  res: Http1Response;
+  ctx: Ctx;
+  /** Aborts when the client goes away (created lazily by the response). */
+  readonly signal: AbortSignal;
+  key: string;
+  obj: CacheObject | undefined;
+  /** What the lookup found (undefined before it, or when the request never looked up). */
+  lookup: LookupKind | undefined;
+  /** The Cache-Status to send: written by steps from their outcome, never read to decide. */
+  status: CacheStatus;
+  synth: Synth | undefined;
+  closeAfter: boolean;
+  /** The request waited on another request's fetch (the waiting list) before its hit. */
+  coalesced: boolean;
+  /** An expired object for this request, kept for revalidation or stale-if-error. */
+  stale: CacheObject | undefined;
+  /** This request's transaction in the log (undefined when logging is off). */
+  log: Transaction | undefined;
+  /** The slicer started this request over once already (its object changed at the origin). */
+  sliceRetried: boolean;
+}
+
+/** A transaction's starting state: nothing looked up, no body, not logged. */
+export function newTx<Ctx>(res: Http1Response, signalFrom: { readonly signal: AbortSignal }, req: DownstreamRequest, ctx: Ctx, pin: PinSlot): Tx<Ctx> {
+  return {
+    // The client's response (or, for a subrequest, its parent) owns the signal; read lazily, as most hits never wait.
+    get signal() {
+      return signalFrom.signal;
+    },
+    req,
+    body: null,
+    bodyBytes: () => 0,
+    pin,
+    res,
+    ctx,
+    key: '',
+    obj: undefined,
+    lookup: undefined,
+    status: {},
+    synth: undefined,
+    closeAfter: false,
+    coalesced: false,
+    stale: undefined,
+    log: undefined,
+    sliceRetried: false,
+  };
+}

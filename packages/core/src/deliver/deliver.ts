@@ -1,0 +1,179 @@
+import { randomUUID } from 'node:crypto';
+import type { CacheObject } from '../cache/cache-object.js';
+import { errorMessage } from '../errors.js';
+import { notModifiedHeaders } from '../http/conditional.js';
+import type { ProxyEnv, Step, Tx } from '../context.js';
+import { BodyCursor } from './cursor.js';
+import { deliveryHeaders, fetchFailedSynth, NO_BODY_STATUS, writeHead } from './head.js';
+import { planDelivery, plannedHead, type BodyRange, type DecidedPlan, type DeliveryPlan } from './plan.js';
+
+/**
+ * The deliver step: one client's copy of an object (CacheObject -> client). A complete stored object with a plain
+ * request leaves in one write; everything else waits for what it needs of the object (headers, the whole body with
+ * doStream off, the bytes a range starts at), plans the answer (full, 304, 206, multipart, 416) and streams it.
+ */
+export function deliver<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>): Step | Promise<Step> {
+  const obj = tx.obj as CacheObject;
+  const chunks = obj.stored === true ? obj.completeChunks : undefined;
+  if (chunks !== undefined && !needsPlan(tx, obj)) {
+    // Complete stored object, plain request: Content-Length, head and body in one write; no reader, no waiting.
+    writeHead(env, tx, obj);
+    endComplete(env, tx, obj, chunks);
+    return 'done';
+  }
+  return deliverPlanned(env, tx, obj);
+}
+
+/** Whether the request carries anything (a condition, a range) that may change what is delivered. */
+function needsPlan<Ctx>(tx: Tx<Ctx>, obj: CacheObject): boolean {
+  const h = tx.req.headers;
+  return obj.status === 200 && (h['range'] !== undefined || h['if-none-match'] !== undefined || h['if-modified-since'] !== undefined);
+}
+
+/**
+ * Ends a response whose head is written with the whole body of a complete object: its chunks (one Buffer once
+ * joined) leave under one cork, no reader, no copy. HEAD and bodiless statuses get no body.
+ */
+function endComplete<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheObject, chunks: readonly Buffer[]): void {
+  if (tx.req.method === 'HEAD' || NO_BODY_STATUS(obj.status)) {
+    tx.res.end();
+    return;
+  }
+  env.stats.s_resp_bodybytes += obj.length;
+  tx.res.endChunks(chunks);
+}
+
+/** Delivery in general: wait for what is needed, plan, write the head, copy the body as it arrives. */
+async function deliverPlanned<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheObject): Promise<Step> {
+  const reader = obj.readable ? obj.openReader() : undefined;
+  const cursor = reader === undefined ? undefined : new BodyCursor(obj.read(reader, tx.signal));
+  try {
+    const early = await untilDeliverable(env, tx, obj);
+    if (early !== undefined) return early;
+    const plan = await decidePlan(env, tx, obj);
+    if (plan === undefined) return fetchFailedSynth(tx, obj);
+    const head = plannedHead(plan, () => deliveryHeaders(obj, env.via), () => ({ ...notModifiedHeaders(obj.headers), via: env.via }));
+    writeHead(env, tx, obj, head.override);
+    const res = tx.res;
+    if (tx.req.method === 'HEAD' || NO_BODY_STATUS(res.statusCode) || cursor === undefined || head.ranges.length === 0) {
+      res.end();
+      return 'done';
+    }
+    const complete = obj.stored === true ? obj.completeChunks : undefined;
+    if (plan.kind === 'full' && complete !== undefined) {
+      endComplete(env, tx, obj, complete);
+      return 'done';
+    }
+    // Headers go out at once only when no body byte is there yet; otherwise they leave with the first bytes.
+    if (obj.length === 0 && !obj.isFinal) res.flushHeaders();
+    try {
+      await sendBody(env, tx, head.ranges, head.tail, (from, to) => cursor.range(from, to));
+    } catch (e: unknown) {
+      // The fetch failed mid-body (or the client left): cut the client off so it can tell the body is incomplete
+      // (no terminating chunk, or fewer bytes than Content-Length).
+      if (!tx.signal.aborted) env.log({ level: 'warn', event: 'stream-cut', message: errorMessage(e), url: tx.req.url });
+      res.destroy();
+    }
+    return 'done';
+  } finally {
+    await cursor?.close();
+    if (reader !== undefined) obj.closeReader(reader);
+  }
+}
+
+/**
+ * Waits until the object can be delivered: its headers decided, the whole body with doStream off, enough of it for
+ * adaptive streaming. Returns the step to take instead when there is nothing to deliver from it: the stale object
+ * (stale-if-error) or a synth for a failed fetch.
+ */
+async function untilDeliverable<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheObject): Promise<Step | undefined> {
+  if (obj.state === 'busy') await obj.waitState('stream', tx.signal);
+  if (tx.stale !== undefined && (obj.failedWithoutResponse || obj.status >= 500) && tx.stale.staleUsableOnError(env.now())) {
+    // stale-if-error (RFC 5861): the origin failed; the stale object is served instead.
+    env.stats.stale_if_error++;
+    tx.obj = tx.stale;
+    tx.stale = undefined;
+    tx.status = { hit: true, detail: 'stale-if-error' };
+    return 'deliver';
+  }
+  if (obj.failedWithoutResponse) return fetchFailedSynth(tx, obj);
+  if (!obj.doStream && !obj.isFinal) {
+    await obj.waitState('finished', tx.signal);
+    if (obj.state === 'failed') return fetchFailedSynth(tx, obj);
+  }
+  // Adaptive streaming: a body known to be small is delivered whole (one write, Content-Length); an unknown-length
+  // body starts once streamMinBytes arrived or it ended.
+  const minBytes = obj.streamMinBytes;
+  if (minBytes > 0 && !obj.isFinal) {
+    if (obj.expectedLength !== undefined) {
+      if (obj.expectedLength < minBytes) await obj.waitState('finished', tx.signal);
+    } else {
+      while (obj.length < minBytes && !obj.isFinal) await obj.waitChange(tx.signal);
+    }
+    if (obj.state === 'failed') return fetchFailedSynth(tx, obj);
+  }
+  return undefined;
+}
+
+/** Plans, waiting for more of the object while the plan cannot be decided yet; undefined when the fetch failed. */
+async function decidePlan<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheObject): Promise<DecidedPlan | undefined> {
+  let plan: DeliveryPlan = planFor(env, tx, obj);
+  while (plan.kind === 'wait') {
+    if (obj.state === 'failed') return undefined;
+    await obj.waitChange(tx.signal);
+    plan = planFor(env, tx, obj);
+  }
+  return plan;
+}
+
+function planFor<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheObject): DeliveryPlan {
+  return planDelivery(
+    tx.req.method,
+    tx.req.headers,
+    { status: obj.status, headers: obj.headers, length: obj.length, complete: obj.state === 'finished', expectedLength: obj.expectedLength },
+    { maxRanges: env.maxRanges, boundary: newBoundary },
+  );
+}
+
+/** A multipart/byteranges boundary. */
+export function newBoundary(): string {
+  return `sluice-${randomUUID()}`;
+}
+
+/**
+ * Writes a planned body: each range (after its multipart part head), then the multipart tail, from `bytes(from, to)`
+ * (inclusive offsets), and ends the response. Throws what the source throws; a body that does not add up to the
+ * length announced is cut off, never ended cleanly.
+ */
+export async function sendBody<Ctx>(
+  env: ProxyEnv<Ctx>,
+  tx: Tx<Ctx>,
+  ranges: readonly BodyRange[],
+  tail: Buffer | undefined,
+  bytes: (from: number, to: number) => AsyncIterable<Buffer>,
+): Promise<void> {
+  const res = tx.res;
+  let sent = 0;
+  for (const r of ranges) {
+    if (r.head !== undefined) {
+      sent += r.head.length;
+      if (!res.write(r.head)) await res.drained(tx.signal);
+    }
+    for await (const chunk of bytes(r.start, r.end)) {
+      sent += chunk.length;
+      env.stats.s_resp_bodybytes += chunk.length;
+      if (!res.write(chunk)) await res.drained(tx.signal);
+    }
+  }
+  if (tail !== undefined) {
+    sent += tail.length;
+    res.write(tail);
+  }
+  const announced = res.announcedLength;
+  if (announced !== undefined && announced !== sent) {
+    env.log({ level: 'error', event: 'length-mismatch', message: `sent ${sent} of ${String(announced)} bytes`, url: tx.req.url });
+    res.destroy();
+    return;
+  }
+  res.end();
+}

@@ -1,0 +1,109 @@
+import type { CacheObject } from '../cache/cache-object.js';
+import { initialAgeSec } from '../http/age.js';
+import { cacheControlOf, deltaSeconds } from '../http/cache-control.js';
+import { hasValidator, mergeNotModified } from '../http/conditional.js';
+import { freshnessLifetime } from '../http/freshness.js';
+import { getHeader, stripHopByHop, type HeaderMap } from '../http/headers.js';
+import { varyFields, varySignature } from '../http/vary.js';
+import { builtinBackendResponse, type BackendResponse, type DownstreamRequest } from '../policy/hooks.js';
+import type { ProxyEnv } from '../context.js';
+import type { UpstreamRequest, UpstreamResponse } from '../upstream.js';
+
+/**
+ * The backend response decided (Varnish's vcl_backend_response): freshness from RFC 9111, the policy hook, the
+ * builtin rules, then the object's headers committed. Pure but for the hook and the object it writes.
+ */
+
+const NO_BODY_STATUS = (s: number): boolean => s === 204 || s === 304 || (s >= 100 && s < 200);
+
+/** What the fetch knows when the origin's headers arrive. */
+export interface BerespInput {
+  res: UpstreamResponse;
+  bereq: UpstreamRequest;
+  obj: CacheObject;
+  /** The expired object this fetch revalidates, if any. */
+  stale: CacheObject | undefined;
+  isPass: boolean;
+  req: DownstreamRequest;
+}
+
+/** A 304 answering our conditional fetch of a complete stale object: the stale body is reused. */
+export function isRevalidation304(i: BerespInput): boolean {
+  return i.res.status === 304 && i.stale !== undefined && !i.isPass && i.stale.state === 'finished';
+}
+
+/** The BackendResponse the hooks see, from the origin's answer (merged onto the stale object's on a 304). */
+export function backendResponse<Ctx>(env: ProxyEnv<Ctx>, i: BerespInput): BackendResponse {
+  const was304 = isRevalidation304(i);
+  const stale = i.stale as CacheObject;
+  const status = was304 ? stale.status : i.res.status;
+  const headers = was304 ? mergeNotModified(stale.headers, stripHopByHop(i.res.headers)) : stripHopByHop(i.res.headers);
+  const life = freshnessLifetime(status, headers, i.obj.responseTimeMs, env.freshness);
+  i.obj.initialAgeSec = initialAgeSec(headers, i.obj.requestTimeMs, i.obj.responseTimeMs);
+  const swr = deltaSeconds(cacheControlOf(headers).get('stale-while-revalidate'));
+  return {
+    status,
+    headers,
+    ttlSec: life.lifetimeSec - i.obj.initialAgeSec,
+    graceSec: swr ?? env.graceSec,
+    keepSec: env.keepSec,
+    uncacheable: i.isPass,
+    uncacheableReason: i.isPass ? 'pass' : undefined,
+    hitForPassSec: undefined,
+    doStream: true,
+    transitBytes: env.transitBytes,
+    streamMinBytes: env.streamMinBytes,
+    was304,
+    isPass: i.isPass,
+    ttlSource: life.source,
+    segment: i.req.segment,
+  };
+}
+
+/**
+ * Runs the upstreamResponseFilter hook, then the builtin rules unless it returned 'deliver', then the machine's own:
+ * keep (objects with a validator outlive a zero TTL) and stale-if-error (a 5xx is not stored over a usable stale).
+ */
+export async function decideBeresp<Ctx>(env: ProxyEnv<Ctx>, i: BerespInput, beresp: BackendResponse, ctx: Ctx): Promise<void> {
+  const verdict = await env.hooks.upstreamResponseFilter?.(beresp, ctx);
+  if (verdict !== 'deliver') builtinBackendResponse(beresp, i.bereq, env.hitForMissSec);
+  if (beresp.uncacheable && beresp.uncacheableReason === 'ttl-zero' && env.keepSec > 0 && hasValidator(beresp.headers)) {
+    beresp.uncacheable = false;
+    beresp.uncacheableReason = undefined;
+    beresp.ttlSec = 0;
+  }
+  const staleIfError = i.stale !== undefined && !i.isPass && i.stale.staleUsableOnError(env.now());
+  if (beresp.status >= 500 && staleIfError) {
+    // RFC 5861 stale-if-error: the error is not stored over the stale object; the client gets the stale one.
+    beresp.uncacheable = true;
+    beresp.uncacheableReason = 'stale-if-error';
+  }
+}
+
+/** Writes the decided response onto the object (headers, lifetimes, framing, ban fields), not yet stored. */
+export function commitHeaders(i: BerespInput, beresp: BackendResponse): void {
+  const obj = i.obj;
+  const clRaw = getHeader(i.res.headers, 'content-length');
+  const expected = clRaw !== undefined && /^\d+$/.test(clRaw) ? Number(clRaw) : undefined;
+  const cc = cacheControlOf(beresp.headers);
+  obj.status = beresp.status;
+  obj.headers = beresp.headers;
+  obj.varyFields = varyFields(beresp.headers);
+  obj.varySig = varySignature(obj.varyFields, i.req.headers);
+  obj.doStream = beresp.doStream;
+  obj.bodyless = i.bereq.method === 'HEAD' || NO_BODY_STATUS(beresp.status);
+  obj.expectedLength = obj.bodyless && i.bereq.method !== 'HEAD' ? 0 : expected;
+  obj.graceSec = beresp.graceSec;
+  obj.keepSec = beresp.keepSec;
+  obj.reqUrl = i.req.url;
+  obj.reqHost = (getHeader(i.req.headers, 'host') ?? '').toLowerCase();
+  obj.tags = tagsOf(beresp.headers);
+  obj.staleIfErrorSec = deltaSeconds(cc.get('stale-if-error')) ?? 0;
+  obj.streamMinBytes = beresp.streamMinBytes;
+}
+
+/** Invalidation tags of a response: Surrogate-Key (Fastly) or xkey (Varnish), space-separated. */
+export function tagsOf(headers: HeaderMap): string[] {
+  const raw = [getHeader(headers, 'surrogate-key'), getHeader(headers, 'xkey')].filter((v) => v !== undefined).join(' ');
+  return raw.split(/[\s,]+/).filter((t) => t !== '');
+}

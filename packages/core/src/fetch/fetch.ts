@@ -1,0 +1,186 @@
+import type { CacheObject } from '../cache/cache-object.js';
+import { errorMessage, ProxyError } from '../errors.js';
+import type { DownstreamRequest } from '../policy/hooks.js';
+import type { FetchReason, ProxyEnv } from '../context.js';
+import { logBereq, logBeresp, logBerespDecided } from '../txlog/records.js';
+import type { Transaction } from '../txlog/txlog.js';
+import type { UpstreamRequest, UpstreamResponse } from '../upstream.js';
+import type { BackendResponse } from '../policy/hooks.js';
+import { backendResponse, commitHeaders, decideBeresp, isRevalidation304, type BerespInput } from './beresp.js';
+
+/**
+ * The fetch task (origin -> CacheObject), a machine of its own as Varnish's cache_fetch.c, run beside delivery: a
+ * client leaving never stops a fetch that fills the cache, and a slow client never slows it. Its phases:
+ *
+ *   begin -> send bereq -> decide beresp -> commit headers (store or not; waiters wake) -> pump body -> end
+ *                      \-> fail (no response)                                         \-> fail (body)
+ *
+ * With `stale` (an expired object with validators) the request is conditional, and a 304 refreshes the stale
+ * object's headers and freshness onto `obj` without refetching the body (RFC 9111 §4.3.4).
+ */
+
+/** What of the client request a fetch needs. */
+export interface FetchTx<Ctx> {
+  req: DownstreamRequest;
+  ctx: Ctx;
+  log: Transaction | undefined;
+  bodyBytes: () => number;
+}
+
+/** One fetch: the object it fills, the request it sends, why, for whom, and the stale object it may revalidate. */
+export interface FetchJob<Ctx> {
+  obj: CacheObject;
+  bereq: UpstreamRequest;
+  tx: FetchTx<Ctx>;
+  reason: FetchReason;
+  stale?: CacheObject | undefined;
+}
+
+/** Bytes of each side, for the BereqAcct record (heads as Sluice hands them to the origin client). */
+interface Acct {
+  reqHead: number;
+  respHead: number;
+  respBody: number;
+}
+
+/** Runs a fetch to its end; never throws (every failure ends in `obj.fail`). */
+export async function runFetch<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>): Promise<void> {
+  const { obj, bereq, tx } = job;
+  env.inflight.add(obj);
+  env.stats.s_fetch++;
+  const be = beginLog(env, job);
+  const acct: Acct = { reqHead: 0, respHead: 0, respBody: 0 };
+  try {
+    await env.hooks.upstreamRequestFilter?.(bereq, tx.ctx);
+    if (be !== undefined) acct.reqHead = logBereq(be, bereq);
+    const res = await send(env, job, be);
+    if (res === undefined) return;
+    const input: BerespInput = { res, bereq, obj, stale: job.stale, isPass: job.reason === 'pass', req: tx.req };
+    if (be !== undefined) acct.respHead = logBeresp(be, res.status, res.headers);
+    const beresp = backendResponse(env, input);
+    if (beresp.was304) env.stats.fetch_304++;
+    await decideBeresp(env, input, beresp, tx.ctx);
+    commit(env, input, beresp, job, be);
+    await body(env, input, beresp.transitBytes, acct, be);
+  } catch (e: unknown) {
+    // A hook threw (request or response filter): nothing of this fetch is kept.
+    env.stats.fetch_failed++;
+    env.log({ level: 'error', event: 'fetch-error', message: errorMessage(e), url: bereq.path });
+    env.store.releaseBusy(obj);
+    env.store.remove(obj);
+    obj.fail(new ProxyError('CORE_ERR_HOOK_FAILED', 'fetch failed', { source: 'internal', cause: e }));
+  } finally {
+    env.inflight.delete(obj);
+    if (be !== undefined) {
+      const reqBody = bereq.body === null ? 0 : tx.bodyBytes();
+      be.add('BereqAcct', `${acct.reqHead} ${reqBody} ${acct.reqHead + reqBody} ${acct.respHead} ${acct.respBody} ${acct.respHead + acct.respBody}`);
+      be.end();
+    }
+  }
+}
+
+/** The backend transaction in the log, linked from the client's. */
+function beginLog<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>): Transaction | undefined {
+  const parent = job.tx.log;
+  if (parent === undefined || env.txlog === undefined) return undefined;
+  const be = env.txlog.beginBereq(parent, job.reason);
+  parent.add('Link', `bereq ${be.vxid} ${job.reason}`);
+  job.obj.fetchVxid = be.vxid;
+  be.timestamp('Start');
+  return be;
+}
+
+/** Sends the backend request; on failure the object fails with the upstream's 5xx (else 503) and undefined returns. */
+async function send<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>, be: Transaction | undefined): Promise<UpstreamResponse | undefined> {
+  const { obj, bereq } = job;
+  obj.requestTimeMs = env.now();
+  try {
+    const res = await env.upstream.request(bereq, { signal: obj.fetchController.signal });
+    obj.responseTimeMs = env.now();
+    return res;
+  } catch (e: unknown) {
+    env.stats.backend_fail++;
+    env.stats.fetch_failed++;
+    be?.add('FetchError', `backend fetch failed: ${errorMessage(e)}`);
+    env.log({ level: 'error', event: 'backend-fail', message: `backend fetch failed: ${errorMessage(e)}`, url: bereq.path });
+    // The upstream's own status when it gives one (502 lost pinned connection, 504 timeout), else 503.
+    const upstreamStatus = (e as { status?: unknown }).status;
+    const status = typeof upstreamStatus === 'number' && upstreamStatus >= 500 && upstreamStatus <= 599 ? upstreamStatus : 503;
+    const retry = (e as { retry?: unknown }).retry === 'yes' ? 'yes' : 'no';
+    obj.fail(new ProxyError('CORE_ERR_UPSTREAM_UNAVAILABLE', 'backend fetch failed', { source: 'upstream', status, retry, cause: e }));
+    env.store.releaseBusy(obj);
+    return undefined;
+  }
+}
+
+/** Stores the object (or marks the key uncacheable), logs the decision, and lets waiters in (state stream). */
+function commit<Ctx>(env: ProxyEnv<Ctx>, i: BerespInput, beresp: BackendResponse, job: FetchJob<Ctx>, be: Transaction | undefined): void {
+  const obj = i.obj;
+  commitHeaders(i, beresp);
+  if (!beresp.uncacheable && !i.isPass) {
+    obj.ttlSec = beresp.ttlSec + obj.initialAgeSec;
+    env.store.insert(obj);
+  } else {
+    obj.stored = false;
+    obj.notStoredReason = beresp.uncacheableReason;
+    if (beresp.uncacheableReason === 'stale-if-error') env.store.releaseBusy(obj);
+    else if (beresp.hitForPassSec !== undefined && beresp.hitForPassSec > 0) {
+      env.store.markUncacheable(obj, beresp.hitForPassSec, env.now(), 'pass');
+    } else if (!i.isPass) env.store.markUncacheable(obj, beresp.ttlSec, env.now());
+  }
+  if (be !== undefined) {
+    logBerespDecided(be, obj, beresp);
+    // The client side's `Fetch`: the fetch has handed over its response headers (not for a background fetch).
+    if (job.reason !== 'bgfetch') job.tx.log?.timestamp('Fetch');
+  }
+  obj.setState('stream');
+}
+
+/** The body: adopted from the stale object on a 304, none for bodiless responses, else pumped. */
+async function body(env: ProxyEnv<unknown>, i: BerespInput, transitBytes: number, acct: Acct, be: Transaction | undefined): Promise<void> {
+  if (isRevalidation304(i)) {
+    i.res.body.resume();
+    i.obj.adoptBody(i.stale as CacheObject);
+    return;
+  }
+  if (i.obj.bodyless) {
+    i.res.body.resume();
+    i.obj.finish();
+    return;
+  }
+  await pumpBody(env, i, transitBytes, acct, be);
+}
+
+/**
+ * Copies the origin body into the object as it arrives: stored objects are charged to the store, unstored ones wait
+ * for their slowest reader (the transit buffer). A body that fails or ends short of its Content-Length fails the
+ * object and is never kept.
+ */
+async function pumpBody(env: ProxyEnv<unknown>, i: BerespInput, transitBytes: number, acct: Acct, be: Transaction | undefined): Promise<void> {
+  const { obj, res } = i;
+  const signal = obj.fetchController.signal;
+  try {
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      obj.extend(chunk);
+      acct.respBody += chunk.length;
+      env.stats.s_beresp_bodybytes += chunk.length;
+      if (obj.stored === true) env.store.charge(obj, chunk.length);
+      if (obj.stored === false) await obj.waitForSpace(transitBytes, signal);
+    }
+    if (obj.expectedLength !== undefined && !obj.bodyless && obj.length !== obj.expectedLength) {
+      throw new ProxyError('CORE_ERR_UPSTREAM_LENGTH_MISMATCH', `body ended at ${obj.length} of ${obj.expectedLength} bytes`, { source: 'upstream' });
+    }
+    be?.timestamp('BerespBody');
+    be?.add('Length', String(obj.length));
+    obj.finish();
+  } catch (e: unknown) {
+    res.body.destroy();
+    env.stats.fetch_failed++;
+    be?.add('FetchError', signal.aborted ? 'fetch aborted (no reader left)' : `body fetch failed: ${errorMessage(e)}`);
+    if (!signal.aborted) env.log({ level: 'error', event: 'fetch-error', message: `body fetch failed: ${errorMessage(e)}`, url: i.bereq.path });
+    // Never keep a truncated object.
+    env.store.remove(obj);
+    obj.fail(new ProxyError('CORE_ERR_UPSTREAM_BODY', 'origin body failed', { source: 'upstream', cause: e }));
+  }
+}
+

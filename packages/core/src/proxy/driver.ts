@@ -1,0 +1,66 @@
+import { CacheObject } from '../cache/cache-object.js';
+import { ProxyError } from '../errors.js';
+import type { ProxyEnv, Step, Tx } from '../context.js';
+import { MISS_STRIP } from '../fetch/bereq.js';
+import type { HeaderMap } from '../http/headers.js';
+import type { DownstreamRequest } from '../policy/hooks.js';
+import { segmentRangeHeader } from '../slicer/slicer.js';
+import { logRequest } from '../txlog/records.js';
+import { newTx } from '../context.js';
+
+/**
+ * THE loop (Varnish's CNT_Request): runs steps until `stop` says so, and returns the step it stopped at. Client
+ * requests run to 'done'; the slicer's segment subrequests stop where there is an object to read ('deliver') or where
+ * policy answered instead. Steps that do not wait return a Step directly, so a hit costs no promise per step.
+ *
+ *   recv -> lookup -> (hit) ------------------------------> deliver
+ *                  -> (busy: wait on the fetch, look up again)
+ *                  -> (miss | hit-for-miss) -> miss -> deliver   (the fetch runs as its own task: fetch/)
+ *                  -> (hit-for-pass) -> pass
+ *        -> pass | pipe -> pass -> deliver
+ *        -> synth
+ *        -> slice (segment subrequests through this same loop, stitched: slicer/)
+ */
+export type StepTable<Ctx> = Record<Exclude<Step, 'done'>, (tx: Tx<Ctx>) => Step | Promise<Step>>;
+
+export async function drive<Ctx>(steps: StepTable<Ctx>, tx: Tx<Ctx>, stop: (s: Step) => boolean): Promise<Step> {
+  let step: Step = 'recv';
+  while (!stop(step)) {
+    const next = steps[step as Exclude<Step, 'done'>](tx);
+    step = typeof next === 'string' ? next : await next;
+  }
+  return step;
+}
+
+export const untilDone = (s: Step): boolean => s === 'done';
+
+/** Where a segment subrequest stops: an object to read, or an answer from policy (nothing to stitch). */
+const segmentStop = (s: Step): boolean => s === 'deliver' || s === 'done' || s === 'synth' || s === 'slice';
+
+/**
+ * A segment subrequest: its own request (the client's headers without Range or conditionals, `segment` set) through
+ * recv and lookup, and miss or pass when it is not cached, counted and logged as a request of its own. Resolves
+ * once it has an object to read (delivery is the parent's).
+ */
+export async function segmentRequest<Ctx>(env: ProxyEnv<Ctx>, steps: StepTable<Ctx>, parent: Tx<Ctx>, index: number, size: number): Promise<Tx<Ctx>> {
+  const headers: HeaderMap = { ...parent.req.headers };
+  for (const h of MISS_STRIP) delete headers[h];
+  headers['range'] = segmentRangeHeader(index, size);
+  const req: DownstreamRequest = { method: 'GET', url: parent.req.url, headers, httpVersion: parent.req.httpVersion, remoteAddress: parent.req.remoteAddress, segment: { index, size } };
+  const tx = newTx<Ctx>(parent.res, parent, req, env.newCtx(), parent.pin);
+  env.stats.slice_segments++;
+  if (parent.log !== undefined && env.txlog !== undefined) {
+    const t = env.txlog.beginSubrequest(parent.log, 'slice');
+    tx.log = t;
+    t.timestamp('Start');
+    logRequest(t, req);
+  }
+  const stopped = await drive(steps, tx, segmentStop);
+  if (stopped !== 'deliver') {
+    // Policy answered a segment itself: there is nothing to stitch.
+    const obj = new CacheObject(tx.key);
+    obj.fail(new ProxyError('CORE_ERR_UPSTREAM_UNAVAILABLE', `segment ${index} was answered by policy (synth ${tx.synth?.status ?? '?'})`, { source: 'internal', status: 503 }));
+    tx.obj = obj;
+  }
+  return tx;
+}

@@ -1,0 +1,150 @@
+import { CacheObject } from '../cache/cache-object.js';
+import type { ProxyEnv, Step, Tx } from '../context.js';
+import { writeSynth } from '../deliver/head.js';
+import { makeConditional, missRequest, passRequest } from '../fetch/bereq.js';
+import { runFetch } from '../fetch/fetch.js';
+import { getHeader } from '../http/headers.js';
+import { hostOk, normaliseTarget } from '../http/target.js';
+import { builtinRecv, type RecvAction } from '../policy/hooks.js';
+import { sliceSizeOf } from '../slicer/sliced.js';
+import { sliceKeyPrefix } from '../slicer/slicer.js';
+import { logLookup, logVcl } from '../txlog/records.js';
+
+/**
+ * The client-side steps (Varnish's cnt_recv, cnt_lookup, cnt_miss, cnt_pass, cnt_synth). Each does one thing and
+ * names the next step; the driver runs them and steps never call each other. A step that does not wait returns its
+ * Step directly: a hit runs without a promise per step.
+ */
+
+export function recv<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>): Step | Promise<Step> {
+  const req = tx.req;
+  if (!normaliseTarget(req) || !hostOk(req)) {
+    logVcl(tx.log, 'RECV', 'synth');
+    env.stats.client_req_400++;
+    tx.synth = { status: 400 };
+    tx.closeAfter = true;
+    return 'synth';
+  }
+  if (req.method === 'PURGE') return purgeRequest(env, tx);
+  if (tx.pin.pinned) {
+    // A connection pinned by NTLM/Negotiate: always passed, never cached, over its own origin connection.
+    tx.status = { fwd: 'uri-miss', detail: 'pinned' };
+    return 'pass';
+  }
+  const fromHook = env.hooks.requestFilter?.(req, tx.ctx);
+  if (fromHook instanceof Promise) return fromHook.then((a) => recvAction(env, tx, a ?? builtinRecv(req)));
+  return recvAction(env, tx, fromHook ?? builtinRecv(req));
+}
+
+function recvAction<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, action: RecvAction): Step {
+  logVcl(tx.log, 'RECV', action === 'lookup' ? 'hash' : typeof action === 'string' ? action : 'synth');
+  if (action === 'lookup') return sliceSizeOf(env, tx) === undefined ? 'lookup' : 'slice';
+  if (action === 'pass') {
+    logVcl(tx.log, 'PASS', 'fetch');
+    tx.status = { fwd: 'uri-miss', detail: 'pass' };
+    return 'pass';
+  }
+  if (action === 'pipe') {
+    // Pipe is approximated by a pass on a connection that closes afterwards.
+    logVcl(tx.log, 'PIPE', 'pipe');
+    tx.status = { fwd: 'uri-miss', detail: 'pipe' };
+    tx.closeAfter = true;
+    return 'pass';
+  }
+  tx.synth = action.synth;
+  return 'synth';
+}
+
+/** HTTP PURGE from an allowed address: removes every variant of the request's cache key. */
+function purgeRequest<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>): Step {
+  const addr = tx.req.remoteAddress.replace(/^::ffff:/, '');
+  if (!env.purgeAllow.has(addr)) {
+    tx.synth = { status: 405, body: 'PURGE not allowed from this address\n' };
+    return 'synth';
+  }
+  const n = purgeUrl(env, tx.req.url, getHeader(tx.req.headers, 'host') ?? '');
+  tx.synth = { status: 200, body: `Purged ${n}\n` };
+  tx.status = { detail: 'purge' };
+  return 'synth';
+}
+
+/** Removes every variant stored for `url` on `host` (the key the cacheKey hook gives that request), segments too. */
+export function purgeUrl<Ctx>(env: ProxyEnv<Ctx>, url: string, host: string): number {
+  const key = env.keyOf({ method: 'GET', url, headers: { host }, httpVersion: '1.1', remoteAddress: '' }, env.newCtx());
+  return env.store.purgeKey(key) + (env.sliced ? env.store.purgePrefix(sliceKeyPrefix(key)) : 0);
+}
+
+export function lookup<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>): Step | Promise<Step> {
+  tx.key = env.keyOf(tx.req, tx.ctx);
+  const r = env.store.lookup(tx.key, tx.req.headers, env.now());
+  tx.lookup = r.kind;
+  if (tx.log !== undefined) logLookup(tx.log, r, env.now(), env.hitForMissSec);
+  switch (r.kind) {
+    case 'hit':
+      env.stats.cache_hit++;
+      tx.obj = r.obj;
+      tx.status = tx.coalesced ? { hit: true, detail: 'coalesced' } : { hit: true };
+      return 'deliver';
+    case 'busy':
+      // The waiting list: park until the fetch has decided its headers, then look up again.
+      env.stats.busy_sleep++;
+      return r.obj.waitState('stream', tx.signal).then(() => {
+        env.stats.busy_wakeup++;
+        tx.coalesced = true;
+        return 'lookup' as const;
+      });
+    case 'grace':
+      // Serve the stale object now; refresh it in the background unless a fetch is already running.
+      env.stats.cache_hit++;
+      env.stats.cache_hit_grace++;
+      tx.obj = r.obj;
+      tx.status = { hit: true, detail: 'grace' };
+      if (r.fetch !== undefined) {
+        env.stats.bgfetch++;
+        const bereq = missRequest(tx, env.via, false);
+        makeConditional(bereq, r.obj);
+        void runFetch(env, { obj: r.fetch, bereq, tx, reason: 'bgfetch', stale: r.obj });
+      }
+      return 'deliver';
+    case 'miss':
+      env.stats.cache_miss++;
+      tx.obj = r.obj;
+      tx.stale = r.stale;
+      tx.status = { fwd: r.reason === 'expired' ? 'miss' : r.reason };
+      return 'miss';
+    case 'hit-for-miss':
+      env.stats.cache_hitmiss++;
+      tx.obj = r.obj;
+      tx.status = { fwd: 'uri-miss', detail: 'hit-for-miss' };
+      return 'miss';
+    case 'hit-for-pass':
+      env.stats.cache_hitpass++;
+      tx.status = { fwd: 'uri-miss', detail: 'hit-for-pass' };
+      return 'pass';
+  }
+}
+
+export function miss<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>): Step {
+  const obj = tx.obj as CacheObject;
+  // A hit-for-miss fetch cannot be stored as a whole object anyway: it forwards Range and conditionals like a pass.
+  const bereq = missRequest(tx, env.via, tx.lookup === 'hit-for-miss');
+  const stale = tx.stale;
+  if (stale !== undefined && makeConditional(bereq, stale)) tx.status = { ...tx.status, fwd: 'stale' };
+  void runFetch(env, { obj, bereq, tx, reason: 'fetch', stale });
+  return 'deliver';
+}
+
+export function pass<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>): Step {
+  env.stats.s_pass++;
+  const obj = new CacheObject(tx.key);
+  tx.obj = obj;
+  const key = tx.key !== '' ? tx.key : env.keyOf(tx.req, tx.ctx);
+  const bereq = passRequest({ req: tx.req, key, pin: tx.pin }, env.via, tx.body);
+  void runFetch(env, { obj, bereq, tx, reason: 'pass' });
+  return 'deliver';
+}
+
+export function synth<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>): Step {
+  writeSynth(env, tx, tx.synth ?? { status: 500 });
+  return 'done';
+}
