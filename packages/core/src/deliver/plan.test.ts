@@ -1,6 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import type { HeaderMap } from '../http/headers.js';
-import { BodyCursor, OPEN_END, planDelivery, type DeliveryPlan, type PlannedObject } from './delivery-plan.js';
+import { BodyCursor } from './cursor.js';
+import { OPEN_END, planDelivery, plannedHead, type DeliveryPlan, type PlannedObject } from './plan.js';
 
 const LM = 'Sat, 21 Nov 2026 10:00:00 GMT';
 const DATE = 'Sat, 21 Nov 2026 12:00:00 GMT';
@@ -283,5 +284,67 @@ describe('BodyCursor', () => {
       [Symbol.asyncIterator]: () => ({ next: async () => ({ done: true, value: undefined }) }),
     };
     await expect(new BodyCursor(bare).close()).resolves.toBeUndefined();
+  });
+});
+
+describe('plannedHead: one head builder for every plan (plain and sliced delivery)', () => {
+  const base = (): HeaderMap => ({ 'content-type': 'text/plain', etag: '"e"', via: '1.1 sluice' });
+  const notMod = (): HeaderMap => ({ etag: '"e"', via: '1.1 sluice' });
+
+  it('full keeps the stored head and covers the whole body', () => {
+    const h = plannedHead({ kind: 'full' }, base, notMod);
+    expect(h.override).toBeUndefined();
+    expect(h.ranges).toEqual([{ start: 0, end: Number.MAX_SAFE_INTEGER }]);
+    expect(h.tail).toBeUndefined();
+  });
+
+  it('not-modified: 304 with the headers a 304 keeps, no body, no length', () => {
+    const h = plannedHead({ kind: 'not-modified' }, base, notMod);
+    expect(h.override).toEqual({ status: 304, headers: notMod(), length: undefined });
+    expect(h.ranges).toEqual([]);
+  });
+
+  it('unsatisfiable: 416 with Content-Range bytes */total and an empty body (RFC 9110 §15.5.17)', () => {
+    const h = plannedHead({ kind: 'unsatisfiable', total: 1234 }, base, notMod);
+    expect(h.override?.status).toBe(416);
+    expect(h.override?.headers['content-range']).toBe('bytes */1234');
+    expect(h.override?.headers['content-type']).toBe('text/plain');
+    expect(h.override?.length).toBe('0');
+    expect(h.ranges).toEqual([]);
+  });
+
+  it('range with a known total: 206, Content-Range and the range length', () => {
+    const h = plannedHead({ kind: 'range', range: { start: 10, end: 19 }, total: 100 }, base, notMod);
+    expect(h.override).toMatchObject({ status: 206, length: '10' });
+    expect(h.override?.headers['content-range']).toBe('bytes 10-19/100');
+    expect(h.ranges).toEqual([{ start: 10, end: 19 }]);
+  });
+
+  it('range on an object of unknown length: 206 with `/*` and no Content-Length (streamed chunked)', () => {
+    const h = plannedHead({ kind: 'range', range: { start: 5, end: OPEN_END }, total: undefined }, base, notMod);
+    expect(h.override?.length).toBeUndefined();
+    expect(h.override?.headers['content-range']).toBe(`bytes 5-${OPEN_END}/*`);
+  });
+
+  it('multipart: 206 multipart/byteranges with the plan boundary, its parts and tail, the plan length', () => {
+    const plan = planDelivery('GET', { range: 'bytes=0-1,5-6' }, { status: 200, headers: { 'content-type': 'text/plain' }, length: 10, complete: true, expectedLength: 10 }, { maxRanges: 16, boundary: () => 'B' });
+    if (plan.kind !== 'multipart') throw new Error(`expected multipart, got ${plan.kind}`);
+    const h = plannedHead(plan, base, notMod);
+    expect(h.override?.status).toBe(206);
+    expect(h.override?.headers['content-type']).toBe('multipart/byteranges; boundary=B');
+    expect(h.override?.length).toBe(String(plan.plan.length));
+    expect(h.ranges.map((r) => [r.start, r.end])).toEqual([
+      [0, 1],
+      [5, 6],
+    ]);
+    expect(h.ranges.every((r) => r.head !== undefined && r.head.toString().includes('--B'))).toBe(true);
+    expect(h.tail?.toString()).toContain('--B--');
+  });
+
+  it('asks for fresh header copies: editing one head never leaks into the next', () => {
+    const shared = base();
+    const h1 = plannedHead({ kind: 'unsatisfiable', total: 1 }, () => ({ ...shared }), notMod);
+    expect(shared['content-range']).toBeUndefined();
+    expect(h1.override?.headers['content-range']).toBe('bytes */1');
   });
 });
