@@ -43,8 +43,13 @@ export interface Config {
   hooks: ProxyHooks;
 }
 
-/** What a --config module may export (default export), every field optional. Sizes/durations as strings or numbers. */
-export interface ConfigFile {
+/**
+ * What a --config module may export (default export), every field optional. Sizes/durations as strings or numbers.
+ * `Ctx` is the per-request context the hooks share (what `hooks.newCtx` returns); write the file with `defineConfig`
+ * to have it inferred and checked.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the loader accepts any context type
+export interface ConfigFile<Ctx = any> {
   listen?: string;
   backends?: Array<string | BackendConfig>;
   director?: DirectorType;
@@ -66,7 +71,7 @@ export interface ConfigFile {
   sliceSize?: string | number;
   sliceUrl?: string;
   stream?: boolean;
-  hooks?: ProxyHooks;
+  hooks?: ProxyHooks<Ctx>;
 }
 
 const FILE_KEYS = new Set([

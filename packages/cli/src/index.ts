@@ -2,3 +2,4 @@ export * from './config.js';
 export * from './compose.js';
 export * from './errors.js';
 export * from './units.js';
+export * from './define-config.js';
