@@ -1,0 +1,149 @@
+// Before/after a change, same machine, same run: this tree's Sluice against another built checkout's.
+// Usage: node bench/ab.mjs --before DIR [--label NAME] [--quick] [--out FILE]
+//   DIR: a built checkout of the other revision, for instance
+//     git worktree add /tmp/sluice-before <rev> && (cd /tmp/sluice-before && npx -y pnpm@10 install --frozen-lockfile && npx tsc -b)
+// Scenarios, each interleaved (before, after, before, after ...) so drift on a shared machine hits both alike:
+//   hit-1k          requests/s (autocannon, 32 connections) and proxy CPU per request, median of rounds
+//   miss-ttfb       time to first byte of a cold 1 KiB miss (unique URLs), p50 over many
+//   sliced-range    a 1000-byte range in the middle of a cold 16 MiB object with 1 MiB segments: TTFB p50
+// Origins come from this tree (`sluice origin --fast` for hits, `sluice origin` for misses and big objects).
+import { spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import autocannon from 'autocannon';
+import { request } from 'undici';
+import { ROOT, machine, percentiles, sleep, startSluice, stopAll } from './lib.mjs';
+
+const argv = process.argv.slice(2);
+const arg = (name) => {
+  const i = argv.indexOf(name);
+  return i >= 0 ? argv[i + 1] : undefined;
+};
+const before = arg('--before');
+if (before === undefined) {
+  console.error('bench/ab.mjs: --before DIR is required (a built checkout of the revision to compare with)');
+  process.exit(2);
+}
+const label = arg('--label') ?? 'ab';
+const quick = argv.includes('--quick');
+const out = arg('--out') ?? path.join(ROOT, 'bench/results', `${new Date().toISOString().slice(0, 10)}-${label}.json`);
+const SECONDS = quick ? 1 : 5;
+const ROUNDS = quick ? 1 : 5;
+const MISSES = quick ? 20 : 200;
+const SLICES = quick ? 3 : 15;
+const MiB = 1024 * 1024;
+
+const children = [];
+/** Runs `sluice <args>` from the checkout at `dir`; resolves with { url, pid } once it prints its address. */
+function startFrom(dir, args) {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [path.join(dir, 'packages/cli/bin/run.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(p);
+    let text = '';
+    p.stdout.on('data', (d) => {
+      text += String(d);
+      const m = /listening on (http:\/\/[\d.]+:\d+)/.exec(text);
+      if (m !== null) resolve({ url: m[1], pid: p.pid });
+    });
+    p.stderr.on('data', (d) => (text += String(d)));
+    p.on('exit', (code) => reject(new Error(`${dir}: sluice ${args.join(' ')} exited ${code}: ${text.trim()}`)));
+  });
+}
+
+function cpuMicros(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10_000;
+}
+
+const cannon = (url) =>
+  new Promise((resolve, reject) => autocannon({ url, connections: 32, duration: SECONDS }, (e, r) => (e ? reject(e) : resolve(r))));
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+async function ttfb(url, headers = {}) {
+  const t0 = performance.now();
+  const res = await request(url, { headers });
+  let first;
+  for await (const _ of res.body) first ??= performance.now() - t0;
+  return { status: res.statusCode, ms: first ?? performance.now() - t0 };
+}
+
+async function hits(sides) {
+  const rps = sides.map(() => []);
+  const cpu = sides.map(() => []);
+  for (const s of sides) {
+    await (await request(`${s.hit.url}/static/1k`)).body.text();
+    await cannon(`${s.hit.url}/static/1k`);
+  }
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const [i, s] of sides.entries()) {
+      const c0 = cpuMicros(s.hit.pid);
+      const res = await cannon(`${s.hit.url}/static/1k`);
+      if (res.non2xx > 0 || res.errors > 0) throw new Error(`${s.name}: ${res.non2xx} non-2xx, ${res.errors} errors`);
+      rps[i].push(Math.round(res.requests.average));
+      cpu[i].push(Math.round(((cpuMicros(s.hit.pid) - c0) / res.requests.total) * 10) / 10);
+    }
+  }
+  return sides.map((s, i) => ({ name: 'hit-1k', side: s.name, rps: median(rps[i]), rpsRounds: rps[i], cpuMicrosPerRequest: median(cpu[i]), cpuRounds: cpu[i] }));
+}
+
+async function misses(sides) {
+  const ms = sides.map(() => []);
+  for (let n = 0; n < MISSES; n++) {
+    for (const [i, s] of sides.entries()) {
+      const r = await ttfb(`${s.miss.url}/static/1k?ab=${s.name}-${n}-${Date.now()}`);
+      if (r.status !== 200) throw new Error(`miss ${s.name}: ${r.status}`);
+      ms[i].push(r.ms);
+    }
+  }
+  return sides.map((s, i) => ({ name: 'miss-ttfb', side: s.name, ttfbMs: percentiles(ms[i]) }));
+}
+
+async function sliced(sides) {
+  const size = 16 * MiB;
+  const start = size / 2;
+  const ms = sides.map(() => []);
+  for (let n = 0; n < SLICES; n++) {
+    for (const [i, s] of sides.entries()) {
+      const r = await ttfb(`${s.slice.url}/big/${size}?ab=${s.name}-${n}-${Date.now()}`, { range: `bytes=${start}-${start + 999}` });
+      if (r.status !== 206) throw new Error(`sliced ${s.name}: ${r.status}`);
+      ms[i].push(r.ms);
+      await sleep(50);
+    }
+  }
+  return sides.map((s, i) => ({ name: 'sliced-range', side: s.name, objectBytes: size, segmentBytes: MiB, ttfbMs: percentiles(ms[i]) }));
+}
+
+async function main() {
+  const m = machine();
+  const fast = await startSluice(['origin', '--fast', '--listen', '127.0.0.1:0']);
+  const fixture = await startSluice(['origin', '--listen', '127.0.0.1:0']);
+  const sides = [];
+  for (const [name, dir] of [['before', path.resolve(before)], ['after', ROOT]]) {
+    const hit = await startFrom(dir, ['proxy', '--listen', '127.0.0.1:0', '--backend', fast.url, '--quiet']);
+    const miss = await startFrom(dir, ['proxy', '--listen', '127.0.0.1:0', '--backend', fixture.url, '--quiet']);
+    const slice = await startFrom(dir, ['proxy', '--listen', '127.0.0.1:0', '--backend', fixture.url, '--quiet', '--storage', '1GB', '--slice-size', '1MB', '--slice-url', '^/big/']);
+    sides.push({ name, dir, hit, miss, slice });
+  }
+  await sleep(300);
+  const scenarios = [...(await hits(sides)), ...(await misses(sides)), ...(await sliced(sides))];
+  for (const p of children) p.kill('SIGTERM');
+  await stopAll();
+  const result = { date: new Date().toISOString(), quick, machine: m, before: path.resolve(before), settings: { seconds: SECONDS, rounds: ROUNDS, misses: MISSES, slices: SLICES }, scenarios };
+  mkdirSync(path.dirname(out), { recursive: true });
+  writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
+  const get = (name, side) => scenarios.find((s) => s.name === name && s.side === side);
+  const [hb, ha] = [get('hit-1k', 'before'), get('hit-1k', 'after')];
+  console.log(`hit-1k        before ${hb.rps} req/s, ${hb.cpuMicrosPerRequest} us CPU/req   after ${ha.rps} req/s, ${ha.cpuMicrosPerRequest} us CPU/req   ratio ${(ha.rps / hb.rps).toFixed(2)} rps, ${(ha.cpuMicrosPerRequest / hb.cpuMicrosPerRequest).toFixed(2)} CPU`);
+  for (const name of ['miss-ttfb', 'sliced-range']) {
+    const [b, a] = [get(name, 'before'), get(name, 'after')];
+    console.log(`${name.padEnd(13)} before p50 ${b.ttfbMs.p50} ms   after p50 ${a.ttfbMs.p50} ms   ratio ${(a.ttfbMs.p50 / b.ttfbMs.p50).toFixed(2)}`);
+  }
+  console.log(`\nwritten ${path.relative(ROOT, out)}`);
+}
+
+main().catch(async (e) => {
+  console.error(`bench failed: ${e.message}`);
+  for (const p of children) p.kill('SIGTERM');
+  await stopAll();
+  process.exit(1);
+});
