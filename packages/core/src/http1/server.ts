@@ -2,6 +2,7 @@ import net from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { HeaderMap } from '../http/headers.js';
+import { BodyClock, DEFAULT_BODY_CLOCK, type BodyClockOptions } from './body-clock.js';
 import { ChunkedDecoder, ChunkedFramingError, LengthDecoder, type BodyDecoder } from './body-reader.js';
 import { ProxyError } from '../errors.js';
 import { isHeadError, parseRequestHead, type RequestHead } from './parse-head.js';
@@ -81,6 +82,10 @@ export type Http1ConnectHandler = (req: { target: string; headers: HeaderMap; re
 export interface Http1ServerOptions {
   keepAliveTimeoutMs?: number;
   headersTimeoutMs?: number;
+  /** Request-body idle timeout and minimum rate (see body-clock.ts); a slow body gets 408. */
+  bodyClock?: { [K in keyof BodyClockOptions]?: BodyClockOptions[K] | undefined } | undefined;
+  /** Largest request body accepted, bytes (default 100 MiB); more gets 413. */
+  maxBodyBytes?: number | undefined;
   maxHeadBytes?: number;
   /** Told about every malformed request (for counters and logs). */
   onBadRequest?: (status: number, reason: string, info: BadRequestInfo) => void;
@@ -91,6 +96,17 @@ export interface Http1ServerOptions {
 }
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
+/** Reason phrases of the statuses the connection answers by itself. */
+const REASONS: Record<number, string> = {
+  400: 'Bad Request',
+  405: 'Method Not Allowed',
+  408: 'Request Timeout',
+  413: 'Content Too Large',
+  414: 'URI Too Long',
+  431: 'Request Header Fields Too Large',
+  501: 'Not Implemented',
+  505: 'HTTP Version Not Supported',
+};
 /** How long a closing connection keeps reading (and dropping) what the client still sends (nginx: lingering_time). */
 const LINGER_MS = 2_000;
 
@@ -106,6 +122,8 @@ class Connection implements ResponseOwner {
   private pending: Buffer | undefined;
   private state: ConnState = 'idle';
   private decoder: BodyDecoder | undefined;
+  /** Times the request body while it is still arriving. */
+  private clock: BodyClock | undefined;
   private res: Http1Response | undefined;
   private readonly server: Http1Server;
   /** When the current request head started arriving (headers timeout). */
@@ -169,11 +187,22 @@ class Connection implements ResponseOwner {
     try {
       rest = decoder.feed(d);
     } catch (e: unknown) {
-      this.bodyFramingError(decoder, e instanceof ChunkedFramingError ? e.message : 'invalid request body framing');
+      this.bodyFault(decoder, 400, e instanceof ChunkedFramingError ? e.message : 'invalid request body framing');
       return;
     }
+    if (decoder.bytes > this.server.maxBodyBytes) {
+      this.bodyFault(decoder, 413, `request body over ${this.server.maxBodyBytes} bytes`);
+      return;
+    }
+    this.clock?.progress(d.length - (rest?.length ?? 0));
+    if (decoder.done) this.stopClock();
     if (rest !== undefined) this.append(rest);
     if (!decoder.wantsMore) this.socket.pause();
+  }
+
+  private stopClock(): void {
+    this.clock?.stop();
+    this.clock = undefined;
   }
 
   private parse(): void {
@@ -235,10 +264,18 @@ class Connection implements ResponseOwner {
         needContinue = false;
         if (this.res !== undefined && !this.res.committed) this.socket.write('HTTP/1.1 100 Continue\r\n\r\n');
       }
+      this.clock?.resumed();
       this.socket.resume();
     };
+    if (head.body.kind === 'length' && head.body.length > this.server.maxBodyBytes) {
+      return this.reject(413, `request body over ${this.server.maxBodyBytes} bytes`);
+    }
     const decoder = head.body.kind === 'length' ? new LengthDecoder(head.body.length, onRead) : head.body.kind === 'chunked' ? new ChunkedDecoder(onRead) : undefined;
     this.decoder = decoder;
+    if (decoder !== undefined) {
+      this.clock = new BodyClock(this.server.bodyClock, () => decoder.wantsMore && !decoder.done, (reason) => this.bodyFault(decoder, 408, reason));
+      this.clock.start();
+    }
     const res = new Http1Response(this, { isHead: head.method === 'HEAD', version: head.version, keepAlive: head.keepAlive && !this.server.closing });
     this.res = res;
     if (decoder !== undefined && rest !== undefined) {
@@ -292,7 +329,7 @@ class Connection implements ResponseOwner {
     this.closeReason(status === 431 || status === 414 ? 'RX_OVERFLOW' : status === 408 ? 'RX_TIMEOUT' : 'RX_JUNK');
     this.state = 'closed';
     const text = `${status} ${reason}\n`;
-    const reasonPhrase = status === 405 ? 'Method Not Allowed' : status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : status === 414 ? 'URI Too Long' : status === 501 ? 'Not Implemented' : status === 505 ? 'HTTP Version Not Supported' : 'Bad Request';
+    const reasonPhrase = REASONS[status] ?? 'Bad Request';
     const response = `HTTP/1.1 ${status} ${reasonPhrase}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${text.length}\r\n\r\n${text}`;
     const received = this.pending === undefined ? Buffer.alloc(0) : this.pending.subarray(0, 256);
     this.server.onBadRequest(status, reason, { connection: this.context, received, responseBytes: response.length, reasonPhrase });
@@ -301,27 +338,30 @@ class Connection implements ResponseOwner {
   }
 
   /**
-   * Bad framing in a request body: the request's handler loses its response (its signal aborts, its writes are
-   * dropped) and the client gets a 400 when no response head was decided yet, else a cut connection. The body
-   * stream errors for whoever reads it (a pass drops its origin request).
+   * A fault in the request body (bad framing 400, too slow 408, too large 413): the request's handler loses its
+   * response (its signal aborts, its writes are dropped) and the client gets the status when no response head was
+   * decided yet, else a cut connection. The body stream errors for whoever reads it (a pass drops its origin request).
    */
-  private bodyFramingError(decoder: BodyDecoder, reason: string): void {
+  private bodyFault(decoder: BodyDecoder, status: 400 | 408 | 413, reason: string): void {
+    this.stopClock();
+    if (this.state === 'closed') return;
     const res = this.res;
-    decoder.abort(new ChunkedFramingError(reason));
+    decoder.abort(new ProxyError(status === 400 ? 'CORE_ERR_BAD_REQUEST' : status === 408 ? 'CORE_ERR_BODY_TIMEOUT' : 'CORE_ERR_BODY_TOO_LARGE', reason, { source: 'downstream', status }));
     if (res !== undefined && !res.committed) {
       this.res = undefined;
       res.abandon();
-      this.reject(400, reason);
+      this.reject(status, reason);
       return;
     }
-    this.closeReason('RX_JUNK');
+    this.closeReason(status === 408 ? 'RX_TIMEOUT' : 'RX_JUNK');
     this.state = 'closed';
-    this.server.onBadRequest(400, reason, { connection: this.context, received: Buffer.alloc(0), responseBytes: 0, reasonPhrase: 'Bad Request' });
+    this.server.onBadRequest(status, reason, { connection: this.context, received: Buffer.alloc(0), responseBytes: 0, reasonPhrase: REASONS[status] ?? 'Bad Request' });
     this.socket.destroy();
   }
 
   /** Ends the connection after `last`, reading and dropping what still arrives for at most the linger time. */
   private endAndLinger(last?: string): void {
+    this.stopClock();
     this.state = 'closed';
     if (last === undefined) this.socket.end();
     else this.socket.end(last);
@@ -330,6 +370,7 @@ class Connection implements ResponseOwner {
   }
 
   private onClose(): void {
+    this.stopClock();
     this.closeReason('REM_CLOSE');
     this.state = 'closed';
     for (const cb of this.context.onClose) cb();
@@ -350,6 +391,8 @@ export class Http1Server {
   readonly keepAliveTimeoutMs: number;
   readonly headersTimeoutMs: number;
   readonly maxHeadBytes: number;
+  readonly maxBodyBytes: number;
+  readonly bodyClock: BodyClockOptions;
   readonly onBadRequest: (status: number, reason: string, info: BadRequestInfo) => void;
   readonly onConnectHandler: Http1ConnectHandler | undefined;
   readonly connections = new Set<Connection>();
@@ -361,6 +404,8 @@ export class Http1Server {
     this.keepAliveTimeoutMs = opts.keepAliveTimeoutMs ?? 5_000;
     this.headersTimeoutMs = opts.headersTimeoutMs ?? 30_000;
     this.maxHeadBytes = opts.maxHeadBytes ?? 64 * 1024;
+    this.maxBodyBytes = opts.maxBodyBytes ?? 100 * 1024 * 1024;
+    this.bodyClock = { ...DEFAULT_BODY_CLOCK, ...definedOnly(opts.bodyClock ?? {}) };
     this.onBadRequest = opts.onBadRequest ?? (() => undefined);
     this.onConnectHandler = opts.onConnect;
     const onConnection = opts.onConnection;
@@ -391,4 +436,9 @@ export class Http1Server {
     }
     return closed;
   }
+}
+
+/** The fields of `o` that are set (so `{ idleMs: undefined }` keeps the default). */
+function definedOnly<T extends object>(o: { [K in keyof T]?: T[K] | undefined }): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

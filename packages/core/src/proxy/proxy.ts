@@ -62,6 +62,11 @@ export interface ProxyOptions<Ctx> {
    * fetched with origin Range requests. The sliceSize hook decides per request instead. Off by default.
    */
   slice?: { sizeBytes: number; match?: RegExp | undefined } | undefined;
+  /**
+   * Limits on request bodies: no byte for `idleTimeoutMs` (default 20 s) or slower than `minBytesPerSec` (default
+   * 500) over each `rateWindowMs` (default 10 s) gets 408; over `maxBytes` (default 100 MiB) gets 413.
+   */
+  requestBody?: { idleTimeoutMs?: number | undefined; minBytesPerSec?: number | undefined; rateWindowMs?: number | undefined; maxBytes?: number | undefined } | undefined;
   /** Clock in epoch ms (tests may inject one). */
   now?: (() => number) | undefined;
   /** Name used in Via and Cache-Status (default "sluice"). */
@@ -109,6 +114,8 @@ export class Proxy<Ctx = Record<string, unknown>> {
       },
       onConnect: tunnel === undefined ? undefined : (req, socket, head) => void connectTunnel(tunnel, this.stats, env.log, req.target, socket, head),
       onConnection: (c) => logSessionOpened(this.txlog, c),
+      bodyClock: { idleMs: opts.requestBody?.idleTimeoutMs, minBytesPerSec: opts.requestBody?.minBytesPerSec, windowMs: opts.requestBody?.rateWindowMs },
+      maxBodyBytes: opts.requestBody?.maxBytes,
     });
   }
 
