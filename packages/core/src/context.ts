@@ -59,6 +59,8 @@ export interface ProxyEnv<Ctx> {
   readonly transitBytes: number;
   readonly maxRanges: number;
   readonly streamMinBytes: number;
+  /** A fetch whose body has had no reader this long is abandoned (never kept truncated), ms. */
+  readonly orphanFetchMs: number;
   readonly slicing: SliceOptions | undefined;
   readonly purgeAllow: ReadonlySet<string>;
   readonly txlog: TxLog | undefined;

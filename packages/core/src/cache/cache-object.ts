@@ -217,6 +217,11 @@ export class CacheObject {
     return this.state === 'finished' && this.firstChunk === 0 ? this.chunks : undefined;
   }
 
+  /** Readers open now (client deliveries reading the body). */
+  get readerCount(): number {
+    return this.readers.size;
+  }
+
   /** Whether a new reader can still see the whole body. */
   get readable(): boolean {
     return this.firstChunk === 0;

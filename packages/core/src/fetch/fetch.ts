@@ -159,6 +159,7 @@ async function body(env: ProxyEnv<unknown>, i: BerespInput, transitBytes: number
 async function pumpBody(env: ProxyEnv<unknown>, i: BerespInput, transitBytes: number, acct: Acct, be: Transaction | undefined): Promise<void> {
   const { obj, res } = i;
   const signal = obj.fetchController.signal;
+  const watch = watchOrphan(obj, env.orphanFetchMs);
   try {
     for await (const chunk of res.body as AsyncIterable<Buffer>) {
       obj.extend(chunk);
@@ -181,6 +182,30 @@ async function pumpBody(env: ProxyEnv<unknown>, i: BerespInput, transitBytes: nu
     // Never keep a truncated object.
     env.store.remove(obj);
     obj.fail(new ProxyError('CORE_ERR_UPSTREAM_BODY', 'origin body failed', { source: 'upstream', cause: e }));
+  } finally {
+    clearInterval(watch);
   }
+}
+
+/**
+ * Abandons a fetch once its body has had no reader for `ms`: a cacheable fetch goes on without clients to fill the
+ * cache, but not forever (an origin that never ends would hold its connection for good).
+ */
+function watchOrphan(obj: CacheObject, ms: number): NodeJS.Timeout {
+  let since: number | undefined;
+  const t = setInterval(
+    () => {
+      if (obj.readerCount > 0) {
+        since = undefined;
+        return;
+      }
+      const now = Date.now();
+      since ??= now;
+      if (now - since >= ms) obj.fetchController.abort(new ProxyError('CORE_ERR_NO_READER', `no reader for ${ms} ms`, { source: 'downstream' }));
+    },
+    Math.max(10, Math.min(1000, Math.floor(ms / 4))),
+  );
+  t.unref();
+  return t;
 }
 

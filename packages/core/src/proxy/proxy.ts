@@ -49,6 +49,12 @@ export interface ProxyOptions<Ctx> {
    * body starts once this many bytes arrived or it ended (default 0: always stream).
    */
   streamMinBytes?: number | undefined;
+  /**
+   * A fetch whose body has had no reader for this long is abandoned and nothing of it kept (default 30 s): an origin
+   * that never ends cannot hold an origin connection forever once every client has left. A fetch that finishes
+   * within it fills the cache as usual.
+   */
+  orphanFetchTimeoutMs?: number | undefined;
   /** Transaction log (varnishlog-style); none when undefined. */
   txlog?: TxLog | undefined;
   /** Addresses allowed to send the PURGE method (default none: PURGE gets 405). */
@@ -213,6 +219,7 @@ function makeEnv<Ctx>(opts: ProxyOptions<Ctx>, stats: Stats, store: Store): Prox
     transitBytes: opts.transitBytes ?? 1024 * 1024,
     maxRanges: opts.maxRanges ?? 16,
     streamMinBytes: opts.streamMinBytes ?? 0,
+    orphanFetchMs: opts.orphanFetchTimeoutMs ?? 30_000,
     slicing: opts.slice,
     purgeAllow: new Set(opts.purgeAllow ?? []),
     txlog: opts.txlog,

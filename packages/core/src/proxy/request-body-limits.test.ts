@@ -149,3 +149,53 @@ describe('request body limits', () => {
     }
   });
 });
+
+describe('fetches nobody reads', () => {
+  it('an origin that never ends is dropped once no client has read it for the orphan timeout; nothing is kept', async () => {
+    const gone = deferred();
+    const origin = track(
+      await startScriptedOrigin((req, res) => {
+        res.writeHead(200, { 'cache-control': 'max-age=60' });
+        const t = setInterval(() => res.write('tick\n'), 20);
+        res.on('close', () => {
+          clearInterval(t);
+          if (req.url === '/endless') gone.resolve();
+        });
+      }),
+    );
+    const px = track(await startProxy(origin.url, { orphanFetchTimeoutMs: 150 }));
+    const c = open(px.port);
+    c.sock.write('GET /endless HTTP/1.1\r\nHost: t\r\n\r\n');
+    await until(() => c.received().includes('tick'));
+    c.sock.destroy();
+    // The origin connection is closed by the proxy (a relapse hangs here until the test times out).
+    await gone.promise;
+    await until(() => px.proxy.stats.fetch_failed >= 1);
+    // Nothing truncated was kept: the next request is a miss that fetches again.
+    const again = open(px.port);
+    again.sock.write('GET /endless HTTP/1.1\r\nHost: t\r\n\r\n');
+    await until(() => origin.count === 2);
+    again.sock.destroy();
+  });
+
+  it('a fetch that finishes within the orphan timeout after its client left still fills the cache', async () => {
+    const origin = track(
+      await startScriptedOrigin(async (_req, res) => {
+        res.writeHead(200, { 'cache-control': 'max-age=60', 'content-length': '8' });
+        res.write('abcd');
+        await new Promise((r) => setTimeout(r, 100));
+        res.end('efgh');
+      }),
+    );
+    const px = track(await startProxy(origin.url, { orphanFetchTimeoutMs: 2_000 }));
+    const c = open(px.port);
+    c.sock.write('GET /short HTTP/1.1\r\nHost: t\r\n\r\n');
+    await until(() => c.received().includes('abcd'));
+    c.sock.destroy();
+    await until(() => px.proxy.store.objectCount === 1 && px.proxy.stats.s_beresp_bodybytes === 8);
+    const hit = await request(`${px.url}/short`, { headers: { host: 't' } });
+    expect(hit.headers['cache-status']).toMatch(/^sluice; hit;/);
+    expect(await hit.body.text()).toBe('abcdefgh');
+    expect(origin.count).toBe(1);
+  });
+});
