@@ -66,6 +66,16 @@ export class LengthDecoder extends DecoderBase {
 /** Errors in chunked framing; the connection answers 400 and closes. */
 export class ChunkedFramingError extends Error {}
 
+/**
+ * A chunk-size line (RFC 9112 §7.1, §7.1.1): chunk-size = 1*HEXDIG (at most 12 here, 2^48 bytes) then
+ * chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ), a name a token and a value a token or a
+ * quoted-string (RFC 9110 §5.6.2, §5.6.4). Anything else, control characters included, is a framing error: a lenient
+ * reading here is one a front end may not share (request smuggling). Linear: no two alternatives match the same text.
+ */
+const TOKEN = "[!#$%&'*+\\-.^_`|~0-9A-Za-z]+";
+const QUOTED = '"(?:[\\t !#-\\[\\]-~\\x80-\\xff]|\\\\[\\t -~\\x80-\\xff])*"';
+const CHUNK_SIZE_LINE = new RegExp(`^([0-9a-fA-F]{1,12})(?:[ \\t]*;[ \\t]*${TOKEN}(?:[ \\t]*=[ \\t]*(?:${TOKEN}|${QUOTED}))?)*$`);
+
 export class ChunkedDecoder extends DecoderBase {
   private state: 'size' | 'data' | 'data-crlf' | 'trailer' = 'size';
   private line = '';
@@ -92,7 +102,7 @@ export class ChunkedDecoder extends DecoderBase {
       const line = this.line.endsWith('\r') ? this.line.slice(0, -1) : this.line;
       this.line = '';
       if (this.state === 'size') {
-        const m = /^([0-9a-fA-F]{1,12})(?:[ \t]*;.*)?$/.exec(line);
+        const m = CHUNK_SIZE_LINE.exec(line);
         if (m === null) throw new ChunkedFramingError('invalid chunk size');
         this.remaining = parseInt(m[1] as string, 16);
         this.state = this.remaining === 0 ? 'trailer' : 'data';
