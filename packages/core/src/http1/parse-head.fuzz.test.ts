@@ -181,7 +181,8 @@ describe('parseRequestHead fuzz (RFC 9112)', () => {
         const value = v.slice(0, pos) + ch + v.slice(pos);
         // A CR right before the line's LF is the CRLF line ending itself, not a bare CR; so is one at the very end of
         // the head (the server cuts "...\r\n\n" before its LF LF). Keep such a CR off the end.
-        if (ch === '\r' && pos === v.length && (r.eol === '\n' || last)) return;
+        const isLast = last || r.headers.length === 0;
+        if (ch === '\r' && pos === v.length && (r.eol === '\n' || isLast)) return;
         const line = `X-${name}: ${value}`;
         const head = last ? render(r, [line]) : render({ ...r, headers: [[`X-${name}`, value], ...r.headers] });
         const got = parseRequestHead(head);
@@ -195,14 +196,14 @@ describe('parseRequestHead fuzz (RFC 9112)', () => {
     const element = fc.oneof(
       fc.constantFrom('5', '05', '10', '0', '', ' ', '-1', '+5', '5.0', '0x5', '1e3', '5a', '9'.repeat(16)),
       fc.string({ unit: charsFrom('0123456789 ,-+x'), maxLength: 6 }),
-    );
+    ).filter((e) => !/[\r\n]/.test(e)); // a CR or LF makes other lines, not another Content-Length value
     const lines = fc.array(fc.array(element, { minLength: 1, maxLength: 3 }), { minLength: 1, maxLength: 3 });
     await checkProperty(
       'parse-head: Content-Length identical digits',
       fc.property(genRequest, lines, (r, ls) => {
         const extra = ls.map((els) => `Content-Length: ${els.join(',')}`);
         const got = parseRequestHead(render(r, extra));
-        const all = ls.join(',').split(',').map((s) => s.trim());
+        const all = ls.join(',').split(',').map((s) => s.replace(/^[ \t]+|[ \t]+$/g, '')); // OWS only, not String#trim
         const ok = all.every((s) => /^\d+$/.test(s) && s === all[0]) && (all[0] as string).length <= 15;
         if (!ok) expect(isHeadError(got) && got.status).toBe(400);
         else if (isHeadError(got)) throw new Error(`refused ${JSON.stringify(extra)}: ${got.reason}`);
