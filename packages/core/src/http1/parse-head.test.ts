@@ -54,6 +54,9 @@ describe('parseRequestHead (RFC 9112)', () => {
     ['VT at the start of a value', 'GET / HTTP/1.1\r\nHost: x\r\nX-A: \x0bv', 400],
     ['FF at the end of a value', 'GET / HTTP/1.1\r\nHost: x\r\nX-A: v\x0c', 400],
     ['bare CR before the CRLF', 'GET / HTTP/1.1\r\nX-A: v\r\r\nHost: x', 400],
+    // Found by the long fuzz run (bench/results/2026-12-01-fuzz.md): String#trim made 0xA0 around a list member vanish.
+    ['NBSP around a Content-Length', 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: \xa05', 400],
+    ['NBSP after chunked', 'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\xa0', 400],
     // Issue 10: an empty line ends the head; one inside it was skipped, reading what follows as fields.
     ['empty line inside the head', 'GET / HTTP/1.1\r\nHost: x\r\n\nX-A: 1', 400],
   ])('rejects %s', (_n, head, status) => {

@@ -92,13 +92,13 @@ export function parseRequestHead(head: string): RequestHead | HeadError {
     // §6.1 and §6.3: both present is a smuggling vector; a proxy rejects it.
     if (cl !== undefined) return { status: 400, reason: 'both Content-Length and Transfer-Encoding' };
     if (version === '1.0') return { status: 400, reason: 'Transfer-Encoding in HTTP/1.0' };
-    const codings = (Array.isArray(te) ? te.join(',') : te).split(',').map((s) => s.trim().toLowerCase());
+    const codings = (Array.isArray(te) ? te.join(',') : te).split(',').map((s) => trimOws(s).toLowerCase());
     if (codings[codings.length - 1] !== 'chunked') return { status: 400, reason: 'chunked must be the final transfer coding' };
     if (codings.length > 1) return { status: 501, reason: 'unsupported transfer coding' };
     body = { kind: 'chunked' };
   } else if (cl !== undefined) {
     // §6.3: a list of identical values may be collapsed; anything else invalid is a 400.
-    const values = (Array.isArray(cl) ? cl.join(',') : cl).split(',').map((s) => s.trim());
+    const values = (Array.isArray(cl) ? cl.join(',') : cl).split(',').map(trimOws);
     const first = values[0] as string;
     if (!/^\d{1,15}$/.test(first) || values.some((v) => v !== first)) return { status: 400, reason: 'invalid Content-Length' };
     const length = Number(first);
