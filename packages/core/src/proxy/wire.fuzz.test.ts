@@ -15,8 +15,9 @@ import { charsFrom, FUZZ_SEED, fuzzRuns } from '../test-support/fuzz.js';
  * bytes a truncated request promised; and afterwards a normal GET still gets 200.
  *
  * NOTE (fuzz branch, before the crash fix in main): on this branch the test fails: request bodies that the proxy never
- * reads, or chunked bodies with a framing error arriving with the head, destroy the body Readable with an error
- * nobody listens to, and the process would exit. It passes once that fix lands; the inputs are kept as they are.
+ * reads, chunked bodies with a framing error arriving with the head, or a client closing mid-body (this test closes
+ * connections still waiting for promised bytes after 250 ms) destroy the body Readable with an error nobody listens
+ * to, and the process would exit. It passes once that fix lands; the inputs are kept as they are.
  */
 
 const track = useCleanup();
