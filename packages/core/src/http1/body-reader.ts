@@ -77,7 +77,15 @@ export class ChunkedFramingError extends ProxyError {
   }
 }
 
-const CHUNK_SIZE_LINE = /^([0-9a-fA-F]{1,12})(?:[ \t]*;[^\0-\x08\x0a-\x1f\x7f]*)?$/;
+/**
+ * A chunk-size line (RFC 9112 §7.1, §7.1.1): chunk-size = 1*HEXDIG (at most 12 here, 2^48 bytes) then
+ * chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ), a name a token and a value a token or a
+ * quoted-string (RFC 9110 §5.6.2, §5.6.4). Anything else, control characters included, is a framing error: a lenient
+ * reading here is one a front end may not share (request smuggling). Linear: no two alternatives match the same text.
+ */
+const TOKEN = "[!#$%&'*+\\-.^_`|~0-9A-Za-z]+";
+const QUOTED = '"(?:[\\t !#-\\[\\]-~\\x80-\\xff]|\\\\[\\t -~\\x80-\\xff])*"';
+const CHUNK_SIZE_LINE = new RegExp(`^([0-9a-fA-F]{1,12})(?:[ \\t]*;[ \\t]*${TOKEN}(?:[ \\t]*=[ \\t]*(?:${TOKEN}|${QUOTED}))?)*$`);
 
 export class ChunkedDecoder extends DecoderBase {
   private state: 'size' | 'data' | 'data-crlf' | 'trailer' = 'size';
@@ -105,8 +113,6 @@ export class ChunkedDecoder extends DecoderBase {
       const line = this.line.endsWith('\r') ? this.line.slice(0, -1) : this.line;
       this.line = '';
       if (this.state === 'size') {
-        // RFC 9112 §7.1: chunk-size is 1*HEXDIG; an extension follows BWS ";" and holds no control characters
-        // (HTAB aside). A CR left inside the line is a bare CR, refused too.
         const m = CHUNK_SIZE_LINE.exec(line);
         if (m === null) throw new ChunkedFramingError('invalid chunk size');
         this.remaining = parseInt(m[1] as string, 16);

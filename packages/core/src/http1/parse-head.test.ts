@@ -50,8 +50,22 @@ describe('parseRequestHead (RFC 9112)', () => {
     ['unknown coding', 'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked', 501],
     ['NUL in value', 'GET / HTTP/1.1\r\nHost: x\r\nX-A: a\0b', 400],
     ['target too long', `GET /${'a'.repeat(9000)} HTTP/1.1\r\nHost: x`, 414],
+    // Found by parse-head.fuzz.test.ts: String#trim stripped these control characters off the value's edges.
+    ['VT at the start of a value', 'GET / HTTP/1.1\r\nHost: x\r\nX-A: \x0bv', 400],
+    ['FF at the end of a value', 'GET / HTTP/1.1\r\nHost: x\r\nX-A: v\x0c', 400],
+    ['bare CR before the CRLF', 'GET / HTTP/1.1\r\nX-A: v\r\r\nHost: x', 400],
+    // Found by the long fuzz run (bench/results/2026-12-01-fuzz.md): String#trim made 0xA0 around a list member vanish.
+    ['NBSP around a Content-Length', 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: \xa05', 400],
+    ['NBSP after chunked', 'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\xa0', 400],
+    // Issue 10: an empty line ends the head; one inside it was skipped, reading what follows as fields.
+    ['empty line inside the head', 'GET / HTTP/1.1\r\nHost: x\r\n\nX-A: 1', 400],
   ])('rejects %s', (_n, head, status) => {
     const r = parseRequestHead(head);
     expect('status' in r && r.status).toBe(status);
+  });
+
+  it('keeps obs-text 0xA0 at the edge of a value and accepts the CR of a "\\r\\n\\n" head end', () => {
+    const r = parseRequestHead('GET / HTTP/1.1\r\nHost: x\r\nX-A: \xa0v\xa0\r');
+    expect('headers' in r && r.headers['x-a']).toBe('\xa0v\xa0');
   });
 });

@@ -25,7 +25,23 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const BAD_VALUE = /[\0-\x08\x0a-\x1f\x7f]/;
 const MAX_TARGET = 8192;
 
+/**
+ * Strips optional whitespace (SP / HTAB, RFC 9110 §5.6.3) from both ends of a field value. Not String#trim, which
+ * also strips VT, FF, CR and NBSP (0xA0, valid obs-text): a control character at the edge of a value would slip past
+ * the check below, and a value ending in 0xA0 would change. A loop, not a regex: `[ \t]+$` is quadratic on a long
+ * run of inner spaces.
+ */
+function trimOws(s: string): string {
+  let a = 0;
+  let b = s.length;
+  while (a < b && (s.charCodeAt(a) === 32 || s.charCodeAt(a) === 9)) a++;
+  while (b > a && (s.charCodeAt(b - 1) === 32 || s.charCodeAt(b - 1) === 9)) b--;
+  return s.slice(a, b);
+}
+
 export function parseRequestHead(head: string): RequestHead | HeadError {
+  // A head cut before "\n\n" whose last line ended in CRLF keeps that CR: it belongs to the line ending.
+  if (head.endsWith('\r')) head = head.slice(0, -1);
   // RFC 9112 §2.2: a bare LF is accepted as a line terminator. Split on CRLF first (the common case, no regex).
   let lines = head.split('\r\n');
   if (lines.some((l) => l.includes('\n'))) lines = head.split(/\r?\n/);
@@ -66,7 +82,9 @@ function parseHeaderLines(lines: string[]): HeaderMap | HeadError {
   const headers: HeaderMap = {};
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i] as string;
-    if (line === '') continue;
+    // §2.2: the first empty line ends the head. One here means the framing was ambiguous ("\n\n" before "\r\n\r\n");
+    // skipping it would read the body or the next request as fields.
+    if (line === '') return { status: 400, reason: 'empty line inside the request head' };
     // §5.2: obsolete line folding is rejected.
     if (line[0] === ' ' || line[0] === '\t') return { status: 400, reason: 'obsolete line folding' };
     const colon = line.indexOf(':');
@@ -74,7 +92,7 @@ function parseHeaderLines(lines: string[]): HeaderMap | HeadError {
     const name = line.slice(0, colon);
     // §5.1: no whitespace between the field name and the colon.
     if (!TOKEN.test(name)) return { status: 400, reason: 'invalid header name' };
-    const value = line.slice(colon + 1).trim();
+    const value = trimOws(line.slice(colon + 1));
     if (BAD_VALUE.test(value)) return { status: 400, reason: 'invalid header value' };
     const key = name.toLowerCase();
     const prev = headers[key];
@@ -97,14 +115,14 @@ function framingOf(headers: HeaderMap, version: string): RequestHead['body'] | H
     // §6.1 and §6.3: both present is a smuggling vector; a proxy rejects it.
     if (cl !== undefined) return { status: 400, reason: 'both Content-Length and Transfer-Encoding' };
     if (version === '1.0') return { status: 400, reason: 'Transfer-Encoding in HTTP/1.0' };
-    const codings = (Array.isArray(te) ? te.join(',') : te).split(',').map((s) => s.trim().toLowerCase());
+    const codings = (Array.isArray(te) ? te.join(',') : te).split(',').map((s) => trimOws(s).toLowerCase());
     if (codings[codings.length - 1] !== 'chunked') return { status: 400, reason: 'chunked must be the final transfer coding' };
     if (codings.length > 1) return { status: 501, reason: 'unsupported transfer coding' };
     return { kind: 'chunked' };
   }
   if (cl !== undefined) {
     // §6.3: a list of identical values may be collapsed; anything else invalid is a 400.
-    const values = (Array.isArray(cl) ? cl.join(',') : cl).split(',').map((s) => s.trim());
+    const values = (Array.isArray(cl) ? cl.join(',') : cl).split(',').map(trimOws);
     const first = values[0] as string;
     if (!/^\d{1,15}$/.test(first) || values.some((v) => v !== first)) return { status: 400, reason: 'invalid Content-Length' };
     const length = Number(first);
