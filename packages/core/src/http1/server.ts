@@ -382,7 +382,10 @@ class Connection implements ResponseOwner {
 
   /** Closes now if idle; otherwise after the current response (keep-alive is off while closing). */
   closeIfIdle(): void {
-    if (this.state === 'idle') this.socket.end();
+    if (this.state === 'idle') {
+      this.closeReason('RX_CLOSE_IDLE');
+      this.endAndLinger();
+    }
   }
 }
 
@@ -398,6 +401,8 @@ export class Http1Server {
   readonly connections = new Set<Connection>();
   closing = false;
   private readonly server: net.Server;
+  /** Resolves when the listener and every connection are closed (set by the first close()). */
+  private closed: Promise<void> | undefined;
 
   constructor(handler: Http1Handler, opts: Http1ServerOptions = {}) {
     this.handler = handler;
@@ -429,7 +434,9 @@ export class Http1Server {
   /** Stops accepting; idle connections close now, busy ones after their response; `force` cuts them all. */
   close(force = true): Promise<void> {
     this.closing = true;
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    // Once closing, a later call (a forced one after a graceful one) shares the same end.
+    this.closed ??= new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const closed = this.closed;
     for (const c of this.connections) {
       if (force) c.socket.destroy();
       else c.closeIfIdle();

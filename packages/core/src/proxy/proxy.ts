@@ -146,6 +146,23 @@ export class Proxy<Ctx = Record<string, unknown>> {
     await this.server.close(true);
   }
 
+  /**
+   * Graceful stop (SIGTERM): stops accepting, closes idle keep-alive connections now, lets responses in flight
+   * finish (their connections close after them) for at most `timeoutMs`, then cuts what is left and aborts the
+   * fetches still running. Resolves with how many connections had to be cut.
+   */
+  async shutdown(timeoutMs: number): Promise<{ cut: number }> {
+    clearInterval(this.lurkTimer);
+    const drained = this.server.close(false);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), timeoutMs)));
+    const r = await Promise.race([drained.then(() => 'drained' as const), late]);
+    clearTimeout(timer);
+    const cut = r === 'late' ? this.server.connections.size : 0;
+    await this.close();
+    return { cut };
+  }
+
   /** Removes every variant stored for `url` on `host` (the key the cacheKey hook gives that request). */
   purge(url: string, host: string): number {
     return steps.purgeUrl(this.env, url, host);
