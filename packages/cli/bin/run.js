@@ -2,11 +2,12 @@
 // Entry point. A failure becomes one line naming the problem (no stack, unless SLUICE_DEBUG is set) and exit status
 // 2 when the command line is wrong, 1 when the work failed (src/error-line.ts, src/errors.ts).
 import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const runJs = fileURLToPath(import.meta.url);
 if (!existsSync(new URL('../dist/commands/', import.meta.url))) {
-  const root = fileURLToPath(new URL('../../../', import.meta.url));
+  const root = path.resolve(path.dirname(runJs), '../../..');
   process.stderr.write(`sluice: not built yet: run \`npx -y pnpm@10 install && npx -y pnpm@10 build\` in ${root}\n`);
   process.exit(1);
 }
