@@ -6,7 +6,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { startFixtureOrigin, type FixtureOrigin } from '@sluice/fixtures';
-import { BIN, runCli } from './test-support/run-cli.js';
+import { BIN, CLI_ENV, runCli } from './test-support/run-cli.js';
 
 
 let child: ChildProcess | undefined;
@@ -26,7 +26,7 @@ afterEach(async () => {
 /** Starts the CLI and resolves with the URL it prints once it listens. */
 function startCli(args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: CLI_ENV });
     child = p;
     let out = '';
     let err = '';
@@ -111,13 +111,14 @@ describe('sluice CLI', () => {
   });
 
   it('demo with --admin-listen prints how to tail its log, and that command works', async () => {
-    const p = spawn(process.execPath, [BIN, 'demo', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [BIN, 'demo', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'], env: CLI_ENV });
     child = p;
     let out = '';
     const m = await new Promise<RegExpExecArray>((resolve) => {
       p.stdout.on('data', (d) => {
         out += String(d);
-        const found = /Sluice demo: proxy (http:\S+)[\s\S]*sluice log --admin (http:\S+) --token (\S+)/.exec(out);
+        // Waits for the stats line too: the two lines may arrive in separate chunks.
+        const found = /Sluice demo: proxy (http:\S+)[\s\S]*sluice log --admin (http:\S+) --token (\S+)[\s\S]*sluice stats .*\n/.exec(out);
         if (found !== null) resolve(found);
       });
     });

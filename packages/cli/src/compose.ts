@@ -1,7 +1,8 @@
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, openSync, type WriteStream } from 'node:fs';
 import { createProxy, LiveSink, StreamSink, TxLog, type LogLine, type Proxy, type ProxyHooks, type TxSink, type Upstream } from '@sluice/core';
 import { createOriginClient, type OriginClient } from '@sluice/origin-client';
 import type { Config } from './config.js';
+import { CliError } from './errors.js';
 
 /** The one place that builds core and origin-client together. */
 export interface Composed {
@@ -11,7 +12,26 @@ export interface Composed {
   close(): Promise<void>;
 }
 
+/**
+ * Opens --log-file for appending, now: a path that cannot be opened is a one-line error before anything listens,
+ * not a crash once the first record is written. A later write error (disk full) is reported once on stderr.
+ */
+function openLogFile(file: string): WriteStream {
+  let fd: number;
+  try {
+    fd = openSync(file, 'a');
+  } catch (e: unknown) {
+    // "ENOENT: no such file or directory, open '/x/y.log'" -> "ENOENT: no such file or directory"
+    const why = (e as Error).message.replace(/, open .*$/, '');
+    throw new CliError('CLI_ERR_FLAG_INVALID', `--log-file: cannot open ${file} (${why})`, { cause: e });
+  }
+  const out = createWriteStream(file, { fd });
+  out.once('error', (e) => process.stderr.write(`sluice: --log-file: cannot write ${file} (${(e as NodeJS.ErrnoException).code ?? e.message}); the transaction log stops\n`));
+  return out;
+}
+
 export function compose(config: Config, onLog?: (line: LogLine) => void): Composed {
+  const logOut = config.log === 'none' ? undefined : config.logFile === undefined ? process.stdout : openLogFile(config.logFile);
   const origin = createOriginClient({ backends: config.backends, director: config.director, connectAllow: config.connectAllow });
   // The port contract: the compiler checks here that the origin client fits core's Upstream.
   const upstream: Upstream = origin;
@@ -25,7 +45,6 @@ export function compose(config: Config, onLog?: (line: LogLine) => void): Compos
           return config.hooks.upstreamResponseFilter?.(beresp, ctx);
         },
       };
-  const logOut = config.log === 'none' ? undefined : config.logFile === undefined ? process.stdout : createWriteStream(config.logFile, { flags: 'a' });
   // The live sink feeds `sluice log` through the admin API; it costs nothing while no one is tailing.
   const live = new LiveSink();
   const sinks: TxSink[] = [live];

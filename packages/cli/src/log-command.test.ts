@@ -122,10 +122,16 @@ describe('sluice log', () => {
   it.each([
     [['log', '--token', TOKEN, '--status', 'teapot'], /^sluice: --status: "teapot" is not a status/],
     [['log', '--token', TOKEN, '--url', '('], /^sluice: --url: "\(" is not a regular expression/],
-    [['log', '--token', TOKEN, '--admin', 'http://127.0.0.1:9'], /^sluice: cannot reach the admin API at http:\/\/127\.0\.0\.1:9/],
   ])('bad input %j: one line, exit 2', async (args, message) => {
     const r = await runCli(args);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(message);
+  });
+
+  // Issue 15: an unreachable admin API is a runtime failure (exit 1), not a usage error (it exited 2 before).
+  it('an unreachable admin API: one line, exit 1', async () => {
+    const r = await runCli(['log', '--token', TOKEN, '--admin', 'http://127.0.0.1:9']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^sluice: cannot reach the admin API at http:\/\/127\.0\.0\.1:9/);
   });
 });

@@ -4,42 +4,60 @@ import type { Config } from './config.js';
 import { compose, formatLogLine, type Composed } from './compose.js';
 import { CliError } from './errors.js';
 
-/** Builds and starts the proxy; the caller decides how long it runs. */
+const REASONS: Record<string, string> = {
+  EADDRINUSE: 'address already in use',
+  EACCES: 'permission denied (ports below 1024 need privileges)',
+  EADDRNOTAVAIL: 'no such address on this machine',
+  ENOTFOUND: 'unknown host',
+};
+
+/** The one-line error for a listener that could not start: which flag, which address, and why. */
+export function listenError(flag: string, host: string, port: number, e: unknown): CliError {
+  const code = (e as { code?: unknown }).code;
+  const why = typeof code === 'string' ? `${code}${REASONS[code] === undefined ? '' : ` (${REASONS[code]})`}` : e instanceof Error ? e.message : String(e);
+  return new CliError('CLI_ERR_LISTEN', `${flag}: cannot listen on ${host}:${port}: ${why}`, { cause: e });
+}
+
+const urlOf = (a: { family: string; address: string; port: number }): string => `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+
+/** Builds and starts the proxy (and the admin API when asked for); the caller decides how long it runs. */
 export async function serve(
   config: Config,
   write: (line: string) => void,
 ): Promise<Composed & { url: string; adminUrl: string | undefined; adminToken: string | undefined }> {
   const c = compose(config, config.quiet ? undefined : (l) => write(formatLogLine(l)));
-  let admin: AdminServer | undefined;
+  let url: string;
   try {
-    const addr = await c.proxy.listen(config.listenPort, config.listenHost);
-    const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-    let adminUrl: string | undefined;
-    let adminToken: string | undefined;
-    if (config.adminListen !== undefined) {
-      // Admin is off unless asked for; without a configured token one is generated and printed once.
-      adminToken = config.adminToken ?? randomBytes(18).toString('base64url');
-      admin = createAdminServer(c.proxy, { token: adminToken, live: c.live });
-      const a = await admin.listen(config.adminListen.port, config.adminListen.host);
-      adminUrl = `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
-    }
-    const running = admin;
-    return {
-      ...c,
-      url: `http://${host}:${addr.port}`,
-      adminUrl,
-      adminToken: config.adminToken === undefined ? adminToken : undefined,
-      close: async () => {
-        await running?.close();
-        await c.close();
-      },
-    };
+    url = urlOf(await c.proxy.listen(config.listenPort, config.listenHost));
   } catch (e: unknown) {
-    await admin?.close();
     await c.close();
-    const code = (e as { code?: unknown }).code;
-    throw new CliError('CLI_ERR_LISTEN', `cannot listen on ${config.listenHost}:${config.listenPort}: ${String(code ?? e)}`, { cause: e });
+    throw listenError('--listen', config.listenHost, config.listenPort, e);
   }
+  let admin: AdminServer | undefined;
+  let adminUrl: string | undefined;
+  let adminToken: string | undefined;
+  if (config.adminListen !== undefined) {
+    // Admin is off unless asked for; without a configured token one is generated and printed once.
+    adminToken = config.adminToken ?? randomBytes(18).toString('base64url');
+    admin = createAdminServer(c.proxy, { token: adminToken, live: c.live });
+    try {
+      adminUrl = urlOf(await admin.listen(config.adminListen.port, config.adminListen.host));
+    } catch (e: unknown) {
+      await c.close();
+      throw listenError('--admin-listen', config.adminListen.host, config.adminListen.port, e);
+    }
+  }
+  const running = admin;
+  return {
+    ...c,
+    url,
+    adminUrl,
+    adminToken: config.adminToken === undefined ? adminToken : undefined,
+    close: async () => {
+      await running?.close();
+      await c.close();
+    },
+  };
 }
 
 /** Resolves on SIGINT or SIGTERM. */

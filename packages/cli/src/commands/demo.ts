@@ -1,7 +1,9 @@
+import path from 'node:path';
 import { Command } from '@oclif/core';
 import { startFixtureOrigin } from '@sluice/fixtures';
 import { loadConfigFile, toConfig } from '../config.js';
 import { adminListenFlags, proxyFlags } from '../flags.js';
+import { invocation } from '../invocation.js';
 import { serve, untilSignal } from '../serve.js';
 
 export default class DemoCommand extends Command {
@@ -33,9 +35,12 @@ export default class DemoCommand extends Command {
     this.log(`  curl -i -H 'Cookie: a=1' ${u}/static/1k # passed, as Varnish's builtin VCL does`);
     this.log(`  curl -s ${origin.url}/stats               # what reached the origin`);
     if (running.adminUrl !== undefined) {
-      const token = running.adminToken ?? '<your --admin-token>';
-      this.log(`  ${this.config.bin} log --admin ${running.adminUrl} --token ${token}     # the transaction log, as varnishlog`);
-      this.log(`  ${this.config.bin} stats --admin ${running.adminUrl} --token ${token}   # the counters, as varnishstat`);
+      // The demo is a loopback toy: its lines carry the token, generated or given, so they run when pasted.
+      const token = running.adminToken ?? config.adminToken ?? '';
+      // `sluice` when it is on PATH (README: npm link), else `node /path/to/bin/run.js`: either runs as printed.
+      const sluice = invocation(path.join(this.config.root, 'bin', 'run.js'));
+      this.log(`  ${sluice} log --admin ${running.adminUrl} --token ${token}     # the transaction log, as varnishlog`);
+      this.log(`  ${sluice} stats --admin ${running.adminUrl} --token ${token}   # the counters, as varnishstat`);
     }
     this.log('');
     this.log('Ctrl-C to stop.');

@@ -1,7 +1,7 @@
 import { Command, Flags } from '@oclif/core';
 import { startFastOrigin, startFixtureOrigin, startSampleOrigin } from '@sluice/fixtures';
 import { parseListen } from '../config.js';
-import { untilSignal } from '../serve.js';
+import { listenError, untilSignal } from '../serve.js';
 
 export default class OriginCommand extends Command {
   static override summary = 'Run the fixture origin on its own (static, chunked, rate-limited and failing routes).';
@@ -23,7 +23,13 @@ export default class OriginCommand extends Command {
   async run(): Promise<{ url: string }> {
     const { flags } = await this.parse(OriginCommand);
     const { host, port } = parseListen(flags.listen);
-    const origin = flags.fast ? await startFastOrigin({ host, port }) : flags.sample ? await startSampleOrigin({ host, port }) : await startFixtureOrigin({ host, port });
+    const start = flags.fast ? startFastOrigin : flags.sample ? startSampleOrigin : startFixtureOrigin;
+    let origin: { url: string; close(): Promise<void> };
+    try {
+      origin = await start({ host, port });
+    } catch (e: unknown) {
+      throw listenError('--listen', host, port, e);
+    }
     this.log(`sluice origin: listening on ${origin.url}`);
     await untilSignal();
     await origin.close();

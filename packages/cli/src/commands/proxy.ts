@@ -11,6 +11,9 @@ export default class ProxyCommand extends Command {
     'A --config module default-exports { listen, backends, director, connectAllow, adminListen, adminToken, purgeAllow, storage, defaultTtl, grace, keep, hitForMissTtl, transitBuffer, streamMinBytes, maxRanges, stream, hooks }; flags override it. Stops cleanly on SIGINT/SIGTERM.',
   ].join('\n\n');
 
+  // --backend is required unless the --config file lists backends: two usage lines say so (oclif's `required` cannot).
+  static override usage = ['<%= command.id %> --backend URL... [FLAGS]', '<%= command.id %> --config FILE [FLAGS]'];
+
   static override examples = [
     '<%= config.bin %> proxy --listen 127.0.0.1:6081 --backend http://127.0.0.1:8080',
     '<%= config.bin %> proxy --backend http://10.0.0.1:80 --backend http://10.0.0.2:80 --storage 1GB',
@@ -37,7 +40,7 @@ export default class ProxyCommand extends Command {
       multiple: true,
     }),
     backend: Flags.string({
-      summary: 'Origin server URL; repeat for several (round-robin). e.g. --backend http://127.0.0.1:8080',
+      summary: 'Origin server URL; required unless the --config file lists backends. Repeat for several (round-robin). e.g. --backend http://127.0.0.1:8080',
       helpValue: 'URL',
       multiple: true,
     }),

@@ -40,6 +40,10 @@ export default class PurgeCommand extends Command {
     }
     const r = (await adminCall(t, 'POST', '/purge', body)) as { purged: number };
     this.log(`purged ${r.purged} object${r.purged === 1 ? '' : 's'}`);
+    if (r.purged === 0 && args.url !== undefined && flags.host === undefined && args.url.startsWith('/')) {
+      // The key is Host + URL (the builtin cacheKey), and clients always send a Host: a bare path matches nothing.
+      process.stderr.write(`sluice: nothing matched: the cache key includes the Host, and none was given; purge http://HOST${args.url} or add --host HOST (the Host clients send)\n`);
+    }
     return r;
   }
 }

@@ -23,6 +23,8 @@ export default class ReplayCommand extends Command {
       helpValue: 'URL',
       required: true,
       multiple: true,
+      // One value per --target, so `replay --target URL trace.log` keeps trace.log as the trace.
+      multipleNonGreedy: true,
     }),
     speed: Flags.string({ summary: 'Timed replay speed: 1 = the recorded gaps, 2 = twice as fast (default 1). e.g. --speed 2', helpValue: 'N' }),
     asap: Flags.boolean({ summary: 'Send as fast as possible instead of on the recorded schedule. e.g. --asap --concurrency 8' }),
@@ -30,33 +32,20 @@ export default class ReplayCommand extends Command {
     host: Flags.string({ summary: 'Replace the recorded Host header with this one (requests recorded without Host keep none). e.g. --host staging.example.com', helpValue: 'HOST' }),
     ca: Flags.string({ summary: 'PEM file of the CA to trust for an https:// target, instead of the system CAs. e.g. --ca ./staging-ca.pem', helpValue: 'FILE' }),
     insecure: Flags.boolean({ summary: 'Do not verify an https:// target\'s certificate (testing only). e.g. --insecure' }),
+    'fail-on-mismatch': Flags.boolean({
+      summary: 'Exit 1 when a status or cache outcome differs from the recording (with two --target: between the targets), for CI. e.g. --fail-on-mismatch',
+    }),
     timeout: Flags.integer({ summary: 'Seconds to wait for each complete response (default 30). e.g. --timeout 5', helpValue: 'SECONDS', min: 1 }),
   };
 
   async run(): Promise<ReplayReport | Comparison> {
     const { args, flags } = await this.parse(ReplayCommand);
-    const targets = flags.target.map((raw) => {
-      let u: URL;
-      try {
-        u = new URL(raw);
-      } catch {
-        throw new CliError('CLI_ERR_FLAG_INVALID', `--target "${raw}" is not a URL (e.g. --target http://127.0.0.1:6081)`);
-      }
-      if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new CliError('CLI_ERR_FLAG_INVALID', `--target must be an http:// or https:// URL, got "${raw}"`);
-      return u;
-    });
+    const targets = flags.target.map(targetOf);
     const speed = flags.speed === undefined ? 1 : Number(flags.speed);
     if (!Number.isFinite(speed) || speed <= 0) throw new CliError('CLI_ERR_FLAG_INVALID', `--speed must be a number above 0 (e.g. --speed 2), got "${flags.speed}"`);
     if (flags.concurrency !== undefined && !flags.asap) throw new CliError('CLI_ERR_FLAG_INVALID', '--concurrency needs --asap (timed replay keeps the recorded concurrency)');
     if (flags.speed !== undefined && flags.asap) throw new CliError('CLI_ERR_FLAG_INVALID', 'give --speed or --asap, not both');
-    let ca: string | undefined;
-    if (flags.ca !== undefined) {
-      try {
-        ca = readFileSync(flags.ca, 'utf8');
-      } catch (e: unknown) {
-        throw new CliError('CLI_ERR_FLAG_INVALID', `--ca: cannot read ${flags.ca} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-      }
-    }
+    const ca = flags.ca === undefined ? undefined : readCa(flags.ca);
     if (flags.insecure) process.stderr.write('sluice: warning: --insecure: https certificates are not verified\n');
     let trace: Trace;
     try {
@@ -88,12 +77,59 @@ export default class ReplayCommand extends Command {
       );
     }
     const [only] = reports;
-    if (reports.length === 1 && only !== undefined) {
-      if (!this.jsonEnabled()) this.log(formatReport(only));
-      return only;
+    const result = reports.length === 1 && only !== undefined ? only : compare(reports);
+    if (!this.jsonEnabled()) this.log('reports' in result ? formatComparison(result) : formatReport(result));
+    const failure = verdict(reports, 'reports' in result ? result : undefined, flags['fail-on-mismatch']);
+    if (failure !== undefined) {
+      // Not thrown: the report (and --json's object) is still the output; the exit status tells CI it failed.
+      process.stderr.write(`sluice: ${failure}\n`);
+      process.exitCode = 1;
     }
-    const comparison = compare(reports);
-    if (!this.jsonEnabled()) this.log(formatComparison(comparison));
-    return comparison;
+    return result;
   }
+}
+
+function targetOf(raw: string): URL {
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw new CliError('CLI_ERR_FLAG_INVALID', `--target "${raw}" is not a URL (e.g. --target http://127.0.0.1:6081)`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new CliError('CLI_ERR_FLAG_INVALID', `--target must be an http:// or https:// URL, got "${raw}"`);
+  return u;
+}
+
+function readCa(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e: unknown) {
+    throw new CliError('CLI_ERR_FLAG_INVALID', `--ca: cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+}
+
+/**
+ * Why the replay failed, if it did: requests that got no response at all (refused, reset or timed out before the
+ * status line; a body cut mid-way is an observation, as the recording may have one too), or with --fail-on-mismatch
+ * answers that differ from the recording (one target) or between the targets (several).
+ */
+export function verdict(reports: ReplayReport[], comparison: Comparison | undefined, failOnMismatch: boolean): string | undefined {
+  for (const rep of reports) {
+    const failed = rep.requests.filter((r) => r.observed.status === undefined);
+    if (failed.length > 0) {
+      const first = failed[0]?.observed.error ?? 'no response';
+      return `${failed.length} of ${rep.requests.length} requests got no response from ${rep.summary.target} (${first}${failed.length > 1 ? ', ...' : ''})`;
+    }
+  }
+  if (!failOnMismatch) return undefined;
+  if (comparison !== undefined) {
+    const n = comparison.differences.length;
+    return n === 0 ? undefined : `${n} requests answered differently on ${comparison.targets.join(' and ')} and --fail-on-mismatch is set`;
+  }
+  for (const rep of reports) {
+    const s = rep.summary;
+    const differ = rep.requests.filter((r) => r.match.status === false || r.match.outcome === false).length;
+    if (differ > 0) return `${differ} of ${rep.requests.length} requests answered differently from the recording at ${s.target} (${s.statusMismatches} status, ${s.outcomeMismatches} outcome mismatches) and --fail-on-mismatch is set`;
+  }
+  return undefined;
 }

@@ -13,6 +13,7 @@ import { runCli } from '../test-support/run-cli.js';
 import { replay, type Comparison, type ReplayReport, type ReplayResult } from './replay.js';
 import { parseTrace, readTrace } from './trace.js';
 import { SAMPLE_DIR, SAMPLE_POLICY } from '../test-support/sample.js';
+import { freePort } from '../test-support/ports.js';
 
 // Each test closes what it opened (onTestFinished), so tests can run concurrently.
 type Closer = (fn: () => Promise<void>) => void;
@@ -318,6 +319,44 @@ describe('sluice replay (CLI)', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(message);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
+  /** An NCSA trace of GETs, each recorded with `status`, in a temporary directory. */
+  function ncsaTrace(onEnd: Closer, urls: string[], status: number): string {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'sluice-trace-'));
+    onEnd(async () => rmSync(dir, { recursive: true, force: true }));
+    const file = path.join(dir, 'access.log');
+    writeFileSync(file, urls.map((u) => `127.0.0.1 - - [21/Nov/2026:21:05:18 +0000] "GET http://127.0.0.1${u} HTTP/1.1" ${status} 10 "-" "t"\n`).join(''));
+    return file;
+  }
+
+  it('exits 1 when requests got no response, after printing the report', async ({ onTestFinished }) => {
+    const trace = ncsaTrace(onTestFinished, ['/a', '/b'], 200);
+    const target = `http://127.0.0.1:${await freePort()}`;
+    const r = await runCli(['replay', trace, '--target', target, '--asap']);
+    expect(r.stdout).toMatch(/replayed 2, skipped 0, errors 2/);
+    expect(r.stderr.trim().split('\n').at(-1)).toMatch(/^sluice: 2 of 2 requests got no response from http:\/\/127\.0\.0\.1:\d+ \(connection failed: .*ECONNREFUSED/);
+    expect(r.code).toBe(1);
+    const json = await runCli(['replay', trace, '--target', target, '--asap', '--json']);
+    expect((JSON.parse(json.stdout) as ReplayReport).summary.errors).toBe(2);
+    expect(json.code).toBe(1);
+  });
+
+  it('--fail-on-mismatch: exit 1 when a status differs from the recording (0 without the flag)', async ({ onTestFinished }) => {
+    const origin = await startFixtureOrigin();
+    onTestFinished(() => origin.close());
+    const recorded404 = ncsaTrace(onTestFinished, ['/static/10'], 404);
+    const plain = await runCli(['replay', recorded404, '--target', origin.url, '--asap']);
+    expect(plain.stdout).toMatch(/status mismatches 1;/);
+    expect(plain.code).toBe(0);
+    const strict = await runCli(['replay', recorded404, '--target', origin.url, '--asap', '--fail-on-mismatch']);
+    expect(strict.stdout).toMatch(/status mismatches 1;/);
+    expect(strict.stderr.trim().split('\n').at(-1)).toBe(`sluice: 1 of 1 requests answered differently from the recording at ${origin.url} (1 status, 0 outcome mismatches) and --fail-on-mismatch is set`);
+    expect(strict.code).toBe(1);
+    const same = ncsaTrace(onTestFinished, ['/static/10'], 200);
+    const ok = await runCli(['replay', same, '--target', origin.url, '--asap', '--fail-on-mismatch', '--json']);
+    expect((JSON.parse(ok.stdout) as ReplayReport).summary.statusMismatches).toBe(0);
+    expect(ok.code).toBe(0);
   });
 
   it('a target that refuses connections: every request reported with the error, none dropped', async () => {

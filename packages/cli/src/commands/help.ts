@@ -1,0 +1,22 @@
+import path from 'node:path';
+import { Args, Command, loadHelpClass } from '@oclif/core';
+import { invocation } from '../invocation.js';
+import { unknownCommand } from '../suggest.js';
+
+export default class HelpCommand extends Command {
+  static override summary = 'Show help for sluice, or for one command.';
+  static override examples = ['<%= config.bin %> help', '<%= config.bin %> help proxy'];
+  static override args = { command: Args.string({ description: 'Command to show help for.' }) };
+  static override strict = false;
+
+  async run(): Promise<void> {
+    const { argv } = await this.parse(HelpCommand);
+    const words = argv as string[];
+    const [id] = words;
+    if (id !== undefined && !id.startsWith('-') && this.config.findCommand(id) === undefined) {
+      throw unknownCommand(id, this.config.commandIDs, invocation(path.join(this.config.root, 'bin', 'run.js')));
+    }
+    const Help = await loadHelpClass(this.config);
+    await new Help(this.config, this.config.pjson.oclif.helpOptions ?? {}).showHelp(words);
+  }
+}
