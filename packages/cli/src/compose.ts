@@ -10,6 +10,8 @@ export interface Composed {
   live: LiveSink;
   origin: OriginClient;
   close(): Promise<void>;
+  /** Graceful stop: responses in flight may finish for `timeoutMs`; resolves with how many connections were cut. */
+  shutdown(timeoutMs: number): Promise<{ cut: number }>;
 }
 
 /**
@@ -65,6 +67,7 @@ export function compose(config: Config, onLog?: (line: LogLine) => void): Compos
     maxRanges: config.maxRanges,
     slice: config.slice,
     purgeAllow: config.purgeAllow,
+    requestBody: config.requestBody,
     ...(onLog === undefined ? {} : { onLog }),
   });
   return {
@@ -76,6 +79,12 @@ export function compose(config: Config, onLog?: (line: LogLine) => void): Compos
       await origin.destroy();
       // Groups still buffered in the log sink are written before the process goes.
       fileSink?.flush();
+    },
+    shutdown: async (timeoutMs) => {
+      const r = await proxy.shutdown(timeoutMs);
+      await origin.destroy();
+      fileSink?.flush();
+      return r;
     },
   };
 }

@@ -41,6 +41,10 @@ export interface Config {
   stream: boolean;
   quiet: boolean;
   hooks: ProxyHooks;
+  /** How long SIGTERM waits for responses in flight before cutting them, seconds. */
+  shutdownTimeoutSec: number;
+  /** Request-body limits: idle timeout, minimum rate, size cap (408 / 413). */
+  requestBody: { idleTimeoutMs: number; minBytesPerSec: number; maxBytes: number };
 }
 
 /**
@@ -72,6 +76,11 @@ export interface ConfigFile<Ctx = any> {
   sliceUrl?: string;
   stream?: boolean;
   hooks?: ProxyHooks<Ctx>;
+  shutdownTimeout?: string | number;
+  maxBodySize?: string | number;
+  bodyTimeout?: string | number;
+  bodyMinRate?: string | number;
+  adminTokenFile?: string;
 }
 
 const FILE_KEYS = new Set([
@@ -97,6 +106,11 @@ const FILE_KEYS = new Set([
   'sliceUrl',
   'stream',
   'hooks',
+  'shutdownTimeout',
+  'maxBodySize',
+  'bodyTimeout',
+  'bodyMinRate',
+  'adminTokenFile',
 ]);
 
 export interface ProxyFlags {
@@ -123,6 +137,11 @@ export interface ProxyFlags {
   'slice-url'?: string | undefined;
   stream?: boolean | undefined;
   quiet?: boolean | undefined;
+  'shutdown-timeout'?: string | undefined;
+  'max-body-size'?: string | undefined;
+  'body-timeout'?: string | undefined;
+  'body-min-rate'?: string | undefined;
+  'admin-token-file'?: string | undefined;
 }
 
 function size(name: string, v: string | number | undefined, dflt: number): number {
@@ -260,7 +279,7 @@ export function toConfig(flags: ProxyFlags, file: ConfigFile = {}): Config {
     director: director as DirectorType,
     connectAllow: connectAllowOf(flags['connect-allow'] ?? file.connectAllow ?? []),
     adminListen: adminListenOf(flags['admin-listen'] ?? file.adminListen),
-    adminToken: adminTokenOf(flags['admin-token'] ?? file.adminToken ?? process.env['SLUICE_ADMIN_TOKEN']),
+    adminToken: adminTokenOf(flags['admin-token'] ?? file.adminToken ?? tokenFromFile(flags['admin-token-file'] ?? file.adminTokenFile) ?? process.env['SLUICE_ADMIN_TOKEN']),
     purgeAllow: [...(flags['purge-allow'] ?? file.purgeAllow ?? [])],
     log: logFormatOf(flags.log ?? file.log ?? 'none'),
     logFile: flags['log-file'] ?? file.logFile,
@@ -277,7 +296,23 @@ export function toConfig(flags: ProxyFlags, file: ConfigFile = {}): Config {
     stream: flags.stream ?? file.stream ?? true,
     quiet: flags.quiet ?? false,
     hooks: file.hooks ?? {},
+    shutdownTimeoutSec: duration('--shutdown-timeout', flags['shutdown-timeout'] ?? file.shutdownTimeout) ?? 30,
+    requestBody: {
+      idleTimeoutMs: Math.round((duration('--body-timeout', flags['body-timeout'] ?? file.bodyTimeout) ?? 20) * 1000),
+      minBytesPerSec: size('--body-min-rate', flags['body-min-rate'] ?? file.bodyMinRate, 500),
+      maxBytes: size('--max-body-size', flags['max-body-size'] ?? file.maxBodySize, 100 * 1024 * 1024),
+    },
   };
+}
+
+/** The admin token kept in a file (so it does not show in `ps`): its first line, trimmed. */
+function tokenFromFile(file: string | undefined): string | undefined {
+  if (file === undefined) return undefined;
+  try {
+    return (readFileSync(file, 'utf8').split(/\r?\n/)[0] ?? '').trim();
+  } catch (e: unknown) {
+    throw new CliError('CLI_ERR_FLAG_INVALID', `--admin-token-file: cannot read ${file} (${(e as { code?: string }).code ?? String(e)})`);
+  }
 }
 
 /**

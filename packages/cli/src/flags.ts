@@ -32,6 +32,22 @@ export const proxyFlags = {
     summary: 'Adaptive streaming: bodies with Content-Length under SIZE are delivered whole; unknown-length bodies start once SIZE arrived (default 0: always stream). e.g. --stream-min-bytes 16k',
     helpValue: 'SIZE',
   }),
+  'shutdown-timeout': Flags.string({
+    summary: 'On SIGTERM/SIGINT, how long responses in flight may run before they are cut (default 30s); a second signal exits at once. e.g. --shutdown-timeout 10s',
+    helpValue: 'DURATION',
+  }),
+  'max-body-size': Flags.string({
+    summary: 'Largest request body accepted; more gets 413 (default 100MB). e.g. --max-body-size 10MB',
+    helpValue: 'SIZE',
+  }),
+  'body-timeout': Flags.string({
+    summary: 'A request body that sends nothing for this long gets 408 (default 20s). e.g. --body-timeout 10s',
+    helpValue: 'DURATION',
+  }),
+  'body-min-rate': Flags.string({
+    summary: 'Slowest request body accepted, bytes per second averaged over 10 s; slower gets 408 (default 500; 0 turns it off). e.g. --body-min-rate 1k',
+    helpValue: 'SIZE',
+  }),
   'max-ranges': Flags.integer({
     summary: 'Most byte ranges honoured in one request; more and the Range is ignored (default 16). e.g. --max-ranges 4',
     helpValue: 'N',
@@ -66,6 +82,10 @@ export const adminListenFlags = {
   'admin-listen': Flags.string({
     summary: 'Serve the admin API (stats, purge, ban, the live log) here; off by default. e.g. --admin-listen 127.0.0.1:6082',
     helpValue: 'HOST:PORT',
+  }),
+  'admin-token-file': Flags.string({
+    summary: 'Read the admin token from the first line of FILE (keeps it out of ps; SLUICE_ADMIN_TOKEN works too). e.g. --admin-token-file /etc/sluice/token',
+    helpValue: 'FILE',
   }),
   'admin-token': Flags.string({
     summary: 'Bearer token for the admin API (or SLUICE_ADMIN_TOKEN; generated and printed when unset). e.g. --admin-token s3cret-token',

@@ -57,6 +57,10 @@ export async function serve(
       await running?.close();
       await c.close();
     },
+    shutdown: async (timeoutMs) => {
+      await running?.close();
+      return c.shutdown(timeoutMs);
+    },
   };
 }
 

@@ -8,7 +8,7 @@ export default class ProxyCommand extends Command {
   static override description = [
     "Serves clients on --listen and forwards to the --backend origins (round-robin when several are given), caching per RFC 9111 with Varnish's builtin policy: GET/HEAD looked up, other methods passed, requests with Authorization or Cookie passed, uncacheable responses remembered as hit-for-miss.",
     'Sizes accept units (1048576, 512k, 256MB); durations too (90, 500ms, 10s, 2m, 1h).',
-    'A --config module default-exports { listen, backends, director, connectAllow, adminListen, adminToken, purgeAllow, storage, defaultTtl, grace, keep, hitForMissTtl, transitBuffer, streamMinBytes, maxRanges, stream, hooks }; flags override it. Stops cleanly on SIGINT/SIGTERM.',
+    'A --config module default-exports { listen, backends, director, connectAllow, adminListen, adminToken, purgeAllow, storage, defaultTtl, grace, keep, hitForMissTtl, transitBuffer, streamMinBytes, maxRanges, stream, hooks }; flags override it. On SIGINT/SIGTERM stops accepting and lets responses in flight finish (--shutdown-timeout); a second signal stops at once.',
   ].join('\n\n');
 
   // --backend is required unless the --config file lists backends: two usage lines say so (oclif's `required` cannot).
@@ -56,8 +56,14 @@ export default class ProxyCommand extends Command {
       this.log(`sluice: admin API on ${running.adminUrl}${running.adminToken === undefined ? '' : ` (generated token: ${running.adminToken})`}`);
     }
     const sig = await untilSignal();
-    this.log(`sluice: ${sig}, shutting down`);
-    await running.close();
+    this.log(`sluice: ${sig}, finishing the responses in flight (at most ${config.shutdownTimeoutSec}s; signal again to stop now)`);
+    // A second signal stops at once, as nginx's fast shutdown after a graceful one.
+    void untilSignal().then((again) => {
+      this.log(`sluice: ${again} again, stopping now`);
+      process.exit(1);
+    });
+    const { cut } = await running.shutdown(config.shutdownTimeoutSec * 1000);
+    this.log(`sluice: stopped${cut > 0 ? ` (${cut} connection${cut === 1 ? '' : 's'} cut at the deadline)` : ''}`);
     return { url: running.url };
   }
 }
