@@ -87,6 +87,12 @@ export interface Http1ServerOptions {
   onConnect?: Http1ConnectHandler | undefined;
   /** Told about every accepted connection before its first byte is read (session logging). */
   onConnection?: ((ctx: ConnectionContext) => void) | undefined;
+  /**
+   * Longest wait for a client to take any byte of a response it is sent (its socket buffer full): past it the
+   * connection is cut, so a client that stops reading cannot hold an origin fetch forever. Default 60 s (Varnish's
+   * idle_send_timeout).
+   */
+  sendTimeoutMs?: number | undefined;
 }
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
@@ -289,8 +295,26 @@ class Connection implements ResponseOwner {
     }
     this.decoder = undefined;
     this.state = 'idle';
+    if (this.socket.writableNeedDrain) {
+      // The client has not taken this response yet: read and answer no further (pipelined) request until it has, so
+      // a client that pipelines requests and never reads cannot make us queue responses without bound. The idle
+      // timeout still runs meanwhile and closes a client that never reads.
+      this.socket.pause();
+      this.socket.once('drain', () => this.resumeAfterResponse());
+      return;
+    }
+    this.resumeAfterResponse();
+  }
+
+  private resumeAfterResponse(): void {
+    if (this.state !== 'idle') return;
     this.socket.resume();
     if (this.pending !== undefined) setImmediate(() => this.parse());
+  }
+
+  /** How long a response may wait for the client to take any byte (see Http1Server.sendTimeoutMs). */
+  get sendTimeoutMs(): number {
+    return this.server.sendTimeoutMs;
   }
 
   private closeReason(reason: string): void {
@@ -359,6 +383,8 @@ export class Http1Server {
   readonly keepAliveTimeoutMs: number;
   readonly headersTimeoutMs: number;
   readonly maxHeadBytes: number;
+  /** See Http1ServerOptions.sendTimeoutMs; may be changed on a running server (applies to later waits). */
+  sendTimeoutMs: number;
   readonly onBadRequest: (status: number, reason: string, info: BadRequestInfo) => void;
   readonly onConnectHandler: Http1ConnectHandler | undefined;
   readonly connections = new Set<Connection>();
@@ -370,6 +396,7 @@ export class Http1Server {
     this.keepAliveTimeoutMs = opts.keepAliveTimeoutMs ?? 5_000;
     this.headersTimeoutMs = opts.headersTimeoutMs ?? 30_000;
     this.maxHeadBytes = opts.maxHeadBytes ?? 64 * 1024;
+    this.sendTimeoutMs = opts.sendTimeoutMs ?? 60_000;
     this.onBadRequest = opts.onBadRequest ?? (() => undefined);
     this.onConnectHandler = opts.onConnect;
     const onConnection = opts.onConnection;

@@ -1,0 +1,168 @@
+import net from 'node:net';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import { createOriginClient } from '@sluice/origin-client';
+import { createProxy } from './proxy.js';
+import { parseRawResponse, rawExchange, startProxy, until, useCleanup } from '../test-support/harness.js';
+
+/**
+ * Regressions for faults found by a second outside attack (issue 10, after the crash fixes): clients that never read
+ * what they asked for. Each test also checks that nothing escaped as an uncaught exception or unhandled rejection.
+ */
+const track = useCleanup();
+const uncaught: unknown[] = [];
+const onUncaught = (e: unknown): void => {
+  uncaught.push(e);
+};
+beforeEach(() => {
+  uncaught.length = 0;
+  process.on('uncaughtException', onUncaught);
+  process.on('unhandledRejection', onUncaught);
+});
+afterEach(() => {
+  process.off('uncaughtException', onUncaught);
+  process.off('unhandledRejection', onUncaught);
+});
+
+/**
+ * An origin on a raw socket that answers every request head with `reply` (it may lie about framing, never end, ...).
+ * `count` is the number of request heads seen.
+ */
+async function startRawOrigin(reply: (sock: net.Socket, head: string) => void): Promise<{ url: string; readonly count: number; close(): Promise<void> }> {
+  let count = 0;
+  const socks = new Set<net.Socket>();
+  const srv = net.createServer((s) => {
+    socks.add(s);
+    s.on('error', () => undefined);
+    s.on('close', () => socks.delete(s));
+    let buf = '';
+    s.on('data', (d: Buffer) => {
+      buf += d.toString('latin1');
+      for (let i = buf.indexOf('\r\n\r\n'); i >= 0; i = buf.indexOf('\r\n\r\n')) {
+        const head = buf.slice(0, i);
+        buf = buf.slice(i + 4);
+        count++;
+        reply(s, head);
+      }
+    });
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  return {
+    url: `http://127.0.0.1:${(srv.address() as net.AddressInfo).port}`,
+    get count() {
+      return count;
+    },
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of socks) s.destroy();
+        srv.close(() => r());
+      }),
+  };
+}
+
+/** A client that connects, sends `bytes` and never reads a byte of the answer. */
+async function nonReadingClient(port: number, bytes: string): Promise<net.Socket> {
+  const sock = net.connect(port, '127.0.0.1');
+  sock.on('error', () => undefined);
+  sock.pause();
+  await new Promise<void>((r) => sock.once('connect', () => r()));
+  sock.write(bytes);
+  track({ close: async () => void sock.destroy() });
+  return sock;
+}
+
+describe('a client that never reads its responses', () => {
+  it('pipelining requests for a cached object: the proxy stops answering until the client reads, instead of queueing every response', async () => {
+    const body = Buffer.alloc(1024 * 1024, 'x');
+    const origin = track(
+      await startRawOrigin((s) => {
+        s.write(`HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: ${body.length}\r\n\r\n`);
+        s.write(body);
+      }),
+    );
+    const px = track(await startProxy(origin.url));
+    const warm = await request(`${px.url}/big`);
+    expect((await warm.body.arrayBuffer()).byteLength).toBe(body.length);
+    const before = px.proxy.stats.client_req;
+    await nonReadingClient(px.port, 'GET /big HTTP/1.1\r\nHost: t\r\n\r\n'.repeat(300));
+    await until(() => px.proxy.stats.client_req > before);
+    await new Promise((r) => setTimeout(r, 300));
+    let queued = 0;
+    for (const c of px.proxy.server.connections) queued += c.socket.writableLength;
+    // Before the fix: all 300 answered at once, ~300 MiB queued on one socket for a client that reads nothing.
+    // A few responses fit in the kernel socket buffers; the rest wait for the client.
+    expect(px.proxy.stats.client_req - before).toBeLessThan(20);
+    expect(queued).toBeLessThan(3 * body.length);
+    // Others are served meanwhile.
+    const other = await request(`${px.url}/big`);
+    expect((await other.body.arrayBuffer()).byteLength).toBe(body.length);
+    expect(uncaught).toEqual([]);
+  });
+
+  it('pipelined responses still all arrive, in order, for a client that reads them late', async () => {
+    const body = Buffer.alloc(256 * 1024, 'y');
+    const origin = track(
+      await startRawOrigin((s, head) => {
+        const tag = /GET \/(\w+)/.exec(head)?.[1] ?? '';
+        s.write(`HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nX-Tag: ${tag}\r\nContent-Length: ${body.length}\r\n\r\n`);
+        s.write(body);
+      }),
+    );
+    const px = track(await startProxy(origin.url));
+    const sock = await nonReadingClient(px.port, ['a', 'b', 'c', 'd', 'e'].map((p) => `GET /${p} HTTP/1.1\r\nHost: t\r\n${p === 'e' ? 'Connection: close\r\n' : ''}\r\n`).join(''));
+    await new Promise((r) => setTimeout(r, 200));
+    const chunks: Buffer[] = [];
+    sock.on('data', (d: Buffer) => chunks.push(d));
+    sock.resume();
+    await new Promise<void>((r) => sock.once('close', () => r()));
+    const all = Buffer.concat(chunks);
+    const tags = [...all.toString('latin1').matchAll(/\r\nx-tag: (\w+)\r\n/g)].map((m) => m[1]);
+    expect(tags).toEqual(['a', 'b', 'c', 'd', 'e']);
+    expect(all.length).toBeGreaterThan(5 * body.length);
+    expect(uncaught).toEqual([]);
+  });
+
+  it('a pass response it never reads does not hold an origin connection forever (send timeout)', async () => {
+    // The origin streams a large body as fast as the proxy takes it.
+    const origin = track(
+      await startRawOrigin((s, head) => {
+        if (head.startsWith('GET /other')) {
+          s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+          return;
+        }
+        s.write(`HTTP/1.1 200 OK\r\nContent-Length: ${64 * 1024 * 1024}\r\n\r\n`);
+        const chunk = Buffer.alloc(64 * 1024, 'z');
+        const pump = (): void => {
+          while (!s.destroyed && s.write(chunk)) {
+            /* until the kernel buffer is full */
+          }
+        };
+        s.on('drain', pump);
+        pump();
+      }),
+    );
+    const upstream = createOriginClient({ backends: [{ url: origin.url, maxConnections: 1, queueTimeoutMs: 4000 }] });
+    const proxy = createProxy({ upstream });
+    // The idle send timeout (default 60 s, as Varnish's idle_send_timeout), short for the test.
+    proxy.server.sendTimeoutMs = 300;
+    const { port } = await proxy.listen(0);
+    track({
+      close: async () => {
+        await proxy.close();
+        await upstream.destroy();
+      },
+    });
+    const stuck = await nonReadingClient(port, 'POST /pass HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n');
+    const stuckClosed = new Promise<void>((r) => stuck.once('close', () => r()));
+    await until(() => origin.count === 1);
+    // The one origin connection is held by the stuck client's pass; this request waits for it.
+    const t0 = Date.now();
+    const other = parseRawResponse(await rawExchange(port, 'GET /other HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n'));
+    expect(other.status).toBe(200);
+    expect(other.body.toString()).toBe('ok');
+    expect(Date.now() - t0).toBeLessThan(3000);
+    stuck.resume();
+    await stuckClosed;
+    expect(uncaught).toEqual([]);
+  });
+});
