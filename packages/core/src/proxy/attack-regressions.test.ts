@@ -166,3 +166,35 @@ describe('a client that never reads its responses', () => {
     expect(uncaught).toEqual([]);
   });
 });
+
+describe('header names that are also names of Object.prototype members', () => {
+  it.each(['__proto__', 'constructor'])('an origin that varies on "%s": the response is delivered and cached, not cut', async (name) => {
+    const origin = track(
+      await startRawOrigin((s) => s.write(`HTTP/1.1 200 OK\r\nVary: ${name}\r\nCache-Control: max-age=60\r\nContent-Length: 2\r\n\r\nok`)),
+    );
+    const px = track(await startProxy(origin.url));
+    for (let i = 0; i < 2; i++) {
+      const r = parseRawResponse(await rawExchange(px.port, 'GET /v HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n'));
+      expect(r.status).toBe(200);
+      expect(r.body.toString()).toBe('ok');
+    }
+    expect(origin.count).toBe(1);
+    expect(uncaught).toEqual([]);
+  });
+
+  it('a client header named "constructor" is forwarded as sent (no "function Object()" built from the prototype)', async () => {
+    const heads: string[] = [];
+    const origin = track(
+      await startRawOrigin((s, head) => {
+        heads.push(head);
+        s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+      }),
+    );
+    const px = track(await startProxy(origin.url));
+    const r = parseRawResponse(await rawExchange(px.port, 'GET /h HTTP/1.1\r\nHost: t\r\nConstructor: y\r\nConnection: close\r\n\r\n'));
+    expect(r.status).toBe(200);
+    expect(heads[0]).toMatch(/\r\nconstructor: y\r\n/i);
+    expect(heads[0]).not.toMatch(/function Object/);
+    expect(uncaught).toEqual([]);
+  });
+});
