@@ -115,6 +115,8 @@ class Connection implements ResponseOwner {
   private readonly server: Http1Server;
   /** When the current request head started arriving (headers timeout). */
   private headStartMs = 0;
+  /** Bytes read and dropped since the connection started closing. */
+  private droppedBytes = 0;
   readonly context: ConnectionContext;
 
   constructor(socket: Socket, server: Http1Server) {
@@ -149,7 +151,13 @@ class Connection implements ResponseOwner {
     // After a refusal or a response that ended the exchange, nothing more is parsed or kept: the bytes are read and
     // dropped until the client closes or the linger time ends (closing with unread bytes would reset the connection
     // and could lose the response before the client read it).
-    if (this.state === 'closed') return;
+    if (this.state === 'closed') {
+      // A client that keeps sending while it does not take its response (which holds off the idle timeout) is cut
+      // once it sent more than a request head's worth: the linger time only starts when the response has left.
+      this.droppedBytes += d.length;
+      if (this.droppedBytes > this.server.maxHeadBytes && !this.socket.writableFinished) this.socket.destroy();
+      return;
+    }
     if (this.state === 'active') {
       if (this.decoder !== undefined && !this.decoder.done) {
         this.feedBody(d);
@@ -353,13 +361,20 @@ class Connection implements ResponseOwner {
     this.socket.destroy();
   }
 
-  /** Ends the connection after `last`, reading and dropping what still arrives for at most the linger time. */
+  /**
+   * Ends the connection after `last`, reading and dropping what still arrives for at most the linger time. The linger
+   * time starts once everything written was handed to the kernel: a response still on its way to a slow or late
+   * reader is not cut (a client that takes nothing is closed by the idle timeout, which Node holds off only while the
+   * write queue moves).
+   */
   private endAndLinger(last?: string): void {
     this.state = 'closed';
-    if (last === undefined) this.socket.end();
-    else this.socket.end(last);
-    this.socket.resume();
-    setTimeout(destroySocket, LINGER_MS, this.socket).unref();
+    const s = this.socket;
+    if (last === undefined) s.end();
+    else s.end(last);
+    s.resume();
+    if (s.writableFinished) setTimeout(destroySocket, LINGER_MS, s).unref();
+    else s.once('finish', () => setTimeout(destroySocket, LINGER_MS, s).unref());
   }
 
   private onClose(): void {

@@ -198,3 +198,69 @@ describe('header names that are also names of Object.prototype members', () => {
     expect(uncaught).toEqual([]);
   });
 });
+
+/** Sends `requestBytes`, reads nothing for `pauseMs`, then reads everything until the server closes. */
+function lateReader(port: number, requestBytes: string, pauseMs: number): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const sock = net.connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    sock.on('error', () => undefined);
+    sock.pause();
+    sock.on('data', (d: Buffer) => chunks.push(d));
+    sock.on('close', () => resolve(Buffer.concat(chunks)));
+    sock.write(requestBytes);
+    setTimeout(() => sock.resume(), pauseMs);
+  });
+}
+
+describe('a client that reads late', () => {
+  it('with Connection: close gets the whole of a large cached object though it started reading after the linger time', async () => {
+    const body = Buffer.alloc(24 * 1024 * 1024, 'L');
+    const origin = track(
+      await startRawOrigin((s) => {
+        s.write(`HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: ${body.length}\r\n\r\n`);
+        s.write(body);
+      }),
+    );
+    const px = track(await startProxy(origin.url));
+    const warm = parseRawResponse(await rawExchange(px.port, 'GET /large HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n'));
+    expect(warm.body.length).toBe(body.length);
+    // The hit is handed to the socket at once and the response is finished; the client starts reading 2.5 s later
+    // (well within the 5 s idle timeout). The connection used to be destroyed 2 s after the response was queued (the
+    // linger timer), cutting the body at what the kernel buffers held.
+    const raw = await lateReader(px.port, 'GET /large HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n', 2500);
+    const r = parseRawResponse(raw);
+    expect(r.status).toBe(200);
+    expect(r.headers['cache-status']).toMatch(/; hit/);
+    expect(r.body.length).toBe(body.length);
+    expect(uncaught).toEqual([]);
+  }, 10_000);
+});
+
+describe('a client that keeps sending but never reads a response that ends the connection', () => {
+  it('is cut off (its sending does not hold the connection open forever)', async () => {
+    const body = Buffer.alloc(24 * 1024 * 1024, 'J');
+    const origin = track(
+      await startRawOrigin((s) => {
+        s.write(`HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: ${body.length}\r\n\r\n`);
+        s.write(body);
+      }),
+    );
+    const px = track(await startProxy(origin.url));
+    const warm = parseRawResponse(await rawExchange(px.port, 'GET /large HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n'));
+    expect(warm.body.length).toBe(body.length);
+    const sock = await nonReadingClient(px.port, 'GET /large HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n');
+    let closed = false;
+    sock.on('close', () => (closed = true));
+    const junk = Buffer.alloc(16 * 1024, 'x');
+    const sender = setInterval(() => {
+      if (!closed) sock.write(junk);
+    }, 20);
+    try {
+      await until(() => closed);
+    } finally {
+      clearInterval(sender);
+    }
+    expect(uncaught).toEqual([]);
+  });
+});
