@@ -3,7 +3,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { createOriginClient } from '@sluice/origin-client';
 import { createProxy } from './proxy.js';
-import { parseRawResponse, rawExchange, startProxy, until, useCleanup } from '../test-support/harness.js';
+import { startScriptedOrigin } from '@sluice/fixtures';
+import { KeepAliveClient, parseRawResponse, rawExchange, startProxy, until, useCleanup } from '../test-support/harness.js';
 
 /**
  * Regressions for faults found by a second outside attack (issue 10, after the crash fixes): clients that never read
@@ -261,6 +262,39 @@ describe('a client that keeps sending but never reads a response that ends the c
     } finally {
       clearInterval(sender);
     }
+    expect(uncaught).toEqual([]);
+  });
+});
+
+describe('connection-pinned auth (NTLM) from many client connections', () => {
+  it('does not open an origin connection per client connection past the backend limit, and pooled requests still go through', async () => {
+    // An origin that challenges every request with NTLM: each client connection that sends an NTLM header gets pinned.
+    const origin = track(
+      await startScriptedOrigin((req, res) => {
+        if (req.url === '/plain') {
+          res.end('ok');
+          return;
+        }
+        res.writeHead(401, { 'www-authenticate': 'NTLM', 'content-length': '2' });
+        res.end('no');
+      }),
+    );
+    const upstream = createOriginClient({ backends: [{ url: origin.url, maxConnections: 2, queueTimeoutMs: 1000 }] });
+    const proxy = createProxy({ upstream });
+    const { port } = await proxy.listen(0);
+    track({
+      close: async () => {
+        await proxy.close();
+        await upstream.destroy();
+      },
+    });
+    const clients = Array.from({ length: 20 }, () => track(new KeepAliveClient(port)));
+    for (const c of clients) expect((await c.send('GET', '/x', { authorization: 'NTLM a' })).status).toBe(401);
+    for (const c of clients) expect((await c.send('GET', '/x', { authorization: 'NTLM b' })).status).toBe(401);
+    // Before the fix: 21 origin connections for a backend limited to 2.
+    expect(origin.connections).toBeLessThanOrEqual(2 + 2);
+    const plain = parseRawResponse(await rawExchange(port, 'GET /plain HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n'));
+    expect(plain.status).toBe(200);
     expect(uncaught).toEqual([]);
   });
 });
