@@ -23,6 +23,11 @@ export interface BackendConfig {
   queueTimeoutMs?: number;
   /** Most requests waiting for a connection; more fail at once with 503 (default 1024). */
   maxQueue?: number;
+  /**
+   * Most pinned connections (NTLM/Negotiate, one per client connection, outside the pool) open at once; default
+   * maxConnections. Past it a connection-auth challenge is passed through without pinning.
+   */
+  maxPinned?: number;
   /** Keep connections open for reuse (default true); false = one connection per request. */
   keepAlive?: boolean;
   /** Credentials for the origin. */
@@ -94,6 +99,9 @@ export class Backend {
   private inflight = 0;
   private readonly waiting: Array<{ resolve: () => void; reject: (e: Error) => void; timer: NodeJS.Timeout }> = [];
   readonly maxConnections: number;
+  /** Pinned connections open now, and the most allowed (see BackendConfig.maxPinned). */
+  pinnedOpen = 0;
+  readonly maxPinned: number;
   private readonly clientOptions: Client.Options;
   readonly queueTimeoutMs: number;
   readonly maxQueue: number;
@@ -104,6 +112,7 @@ export class Backend {
     this.origin = u.origin;
     this.name = config.name ?? u.host;
     this.maxConnections = config.maxConnections ?? 64;
+    this.maxPinned = config.maxPinned ?? this.maxConnections;
     this.queueTimeoutMs = config.queueTimeoutMs ?? 5_000;
     this.maxQueue = config.maxQueue ?? 1024;
     const tls = config.tls;

@@ -181,6 +181,10 @@ export class OriginClient {
   /** Binds a client connection to a new origin connection of `backend` (connection-oriented auth). */
   private pin(slot: PinSlotLike, backend: Backend): void {
     if (slot.pinned || slot.closed) return;
+    // Pinned connections live outside the pool and its limit: without a cap of their own, every client connection
+    // that sends `Authorization: NTLM ...` to a challenging origin would open one more origin connection.
+    if (backend.pinnedOpen >= backend.maxPinned) return;
+    backend.pinnedOpen++;
     const client = backend.pinnedClient();
     const p: PinnedConnection = { backend, client, connected: false, lost: false };
     client.on('connect', () => {
@@ -193,7 +197,10 @@ export class OriginClient {
     });
     slot.data = p;
     slot.pinned = true;
-    slot.onClose = () => void client.destroy();
+    slot.onClose = () => {
+      backend.pinnedOpen--;
+      void client.destroy();
+    };
     backend.counters.pinned++;
   }
 

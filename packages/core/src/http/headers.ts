@@ -7,8 +7,10 @@ export type HeaderMap = Record<string, string | string[]>;
 /** Every value of `name` (lowercase) as one comma-joined string, or undefined when the field is absent. */
 export function getHeader(headers: HeaderMap, name: string): string | undefined {
   const v = headers[name];
-  if (v === undefined) return undefined;
-  return Array.isArray(v) ? v.join(', ') : v;
+  if (typeof v === 'string') return v;
+  // Anything else but an array is absent: `name` may come from a peer (a Vary list names request fields) and be the
+  // name of an Object.prototype member such as `__proto__` or `constructor`, which a plain object "has".
+  return Array.isArray(v) ? v.join(', ') : undefined;
 }
 
 /** Comma-separated list members of a field (RFC 9110 §5.6.1), trimmed, empty members dropped. */

@@ -95,7 +95,9 @@ function parseHeaderLines(lines: string[]): HeaderMap | HeadError {
     const value = trimOws(line.slice(colon + 1));
     if (BAD_VALUE.test(value)) return { status: 400, reason: 'invalid header value' };
     const key = name.toLowerCase();
-    const prev = headers[key];
+    // Own fields only: a field named like an Object.prototype member (`constructor`) must not start from the
+    // inherited value. A field named `__proto__` cannot be stored in a plain object and is dropped.
+    const prev = Object.hasOwn(headers, key) ? headers[key] : undefined;
     if (prev === undefined) headers[key] = value;
     else if (key === 'host') return { status: 400, reason: 'duplicate Host' };
     else if (Array.isArray(prev)) prev.push(value);

@@ -21,6 +21,8 @@ export interface ResponseOwner {
   requestBodyPending(): boolean;
   /** The response ended cleanly; the connection may serve the next request. */
   responseFinished(res: Http1Response): void;
+  /** Longest wait for the client to take any byte while the socket buffer is full; then the connection is cut. */
+  readonly sendTimeoutMs: number;
 }
 
 export class Http1Response {
@@ -235,20 +237,27 @@ export class Http1Response {
     this.socket.destroy();
   }
 
-  /** Resolves when the socket can take more; rejects if the client goes away first. */
+  /**
+   * Resolves when the socket can take more; rejects if the client goes away first. A client that takes nothing for
+   * the owner's send timeout is cut off (the signal then aborts), so it cannot hold the fetch behind it forever.
+   */
   drained(signal: AbortSignal): Promise<void> {
     signal.throwIfAborted();
     if (!this.socket.writableNeedDrain) return Promise.resolve();
     return new Promise((resolve, reject) => {
+      const socket = this.socket;
+      const timer = setTimeout(() => socket.destroy(), this.owner.sendTimeoutMs);
       const onAbort = (): void => {
-        this.socket.off('drain', onDrain);
+        clearTimeout(timer);
+        socket.off('drain', onDrain);
         reject(signal.reason as Error);
       };
       const onDrain = (): void => {
+        clearTimeout(timer);
         signal.removeEventListener('abort', onAbort);
         resolve();
       };
-      this.socket.once('drain', onDrain);
+      socket.once('drain', onDrain);
       signal.addEventListener('abort', onAbort, { once: true });
     });
   }

@@ -73,6 +73,11 @@ export interface ProxyOptions<Ctx> {
    * 500) over each `rateWindowMs` (default 10 s) gets 408; over `maxBytes` (default 100 MiB) gets 413.
    */
   requestBody?: { idleTimeoutMs?: number | undefined; minBytesPerSec?: number | undefined; rateWindowMs?: number | undefined; maxBytes?: number | undefined } | undefined;
+  /**
+   * Longest wait for a client to take any byte of its response (its socket buffer full) before the connection is
+   * cut, ms (default 60 s, as Varnish's idle_send_timeout): a client that stops reading cannot hold a fetch forever.
+   */
+  sendTimeoutMs?: number | undefined;
   /** Clock in epoch ms (tests may inject one). */
   now?: (() => number) | undefined;
   /** Name used in Via and Cache-Status (default "sluice"). */
@@ -122,6 +127,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
       onConnection: (c) => logSessionOpened(this.txlog, c),
       bodyClock: { idleMs: opts.requestBody?.idleTimeoutMs, minBytesPerSec: opts.requestBody?.minBytesPerSec, windowMs: opts.requestBody?.rateWindowMs },
       maxBodyBytes: opts.requestBody?.maxBytes,
+      sendTimeoutMs: opts.sendTimeoutMs,
     });
   }
 

@@ -1,0 +1,341 @@
+import type { Socket } from 'node:net';
+import { BodyClock } from './body-clock.js';
+import { ChunkedDecoder, ChunkedFramingError, LengthDecoder, type BodyDecoder } from './body-reader.js';
+import { ProxyError } from '../errors.js';
+import { isHeadError, parseRequestHead, type RequestHead } from './parse-head.js';
+import { Http1Response, type ResponseOwner } from './response.js';
+import type { ConnectionContext, Http1Request, Http1Server } from './server.js';
+
+/**
+ * One client connection of the HTTP/1.1 server: the parse loop, request bodies (decoder, clock, limits), refusals,
+ * keep-alive and closing. See server.ts for the lifecycle.
+ */
+
+let nextConnectionId = 1;
+
+const CRLFCRLF = Buffer.from('\r\n\r\n');
+/** Reason phrases of the statuses the connection answers by itself. */
+const REASONS: Record<number, string> = {
+  400: 'Bad Request',
+  405: 'Method Not Allowed',
+  408: 'Request Timeout',
+  413: 'Content Too Large',
+  414: 'URI Too Long',
+  431: 'Request Header Fields Too Large',
+  501: 'Not Implemented',
+  505: 'HTTP Version Not Supported',
+};
+/** How long a closing connection keeps reading (and dropping) what the client still sends (nginx: lingering_time). */
+const LINGER_MS = 2_000;
+
+function destroySocket(s: Socket): void {
+  s.destroy();
+}
+const LFLF = Buffer.from('\n\n');
+
+type ConnState = 'idle' | 'head' | 'active' | 'tunnel' | 'closed';
+
+export class Connection implements ResponseOwner {
+  readonly socket: Socket;
+  private pending: Buffer | undefined;
+  private state: ConnState = 'idle';
+  private decoder: BodyDecoder | undefined;
+  /** Times the request body while it is still arriving. */
+  private clock: BodyClock | undefined;
+  private res: Http1Response | undefined;
+  private readonly server: Http1Server;
+  /** When the current request head started arriving (headers timeout). */
+  private headStartMs = 0;
+  /** Bytes read and dropped since the connection started closing. */
+  private droppedBytes = 0;
+  readonly context: ConnectionContext;
+
+  constructor(socket: Socket, server: Http1Server) {
+    this.socket = socket;
+    this.server = server;
+    this.context = {
+      id: nextConnectionId++,
+      values: new Map(),
+      onClose: new Set(),
+      remoteAddress: socket.remoteAddress ?? '',
+      remotePort: socket.remotePort ?? 0,
+      localAddress: socket.localAddress ?? '',
+      localPort: socket.localPort ?? 0,
+      openedMs: Date.now(),
+      closeReason: undefined,
+    };
+    socket.setNoDelay(true);
+    socket.on('data', (d: Buffer) => this.onData(d));
+    socket.on('error', () => socket.destroy());
+    socket.on('close', () => this.onClose());
+    // One idle timer for the connection's life (re-arming it per request is measurable on the hit path). It fires
+    // after keepAliveTimeoutMs without any socket activity; a response in progress is not idle.
+    socket.on('timeout', () => {
+      if (this.state === 'active') return;
+      this.closeReason(this.state === 'head' ? 'RX_TIMEOUT' : 'RX_CLOSE_IDLE');
+      socket.destroy();
+    });
+    socket.setTimeout(server.keepAliveTimeoutMs);
+  }
+
+  private onData(d: Buffer): void {
+    // After a refusal or a response that ended the exchange, nothing more is parsed or kept: the bytes are read and
+    // dropped until the client closes or the linger time ends (closing with unread bytes would reset the connection
+    // and could lose the response before the client read it).
+    if (this.state === 'closed') {
+      // A client that keeps sending while it does not take its response (which holds off the idle timeout) is cut
+      // once it sent more than a request head's worth: the linger time only starts when the response has left.
+      this.droppedBytes += d.length;
+      if (this.droppedBytes > this.server.maxHeadBytes && !this.socket.writableFinished) this.socket.destroy();
+      return;
+    }
+    if (this.state === 'active') {
+      if (this.decoder !== undefined && !this.decoder.done) {
+        this.feedBody(d);
+      } else {
+        this.append(d);
+        // Pipelined requests wait; do not buffer without bound.
+        if (this.pending !== undefined && this.pending.length > this.server.maxHeadBytes) this.socket.pause();
+      }
+      return;
+    }
+    this.append(d);
+    this.parse();
+  }
+
+  private append(d: Buffer): void {
+    this.pending = this.pending === undefined ? d : Buffer.concat([this.pending, d]);
+  }
+
+  private feedBody(d: Buffer): void {
+    const decoder = this.decoder as BodyDecoder;
+    let rest: Buffer | undefined;
+    try {
+      rest = decoder.feed(d);
+    } catch (e: unknown) {
+      this.bodyFault(decoder, 400, e instanceof ChunkedFramingError ? e.message : 'invalid request body framing');
+      return;
+    }
+    if (decoder.bytes > this.server.maxBodyBytes) {
+      this.bodyFault(decoder, 413, `request body over ${this.server.maxBodyBytes} bytes`);
+      return;
+    }
+    this.clock?.progress(d.length - (rest?.length ?? 0));
+    if (decoder.done) this.stopClock();
+    if (rest !== undefined) this.append(rest);
+    if (!decoder.wantsMore) this.socket.pause();
+  }
+
+  private stopClock(): void {
+    this.clock?.stop();
+    this.clock = undefined;
+  }
+
+  private parse(): void {
+    if (this.state === 'closed' || this.pending === undefined) return;
+    let buf = this.pending;
+    // RFC 9112 §2.2: ignore empty lines before a request line.
+    let start = 0;
+    while (start < buf.length && (buf[start] === 13 || buf[start] === 10)) start++;
+    if (start > 0) buf = buf.subarray(start);
+    if (buf.length === 0) {
+      this.pending = undefined;
+      return;
+    }
+    if (this.state === 'idle') {
+      this.state = 'head';
+      this.headStartMs = Date.now();
+    }
+    let end = buf.indexOf(CRLFCRLF);
+    let sepLen = 4;
+    if (end < 0) {
+      end = buf.indexOf(LFLF);
+      sepLen = 2;
+    }
+    if (end < 0) {
+      this.pending = buf;
+      if (buf.length > this.server.maxHeadBytes) this.reject(431, 'request head too large');
+      // A head trickling in (slowloris) is cut once it has taken longer than the headers timeout.
+      else if (Date.now() - this.headStartMs > this.server.headersTimeoutMs) this.reject(408, 'request head timeout');
+      return;
+    }
+    if (end > this.server.maxHeadBytes) return this.reject(431, 'request head too large');
+    const head = parseRequestHead(buf.toString('latin1', 0, end));
+    if (isHeadError(head)) return this.reject(head.status, head.reason);
+    if (head.method === 'CONNECT') return this.startTunnel(head, buf.subarray(end + sepLen));
+    this.startRequest(head, buf.length > end + sepLen ? buf.subarray(end + sepLen) : undefined, end + sepLen);
+  }
+
+  /** CONNECT: the connection becomes a tunnel, no more HTTP parsing on it. */
+  private startTunnel(head: RequestHead, rest: Buffer): void {
+    const onConnect = this.server.onConnectHandler;
+    if (onConnect === undefined) return this.reject(405, 'CONNECT is not enabled');
+    this.state = 'tunnel';
+    this.closeReason('TX_PIPE');
+    this.pending = undefined;
+    this.socket.removeAllListeners('data');
+    this.socket.removeAllListeners('timeout');
+    this.socket.setTimeout(0);
+    onConnect({ target: head.target, headers: head.headers, remoteAddress: this.socket.remoteAddress ?? '' }, this.socket, rest);
+  }
+
+  /** A parsed head: the body decoder, the response, and the handler; `rest` is what arrived past the head. */
+  private startRequest(head: RequestHead, rest: Buffer | undefined, headBytes: number): void {
+    this.pending = undefined;
+    this.state = 'active';
+    // RFC 9110 §10.1.1: with Expect: 100-continue, tell the client to send the body once someone reads it.
+    let needContinue = head.expectContinue && head.version === '1.1' && rest === undefined;
+    const onRead = (): void => {
+      if (needContinue) {
+        needContinue = false;
+        if (this.res !== undefined && !this.res.committed) this.socket.write('HTTP/1.1 100 Continue\r\n\r\n');
+      }
+      this.clock?.resumed();
+      this.socket.resume();
+    };
+    if (head.body.kind === 'length' && head.body.length > this.server.maxBodyBytes) {
+      return this.reject(413, `request body over ${this.server.maxBodyBytes} bytes`);
+    }
+    const decoder = head.body.kind === 'length' ? new LengthDecoder(head.body.length, onRead) : head.body.kind === 'chunked' ? new ChunkedDecoder(onRead) : undefined;
+    this.decoder = decoder;
+    if (decoder !== undefined) {
+      this.clock = new BodyClock(this.server.bodyClock, () => decoder.wantsMore && !decoder.done, (reason) => this.bodyFault(decoder, 408, reason));
+      this.clock.start();
+    }
+    const res = new Http1Response(this, { isHead: head.method === 'HEAD', version: head.version, keepAlive: head.keepAlive && !this.server.closing });
+    this.res = res;
+    if (decoder !== undefined && rest !== undefined) {
+      this.feedBody(rest);
+      // Bad framing in the bytes that came with the head: already answered 400, the handler never runs.
+      if ((this.state as ConnState) === 'closed') return;
+    } else if (rest !== undefined) {
+      this.pending = rest;
+    }
+    const req: Http1Request = {
+      method: head.method,
+      url: head.target,
+      httpVersion: head.version,
+      headers: head.headers,
+      body: decoder === undefined ? null : decoder.stream,
+      remoteAddress: this.socket.remoteAddress ?? '',
+      connection: this.context,
+      headBytes,
+      bodyBytes: () => decoder?.bytes ?? 0,
+    };
+    this.server.handler(req, res);
+  }
+
+  /** Whether the current request's body is still arriving (a response decided now must close the connection). */
+  requestBodyPending(): boolean {
+    return this.decoder !== undefined && !this.decoder.done;
+  }
+
+  responseFinished(res: Http1Response): void {
+    if (res !== this.res || this.state === 'closed') return;
+    this.res = undefined;
+    const bodyUnread = this.decoder !== undefined && !this.decoder.done;
+    if (!res.keepAlive || bodyUnread || this.server.closing) {
+      this.closeReason(res.clientAskedClose ? (res.version === '1.0' ? 'REQ_HTTP10' : 'REQ_CLOSE') : 'RESP_CLOSE');
+      // A body left unread cannot be skipped safely (where would the next request start?): the connection closes.
+      this.decoder?.abort(new ProxyError('CORE_ERR_BODY_UNREAD', 'response finished before the request body was read', { source: 'downstream' }));
+      this.endAndLinger();
+      return;
+    }
+    this.decoder = undefined;
+    this.state = 'idle';
+    if (this.socket.writableNeedDrain) {
+      // The client has not taken this response yet: read and answer no further (pipelined) request until it has, so
+      // a client that pipelines requests and never reads cannot make us queue responses without bound. The idle
+      // timeout still runs meanwhile and closes a client that never reads.
+      this.socket.pause();
+      this.socket.once('drain', () => this.resumeAfterResponse());
+      return;
+    }
+    this.resumeAfterResponse();
+  }
+
+  private resumeAfterResponse(): void {
+    if (this.state !== 'idle') return;
+    this.socket.resume();
+    if (this.pending !== undefined) setImmediate(() => this.parse());
+  }
+
+  /** How long a response may wait for the client to take any byte (see Http1Server.sendTimeoutMs). */
+  get sendTimeoutMs(): number {
+    return this.server.sendTimeoutMs;
+  }
+
+  private closeReason(reason: string): void {
+    this.context.closeReason ??= reason;
+  }
+
+  private reject(status: number, reason: string): void {
+    this.closeReason(status === 431 || status === 414 ? 'RX_OVERFLOW' : status === 408 ? 'RX_TIMEOUT' : 'RX_JUNK');
+    this.state = 'closed';
+    const text = `${status} ${reason}\n`;
+    const reasonPhrase = REASONS[status] ?? 'Bad Request';
+    const response = `HTTP/1.1 ${status} ${reasonPhrase}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${text.length}\r\n\r\n${text}`;
+    const received = this.pending === undefined ? Buffer.alloc(0) : this.pending.subarray(0, 256);
+    this.server.onBadRequest(status, reason, { connection: this.context, received, responseBytes: response.length, reasonPhrase });
+    this.pending = undefined;
+    this.endAndLinger(response);
+  }
+
+  /**
+   * A fault in the request body (bad framing 400, too slow 408, too large 413): the request's handler loses its
+   * response (its signal aborts, its writes are dropped) and the client gets the status when no response head was
+   * decided yet, else a cut connection. The body stream errors for whoever reads it (a pass drops its origin request).
+   */
+  private bodyFault(decoder: BodyDecoder, status: 400 | 408 | 413, reason: string): void {
+    this.stopClock();
+    if (this.state === 'closed') return;
+    const res = this.res;
+    decoder.abort(new ProxyError(status === 400 ? 'CORE_ERR_BAD_REQUEST' : status === 408 ? 'CORE_ERR_BODY_TIMEOUT' : 'CORE_ERR_BODY_TOO_LARGE', reason, { source: 'downstream', status }));
+    if (res !== undefined && !res.committed) {
+      this.res = undefined;
+      res.abandon();
+      this.reject(status, reason);
+      return;
+    }
+    this.closeReason(status === 408 ? 'RX_TIMEOUT' : 'RX_JUNK');
+    this.state = 'closed';
+    this.server.onBadRequest(status, reason, { connection: this.context, received: Buffer.alloc(0), responseBytes: 0, reasonPhrase: REASONS[status] ?? 'Bad Request' });
+    this.socket.destroy();
+  }
+
+  /**
+   * Ends the connection after `last`, reading and dropping what still arrives for at most the linger time. The linger
+   * time starts once everything written was handed to the kernel: a response still on its way to a slow or late
+   * reader is not cut (a client that takes nothing is closed by the idle timeout, which Node holds off only while the
+   * write queue moves).
+   */
+  private endAndLinger(last?: string): void {
+    this.stopClock();
+    this.state = 'closed';
+    const s = this.socket;
+    if (last === undefined) s.end();
+    else s.end(last);
+    s.resume();
+    if (s.writableFinished) setTimeout(destroySocket, LINGER_MS, s).unref();
+    else s.once('finish', () => setTimeout(destroySocket, LINGER_MS, s).unref());
+  }
+
+  private onClose(): void {
+    this.stopClock();
+    this.closeReason('REM_CLOSE');
+    this.state = 'closed';
+    for (const cb of this.context.onClose) cb();
+    this.context.onClose.clear();
+    this.decoder?.abort(new ProxyError('CORE_ERR_CLIENT_GONE', 'client connection closed', { source: 'downstream' }));
+    this.res?.connectionClosed();
+    this.server.connections.delete(this);
+  }
+
+  /** Closes now if idle; otherwise after the current response (keep-alive is off while closing). */
+  closeIfIdle(): void {
+    if (this.state === 'idle') {
+      this.closeReason('RX_CLOSE_IDLE');
+      this.endAndLinger();
+    }
+  }
+}
