@@ -82,6 +82,9 @@ export class CacheObject {
   /** Serialised stored headers for delivery (`name: value\r\n` lines), built at the first delivery. */
   headBlock: string | undefined;
 
+  /** Set when the object reached 'stream' (its headers were decided), whatever happened after. */
+  private headersDecided = false;
+
   /** Aborts the origin fetch; wired by whoever starts the fetch. */
   readonly fetchController = new AbortController();
 
@@ -104,6 +107,7 @@ export class CacheObject {
       throw internalError(`CacheObject ${this.key}: state ${this.state} -> ${next} goes backwards`);
     }
     this.state = next;
+    if (next === 'stream') this.headersDecided = true;
     this.notify();
   }
 
@@ -150,9 +154,12 @@ export class CacheObject {
     return ageOf(this, nowMs) < this.ttlSec + this.staleIfErrorSec;
   }
 
-  /** The fetch failed before any response headers (connect error, timeout, hook failure): there is no response. */
+  /**
+   * The fetch failed before its response headers were decided (connect error, timeout, hook failure, even with a
+   * status already read): there is no response to deliver, the client gets a synth.
+   */
   get failedWithoutResponse(): boolean {
-    return this.state === 'failed' && this.status === 0;
+    return this.state === 'failed' && !this.headersDecided;
   }
 
   get isFinal(): boolean {

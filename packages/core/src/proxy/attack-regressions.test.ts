@@ -298,3 +298,14 @@ describe('connection-pinned auth (NTLM) from many client connections', () => {
     expect(uncaught).toEqual([]);
   });
 });
+
+describe('OPTIONS * (asks about the server itself)', () => {
+  it('is answered by the proxy with Allow, never forwarded with the path "*" (undici refused it: 503)', async () => {
+    const origin = track(await startScriptedOrigin((_req, res) => void res.end('origin')));
+    const px = track(await startProxy(origin.url));
+    const r = parseRawResponse(await rawExchange(px.port, 'OPTIONS * HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n'));
+    expect(r.status).toBe(200);
+    expect(r.headers['allow']).toContain('GET');
+    expect(origin.count).toBe(0);
+  });
+});

@@ -26,6 +26,12 @@ export function recv<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>): Step | Promise<Step>
     return 'synth';
   }
   if (req.method === 'PURGE') return purgeRequest(env, tx);
+  if (req.url === '*') {
+    // OPTIONS * asks about the server itself (RFC 9110 §9.3.7): answered here, never forwarded as a path.
+    logVcl(tx.log, 'RECV', 'synth');
+    tx.synth = { status: 200, body: '', headers: { allow: 'GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH' } };
+    return 'synth';
+  }
   if (tx.pin.pinned) {
     // A connection pinned by NTLM/Negotiate: always passed, never cached, over its own origin connection.
     tx.status = { fwd: 'uri-miss', detail: 'pinned' };

@@ -7,7 +7,7 @@ import { planDelivery, plannedHead, type BodyRange, type PlannedHead } from '../
 import { errorMessage, ProxyError } from '../errors.js';
 import { notModifiedHeaders } from '../http/conditional.js';
 import { getHeader } from '../http/headers.js';
-import { metaHeaders, metaKeyOf, parseContentRange, SegmentMismatchError, segmentMismatch, segmentsFor, sliceKeyPrefix } from './slicer.js';
+import { MAX_SEGMENTS, metaHeaders, metaKeyOf, parseContentRange, sliceable, SegmentMismatchError, segmentMismatch, segmentsFor, sliceKeyPrefix } from './slicer.js';
 
 /**
  * A sliced request: the meta object gives the representation's headers and length (made from segment 0 when it is
@@ -73,6 +73,9 @@ class Segments<Ctx> {
   }
 }
 
+/** How many later segments a response's Cache-Status looks at (a hit needs them all cached). */
+const RESTCACHED_MAX = 64;
+
 /** The slice step. */
 export async function slice<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, subrequest: Subrequest<Ctx>): Promise<Step> {
   const size = sliceSizeOf(env, tx) as number;
@@ -88,6 +91,11 @@ export async function slice<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, subrequest: Su
       const first = await segs.get(0);
       const obj = first.obj as CacheObject;
       const total = obj.status === 206 ? parseContentRange(getHeader(obj.headers, 'content-range'))?.total : undefined;
+      if (total !== undefined && !sliceable(total, size)) {
+        env.log({ level: 'error', event: 'slice-refused', message: `${total} bytes in ${size}-byte segments is over ${MAX_SEGMENTS} segments`, url: tx.req.url });
+        tx.synth = { status: 502, body: 'Object too large for its slice size\n' };
+        return 'synth';
+      }
       if (total === undefined || obj.state === 'failed') {
         // Not sliceable (failed, an error status, Range ignored, or unknown length): that response is the answer.
         tx.obj = obj;
@@ -136,7 +144,8 @@ async function deliverSliced<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, segs: Segment
     // A hit only when everything the response needs came from the cache: the meta object, the first segment, and
     // (checked without looking them up) every later segment.
     const subHit = sub.lookup === 'hit' || sub.lookup === 'grace';
-    const restCached = needed.slice(1).every((i) => env.store.hasFresh(env.keyOf({ ...tx.req, segment: { index: i, size } }, tx.ctx), tx.req.headers, env.now()));
+    // Looked at without lookups, and only so far: past RESTCACHED_MAX the response counts as a miss.
+    const restCached = needed.length <= RESTCACHED_MAX + 1 && needed.slice(1).every((i) => env.store.hasFresh(env.keyOf({ ...tx.req, segment: { index: i, size } }, tx.ctx), tx.req.headers, env.now()));
     tx.status = metaCached && subHit && restCached ? { hit: true, detail: 'slice' } : { fwd: sub.status.fwd ?? 'miss', detail: 'slice' };
   } else {
     tx.status = metaCached ? { hit: true, detail: 'slice' } : { fwd: 'miss', detail: 'slice' };
@@ -149,7 +158,10 @@ async function deliverSliced<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, segs: Segment
   }
   res.flushHeaders();
   try {
-    await sendBody(env, tx, head.ranges, head.tail, (from, to) => stitched(tx, segs, needed, total, meta, from, to));
+    // The segment after each needed one, for the read-ahead (one pass, not a search per segment).
+    const next = new Map<number, number>();
+    for (let k = 0; k + 1 < needed.length; k++) next.set(needed[k] as number, needed[k + 1] as number);
+    await sendBody(env, tx, head.ranges, head.tail, (from, to) => stitched(tx, segs, next, total, meta, from, to));
   } catch (e: unknown) {
     // Mid-body: the client must be able to tell the body is incomplete; a changed object loses its meta.
     if (!tx.signal.aborted) env.log({ level: 'warn', event: 'slice-cut', message: errorMessage(e), url: tx.req.url });
@@ -163,7 +175,7 @@ async function deliverSliced<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, segs: Segment
 async function* stitched<Ctx>(
   tx: Tx<Ctx>,
   segs: Segments<Ctx>,
-  needed: readonly number[],
+  next: ReadonlyMap<number, number>,
   total: number,
   meta: CacheObject,
   from: number,
@@ -173,7 +185,7 @@ async function* stitched<Ctx>(
   const ranges: BodyRange[] = [{ start: from, end: to }];
   for (const i of segmentsFor(ranges, size)) {
     // Read-ahead: the next segment's lookup (and fetch, when it is a miss) runs while this one is sent.
-    const after = needed[needed.indexOf(i) + 1];
+    const after = next.get(i);
     if (after !== undefined) void segs.start(after);
     const sub = await segs.get(i);
     const obj = sub.obj as CacheObject;

@@ -36,15 +36,29 @@ export function segmentRangeHeader(index: number, size: number): string {
   return `bytes=${start}-${start + size - 1}`;
 }
 
-/** `Content-Range: bytes a-b/total` → its parts; undefined when absent, malformed or of the unsatisfied form (star for the range). */
+/**
+ * `Content-Range: bytes a-b/total` → its parts; undefined when absent, malformed, of the unsatisfied form (star for
+ * the range), with a complete length not past the last byte (RFC 9110 §14.4), or with numbers over 15 digits (as a
+ * Content-Length: past that they are not safe integers).
+ */
 export function parseContentRange(v: string | undefined): { start: number; end: number; total: number | undefined } | undefined {
   if (v === undefined) return undefined;
-  const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(v.trim());
+  const m = /^bytes (\d{1,15})-(\d{1,15})\/(\d{1,15}|\*)$/i.exec(v.trim());
   if (m === null) return undefined;
   const start = Number(m[1]);
   const end = Number(m[2]);
   if (end < start) return undefined;
-  return { start, end, total: m[3] === '*' ? undefined : Number(m[3]) };
+  const total = m[3] === '*' ? undefined : Number(m[3]);
+  if (total !== undefined && total <= end) return undefined;
+  return { start, end, total };
+}
+
+/** Most segments one object may have; a bigger one (or smaller segments) is refused rather than sliced. */
+export const MAX_SEGMENTS = 1_000_000;
+
+/** Whether an object of `total` bytes can be sliced into segments of `size` (not too many of them). */
+export function sliceable(total: number, size: number): boolean {
+  return Math.ceil(total / size) <= MAX_SEGMENTS;
 }
 
 /** The whole representation's headers, from a segment's: no Content-Range, the full Content-Length. */
@@ -58,13 +72,14 @@ export function metaHeaders(segment: HeaderMap, total: number): HeaderMap {
   return h;
 }
 
-/** Segment indexes covering byte ranges (inclusive ends), ascending, each once. */
+/** Segment indexes covering byte ranges (inclusive ends), ascending, each once. Linear in the segments covered. */
 export function segmentsFor(ranges: ReadonlyArray<{ start: number; end: number }>, size: number): number[] {
+  const all: number[] = [];
+  for (const r of ranges) for (let i = Math.floor(r.start / size); i <= Math.floor(r.end / size); i++) all.push(i);
+  all.sort((a, b) => a - b);
   const out: number[] = [];
-  for (const r of ranges) {
-    for (let i = Math.floor(r.start / size); i <= Math.floor(r.end / size); i++) if (out[out.length - 1] !== i && !out.includes(i)) out.push(i);
-  }
-  return out.sort((a, b) => a - b);
+  for (const i of all) if (out[out.length - 1] !== i) out.push(i);
+  return out;
 }
 
 /**
