@@ -66,7 +66,9 @@ function parseHeaderLines(lines: string[]): HeaderMap | HeadError {
   const headers: HeaderMap = {};
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i] as string;
-    if (line === '') continue;
+    // §2.2: the first empty line ends the head. One inside it (mixed LF and CRLF: `\n\r\n`) would end it early for
+    // a peer that splits lines the other way, and what follows would be its body or next request: refused, not skipped.
+    if (line === '') return { status: 400, reason: 'empty line in header section' };
     // §5.2: obsolete line folding is rejected.
     if (line[0] === ' ' || line[0] === '\t') return { status: 400, reason: 'obsolete line folding' };
     const colon = line.indexOf(':');

@@ -17,6 +17,10 @@ describe('bad input', () => {
     ['bad header line', 'GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n'],
     ['both Content-Length and chunked', 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'],
     ['relative target', 'GET foo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'],
+    // An empty line ends a head (RFC 9112 §2.2); with mixed LF/CRLF one could sit inside what the proxy read as the
+    // head, and the lines after it (here a Content-Length) were taken as headers instead of body or next request.
+    ['an empty line (LF CRLF) inside the head', 'POST /static/10 HTTP/1.1\r\nHost: x\n\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello'],
+    ['an empty line (CRLF LF) inside the head', 'GET /static/10 HTTP/1.1\r\nHost: x\r\n\nX-After: 1\r\nConnection: close\r\n\r\n'],
   ])('%s gets 400 and the proxy keeps serving', async (_n, bytes) => {
     origin = await startFixtureOrigin();
     track(origin);
