@@ -146,7 +146,9 @@ function commit<Ctx>(env: ProxyEnv<Ctx>, i: BerespInput, beresp: BackendResponse
   commitHeaders(i, beresp);
   if (!beresp.uncacheable && !i.isPass) {
     obj.ttlSec = beresp.ttlSec + obj.initialAgeSec;
-    env.store.insert(obj);
+    // Too big to keep (a Content-Length over the budget): not stored, and the key is hit-for-miss so later requests
+    // do not queue behind a fetch they can never share.
+    if (!env.store.insert(obj)) env.store.markUncacheable(obj, env.hitForMissSec, env.now());
   } else {
     obj.stored = false;
     obj.notStoredReason = beresp.uncacheableReason;
