@@ -63,6 +63,8 @@ export interface ProxyEnv<Ctx> {
   readonly orphanFetchMs: number;
   readonly slicing: SliceOptions | undefined;
   readonly purgeAllow: ReadonlySet<string>;
+  /** A CONNECT tunnel where neither side sent a byte for this long is closed, ms. */
+  readonly tunnelIdleTimeoutMs: number;
   readonly txlog: TxLog | undefined;
   readonly log: (line: LogLine) => void;
   /** Fetches running now (aborted on close). */

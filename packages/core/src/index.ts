@@ -11,3 +11,4 @@ export * from './stats.js';
 export * from './proxy/admin.js';
 export * from './cache/ban.js';
 export * from './txlog/txlog.js';
+export * from './txlog/live.js';

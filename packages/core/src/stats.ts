@@ -32,9 +32,10 @@ export interface Stats {
   bans_added: number;
   /** Objects removed by bans (at lookup or by the sweeper). */
   bans_obj_killed: number;
-  /** CONNECT tunnels opened, refused, and bytes relayed client->origin / origin->client. */
+  /** CONNECT tunnels opened, refused, closed for idleness, and bytes relayed client->origin / origin->client. */
   tunnel_opened: number;
   tunnel_denied: number;
+  tunnel_idle_closed: number;
   tunnel_bytes_up: number;
   tunnel_bytes_down: number;
   s_resp_bodybytes: number;
@@ -68,6 +69,7 @@ export function createStats(): Stats {
     bans_obj_killed: 0,
     tunnel_opened: 0,
     tunnel_denied: 0,
+    tunnel_idle_closed: 0,
     tunnel_bytes_up: 0,
     tunnel_bytes_down: 0,
     s_resp_bodybytes: 0,

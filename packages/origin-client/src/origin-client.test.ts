@@ -6,6 +6,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { TLSSocket } from 'node:tls';
+import { Readable } from 'node:stream';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { deferred, startScriptedOrigin, type ScriptedOrigin } from '@sluice/fixtures';
 import { createOriginClient, type OriginClient, type OriginClientConfig } from './origin-client.js';
@@ -18,6 +19,11 @@ afterEach(async () => {
   client = undefined;
   while (open.length > 0) await open.pop()?.close();
 });
+
+/** Resolves once `cond` holds (checked every 5 ms). */
+async function until(cond: () => boolean): Promise<void> {
+  while (!cond()) await new Promise((r) => setTimeout(r, 5));
+}
 
 async function origin(handler: Parameters<typeof startScriptedOrigin>[0]): Promise<ScriptedOrigin> {
   const o = await startScriptedOrigin(handler);
@@ -200,6 +206,63 @@ describe('connections', () => {
     ac.abort();
     await closed.promise;
     expect(c.backends[0]?.active).toBe(0);
+  });
+});
+
+describe('errors name their cause', () => {
+  // Client aborts and undici's refusals of a request used to be logged as `ORIGIN_ERR_CONNECT: cannot reach ...`.
+  const failure = (p: Promise<unknown>): Promise<OriginError> => p.then(
+    () => { throw new Error('expected a failure'); },
+    (e: unknown) => e as OriginError,
+  );
+
+  it('our signal aborted (the client left, shutdown) is ORIGIN_ERR_ABORTED, whatever the abort reason', async () => {
+    const hold = deferred();
+    const o = await origin(async (_req, res) => {
+      await hold.promise;
+      res.end('late');
+    });
+    const c = make({ backends: [{ url: o.url }] });
+    const ac = new AbortController();
+    const p = failure(c.request({ method: 'GET', path: '/', headers: {}, body: null }, { signal: ac.signal }));
+    await until(() => o.count === 1);
+    ac.abort(Object.assign(new Error('last reader of an unstored object left'), { code: 'CORE_ERR_NO_READER' }));
+    expect(await p).toMatchObject({ code: 'ORIGIN_ERR_ABORTED' });
+    hold.resolve();
+  });
+
+  it('a request undici refuses (a header value with CRLF, the CONNECT method) is ORIGIN_ERR_REQUEST', async () => {
+    const o = await origin(ok('x'));
+    const c = make({ backends: [{ url: o.url }] });
+    const signal = new AbortController().signal;
+    const badHeader = await failure(c.request({ method: 'GET', path: '/', headers: { 'x-a': 'a\r\nb' }, body: null }, { signal }));
+    expect(badHeader).toMatchObject({ code: 'ORIGIN_ERR_REQUEST' });
+    expect(badHeader.message).toMatch(/UND_ERR_INVALID_ARG/);
+    expect(await failure(c.request({ method: 'CONNECT', path: '/', headers: {}, body: null }, { signal }))).toMatchObject({ code: 'ORIGIN_ERR_REQUEST' });
+    expect(o.count).toBe(0);
+  });
+
+  it('a request body stream that fails (a client sending a broken body) is ORIGIN_ERR_REQUEST', async () => {
+    const o = await origin((req, res) => {
+      req.resume();
+      req.on('end', () => res.end('x'));
+    });
+    const c = make({ backends: [{ url: o.url }] });
+    const body = new Readable({ read() {} });
+    body.push('abc');
+    const p = failure(c.request({ method: 'POST', path: '/', headers: {}, body }, { signal: new AbortController().signal }));
+    await until(() => o.count === 1);
+    body.destroy(Object.assign(new Error('bad chunk size'), { code: 'CORE_ERR_BAD_REQUEST' }));
+    const err = await p;
+    expect(err).toMatchObject({ code: 'ORIGIN_ERR_REQUEST' });
+    expect(err.message).toMatch(/bad chunk size/);
+  });
+
+  it('only a connection failure is ORIGIN_ERR_CONNECT', async () => {
+    const c = make({ backends: [{ url: `http://127.0.0.1:${await deadPort()}` }] });
+    const err = await failure(c.request({ method: 'GET', path: '/', headers: {}, body: null }, { signal: new AbortController().signal }));
+    expect(err).toMatchObject({ code: 'ORIGIN_ERR_CONNECT', status: 503 });
+    expect(err.message).toMatch(/^cannot reach .*ECONNREFUSED/);
   });
 });
 

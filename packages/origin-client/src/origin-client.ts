@@ -152,7 +152,7 @@ export class OriginClient {
         if (i + 1 < tries) backend.counters.failovers++;
       }
     }
-    throw wrap(last, candidates[0] as Backend);
+    throw wrap(last, candidates[0] as Backend, req, opts.signal);
   }
 
   /**
@@ -280,20 +280,41 @@ export class OriginClient {
   }
 }
 
-function wrap(e: unknown, backend: Backend): OriginError {
+/** undici's refusals of the request itself: nothing was wrong with the connection or the origin. */
+const REQUEST_SIDE_CODES = new Set(['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED', 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH']);
+
+/** The request body stream failed or was destroyed before its end (the client's body broke off or was malformed). */
+function bodyFailed(body: Readable | null): boolean {
+  return body !== null && (body.errored !== null || (body.destroyed && !body.readableEnded));
+}
+
+/**
+ * One OriginError for a failed request, from the most specific cause: our own signal (the client left, shutdown),
+ * a timeout, the connection (refused, reset, TLS, a broken response), the request itself (undici refused it, or its
+ * body stream failed). The signal comes first: undici rejects with the abort reason, whatever it is.
+ */
+function wrap(e: unknown, backend: Backend, req: OriginRequest, signal: AbortSignal): OriginError {
   if (e instanceof OriginError) return e;
+  if (signal.aborted) return new OriginError('ORIGIN_ERR_ABORTED', `request to ${backend.origin} aborted`, { cause: e });
   if (e instanceof undiciErrors.ConnectTimeoutError) {
     return new OriginError('ORIGIN_ERR_TIMEOUT', `connect to ${backend.origin} timed out`, { cause: e, status: 503 });
   }
   if (e instanceof undiciErrors.HeadersTimeoutError) {
     return new OriginError('ORIGIN_ERR_TIMEOUT', `no response headers from ${backend.origin} in time`, { cause: e, status: 504 });
   }
+  const code = (e as { code?: unknown }).code;
+  const detail = typeof code === 'string' ? code : e instanceof Error ? e.message : String(e);
+  if (isConnectFailure(e)) return new OriginError('ORIGIN_ERR_CONNECT', `cannot reach ${backend.origin}: ${detail}`, { cause: e, status: 503 });
+  if (isBrokenConnection(e)) return new OriginError('ORIGIN_ERR_CONNECT', `connection to ${backend.origin} failed: ${detail}`, { cause: e, status: 503 });
+  if ((typeof code === 'string' && REQUEST_SIDE_CODES.has(code)) || bodyFailed(req.body)) {
+    const why = e instanceof Error && e.message !== detail ? `${detail}: ${e.message}` : detail;
+    return new OriginError('ORIGIN_ERR_REQUEST', `request to ${backend.origin} not sent: ${why}`, { cause: e, status: 503 });
+  }
   if (e instanceof undiciErrors.RequestAbortedError || (e instanceof Error && e.name === 'AbortError')) {
     return new OriginError('ORIGIN_ERR_ABORTED', `request to ${backend.origin} aborted`, { cause: e });
   }
-  const code = (e as { code?: unknown }).code;
-  const detail = typeof code === 'string' ? code : e instanceof Error ? e.message : String(e);
-  return new OriginError('ORIGIN_ERR_CONNECT', `cannot reach ${backend.origin}: ${detail}`, { cause: e, status: 503 });
+  // The rest happened on the connection: TLS verification, a response undici could not parse, a closed socket.
+  return new OriginError('ORIGIN_ERR_CONNECT', `connection to ${backend.origin} failed: ${detail}`, { cause: e, status: 503 });
 }
 
 export function createOriginClient(config: OriginClientConfig): OriginClient {

@@ -1,5 +1,6 @@
 import { ProxyError } from '../errors.js';
 import { getHeader, type HeaderMap } from '../http/headers.js';
+import { normaliseHost } from '../http/target.js';
 
 /**
  * Bans (Varnish): an expression over stored objects, `obj.status`, `obj.http.<name>`, `req.url` and `req.http.host`
@@ -57,7 +58,9 @@ export function parseBan(expr: string): BanCondition[] {
     const op = om[1] as BanOp;
     cur.i += op.length;
     skipSpace(cur);
-    const value = banValueAt(cur, op);
+    let value = banValueAt(cur, op);
+    // Objects keep their request's Host normalised (http/target.ts): `req.http.host == Example.com:80` means them too.
+    if (f.field.kind === 'req.http' && (op === '==' || op === '!=')) value = normaliseHost(value);
     if (f.field.kind === 'status' && (op === '~' || op === '!~' || !/^\d{3}$/.test(value))) {
       throw new BanSyntaxError('obj.status compares with == or != against a 3-digit status');
     }

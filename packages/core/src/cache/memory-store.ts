@@ -136,9 +136,14 @@ export class MemoryStore implements Store {
 
   /**
    * Headers of `obj` are decided and it is to be kept: it replaces the key's busy slot and any variant with the same
-   * Vary signature. Returns false (and unstores) when it can never fit the budget.
+   * Vary signature. Returns false (and unstores) when it can never fit the budget: at once, touching nothing, when its
+   * Content-Length alone is over it, so no client is told `stored` about a body that cannot be kept.
    */
   insert(obj: CacheObject): boolean {
+    if (HEADER_OVERHEAD_BYTES + (obj.bodyless ? 0 : obj.expectedLength ?? 0) > this.maxBytes) {
+      obj.unstore('response-too-large');
+      return false;
+    }
     const entry = this.entryFor(obj.key);
     if (entry.busy === obj) entry.busy = undefined;
     entry.hitForMissUntilMs = 0;

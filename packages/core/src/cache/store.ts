@@ -39,7 +39,7 @@ export interface Store {
   lookup(key: string, reqHeaders: HeaderMap, nowMs: number): LookupResult;
   /** Whether a fresh variant is stored, without lookup's side effects (no busy object, no LRU touch). */
   hasFresh(key: string, reqHeaders: HeaderMap, nowMs: number): boolean;
-  /** Keeps `obj` (headers decided); false when it can never fit. */
+  /** Keeps `obj` (headers decided); false (`obj` unstored, response-too-large) when it can never fit. */
   insert(obj: CacheObject): boolean;
   /** Marks the key hit-for-miss (or hit-for-pass) for `ttlSec`; `obj` is not kept. */
   markUncacheable(obj: CacheObject, ttlSec: number, nowMs: number, kind?: 'miss' | 'pass'): void;

@@ -4,6 +4,7 @@ import { cacheControlOf, deltaSeconds } from '../http/cache-control.js';
 import { hasValidator, mergeNotModified } from '../http/conditional.js';
 import { freshnessLifetime } from '../http/freshness.js';
 import { getHeader, stripHopByHop, type HeaderMap } from '../http/headers.js';
+import { normaliseHost } from '../http/target.js';
 import { varyFields, varySignature } from '../http/vary.js';
 import { builtinBackendResponse, type BackendResponse, type DownstreamRequest } from '../policy/hooks.js';
 import type { ProxyEnv } from '../context.js';
@@ -96,7 +97,7 @@ export function commitHeaders(i: BerespInput, beresp: BackendResponse): void {
   obj.graceSec = beresp.graceSec;
   obj.keepSec = beresp.keepSec;
   obj.reqUrl = i.req.url;
-  obj.reqHost = (getHeader(i.req.headers, 'host') ?? '').toLowerCase();
+  obj.reqHost = normaliseHost(getHeader(i.req.headers, 'host') ?? '');
   obj.tags = tagsOf(beresp.headers);
   obj.staleIfErrorSec = deltaSeconds(cc.get('stale-if-error')) ?? 0;
   obj.streamMinBytes = beresp.streamMinBytes;

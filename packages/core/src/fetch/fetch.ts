@@ -90,7 +90,10 @@ function beginLog<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>): Transaction | un
   return be;
 }
 
-/** Sends the backend request; on failure the object fails with the upstream's 5xx (else 503) and undefined returns. */
+/**
+ * Sends the backend request; on failure the object fails and undefined returns: with the upstream's 5xx (else 503)
+ * for a backend failure, with the downstream cause when the request was not the backend's to answer.
+ */
 async function send<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>, be: Transaction | undefined): Promise<UpstreamResponse | undefined> {
   const { obj, bereq } = job;
   obj.requestTimeMs = env.now();
@@ -99,8 +102,16 @@ async function send<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>, be: Transaction
     obj.responseTimeMs = env.now();
     return res;
   } catch (e: unknown) {
-    env.stats.backend_fail++;
     env.stats.fetch_failed++;
+    const downstream = downstreamCause(job);
+    if (downstream !== undefined) {
+      // Nobody wants the answer any more, or the client's body broke off: not a backend failure, nothing to warn of.
+      be?.add('FetchError', `fetch aborted: ${downstream.message}`);
+      obj.fail(downstream);
+      env.store.releaseBusy(obj);
+      return undefined;
+    }
+    env.stats.backend_fail++;
     be?.add('FetchError', `backend fetch failed: ${errorMessage(e)}`);
     env.log({ level: 'error', event: 'backend-fail', message: `backend fetch failed: ${errorMessage(e)}`, url: bereq.path });
     // The upstream's own status when it gives one (502 lost pinned connection, 504 timeout), else 503.
@@ -113,13 +124,31 @@ async function send<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>, be: Transaction
   }
 }
 
+/**
+ * Why a failed send was not the backend's doing, if it was not: the fetch's signal aborted (its last reader left, or
+ * shutdown), or the request body stream failed (the client left mid-body, or sent a malformed one).
+ */
+function downstreamCause<Ctx>(job: FetchJob<Ctx>): ProxyError | undefined {
+  const signal = job.obj.fetchController.signal;
+  if (signal.aborted) {
+    const reason: unknown = signal.reason;
+    return reason instanceof ProxyError ? reason : new ProxyError('CORE_ERR_CLIENT_GONE', 'fetch aborted', { source: 'downstream', cause: reason });
+  }
+  const body = job.bereq.body;
+  if (body === null || (body.errored === null && !(body.destroyed && !body.readableEnded))) return undefined;
+  const cause: unknown = body.errored;
+  return cause instanceof ProxyError ? cause : new ProxyError('CORE_ERR_CLIENT_GONE', 'the request body broke off', { source: 'downstream', cause });
+}
+
 /** Stores the object (or marks the key uncacheable), logs the decision, and lets waiters in (state stream). */
 function commit<Ctx>(env: ProxyEnv<Ctx>, i: BerespInput, beresp: BackendResponse, job: FetchJob<Ctx>, be: Transaction | undefined): void {
   const obj = i.obj;
   commitHeaders(i, beresp);
   if (!beresp.uncacheable && !i.isPass) {
     obj.ttlSec = beresp.ttlSec + obj.initialAgeSec;
-    env.store.insert(obj);
+    // Too big to keep (a Content-Length over the budget): not stored, and the key is hit-for-miss so later requests
+    // do not queue behind a fetch they can never share.
+    if (!env.store.insert(obj)) env.store.markUncacheable(obj, env.hitForMissSec, env.now());
   } else {
     obj.stored = false;
     obj.notStoredReason = beresp.uncacheableReason;

@@ -38,3 +38,16 @@ export function hostOk(req: TargetRequest): boolean {
   if (Array.isArray(h)) return false;
   return h !== undefined || req.httpVersion === '1.0';
 }
+
+/**
+ * The Host as the cache key, the purge and the bans see it. RFC 9110 §4.2.3: a host is case-insensitive and an
+ * omitted port means the scheme's default; the client side speaks http only, so `:80` (and an empty port) is dropped.
+ * A trailing dot names the same DNS host (a fully qualified name). So `Example.COM.:80` and `example.com` are one object.
+ */
+export function normaliseHost(host: string): string {
+  let h = host.toLowerCase();
+  if (h.endsWith(':80')) h = h.slice(0, -3);
+  else if (h.endsWith(':')) h = h.slice(0, -1);
+  if (h.endsWith('.')) h = h.slice(0, -1);
+  return h;
+}

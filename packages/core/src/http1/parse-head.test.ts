@@ -49,6 +49,8 @@ describe('parseRequestHead (RFC 9112)', () => {
     ['chunked not last', 'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip', 400],
     ['unknown coding', 'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked', 501],
     ['NUL in value', 'GET / HTTP/1.1\r\nHost: x\r\nX-A: a\0b', 400],
+    ['an empty line inside the head (LF CRLF)', 'GET / HTTP/1.1\r\nHost: x\n\r\nContent-Length: 5', 400],
+    ['an empty line inside the head (CRLF LF)', 'GET / HTTP/1.1\r\nHost: x\r\n\nX-A: 1', 400],
     ['target too long', `GET /${'a'.repeat(9000)} HTTP/1.1\r\nHost: x`, 414],
     // Found by parse-head.fuzz.test.ts: String#trim stripped these control characters off the value's edges.
     ['VT at the start of a value', 'GET / HTTP/1.1\r\nHost: x\r\nX-A: \x0bv', 400],

@@ -1,6 +1,7 @@
 import type { HeaderMap } from '../http/headers.js';
 import { getHeader } from '../http/headers.js';
 import { cacheControlOf } from '../http/cache-control.js';
+import { normaliseHost } from '../http/target.js';
 import { builtinUncacheableReason, notStorableReason, type NotStoredReason } from '../http/freshness.js';
 
 /**
@@ -117,10 +118,9 @@ export function builtinRecv(req: DownstreamRequest): RecvAction {
   return 'lookup';
 }
 
-/** builtin.vcl vcl_hash: URL plus Host (or the server address when there is no Host). */
+/** builtin.vcl vcl_hash: URL plus Host, normalised (no case, default port or trailing dot; empty when none). */
 export function builtinCacheKey(req: DownstreamRequest): string {
-  const host = getHeader(req.headers, 'host') ?? '';
-  return `${host.toLowerCase()}${req.url}`;
+  return `${normaliseHost(getHeader(req.headers, 'host') ?? '')}${req.url}`;
 }
 
 /**

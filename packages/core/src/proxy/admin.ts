@@ -4,7 +4,8 @@ import type { AddressInfo } from 'node:net';
 import { BanSyntaxError } from '../cache/ban.js';
 import { ProxyError } from '../errors.js';
 import type { Proxy } from './proxy.js';
-import type { LiveFilter, LiveSink, TxView } from '../txlog/txlog.js';
+import type { LiveFilter, LiveSink } from '../txlog/live.js';
+import type { TxView } from '../txlog/txlog.js';
 import { formatNdjson } from '../txlog/txlog.js';
 
 /**
@@ -21,6 +22,7 @@ import { formatNdjson } from '../txlog/txlog.js';
  *   GET  /log?grouping=request|vxid|session&url=REGEX&status=404|5xx
  *                                the transaction log as it happens: one NDJSON group per line until the client
  *                                leaves; a slow reader loses groups and is told how many ({"overflow": n})
+ *                                (the url regex runs off the request path: txlog/url-matcher.ts)
  */
 export interface AdminServer {
   listen(port: number, host?: string): Promise<AddressInfo>;

@@ -1,3 +1,4 @@
+import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { deferred, startFixtureOrigin, startScriptedOrigin, type FixtureOrigin } from '@sluice/fixtures';
@@ -17,6 +18,10 @@ describe('bad input', () => {
     ['bad header line', 'GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n'],
     ['both Content-Length and chunked', 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'],
     ['relative target', 'GET foo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'],
+    // An empty line ends a head (RFC 9112 §2.2); with mixed LF/CRLF one could sit inside what the proxy read as the
+    // head, and the lines after it (here a Content-Length) were taken as headers instead of body or next request.
+    ['an empty line (LF CRLF) inside the head', 'POST /static/10 HTTP/1.1\r\nHost: x\n\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello'],
+    ['an empty line (CRLF LF) inside the head', 'GET /static/10 HTTP/1.1\r\nHost: x\r\n\nX-After: 1\r\nConnection: close\r\n\r\n'],
   ])('%s gets 400 and the proxy keeps serving', async (_n, bytes) => {
     origin = await startFixtureOrigin();
     track(origin);
@@ -76,5 +81,46 @@ describe('bad input', () => {
     expect(r.statusCode).toBe(504);
     await r.body.text();
     hold.resolve();
+  });
+
+  // A client leaving, or the proxy shutting down, used to be logged as `backend fetch failed: cannot reach ...` and
+  // counted in backend_fail, sending whoever reads the logs to a healthy origin.
+  describe('what is not a backend failure', () => {
+    it('a client leaving in the middle of its request body', async () => {
+      const lines: LogLine[] = [];
+      const sink = new MemorySink();
+      const slow = track(await startScriptedOrigin((req, res) => {
+        req.resume();
+        req.on('end', () => res.end('ok'));
+      }));
+      px = track(await startProxy(slow.url, { onLog: (l) => lines.push(l), txlog: new TxLog([sink]) }));
+      const sock = net.connect(px.port, '127.0.0.1');
+      sock.on('error', () => undefined);
+      sock.write('POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789');
+      await until(() => slow.count === 1);
+      sock.destroy();
+      await until(() => sink.groups.length === 1);
+      const fetchError = (sink.groups[0] as Transaction).children[0]?.records.find((r) => r.tag === 'FetchError')?.value;
+      expect(fetchError).toMatch(/^fetch aborted: /);
+      expect(lines.filter((l) => l.event === 'backend-fail')).toEqual([]);
+      expect(px.proxy.stats.backend_fail).toBe(0);
+    });
+
+    it('a shutdown while the origin has not answered yet', async () => {
+      const lines: LogLine[] = [];
+      const hold = deferred();
+      const slow = track(await startScriptedOrigin(async (_req, res) => {
+        await hold.promise;
+        res.end('late');
+      }));
+      const p = await startProxy(slow.url, { onLog: (l) => lines.push(l) });
+      const r = request(`${p.url}/slow`).then((x) => x.body.text(), () => undefined);
+      await until(() => slow.count === 1);
+      await p.close();
+      await r;
+      hold.resolve();
+      expect(lines.filter((l) => l.event === 'backend-fail')).toEqual([]);
+      expect(p.proxy.stats.backend_fail).toBe(0);
+    });
   });
 });

@@ -3,22 +3,22 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { errorMessage } from '../errors.js';
-import type { LogLine } from '../context.js';
-import type { Stats } from '../stats.js';
+import type { ProxyEnv } from '../context.js';
 import type { Upstream } from '../upstream.js';
 
 /**
  * CONNECT host:port: a TCP tunnel through the upstream's tunnel(), which decides what is allowed. Bytes are relayed
- * both ways and counted; either side closing closes the other.
+ * both ways and counted; either side closing closes the other, and so does `tunnelIdleTimeoutMs` with no byte either
+ * way.
  */
 export async function connectTunnel(
   tunnel: NonNullable<Upstream['tunnel']>,
-  stats: Stats,
-  log: (l: LogLine) => void,
+  env: Pick<ProxyEnv<unknown>, 'stats' | 'log' | 'tunnelIdleTimeoutMs'>,
   target: string,
   client: Socket,
   head: Buffer,
 ): Promise<void> {
+  const { stats, log } = env;
   const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(target);
   const answer = (status: number, reason: string): void => {
     client.end(`HTTP/1.1 ${status} ${reason}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
@@ -48,6 +48,14 @@ export async function connectTunnel(
   }
   client.on('data', (d: Buffer) => (stats.tunnel_bytes_up += d.length));
   upstream.on('data', (d: Buffer) => (stats.tunnel_bytes_down += d.length));
+  // The client socket's idle timer sees both directions: it restarts on every byte the client sends (read) and every
+  // byte the origin sends (written to the client). Silence both ways for that long closes both sides.
+  client.setTimeout(env.tunnelIdleTimeoutMs, () => {
+    stats.tunnel_idle_closed++;
+    log({ level: 'info', event: 'connect', message: `CONNECT ${target}: closed after ${env.tunnelIdleTimeoutMs} ms idle` });
+    client.destroy();
+    upstream.destroy();
+  });
   void pipeline(client, upstream).catch(() => undefined);
   void pipeline(upstream, client).catch(() => undefined);
 }

@@ -124,6 +124,26 @@ describe('bans', () => {
   });
 });
 
+describe('one host, one cache object', () => {
+  it('Host case, a trailing dot and the default port :80 make the same key for lookups, purges and bans', async () => {
+    const { get, call, origin } = await setup();
+    expect((await get('/h', 'site.test')).cacheStatus).toMatch(/fwd=/);
+    for (const host of ['Site.TEST', 'site.test.', 'SITE.test.:80', 'site.test:']) {
+      expect((await get('/h', host)).cacheStatus, host).toMatch(/; hit/);
+    }
+    expect(origin.count).toBe(1);
+    // Another port is another site.
+    expect((await get('/h', 'site.test:8080')).cacheStatus).toMatch(/fwd=/);
+    // Purge names the host any of those ways.
+    expect((await call('POST', '/purge', { url: '/h', host: 'Site.Test.:80' })).json).toEqual({ purged: 1 });
+    expect((await get('/h', 'site.test')).body).toBe('v3 /h');
+    // Bans test the host the object was stored under, normalised the same way as the ban's value.
+    await get('/b', 'Site.Test.');
+    expect((await call('POST', '/ban', { expr: 'req.http.host == site.test:80 && req.url ~ ^/b' })).status).toBe(201);
+    expect((await get('/b', 'site.test')).cacheStatus).toMatch(/fwd=/);
+  });
+});
+
 describe('admin API', () => {
   it('needs the token for everything but /health', async () => {
     const { call } = await setup();

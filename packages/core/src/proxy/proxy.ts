@@ -59,6 +59,8 @@ export interface ProxyOptions<Ctx> {
   txlog?: TxLog | undefined;
   /** Addresses allowed to send the PURGE method (default none: PURGE gets 405). */
   purgeAllow?: string[] | undefined;
+  /** A CONNECT tunnel where neither side sent a byte for this long is closed, both sides (default 5 min). */
+  tunnelIdleTimeoutMs?: number | undefined;
   /** Objects the ban sweeper tests per 100 ms tick (default 1000). */
   banLurkBatch?: number | undefined;
   /** Most ranges honoured in one request; more and the Range is ignored (default 16). */
@@ -123,7 +125,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
         env.log({ level: 'warn', event: 'bad-request', message: `${status} ${reason}` });
         logGarbage(this.txlog, status, reason, info);
       },
-      onConnect: tunnel === undefined ? undefined : (req, socket, head) => void connectTunnel(tunnel, this.stats, env.log, req.target, socket, head),
+      onConnect: tunnel === undefined ? undefined : (req, socket, head) => void connectTunnel(tunnel, env, req.target, socket, head),
       onConnection: (c) => logSessionOpened(this.txlog, c),
       bodyClock: { idleMs: opts.requestBody?.idleTimeoutMs, minBytesPerSec: opts.requestBody?.minBytesPerSec, windowMs: opts.requestBody?.rateWindowMs },
       maxBodyBytes: opts.requestBody?.maxBytes,
@@ -245,6 +247,7 @@ function makeEnv<Ctx>(opts: ProxyOptions<Ctx>, stats: Stats, store: Store): Prox
     orphanFetchMs: opts.orphanFetchTimeoutMs ?? 30_000,
     slicing: opts.slice,
     purgeAllow: new Set(opts.purgeAllow ?? []),
+    tunnelIdleTimeoutMs: opts.tunnelIdleTimeoutMs ?? 5 * 60_000,
     txlog: opts.txlog,
     log: opts.onLog ?? (() => undefined),
     inflight: new Set<CacheObject>(),

@@ -4,6 +4,7 @@ import type { LookupResult } from '../cache/store.js';
 import { ttlLeftSec } from '../http/age.js';
 import { getHeader, type HeaderMap } from '../http/headers.js';
 import type { BadRequestInfo, ConnectionContext } from '../http1/server.js';
+import { maskRawHead } from './secrets.js';
 import type { Transaction, TxLog } from './txlog.js';
 
 /**
@@ -52,8 +53,8 @@ export function logClientRequest(t: Transaction, c: ConnectionContext, remoteAdd
 }
 
 /**
- * A request the HTTP parser refused is a transaction too, as in Varnish: what arrived as `HttpGarbage` (quoted,
- * bytes outside printable ASCII as %XX, cut at 254), the refusal as `RespStatus`.
+ * A request the HTTP parser refused is a transaction too, as in Varnish: what arrived as `HttpGarbage` (credentials
+ * masked, quoted, bytes outside printable ASCII as %XX, cut at 254), the refusal as `RespStatus`.
  */
 export function logGarbage(txlog: TxLog | undefined, status: number, reason: string, info: BadRequestInfo): void {
   if (txlog === undefined || !txlog.enabled) return;
@@ -61,8 +62,9 @@ export function logGarbage(txlog: TxLog | undefined, status: number, reason: str
   const t = txlog.beginRequest(sessionOf(c));
   t.timestamp('Start');
   t.add('ReqStart', `${c.remoteAddress} ${c.remotePort} a0`);
+  const received = txlog.logSecrets ? info.received : Buffer.from(maskRawHead(info.received.toString('latin1')), 'latin1');
   let garbage = '"';
-  for (const b of info.received) garbage += b >= 0x20 && b < 0x7f && b !== 0x22 && b !== 0x25 ? String.fromCharCode(b) : `%${b.toString(16).padStart(2, '0')}`;
+  for (const b of received) garbage += b >= 0x20 && b < 0x7f && b !== 0x22 && b !== 0x25 ? String.fromCharCode(b) : `%${b.toString(16).padStart(2, '0')}`;
   t.add('HttpGarbage', `${garbage.slice(0, 253)}"`);
   t.add('BogoHeader', reason);
   t.add('RespProtocol', 'HTTP/1.1');

@@ -1,4 +1,5 @@
 import type { HeaderMap } from '../http/headers.js';
+import { isSecretField, maskHeaderLine, maskSecret } from './secrets.js';
 
 /**
  * The transaction log, after Varnish's VSL. Every client request and backend fetch is a transaction with an id
@@ -61,11 +62,14 @@ export class Transaction {
     this.lastMs = now;
   }
 
+  /** Header records (`name: value`); credentials masked unless the log says `logSecrets` (txlog/secrets.ts). */
   headers(tag: string, headers: HeaderMap): void {
+    const mask = !this.log.logSecrets;
     for (const k in headers) {
       const v = headers[k];
       if (v === undefined) continue;
-      for (const one of Array.isArray(v) ? v : [v]) this.add(tag, `${k}: ${one}`);
+      const secret = mask && isSecretField(k);
+      for (const one of Array.isArray(v) ? v : [v]) this.add(tag, `${k}: ${secret ? maskSecret(k, one) : one}`);
     }
   }
 
@@ -73,7 +77,7 @@ export class Transaction {
   headerBlock(tag: string, block: string): void {
     let start = 0;
     for (let i = block.indexOf('\r\n'); i >= 0; i = block.indexOf('\r\n', start)) {
-      if (i > start) this.add(tag, block.slice(start, i));
+      if (i > start) this.add(tag, this.log.logSecrets ? block.slice(start, i) : maskHeaderLine(block.slice(start, i)));
       start = i + 2;
     }
   }
@@ -94,15 +98,31 @@ export interface TxSink {
   readonly active?: boolean;
 }
 
+/** Settings of a TxLog. */
+export interface TxLogOptions {
+  /** Clock in epoch ms (default: the high-resolution clock). */
+  now?: (() => number) | undefined;
+  /**
+   * Log Authorization, Proxy-Authorization, Cookie and Set-Cookie values as they are (default false: masked,
+   * `Basic ***`, `sid=***`; see txlog/secrets.ts).
+   */
+  logSecrets?: boolean | undefined;
+}
+
 export class TxLog {
   private nextVxid = 1;
   readonly now: () => number;
+  /** Whether credentials are logged as they are (else masked). */
+  readonly logSecrets: boolean;
 
+  /** `opts` may be the clock alone (as before the options existed). */
   constructor(
     private readonly sinks: TxSink[],
-    now: () => number = () => performance.timeOrigin + performance.now(),
+    opts: TxLogOptions | (() => number) = {},
   ) {
-    this.now = now;
+    const o = typeof opts === 'function' ? { now: opts } : opts;
+    this.now = o.now ?? (() => performance.timeOrigin + performance.now());
+    this.logSecrets = o.logSecrets === true;
   }
 
   private endCount = 0;
@@ -357,60 +377,4 @@ export class StreamSink implements TxSink {
     this.pendingBytes = 0;
     this.out.write(chunk);
   }
-}
-
-/** What a live subscriber wants: a grouping and optional filters on the group's client request. */
-export interface LiveFilter {
-  grouping?: TxGrouping;
-  /** Matched against the first ReqURL of the group's request. */
-  url?: RegExp | undefined;
-  /** Matched against the last RespStatus: 404, or a class such as 5 (for 5xx). */
-  status?: { code: number } | { class: number } | undefined;
-}
-
-/**
- * The log as a live feed (what `sluice log` tails through the admin API): subscribers get each matching group; while
- * none is attached the sink is inactive, so a proxy logging nowhere else builds no records at all.
- */
-export class LiveSink implements TxSink {
-  private readonly subs = new Map<(t: TxView) => void, { filter: LiveFilter; sessions: SessionGroups | undefined }>();
-
-  get active(): boolean {
-    return this.subs.size > 0;
-  }
-
-  /** Returns the unsubscribe function. */
-  subscribe(filter: LiveFilter, fn: (t: TxView) => void): () => void {
-    this.subs.set(fn, { filter, sessions: filter.grouping === 'session' ? new SessionGroups(fn) : undefined });
-    return () => this.subs.delete(fn);
-  }
-
-  write(root: Transaction): void {
-    for (const [fn, s] of this.subs) {
-      if (!matches(root, s.filter)) continue;
-      if (s.sessions !== undefined) s.sessions.request(root);
-      else fn(root);
-    }
-  }
-
-  session(t: Transaction): void {
-    for (const [fn, s] of this.subs) {
-      if (s.sessions !== undefined) s.sessions.session(t);
-      else if (s.filter.grouping === 'vxid' && s.filter.url === undefined && s.filter.status === undefined) fn(t);
-    }
-  }
-}
-
-function matches(root: Transaction, f: LiveFilter): boolean {
-  if (f.url !== undefined) {
-    const url = root.records.find((r) => r.tag === 'ReqURL')?.value;
-    if (url === undefined || !f.url.test(url)) return false;
-  }
-  if (f.status !== undefined) {
-    let status: number | undefined;
-    for (const r of root.records) if (r.tag === 'RespStatus') status = Number(r.value);
-    if (status === undefined) return false;
-    if ('code' in f.status ? status !== f.status.code : Math.floor(status / 100) !== f.status.class) return false;
-  }
-  return true;
 }
