@@ -277,3 +277,32 @@ describe('transit buffer', () => {
     s.destroy();
   });
 });
+
+describe('a range that has to wait, on an object that is not stored (found by bench/soak)', () => {
+  // An 8 MiB chunked body (no Content-Length), uncacheable: the delivery's reader at offset 0 held the fetch to the
+  // 1 MiB transit buffer while its plan waited for bytes 5,000,000+ or for the length: no response head, ever.
+  it.each([
+    ['a range past the transit buffer', 'bytes=5000000-5000099'],
+    ['several ranges (need the length)', 'bytes=0-9,100-109'],
+    ['a suffix range (needs the length)', 'bytes=-100'],
+  ])('%s: the Range is ignored and the whole body is delivered', async (_name, range) => {
+    const size = 8 * 1024 * 1024;
+    const body = Buffer.alloc(size);
+    for (let i = 0; i < size; i++) body[i] = i % 251;
+    const origin = track(
+      await startScriptedOrigin(async (_req, res) => {
+        res.writeHead(200, { 'cache-control': 'private' });
+        for (let off = 0; off < size && !res.destroyed; off += 64 * 1024) {
+          if (!res.write(body.subarray(off, off + 64 * 1024))) await new Promise((r) => res.once('drain', r));
+        }
+        res.end();
+      }),
+    );
+    const px = track(await startProxy(origin.url));
+    const r = await request(`${px.url}/chunked-private`, { headers: { range } });
+    expect(r.statusCode).toBe(200);
+    const got = Buffer.from(await r.body.arrayBuffer());
+    expect(got.length).toBe(size);
+    expect(got.equals(body)).toBe(true);
+  });
+});
