@@ -205,7 +205,7 @@ async function originHandle(req, res) {
   }
   const chunked = (key[0] & 1) === 1 && fault !== 'short-cl';
   if (!chunked) headers['content-length'] = fault === 'short-cl' ? len + 1 + Math.floor(originRand() * 4096) : len;
-  if (fault === 'short-cl') noteLie(req.url, status === 206 ? start + headers['content-length'] : headers['content-length']);
+  if (fault === 'short-cl') noteLie(req.url, headers['content-length']); // of the whole object, or of the 206's part
   res.writeHead(status, headers);
   if (req.method === 'HEAD') return res.end();
   res.flushHeaders();
@@ -529,7 +529,7 @@ async function check206(kind, target, res, key, size, want, header, pace, ctl) {
     inconsistent(kind, { reason: 'range-answered', target, want, headers: pickHeaders(res.headers) });
   }
   const cl = res.headers['content-length'];
-  if (cl !== undefined && Number(cl) !== announcedLast - a + 1) inconsistent(kind, { reason: '206-content-length', target, headers: pickHeaders(res.headers) });
+  if (cl !== undefined && Number(cl) !== announcedLast - a + 1) lieOrInconsistent(kind, target, Number(cl), '206-content-length', res.headers);
   const r = await readChecked(res.body, key, a, pace);
   return judge(kind, target, res, r, key, a, b - a + 1, { ctl, want });
 }
