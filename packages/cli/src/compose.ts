@@ -52,7 +52,7 @@ export function compose(config: Config, onLog?: (line: LogLine) => void): Compos
   const sinks: TxSink[] = [live];
   const fileSink = logOut !== undefined && config.log !== 'none' ? new StreamSink(logOut, config.log, config.logGrouping) : undefined;
   if (fileSink !== undefined) sinks.push(fileSink);
-  const txlog = new TxLog(sinks);
+  const txlog = new TxLog(sinks, { logSecrets: config.logSecrets });
   const proxy = createProxy({
     txlog,
     upstream,
@@ -68,6 +68,8 @@ export function compose(config: Config, onLog?: (line: LogLine) => void): Compos
     slice: config.slice,
     purgeAllow: config.purgeAllow,
     requestBody: config.requestBody,
+    sendTimeoutMs: config.sendTimeoutMs,
+    tunnelIdleTimeoutMs: config.tunnelIdleTimeoutMs,
     ...(onLog === undefined ? {} : { onLog }),
   });
   return {

@@ -1,3 +1,6 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseListen, toConfig } from './config.js';
 import { parseDurationSec, parseSizeBytes } from './units.js';
@@ -81,5 +84,43 @@ describe('toConfig', () => {
     expect(parseListen('0.0.0.0:80')).toEqual({ host: '0.0.0.0', port: 80 });
     expect(parseListen('8080')).toEqual({ host: '127.0.0.1', port: 8080 });
     expect(parseListen('[::1]:81')).toEqual({ host: '::1', port: 81 });
+  });
+});
+
+describe('hardening settings', () => {
+  const base = { backend: ['http://127.0.0.1:9'] };
+
+  it('defaults: 30 s shutdown, 20 s body idle, 500 B/s, 100 MiB body, 60 s send, 5 min tunnel idle, secrets masked', () => {
+    const c = toConfig(base);
+    expect(c.shutdownTimeoutSec).toBe(30);
+    expect(c.requestBody).toEqual({ idleTimeoutMs: 20_000, minBytesPerSec: 500, maxBytes: 100 * 1024 * 1024 });
+    expect(c.sendTimeoutMs).toBe(60_000);
+    expect(c.tunnelIdleTimeoutMs).toBe(300_000);
+    expect(c.logSecrets).toBe(false);
+  });
+
+  it('flags and config keys set them; flags win', () => {
+    const c = toConfig(
+      { ...base, 'shutdown-timeout': '5s', 'max-body-size': '1MB', 'body-timeout': '2s', 'send-timeout': '10s', 'log-secrets': true },
+      { bodyMinRate: '1k', tunnelIdleTimeout: '1m', shutdownTimeout: '99s' },
+    );
+    expect(c.shutdownTimeoutSec).toBe(5);
+    expect(c.requestBody).toEqual({ idleTimeoutMs: 2_000, minBytesPerSec: 1024, maxBytes: 1024 * 1024 });
+    expect(c.sendTimeoutMs).toBe(10_000);
+    expect(c.tunnelIdleTimeoutMs).toBe(60_000);
+    expect(c.logSecrets).toBe(true);
+  });
+
+  it('a bad value names its flag', () => {
+    expect(() => toConfig({ ...base, 'body-timeout': 'soon' })).toThrow(/--body-timeout: "soon" is not a duration/);
+    expect(() => toConfig({ ...base, 'max-body-size': 'big' })).toThrow(/--max-body-size: "big" is not a size/);
+  });
+
+  it('--admin-token-file reads the token from the first line of a file (kept out of ps)', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'sluice-token-'));
+    const file = path.join(dir, 'token');
+    writeFileSync(file, 'secret-token-123\nignored\n');
+    expect(toConfig({ ...base, 'admin-token-file': file }).adminToken).toBe('secret-token-123');
+    expect(() => toConfig({ ...base, 'admin-token-file': path.join(dir, 'missing') })).toThrow(/--admin-token-file: cannot read .*ENOENT/);
   });
 });

@@ -41,6 +41,12 @@ export interface Config {
   stream: boolean;
   quiet: boolean;
   hooks: ProxyHooks;
+  /** Write Authorization, Cookie and Set-Cookie values to the transaction log as they are (default: masked). */
+  logSecrets: boolean;
+  /** Longest wait for a client to take any byte of its response, ms. */
+  sendTimeoutMs: number;
+  /** A CONNECT tunnel silent both ways this long is closed, ms. */
+  tunnelIdleTimeoutMs: number;
   /** How long SIGTERM waits for responses in flight before cutting them, seconds. */
   shutdownTimeoutSec: number;
   /** Request-body limits: idle timeout, minimum rate, size cap (408 / 413). */
@@ -81,6 +87,9 @@ export interface ConfigFile<Ctx = any> {
   bodyTimeout?: string | number;
   bodyMinRate?: string | number;
   adminTokenFile?: string;
+  logSecrets?: boolean;
+  sendTimeout?: string | number;
+  tunnelIdleTimeout?: string | number;
 }
 
 const FILE_KEYS = new Set([
@@ -111,6 +120,9 @@ const FILE_KEYS = new Set([
   'bodyTimeout',
   'bodyMinRate',
   'adminTokenFile',
+  'logSecrets',
+  'sendTimeout',
+  'tunnelIdleTimeout',
 ]);
 
 export interface ProxyFlags {
@@ -142,6 +154,9 @@ export interface ProxyFlags {
   'body-timeout'?: string | undefined;
   'body-min-rate'?: string | undefined;
   'admin-token-file'?: string | undefined;
+  'log-secrets'?: boolean | undefined;
+  'send-timeout'?: string | undefined;
+  'tunnel-idle-timeout'?: string | undefined;
 }
 
 function size(name: string, v: string | number | undefined, dflt: number): number {
@@ -296,6 +311,9 @@ export function toConfig(flags: ProxyFlags, file: ConfigFile = {}): Config {
     stream: flags.stream ?? file.stream ?? true,
     quiet: flags.quiet ?? false,
     hooks: file.hooks ?? {},
+    logSecrets: flags['log-secrets'] ?? file.logSecrets ?? false,
+    sendTimeoutMs: Math.round((duration('--send-timeout', flags['send-timeout'] ?? file.sendTimeout) ?? 60) * 1000),
+    tunnelIdleTimeoutMs: Math.round((duration('--tunnel-idle-timeout', flags['tunnel-idle-timeout'] ?? file.tunnelIdleTimeout) ?? 300) * 1000),
     shutdownTimeoutSec: duration('--shutdown-timeout', flags['shutdown-timeout'] ?? file.shutdownTimeout) ?? 30,
     requestBody: {
       idleTimeoutMs: Math.round((duration('--body-timeout', flags['body-timeout'] ?? file.bodyTimeout) ?? 20) * 1000),

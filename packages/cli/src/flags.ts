@@ -36,6 +36,14 @@ export const proxyFlags = {
     summary: 'On SIGTERM/SIGINT, how long responses in flight may run before they are cut (default 30s); a second signal exits at once. e.g. --shutdown-timeout 10s',
     helpValue: 'DURATION',
   }),
+  'send-timeout': Flags.string({
+    summary: 'A client that takes no byte of its response for this long is cut (default 60s). e.g. --send-timeout 30s',
+    helpValue: 'DURATION',
+  }),
+  'tunnel-idle-timeout': Flags.string({
+    summary: 'A CONNECT tunnel silent both ways this long is closed (default 5m). e.g. --tunnel-idle-timeout 1m',
+    helpValue: 'DURATION',
+  }),
   'max-body-size': Flags.string({
     summary: 'Largest request body accepted; more gets 413 (default 100MB). e.g. --max-body-size 10MB',
     helpValue: 'SIZE',
@@ -72,6 +80,9 @@ export const proxyFlags = {
   'log-grouping': Flags.string({
     summary: 'Transaction log blocks: request (a client request with its fetches, as varnishlog -g request), vxid (one per transaction, sessions included) or session (a connection with its requests, when it closes). e.g. --log-grouping vxid',
     options: ['request', 'vxid', 'session'],
+  }),
+  'log-secrets': Flags.boolean({
+    summary: 'Write Authorization, Cookie and Set-Cookie values to the transaction log as they are (default: masked, e.g. "Basic ***").',
   }),
   'log-file': Flags.string({ summary: 'Append the transaction log to FILE instead of stdout. e.g. --log-file /var/log/sluice.log', helpValue: 'FILE' }),
   quiet: Flags.boolean({ summary: 'Do not print log lines (backend failures, bad requests) to stderr. e.g. --quiet' }),
