@@ -54,7 +54,9 @@ function expectedHeaders(r: GenRequest): HeaderMap {
   const out: HeaderMap = { host: 'fuzz.test' };
   for (const [n, v] of r.headers) {
     const k = n.toLowerCase();
-    const prev = out[k];
+    // Own fields only, as the parser: `constructor` and friends start from nothing (`__proto__` is dropped there).
+    if (k === '__proto__') continue;
+    const prev = Object.hasOwn(out, k) ? out[k] : undefined;
     if (prev === undefined) out[k] = v;
     else if (Array.isArray(prev)) prev.push(v);
     else out[k] = k === 'set-cookie' ? [prev, v] : `${prev}, ${v}`;
