@@ -1,29 +1,17 @@
 import net from 'node:net';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { createOriginClient } from '@sluice/origin-client';
 import { createProxy } from './proxy.js';
 import { startScriptedOrigin } from '@sluice/fixtures';
-import { KeepAliveClient, parseRawResponse, rawExchange, startProxy, until, useCleanup } from '../test-support/harness.js';
+import { KeepAliveClient, parseRawResponse, rawExchange, startProxy, until, useCleanup, useUncaughtRecorder } from '../test-support/harness.js';
 
 /**
  * Regressions for faults found by a second outside attack (issue 10, after the crash fixes): clients that never read
  * what they asked for. Each test also checks that nothing escaped as an uncaught exception or unhandled rejection.
  */
 const track = useCleanup();
-const uncaught: unknown[] = [];
-const onUncaught = (e: unknown): void => {
-  uncaught.push(e);
-};
-beforeEach(() => {
-  uncaught.length = 0;
-  process.on('uncaughtException', onUncaught);
-  process.on('unhandledRejection', onUncaught);
-});
-afterEach(() => {
-  process.off('uncaughtException', onUncaught);
-  process.off('unhandledRejection', onUncaught);
-});
+const uncaught = useUncaughtRecorder();
 
 /**
  * An origin on a raw socket that answers every request head with `reply` (it may lie about framing, never end, ...).

@@ -1,10 +1,10 @@
 import net from 'node:net';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { deferred, startFixtureOrigin, startScriptedOrigin } from '@sluice/fixtures';
 import { createOriginClient } from '@sluice/origin-client';
 import { createProxy, type LogLine } from './proxy.js';
-import { parseRawResponse, rawExchange, startProxy, until, useCleanup } from '../test-support/harness.js';
+import { parseRawResponse, rawExchange, startProxy, until, useCleanup, useUncaughtRecorder } from '../test-support/harness.js';
 
 /**
  * Regressions for the process exits found by an outside attack (issue 10): each of these requests used to end the
@@ -13,19 +13,7 @@ import { parseRawResponse, rawExchange, startProxy, until, useCleanup } from '..
  * uncaught exception, and the proxy no longer answering the follow-up request.
  */
 const track = useCleanup();
-const uncaught: unknown[] = [];
-const onUncaught = (e: unknown): void => {
-  uncaught.push(e);
-};
-beforeEach(() => {
-  uncaught.length = 0;
-  process.on('uncaughtException', onUncaught);
-  process.on('unhandledRejection', onUncaught);
-});
-afterEach(() => {
-  process.off('uncaughtException', onUncaught);
-  process.off('unhandledRejection', onUncaught);
-});
+const uncaught = useUncaughtRecorder();
 
 /** Sends `bytes`, keeps the socket open for writing, resolves with everything received once the proxy closes. */
 function sendAndWaitClose(port: number, bytes: string | Buffer): Promise<Buffer> {

@@ -1,4 +1,4 @@
-import { afterEach } from 'vitest';
+import { afterEach, beforeEach } from 'vitest';
 import net from 'node:net';
 import { createOriginClient, type OriginClient } from '@sluice/origin-client';
 import { createProxy, type Proxy, type ProxyOptions } from '../proxy/proxy.js';
@@ -180,4 +180,25 @@ export class KeepAliveClient {
   async close(): Promise<void> {
     this.sock.destroy();
   }
+}
+
+/**
+ * Records every uncaught exception and unhandled rejection while each test of the file runs (registered per test);
+ * a test asserts the returned list is empty: nothing escaped past its connection.
+ */
+export function useUncaughtRecorder(): unknown[] {
+  const uncaught: unknown[] = [];
+  const onUncaught = (e: unknown): void => {
+    uncaught.push(e);
+  };
+  beforeEach(() => {
+    uncaught.length = 0;
+    process.on('uncaughtException', onUncaught);
+    process.on('unhandledRejection', onUncaught);
+  });
+  afterEach(() => {
+    process.off('uncaughtException', onUncaught);
+    process.off('unhandledRejection', onUncaught);
+  });
+  return uncaught;
 }
