@@ -23,7 +23,7 @@ export interface Config {
   /** Addresses allowed to send PURGE. */
   purgeAllow: string[];
   /** Transaction log format and destination (undefined file: stdout). */
-  log: 'none' | 'text' | 'ndjson';
+  log: 'none' | 'text' | 'ndjson' | 'ncsa';
   logFile: string | undefined;
   /** request: a block per client request (varnishlog -g request); vxid: a block per transaction, sessions too. */
   logGrouping: 'request' | 'vxid' | 'session';
@@ -67,7 +67,7 @@ export interface ConfigFile<Ctx = any> {
   adminListen?: string;
   adminToken?: string;
   purgeAllow?: string[];
-  log?: 'none' | 'text' | 'ndjson';
+  log?: 'none' | 'text' | 'ndjson' | 'ncsa';
   logFile?: string;
   logGrouping?: 'request' | 'vxid' | 'session';
   storage?: string | number;
@@ -182,8 +182,8 @@ function logGroupingOf(v: string): 'request' | 'vxid' | 'session' {
   return v;
 }
 
-function logFormatOf(v: string): 'none' | 'text' | 'ndjson' {
-  if (v !== 'none' && v !== 'text' && v !== 'ndjson') throw new CliError('CLI_ERR_FLAG_INVALID', `--log: "${v}" is not one of none, text, ndjson`);
+function logFormatOf(v: string): 'none' | 'text' | 'ndjson' | 'ncsa' {
+  if (v !== 'none' && v !== 'text' && v !== 'ndjson' && v !== 'ncsa') throw new CliError('CLI_ERR_FLAG_INVALID', `--log: "${v}" is not one of none, text, ndjson, ncsa`);
   return v;
 }
 

@@ -74,8 +74,8 @@ export const proxyFlags = {
     allowNo: true,
   }),
   log: Flags.string({
-    summary: 'Transaction log: text (the layout varnishlog -g request prints), ndjson, or none (default). e.g. --log text',
-    options: ['none', 'text', 'ndjson'],
+    summary: 'Transaction log: text (the layout varnishlog -g request prints), ndjson, ncsa (an access log in varnishncsa\'s default combined format, one line per request), or none (default). e.g. --log ncsa',
+    options: ['none', 'text', 'ndjson', 'ncsa'],
   }),
   'log-grouping': Flags.string({
     summary: 'Transaction log blocks: request (a client request with its fetches, as varnishlog -g request), vxid (one per transaction, sessions included) or session (a connection with its requests, when it closes). e.g. --log-grouping vxid',

@@ -12,3 +12,4 @@ export * from './proxy/admin.js';
 export * from './cache/ban.js';
 export * from './txlog/txlog.js';
 export * from './txlog/live.js';
+export * from './txlog/ncsa.js';

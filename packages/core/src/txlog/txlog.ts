@@ -1,3 +1,4 @@
+import { formatNcsa } from './ncsa.js';
 import type { HeaderMap } from '../http/headers.js';
 import { isSecretField, maskHeaderLine, maskSecret } from './secrets.js';
 
@@ -341,7 +342,7 @@ export class StreamSink implements TxSink {
 
   constructor(
     private readonly out: { write(s: string): unknown },
-    private readonly format: 'text' | 'ndjson',
+    private readonly format: 'text' | 'ndjson' | 'ncsa',
     private readonly grouping: TxGrouping = 'request',
   ) {
     this.sessions = grouping === 'session' ? new SessionGroups((v) => this.emit(v)) : undefined;
@@ -349,17 +350,20 @@ export class StreamSink implements TxSink {
 
   /** Sessions: their own block with `-g vxid`, the root of their block with `-g session`, not shown with `-g request`. */
   session(t: Transaction): void {
+    // An access log has a line per request, none per connection.
+    if (this.format === 'ncsa') return;
     if (this.sessions !== undefined) this.sessions.session(t);
     else if (this.grouping === 'vxid') this.emit(t);
   }
 
   write(root: Transaction): void {
-    if (this.sessions !== undefined) this.sessions.request(root);
+    if (this.format === 'ncsa') this.emit(root);
+    else if (this.sessions !== undefined) this.sessions.request(root);
     else this.emit(root);
   }
 
   private emit(root: TxView): void {
-    const s = this.format === 'text' ? formatVarnishlog(root, this.grouping) : formatNdjson(root);
+    const s = this.format === 'text' ? formatVarnishlog(root, this.grouping) : this.format === 'ncsa' ? formatNcsa(root) : formatNdjson(root);
     this.pending.push(s);
     this.pendingBytes += s.length;
     if (this.pendingBytes >= 64 * 1024) this.flush();
