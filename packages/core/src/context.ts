@@ -6,6 +6,7 @@ import type { HeaderMap } from './http/headers.js';
 import type { Http1Request } from './http1/server.js';
 import type { Http1Response } from './http1/response.js';
 import type { Stats } from './stats.js';
+import type { Outcome } from './histogram.js';
 import type { Transaction, TxLog } from './txlog/txlog.js';
 import type { PinSlot, Upstream } from './upstream.js';
 import type { DownstreamRequest, ProxyHooks } from './policy/hooks.js';
@@ -106,6 +107,8 @@ export interface Tx<Ctx> {
   log: Transaction | undefined;
   /** The slicer started this request over once already (its object changed at the origin). */
   sliceRetried: boolean;
+  /** How the request was answered, for the latency histograms (set by the step that decides it). */
+  outcome: Outcome;
 }
 
 /** A transaction's starting state: nothing looked up, no body, not logged. */
@@ -131,5 +134,6 @@ export function newTx<Ctx>(res: Http1Response, signalFrom: { readonly signal: Ab
     stale: undefined,
     log: undefined,
     sliceRetried: false,
+    outcome: 'synth',
   };
 }

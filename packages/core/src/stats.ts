@@ -76,3 +76,37 @@ export function createStats(): Stats {
     s_beresp_bodybytes: 0,
   };
 }
+
+/** What each counter counts (the HELP text of /metrics and of `sluice stats`), with its varnishstat name. */
+export const STAT_HELP: Record<keyof Stats, string> = {
+  client_req: 'Client requests received (MAIN.client_req)',
+  client_req_400: 'Client requests refused as malformed: 400 and the like (MAIN.client_req_400)',
+  cache_hit: 'Requests served from the cache (MAIN.cache_hit)',
+  cache_hit_grace: 'Hits on objects in grace, served stale while refreshed (MAIN.cache_hit_grace)',
+  cache_miss: 'Requests not found in the cache (MAIN.cache_miss)',
+  cache_hitmiss: 'Requests for keys marked hit-for-miss (MAIN.cache_hitmiss)',
+  cache_hitpass: 'Requests for keys marked hit-for-pass (MAIN.cache_hitpass)',
+  busy_sleep: 'Requests parked on the waiting list of a fetch in progress (MAIN.busy_sleep)',
+  busy_wakeup: 'Requests woken from the waiting list (MAIN.busy_wakeup)',
+  s_fetch: 'Backend fetches started (MAIN.s_fetch)',
+  s_pass: 'Requests passed to the backend (MAIN.s_pass)',
+  s_synth: 'Synthetic responses (MAIN.s_synth)',
+  fetch_failed: 'Fetches that failed: no response, a cut body, a failing hook (MAIN.fetch_failed)',
+  bgfetch: 'Background fetches of objects in grace (MAIN.bgfetch)',
+  slice_req: 'Client requests answered by the slicer',
+  slice_segments: 'Segment subrequests made by the slicer',
+  fetch_304: 'Revalidations the origin answered 304 (MAIN.fetch_304)',
+  stale_if_error: 'Stale objects served because the origin failed (stale-if-error)',
+  backend_fail: 'Backend connections or requests that failed (MAIN.backend_fail)',
+  n_lru_nuked: 'Objects evicted to make room (MAIN.n_lru_nuked)',
+  n_purges: 'Objects removed by purge (MAIN.n_purges)',
+  bans_added: 'Bans added (MAIN.bans_added)',
+  bans_obj_killed: 'Objects removed by bans (MAIN.bans_obj_killed)',
+  tunnel_opened: 'CONNECT tunnels opened',
+  tunnel_denied: 'CONNECT tunnels refused',
+  tunnel_idle_closed: 'CONNECT tunnels closed for idleness',
+  tunnel_bytes_up: 'Bytes relayed client to origin in tunnels',
+  tunnel_bytes_down: 'Bytes relayed origin to client in tunnels',
+  s_resp_bodybytes: 'Response body bytes sent to clients (MAIN.s_resp_bodybytes)',
+  s_beresp_bodybytes: 'Response body bytes received from backends (MAIN.s_beresp_bodybytes)',
+};

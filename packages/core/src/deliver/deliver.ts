@@ -94,6 +94,7 @@ async function untilDeliverable<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: Cache
     tx.obj = tx.stale;
     tx.stale = undefined;
     tx.status = { hit: true, detail: 'stale-if-error' };
+    tx.outcome = 'hit';
     return 'deliver';
   }
   if (obj.failedWithoutResponse) return fetchFailedSynth(tx, obj);

@@ -90,6 +90,7 @@ export function fetchFailedSynth<Ctx>(tx: Tx<Ctx>, obj: CacheObject): Step {
   const err = obj.error;
   tx.synth = { status: err instanceof ProxyError && err.status !== undefined ? err.status : 503, body: 'Backend fetch failed\n' };
   tx.status = { ...tx.status, detail: 'fetch-error' };
+  tx.outcome = 'error';
   return 'synth';
 }
 

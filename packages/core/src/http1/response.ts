@@ -33,6 +33,8 @@ export class Http1Response {
   headerBytes = 0;
   /** Body bytes written (payload, without chunked framing). */
   bodyBytes = 0;
+  /** When the head was handed to the socket (performance.now() ms), for time-to-first-byte; 0 until then. */
+  headSentAtMs = 0;
   /** Bytes announced by Content-Length, when one was sent. */
   announcedLength: number | undefined;
   private head: string | undefined;
@@ -142,6 +144,7 @@ export class Http1Response {
     this.socket.write(this.head, 'latin1');
     this.head = undefined;
     this.headersSent = true;
+    this.headSentAtMs = performance.now();
   }
 
   /** Writes body bytes; false means the socket buffer is full (wait for drain). */
@@ -182,6 +185,7 @@ export class Http1Response {
           s.write(`${this.head}${chunk.length.toString(16)}\r\n`, 'latin1');
           this.head = undefined;
           this.headersSent = true;
+          this.headSentAtMs = performance.now();
         } else {
           s.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
         }
@@ -194,6 +198,7 @@ export class Http1Response {
           s.write(chunk);
           this.head = undefined;
           this.headersSent = true;
+          this.headSentAtMs = performance.now();
         } else {
           s.write(chunk);
         }

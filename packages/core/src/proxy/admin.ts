@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { BanSyntaxError } from '../cache/ban.js';
 import { ProxyError } from '../errors.js';
 import type { Proxy } from './proxy.js';
+import { prometheusText } from './metrics.js';
 import type { LiveFilter, LiveSink } from '../txlog/live.js';
 import type { TxView } from '../txlog/txlog.js';
 import { formatNdjson } from '../txlog/txlog.js';
@@ -52,28 +53,6 @@ function authorized(req: http.IncomingMessage, token: string): boolean {
   return got.length === want.length && timingSafeEqual(got, want);
 }
 
-/** Counters in Prometheus text exposition format. */
-export function prometheusText(proxy: Proxy): string {
-  const snap = proxy.snapshot();
-  const lines: string[] = [];
-  for (const [name, value] of Object.entries(snap.main)) {
-    lines.push(`# TYPE sluice_${name} counter`, `sluice_${name} ${value}`);
-  }
-  lines.push('# TYPE sluice_storage_bytes gauge', `sluice_storage_bytes ${snap.storage.bytes}`);
-  lines.push('# TYPE sluice_storage_max_bytes gauge', `sluice_storage_max_bytes ${snap.storage.maxBytes}`);
-  lines.push('# TYPE sluice_n_object gauge', `sluice_n_object ${snap.storage.objects}`);
-  const names = new Set<string>();
-  for (const b of snap.backends) for (const k of Object.keys(b)) if (typeof b[k] === 'number' || typeof b[k] === 'boolean') names.add(k);
-  for (const k of names) {
-    lines.push(`# TYPE sluice_backend_${k} ${k === 'healthy' || k === 'active' ? 'gauge' : 'counter'}`);
-    for (const b of snap.backends) {
-      const v = b[k];
-      const label = String(b['name'] ?? '').replace(/["\\\n]/g, '_');
-      lines.push(`sluice_backend_${k}{backend="${label}"} ${typeof v === 'boolean' ? (v ? 1 : 0) : Number(v)}`);
-    }
-  }
-  return `${lines.join('\n')}\n`;
-}
 
 /** Parses /log's query into a filter; a string is the error. */
 export function parseLogQuery(q: URLSearchParams): LiveFilter | string {

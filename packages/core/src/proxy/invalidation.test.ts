@@ -162,9 +162,42 @@ describe('admin API', () => {
     expect(stats.storage.objects).toBe(1);
     expect(stats.backends[0]?.['requests']).toBe(1);
     const prom = (await call('GET', '/metrics')).text;
-    expect(prom).toContain('# TYPE sluice_cache_hit counter\nsluice_cache_hit 1\n');
-    expect(prom).toMatch(/sluice_n_object 1\n/);
-    expect(prom).toMatch(/sluice_backend_requests\{backend="127\.0\.0\.1:\d+"\} 1\n/);
+    expect(prom).toContain('# TYPE sluice_cache_hit_total counter\nsluice_cache_hit_total 1\n');
+    expect(prom).toMatch(/sluice_objects 1\n/);
+    expect(prom).toMatch(/sluice_backend_requests_total\{backend="127\.0\.0\.1:\d+"\} 1\n/);
     expect(prom).toMatch(/sluice_backend_healthy\{backend="127\.0\.0\.1:\d+"\} 1\n/);
+  });
+
+  it('/metrics is valid exposition text: HELP and TYPE for every metric, counters in _total, histograms by outcome', async () => {
+    const { get, call } = await setup();
+    await get('/x');
+    await get('/x');
+    await get('/x');
+    const prom = (await call('GET', '/metrics')).text;
+    const lines = prom.trimEnd().split('\n');
+    const declared = new Map<string, string>();
+    const helped = new Set<string>();
+    for (const l of lines) {
+      const help = /^# HELP (\S+) \S/.exec(l);
+      if (help !== null) helped.add(help[1] as string);
+      const type = /^# TYPE (\S+) (counter|gauge|histogram)$/.exec(l);
+      if (type !== null) declared.set(type[1] as string, type[2] as string);
+      if (l.startsWith('#')) continue;
+      // name{labels} value, and the family is declared and described.
+      const m = /^([a-z_][a-z0-9_]*)(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? (-?[0-9.e+-]+|\+Inf)$/.exec(l);
+      expect(m, l).not.toBeNull();
+      const family = (m?.[1] as string).replace(/_(bucket|sum|count)$/, '');
+      expect(declared.has(family) || declared.has(m?.[1] as string), l).toBe(true);
+      expect(helped.has(family) || helped.has(m?.[1] as string), l).toBe(true);
+    }
+    for (const [name, type] of declared) if (type === 'counter') expect(name).toMatch(/_total$/);
+    // One miss and two hits: the duration histogram counts them by outcome, its buckets cumulative up to +Inf.
+    expect(prom).toMatch(/^sluice_request_duration_seconds_count\{outcome="hit"\} 2$/m);
+    expect(prom).toMatch(/^sluice_request_duration_seconds_count\{outcome="miss"\} 1$/m);
+    expect(prom).toMatch(/^sluice_request_duration_seconds_bucket\{outcome="hit",le="\+Inf"\} 2$/m);
+    expect(prom).toMatch(/^sluice_ttfb_seconds_count\{outcome="hit"\} 2$/m);
+    const hitBuckets = [...prom.matchAll(/^sluice_request_duration_seconds_bucket\{outcome="hit",le="[^"]+"\} (\d+)$/gm)].map((x) => Number(x[1]));
+    expect(hitBuckets).toEqual([...hitBuckets].sort((a, b) => a - b));
+    for (const name of ['process_resident_memory_bytes', 'process_cpu_user_seconds_total', 'nodejs_eventloop_lag_p99_seconds']) expect(declared.has(name)).toBe(true);
   });
 });

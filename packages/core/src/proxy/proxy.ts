@@ -6,6 +6,7 @@ import { newTx, type LogLine, type ProxyEnv, type Tx } from '../context.js';
 import { writeSynth } from '../deliver/head.js';
 import { deliver } from '../deliver/deliver.js';
 import { errorMessage, ProxyError } from '../errors.js';
+import { Histogram } from '../histogram.js';
 import type { FreshnessOptions } from '../http/freshness.js';
 import { Http1Server, type ConnectionContext, type Http1Request } from '../http1/server.js';
 import type { Http1Response } from '../http1/response.js';
@@ -91,6 +92,9 @@ export interface ProxyOptions<Ctx> {
 
 export class Proxy<Ctx = Record<string, unknown>> {
   readonly stats: Stats = createStats();
+  /** Request duration and time to first byte, by outcome (for /metrics). */
+  readonly durations = new Histogram();
+  readonly ttfb = new Histogram();
   readonly store: MemoryStore;
   readonly server: Http1Server;
   private readonly upstream: Upstream;
@@ -183,6 +187,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
   }
 
   private async handle(raw: Http1Request, res: Http1Response): Promise<void> {
+    const t0 = performance.now();
     this.stats.client_req++;
     const req: DownstreamRequest = { method: raw.method, url: raw.url, headers: raw.headers, httpVersion: raw.httpVersion, remoteAddress: raw.remoteAddress };
     const tx = newTx<Ctx>(res, res, req, this.env.newCtx(), pinSlotOf(raw.connection));
@@ -195,9 +200,12 @@ export class Proxy<Ctx = Record<string, unknown>> {
     try {
       await drive(this.steps, tx, untilDone);
     } catch (e: unknown) {
+      tx.outcome = 'error';
       this.failToProxy(tx, e);
     } finally {
       if (tx.log !== undefined) logRequestEnd(tx.log, raw.headBytes, raw.bodyBytes(), res);
+      this.durations.observe(tx.outcome, (performance.now() - t0) / 1000);
+      if (res.headSentAtMs > 0) this.ttfb.observe(tx.outcome, (res.headSentAtMs - t0) / 1000);
     }
   }
 

@@ -35,6 +35,7 @@ export function recv<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>): Step | Promise<Step>
   if (tx.pin.pinned) {
     // A connection pinned by NTLM/Negotiate: always passed, never cached, over its own origin connection.
     tx.status = { fwd: 'uri-miss', detail: 'pinned' };
+    tx.outcome = 'pass';
     return 'pass';
   }
   const fromHook = env.hooks.requestFilter?.(req, tx.ctx);
@@ -48,12 +49,14 @@ function recvAction<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, action: RecvAction): S
   if (action === 'pass') {
     logVcl(tx.log, 'PASS', 'fetch');
     tx.status = { fwd: 'uri-miss', detail: 'pass' };
+    tx.outcome = 'pass';
     return 'pass';
   }
   if (action === 'pipe') {
     // Pipe is approximated by a pass on a connection that closes afterwards.
     logVcl(tx.log, 'PIPE', 'pipe');
     tx.status = { fwd: 'uri-miss', detail: 'pipe' };
+    tx.outcome = 'pass';
     tx.closeAfter = true;
     return 'pass';
   }
@@ -90,6 +93,7 @@ export function lookup<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>): Step | Promise<Ste
       env.stats.cache_hit++;
       tx.obj = r.obj;
       tx.status = tx.coalesced ? { hit: true, detail: 'coalesced' } : { hit: true };
+      tx.outcome = 'hit';
       return 'deliver';
     case 'busy':
       // The waiting list: park until the fetch has decided its headers, then look up again.
@@ -105,6 +109,7 @@ export function lookup<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>): Step | Promise<Ste
       env.stats.cache_hit_grace++;
       tx.obj = r.obj;
       tx.status = { hit: true, detail: 'grace' };
+      tx.outcome = 'hit';
       if (r.fetch !== undefined) {
         env.stats.bgfetch++;
         const bereq = missRequest(tx, env.via, false);
@@ -117,15 +122,18 @@ export function lookup<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>): Step | Promise<Ste
       tx.obj = r.obj;
       tx.stale = r.stale;
       tx.status = { fwd: r.reason === 'expired' ? 'miss' : r.reason };
+      tx.outcome = 'miss';
       return 'miss';
     case 'hit-for-miss':
       env.stats.cache_hitmiss++;
       tx.obj = r.obj;
       tx.status = { fwd: 'uri-miss', detail: 'hit-for-miss' };
+      tx.outcome = 'miss';
       return 'miss';
     case 'hit-for-pass':
       env.stats.cache_hitpass++;
       tx.status = { fwd: 'uri-miss', detail: 'hit-for-pass' };
+      tx.outcome = 'pass';
       return 'pass';
   }
 }

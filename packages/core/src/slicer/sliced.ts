@@ -100,6 +100,7 @@ export async function slice<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, subrequest: Su
         // Not sliceable (failed, an error status, Range ignored, or unknown length): that response is the answer.
         tx.obj = obj;
         tx.status = { ...first.status };
+        tx.outcome = first.outcome;
         return obj.failedWithoutResponse ? fetchFailedSynth(tx, obj) : 'deliver';
       }
       meta = storeMeta(env, metaKey, obj, total, tx);
@@ -146,9 +147,12 @@ async function deliverSliced<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, segs: Segment
     const subHit = sub.lookup === 'hit' || sub.lookup === 'grace';
     // Looked at without lookups, and only so far: past RESTCACHED_MAX the response counts as a miss.
     const restCached = needed.length <= RESTCACHED_MAX + 1 && needed.slice(1).every((i) => env.store.hasFresh(env.keyOf({ ...tx.req, segment: { index: i, size } }, tx.ctx), tx.req.headers, env.now()));
-    tx.status = metaCached && subHit && restCached ? { hit: true, detail: 'slice' } : { fwd: sub.status.fwd ?? 'miss', detail: 'slice' };
+    const hit = metaCached && subHit && restCached;
+    tx.status = hit ? { hit: true, detail: 'slice' } : { fwd: sub.status.fwd ?? 'miss', detail: 'slice' };
+    tx.outcome = hit ? 'hit' : 'miss';
   } else {
     tx.status = metaCached ? { hit: true, detail: 'slice' } : { fwd: 'miss', detail: 'slice' };
+    tx.outcome = metaCached ? 'hit' : 'miss';
   }
   writeHead(env, tx, meta, head.override);
   const res = tx.res;
