@@ -58,3 +58,39 @@ describe('admin commands', () => {
     }
   });
 });
+
+describe('ban --list, against a real admin API', () => {
+  it('lists the bans in force, oldest first; an empty list says so', async () => {
+    const { createAdminServer, createProxy } = await import('@sluice/core');
+    const { createOriginClient } = await import('@sluice/origin-client');
+    const { startFixtureOrigin } = await import('@sluice/fixtures');
+    const { request } = await import('undici');
+    const origin = await startFixtureOrigin();
+    const upstream = createOriginClient({ backends: [{ url: origin.url }] });
+    // No sweeper: a ban stays in force while an object older than it is untested (with none, it is dropped at once).
+    const proxy = createProxy({ upstream, banLurkBatch: 0 });
+    const { port: proxyPort } = await proxy.listen(0);
+    await (await request(`http://127.0.0.1:${proxyPort}/static/10`)).body.text();
+    const admin = createAdminServer(proxy, { token: 's3cret-token' });
+    const { port } = await admin.listen(0);
+    const args = ['--admin', `http://127.0.0.1:${port}`, '--token', 's3cret-token'];
+    try {
+      expect(await BanCommand.run(['--list', ...args], ROOT)).toEqual([]);
+      expect(proxy.store.objectCount).toBe(1);
+      await BanCommand.run(['req.url ~ ^/a', ...args], ROOT);
+      await BanCommand.run(['obj.status == 404', ...args], ROOT);
+      const bans = (await BanCommand.run(['--list', ...args], ROOT)) as Array<{ id: number; expr: string; created: string }>;
+      expect(bans.map((b) => [b.id, b.expr])).toEqual([
+        [1, 'req.url ~ ^/a'],
+        [2, 'obj.status == 404'],
+      ]);
+      expect(bans.every((b) => !Number.isNaN(Date.parse(b.created)))).toBe(true);
+      await expect(BanCommand.run(['--list', 'req.url ~ x', ...args], ROOT)).rejects.toThrow('ban --list takes no expression');
+    } finally {
+      await admin.close();
+      await proxy.close();
+      await upstream.destroy();
+      await origin.close();
+    }
+  });
+});
