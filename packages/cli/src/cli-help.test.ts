@@ -3,7 +3,7 @@ import { runCli } from './test-support/run-cli.js';
 
 // Issue 15, oclif conventions: `help` as a command, -h, suggestions for typos, truthful help text.
 
-const COMMANDS = ['ban', 'bench', 'demo', 'help', 'log', 'origin', 'proxy', 'purge', 'replay', 'stats'];
+const COMMANDS = ['ban', 'bench', 'check', 'demo', 'help', 'log', 'origin', 'proxy', 'purge', 'replay', 'stats'];
 
 describe('sluice help', () => {
   it('`sluice help` lists every command and says what Sluice is', async () => {
