@@ -1,5 +1,5 @@
 import { createWriteStream, openSync, type WriteStream } from 'node:fs';
-import { createProxy, LiveSink, StreamSink, TxLog, type LogLine, type Proxy, type ProxyHooks, type TxSink, type Upstream } from '@sluice/core';
+import { createProxy, LiveSink, StreamSink, TxLog, type LogLine, type Proxy, type ProxyHooks, type ReloadableOptions, type TxSink, type Upstream } from '@sluice/core';
 import { createOriginClient, type OriginClient } from '@sluice/origin-client';
 import type { Config } from './config.js';
 import { CliError } from './errors.js';
@@ -37,16 +37,6 @@ export function compose(config: Config, onLog?: (line: LogLine) => void): Compos
   const origin = createOriginClient({ backends: config.backends, director: config.director, connectAllow: config.connectAllow });
   // The port contract: the compiler checks here that the origin client fits core's Upstream.
   const upstream: Upstream = origin;
-  const hooks: ProxyHooks = config.stream
-    ? config.hooks
-    : {
-        ...config.hooks,
-        // --no-stream: doStream off by default, before the user's own hook (which may turn it back on).
-        upstreamResponseFilter: (beresp, ctx) => {
-          beresp.doStream = false;
-          return config.hooks.upstreamResponseFilter?.(beresp, ctx);
-        },
-      };
   // The live sink feeds `sluice log` through the admin API; it costs nothing while no one is tailing.
   const live = new LiveSink();
   const sinks: TxSink[] = [live];
@@ -56,17 +46,8 @@ export function compose(config: Config, onLog?: (line: LogLine) => void): Compos
   const proxy = createProxy({
     txlog,
     upstream,
-    hooks,
+    ...policyOf(config),
     storageBytes: config.storageBytes,
-    defaultTtlSec: config.defaultTtlSec,
-    defaultGraceSec: config.graceSec,
-    defaultKeepSec: config.keepSec,
-    hitForMissSec: config.hitForMissSec,
-    transitBytes: config.transitBytes,
-    streamMinBytes: config.streamMinBytes,
-    maxRanges: config.maxRanges,
-    slice: config.slice,
-    purgeAllow: config.purgeAllow,
     requestBody: config.requestBody,
     sendTimeoutMs: config.sendTimeoutMs,
     tunnelIdleTimeoutMs: config.tunnelIdleTimeoutMs,
@@ -89,6 +70,49 @@ export function compose(config: Config, onLog?: (line: LogLine) => void): Compos
       return r;
     },
   };
+}
+
+/**
+ * The part of a Config a reload may change (hooks and cache settings), as core takes it: what `proxy` starts with
+ * and what SIGHUP or POST /reload applies.
+ */
+export function policyOf(config: Config): ReloadableOptions<Record<string, unknown>> {
+  const hooks: ProxyHooks = config.stream
+    ? config.hooks
+    : {
+        ...config.hooks,
+        // --no-stream: doStream off by default, before the user's own hook (which may turn it back on).
+        upstreamResponseFilter: (beresp, ctx) => {
+          beresp.doStream = false;
+          return config.hooks.upstreamResponseFilter?.(beresp, ctx);
+        },
+      };
+  return {
+    hooks,
+    defaultTtlSec: config.defaultTtlSec,
+    defaultGraceSec: config.graceSec,
+    defaultKeepSec: config.keepSec,
+    hitForMissSec: config.hitForMissSec,
+    transitBytes: config.transitBytes,
+    streamMinBytes: config.streamMinBytes,
+    maxRanges: config.maxRanges,
+    slice: config.slice,
+    purgeAllow: config.purgeAllow,
+  };
+}
+
+/** Settings a reload cannot change (they need a restart), by flag name, that differ between two configs. */
+export function restartOnly(a: Config, b: Config): string[] {
+  const differ: string[] = [];
+  const same = (x: unknown, y: unknown): boolean => JSON.stringify(x) === JSON.stringify(y);
+  if (a.listenHost !== b.listenHost || a.listenPort !== b.listenPort) differ.push('listen');
+  if (!same(a.backends, b.backends) || a.director !== b.director) differ.push('backends');
+  if (a.storageBytes !== b.storageBytes) differ.push('storage');
+  if (!same(a.adminListen, b.adminListen) || a.adminToken !== b.adminToken) differ.push('admin');
+  if (a.log !== b.log || a.logFile !== b.logFile || a.logGrouping !== b.logGrouping || a.logSecrets !== b.logSecrets) differ.push('log');
+  if (!same(a.requestBody, b.requestBody) || a.sendTimeoutMs !== b.sendTimeoutMs || a.tunnelIdleTimeoutMs !== b.tunnelIdleTimeoutMs) differ.push('limits');
+  if (!same(a.connectAllow, b.connectAllow)) differ.push('connect-allow');
+  return differ;
 }
 
 /** Formats a log line for stderr. */

@@ -337,8 +337,12 @@ function tokenFromFile(file: string | undefined): string | undefined {
  * Loads a --config module: .js/.mjs are imported; .ts/.mts are transpiled with TypeScript to a temporary .mjs beside
  * the file (so its relative imports resolve), imported, and the temporary file removed.
  */
+let loads = 0;
+
 export async function loadConfigFile(file: string): Promise<ConfigFile> {
   const abs = path.resolve(file);
+  // Each load imports the file anew (a reload must see its new contents, not the module cache).
+  const n = ++loads;
   if (!existsSync(abs)) throw new CliError('CLI_ERR_CONFIG_LOAD', `--config: file not found: ${file}`);
   let target = abs;
   let temp: string | undefined;
@@ -348,13 +352,13 @@ export async function loadConfigFile(file: string): Promise<ConfigFile> {
       compilerOptions: { module: ts.default.ModuleKind.ESNext, target: ts.default.ScriptTarget.ES2022 },
       fileName: abs,
     });
-    temp = path.join(path.dirname(abs), `.${path.basename(abs)}.${process.pid}.mjs`);
+    temp = path.join(path.dirname(abs), `.${path.basename(abs)}.${process.pid}.${n}.mjs`);
     writeFileSync(temp, out.outputText);
     target = temp;
   }
   let mod: { default?: unknown };
   try {
-    mod = (await import(pathToFileURL(target).href)) as { default?: unknown };
+    mod = (await import(`${pathToFileURL(target).href}${n > 1 ? `?load=${n}` : ''}`)) as { default?: unknown };
   } catch (e: unknown) {
     const msg = e instanceof Error ? e.message.split('\n')[0] : String(e);
     throw new CliError('CLI_ERR_CONFIG_LOAD', `--config: cannot load ${file}: ${msg}`, { cause: e });

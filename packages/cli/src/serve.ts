@@ -24,6 +24,7 @@ const urlOf = (a: { family: string; address: string; port: number }): string => 
 export async function serve(
   config: Config,
   write: (line: string) => void,
+  opts: { reload?: (() => Promise<string>) | undefined } = {},
 ): Promise<Composed & { url: string; adminUrl: string | undefined; adminToken: string | undefined }> {
   const c = compose(config, config.quiet ? undefined : (l) => write(formatLogLine(l)));
   let url: string;
@@ -39,7 +40,7 @@ export async function serve(
   if (config.adminListen !== undefined) {
     // Admin is off unless asked for; without a configured token one is generated and printed once.
     adminToken = config.adminToken ?? randomBytes(18).toString('base64url');
-    admin = createAdminServer(c.proxy, { token: adminToken, live: c.live });
+    admin = createAdminServer(c.proxy, { token: adminToken, live: c.live, reload: opts.reload });
     try {
       adminUrl = urlOf(await admin.listen(config.adminListen.port, config.adminListen.host));
     } catch (e: unknown) {

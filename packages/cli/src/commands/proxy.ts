@@ -1,4 +1,6 @@
 import { Command, Flags } from '@oclif/core';
+import type { Proxy } from '@sluice/core';
+import { policyOf, restartOnly } from '../compose.js';
 import { loadConfigFile, toConfig } from '../config.js';
 import { adminListenFlags, proxyFlags } from '../flags.js';
 import { serve, untilSignal } from '../serve.js';
@@ -50,7 +52,24 @@ export default class ProxyCommand extends Command {
     const { flags } = await this.parse(ProxyCommand);
     const file = flags.config === undefined ? {} : await loadConfigFile(flags.config);
     const config = toConfig(flags, file);
-    const running = await serve(config, (l) => process.stderr.write(`${l}\n`));
+    // Reload (SIGHUP, or POST /reload on the admin API): the config file read again, its hooks and cache settings
+    // applied to new requests; the cache stays. A file that fails to load leaves the running configuration as it is.
+    const holder: { proxy?: Proxy } = {};
+    const reload = async (): Promise<string> => {
+      if (flags.config === undefined) throw new Error('no --config file to reload');
+      const next = toConfig(flags, await loadConfigFile(flags.config));
+      holder.proxy?.reconfigure(policyOf(next));
+      const fixed = restartOnly(config, next);
+      return `reloaded ${flags.config}${fixed.length > 0 ? `; a restart is needed to change ${fixed.join(', ')}` : ''}`;
+    };
+    const running = await serve(config, (l) => process.stderr.write(`${l}\n`), { reload: flags.config === undefined ? undefined : reload });
+    holder.proxy = running.proxy;
+    process.on('SIGHUP', () => {
+      reload().then(
+        (line) => this.log(`sluice: SIGHUP, ${line}`),
+        (e: unknown) => this.log(`sluice: SIGHUP, reload failed, the running configuration stays: ${e instanceof Error ? e.message : String(e)}`),
+      );
+    });
     this.log(`sluice: listening on ${running.url}, backends ${config.backends.map((b) => b.url).join(', ')}`);
     if (running.adminUrl !== undefined) {
       this.log(`sluice: admin API on ${running.adminUrl}${running.adminToken === undefined ? '' : ` (generated token: ${running.adminToken})`}`);

@@ -95,7 +95,11 @@ function tail(live: LiveSink, filter: LiveFilter, req: http.IncomingMessage, res
   req.socket.on('close', unsubscribe);
 }
 
-export function createAdminServer(proxy: Proxy, opts: { token: string; live?: LiveSink | undefined }): AdminServer {
+/**
+ * `reload`, when given, serves POST /reload: it reloads the configuration (the CLI reads its config file again) and
+ * resolves with a line saying what changed, or rejects with why nothing did (the running configuration stays).
+ */
+export function createAdminServer(proxy: Proxy, opts: { token: string; live?: LiveSink | undefined; reload?: (() => Promise<string>) | undefined }): AdminServer {
   if (opts.token.length < 8) throw new ProxyError('CORE_ERR_CONFIG', 'the admin token must be at least 8 characters', { source: 'internal' });
   const server = http.createServer((req, res) => {
     void (async () => {
@@ -135,6 +139,14 @@ export function createAdminServer(proxy: Proxy, opts: { token: string; live?: Li
           } catch (e: unknown) {
             if (e instanceof BanSyntaxError) return send(res, 400, { error: `bad ban expression: ${e.message}` });
             throw e;
+          }
+        }
+        case 'POST /reload': {
+          if (opts.reload === undefined) return send(res, 404, { error: 'this proxy has nothing to reload (no --config)' });
+          try {
+            return send(res, 200, { reloaded: await opts.reload() });
+          } catch (e: unknown) {
+            return send(res, 400, { error: `reload failed, the running configuration stays: ${e instanceof Error ? e.message : String(e)}` });
           }
         }
         default:

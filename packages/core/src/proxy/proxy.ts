@@ -98,10 +98,12 @@ export class Proxy<Ctx = Record<string, unknown>> {
   readonly store: MemoryStore;
   readonly server: Http1Server;
   private readonly upstream: Upstream;
-  private readonly env: ProxyEnv<Ctx>;
+  private env: ProxyEnv<Ctx>;
   private readonly txlog: TxLog | undefined;
   private readonly lurkTimer: NodeJS.Timeout;
-  private readonly steps: StepTable<Ctx>;
+  /** The steps bound to the current environment; a request keeps the table it started with across a reload. */
+  private steps: StepTable<Ctx>;
+  private opts: ProxyOptions<Ctx>;
 
   constructor(opts: ProxyOptions<Ctx>) {
     this.upstream = opts.upstream;
@@ -112,16 +114,8 @@ export class Proxy<Ctx = Record<string, unknown>> {
     this.lurkTimer = setInterval(() => this.store.lurk(lurkBatch), 100);
     this.lurkTimer.unref();
     const env = this.env;
-    const table: StepTable<Ctx> = {
-      recv: (tx) => steps.recv(env, tx),
-      lookup: (tx) => steps.lookup(env, tx),
-      miss: (tx) => steps.miss(env, tx),
-      pass: (tx) => steps.pass(env, tx),
-      deliver: (tx) => deliver(env, tx),
-      synth: (tx) => steps.synth(env, tx),
-      slice: (tx) => slice(env, tx, (parent, index, size) => segmentRequest(env, table, parent, index, size)),
-    };
-    this.steps = table;
+    this.steps = stepTable(env);
+    this.opts = opts;
     const tunnel = this.upstream.tunnel?.bind(this.upstream);
     this.server = new Http1Server((req, res) => this.handle(req, res).catch((e: unknown) => this.lastResort(res, e)), {
       onBadRequest: (status, reason, info) => {
@@ -135,6 +129,20 @@ export class Proxy<Ctx = Record<string, unknown>> {
       maxBodyBytes: opts.requestBody?.maxBytes,
       sendTimeoutMs: opts.sendTimeoutMs,
     });
+  }
+
+  /**
+   * Reload (as Varnish's vcl.load + vcl.use): new hooks and cache policy settings apply to requests that start from
+   * now on; requests in flight finish with the policy they started with. The cache, counters, connections, listen
+   * address, backends and storage budget stay as they are.
+   */
+  reconfigure(changes: ReloadableOptions<Ctx>): void {
+    const opts = { ...this.opts, ...changes };
+    const next = makeEnv(opts, this.stats, this.store, this.env.inflight);
+    next.sliced = this.env.sliced;
+    this.opts = opts;
+    this.env = next;
+    this.steps = stepTable(next);
   }
 
   /** Counters now: the proxy's own (varnishstat MAIN.* style), storage, and the upstream's per-backend ones. */
@@ -188,6 +196,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
 
   private async handle(raw: Http1Request, res: Http1Response): Promise<void> {
     const t0 = performance.now();
+    const table = this.steps;
     this.stats.client_req++;
     const req: DownstreamRequest = { method: raw.method, url: raw.url, headers: raw.headers, httpVersion: raw.httpVersion, remoteAddress: raw.remoteAddress };
     const tx = newTx<Ctx>(res, res, req, this.env.newCtx(), pinSlotOf(raw.connection));
@@ -198,7 +207,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
       logClientRequest(tx.log, raw.connection, raw.remoteAddress, req);
     }
     try {
-      await drive(this.steps, tx, untilDone);
+      await drive(table, tx, untilDone);
     } catch (e: unknown) {
       tx.outcome = 'error';
       this.failToProxy(tx, e);
@@ -231,8 +240,28 @@ export class Proxy<Ctx = Record<string, unknown>> {
   }
 }
 
+/** What a reload may change: the policy and the cache settings, not addresses, backends or storage. */
+export type ReloadableOptions<Ctx> = Pick<
+  ProxyOptions<Ctx>,
+  'hooks' | 'defaultTtlSec' | 'defaultGraceSec' | 'defaultKeepSec' | 'hitForMissSec' | 'transitBytes' | 'streamMinBytes' | 'maxRanges' | 'slice' | 'purgeAllow' | 'orphanFetchTimeoutMs'
+>;
+
+/** The step table of one environment (Varnish's cnt_* functions bound to a loaded VCL). */
+function stepTable<Ctx>(env: ProxyEnv<Ctx>): StepTable<Ctx> {
+  const table: StepTable<Ctx> = {
+    recv: (tx) => steps.recv(env, tx),
+    lookup: (tx) => steps.lookup(env, tx),
+    miss: (tx) => steps.miss(env, tx),
+    pass: (tx) => steps.pass(env, tx),
+    deliver: (tx) => deliver(env, tx),
+    synth: (tx) => steps.synth(env, tx),
+    slice: (tx) => slice(env, tx, (parent, index, size) => segmentRequest(env, table, parent, index, size)),
+  };
+  return table;
+}
+
 /** The environment every room shares, from the options. */
-function makeEnv<Ctx>(opts: ProxyOptions<Ctx>, stats: Stats, store: Store): ProxyEnv<Ctx> {
+function makeEnv<Ctx>(opts: ProxyOptions<Ctx>, stats: Stats, store: Store, inflight = new Set<CacheObject>()): ProxyEnv<Ctx> {
   const hooks = opts.hooks ?? {};
   const name = opts.name ?? 'sluice';
   const freshness: FreshnessOptions = { defaultTtlSec: opts.defaultTtlSec, heuristicFraction: 0.1, heuristicMaxSec: 86_400 };
@@ -258,7 +287,7 @@ function makeEnv<Ctx>(opts: ProxyOptions<Ctx>, stats: Stats, store: Store): Prox
     tunnelIdleTimeoutMs: opts.tunnelIdleTimeoutMs ?? 5 * 60_000,
     txlog: opts.txlog,
     log: opts.onLog ?? (() => undefined),
-    inflight: new Set<CacheObject>(),
+    inflight,
     sliced: false,
     newCtx,
     keyOf: (req, ctx) => {
