@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { REPO, runCli } from './test-support/run-cli.js';
+import { CLI_ENV, REPO, runCli } from './test-support/run-cli.js';
 
 /** `sluice check` (as varnishd -C / nginx -t): valid settings print and exit 0, invalid ones one line and exit 1. */
 describe('sluice check', () => {
@@ -34,5 +34,13 @@ describe('sluice check', () => {
     const r = await runCli(['check', '--config', file]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/configuration invalid: config: unknown setting "graec"/);
+  });
+});
+
+describe('SLUICE_CONFIG', () => {
+  it('names the config file when --config is not given', async () => {
+    const r = await runCli(['check', '--backend', 'http://127.0.0.1:8080'], { env: { ...CLI_ENV, SLUICE_CONFIG: path.join(REPO, 'fixtures/sample-vcl.config.mjs') } });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^hooks\s+requestFilter$/m);
   });
 });

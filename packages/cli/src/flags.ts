@@ -7,8 +7,9 @@ export const proxyFlags = {
     helpValue: 'HOST:PORT',
   }),
   config: Flags.string({
-    summary: 'JS or TS module whose default export holds settings and policy hooks. e.g. --config ./sluice.config.ts',
+    summary: 'JS or TS module whose default export holds settings and policy hooks (or SLUICE_CONFIG). e.g. --config ./sluice.config.ts',
     helpValue: 'FILE',
+    env: 'SLUICE_CONFIG',
   }),
   storage: Flags.string({
     summary: 'Memory budget for cached objects, LRU-evicted (default 256MB). e.g. --storage 1GB',
