@@ -37,7 +37,7 @@ describe('sluice on the PATH', () => {
     const line = match[2] as string;
     // A token given with --admin-token is printed too (a placeholder would not run).
     expect(line).toMatch(/^sluice stats --admin http:\S+ --token s3cret-token$/);
-    expect((await shell(line, PATH)).stdout).toMatch(/^MAIN\.client_req +\d+$/m);
+    expect((await shell(line, PATH)).stdout).toMatch(/^MAIN\.client_req +\d+  Client requests received \(MAIN\.client_req\)$/m);
   });
 
   it('without `sluice` on the PATH, the demo prints lines that run all the same', async ({ onTestFinished }) => {
@@ -45,6 +45,6 @@ describe('sluice on the PATH', () => {
     const { match } = await startCli(['demo', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'], DEMO, onTestFinished, { env: { PATH } });
     const line = match[2] as string;
     expect(line.startsWith(`node ${BIN} stats `)).toBe(true);
-    expect((await shell(line, PATH)).stdout).toMatch(/^MAIN\.client_req +\d+$/m);
+    expect((await shell(line, PATH)).stdout).toMatch(/^MAIN\.client_req +\d+  Client requests received \(MAIN\.client_req\)$/m);
   });
 });

@@ -95,64 +95,73 @@ function tail(live: LiveSink, filter: LiveFilter, req: http.IncomingMessage, res
   req.socket.on('close', unsubscribe);
 }
 
+type AdminOptions = { token: string; live?: LiveSink | undefined; reload?: (() => Promise<string>) | undefined };
+
+/** One admin request: health, then the bearer token, then the route. */
+async function answer(proxy: Proxy, opts: AdminOptions, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://admin');
+  if (req.method === 'GET' && url.pathname === '/health') return send(res, 200, { status: 'ok' });
+  if (!authorized(req, opts.token)) return send(res, 401, { error: 'missing or wrong bearer token' });
+  const route = `${req.method ?? ''} ${url.pathname}`;
+  switch (route) {
+    case 'GET /stats':
+      return send(res, 200, proxy.snapshot());
+    case 'GET /metrics':
+      return send(res, 200, prometheusText(proxy), 'text/plain; version=0.0.4');
+    case 'GET /log': {
+      if (opts.live === undefined) return send(res, 404, { error: 'this proxy has no live log' });
+      const filter = parseLogQuery(url.searchParams);
+      if (typeof filter === 'string') return send(res, 400, { error: filter });
+      return tail(opts.live, filter, req, res);
+    }
+    case 'GET /bans':
+      return send(res, 200, proxy.store.activeBans.map((b) => ({ id: b.id, expr: b.expr, created: new Date(b.createdMs).toISOString() })));
+    case 'POST /purge':
+      return purge(proxy, await readJson(req), res);
+    case 'POST /ban':
+      return ban(proxy, await readJson(req), res);
+    case 'POST /reload': {
+      if (opts.reload === undefined) return send(res, 404, { error: 'this proxy has nothing to reload (no --config)' });
+      try {
+        return send(res, 200, { reloaded: await opts.reload() });
+      } catch (e: unknown) {
+        return send(res, 400, { error: `reload failed, the running configuration stays: ${e instanceof Error ? e.message : String(e)}` });
+      }
+    }
+    default:
+      return send(res, 404, { error: `no route ${route}` });
+  }
+}
+
+function purge(proxy: Proxy, body: Record<string, unknown>, res: http.ServerResponse): void {
+  if (Array.isArray(body['tags']) && body['tags'].every((t) => typeof t === 'string') && body['tags'].length > 0) {
+    return send(res, 200, { purged: proxy.store.purgeTags(body['tags'] as string[]) });
+  }
+  if (typeof body['url'] === 'string' && body['url'].startsWith('/')) {
+    const host = typeof body['host'] === 'string' ? body['host'] : '';
+    return send(res, 200, { purged: proxy.purge(body['url'], host) });
+  }
+  return send(res, 400, { error: 'give {"url": "/path", "host": "example.com"} or {"tags": ["t1"]}' });
+}
+
+function ban(proxy: Proxy, body: Record<string, unknown>, res: http.ServerResponse): void {
+  if (typeof body['expr'] !== 'string') return send(res, 400, { error: 'give {"expr": "req.url ~ ^/x"}' });
+  try {
+    return send(res, 201, proxy.ban(body['expr']));
+  } catch (e: unknown) {
+    if (e instanceof BanSyntaxError) return send(res, 400, { error: `bad ban expression: ${e.message}` });
+    throw e;
+  }
+}
+
 /**
  * `reload`, when given, serves POST /reload: it reloads the configuration (the CLI reads its config file again) and
  * resolves with a line saying what changed, or rejects with why nothing did (the running configuration stays).
  */
-export function createAdminServer(proxy: Proxy, opts: { token: string; live?: LiveSink | undefined; reload?: (() => Promise<string>) | undefined }): AdminServer {
+export function createAdminServer(proxy: Proxy, opts: AdminOptions): AdminServer {
   if (opts.token.length < 8) throw new ProxyError('CORE_ERR_CONFIG', 'the admin token must be at least 8 characters', { source: 'internal' });
   const server = http.createServer((req, res) => {
-    void (async () => {
-      const url = new URL(req.url ?? '/', 'http://admin');
-      if (req.method === 'GET' && url.pathname === '/health') return send(res, 200, { status: 'ok' });
-      if (!authorized(req, opts.token)) return send(res, 401, { error: 'missing or wrong bearer token' });
-      const route = `${req.method ?? ''} ${url.pathname}`;
-      switch (route) {
-        case 'GET /stats':
-          return send(res, 200, proxy.snapshot());
-        case 'GET /metrics':
-          return send(res, 200, prometheusText(proxy), 'text/plain; version=0.0.4');
-        case 'GET /log': {
-          if (opts.live === undefined) return send(res, 404, { error: 'this proxy has no live log' });
-          const filter = parseLogQuery(url.searchParams);
-          if (typeof filter === 'string') return send(res, 400, { error: filter });
-          return tail(opts.live, filter, req, res);
-        }
-        case 'GET /bans':
-          return send(res, 200, proxy.store.activeBans.map((b) => ({ id: b.id, expr: b.expr, created: new Date(b.createdMs).toISOString() })));
-        case 'POST /purge': {
-          const body = await readJson(req);
-          if (Array.isArray(body['tags']) && body['tags'].every((t) => typeof t === 'string') && body['tags'].length > 0) {
-            return send(res, 200, { purged: proxy.store.purgeTags(body['tags'] as string[]) });
-          }
-          if (typeof body['url'] === 'string' && body['url'].startsWith('/')) {
-            const host = typeof body['host'] === 'string' ? body['host'] : '';
-            return send(res, 200, { purged: proxy.purge(body['url'], host) });
-          }
-          return send(res, 400, { error: 'give {"url": "/path", "host": "example.com"} or {"tags": ["t1"]}' });
-        }
-        case 'POST /ban': {
-          const body = await readJson(req);
-          if (typeof body['expr'] !== 'string') return send(res, 400, { error: 'give {"expr": "req.url ~ ^/x"}' });
-          try {
-            return send(res, 201, proxy.ban(body['expr']));
-          } catch (e: unknown) {
-            if (e instanceof BanSyntaxError) return send(res, 400, { error: `bad ban expression: ${e.message}` });
-            throw e;
-          }
-        }
-        case 'POST /reload': {
-          if (opts.reload === undefined) return send(res, 404, { error: 'this proxy has nothing to reload (no --config)' });
-          try {
-            return send(res, 200, { reloaded: await opts.reload() });
-          } catch (e: unknown) {
-            return send(res, 400, { error: `reload failed, the running configuration stays: ${e instanceof Error ? e.message : String(e)}` });
-          }
-        }
-        default:
-          return send(res, 404, { error: `no route ${route}` });
-      }
-    })().catch((e: unknown) => send(res, 400, { error: e instanceof Error ? e.message : String(e) }));
+    answer(proxy, opts, req, res).catch((e: unknown) => send(res, 400, { error: e instanceof Error ? e.message : String(e) }));
   });
   return {
     listen: (port, host = '127.0.0.1') =>
