@@ -61,6 +61,7 @@ export function compose(config: Config, onLog?: (line: LogLine) => void): Compos
     defaultTtlSec: config.defaultTtlSec,
     defaultGraceSec: config.graceSec,
     defaultKeepSec: config.keepSec,
+    staleIfDisconnected: config.staleIfDisconnected,
     hitForMissSec: config.hitForMissSec,
     transitBytes: config.transitBytes,
     streamMinBytes: config.streamMinBytes,
