@@ -92,6 +92,7 @@ export function policyOf(config: Config): ReloadableOptions<Record<string, unkno
     defaultTtlSec: config.defaultTtlSec,
     defaultGraceSec: config.graceSec,
     defaultKeepSec: config.keepSec,
+    staleIfDisconnected: config.staleIfDisconnected,
     hitForMissSec: config.hitForMissSec,
     transitBytes: config.transitBytes,
     streamMinBytes: config.streamMinBytes,

@@ -39,11 +39,24 @@ describe('toConfig', () => {
       backends: [{ url: 'http://127.0.0.1:8080' }],
       storageBytes: 1024 * 1024,
       defaultTtlSec: 120,
-      graceSec: 10,
-      keepSec: 0,
+      // RFC-strict defaults (issue 12): no grace, expired objects kept a day for revalidation.
+      profile: 'rfc',
+      graceSec: 0,
+      keepSec: 86_400,
+      staleIfDisconnected: true,
       hitForMissSec: 120,
       stream: true,
     });
+    expect(toConfig({ backend: ['http://127.0.0.1:8080'] }).defaultTtlSec).toBeUndefined();
+  });
+
+  it("--profile varnish restores Varnish's builtin defaults (default TTL 120 s, grace 10 s, keep 0); flags still win", () => {
+    const backend = ['http://127.0.0.1:8080'];
+    expect(toConfig({ backend, profile: 'varnish' })).toMatchObject({ profile: 'varnish', defaultTtlSec: 120, graceSec: 10, keepSec: 0, staleIfDisconnected: false });
+    expect(toConfig({ backend }, { profile: 'varnish' })).toMatchObject({ defaultTtlSec: 120, graceSec: 10, keepSec: 0 });
+    expect(toConfig({ backend, profile: 'varnish', grace: '30s', 'default-ttl': '5s' })).toMatchObject({ defaultTtlSec: 5, graceSec: 30, keepSec: 0 });
+    expect(toConfig({ backend, grace: '10s' })).toMatchObject({ profile: 'rfc', graceSec: 10, keepSec: 86_400 });
+    expect(() => toConfig({ backend, profile: 'squid' })).toThrow(/--profile: "squid" is not one of rfc, varnish/);
   });
 
   it('flags win over the config file; the file fills the rest', () => {

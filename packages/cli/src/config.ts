@@ -28,9 +28,13 @@ export interface Config {
   /** request: a block per client request (varnishlog -g request); vxid: a block per transaction, sessions too. */
   logGrouping: 'request' | 'vxid' | 'session';
   storageBytes: number;
+  /** The defaults the settings start from: RFC 9111 strict, or Varnish's builtin. */
+  profile: Profile;
   defaultTtlSec: number | undefined;
   graceSec: number;
   keepSec: number;
+  /** Serve a kept stale object when the origin cannot be reached (unless the response forbids stale). */
+  staleIfDisconnected: boolean;
   hitForMissSec: number;
   transitBytes: number;
   streamMinBytes: number;
@@ -71,6 +75,7 @@ export interface ConfigFile<Ctx = any> {
   logFile?: string;
   logGrouping?: 'request' | 'vxid' | 'session';
   storage?: string | number;
+  profile?: Profile;
   defaultTtl?: string | number;
   grace?: string | number;
   keep?: string | number;
@@ -104,6 +109,7 @@ const FILE_KEYS = new Set([
   'logFile',
   'logGrouping',
   'storage',
+  'profile',
   'defaultTtl',
   'grace',
   'keep',
@@ -138,6 +144,7 @@ export interface ProxyFlags {
   'log-grouping'?: string | undefined;
   config?: string | undefined;
   storage?: string | undefined;
+  profile?: string | undefined;
   'default-ttl'?: string | undefined;
   grace?: string | undefined;
   keep?: string | undefined;
@@ -208,6 +215,33 @@ function connectAllowOf(entries: readonly string[]): string[] {
     }
   }
   return [...entries];
+}
+
+/** The defaults a profile gives the cache settings; flags and the config file override each. */
+export type Profile = 'rfc' | 'varnish';
+
+interface ProfileDefaults {
+  defaultTtlSec: number | undefined;
+  graceSec: number;
+  keepSec: number;
+  staleIfDisconnected: boolean;
+}
+
+/**
+ * rfc (the default): RFC 9111 strictly, as the public cache test suite checks it: no TTL for responses without
+ * freshness beyond the RFC heuristic; stale served only where the response allows it (stale-while-revalidate,
+ * stale-if-error) or when the origin cannot be reached, never against must-revalidate / proxy-revalidate / s-maxage /
+ * no-cache; expired objects kept a day (bounded by --storage) so the next request revalidates them.
+ * varnish: Varnish's builtin defaults: default_ttl 120 s, grace 10 s, keep 0, nothing stale when the backend is down.
+ */
+export const PROFILES: Record<Profile, ProfileDefaults> = {
+  rfc: { defaultTtlSec: undefined, graceSec: 0, keepSec: 86_400, staleIfDisconnected: true },
+  varnish: { defaultTtlSec: 120, graceSec: 10, keepSec: 0, staleIfDisconnected: false },
+};
+
+function profileOf(v: string): Profile {
+  if (v !== 'rfc' && v !== 'varnish') throw new CliError('CLI_ERR_FLAG_INVALID', `--profile: "${v}" is not one of rfc, varnish`);
+  return v;
 }
 
 const DIRECTORS: readonly DirectorType[] = ['round-robin', 'random', 'hash', 'shard', 'fallback'];
@@ -286,6 +320,8 @@ export function toConfig(flags: ProxyFlags, file: ConfigFile = {}): Config {
     if (b.tls?.dangerouslySkipTlsVerify === true) process.emitWarning(`TLS verification is OFF for backend ${b.url} (dangerouslySkipTlsVerify)`);
   }
   const storageBytes = size('--storage', flags.storage ?? file.storage, 256 * 1024 * 1024);
+  const profile = profileOf(flags.profile ?? file.profile ?? 'rfc');
+  const dflt = PROFILES[profile];
   if (storageBytes < 1024) throw new CliError('CLI_ERR_FLAG_INVALID', `--storage: ${storageBytes} bytes is too small (minimum 1k)`);
   return {
     listenHost: listen.host,
@@ -300,9 +336,11 @@ export function toConfig(flags: ProxyFlags, file: ConfigFile = {}): Config {
     logFile: flags['log-file'] ?? file.logFile,
     logGrouping: logGroupingOf(flags['log-grouping'] ?? file.logGrouping ?? 'request'),
     storageBytes,
-    defaultTtlSec: duration('--default-ttl', flags['default-ttl'] ?? file.defaultTtl),
-    graceSec: duration('--grace', flags.grace ?? file.grace) ?? 10,
-    keepSec: duration('--keep', flags.keep ?? file.keep) ?? 0,
+    profile,
+    defaultTtlSec: duration('--default-ttl', flags['default-ttl'] ?? file.defaultTtl) ?? dflt.defaultTtlSec,
+    graceSec: duration('--grace', flags.grace ?? file.grace) ?? dflt.graceSec,
+    keepSec: duration('--keep', flags.keep ?? file.keep) ?? dflt.keepSec,
+    staleIfDisconnected: dflt.staleIfDisconnected,
     hitForMissSec: duration('--hit-for-miss-ttl', flags['hit-for-miss-ttl'] ?? file.hitForMissTtl) ?? 120,
     transitBytes: size('--transit-buffer', flags['transit-buffer'] ?? file.transitBuffer, 1024 * 1024),
     streamMinBytes: size('--stream-min-bytes', flags['stream-min-bytes'] ?? file.streamMinBytes, DEFAULT_STREAM_MIN_BYTES),

@@ -19,8 +19,19 @@ export const proxyFlags = {
     summary: 'TTL for responses without explicit freshness, as Varnish default_ttl (default: RFC 9111 heuristics only). e.g. --default-ttl 2m',
     helpValue: 'DURATION',
   }),
-  grace: Flags.string({ summary: 'Grace kept past expiry on every object (default 10s). e.g. --grace 30s', helpValue: 'DURATION' }),
-  keep: Flags.string({ summary: 'Keep past grace, for revalidation (default 0s). e.g. --keep 1h', helpValue: 'DURATION' }),
+  profile: Flags.string({
+    summary:
+      "Defaults to start from: rfc (RFC 9111 strict: no default TTL, stale only where the response allows it or the origin is unreachable, expired objects kept a day for revalidation) or varnish (Varnish's builtin: default TTL 120s, grace 10s, keep 0s, no stale when the origin is down). Other flags override it. e.g. --profile varnish",
+    options: ['rfc', 'varnish'],
+  }),
+  grace: Flags.string({
+    summary: 'Serve objects this long past expiry while one background fetch refreshes them, unless the response forbids stale (default 0s; 10s with --profile varnish). e.g. --grace 30s',
+    helpValue: 'DURATION',
+  }),
+  keep: Flags.string({
+    summary: 'Keep expired objects this long (bounded by --storage) to revalidate them, and to serve when the origin is unreachable (default 1d; 0s with --profile varnish). e.g. --keep 1h',
+    helpValue: 'DURATION',
+  }),
   'hit-for-miss-ttl': Flags.string({
     summary: 'How long an uncacheable URL is remembered as hit-for-miss (default 120s). e.g. --hit-for-miss-ttl 30s',
     helpValue: 'DURATION',

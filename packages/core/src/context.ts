@@ -56,6 +56,8 @@ export interface ProxyEnv<Ctx> {
   readonly freshness: FreshnessOptions;
   readonly graceSec: number;
   readonly keepSec: number;
+  /** Serve a kept stale object when the origin cannot be reached (unless the response forbids stale). */
+  readonly staleIfDisconnected: boolean;
   readonly hitForMissSec: number;
   readonly transitBytes: number;
   readonly maxRanges: number;

@@ -8,9 +8,9 @@ import { serve, untilSignal } from '../serve.js';
 export default class ProxyCommand extends Command {
   static override summary = 'Run the caching, streaming reverse proxy.';
   static override description = [
-    "Serves clients on --listen and forwards to the --backend origins (round-robin when several are given), caching per RFC 9111 with Varnish's builtin policy: GET/HEAD looked up, other methods passed, requests with Authorization or Cookie passed, uncacheable responses remembered as hit-for-miss.",
+    "Serves clients on --listen and forwards to the --backend origins (round-robin when several are given), caching per RFC 9111 with Varnish's builtin request policy: GET/HEAD looked up, other methods passed (a successful one invalidates the URL), requests with Authorization or Cookie passed, uncacheable responses remembered as hit-for-miss. The cache defaults are RFC-strict (no default TTL, no grace, expired objects kept a day for revalidation); --profile varnish gives Varnish's (default TTL 120s, grace 10s, keep 0s).",
     'Sizes accept units (1048576, 512k, 256MB); durations too (90, 500ms, 10s, 2m, 1h).',
-    'A --config module default-exports { listen, backends, director, connectAllow, adminListen, adminToken, purgeAllow, storage, defaultTtl, grace, keep, hitForMissTtl, transitBuffer, streamMinBytes, maxRanges, stream, hooks }; flags override it. On SIGINT/SIGTERM stops accepting and lets responses in flight finish (--shutdown-timeout); a second signal stops at once.',
+    'A --config module default-exports { listen, backends, director, connectAllow, adminListen, adminToken, purgeAllow, storage, profile, defaultTtl, grace, keep, hitForMissTtl, transitBuffer, streamMinBytes, maxRanges, stream, hooks }; flags override it. On SIGINT/SIGTERM stops accepting and lets responses in flight finish (--shutdown-timeout); a second signal stops at once.',
   ].join('\n\n');
 
   // --backend is required unless the --config file lists backends: two usage lines say so (oclif's `required` cannot).
@@ -20,6 +20,7 @@ export default class ProxyCommand extends Command {
     '<%= config.bin %> proxy --listen 127.0.0.1:6081 --backend http://127.0.0.1:8080',
     '<%= config.bin %> proxy --backend http://10.0.0.1:80 --backend http://10.0.0.2:80 --storage 1GB',
     '<%= config.bin %> proxy --backend http://127.0.0.1:8080 --default-ttl 2m --grace 30s',
+    '<%= config.bin %> proxy --backend http://127.0.0.1:8080 --profile varnish',
     '<%= config.bin %> proxy --backend http://10.0.0.1:80 --backend http://10.0.0.2:80 --director shard',
     '<%= config.bin %> proxy --config ./sluice.config.ts',
   ];

@@ -61,6 +61,11 @@ export class CacheObject {
   keepSec = 0;
   /** stale-if-error window past ttl, seconds (RFC 5861), from the origin's Cache-Control. */
   staleIfErrorSec = 0;
+  /**
+   * Served stale, within its keep window, when the origin cannot be reached (RFC 9111 §4.2.4 lets a disconnected
+   * cache serve stale unless the response forbids it).
+   */
+  staleIfDisconnected = false;
   /** Adaptive streaming threshold for this object, bytes (0: always stream). */
   streamMinBytes = 0;
   /** Deliver only once complete (Varnish do_stream = false). */
@@ -148,10 +153,16 @@ export class CacheObject {
     this.notify();
   }
 
-  /** Whether this (expired) object may still be served when the origin fails: within its stale-if-error window. */
-  staleUsableOnError(nowMs: number): boolean {
-    if (this.state !== 'finished' || this.staleIfErrorSec <= 0) return false;
-    return ageOf(this, nowMs) < this.ttlSec + this.staleIfErrorSec;
+  /**
+   * Whether this (expired) object may still be served when the origin fails: within its stale-if-error window, or,
+   * when the origin could not be reached at all (`disconnected`: no response), within its keep window if
+   * `staleIfDisconnected`.
+   */
+  staleUsableOnError(nowMs: number, disconnected = false): boolean {
+    if (this.state !== 'finished') return false;
+    const ageSec = ageOf(this, nowMs);
+    if (this.staleIfErrorSec > 0 && ageSec < this.ttlSec + this.staleIfErrorSec) return true;
+    return disconnected && this.staleIfDisconnected && ageSec < this.ttlSec + this.keepSec;
   }
 
   /**
@@ -193,6 +204,7 @@ export class CacheObject {
     this.ttlSec = from.ttlSec;
     this.graceSec = from.graceSec;
     this.keepSec = from.keepSec;
+    this.staleIfDisconnected = from.staleIfDisconnected;
     this.reqUrl = from.reqUrl;
     this.reqHost = from.reqHost;
     this.tags = from.tags;

@@ -88,7 +88,7 @@ async function deliverPlanned<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheOb
  */
 async function untilDeliverable<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheObject): Promise<Step | undefined> {
   if (obj.state === 'busy') await obj.waitState('stream', tx.signal);
-  if (tx.stale !== undefined && (obj.failedWithoutResponse || obj.status >= 500) && tx.stale.staleUsableOnError(env.now())) {
+  if (tx.stale !== undefined && (obj.failedWithoutResponse || obj.status >= 500) && tx.stale.staleUsableOnError(env.now(), obj.failedWithoutResponse)) {
     // stale-if-error (RFC 5861): the origin failed; the stale object is served instead.
     env.stats.stale_if_error++;
     tx.obj = tx.stale;

@@ -2,7 +2,7 @@ import type { CacheObject } from '../cache/cache-object.js';
 import { initialAgeSec } from '../http/age.js';
 import { cacheControlOf, deltaSeconds } from '../http/cache-control.js';
 import { hasValidator, mergeNotModified } from '../http/conditional.js';
-import { freshnessLifetime } from '../http/freshness.js';
+import { freshnessLifetime, mayServeStale } from '../http/freshness.js';
 import { getHeader, stripHopByHop, type HeaderMap } from '../http/headers.js';
 import { normaliseHost } from '../http/target.js';
 import { varyFields, varySignature } from '../http/vary.js';
@@ -42,12 +42,16 @@ export function backendResponse<Ctx>(env: ProxyEnv<Ctx>, i: BerespInput): Backen
   const life = freshnessLifetime(status, headers, i.obj.responseTimeMs, env.freshness);
   i.obj.initialAgeSec = initialAgeSec(headers, i.obj.requestTimeMs, i.obj.responseTimeMs);
   const swr = deltaSeconds(cacheControlOf(headers).get('stale-while-revalidate'));
+  const staleOk = mayServeStale(headers);
   return {
     status,
     headers,
     ttlSec: life.lifetimeSec - i.obj.initialAgeSec,
-    graceSec: swr ?? env.graceSec,
+    // Stale is served only where the response allows it (stale-while-revalidate) or the operator set grace, and
+    // never against must-revalidate, proxy-revalidate, s-maxage or no-cache (RFC 9111 §4.2.4). A hook may still set it.
+    graceSec: staleOk ? (swr ?? env.graceSec) : 0,
     keepSec: env.keepSec,
+    staleIfDisconnected: staleOk && env.staleIfDisconnected,
     uncacheable: i.isPass,
     uncacheableReason: i.isPass ? 'pass' : undefined,
     hitForPassSec: undefined,
@@ -96,10 +100,12 @@ export function commitHeaders(i: BerespInput, beresp: BackendResponse): void {
   obj.expectedLength = obj.bodyless && i.bereq.method !== 'HEAD' ? 0 : expected;
   obj.graceSec = beresp.graceSec;
   obj.keepSec = beresp.keepSec;
+  obj.staleIfDisconnected = beresp.staleIfDisconnected;
   obj.reqUrl = i.req.url;
   obj.reqHost = normaliseHost(getHeader(i.req.headers, 'host') ?? '');
   obj.tags = tagsOf(beresp.headers);
-  obj.staleIfErrorSec = deltaSeconds(cc.get('stale-if-error')) ?? 0;
+  // RFC 5861 stale-if-error, unless the response forbids stale (must-revalidate and the like, RFC 9111 §4.2.4).
+  obj.staleIfErrorSec = mayServeStale(beresp.headers) ? (deltaSeconds(cc.get('stale-if-error')) ?? 0) : 0;
   obj.streamMinBytes = beresp.streamMinBytes;
 }
 

@@ -7,6 +7,7 @@ import type { Transaction } from '../txlog/txlog.js';
 import type { UpstreamRequest, UpstreamResponse } from '../upstream.js';
 import type { BackendResponse } from '../policy/hooks.js';
 import { backendResponse, commitHeaders, decideBeresp, isRevalidation304, type BerespInput } from './beresp.js';
+import { invalidateAfterUnsafe } from './invalidate.js';
 
 /**
  * The fetch task (origin -> CacheObject), a machine of its own as Varnish's cache_fetch.c, run beside delivery: a
@@ -57,6 +58,7 @@ export async function runFetch<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>): Pro
     if (res === undefined) return;
     const input: BerespInput = { res, bereq, obj, stale: job.stale, isPass: job.reason === 'pass', req: tx.req };
     if (be !== undefined) acct.respHead = logBeresp(be, res.status, res.headers);
+    invalidateAfterUnsafe(env, tx.req, res);
     const beresp = backendResponse(env, input);
     if (beresp.was304) env.stats.fetch_304++;
     await decideBeresp(env, input, beresp, tx.ctx);

@@ -13,10 +13,24 @@ import { getHeader, type HeaderMap } from './headers.js';
 export function initialAgeSec(headers: HeaderMap, requestTimeMs: number, responseTimeMs: number): number {
   const date = parseHttpDate(getHeader(headers, 'date'));
   const apparentAgeSec = date === undefined ? 0 : Math.max(0, (responseTimeMs - date) / 1000);
-  const ageRaw = getHeader(headers, 'age');
-  const ageValueSec = ageRaw !== undefined && /^\d+$/.test(ageRaw.trim()) ? Number(ageRaw.trim()) : 0;
+  const ageValueSec = ageFieldSec(getHeader(headers, 'age'));
   const responseDelaySec = Math.max(0, (responseTimeMs - requestTimeMs) / 1000);
   return Math.max(apparentAgeSec, ageValueSec + responseDelaySec);
+}
+
+/**
+ * The Age field's value, seconds (RFC 9111 §5.1): "a cache encountering a message with a list-based Age field value
+ * SHOULD use the first member of the field value, discarding subsequent ones. If the field value (after discarding
+ * additional members ...) is invalid (e.g., it contains something other than a non-negative integer), a cache SHOULD
+ * ignore the field." Repeated field lines are one list (RFC 9110 §5.3), so the first line's first member counts.
+ * Negative, fractional, non-numeric values and values with parameters are invalid: 0 (ignored). Delta-seconds too large
+ * saturate at 2^31 (RFC 9111 §1.2.2).
+ */
+export function ageFieldSec(raw: string | undefined): number {
+  if (raw === undefined) return 0;
+  const first = (raw.split(',')[0] ?? '').trim();
+  if (!/^\d+$/.test(first)) return 0;
+  return Math.min(Number(first), 2147483648);
 }
 
 /** current_age = corrected_initial_age + resident_time, seconds, not rounded. */

@@ -53,13 +53,30 @@ export function hasValidator(stored: HeaderMap): boolean {
 }
 
 /**
- * RFC 9111 §4.3.4: on a 304, the stored response's header fields are updated with those of the 304, except
- * framing fields. Returns the merged header map (a new object).
+ * Fields a 304 never replaces (RFC 9111 §3.2): framing (Content-Length, Transfer-Encoding) and fields that describe
+ * the stored content's bytes (Content-Encoding, Content-Range, Content-MD5 and the digests). A new ETag on the 304
+ * does replace the stored one (§3.2 lists no exception for it; the public suite's 304-etag-update-response-ETag
+ * expects the opposite, see README "Cache conformance").
+ */
+const NOT_UPDATED_BY_304 = new Set([
+  'content-length',
+  'transfer-encoding',
+  'content-encoding',
+  'content-range',
+  'content-md5',
+  'digest',
+  'content-digest',
+  'repr-digest',
+]);
+
+/**
+ * RFC 9111 §4.3.4 and §3.2: on a 304, every header field of the 304 replaces the stored one (Cache-Control, Expires,
+ * Content-Type, extension fields...), except those in NOT_UPDATED_BY_304. Returns the merged map (a new object).
  */
 export function mergeNotModified(stored: HeaderMap, notModified: HeaderMap): HeaderMap {
   const out: HeaderMap = { ...stored };
   for (const k in notModified) {
-    if (k === 'content-length' || k === 'transfer-encoding' || k === 'content-encoding' || k === 'content-range') continue;
+    if (NOT_UPDATED_BY_304.has(k)) continue;
     const v = notModified[k];
     if (v !== undefined) out[k] = v;
   }

@@ -116,6 +116,18 @@ export function freshnessLifetime(
   return { lifetimeSec: 0, source: 'none' };
 }
 
+/**
+ * RFC 9111 §4.2.4: "A cache MUST NOT generate a stale response if it is prohibited by an explicit in-protocol
+ * directive (e.g., by a no-cache response directive, a must-revalidate response directive, or an applicable s-maxage
+ * or proxy-revalidate response directive)". For a shared cache s-maxage carries proxy-revalidate's semantics
+ * (§5.2.2.10), and must-revalidate / proxy-revalidate hold even when the origin cannot be reached (§5.2.2.2), so
+ * stale-if-error and operator grace give way too. True when no such directive is present.
+ */
+export function mayServeStale(headers: HeaderMap): boolean {
+  const cc = cacheControlOf(headers);
+  return !(cc.has('must-revalidate') || cc.has('proxy-revalidate') || cc.has('s-maxage') || cc.has('no-cache'));
+}
+
 // The age calculation lives in age.ts; re-exported for existing importers.
 export { initialAgeSec, currentAgeSec } from './age.js';
 

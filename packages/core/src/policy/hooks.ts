@@ -52,6 +52,12 @@ export interface BackendResponse {
   ttlSec: number;
   graceSec: number;
   keepSec: number;
+  /**
+   * Serve this object stale, within its keep window, when the origin cannot be reached (connection refused or closed,
+   * timeout). Default: the proxy's `staleIfDisconnected`, false when the response forbids stale (must-revalidate,
+   * proxy-revalidate, s-maxage, no-cache: RFC 9111 §4.2.4).
+   */
+  staleIfDisconnected: boolean;
   /** Not stored; the key becomes hit-for-miss for `ttlSec` (Varnish's beresp.uncacheable). */
   uncacheable: boolean;
   /** Why it cannot or will not be stored: set by the RFC rules before the hook, or by policy. */

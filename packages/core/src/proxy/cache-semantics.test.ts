@@ -98,7 +98,8 @@ describe('freshness through the proxy', () => {
     const c = clock();
     const { get } = await setup(
       () => ({ date: new Date(c.now()).toUTCString(), 'last-modified': new Date(c.now() - 1000_000).toUTCString() }),
-      { now: c.now, defaultGraceSec: 0 },
+      // No keep: the expired object is dropped, so the next request is a plain miss (with keep it would revalidate).
+      { now: c.now, defaultGraceSec: 0, defaultKeepSec: 0 },
     );
     await get('/lm');
     c.advance(99);

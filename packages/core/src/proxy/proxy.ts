@@ -37,10 +37,24 @@ export interface ProxyOptions<Ctx> {
   storageBytes?: number | undefined;
   /** TTL for responses without explicit freshness (Varnish default_ttl). Unset: RFC 9111 heuristics only. */
   defaultTtlSec?: number | undefined;
-  /** Grace added to every stored object (default 10 s). */
+  /**
+   * Grace: how long past expiry an object is served stale while a background fetch refreshes it, on responses that
+   * do not forbid stale (must-revalidate, proxy-revalidate, s-maxage, no-cache). Default 0, RFC 9111 §4.2.4: stale
+   * only where the response allows it (stale-while-revalidate). Varnish's default is 10 s.
+   */
   defaultGraceSec?: number | undefined;
-  /** Keep added to every stored object (default 0 s). */
+  /**
+   * Keep: how long past expiry (and grace) a stored object stays, bounded by the storage budget (LRU), so that the
+   * next request revalidates it with If-None-Match / If-Modified-Since (RFC 9111 §4.3.1) and, with
+   * `staleIfDisconnected`, so that it can be served when the origin cannot be reached. Default 1 day; Varnish's is 0.
+   */
   defaultKeepSec?: number | undefined;
+  /**
+   * Serve a kept stale object when the origin cannot be reached at all (no response: refused, reset, timeout), as
+   * RFC 9111 §4.2.4 allows a disconnected cache, never when the response forbids stale (must-revalidate,
+   * proxy-revalidate, s-maxage, no-cache). Default true; a 5xx answer is served as is unless stale-if-error allows.
+   */
+  staleIfDisconnected?: boolean | undefined;
   /** How long an uncacheable key stays hit-for-miss (default 120 s, as Varnish). */
   hitForMissSec?: number | undefined;
   /** How far the fetch of an unstored body may run ahead of its slowest client (default 1 MiB). */
@@ -240,10 +254,24 @@ export class Proxy<Ctx = Record<string, unknown>> {
   }
 }
 
+/** Default keep (RFC profile): a day, bounded by the storage budget. */
+export const DEFAULT_KEEP_SEC = 86_400;
+
 /** What a reload may change: the policy and the cache settings, not addresses, backends or storage. */
 export type ReloadableOptions<Ctx> = Pick<
   ProxyOptions<Ctx>,
-  'hooks' | 'defaultTtlSec' | 'defaultGraceSec' | 'defaultKeepSec' | 'hitForMissSec' | 'transitBytes' | 'streamMinBytes' | 'maxRanges' | 'slice' | 'purgeAllow' | 'orphanFetchTimeoutMs'
+  | 'hooks'
+  | 'defaultTtlSec'
+  | 'defaultGraceSec'
+  | 'defaultKeepSec'
+  | 'staleIfDisconnected'
+  | 'hitForMissSec'
+  | 'transitBytes'
+  | 'streamMinBytes'
+  | 'maxRanges'
+  | 'slice'
+  | 'purgeAllow'
+  | 'orphanFetchTimeoutMs'
 >;
 
 /** The step table of one environment (Varnish's cnt_* functions bound to a loaded VCL). */
@@ -275,8 +303,9 @@ function makeEnv<Ctx>(opts: ProxyOptions<Ctx>, stats: Stats, store: Store, infli
     name,
     via: `1.1 ${name}`,
     freshness,
-    graceSec: opts.defaultGraceSec ?? 10,
-    keepSec: opts.defaultKeepSec ?? 0,
+    graceSec: opts.defaultGraceSec ?? 0,
+    keepSec: opts.defaultKeepSec ?? DEFAULT_KEEP_SEC,
+    staleIfDisconnected: opts.staleIfDisconnected ?? true,
     hitForMissSec: opts.hitForMissSec ?? 120,
     transitBytes: opts.transitBytes ?? 1024 * 1024,
     maxRanges: opts.maxRanges ?? 16,
