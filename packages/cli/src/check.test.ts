@@ -44,3 +44,31 @@ describe('SLUICE_CONFIG', () => {
     expect(r.stdout).toMatch(/^hooks\s+requestFilter$/m);
   });
 });
+
+describe('config files: errors with file:line:column, JSON accepted', () => {
+  const write = (name: string, text: string): string => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'sluice-config-'));
+    const file = path.join(dir, name);
+    writeFileSync(file, text);
+    return file;
+  };
+
+  it.each([
+    ['a .mjs syntax error', 'bad.config.mjs', "export default {\n  grace: '30s',\n  hooks: { responseFilter( },\n};\n", /bad\.config\.mjs:3:\d+: /],
+    ['a .ts syntax error', 'bad.config.ts', 'const a = 1;\nexport default {\n  grace: ,\n};\n', /bad\.config\.ts:3:10: Expression expected/],
+    ['a JSON syntax error', 'bad.json', '{\n  "grace": "30s",\n}\n', /bad\.json:3:1: /],
+  ])('%s is named with its position, exit 1', async (_name, file, text, where) => {
+    const r = await runCli(['check', '--config', write(file, text), '--backend', 'http://127.0.0.1:8080']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(where);
+  });
+
+  it('a JSON config holds settings (hooks need a module)', async () => {
+    const ok = await runCli(['check', '--config', write('sluice.json', '{ "grace": "30s", "backends": ["http://127.0.0.1:8080"] }\n')]);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toMatch(/^grace\s+30s$/m);
+    const hooks = await runCli(['check', '--config', write('hooks.json', '{ "hooks": {} }\n'), '--backend', 'http://127.0.0.1:8080']);
+    expect(hooks.code).toBe(1);
+    expect(hooks.stderr).toMatch(/hooks need a JS or TS module/);
+  });
+});

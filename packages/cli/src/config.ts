@@ -361,6 +361,27 @@ export function toConfig(flags: ProxyFlags, file: ConfigFile = {}): Config {
   };
 }
 
+/** A JSON config (settings only: hooks need a module); a parse error named with its line and column. */
+function jsonConfig(abs: string, file: string): ConfigFile {
+  const text = readFileSync(abs, 'utf8');
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e: unknown) {
+    const msg = e instanceof Error ? e.message : String(e);
+    const pos = /position (\d+)/.exec(msg);
+    let where = file;
+    if (pos !== null) {
+      const before = text.slice(0, Number(pos[1])).split('\n');
+      where = `${file}:${before.length}:${(before[before.length - 1] ?? '').length + 1}`;
+    }
+    throw new CliError('CLI_ERR_CONFIG_LOAD', `--config: ${where}: ${msg.replace(/ in JSON at position \d+.*$/, '')}`);
+  }
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new CliError('CLI_ERR_CONFIG_INVALID', `--config: ${file} must hold a JSON object`);
+  if ('hooks' in v) throw new CliError('CLI_ERR_CONFIG_INVALID', `--config: ${file}: hooks need a JS or TS module, not JSON`);
+  return v as ConfigFile;
+}
+
 /** The admin token kept in a file (so it does not show in `ps`): its first line, trimmed. */
 function tokenFromFile(file: string | undefined): string | undefined {
   if (file === undefined) return undefined;
@@ -382,14 +403,25 @@ export async function loadConfigFile(file: string): Promise<ConfigFile> {
   // Each load imports the file anew (a reload must see its new contents, not the module cache).
   const n = ++loads;
   if (!existsSync(abs)) throw new CliError('CLI_ERR_CONFIG_LOAD', `--config: file not found: ${file}`);
+  if (/\.json$/i.test(abs)) return jsonConfig(abs, file);
   let target = abs;
   let temp: string | undefined;
+  const ts = (await import('typescript')).default;
+  const source = readFileSync(abs, 'utf8');
+  // Parsed first, with TypeScript's diagnostics, so a syntax error is named with file:line:column (Node's import
+  // error says only "Unexpected token").
+  const out = ts.transpileModule(source, {
+    compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022, allowJs: true },
+    fileName: abs,
+    reportDiagnostics: true,
+  });
+  const diag = out.diagnostics?.find((d) => d.category === ts.DiagnosticCategory.Error);
+  if (diag !== undefined) {
+    const at = diag.file !== undefined && diag.start !== undefined ? diag.file.getLineAndCharacterOfPosition(diag.start) : undefined;
+    const where = at === undefined ? file : `${file}:${at.line + 1}:${at.character + 1}`;
+    throw new CliError('CLI_ERR_CONFIG_LOAD', `--config: ${where}: ${ts.flattenDiagnosticMessageText(diag.messageText, ' ')}`);
+  }
   if (/\.m?ts$/.test(abs)) {
-    const ts = await import('typescript');
-    const out = ts.default.transpileModule(readFileSync(abs, 'utf8'), {
-      compilerOptions: { module: ts.default.ModuleKind.ESNext, target: ts.default.ScriptTarget.ES2022 },
-      fileName: abs,
-    });
     temp = path.join(path.dirname(abs), `.${path.basename(abs)}.${process.pid}.${n}.mjs`);
     writeFileSync(temp, out.outputText);
     target = temp;
