@@ -48,7 +48,7 @@ describe('reload', () => {
       writeFileSync(file, 'export default { hooks: { responseFilter( };\n');
       mark = out.length;
       p.kill('SIGHUP');
-      expect((await waitFor(/SIGHUP, (.*)\n/, mark))[1]).toMatch(/^reload failed, the running configuration stays: --config: cannot load/);
+      expect((await waitFor(/SIGHUP, (.*)\n/, mark))[1]).toMatch(/^reload failed, the running configuration stays: --config: \S+sluice\.config\.mjs:1:\d+: /);
       expect((await get()).policy).toBe('v2');
 
       writeFileSync(file, policy('v3', "storage: '1GB',"));
