@@ -202,18 +202,24 @@ function lateReader(port: number, requestBytes: string, pauseMs: number): Promis
   });
 }
 
+/** A proxy holding a 24 MiB object at /large (fetched once, through a Connection: close request). */
+async function cachedLarge(fill: string) {
+  const body = Buffer.alloc(24 * 1024 * 1024, fill);
+  const origin = track(
+    await startRawOrigin((s) => {
+      s.write(`HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: ${body.length}\r\n\r\n`);
+      s.write(body);
+    }),
+  );
+  const px = track(await startProxy(origin.url));
+  const warm = parseRawResponse(await rawExchange(px.port, 'GET /large HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n'));
+  expect(warm.body.length).toBe(body.length);
+  return { body, px };
+}
+
 describe('a client that reads late', () => {
   it('with Connection: close gets the whole of a large cached object though it started reading after the linger time', async () => {
-    const body = Buffer.alloc(24 * 1024 * 1024, 'L');
-    const origin = track(
-      await startRawOrigin((s) => {
-        s.write(`HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: ${body.length}\r\n\r\n`);
-        s.write(body);
-      }),
-    );
-    const px = track(await startProxy(origin.url));
-    const warm = parseRawResponse(await rawExchange(px.port, 'GET /large HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n'));
-    expect(warm.body.length).toBe(body.length);
+    const { body, px } = await cachedLarge('L');
     // The hit is handed to the socket at once and the response is finished; the client starts reading 2.5 s later
     // (well within the 5 s idle timeout). The connection used to be destroyed 2 s after the response was queued (the
     // linger timer), cutting the body at what the kernel buffers held.
@@ -228,16 +234,7 @@ describe('a client that reads late', () => {
 
 describe('a client that keeps sending but never reads a response that ends the connection', () => {
   it('is cut off (its sending does not hold the connection open forever)', async () => {
-    const body = Buffer.alloc(24 * 1024 * 1024, 'J');
-    const origin = track(
-      await startRawOrigin((s) => {
-        s.write(`HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: ${body.length}\r\n\r\n`);
-        s.write(body);
-      }),
-    );
-    const px = track(await startProxy(origin.url));
-    const warm = parseRawResponse(await rawExchange(px.port, 'GET /large HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n'));
-    expect(warm.body.length).toBe(body.length);
+    const { body, px } = await cachedLarge('J');
     const sock = await nonReadingClient(px.port, 'GET /large HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n');
     let closed = false;
     sock.on('close', () => (closed = true));
