@@ -4,6 +4,7 @@ export default defineConfig({
   test: {
     name: 'cli',
     include: ['src/**/*.test.ts'],
+    expect: { requireAssertions: true },
     testTimeout: 20_000,
     hookTimeout: 20_000,
   },

@@ -35,6 +35,10 @@ describe('defineConfig', () => {
       },
     });
     expectTypeOf(cfg).toEqualTypeOf<ConfigFile<{ hits: number; tag: string }>>();
+    // The type checks above are tsc's (pnpm test runs it); at run time the hooks work on the context newCtx made.
+    const ctx = cfg.hooks?.newCtx?.() as { hits: number; tag: string };
+    expect(cfg.hooks?.requestFilter?.({ url: '/admin/x' } as DownstreamRequest, ctx)).toBe('pass');
+    expect(ctx.hits).toBe(1);
     expectTypeOf(cfg.hooks?.requestFilter).parameter(1).toEqualTypeOf<{ hits: number; tag: string }>();
     expectTypeOf<ReturnType<NonNullable<typeof cfg.hooks>['requestFilter'] & object>>().toExtend<RecvAction | undefined | Promise<RecvAction | undefined>>();
   });

@@ -17,7 +17,7 @@ export default class DemoCommand extends Command {
   async run(): Promise<{ url: string; origin: string }> {
     const { flags } = await this.parse(DemoCommand);
     const file = flags.config === undefined ? {} : await loadConfigFile(flags.config);
-    const origin = await startFixtureOrigin();
+    const origin = await startFixtureOrigin({ record: 0 });
     const config = toConfig({ ...flags, backend: [origin.url] }, file);
     let running;
     try {

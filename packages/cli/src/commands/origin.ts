@@ -26,7 +26,7 @@ export default class OriginCommand extends Command {
     const start = flags.fast ? startFastOrigin : flags.sample ? startSampleOrigin : startFixtureOrigin;
     let origin: { url: string; close(): Promise<void> };
     try {
-      origin = await start({ host, port });
+      origin = await start({ host, port, record: 0 });
     } catch (e: unknown) {
       throw listenError('--listen', host, port, e);
     }

@@ -1,6 +1,22 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryStore } from './memory-store.js';
 import { createStats } from '../stats.js';
+import { varyFields, varySignature } from '../http/vary.js';
+import type { HeaderMap } from '../http/headers.js';
+
+/** Stores a complete object under `key` for a request with `reqHeaders`, varying as `vary` says, fresh for 60 s. */
+function storeVariant(store: MemoryStore, key: string, vary: string, reqHeaders: HeaderMap, nowMs = 0) {
+  const r = store.lookup(key, reqHeaders, nowMs);
+  if (r.kind !== 'miss') throw new Error(`expected miss, got ${r.kind}`);
+  r.obj.ttlSec = 60;
+  r.obj.responseTimeMs = nowMs;
+  r.obj.varyFields = varyFields({ vary });
+  r.obj.varySig = varySignature(r.obj.varyFields, reqHeaders);
+  store.insert(r.obj);
+  r.obj.setState('stream');
+  r.obj.finish();
+  return r.obj;
+}
 
 describe('MemoryStore', () => {
   it('a busy key makes later lookups wait; marking it uncacheable makes them hit-for-miss until the marker expires', () => {
@@ -51,5 +67,29 @@ describe('MemoryStore', () => {
     expect(r.kind).toBe('hit');
     expect(r.kind === 'hit' && r.obj).toBe(graced.fetch);
     expect(store.objectCount).toBe(1);
+  });
+
+  it('lookup finds only the variant whose Vary fields match the request', () => {
+    const store = new MemoryStore(1024 * 1024, createStats());
+    const en = storeVariant(store, 'k', 'Accept-Language', { 'accept-language': 'en' });
+    const hit = store.lookup('k', { 'accept-language': 'en', 'user-agent': 'x' }, 1000);
+    expect(hit.kind === 'hit' && hit.obj).toBe(en);
+    const other = store.lookup('k', { 'accept-language': 'fr' }, 1000);
+    expect(other.kind).toBe('miss');
+    if (other.kind === 'miss') store.releaseBusy(other.obj);
+    // A request without the field is a variant of its own too.
+    expect(store.lookup('k', {}, 1000).kind).toBe('miss');
+  });
+
+  it('hasFresh (the side-effect-free check the slicer uses) answers for the request\'s variant only', () => {
+    const store = new MemoryStore(1024 * 1024, createStats());
+    storeVariant(store, 'k', 'Accept-Language', { 'accept-language': 'en' });
+    expect(store.hasFresh('k', { 'accept-language': 'en' }, 1000)).toBe(true);
+    expect(store.hasFresh('k', { 'accept-language': 'fr' }, 1000)).toBe(false);
+    expect(store.hasFresh('k', {}, 1000)).toBe(false);
+    // Fresh means within its ttl; and asking changed nothing: no busy object, no marker, the variant still hits.
+    expect(store.hasFresh('k', { 'accept-language': 'en' }, 61_000)).toBe(false);
+    expect(store.lookup('k', { 'accept-language': 'en' }, 2000).kind).toBe('hit');
+    expect(store.lookup('k', { 'accept-language': 'fr' }, 2000).kind).toBe('miss');
   });
 });

@@ -3,6 +3,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Http1Server, type Http1Request } from './server.js';
 import type { Http1Response } from './response.js';
 
+/** Whether `p` settles within `ms` (so a missing event fails an assertion, not the test timeout). */
+const settlesWithin = (p: Promise<unknown>, ms: number): Promise<boolean> =>
+  Promise.race([p.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref())]);
+
 let server: Http1Server | undefined;
 afterEach(async () => {
   await server?.close();
@@ -148,18 +152,23 @@ describe('Http1Server', () => {
   });
 
   it('aborts the response signal when the client goes away mid-response', async () => {
+    let signal: AbortSignal | undefined;
     let aborted: Promise<void> | undefined;
     const port = await startEcho((_req, res) => {
       res.writeHead(200, {});
       res.write(Buffer.from('start'));
+      signal = res.signal;
       aborted = new Promise((r) => res.signal.addEventListener('abort', () => r()));
       return true;
     });
     const s = net.connect(port, '127.0.0.1');
     s.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
     await new Promise((r) => s.once('data', r));
+    // Not aborted while the client is there: the abort below is the client's leaving.
+    expect(signal?.aborted).toBe(false);
     s.destroy();
-    await aborted;
+    expect(await settlesWithin(aborted as Promise<void>, 5000)).toBe(true);
+    expect(signal?.aborted).toBe(true);
   });
 
   it('cuts a request head trickling in longer than the headers timeout with 408', async () => {

@@ -72,7 +72,7 @@ describe('freshness through the proxy', () => {
     );
     await get('/e');
     c.advance(10);
-    expect((await get('/e')).headers['cache-status']).toMatch(/hit/);
+    expect((await get('/e')).headers['cache-status']).toBe('sluice; hit; ttl=10');
     c.advance(11);
     expect((await get('/e')).headers['cache-status']).toMatch(/fwd=miss/);
   });
@@ -103,7 +103,7 @@ describe('freshness through the proxy', () => {
     );
     await get('/lm');
     c.advance(99);
-    expect((await get('/lm')).headers['cache-status']).toMatch(/hit/);
+    expect((await get('/lm')).headers['cache-status']).toBe('sluice; hit; ttl=1');
     c.advance(2);
     expect((await get('/lm')).headers['cache-status']).toMatch(/fwd=miss/);
   });

@@ -127,6 +127,20 @@ export function useCleanup(): <T extends { close(): Promise<void> }>(x: T) => T 
   };
 }
 
+/**
+ * Whether `p` settles within `ms`: for a test to fail on an assertion naming what did not happen, instead of on the
+ * test timeout. The bound is generous; it is never what the test measures.
+ */
+export async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((r) => (timer = setTimeout(() => r(false), ms)));
+  try {
+    return await Promise.race([p.then(() => true as const), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Resolves once `cond` holds, checking after each turn of the event loop (a barrier without timers). */
 export async function until(cond: () => boolean): Promise<void> {
   while (!cond()) await new Promise((r) => setImmediate(r));

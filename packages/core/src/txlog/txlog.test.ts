@@ -9,7 +9,9 @@ import { formatNdjson, formatVarnishlog, MemorySink, parseNdjsonGroup, seconds6,
 import { rawExchange } from '../test-support/harness.js';
 
 const track = useCleanup();
-const SAMPLE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../../shared/varnishlog/request.log');
+// Two request.log blocks of the real Varnish 7.1 sample (shared/varnishlog), committed so the test runs without
+// ../shared (fixtures/scripts/trace-excerpt.mjs cuts them).
+const SAMPLE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../fixtures/traces/request-seq1-2.log');
 
 const tags = (t: Transaction): string[] => t.records.map((r) => r.tag);
 const value = (t: Transaction, tag: string): string | undefined => t.records.find((r) => r.tag === tag)?.value;
@@ -232,7 +234,8 @@ describe('varnishlog text layout', () => {
 
   it('the real sample follows these rules (so the check is meaningful)', () => {
     const lines = readFileSync(SAMPLE, 'utf8').split('\n');
-    expect(lines.length).toBeGreaterThan(1000);
+    expect(lines.length).toBeGreaterThan(100);
+    expect(lines.filter((l) => l.startsWith('**  << BeReq'))).toHaveLength(1);
     expect(lines.filter((l) => !check(l))).toEqual([]);
   });
 
