@@ -1,5 +1,5 @@
 // Mutation testing (issue 17): small behaviour-breaking edits to core's HTTP rules and delivery, one at a time, each
-// run against the core tests that cover it. Slow, so not part of `pnpm test`: `pnpm mutate` for all of it,
+// run against the core tests that cover it (http/, cache/, deliver/). Slow, so not part of `pnpm test`: `pnpm mutation` (or `pnpm mutate`) for all of it,
 // `pnpm mutate --mutate 'packages/core/src/http/**/*.ts,!**/*.test.ts'` for one folder. Results: reports/mutation/.
 /** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
 export default {
@@ -7,7 +7,7 @@ export default {
   testRunner: 'vitest',
   plugins: ['@stryker-mutator/vitest-runner'],
   vitest: { configFile: 'packages/core/vitest.config.ts', dir: 'packages/core' },
-  mutate: ['packages/core/src/http/**/*.ts', 'packages/core/src/deliver/**/*.ts', '!**/*.test.ts', '!**/index.ts'],
+  mutate: ['packages/core/src/http/**/*.ts', 'packages/core/src/cache/**/*.ts', 'packages/core/src/deliver/**/*.ts', '!**/*.test.ts', '!**/index.ts'],
   // Each mutant runs only the tests that executed its code in the first, instrumented run.
   coverageAnalysis: 'perTest',
   ignoreStatic: true,
