@@ -62,8 +62,7 @@ export interface Config {
  * `Ctx` is the per-request context the hooks share (what `hooks.newCtx` returns); write the file with `defineConfig`
  * to have it inferred and checked.
  */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the loader accepts any context type
-export interface ConfigFile<Ctx = any> {
+export interface ConfigFile<Ctx = Record<string, unknown>> {
   listen?: string;
   backends?: Array<string | BackendConfig>;
   director?: DirectorType;
