@@ -43,7 +43,7 @@ describe('defineConfig', () => {
     expectTypeOf<ReturnType<NonNullable<typeof cfg.hooks>['requestFilter'] & object>>().toExtend<RecvAction | undefined | Promise<RecvAction | undefined>>();
   });
 
-  it('returns its argument unchanged, and the result loads as any config file does', () => {
+  it('returns its argument unchanged, and the result loads as every config file does', () => {
     const raw = { grace: '30s', hooks: { requestFilter: () => 'pass' as const } };
     const cfg = defineConfig(raw);
     expect(cfg).toBe(raw);

@@ -4,9 +4,9 @@ import { describe, expect, it } from 'vitest';
 import { SAMPLE_DIR, TRACE_FIXTURES } from '../test-support/sample.js';
 import { parseTrace, readTrace, TraceFormatError, withHost, type ReplayRequest, type Trace } from './trace.js';
 
-// The parsers against the real Varnish 7.1 sample in shared/varnishlog (README.md there has the expected table). Only
-// the first describe reads ../shared, and only inside its tests; the second works on two blocks of it committed in
-// fixtures/traces (fixtures/scripts/trace-excerpt.mjs), so it runs in a clone without ../shared.
+// The parsers against the real Varnish 7.1 sample (fixtures/varnishlog, copied from shared/varnishlog by
+// fixtures/scripts/copy-sample.mjs; its README.md has the expected table), and against two blocks of it cut and edited
+// (fixtures/traces, fixtures/scripts/trace-excerpt.mjs).
 const sample = (f: string): string => path.join(SAMPLE_DIR, f);
 type ClientResult = { seq: number; method: string; url: string; status: number };
 const clientResults = (): ClientResult[] => JSON.parse(readFileSync(sample('client_results.json'), 'utf8')) as ClientResult[];

@@ -4,10 +4,10 @@ import { fileURLToPath } from 'node:url';
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
 
 /**
- * The shared real Varnish 7.1 sample (../shared/varnishlog beside the repository). A user's clone has none: read it only
- * inside a test body, never at module level, so the tests that do not need it still load and run.
+ * The real Varnish 7.1 sample (a recorded session of 38 requests), copied from ../shared/varnishlog into the
+ * repository by fixtures/scripts/copy-sample.mjs so the tests run from a clone alone.
  */
-export const SAMPLE_DIR = path.resolve(REPO, '../shared/varnishlog');
+export const SAMPLE_DIR = path.join(REPO, 'fixtures/varnishlog');
 
 /** The committed policy that makes Sluice behave as the sample's Varnish (its default.vcl and parameters). */
 export const SAMPLE_POLICY = path.join(REPO, 'fixtures/sample-vcl.config.mjs');

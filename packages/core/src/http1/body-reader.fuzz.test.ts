@@ -158,7 +158,7 @@ describe('ChunkedDecoder / LengthDecoder fuzz (RFC 9112 §6.2, §7.1)', () => {
     );
   }, fuzzTimeoutMs(100));
 
-  it('LengthDecoder: any split of any bytes gives exactly the first N bytes and hands back the rest', async () => {
+  it('LengthDecoder: every split of arbitrary bytes gives exactly the first N bytes and hands back the rest', async () => {
     await checkProperty(
       'length: exact split',
       fc.property(fc.uint8Array({ maxLength: 400 }), fc.integer({ min: 1, max: 500 }), cuts, (u, n, cs) => {
