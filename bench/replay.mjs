@@ -15,7 +15,7 @@ const outIdx = argv.indexOf('--out');
 const out = outIdx >= 0 ? argv[outIdx + 1] : path.join(ROOT, 'bench/results', `${new Date().toISOString().slice(0, 10)}-replay.json`);
 const REQUESTS = quick ? 2000 : 20000;
 const BIN = path.join(ROOT, 'packages/cli/bin/run.js');
-const SAMPLE = path.resolve(ROOT, '../shared/varnishlog/request.log');
+const SAMPLE = path.join(ROOT, 'fixtures/varnishlog/request.log');
 
 function runReplay(args) {
   return new Promise((resolve, reject) => {
@@ -67,7 +67,7 @@ async function main() {
   mkdirSync(path.dirname(out), { recursive: true });
   writeFileSync(
     out,
-    `${JSON.stringify({ date: new Date().toISOString(), quick, machine: m, asap: rows, timedSample: { trace: 'shared/varnishlog/request.log', ...timed.summary } }, null, 2)}\n`,
+    `${JSON.stringify({ date: new Date().toISOString(), quick, machine: m, asap: rows, timedSample: { trace: 'fixtures/varnishlog/request.log', ...timed.summary } }, null, 2)}\n`,
   );
   console.log(`\nwritten ${path.relative(ROOT, out)}`);
   await sleep(10);
