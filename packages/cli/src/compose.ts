@@ -90,6 +90,8 @@ export function policyOf(config: Config): ReloadableOptions<Record<string, unkno
   return {
     hooks,
     defaultTtlSec: config.defaultTtlSec,
+    profile: config.profile,
+    cacheTargets: config.cacheTargets,
     defaultGraceSec: config.graceSec,
     defaultKeepSec: config.keepSec,
     staleIfDisconnected: config.staleIfDisconnected,

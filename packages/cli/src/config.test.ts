@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseListen, toConfig } from './config.js';
+import { policyOf } from './compose.js';
 import { parseDurationSec, parseSizeBytes } from './units.js';
 
 describe('units', () => {
@@ -57,6 +58,16 @@ describe('toConfig', () => {
     expect(toConfig({ backend, profile: 'varnish', grace: '30s', 'default-ttl': '5s' })).toMatchObject({ defaultTtlSec: 5, graceSec: 30, keepSec: 0 });
     expect(toConfig({ backend, grace: '10s' })).toMatchObject({ profile: 'rfc', graceSec: 10, keepSec: 86_400 });
     expect(() => toConfig({ backend, profile: 'squid' })).toThrow(/--profile: "squid" is not one of rfc, varnish/);
+  });
+
+  it('--cache-targets (or the file\'s cacheTargets) sets the targeted fields obeyed; none empties it; the profile and core decide when unset', () => {
+    const backend = ['http://127.0.0.1:8080'];
+    expect(toConfig({ backend }).cacheTargets).toBeUndefined();
+    expect(toConfig({ backend, 'cache-targets': 'Sluice-Cache-Control, cdn-cache-control' }).cacheTargets).toEqual(['sluice-cache-control', 'cdn-cache-control']);
+    expect(toConfig({ backend, 'cache-targets': 'none' }).cacheTargets).toEqual([]);
+    expect(toConfig({ backend }, { cacheTargets: ['surrogate-control'] }).cacheTargets).toEqual(['surrogate-control']);
+    expect(policyOf(toConfig({ backend, profile: 'varnish', 'cache-targets': 'cdn-cache-control' }))).toMatchObject({ profile: 'varnish', cacheTargets: ['cdn-cache-control'] });
+    expect(() => toConfig({ backend, 'cache-targets': 'cdn cache control' })).toThrow(/--cache-targets: "cdn cache control" is not a header field name/);
   });
 
   it('flags win over the config file; the file fills the rest', () => {

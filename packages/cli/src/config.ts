@@ -30,6 +30,8 @@ export interface Config {
   storageBytes: number;
   /** The defaults the settings start from: RFC 9111 strict, or Varnish's builtin. */
   profile: Profile;
+  /** Targeted cache-control fields obeyed over Cache-Control (RFC 9213), lowercase; undefined: the profile's. */
+  cacheTargets: string[] | undefined;
   defaultTtlSec: number | undefined;
   graceSec: number;
   keepSec: number;
@@ -75,6 +77,7 @@ export interface ConfigFile<Ctx = Record<string, unknown>> {
   logGrouping?: 'request' | 'vxid' | 'session';
   storage?: string | number;
   profile?: Profile;
+  cacheTargets?: string[];
   defaultTtl?: string | number;
   grace?: string | number;
   keep?: string | number;
@@ -109,6 +112,7 @@ const FILE_KEYS = new Set([
   'logGrouping',
   'storage',
   'profile',
+  'cacheTargets',
   'defaultTtl',
   'grace',
   'keep',
@@ -144,6 +148,7 @@ export interface ProxyFlags {
   config?: string | undefined;
   storage?: string | undefined;
   profile?: string | undefined;
+  'cache-targets'?: string | undefined;
   'default-ttl'?: string | undefined;
   grace?: string | undefined;
   keep?: string | undefined;
@@ -237,6 +242,17 @@ export const PROFILES: Record<Profile, ProfileDefaults> = {
   rfc: { defaultTtlSec: undefined, graceSec: 0, keepSec: 86_400, staleIfDisconnected: true },
   varnish: { defaultTtlSec: 120, graceSec: 10, keepSec: 0, staleIfDisconnected: false },
 };
+
+/** `--cache-targets cdn-cache-control,surrogate-control` (or `none`), or the config file's list: field names. */
+function cacheTargetsOf(flag: string | undefined, file: string[] | undefined): string[] | undefined {
+  const list = flag === undefined ? file : flag.trim().toLowerCase() === 'none' ? [] : flag.split(',');
+  if (list === undefined) return undefined;
+  const out = list.map((t) => t.trim().toLowerCase()).filter((t) => t !== '');
+  for (const t of out) {
+    if (!/^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(t)) throw new CliError('CLI_ERR_FLAG_INVALID', `--cache-targets: "${t}" is not a header field name (e.g. --cache-targets cdn-cache-control,surrogate-control)`);
+  }
+  return out;
+}
 
 function profileOf(v: string): Profile {
   if (v !== 'rfc' && v !== 'varnish') throw new CliError('CLI_ERR_FLAG_INVALID', `--profile: "${v}" is not one of rfc, varnish`);
@@ -336,6 +352,7 @@ export function toConfig(flags: ProxyFlags, file: ConfigFile = {}): Config {
     logGrouping: logGroupingOf(flags['log-grouping'] ?? file.logGrouping ?? 'request'),
     storageBytes,
     profile,
+    cacheTargets: cacheTargetsOf(flags['cache-targets'], file.cacheTargets),
     defaultTtlSec: duration('--default-ttl', flags['default-ttl'] ?? file.defaultTtl) ?? dflt.defaultTtlSec,
     graceSec: duration('--grace', flags.grace ?? file.grace) ?? dflt.graceSec,
     keepSec: duration('--keep', flags.keep ?? file.keep) ?? dflt.keepSec,

@@ -21,8 +21,13 @@ export const proxyFlags = {
   }),
   profile: Flags.string({
     summary:
-      "Defaults to start from: rfc (RFC 9111 strict: no default TTL, stale only where the response allows it or the origin is unreachable, expired objects kept a day for revalidation) or varnish (Varnish's builtin: default TTL 120s, grace 10s, keep 0s, no stale when the origin is down). Other flags override it. e.g. --profile varnish",
+      "Defaults to start from: rfc (RFC 9111 strict: no default TTL, stale only where the response allows it or the origin is unreachable, expired objects kept a day for revalidation, Set-Cookie and no-cache responses stored, any status with explicit freshness stored, CDN-Cache-Control and Surrogate-Control obeyed) or varnish (Varnish's builtin: default TTL 120s, grace 10s, keep 0s, no stale when the origin is down, Set-Cookie and no-cache responses not stored). Other flags override it. e.g. --profile varnish",
     options: ['rfc', 'varnish'],
+  }),
+  'cache-targets': Flags.string({
+    summary:
+      'Targeted cache-control fields obeyed over Cache-Control and Expires, first present wins (RFC 9213), or none (default: cdn-cache-control,surrogate-control; none with --profile varnish). e.g. --cache-targets sluice-cache-control,cdn-cache-control',
+    helpValue: 'LIST',
   }),
   grace: Flags.string({
     summary: 'Serve objects this long past expiry while one background fetch refreshes them, unless the response forbids stale (default 0s; 10s with --profile varnish). e.g. --grace 30s',

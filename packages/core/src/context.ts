@@ -2,6 +2,7 @@ import type { CacheObject } from './cache/cache-object.js';
 import type { LookupKind, Store } from './cache/store.js';
 import type { CacheStatus } from './http/cache-status.js';
 import type { FreshnessOptions } from './http/freshness.js';
+import type { CacheRules } from './http/targeted.js';
 import type { HeaderMap } from './http/headers.js';
 import type { Http1Request } from './http1/server.js';
 import type { Http1Response } from './http1/response.js';
@@ -54,6 +55,8 @@ export interface ProxyEnv<Ctx> {
   /** Our Via entry (`1.1 <name>`). */
   readonly via: string;
   readonly freshness: FreshnessOptions;
+  /** The storage rules (rfc or varnish profile) and the targeted cache-control fields obeyed (RFC 9213). */
+  readonly rules: CacheRules;
   readonly graceSec: number;
   readonly keepSec: number;
   /** Serve a kept stale object when the origin cannot be reached (unless the response forbids stale). */

@@ -25,6 +25,8 @@ export function deliveryHeaders(obj: CacheObject, via: string): HeaderMap {
   // Invalidation tags are for the cache, not for clients (as Fastly does with Surrogate-Key).
   delete headers['surrogate-key'];
   delete headers['xkey'];
+  // Surrogate-Control is for caches like us (W3C Edge Architecture: a surrogate removes it); CDN-Cache-Control goes on.
+  delete headers['surrogate-control'];
   appendHeader(headers, 'via', via);
   return headers;
 }

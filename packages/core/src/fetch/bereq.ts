@@ -1,6 +1,7 @@
 import type { CacheObject } from '../cache/cache-object.js';
 import { hasValidator, revalidationHeaders } from '../http/conditional.js';
 import { appendHeader, stripHopByHop, type HeaderMap } from '../http/headers.js';
+import { surrogateCapability, type CacheRules } from '../http/targeted.js';
 import { segmentRangeHeader } from '../slicer/slicer.js';
 import type { PinSlot, UpstreamRequest } from '../upstream.js';
 import type { DownstreamRequest } from '../policy/hooks.js';
@@ -28,10 +29,14 @@ export function addForwarding(headers: HeaderMap, req: DownstreamRequest, via: s
 
 /**
  * The origin request for a miss: the client's headers without hop-by-hop fields, conditionals or Range (unless
- * `forwardConditionals`: a hit-for-miss fetch cannot be stored whole anyway). A segment subrequest asks for its bytes.
+ * `forwardConditionals`: a hit-for-miss fetch cannot be stored whole anyway), plus Surrogate-Capability when `rules`
+ * target Surrogate-Control. A segment subrequest asks for its bytes.
  */
-export function missRequest(tx: BereqSource, via: string, forwardConditionals: boolean): UpstreamRequest {
+export function missRequest(tx: BereqSource, via: string, forwardConditionals: boolean, rules?: CacheRules): UpstreamRequest {
   const headers = stripHopByHop(tx.req.headers);
+  // Surrogate-Control targeting: tell the origin which device token our directives use (W3C Edge Architecture).
+  const capability = rules === undefined ? undefined : surrogateCapability(rules);
+  if (capability !== undefined) appendHeader(headers, 'surrogate-capability', capability);
   if (!forwardConditionals) for (const h of MISS_STRIP) delete headers[h];
   // A miss sends no body, so there is nothing to expect a 100 Continue for (undici refuses the header anyway).
   delete headers['expect'];

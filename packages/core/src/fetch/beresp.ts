@@ -1,9 +1,10 @@
 import type { CacheObject } from '../cache/cache-object.js';
-import { initialAgeSec } from '../http/age.js';
-import { cacheControlOf, deltaSeconds } from '../http/cache-control.js';
+import { ageFieldValid, initialAgeSec } from '../http/age.js';
+import { deltaSeconds } from '../http/cache-control.js';
 import { hasValidator, mergeNotModified } from '../http/conditional.js';
-import { freshnessLifetime, mayServeStale } from '../http/freshness.js';
+import { freshnessLifetime, mayServeStale, mustRevalidateEachUse } from '../http/freshness.js';
 import { getHeader, stripHopByHop, type HeaderMap } from '../http/headers.js';
+import { responseDirectives, type CacheRules } from '../http/targeted.js';
 import { normaliseHost } from '../http/target.js';
 import { varyFields, varySignature } from '../http/vary.js';
 import { builtinBackendResponse, type BackendResponse, type DownstreamRequest } from '../policy/hooks.js';
@@ -39,14 +40,14 @@ export function backendResponse<Ctx>(env: ProxyEnv<Ctx>, i: BerespInput): Backen
   const stale = i.stale as CacheObject;
   const status = was304 ? stale.status : i.res.status;
   const headers = was304 ? mergeNotModified(stale.headers, stripHopByHop(i.res.headers)) : stripHopByHop(i.res.headers);
-  const life = freshnessLifetime(status, headers, i.obj.responseTimeMs, env.freshness);
+  const life = freshnessLifetime(status, headers, i.obj.responseTimeMs, env.freshness, env.rules);
   i.obj.initialAgeSec = initialAgeSec(headers, i.obj.requestTimeMs, i.obj.responseTimeMs);
-  const swr = deltaSeconds(cacheControlOf(headers).get('stale-while-revalidate'));
-  const staleOk = mayServeStale(headers);
+  const swr = deltaSeconds(responseDirectives(headers, env.rules).cc.get('stale-while-revalidate'));
+  const staleOk = mayServeStale(headers, env.rules);
   return {
     status,
     headers,
-    ttlSec: life.lifetimeSec - i.obj.initialAgeSec,
+    ttlSec: staleOnArrival(headers, env.rules) ? 0 : life.lifetimeSec - i.obj.initialAgeSec,
     // Stale is served only where the response allows it (stale-while-revalidate) or the operator set grace, and
     // never against must-revalidate, proxy-revalidate, s-maxage or no-cache (RFC 9111 §4.2.4). A hook may still set it.
     graceSec: staleOk ? (swr ?? env.graceSec) : 0,
@@ -66,12 +67,21 @@ export function backendResponse<Ctx>(env: ProxyEnv<Ctx>, i: BerespInput): Backen
 }
 
 /**
+ * The rfc profile stores these with a TTL of 0, so every use revalidates them (kept when they have a validator):
+ * no-cache (RFC 9111 §5.2.2.4) and an invalid Age (see ageFieldValid).
+ */
+function staleOnArrival(headers: HeaderMap, rules: CacheRules): boolean {
+  if (rules.profile !== 'rfc') return false;
+  return mustRevalidateEachUse(headers, rules) || !ageFieldValid(getHeader(headers, 'age'));
+}
+
+/**
  * Runs the upstreamResponseFilter hook, then the builtin rules unless it returned 'deliver', then the machine's own:
  * keep (objects with a validator outlive a zero TTL) and stale-if-error (a 5xx is not stored over a usable stale).
  */
 export async function decideBeresp<Ctx>(env: ProxyEnv<Ctx>, i: BerespInput, beresp: BackendResponse, ctx: Ctx): Promise<void> {
   const verdict = await env.hooks.upstreamResponseFilter?.(beresp, ctx);
-  if (verdict !== 'deliver') builtinBackendResponse(beresp, i.bereq, env.hitForMissSec);
+  if (verdict !== 'deliver') builtinBackendResponse(beresp, i.bereq, env.hitForMissSec, env.rules);
   if (beresp.uncacheable && beresp.uncacheableReason === 'ttl-zero' && env.keepSec > 0 && hasValidator(beresp.headers)) {
     beresp.uncacheable = false;
     beresp.uncacheableReason = undefined;
@@ -86,11 +96,11 @@ export async function decideBeresp<Ctx>(env: ProxyEnv<Ctx>, i: BerespInput, bere
 }
 
 /** Writes the decided response onto the object (headers, lifetimes, framing, ban fields), not yet stored. */
-export function commitHeaders(i: BerespInput, beresp: BackendResponse): void {
+export function commitHeaders(i: BerespInput, beresp: BackendResponse, rules: CacheRules): void {
   const obj = i.obj;
   const clRaw = getHeader(i.res.headers, 'content-length');
   const expected = clRaw !== undefined && /^\d+$/.test(clRaw) ? Number(clRaw) : undefined;
-  const cc = cacheControlOf(beresp.headers);
+  const cc = responseDirectives(beresp.headers, rules).cc;
   obj.status = beresp.status;
   obj.headers = beresp.headers;
   obj.varyFields = varyFields(beresp.headers);
@@ -105,7 +115,7 @@ export function commitHeaders(i: BerespInput, beresp: BackendResponse): void {
   obj.reqHost = normaliseHost(getHeader(i.req.headers, 'host') ?? '');
   obj.tags = tagsOf(beresp.headers);
   // RFC 5861 stale-if-error, unless the response forbids stale (must-revalidate and the like, RFC 9111 §4.2.4).
-  obj.staleIfErrorSec = mayServeStale(beresp.headers) ? (deltaSeconds(cc.get('stale-if-error')) ?? 0) : 0;
+  obj.staleIfErrorSec = mayServeStale(beresp.headers, rules) ? (deltaSeconds(cc.get('stale-if-error')) ?? 0) : 0;
   obj.streamMinBytes = beresp.streamMinBytes;
 }
 

@@ -145,7 +145,7 @@ function downstreamCause<Ctx>(job: FetchJob<Ctx>): ProxyError | undefined {
 /** Stores the object (or marks the key uncacheable), logs the decision, and lets waiters in (state stream). */
 function commit<Ctx>(env: ProxyEnv<Ctx>, i: BerespInput, beresp: BackendResponse, job: FetchJob<Ctx>, be: Transaction | undefined): void {
   const obj = i.obj;
-  commitHeaders(i, beresp);
+  commitHeaders(i, beresp, env.rules);
   if (!beresp.uncacheable && !i.isPass) {
     obj.ttlSec = beresp.ttlSec + obj.initialAgeSec;
     // Too big to keep (a Content-Length over the budget): not stored, and the key is hit-for-miss so later requests

@@ -33,6 +33,17 @@ export function ageFieldSec(raw: string | undefined): number {
   return Math.min(Number(first), 2147483648);
 }
 
+/**
+ * Whether the Age field, when present, is valid (its first member a non-negative integer). The rfc profile treats a
+ * response with an invalid Age as stale on arrival: its age cannot be known, and a cache may always revalidate
+ * rather than reuse (the public suite's age-parse-* expect it; RFC 9111 §5.1 only asks that the value be ignored in
+ * the age calculation, which ageFieldSec does).
+ */
+export function ageFieldValid(raw: string | undefined): boolean {
+  if (raw === undefined) return true;
+  return /^\d+$/.test((raw.split(',')[0] ?? '').trim());
+}
+
 /** current_age = corrected_initial_age + resident_time, seconds, not rounded. */
 export function currentAgeSec(initialAge: number, responseTimeMs: number, nowMs: number): number {
   return initialAge + Math.max(0, (nowMs - responseTimeMs) / 1000);

@@ -184,8 +184,8 @@ describe('mergeNotModified (RFC 9111 §4.3.4)', () => {
     expect(merged[field]).toBe(stored[field]);
   });
 
-  it('a new ETag in the 304 replaces the stored one', () => {
-    expect(mergeNotModified(stored, { etag: '"v2"' })['etag']).toBe('"v2"');
+  it('the ETag of a 304 selects, it does not rename: the stored ETag stays (RFC 9111 §4.3.4)', () => {
+    expect(mergeNotModified(stored, { etag: '"v2"' })['etag']).toBe('"v1"');
   });
 
   it('a multi-line field in the 304 replaces the stored field as a whole', () => {

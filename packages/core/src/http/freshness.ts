@@ -1,6 +1,7 @@
-import { cacheControlOf, deltaSeconds, type CacheControl } from './cache-control.js';
+import { deltaSeconds, type CacheControl } from './cache-control.js';
 import { parseHttpDate } from './dates.js';
 import { getHeader, getHeaderList, type HeaderMap } from './headers.js';
+import { RFC_RULES, VARNISH_RULES, responseDirectives, type CacheRules } from './targeted.js';
 
 /**
  * Pure RFC 9111 rules for storing and freshness. No I/O and no clock: every time is a parameter (epoch ms).
@@ -9,9 +10,18 @@ import { getHeader, getHeaderList, type HeaderMap } from './headers.js';
 /** Status codes that are heuristically cacheable (RFC 9110 §15.1). */
 export const HEURISTICALLY_CACHEABLE = new Set([200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501]);
 
-/** Status codes a cache understands well enough to store (RFC 9111 §3: "the response status code is final" and
- * understood by the cache). 206 is not stored whole: partial storage is the slicer's job. */
-const UNDERSTOOD = new Set([200, 203, 204, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 501]);
+/** The statuses the varnish profile stores (Varnish's builtin set, as before the rfc profile). */
+const VARNISH_STORABLE = new Set([200, 203, 204, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 501]);
+
+/**
+ * Final statuses defined by RFC 9110 §15, whose caching requirements this cache implements: what `must-understand`
+ * (RFC 9111 §5.2.2.3) asks a cache to understand. 206 and 304 are never stored as a new object (partial storage is
+ * the slicer's; a 304 only freshens).
+ */
+const RFC9110_FINAL = new Set([
+  200, 201, 202, 203, 204, 205, 300, 301, 302, 303, 305, 307, 308, 400, 401, 402, 403, 404, 405, 406, 407, 408, 409,
+  410, 411, 412, 413, 414, 415, 416, 417, 421, 422, 426, 500, 501, 502, 503, 504, 505,
+]);
 
 export interface FreshnessOptions {
   /** Used when the response carries no explicit freshness (Varnish's default_ttl); undefined = RFC heuristics. */
@@ -28,6 +38,8 @@ export const DEFAULT_FRESHNESS: FreshnessOptions = { heuristicFraction: 0.1, heu
 export type NotStorableReason =
   | 'method'
   | 'status'
+  | 'must-understand'
+  | 'no-freshness'
   | 'no-store'
   | 'private'
   | 'authorization'
@@ -53,7 +65,10 @@ export type NotStoredReason =
 
 /**
  * RFC 9111 §3 (storing responses) for a shared cache. `requestHadAuthorization` triggers §3.5: a shared cache MUST NOT
- * reuse a response to a request with Authorization unless must-revalidate, public or s-maxage allow it.
+ * reuse a response to a request with Authorization unless must-revalidate, public or s-maxage allow it. The response
+ * directives are those `rules` select (a targeted field over Cache-Control, RFC 9213). The varnish profile stores
+ * only Varnish's status set; the rfc profile any final status (§3: a status it does not know only without
+ * must-understand) that has explicit freshness, `public` or a heuristically cacheable status.
  */
 export function notStorableReason(
   method: string,
@@ -61,12 +76,15 @@ export function notStorableReason(
   resHeaders: HeaderMap,
   reqCc: CacheControl,
   requestHadAuthorization: boolean,
+  rules: CacheRules = RFC_RULES,
 ): NotStorableReason | undefined {
   if (method !== 'GET') return 'method';
-  if (!UNDERSTOOD.has(status)) return 'status';
-  const cc = cacheControlOf(resHeaders);
-  // §3: the no-store directive is not present in the request or response.
-  if (cc.has('no-store') || reqCc.has('no-store')) return 'no-store';
+  const { cc, targeted } = responseDirectives(resHeaders, rules);
+  const statusWhy = rules.profile === 'varnish' ? (VARNISH_STORABLE.has(status) ? undefined : 'status') : rfcStatusReason(status, cc);
+  if (statusWhy !== undefined) return statusWhy;
+  // §3: the no-store directive is not present in the request or response. §5.2.2.3: a cache that understands the
+  // status of a must-understand response ignores no-store.
+  if ((cc.has('no-store') && !cc.has('must-understand')) || reqCc.has('no-store')) return 'no-store';
   // §3: a shared cache MUST NOT store a response with the private directive.
   if (cc.has('private')) return 'private';
   if (requestHadAuthorization && !(cc.has('must-revalidate') || cc.has('public') || cc.has('s-maxage'))) {
@@ -74,7 +92,29 @@ export function notStorableReason(
   }
   // §4.1: "A stored response with a Vary header field value containing a member "*" always fails to match."
   if (getHeaderList(resHeaders, 'vary').includes('*')) return 'vary-star';
+  if (rules.profile === 'rfc' && !mayStoreFreshness(status, cc, targeted === undefined ? resHeaders : {})) return 'no-freshness';
   return undefined;
+}
+
+/** The rfc profile's status rule (RFC 9111 §3, §5.2.2.3). */
+function rfcStatusReason(status: number, cc: CacheControl): NotStorableReason | undefined {
+  if (status < 200 || status > 999 || status === 206 || status === 304) return 'status';
+  if (cc.has('must-understand') && !RFC9110_FINAL.has(status)) return 'must-understand';
+  return undefined;
+}
+
+/**
+ * RFC 9111 §3: the response contains Expires, max-age, s-maxage or public, or has a heuristically cacheable status.
+ * (`private` is for private caches; cache extensions that allow storing are none here.)
+ */
+function mayStoreFreshness(status: number, cc: CacheControl, headers: HeaderMap): boolean {
+  return (
+    HEURISTICALLY_CACHEABLE.has(status) ||
+    cc.has('max-age') ||
+    cc.has('s-maxage') ||
+    cc.has('public') ||
+    getHeader(headers, 'expires') !== undefined
+  );
 }
 
 /** Where a freshness lifetime came from; logged and used by policy (Varnish users expect to see it). */
@@ -90,11 +130,13 @@ export function freshnessLifetime(
   headers: HeaderMap,
   responseTimeMs: number,
   opts: FreshnessOptions = DEFAULT_FRESHNESS,
+  rules: CacheRules = RFC_RULES,
 ): { lifetimeSec: number; source: FreshnessSource } {
-  const cc = cacheControlOf(headers);
+  const { cc, targeted } = responseDirectives(headers, rules);
   if (cc.has('s-maxage')) return { lifetimeSec: deltaSeconds(cc.get('s-maxage')) ?? 0, source: 's-maxage' };
   if (cc.has('max-age')) return { lifetimeSec: deltaSeconds(cc.get('max-age')) ?? 0, source: 'max-age' };
-  const expiresRaw = getHeader(headers, 'expires');
+  // RFC 9213 §2.1: with a targeted field in use, Expires is ignored too.
+  const expiresRaw = targeted === undefined ? getHeader(headers, 'expires') : undefined;
   if (expiresRaw !== undefined) {
     // §5.3: an invalid Expires (e.g. "0") represents a time in the past: already expired.
     const expires = parseHttpDate(expiresRaw);
@@ -123,21 +165,31 @@ export function freshnessLifetime(
  * (§5.2.2.10), and must-revalidate / proxy-revalidate hold even when the origin cannot be reached (§5.2.2.2), so
  * stale-if-error and operator grace give way too. True when no such directive is present.
  */
-export function mayServeStale(headers: HeaderMap): boolean {
-  const cc = cacheControlOf(headers);
+export function mayServeStale(headers: HeaderMap, rules: CacheRules = RFC_RULES): boolean {
+  const { cc } = responseDirectives(headers, rules);
   return !(cc.has('must-revalidate') || cc.has('proxy-revalidate') || cc.has('s-maxage') || cc.has('no-cache'));
 }
 
 // The age calculation lives in age.ts; re-exported for existing importers.
 export { initialAgeSec, currentAgeSec } from './age.js';
 
-/** Responses the default policy refuses to share even when RFC-storable (Varnish builtin vcl_backend_response). */
-export function builtinUncacheableReason(headers: HeaderMap): BuiltinUncacheableReason | undefined {
-  const cc = cacheControlOf(headers);
+/**
+ * Responses the builtin policy refuses to share even when RFC-storable. The varnish profile (builtin.vcl
+ * vcl_backend_response): Set-Cookie, no-cache, Surrogate-Control no-store. The rfc profile refuses none of these:
+ * RFC 9111 lets a shared cache store Set-Cookie responses (the origin marks personal ones `private`), a no-cache
+ * response is stored and revalidated on every use (its TTL is 0), and Surrogate-Control is a targeted field.
+ */
+export function builtinUncacheableReason(headers: HeaderMap, rules: CacheRules = VARNISH_RULES): BuiltinUncacheableReason | undefined {
+  if (rules.profile === 'rfc') return undefined;
+  const { cc } = responseDirectives(headers, rules);
   if (headers['set-cookie'] !== undefined) return 'set-cookie';
-  // no-cache: storable, but every reuse needs revalidation; until revalidation exists it is treated like Varnish does.
   if (cc.has('no-cache')) return 'no-cache';
   const sc = getHeader(headers, 'surrogate-control');
   if (sc !== undefined && /no-store/i.test(sc)) return 'surrogate-control';
   return undefined;
+}
+
+/** RFC 9111 §5.2.2.4: a no-cache response (qualified or not, as most caches) is never reused without revalidation. */
+export function mustRevalidateEachUse(headers: HeaderMap, rules: CacheRules = RFC_RULES): boolean {
+  return responseDirectives(headers, rules).cc.has('no-cache');
 }

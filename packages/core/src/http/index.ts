@@ -8,3 +8,4 @@ export * from './vary.js';
 export * from './cache-status.js';
 export * from './range.js';
 export * from './conditional.js';
+export * from './targeted.js';

@@ -3,6 +3,7 @@ import { getHeader } from '../http/headers.js';
 import { cacheControlOf } from '../http/cache-control.js';
 import { normaliseHost } from '../http/target.js';
 import { builtinUncacheableReason, notStorableReason, type NotStoredReason } from '../http/freshness.js';
+import { RFC_RULES, type CacheRules } from '../http/targeted.js';
 
 /**
  * Policy hooks: the typed version of VCL. Each hook is optional. A hook that returns `undefined` falls through to the
@@ -130,14 +131,16 @@ export function builtinCacheKey(req: DownstreamRequest): string {
 }
 
 /**
- * builtin.vcl vcl_backend_response, on top of RFC 9111 storability: ttl <= 0, Set-Cookie, Surrogate-Control no-store,
- * Cache-Control no-cache/no-store/private, or Vary: * make the object uncacheable; the key becomes hit-for-miss for
- * `hitForMissSec` (Varnish: 120 s).
+ * builtin.vcl vcl_backend_response, on top of RFC 9111 storability (under `rules`: the profile and the targeted
+ * fields): ttl <= 0, Cache-Control no-store/private, or Vary: * make the object uncacheable, and with the varnish
+ * profile also Set-Cookie, no-cache and Surrogate-Control no-store; the key becomes hit-for-miss for `hitForMissSec`
+ * (Varnish: 120 s).
  */
 export function builtinBackendResponse(
   beresp: BackendResponse,
   bereq: { method: string; headers: HeaderMap },
   hitForMissSec: number,
+  rules: CacheRules = RFC_RULES,
 ): void {
   if (beresp.isPass) return;
   if (beresp.hitForPassSec !== undefined && beresp.hitForPassSec > 0) {
@@ -152,11 +155,12 @@ export function builtinBackendResponse(
     beresp.headers,
     cacheControlOf(bereq.headers),
     bereq.headers['authorization'] !== undefined,
+    rules,
   );
   const reason =
     beresp.uncacheableReason ??
     rfc ??
-    builtinUncacheableReason(beresp.headers) ??
+    builtinUncacheableReason(beresp.headers, rules) ??
     (beresp.ttlSec <= 0 ? 'ttl-zero' : undefined);
   if (reason !== undefined || beresp.uncacheable) {
     beresp.uncacheable = true;

@@ -119,14 +119,16 @@ describe('freshness through the proxy', () => {
 });
 
 describe('what is not stored', () => {
+  // no-cache and Set-Cookie are Varnish's builtin.vcl refusals: RFC 9111 stores both (§5.2.2.4: a no-cache response
+  // is stored and revalidated on each use; §3 has no Set-Cookie condition), see issue-12-storage.test.ts.
   it.each([
-    ['no-store', { 'cache-control': 'no-store, max-age=60' }, 'no-store'],
-    ['private', { 'cache-control': 'private, max-age=60' }, 'private'],
-    ['no-cache', { 'cache-control': 'no-cache, max-age=60' }, 'no-cache'],
-    ['Set-Cookie', { 'cache-control': 'max-age=60', 'set-cookie': 'id=1' }, 'set-cookie'],
-    ['Vary: *', { 'cache-control': 'max-age=60', vary: '*' }, 'vary-star'],
-  ] as const)('%s: fetched every time, the key becomes hit-for-miss', async (_n, headers, reason) => {
-    const { get } = await setup(() => ({ ...headers }));
+    ['no-store', { 'cache-control': 'no-store, max-age=60' }, 'no-store', 'rfc'],
+    ['private', { 'cache-control': 'private, max-age=60' }, 'private', 'rfc'],
+    ['no-cache (varnish profile)', { 'cache-control': 'no-cache, max-age=60' }, 'no-cache', 'varnish'],
+    ['Set-Cookie (varnish profile)', { 'cache-control': 'max-age=60', 'set-cookie': 'id=1' }, 'set-cookie', 'varnish'],
+    ['Vary: *', { 'cache-control': 'max-age=60', vary: '*' }, 'vary-star', 'rfc'],
+  ] as const)('%s: fetched every time, the key becomes hit-for-miss', async (_n, headers, reason, profile) => {
+    const { get } = await setup(() => ({ ...headers }), { profile });
     const a = await get('/u');
     expect(a.headers['cache-status']).toBe(`sluice; fwd=uri-miss; fwd-status=200; detail=${reason}`);
     const b = await get('/u');

@@ -8,6 +8,7 @@ import { deliver } from '../deliver/deliver.js';
 import { errorMessage, ProxyError } from '../errors.js';
 import { Histogram } from '../histogram.js';
 import type { FreshnessOptions } from '../http/freshness.js';
+import { DEFAULT_TARGETS, type CacheProfile, type CacheRules } from '../http/targeted.js';
 import { Http1Server, type ConnectionContext, type Http1Request } from '../http1/server.js';
 import type { Http1Response } from '../http1/response.js';
 import { builtinCacheKey, type DownstreamRequest, type ProxyHooks } from '../policy/hooks.js';
@@ -55,6 +56,20 @@ export interface ProxyOptions<Ctx> {
    * proxy-revalidate, s-maxage, no-cache). Default true; a 5xx answer is served as is unless stale-if-error allows.
    */
   staleIfDisconnected?: boolean | undefined;
+  /**
+   * Storage rules (default 'rfc', RFC 9111): any final status with explicit freshness is stored (not an unknown one
+   * with must-understand), Set-Cookie responses are stored, no-cache responses are stored and revalidated on every
+   * use, an invalid Age makes a response stale. 'varnish': builtin.vcl's (Varnish's status set; Set-Cookie, no-cache
+   * and Surrogate-Control no-store make the key hit-for-miss; an invalid Age is ignored).
+   */
+  profile?: CacheProfile | undefined;
+  /**
+   * Targeted cache-control fields obeyed over Cache-Control and Expires, first present and valid wins (RFC 9213
+   * §2.1), lowercase. Default: ['cdn-cache-control', 'surrogate-control'] for the rfc profile, none for varnish.
+   * `surrogate-control` reads the directives untargeted or targeted at `name`, and announces `name` to the origin in
+   * Surrogate-Capability. Surrogate-Control is never forwarded to clients; CDN-Cache-Control is (RFC 9213 §3).
+   */
+  cacheTargets?: readonly string[] | undefined;
   /** How long an uncacheable key stays hit-for-miss (default 120 s, as Varnish). */
   hitForMissSec?: number | undefined;
   /** How far the fetch of an unstored body may run ahead of its slowest client (default 1 MiB). */
@@ -265,6 +280,8 @@ export type ReloadableOptions<Ctx> = Pick<
   | 'defaultGraceSec'
   | 'defaultKeepSec'
   | 'staleIfDisconnected'
+  | 'profile'
+  | 'cacheTargets'
   | 'hitForMissSec'
   | 'transitBytes'
   | 'streamMinBytes'
@@ -303,6 +320,7 @@ function makeEnv<Ctx>(opts: ProxyOptions<Ctx>, stats: Stats, store: Store, infli
     name,
     via: `1.1 ${name}`,
     freshness,
+    rules: cacheRulesOf(opts, name),
     graceSec: opts.defaultGraceSec ?? 0,
     keepSec: opts.defaultKeepSec ?? DEFAULT_KEEP_SEC,
     staleIfDisconnected: opts.staleIfDisconnected ?? true,
@@ -324,6 +342,13 @@ function makeEnv<Ctx>(opts: ProxyOptions<Ctx>, stats: Stats, store: Store, infli
       return req.segment === undefined ? key : segmentKeyOf(key, req.segment.size, req.segment.index);
     },
   };
+}
+
+/** The storage rules of the options: the profile, its target list (or the one given), our device token. */
+function cacheRulesOf<Ctx>(opts: ProxyOptions<Ctx>, name: string): CacheRules {
+  const profile = opts.profile ?? 'rfc';
+  const targets = (opts.cacheTargets ?? (profile === 'rfc' ? DEFAULT_TARGETS : [])).map((t) => t.toLowerCase());
+  return { profile, targets, deviceToken: name };
 }
 
 /** The pin slot of a client connection, created on its first request and released when it closes. */

@@ -112,7 +112,7 @@ export function lookup<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>): Step | Promise<Ste
       tx.outcome = 'hit';
       if (r.fetch !== undefined) {
         env.stats.bgfetch++;
-        const bereq = missRequest(tx, env.via, false);
+        const bereq = missRequest(tx, env.via, false, env.rules);
         makeConditional(bereq, r.obj);
         void runFetch(env, { obj: r.fetch, bereq, tx, reason: 'bgfetch', stale: r.obj });
       }
@@ -141,7 +141,7 @@ export function lookup<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>): Step | Promise<Ste
 export function miss<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>): Step {
   const obj = tx.obj as CacheObject;
   // A hit-for-miss fetch cannot be stored as a whole object anyway: it forwards Range and conditionals like a pass.
-  const bereq = missRequest(tx, env.via, tx.lookup === 'hit-for-miss');
+  const bereq = missRequest(tx, env.via, tx.lookup === 'hit-for-miss', env.rules);
   const stale = tx.stale;
   if (stale !== undefined && makeConditional(bereq, stale)) tx.status = { ...tx.status, fwd: 'stale' };
   void runFetch(env, { obj, bereq, tx, reason: 'fetch', stale });
