@@ -67,6 +67,13 @@ describe('isNotModified: If-Modified-Since (RFC 9110 §13.1.3)', () => {
     expect(isNotModified('GET', { 'if-modified-since': ims }, { 'last-modified': 'Thu, 01 Jan 1970 00:00:00 GMT' })).toBe(false);
   });
 
+  // RFC 9111 §4.3.2 (issue 12, the suite's conditional-lm-fresh-no-lm): without Last-Modified, the stored Date counts.
+  it('a stored response without Last-Modified is dated by its Date', () => {
+    expect(isNotModified('GET', { 'if-modified-since': AFTER_LM }, { date: LM })).toBe(true);
+    expect(isNotModified('GET', { 'if-modified-since': BEFORE_LM }, { date: LM })).toBe(false);
+    expect(isNotModified('GET', { 'if-modified-since': AFTER_LM }, {})).toBe(false);
+  });
+
   it('an invalid stored Last-Modified never yields 304', () => {
     expect(isNotModified('GET', { 'if-modified-since': AFTER_LM }, { 'last-modified': 'garbage' })).toBe(false);
   });

@@ -3,7 +3,8 @@ import { getHeader, getHeaderList, type HeaderMap } from './headers.js';
 
 /**
  * Conditional requests a cache answers from a stored response (RFC 9110 §13.2.2 order, RFC 9111 §4.3.2):
- * If-None-Match first (weak comparison); only without it, If-Modified-Since against Last-Modified. Only GET/HEAD.
+ * If-None-Match first (weak comparison); only without it, If-Modified-Since against Last-Modified (or, without one,
+ * Date). Only GET/HEAD.
  * Returns true when the answer is 304 Not Modified.
  */
 export function isNotModified(method: string, reqHeaders: HeaderMap, stored: HeaderMap): boolean {
@@ -19,7 +20,8 @@ export function isNotModified(method: string, reqHeaders: HeaderMap, stored: Hea
   }
   const ims = parseHttpDate(getHeader(reqHeaders, 'if-modified-since'));
   if (ims === undefined) return false;
-  const lm = parseHttpDate(getHeader(stored, 'last-modified'));
+  // RFC 9111 §4.3.2: a stored response without Last-Modified is dated by its Date field.
+  const lm = parseHttpDate(getHeader(stored, 'last-modified') ?? getHeader(stored, 'date'));
   return lm !== undefined && lm <= ims;
 }
 

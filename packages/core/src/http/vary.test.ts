@@ -36,6 +36,9 @@ describe('varySignature (RFC 9111 §4.1)', () => {
     // §4.1: "combining multiple header fields with the same field name using the rules described in Section 5.3".
     ['several field lines equal one combined line', ['accept-encoding'], { 'accept-encoding': ['gzip', 'br'] }, { 'accept-encoding': 'gzip, br' }],
     ['several fields, all equal', ['accept-encoding', 'accept-language'], { 'accept-encoding': 'gzip', 'accept-language': 'en' }, { 'accept-language': 'en', 'accept-encoding': 'gzip' }],
+    // Language ranges (RFC 4647 §2), content-codings (RFC 9110 §8.4.1) and their weights are case-insensitive.
+    ['language case (issue 12, the suite\'s vary-normalise-lang-case)', ['accept-language'], { 'accept-language': 'en, de' }, { 'accept-language': 'eN, De' }],
+    ['coding case and space around a weight', ['accept-encoding'], { 'accept-encoding': 'gzip;q=0.5, br' }, { 'accept-encoding': 'GZIP ; Q = 0.5,BR' }],
   ])('matches: %s', (_name, fields, a, b) => expect(sig(fields, a)).toBe(sig(fields, b)));
 
   it.each<[string, readonly string[], HeaderMap, HeaderMap]>([
@@ -44,6 +47,8 @@ describe('varySignature (RFC 9111 §4.1)', () => {
     ['absent versus empty', ['accept-language'], {}, { 'accept-language': '' }],
     ['absent versus present', ['accept-language'], {}, { 'accept-language': 'en' }],
     ['list order is significant', ['accept-encoding'], { 'accept-encoding': 'gzip, br' }, { 'accept-encoding': 'br, gzip' }],
+    ['language order is significant (an origin may pick the first of equal weights)', ['accept-language'], { 'accept-language': 'en, de' }, { 'accept-language': 'de, en' }],
+    ['case is significant in other fields', ['x-variant'], { 'x-variant': 'A' }, { 'x-variant': 'a' }],
     ['field lines in another order', ['accept-encoding'], { 'accept-encoding': ['gzip', 'br'] }, { 'accept-encoding': ['br', 'gzip'] }],
     ['inner whitespace of a member is significant', ['accept-language'], { 'accept-language': 'en us' }, { 'accept-language': 'enus' }],
     ['one field of two differs', ['accept-encoding', 'accept-language'], { 'accept-encoding': 'gzip', 'accept-language': 'en' }, { 'accept-encoding': 'gzip', 'accept-language': 'fr' }],

@@ -11,18 +11,26 @@ export function varyFields(resHeaders: HeaderMap): string[] {
   return getHeaderList(resHeaders, 'vary').map((s) => s.toLowerCase());
 }
 
-function normalise(v: string | undefined): string {
+/**
+ * Fields whose values are case-insensitive tokens (language ranges, RFC 4647 §2; content-codings, RFC 9110 §8.4.1;
+ * charsets, §8.3.2): their variants are compared without case. Member order is kept: with equal weights an origin may
+ * still pick the first, so `en, de` and `de, en` stay different variants.
+ */
+const CASELESS = new Set(['accept-language', 'accept-encoding', 'accept-charset']);
+
+function normalise(field: string, v: string | undefined): string {
   if (v === undefined) return '\u0000'; // absent differs from empty
-  return v
+  const joined = v
     .split(',')
     .map((s) => s.trim())
     .join(',');
+  return CASELESS.has(field) ? joined.replace(/\s*([;=])\s*/g, '$1').toLowerCase() : joined;
 }
 
 /** A string that is equal for two requests exactly when they select the same variant under `fields`. */
 export function varySignature(fields: readonly string[], reqHeaders: HeaderMap): string {
   if (fields.length === 0) return '';
   let sig = '';
-  for (const f of fields) sig += `${f}:${normalise(getHeader(reqHeaders, f))}\n`;
+  for (const f of fields) sig += `${f}:${normalise(f, getHeader(reqHeaders, f))}\n`;
   return sig;
 }
