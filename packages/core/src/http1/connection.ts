@@ -260,6 +260,11 @@ export class Connection implements ResponseOwner {
     if (this.pending !== undefined) setImmediate(() => this.parse());
   }
 
+  /** The Keep-Alive hint line of persistent responses (see Http1Server.keepAliveLine). */
+  get keepAliveLine(): string {
+    return this.server.keepAliveLine;
+  }
+
   /** How long a response may wait for the client to take any byte (see Http1Server.sendTimeoutMs). */
   get sendTimeoutMs(): number {
     return this.server.sendTimeoutMs;

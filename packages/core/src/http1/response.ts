@@ -23,6 +23,8 @@ export interface ResponseOwner {
   responseFinished(res: Http1Response): void;
   /** Longest wait for the client to take any byte while the socket buffer is full; then the connection is cut. */
   readonly sendTimeoutMs: number;
+  /** `keep-alive: timeout=N\r\n` for persistent responses, or empty. */
+  readonly keepAliveLine: string;
 }
 
 export class Http1Response {
@@ -133,7 +135,8 @@ export class Http1Response {
     if (close || this.owner.requestBodyPending()) this.keepAlive = false;
     let conn = '';
     if (!this.keepAlive) conn = 'connection: close\r\n';
-    else if (this.version === '1.0') conn = 'connection: keep-alive\r\n';
+    else if (this.version === '1.0') conn = `connection: keep-alive\r\n${this.owner.keepAliveLine}`;
+    else conn = this.owner.keepAliveLine;
     this.head = `HTTP/1.1 ${status} ${REASONS[status] ?? 'Unknown'}\r\n${block}${framing}${conn}\r\n`;
     this.headerBytes = this.head.length;
   }

@@ -50,6 +50,17 @@ function exchange(port: number, parts: string[]): Promise<string> {
 }
 
 describe('Http1Server', () => {
+  // Issue 12: Node 20's global agent idles sockets out at 5 s like our keep-alive timeout, so a client could reuse a
+  // connection as we closed it (the suite's `read ECONNRESET` on PUT /config). The hint makes clients close first.
+  it('announces its keep-alive timeout on persistent responses, and not on the one that closes', async () => {
+    const port = await startEcho();
+    const out = await exchange(port, ['GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n']);
+    const [first = '', second = ''] = out.split(/(?=HTTP\/1\.1 200)/);
+    expect(first).toMatch(/\r\nkeep-alive: timeout=5\r\n/);
+    expect(second).toMatch(/\r\nconnection: close\r\n/);
+    expect(second).not.toMatch(/keep-alive/i);
+  });
+
   it('answers pipelined requests in order on one connection', async () => {
     const port = await startEcho();
     const out = await exchange(port, [

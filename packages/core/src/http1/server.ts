@@ -101,6 +101,13 @@ export interface Http1ServerOptions {
 export class Http1Server {
   readonly handler: Http1Handler;
   readonly keepAliveTimeoutMs: number;
+  /**
+   * The `keep-alive: timeout=N` line sent on persistent responses (RFC 9112 appendix: the Keep-Alive hint): Node's
+   * agent and undici close an idle connection a second before N, so a client does not send a request on a connection
+   * our idle timeout is closing (the suite's occasional `read ECONNRESET` on PUT /config: Node 20's global agent also
+   * idles out at 5 s).
+   */
+  readonly keepAliveLine: string;
   readonly headersTimeoutMs: number;
   readonly maxHeadBytes: number;
   readonly maxBodyBytes: number;
@@ -118,6 +125,8 @@ export class Http1Server {
   constructor(handler: Http1Handler, opts: Http1ServerOptions = {}) {
     this.handler = handler;
     this.keepAliveTimeoutMs = opts.keepAliveTimeoutMs ?? 5_000;
+    const hintSec = Math.floor(this.keepAliveTimeoutMs / 1000);
+    this.keepAliveLine = hintSec >= 1 ? `keep-alive: timeout=${hintSec}\r\n` : '';
     this.headersTimeoutMs = opts.headersTimeoutMs ?? 30_000;
     this.maxHeadBytes = opts.maxHeadBytes ?? 64 * 1024;
     this.maxBodyBytes = opts.maxBodyBytes ?? 100 * 1024 * 1024;

@@ -24,7 +24,9 @@ type Handler = (req: http.IncomingMessage, res: http.ServerResponse, n: number) 
 
 async function setup(handler: Handler, opts: Omit<ProxyOptions<Record<string, unknown>>, 'upstream'> = {}) {
   const origin: ScriptedOrigin = track(await startScriptedOrigin(handler));
-  const px = track(await startProxy(origin.url, opts));
+  // A frozen clock unless the test moves one: ages stay 0, so the ttl in Cache-Status is exact.
+  const frozen = Date.parse('2026-12-01T12:00:00Z');
+  const px = track(await startProxy(origin.url, { now: () => frozen, ...opts }));
   const get = async (h: Record<string, string> = {}) => {
     const r = await request(`${px.url}/v`, { headers: { host: 'site.test', ...h } });
     return { status: r.statusCode, body: await r.body.text(), cacheStatus: String(r.headers['cache-status']), headers: r.headers };

@@ -26,7 +26,9 @@ async function setup(headers: http.OutgoingHttpHeaders, opts: Omit<ProxyOptions<
       res.end(`#${n}`);
     }),
   );
-  const px = track(await startProxy(origin.url, opts));
+  // A frozen clock unless the test moves one: ages stay 0, so the ttl in Cache-Status is exact.
+  const frozen = Date.parse('2026-12-01T12:00:00Z');
+  const px = track(await startProxy(origin.url, { now: () => frozen, ...opts }));
   const get = async () => {
     const r = await request(`${px.url}/t`, { headers: { host: 'site.test' } });
     return { body: await r.body.text(), cacheStatus: String(r.headers['cache-status']), headers: r.headers };
