@@ -44,9 +44,9 @@ export interface Upstream {
   /**
    * Sends one request to an origin. Resolves once response headers arrived; the body streams afterwards. Rejects
    * when no response could be had (connect failure, timeout). Aborting `signal` destroys the origin connection if a
-   * body was still in flight.
+   * body was still in flight. `onInfo`, when given, hears interim responses (103 Early Hints) before the final one.
    */
-  request(req: UpstreamRequest, opts: { signal: AbortSignal }): Promise<UpstreamResponse>;
+  request(req: UpstreamRequest, opts: { signal: AbortSignal; onInfo?: ((status: number, headers: HeaderMap) => void) | undefined }): Promise<UpstreamResponse>;
   /**
    * Optional: opens a TCP tunnel for `CONNECT host:port`. Rejects with an error carrying `status` 403 when the
    * destination is not allowed, 502/504 when it cannot be reached. Without it the proxy answers CONNECT with 405.

@@ -30,6 +30,9 @@ export interface OriginRequest {
   pin?: PinSlotLike | undefined;
 }
 
+/** Interim (1xx) responses before the final one, 100 Continue and 101 aside (103 Early Hints). */
+export type OnInfo = (status: number, headers: Headers) => void;
+
 /** Structural twin of core's PinSlot (origin-client does not import core). */
 export interface PinSlotLike {
   pinned: boolean;
@@ -122,7 +125,7 @@ export class OriginClient {
       .map((c) => byName.get(c.name) as Backend);
   }
 
-  async request(req: OriginRequest, opts: { signal: AbortSignal }): Promise<OriginResponse> {
+  async request(req: OriginRequest, opts: { signal: AbortSignal; onInfo?: OnInfo | undefined }): Promise<OriginResponse> {
     opts.signal.throwIfAborted();
     if (req.pin?.pinned === true) return this.pinnedRequest(req, req.pin, opts.signal);
     const candidates = this.choose(req.key ?? req.path);
@@ -133,7 +136,7 @@ export class OriginClient {
     for (let i = 0; i < tries; i++) {
       const backend = candidates[i] as Backend;
       try {
-        return await this.attempt(backend, req, opts.signal);
+        return await this.attempt(backend, req, opts.signal, false, opts.onInfo);
       } catch (e: unknown) {
         last = e;
         if (!replayable || opts.signal.aborted) break;
@@ -141,7 +144,7 @@ export class OriginClient {
           // A kept-alive connection the origin had closed: once more on this backend, on a fresh connection.
           backend.counters.retries++;
           try {
-            return await this.attempt(backend, req, opts.signal, true);
+            return await this.attempt(backend, req, opts.signal, true, opts.onInfo);
           } catch (e2: unknown) {
             last = e2;
             if (!isBrokenConnection(e2) && !isConnectFailure(e2)) break;
@@ -216,7 +219,7 @@ export class OriginClient {
   }
 
   /** One request to one backend: a connection slot, credentials, the 401 retry. */
-  private async attempt(backend: Backend, req: OriginRequest, signal: AbortSignal, fresh = false): Promise<OriginResponse> {
+  private async attempt(backend: Backend, req: OriginRequest, signal: AbortSignal, fresh = false, onInfo?: OnInfo): Promise<OriginResponse> {
     await backend.acquire(signal);
     const dispatcher: Dispatcher = fresh ? backend.freshClient() : backend.pool;
     let released = false;
@@ -242,6 +245,7 @@ export class OriginClient {
           body: req.body,
           signal,
           reset: fresh || backend.config.keepAlive === false,
+          ...(onInfo === undefined ? {} : { onInfo: (i: { statusCode: number; headers: Headers }) => forwardInfo(onInfo, i) }),
         });
       let res = await send(headers);
       // A 401 we can answer: retry once with the configured credentials (only when they were not sent yet).
@@ -293,6 +297,14 @@ function bodyFailed(body: Readable | null): boolean {
  * a timeout, the connection (refused, reset, TLS, a broken response), the request itself (undici refused it, or its
  * body stream failed). The signal comes first: undici rejects with the abort reason, whatever it is.
  */
+/** An interim response from undici to `onInfo` (100 Continue and 101 are the connection's business), names lowercase. */
+function forwardInfo(onInfo: OnInfo, i: { statusCode: number; headers: Headers }): void {
+  if (i.statusCode <= 101) return;
+  const out: Headers = {};
+  for (const [k, v] of Object.entries(i.headers)) out[k.toLowerCase()] = v;
+  onInfo(i.statusCode, out);
+}
+
 function wrap(e: unknown, backend: Backend, req: OriginRequest, signal: AbortSignal): OriginError {
   if (e instanceof OriginError) return e;
   if (signal.aborted) return new OriginError('ORIGIN_ERR_ABORTED', `request to ${backend.origin} aborted`, { cause: e });

@@ -66,3 +66,11 @@ export function makeConditional(bereq: UpstreamRequest, stale: CacheObject): boo
   Object.assign(bereq.headers, revalidationHeaders(stale.headers));
   return true;
 }
+
+/**
+ * The origin's interim responses forwarded to the client whose request caused the fetch (103 Early Hints, RFC 8297),
+ * hop-by-hop fields stripped. Never stored: a later hit gets no hints.
+ */
+export function interimTo(res: { writeInterim(status: number, headers: HeaderMap): void }): (status: number, headers: HeaderMap) => void {
+  return (status, headers) => res.writeInterim(status, stripHopByHop(headers));
+}

@@ -6,6 +6,7 @@ import { logBereq, logBeresp, logBerespDecided } from '../txlog/records.js';
 import type { Transaction } from '../txlog/txlog.js';
 import type { UpstreamRequest, UpstreamResponse } from '../upstream.js';
 import type { BackendResponse } from '../policy/hooks.js';
+import type { HeaderMap } from '../http/headers.js';
 import { backendResponse, commitHeaders, decideBeresp, isRevalidation304, type BerespInput } from './beresp.js';
 import { invalidateAfterUnsafe } from './invalidate.js';
 
@@ -35,6 +36,8 @@ export interface FetchJob<Ctx> {
   tx: FetchTx<Ctx>;
   reason: FetchReason;
   stale?: CacheObject | undefined;
+  /** Hears the origin's interim responses (103 Early Hints), forwarded to the client that caused the fetch. */
+  onInfo?: ((status: number, headers: HeaderMap) => void) | undefined;
 }
 
 /** Bytes of each side, for the BereqAcct record (heads as Sluice hands them to the origin client). */
@@ -100,7 +103,7 @@ async function send<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>, be: Transaction
   const { obj, bereq } = job;
   obj.requestTimeMs = env.now();
   try {
-    const res = await env.upstream.request(bereq, { signal: obj.fetchController.signal });
+    const res = await env.upstream.request(bereq, { signal: obj.fetchController.signal, onInfo: job.onInfo });
     obj.responseTimeMs = env.now();
     return res;
   } catch (e: unknown) {

@@ -15,6 +15,9 @@ const BAD_VALUE = /[\r\n\0]/;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const REASONS = http.STATUS_CODES;
 
+/** Most interim responses forwarded before one final response (an origin could send any number). */
+const MAX_INTERIM = 8;
+
 export interface ResponseOwner {
   readonly socket: Socket;
   /** Whether the request body is still unread: the connection will close after this response. */
@@ -53,6 +56,8 @@ export class Http1Response {
   private closedEarly = false;
   /** Set by abandon(): this response no longer owns the connection. */
   private dropped = false;
+  /** Interim responses written so far. */
+  private interimSent = 0;
 
   /** The request asked for the connection to close (Connection: close, or HTTP/1.0 without keep-alive). */
   readonly clientAskedClose: boolean;
@@ -94,6 +99,23 @@ export class Http1Response {
     if (this.finished) return;
     this.closedEarly = true;
     this.ac?.abort(clientGone());
+  }
+
+  /**
+   * Sends an interim response (RFC 9110 §15.2: 103 Early Hints) before the final one: only to HTTP/1.1 clients, only
+   * while the final head is not decided, at most MAX_INTERIM per response. Framing fields are never sent on it.
+   */
+  writeInterim(status: number, headers: HeaderMap): void {
+    if (this.dropped || this.committed || this.finished || this.version !== '1.1' || status < 102 || status > 199) return;
+    if (this.interimSent++ >= MAX_INTERIM) return;
+    const { 'content-length': _cl, 'transfer-encoding': _te, connection: _c, ...rest } = headers;
+    let block: string;
+    try {
+      block = serializeHeaders(rest);
+    } catch {
+      return; // a field that would break framing: the hint is dropped, the final response is unaffected
+    }
+    this.socket.write(`HTTP/1.1 ${status} ${REASONS[status] ?? 'Informational'}\r\n${block}\r\n`, 'latin1');
   }
 
   /**

@@ -1,7 +1,7 @@
 import { CacheObject } from '../cache/cache-object.js';
 import type { ProxyEnv, Step, Tx } from '../context.js';
 import { writeSynth } from '../deliver/head.js';
-import { makeConditional, missRequest, passRequest } from '../fetch/bereq.js';
+import { interimTo, makeConditional, missRequest, passRequest } from '../fetch/bereq.js';
 import { runFetch } from '../fetch/fetch.js';
 import { getHeader } from '../http/headers.js';
 import { hostOk, normaliseTarget } from '../http/target.js';
@@ -144,7 +144,7 @@ export function miss<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>): Step {
   const bereq = missRequest(tx, env.via, tx.lookup === 'hit-for-miss', env.rules);
   const stale = tx.stale;
   if (stale !== undefined && makeConditional(bereq, stale)) tx.status = { ...tx.status, fwd: 'stale' };
-  void runFetch(env, { obj, bereq, tx, reason: 'fetch', stale });
+  void runFetch(env, { obj, bereq, tx, reason: 'fetch', stale, onInfo: interimTo(tx.res) });
   return 'deliver';
 }
 
@@ -154,7 +154,7 @@ export function pass<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>): Step {
   tx.obj = obj;
   const key = tx.key !== '' ? tx.key : env.keyOf(tx.req, tx.ctx);
   const bereq = passRequest({ req: tx.req, key, pin: tx.pin }, env.via, tx.body);
-  void runFetch(env, { obj, bereq, tx, reason: 'pass' });
+  void runFetch(env, { obj, bereq, tx, reason: 'pass', onInfo: interimTo(tx.res) });
   return 'deliver';
 }
 
