@@ -87,8 +87,12 @@ describe('policy hooks (issue 14)', () => {
   });
 
   it('req.backend picks a configured backend by name; an unknown name gets a 503', async () => {
-    const a = track(await startScriptedOrigin((_req, res) => res.end('from a')));
-    const b = track(await startScriptedOrigin((_req, res) => res.end('from b')));
+    const a = track(await startScriptedOrigin((_req, res) => {
+      res.end('from a');
+    }));
+    const b = track(await startScriptedOrigin((_req, res) => {
+      res.end('from b');
+    }));
     const origin = createOriginClient({ backends: [{ url: a.url, name: 'a' }, { url: b.url, name: 'b' }] });
     const hooks: ProxyHooks = {
       requestFilter(req) {
