@@ -1,6 +1,8 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { OriginHandler } from '@sluice/fixtures';
+import { REPO } from './test-support/run-cli.js';
 import { snippetText, startIdiom, VCL_DIR, VCL_PAGE, type Idiom } from './test-support/vcl-idiom.js';
 
 /**
@@ -152,5 +154,31 @@ describe('docs/vcl.md', () => {
     }
     expect(seen).toEqual(['MISS 0', 'HIT 1', 'HIT 2']);
     expect((await x.get('/private')).headers['x-cache']).toBe('UNCACHEABLE');
+  });
+
+  it("the README's policy example loads and runs: backend by Host, restart to the placeholder, X-Cache, retry", async () => {
+    const readme = readFileSync(path.join(REPO, 'README.md'), 'utf8');
+    const example = /```ts\n(\/\/ sluice\.config\.ts\n[\s\S]*?)```\n/.exec(readme)?.[1];
+    expect(example).toContain("import { defineConfig, hdr } from '@sluice/cli';");
+    // Beside the repository's node_modules, so that '@sluice/cli' resolves as it does for a user's config.
+    const dir = mkdtempSync(path.join(REPO, 'node_modules', '.sluice-readme-'));
+    try {
+      const file = path.join(dir, 'sluice.config.ts');
+      writeFileSync(file, example as string);
+      const x = await start(file, {
+        www: (req, res) => {
+          const found = !req.url?.startsWith('/images/') || req.url === '/images/placeholder.png';
+          res.writeHead(found ? 200 : 404, { 'cache-control': 'max-age=60' });
+          res.end(`www ${req.url} ${String(req.headers['x-from-sluice'])}`);
+        },
+        api: echo,
+      });
+      const img = await x.get('/images/nope.png');
+      expect([img.status, img.body, img.headers['x-cache']]).toEqual([200, 'www /images/placeholder.png 1', 'MISS']);
+      expect((await x.get('/images/placeholder.png')).headers['x-cache']).toBe('HIT');
+      expect((await x.get('/v1/items', { host: 'api.example' })).body).toMatch(/^\/v1\/items /);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -23,11 +23,11 @@ export interface Idiom {
 }
 
 /**
- * Loads docs/vcl/<file> with the --config loader and serves it in front of real origins: one per backend the file
+ * Loads docs/vcl/<file> (or an absolute path) with the --config loader and serves it in front of real origins: one per backend the file
  * names (its URLs replaced by the origins'), else one origin `default`.
  */
 export async function startIdiom(file: string, handlers: Record<string, OriginHandler>): Promise<Idiom> {
-  const loaded: ConfigFile = await loadConfigFile(path.join(VCL_DIR, file));
+  const loaded: ConfigFile = await loadConfigFile(path.resolve(VCL_DIR, file));
   const origins: Record<string, ScriptedOrigin> = {};
   for (const [name, h] of Object.entries(handlers)) origins[name] = await startScriptedOrigin(h);
   const named = loaded.backends?.map((b) => {
