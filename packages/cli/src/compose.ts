@@ -99,6 +99,8 @@ export function policyOf(config: Config): ReloadableOptions<Record<string, unkno
     transitBytes: config.transitBytes,
     streamMinBytes: config.streamMinBytes,
     maxRanges: config.maxRanges,
+    maxRestarts: config.maxRestarts,
+    maxRetries: config.maxRetries,
     slice: config.slice,
     purgeAllow: config.purgeAllow,
   };

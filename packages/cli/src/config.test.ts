@@ -148,3 +148,15 @@ describe('hardening settings', () => {
     expect(() => toConfig({ ...base, 'admin-token-file': path.join(dir, 'missing') })).toThrow(/--admin-token-file: cannot read .*ENOENT/);
   });
 });
+
+describe('restart and retry limits (issue 14)', () => {
+  it('default to Varnish 4 and 4; flags and the config file set them; a negative one is refused', () => {
+    const base = { backend: ['http://127.0.0.1:1'] };
+    const d = toConfig(base, {});
+    expect([d.maxRestarts, d.maxRetries]).toEqual([4, 4]);
+    const f = toConfig({ ...base, 'max-restarts': 0, 'max-retries': 1 }, {});
+    expect([f.maxRestarts, f.maxRetries]).toEqual([0, 1]);
+    expect(toConfig(base, { maxRestarts: 2 }).maxRestarts).toBe(2);
+    expect(() => toConfig(base, { maxRetries: -1 })).toThrow(/--max-retries: "-1" is not a whole number/);
+  });
+});

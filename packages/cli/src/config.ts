@@ -41,6 +41,9 @@ export interface Config {
   transitBytes: number;
   streamMinBytes: number;
   maxRanges: number;
+  /** Most restarts of one request, and retries of one fetch, by policy (Varnish's max_restarts, max_retries). */
+  maxRestarts: number;
+  maxRetries: number;
   /** The slicer: segment size and the URLs it applies to (undefined: off). */
   slice: { sizeBytes: number; match: RegExp | undefined } | undefined;
   /** false: every response is fetched whole before delivery (doStream off), unless a hook turns it back on. */
@@ -85,6 +88,8 @@ export interface ConfigFile<Ctx = Record<string, unknown>> {
   transitBuffer?: string | number;
   streamMinBytes?: string | number;
   maxRanges?: number;
+  maxRestarts?: number;
+  maxRetries?: number;
   sliceSize?: string | number;
   sliceUrl?: string;
   stream?: boolean;
@@ -120,6 +125,8 @@ const FILE_KEYS = new Set([
   'transitBuffer',
   'streamMinBytes',
   'maxRanges',
+  'maxRestarts',
+  'maxRetries',
   'sliceSize',
   'sliceUrl',
   'stream',
@@ -156,6 +163,8 @@ export interface ProxyFlags {
   'transit-buffer'?: string | undefined;
   'stream-min-bytes'?: string | undefined;
   'max-ranges'?: number | undefined;
+  'max-restarts'?: number | undefined;
+  'max-retries'?: number | undefined;
   'slice-size'?: string | undefined;
   'slice-url'?: string | undefined;
   stream?: boolean | undefined;
@@ -282,6 +291,12 @@ function sliceOf(sizeRaw: string | number | undefined, url: string | undefined):
   return { sizeBytes, match };
 }
 
+function wholeNumber(name: string, v: number | undefined, dflt: number): number {
+  if (v === undefined) return dflt;
+  if (!Number.isInteger(v) || v < 0) throw new CliError('CLI_ERR_FLAG_INVALID', `${name}: "${String(v)}" is not a whole number`);
+  return v;
+}
+
 function positiveInt(name: string, v: number | undefined, dflt: number): number {
   if (v === undefined) return dflt;
   if (!Number.isInteger(v) || v < 1) throw new CliError('CLI_ERR_FLAG_INVALID', `${name}: "${String(v)}" is not a whole number of at least 1`);
@@ -361,6 +376,8 @@ export function toConfig(flags: ProxyFlags, file: ConfigFile = {}): Config {
     transitBytes: size('--transit-buffer', flags['transit-buffer'] ?? file.transitBuffer, 1024 * 1024),
     streamMinBytes: size('--stream-min-bytes', flags['stream-min-bytes'] ?? file.streamMinBytes, DEFAULT_STREAM_MIN_BYTES),
     maxRanges: positiveInt('--max-ranges', flags['max-ranges'] ?? file.maxRanges, 16),
+    maxRestarts: wholeNumber('--max-restarts', flags['max-restarts'] ?? file.maxRestarts, 4),
+    maxRetries: wholeNumber('--max-retries', flags['max-retries'] ?? file.maxRetries, 4),
     slice: sliceOf(flags['slice-size'] ?? file.sliceSize, flags['slice-url'] ?? file.sliceUrl),
     stream: flags.stream ?? file.stream ?? true,
     quiet: flags.quiet ?? false,

@@ -78,6 +78,16 @@ export const proxyFlags = {
     helpValue: 'N',
     min: 1,
   }),
+  'max-restarts': Flags.integer({
+    summary: "Most restarts of one request by policy (a hook returning 'restart'); the one past it gets a 503 (default 4, as Varnish's max_restarts). e.g. --max-restarts 2",
+    helpValue: 'N',
+    min: 0,
+  }),
+  'max-retries': Flags.integer({
+    summary: "Most retries of one backend fetch by policy (a hook returning 'retry'; default 4, as Varnish's max_retries). e.g. --max-retries 1",
+    helpValue: 'N',
+    min: 0,
+  }),
   'slice-size': Flags.string({
     summary: 'Cache large objects as segments of SIZE, each fetched with an origin Range request (default off). e.g. --slice-size 1MB',
     helpValue: 'SIZE',

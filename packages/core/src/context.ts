@@ -18,7 +18,7 @@ import type { DownstreamRequest, ProxyHooks } from './policy/hooks.js';
  */
 
 /** The request machine's steps (Varnish's cache_req_fsm.c states); 'done' ends the walk. */
-export type Step = 'recv' | 'lookup' | 'miss' | 'pass' | 'deliver' | 'synth' | 'slice' | 'done';
+export type Step = 'recv' | 'lookup' | 'miss' | 'pass' | 'deliver' | 'synth' | 'slice' | 'restart' | 'done';
 
 /** Why a fetch runs: a miss, a background refresh of an object in grace, or a pass (logged as Varnish's Link reason). */
 export type FetchReason = 'fetch' | 'bgfetch' | 'pass';
@@ -62,6 +62,10 @@ export interface ProxyEnv<Ctx> {
   /** Serve a kept stale object when the origin cannot be reached (unless the response forbids stale). */
   readonly staleIfDisconnected: boolean;
   readonly hitForMissSec: number;
+  /** Most restarts of one request (Varnish's max_restarts, default 4); one more gets a 503. */
+  readonly maxRestarts: number;
+  /** Most retries of one fetch (Varnish's max_retries, default 4); one more fails the fetch. */
+  readonly maxRetries: number;
   readonly transitBytes: number;
   readonly maxRanges: number;
   readonly streamMinBytes: number;
@@ -79,8 +83,11 @@ export interface ProxyEnv<Ctx> {
   sliced: boolean;
   /** A fresh per-request policy context. */
   newCtx(): Ctx;
-  /** The cache key of a request: the cacheKey hook's, else builtin (Host + URL); segment keys for subrequests. */
-  keyOf(req: DownstreamRequest, ctx: Ctx): string;
+  /**
+   * The cache key of a request: the cacheKey hook's, else builtin (Host + URL); segment keys for subrequests. A
+   * promise only when the hook returned one.
+   */
+  keyOf(req: DownstreamRequest, ctx: Ctx): string | Promise<string>;
 }
 
 /** One request's state as it walks the machine (Varnish's `struct req`). */

@@ -13,3 +13,4 @@ export * from './cache/ban.js';
 export * from './txlog/txlog.js';
 export * from './txlog/live.js';
 export * from './txlog/ncsa.js';
+export * from './policy/header-helpers.js';

@@ -15,6 +15,10 @@ export interface Stats {
   s_fetch: number;
   s_pass: number;
   s_synth: number;
+  /** Requests started over by policy (Varnish has no counter for it: Sluice's own name). */
+  s_restart: number;
+  /** Fetches sent again by policy ('retry'; Varnish logs them but has no MAIN counter either). */
+  s_retry: number;
   fetch_failed: number;
   /** Background fetches started for objects in grace. */
   bgfetch: number;
@@ -56,6 +60,8 @@ export function createStats(): Stats {
     s_fetch: 0,
     s_pass: 0,
     s_synth: 0,
+    s_restart: 0,
+    s_retry: 0,
     fetch_failed: 0,
     bgfetch: 0,
     slice_req: 0,
@@ -91,6 +97,8 @@ export const STAT_HELP: Record<keyof Stats, string> = {
   s_fetch: 'Backend fetches started (MAIN.s_fetch)',
   s_pass: 'Requests passed to the backend (MAIN.s_pass)',
   s_synth: 'Synthetic responses (MAIN.s_synth)',
+  s_restart: 'Requests restarted by policy (no Varnish counter; varnishlog shows Link req N restart)',
+  s_retry: 'Backend fetches retried by policy (no Varnish counter; varnishlog shows Link bereq N retry)',
   fetch_failed: 'Fetches that failed: no response, a cut body, a failing hook (MAIN.fetch_failed)',
   bgfetch: 'Background fetches of objects in grace (MAIN.bgfetch)',
   slice_req: 'Client requests answered by the slicer',

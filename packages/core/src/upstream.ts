@@ -12,6 +12,11 @@ export interface UpstreamRequest {
   headers: HeaderMap;
   /** Request body for methods that have one; null when there is none. */
   body: Readable | null;
+  /**
+   * The backend to use, by its configured name (policy's `req.backend` / `bereq.backend`); undefined lets the
+   * director choose. An upstream that does not know the name fails the request.
+   */
+  backend?: string | undefined;
   /** The cache key, for directors that pick a backend by key (hash, shard). */
   key?: string | undefined;
   /** The client connection's pin slot (connection-oriented auth); the upstream may bind it to one origin connection. */

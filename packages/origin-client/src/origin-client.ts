@@ -26,6 +26,8 @@ export interface OriginRequest {
   body: Readable | null;
   /** Key for hash and shard directors (the cache key); defaults to the path. */
   key?: string | undefined;
+  /** Use this backend (by name) instead of asking the director; a sick one fails the request (no failover). */
+  backend?: string | undefined;
   /** The client connection's pin slot; see PinSlot in @sluice/core (same shape, structurally). */
   pin?: PinSlotLike | undefined;
 }
@@ -125,11 +127,18 @@ export class OriginClient {
       .map((c) => byName.get(c.name) as Backend);
   }
 
+  /** The backend policy named (req.backend_hint), when healthy: one candidate, no failover. */
+  private named(name: string): Backend[] {
+    const b = this.backends.find((x) => x.name === name);
+    if (b === undefined) throw new OriginError('ORIGIN_ERR_NO_BACKEND', `no backend is named "${name}"`, { status: 503 });
+    return b.healthy ? [b] : [];
+  }
+
   async request(req: OriginRequest, opts: { signal: AbortSignal; onInfo?: OnInfo | undefined }): Promise<OriginResponse> {
     opts.signal.throwIfAborted();
     if (req.pin?.pinned === true) return this.pinnedRequest(req, req.pin, opts.signal);
-    const candidates = this.choose(req.key ?? req.path);
-    if (candidates.length === 0) throw new OriginError('ORIGIN_ERR_NO_BACKEND', 'no healthy backend', { status: 503 });
+    const candidates = req.backend !== undefined ? this.named(req.backend) : this.choose(req.key ?? req.path);
+    if (candidates.length === 0) throw new OriginError('ORIGIN_ERR_NO_BACKEND', req.backend !== undefined ? `backend "${req.backend}" is sick` : 'no healthy backend', { status: 503 });
     const replayable = req.body === null && IDEMPOTENT.has(req.method);
     let last: unknown;
     const tries = replayable ? Math.min(candidates.length, this.maxFailover + 1) : 1;

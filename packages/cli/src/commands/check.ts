@@ -50,6 +50,8 @@ export function effectiveSettings(c: Config): string[] {
     ['transit-buffer', mb(c.transitBytes)],
     ['stream', c.stream ? 'on' : 'off'],
     ['max-ranges', String(c.maxRanges)],
+    ['max-restarts', String(c.maxRestarts)],
+    ['max-retries', String(c.maxRetries)],
     ['slice', c.slice === undefined ? 'off' : `${mb(c.slice.sizeBytes)}${c.slice.match === undefined ? '' : ` for ${String(c.slice.match)}`}`],
     ['max-body-size', mb(c.requestBody.maxBytes)],
     ['body-timeout', `${c.requestBody.idleTimeoutMs / 1000}s`],

@@ -82,6 +82,8 @@ export class CacheObject {
   tags: readonly string[] = [];
   /** vxid of the backend fetch that made this object (0 when the log is off). */
   fetchVxid = 0;
+  /** Times a lookup found this object (hit or grace): Varnish's obj.hits, for the deliver hook. */
+  hits = 0;
   /** Id of the newest ban this object has been tested against. */
   banCheckedId = 0;
   /** Serialised stored headers for delivery (`name: value\r\n` lines), built at the first delivery. */

@@ -17,9 +17,18 @@ export function deliver<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>): Step | Promise<St
   const chunks = obj.stored === true ? obj.completeChunks : undefined;
   if (chunks !== undefined && !needsPlan(tx, obj)) {
     // Complete stored object, plain request: Content-Length, head and body in one write; no reader, no waiting.
-    writeHead(env, tx, obj);
-    endComplete(env, tx, obj, chunks);
-    return 'done';
+    const instead = writeHead(env, tx, obj);
+    if (instead === undefined) {
+      endComplete(env, tx, obj, chunks);
+      return 'done';
+    }
+    // The deliver hook restarted, answered with a synth, or is async.
+    if (typeof instead === 'string') return instead;
+    return instead.then((s) => {
+      if (s !== undefined) return s;
+      endComplete(env, tx, obj, chunks);
+      return 'done';
+    });
   }
   return deliverPlanned(env, tx, obj);
 }
@@ -53,7 +62,9 @@ async function deliverPlanned<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheOb
     const plan = await decidePlan(env, tx, obj);
     if (plan === undefined) return fetchFailedSynth(tx, obj);
     const head = plannedHead(plan, () => deliveryHeaders(obj, env.via), () => ({ ...notModifiedHeaders(obj.headers), via: env.via }));
-    writeHead(env, tx, obj, head.override);
+    const written = writeHead(env, tx, obj, head.override);
+    const instead = written instanceof Promise ? await written : written;
+    if (instead !== undefined) return instead;
     const res = tx.res;
     if (tx.req.method === 'HEAD' || NO_BODY_STATUS(res.statusCode) || cursor === undefined || head.ranges.length === 0) {
       res.end();

@@ -5,7 +5,7 @@ import { ageOf } from '../http/age.js';
 import { formatCacheStatus, type CacheStatus } from '../http/cache-status.js';
 import { appendHeader, cloneHeaders, getHeader, type HeaderMap } from '../http/headers.js';
 import { serializeHeaders } from '../http1/response.js';
-import type { DeliveryResponse } from '../policy/hooks.js';
+import type { DeliverAction, DeliveryResponse } from '../policy/hooks.js';
 import type { ProxyEnv, Step, Synth, Tx } from '../context.js';
 import { logResp, logVcl } from '../txlog/records.js';
 import type { HeadOverride } from './plan.js';
@@ -55,8 +55,10 @@ function cacheStatusOf<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheObject, a
 /**
  * Writes the response head for `obj`: Age, Via, Cache-Status and framing added. `override` replaces status, headers
  * and length (206, 304, 416); without it the stored headers go out as they are, through the hit path's cached block.
+ * Returns undefined once the head is written, or the step to take instead when the responseFilter hook returned
+ * 'restart' or a synth (nothing written then); a promise only when the hook returned one.
  */
-export function writeHead<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheObject, override?: HeadOverride): void {
+export function writeHead<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheObject, override?: HeadOverride): HeadResult {
   const age = Math.floor(ageOf(obj, env.now()));
   const cacheStatus = cacheStatusOf(env, tx, obj, age);
   let length: string | undefined;
@@ -74,17 +76,38 @@ export function writeHead<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheObject
     if (length !== undefined) block += `content-length: ${length}\r\n`;
     tx.res.writeHeadBlock(obj.status, block, length, tx.closeAfter);
     if (tx.log !== undefined) logResp(tx.log, obj.status, block);
-    return;
+    return undefined;
   }
   const headers = override?.headers ?? deliveryHeaders(obj, env.via);
   headers['age'] = String(age);
   headers['cache-status'] = cacheStatus;
   if (length !== undefined) headers['content-length'] = length;
   if (tx.closeAfter) headers['connection'] = 'close';
-  const resp: DeliveryResponse = { status: override?.status ?? obj.status, headers };
-  env.hooks.responseFilter?.(resp, tx.req, tx.ctx);
+  const isHit = tx.status.hit === true;
+  const resp: DeliveryResponse = { status: override?.status ?? obj.status, headers, hits: obj.hits, isHit, uncacheable: !isHit && obj.stored !== true, synthetic: false };
+  const verdict = env.hooks.responseFilter?.(resp, tx.req, tx.ctx);
+  if (verdict instanceof Promise) return verdict.then((v) => afterDeliverHook(tx, resp, v));
+  return afterDeliverHook(tx, resp, verdict);
+}
+
+/** What writeHead gives: undefined once the head is written, else the step the deliver hook chose instead. */
+export type HeadResult = undefined | 'restart' | 'synth' | Promise<undefined | 'restart' | 'synth'>;
+
+/** vcl_deliver's return: deliver (write the head), restart, or synth (Varnish's cnt_deliver). */
+function afterDeliverHook<Ctx>(tx: Tx<Ctx>, resp: DeliveryResponse, verdict: DeliverAction): undefined | 'restart' | 'synth' {
+  if (verdict === 'restart') {
+    logVcl(tx.log, 'DELIVER', 'restart');
+    return 'restart';
+  }
+  if (verdict !== undefined) {
+    logVcl(tx.log, 'DELIVER', 'synth');
+    tx.synth = verdict.synth;
+    tx.outcome = 'synth';
+    return 'synth';
+  }
   tx.res.writeHead(resp.status, resp.headers);
   if (tx.log !== undefined) logResp(tx.log, resp.status, resp.headers);
+  return undefined;
 }
 
 /** The synth a failed fetch becomes: its upstream status (502/504) or 503, "Backend fetch failed". */
@@ -96,9 +119,29 @@ export function fetchFailedSynth<Ctx>(tx: Tx<Ctx>, obj: CacheObject): Step {
   return 'synth';
 }
 
-/** Writes a synthetic response (vcl_synth), through the responseFilter hook. */
-export function writeSynth<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, synth: Synth): void {
-  env.stats.s_synth++;
+/**
+ * Writes a synthetic response (vcl_synth), through the responseFilter hook, and returns 'done'; or 'restart' when the
+ * hook restarts (honoured while `req.restarts` is within `maxRestarts`, as Varnish's cnt_synth). A synth the hook
+ * returns replaces this one and is written without running the hook again. `restartable` false (the last-resort
+ * error answer) writes whatever the hook says.
+ */
+export function writeSynth<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, synth: Synth, restartable = true): 'done' | 'restart' | Promise<'done' | 'restart'> {
+  const resp = synthResponse(env, tx, synth);
+  const verdict = env.hooks.responseFilter?.(resp, tx.req, tx.ctx);
+  const after = (v: DeliverAction): 'done' | 'restart' => {
+    if (v === 'restart' && restartable && tx.req.restarts <= env.maxRestarts) {
+      logVcl(tx.log, 'SYNTH', 'restart');
+      return 'restart';
+    }
+    const final = v !== undefined && v !== 'restart' ? synthResponse(env, tx, v.synth) : resp;
+    sendSynth(env, tx, final);
+    return 'done';
+  };
+  return verdict instanceof Promise ? verdict.then(after) : after(verdict);
+}
+
+/** The synthetic response as the hook sees it: our framing and Cache-Status, the body kept beside it. */
+function synthResponse<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, synth: Synth): DeliveryResponse & { body: string } {
   const body = synth.body ?? `${synth.status} ${http.STATUS_CODES[synth.status] ?? ''}\n`;
   const headers: HeaderMap = {
     'content-type': 'text/plain; charset=utf-8',
@@ -108,12 +151,17 @@ export function writeSynth<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, synth: Synth): 
     via: env.via,
   };
   if (tx.closeAfter) headers['connection'] = 'close';
-  const resp: DeliveryResponse = { status: synth.status, headers };
-  env.hooks.responseFilter?.(resp, tx.req, tx.ctx);
+  return { status: synth.status, headers, hits: 0, isHit: false, uncacheable: true, synthetic: true, body };
+}
+
+function sendSynth<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, resp: DeliveryResponse & { body: string }): void {
+  env.stats.s_synth++;
+  // A hook may have changed the body's length: the framing follows the body actually sent.
+  resp.headers['content-length'] = String(Buffer.byteLength(resp.body));
   tx.res.writeHead(resp.status, resp.headers);
   if (tx.log !== undefined) {
     logVcl(tx.log, 'SYNTH', 'deliver');
     logResp(tx.log, resp.status, resp.headers, false);
   }
-  tx.res.end(Buffer.from(body));
+  tx.res.end(Buffer.from(resp.body));
 }

@@ -43,7 +43,7 @@ export function missRequest(tx: BereqSource, via: string, forwardConditionals: b
   if (tx.req.segment !== undefined) headers['range'] = segmentRangeHeader(tx.req.segment.index, tx.req.segment.size);
   addForwarding(headers, tx.req, via);
   // A HEAD miss fetches GET so the object can be stored and serve later GETs (Varnish does the same).
-  return { method: 'GET', path: tx.req.url, headers, body: null, key: tx.key, pin: tx.pin };
+  return { method: 'GET', path: tx.req.url, headers, body: null, key: tx.key, pin: tx.pin, backend: tx.req.backend };
 }
 
 /** The origin request for a pass: the client's method, headers (framing kept when there is a body) and body. */
@@ -54,7 +54,7 @@ export function passRequest(tx: BereqSource, via: string, body: UpstreamRequest[
   // Expect: 100-continue is answered by our own server when the fetch starts reading the body (as nginx does);
   // it is not forwarded.
   delete headers['expect'];
-  return { method: tx.req.method, path: tx.req.url, headers, body, key: tx.key, pin: tx.pin };
+  return { method: tx.req.method, path: tx.req.url, headers, body, key: tx.key, pin: tx.pin, backend: tx.req.backend };
 }
 
 /**

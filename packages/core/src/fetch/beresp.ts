@@ -10,6 +10,7 @@ import { varyFields, varySignature } from '../http/vary.js';
 import { builtinBackendResponse, type BackendResponse, type DownstreamRequest } from '../policy/hooks.js';
 import type { ProxyEnv } from '../context.js';
 import type { UpstreamRequest, UpstreamResponse } from '../upstream.js';
+import { sentRequest } from './backend-error.js';
 
 /**
  * The backend response decided (Varnish's vcl_backend_response): freshness from RFC 9111, the policy hook, the
@@ -27,6 +28,8 @@ export interface BerespInput {
   stale: CacheObject | undefined;
   isPass: boolean;
   req: DownstreamRequest;
+  /** How many times this fetch was retried before this response (Varnish's bereq.retries). */
+  retries?: number | undefined;
 }
 
 /** A 304 answering our conditional fetch of a complete stale object: the stale body is reused. */
@@ -63,6 +66,7 @@ export function backendResponse<Ctx>(env: ProxyEnv<Ctx>, i: BerespInput): Backen
     isPass: i.isPass,
     ttlSource: life.source,
     segment: i.req.segment,
+    bereq: sentRequest(i.bereq, i.retries ?? 0),
   };
 }
 
@@ -79,8 +83,9 @@ function staleOnArrival(headers: HeaderMap, rules: CacheRules): boolean {
  * Runs the upstreamResponseFilter hook, then the builtin rules unless it returned 'deliver', then the machine's own:
  * keep (objects with a validator outlive a zero TTL) and stale-if-error (a 5xx is not stored over a usable stale).
  */
-export async function decideBeresp<Ctx>(env: ProxyEnv<Ctx>, i: BerespInput, beresp: BackendResponse, ctx: Ctx): Promise<void> {
+export async function decideBeresp<Ctx>(env: ProxyEnv<Ctx>, i: BerespInput, beresp: BackendResponse, ctx: Ctx): Promise<'retry' | undefined> {
   const verdict = await env.hooks.upstreamResponseFilter?.(beresp, ctx);
+  if (verdict === 'retry') return 'retry';
   if (verdict !== 'deliver') builtinBackendResponse(beresp, i.bereq, env.hitForMissSec, env.rules);
   if (beresp.uncacheable && beresp.uncacheableReason === 'ttl-zero' && env.keepSec > 0 && hasValidator(beresp.headers)) {
     beresp.uncacheable = false;
@@ -93,6 +98,7 @@ export async function decideBeresp<Ctx>(env: ProxyEnv<Ctx>, i: BerespInput, bere
     beresp.uncacheable = true;
     beresp.uncacheableReason = 'stale-if-error';
   }
+  return undefined;
 }
 
 /** Writes the decided response onto the object (headers, lifetimes, framing, ban fields), not yet stored. */

@@ -2,12 +2,13 @@ import type { CacheObject } from '../cache/cache-object.js';
 import { errorMessage, ProxyError } from '../errors.js';
 import type { DownstreamRequest } from '../policy/hooks.js';
 import type { FetchReason, ProxyEnv } from '../context.js';
-import { logBereq, logBeresp, logBerespDecided } from '../txlog/records.js';
+import { logBereq, logBeresp, logBerespDecided, logVcl } from '../txlog/records.js';
 import type { Transaction } from '../txlog/txlog.js';
 import type { UpstreamRequest, UpstreamResponse } from '../upstream.js';
 import type { BackendResponse } from '../policy/hooks.js';
 import type { HeaderMap } from '../http/headers.js';
 import { backendResponse, commitHeaders, decideBeresp, isRevalidation304, type BerespInput } from './beresp.js';
+import { backendErrorAction, canRetry, fillSynthetic, logRetry } from './backend-error.js';
 import { invalidateAfterUnsafe } from './invalidate.js';
 
 /**
@@ -52,21 +53,21 @@ export async function runFetch<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>): Pro
   const { obj, bereq, tx } = job;
   env.inflight.add(obj);
   env.stats.s_fetch++;
-  const be = beginLog(env, job);
+  let be = beginLog(env, job);
   const acct: Acct = { reqHead: 0, respHead: 0, respBody: 0 };
   try {
-    await env.hooks.upstreamRequestFilter?.(bereq, tx.ctx);
-    if (be !== undefined) acct.reqHead = logBereq(be, bereq);
-    const res = await send(env, job, be);
-    if (res === undefined) return;
-    const input: BerespInput = { res, bereq, obj, stale: job.stale, isPass: job.reason === 'pass', req: tx.req };
-    if (be !== undefined) acct.respHead = logBeresp(be, res.status, res.headers);
-    invalidateAfterUnsafe(env, tx.req, res);
-    const beresp = backendResponse(env, input);
-    if (beresp.was304) env.stats.fetch_304++;
-    await decideBeresp(env, input, beresp, tx.ctx);
-    commit(env, input, beresp, job, be);
-    await body(env, input, beresp.transitBytes, acct, be);
+    // A hook may ask for a retry (backend-error.ts): the request goes again, in a backend transaction of its own.
+    for (let retries = 0; (await attempt(env, job, be, acct, retries)) === 'retry'; retries++) {
+      if (!canRetry(env, bereq, retries, be)) {
+        env.stats.fetch_failed++;
+        env.store.releaseBusy(obj);
+        obj.fail(new ProxyError('CORE_ERR_UPSTREAM_UNAVAILABLE', 'backend fetch failed (retry refused)', { source: 'upstream', status: 503 }));
+        return;
+      }
+      env.stats.s_retry++;
+      be = logRetry(env, be);
+      acct.reqHead = acct.respHead = acct.respBody = 0;
+    }
   } catch (e: unknown) {
     // A hook threw (request or response filter): nothing of this fetch is kept.
     env.stats.fetch_failed++;
@@ -84,6 +85,29 @@ export async function runFetch<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>): Pro
   }
 }
 
+/** One try of the fetch: request hook, send, decide, commit, body. 'retry' when a hook asked for another try. */
+async function attempt<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>, be: Transaction | undefined, acct: Acct, retries: number): Promise<'done' | 'retry'> {
+  const { obj, bereq, tx } = job;
+  await env.hooks.upstreamRequestFilter?.(bereq, tx.ctx);
+  if (be !== undefined) acct.reqHead = logBereq(be, bereq);
+  const res = await send(env, job, be, retries);
+  if (res === 'retry') return 'retry';
+  if (res === undefined) return 'done';
+  const input: BerespInput = { res, bereq, obj, stale: job.stale, isPass: job.reason === 'pass', req: tx.req, retries };
+  if (be !== undefined) acct.respHead = logBeresp(be, res.status, res.headers);
+  invalidateAfterUnsafe(env, tx.req, res);
+  const beresp = backendResponse(env, input);
+  if (beresp.was304) env.stats.fetch_304++;
+  if ((await decideBeresp(env, input, beresp, tx.ctx)) === 'retry') {
+    logVcl(be, 'BACKEND_RESPONSE', 'retry');
+    res.body.destroy();
+    return 'retry';
+  }
+  commit(env, input, beresp, job, be);
+  await body(env, input, beresp.transitBytes, acct, be);
+  return 'done';
+}
+
 /** The backend transaction in the log, linked from the client's. */
 function beginLog<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>): Transaction | undefined {
   const parent = job.tx.log;
@@ -99,7 +123,7 @@ function beginLog<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>): Transaction | un
  * Sends the backend request; on failure the object fails and undefined returns: with the upstream's 5xx (else 503)
  * for a backend failure, with the downstream cause when the request was not the backend's to answer.
  */
-async function send<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>, be: Transaction | undefined): Promise<UpstreamResponse | undefined> {
+async function send<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>, be: Transaction | undefined, retries: number): Promise<UpstreamResponse | 'retry' | undefined> {
   const { obj, bereq } = job;
   obj.requestTimeMs = env.now();
   try {
@@ -123,6 +147,13 @@ async function send<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>, be: Transaction
     const upstreamStatus = (e as { status?: unknown }).status;
     const status = typeof upstreamStatus === 'number' && upstreamStatus >= 500 && upstreamStatus <= 599 ? upstreamStatus : 503;
     const retry = (e as { retry?: unknown }).retry === 'yes' ? 'yes' : 'no';
+    // vcl_backend_error: policy may fetch again or make the response.
+    const action = await backendErrorAction(env, bereq, retries, { status, message: errorMessage(e) }, job.tx.ctx, be);
+    if (action === 'retry') return 'retry';
+    if (action !== undefined) {
+      fillSynthetic(env, obj, action.synth);
+      return undefined;
+    }
     obj.fail(new ProxyError('CORE_ERR_UPSTREAM_UNAVAILABLE', 'backend fetch failed', { source: 'upstream', status, retry, cause: e }));
     env.store.releaseBusy(obj);
     return undefined;

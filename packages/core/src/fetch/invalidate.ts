@@ -16,9 +16,12 @@ export function invalidateAfterUnsafe<Ctx>(env: ProxyEnv<Ctx>, req: DownstreamRe
   const host = getHeader(req.headers, 'host') ?? '';
   const targets = invalidatedTargets(req.method, res.status, req.url, host, res.headers);
   let n = 0;
+  const purge = (key: string): number => env.store.purgeKey(key) + (env.sliced ? env.store.purgePrefix(sliceKeyPrefix(key)) : 0);
   for (const url of targets) {
-    const key = env.keyOf({ method: 'GET', url, headers: { host }, httpVersion: req.httpVersion, remoteAddress: req.remoteAddress }, env.newCtx());
-    n += env.store.purgeKey(key) + (env.sliced ? env.store.purgePrefix(sliceKeyPrefix(key)) : 0);
+    const key = env.keyOf({ method: 'GET', url, headers: { host }, httpVersion: req.httpVersion, remoteAddress: req.remoteAddress, restarts: 0 }, env.newCtx());
+    // An async cacheKey hook: purged once it answers (a failing hook leaves the objects to expire).
+    if (typeof key === 'string') n += purge(key);
+    else key.then(purge, () => undefined);
   }
   return n;
 }

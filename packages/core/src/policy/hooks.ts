@@ -13,9 +13,10 @@ import { RFC_RULES, type CacheRules } from '../http/targeted.js';
  *   vcl_hash              -> cacheKey
  *   vcl_backend_fetch     -> upstreamRequestFilter
  *   vcl_backend_response  -> upstreamResponseFilter
- *   vcl_deliver           -> responseFilter
+ *   vcl_backend_error     -> backendError
+ *   vcl_deliver, vcl_synth -> responseFilter
  *
- * See docs/lifecycle.md for the order.
+ * See docs/lifecycle.md for the order, docs/vcl.md for common VCL written as hooks, and CHANGELOG.md for changes.
  */
 
 /** The client request as the policy sees it. Header names are lowercase; edits are visible to later steps. */
@@ -28,6 +29,16 @@ export interface DownstreamRequest {
   remoteAddress: string;
   /** Set on the slicer's segment subrequests: which segment of the object this request fetches. */
   segment?: Segment | undefined;
+  /**
+   * How many times this request restarted (Varnish's `req.restarts`): 0 on its first walk, then 1, 2, ... The proxy
+   * sets it; a restart keeps the request as the hooks left it (URL, headers, backend).
+   */
+  restarts: number;
+  /**
+   * The backend to fetch from (Varnish's `req.backend_hint`): the name of a configured backend. Undefined lets the
+   * director choose. Copied to the backend request, where upstreamRequestFilter may change it (`bereq.backend`).
+   */
+  backend?: string | undefined;
 }
 
 /** One segment of a sliced object: bytes [index * size, (index + 1) * size). */
@@ -36,12 +47,48 @@ export interface Segment {
   size: number;
 }
 
-/** What vcl_recv can return: look the request up, pass it, pipe it, or answer it here. */
-export type RecvAction =
-  | 'lookup'
-  | 'pass'
-  | 'pipe'
-  | { synth: { status: number; body?: string; headers?: HeaderMap } };
+/** A synthetic response from policy (Varnish's `return (synth(status))` with the body vcl_synth writes). */
+export interface SynthSpec {
+  status: number;
+  body?: string;
+  headers?: HeaderMap;
+}
+
+/** What vcl_recv can return: look the request up, pass it, pipe it, answer it here, or start it over. */
+export type RecvAction = 'lookup' | 'pass' | 'pipe' | 'restart' | { synth: SynthSpec };
+
+/**
+ * The request a fetch sent, as the upstream hooks see it (Varnish's `bereq`): `url` is the origin-form target.
+ * Read-only after it was sent; `retries` counts this fetch's retries (Varnish's `bereq.retries`).
+ */
+export interface SentRequest {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: Readonly<HeaderMap>;
+  /** The backend name asked for (undefined: the director chose). */
+  readonly backend: string | undefined;
+  readonly retries: number;
+}
+
+/** What vcl_backend_response can return: skip the builtin rules ('deliver'), or fetch again ('retry'). */
+export type BackendResponseAction = 'deliver' | 'retry';
+
+/** A fetch that got no usable response (vcl_backend_error): what was sent, and why it failed. */
+export interface BackendFailure {
+  readonly bereq: SentRequest;
+  /** The status the client gets by default: 503, or the upstream's 502/504. */
+  readonly status: number;
+  readonly message: string;
+}
+
+/** What vcl_backend_error can return: fetch again ('retry', up to maxRetries), or make the response. */
+export type BackendErrorAction = 'retry' | { synth: SynthSpec };
+
+/**
+ * What vcl_deliver / vcl_synth can return: nothing (deliver), start the request over ('restart', up to maxRestarts;
+ * `req.restarts` counts them), or answer with a synthetic response instead.
+ */
+export type DeliverAction = void | undefined | 'restart' | { synth: SynthSpec };
 
 /**
  * The origin response before it is stored (Varnish's beresp). Mutable: what the hook sets is what is stored.
@@ -82,30 +129,58 @@ export interface BackendResponse {
   readonly ttlSource: string;
   /** Set when this is a slicer segment fetch (its 206 is stored as the segment). */
   readonly segment: Segment | undefined;
+  /** The request this response answers, as it was sent (Varnish's `bereq` in vcl_backend_response). */
+  readonly bereq: SentRequest;
 }
 
-/** The response about to be written to one client (vcl_deliver). */
+/** The response about to be written to one client (vcl_deliver), or a synthetic one (vcl_synth). */
 export interface DeliveryResponse {
   status: number;
   headers: HeaderMap;
+  /** How many times the object was a hit before this one (Varnish's `obj.hits`): 0 on a miss, pass or synth. */
+  readonly hits: number;
+  /** Whether this response came from the cache: a hit, grace or stale-if-error (Varnish's `req.is_hit`). */
+  readonly isHit: boolean;
+  /** The object is not stored (pass, hit-for-miss, hit-for-pass, uncacheable response; Varnish's `obj.uncacheable`). */
+  readonly uncacheable: boolean;
+  /** True for a synthetic response (vcl_synth): a step, policy or a failed fetch made it, not an object. */
+  readonly synthetic: boolean;
 }
 
 export interface ProxyHooks<Ctx = Record<string, unknown>> {
   /** Makes the per-request context every hook receives. */
   newCtx?(): Ctx;
-  /** vcl_recv. Return undefined to run the built-in rules. */
+  /** vcl_recv. Return undefined to run the built-in rules; `req.restarts` tells a restarted request. */
   requestFilter?(req: DownstreamRequest, ctx: Ctx): RecvAction | undefined | Promise<RecvAction | undefined>;
-  /** vcl_hash: the cache key. Return undefined for the default (host + URL). A wrong key poisons the cache. */
-  cacheKey?(req: DownstreamRequest, ctx: Ctx): string | undefined;
-  /** vcl_backend_fetch: edit the request sent to the origin. */
-  upstreamRequestFilter?(bereq: { method: string; path: string; headers: HeaderMap }, ctx: Ctx): void | Promise<void>;
   /**
-   * vcl_backend_response: runs before the object is stored, so its edits are persisted. Return 'deliver' to skip the
-   * built-in uncacheable checks (as `return (deliver)` skips builtin.vcl).
+   * vcl_hash: the cache key. Return undefined for the default (host + URL). A wrong key poisons the cache. May be
+   * async; a plain return value costs no promise.
    */
-  upstreamResponseFilter?(beresp: BackendResponse, ctx: Ctx): 'deliver' | undefined | Promise<'deliver' | undefined>;
-  /** vcl_deliver: edit the response for this one client. */
-  responseFilter?(resp: DeliveryResponse, req: DownstreamRequest, ctx: Ctx): void;
+  cacheKey?(req: DownstreamRequest, ctx: Ctx): string | undefined | Promise<string | undefined>;
+  /**
+   * vcl_backend_fetch: edit the request sent to the origin. `bereq.backend` names the backend to use (from
+   * `req.backend`; undefined lets the director choose).
+   */
+  upstreamRequestFilter?(bereq: { method: string; path: string; headers: HeaderMap; backend?: string | undefined }, ctx: Ctx): void | Promise<void>;
+  /**
+   * vcl_backend_response: runs before the object is stored, so its edits are persisted. `beresp.bereq` is the request
+   * that was sent. Return 'deliver' to skip the built-in uncacheable checks (as `return (deliver)` skips builtin.vcl),
+   * or 'retry' to fetch again (upstreamRequestFilter runs again; `bereq.retries` counts, up to maxRetries).
+   */
+  upstreamResponseFilter?(beresp: BackendResponse, ctx: Ctx): BackendResponseAction | undefined | Promise<BackendResponseAction | undefined>;
+  /**
+   * vcl_backend_error: the fetch got no response (connection refused, reset, timeout, no backend). Return 'retry' to
+   * fetch again (up to maxRetries), `{ synth }` to make the response every waiting client gets (not stored), or
+   * undefined for the default (the upstream's 502/504, else 503 "Backend fetch failed").
+   */
+  backendError?(err: BackendFailure, ctx: Ctx): BackendErrorAction | undefined | Promise<BackendErrorAction | undefined>;
+  /**
+   * vcl_deliver (and vcl_synth for synthetic responses): edit the response for this one client, before its head is
+   * written. Return 'restart' to start the request over from requestFilter (`req.restarts` counts; past
+   * maxRestarts the client gets a 503), or `{ synth }` to answer with a synthetic response instead. May be async; a
+   * plain return value costs no promise.
+   */
+  responseFilter?(resp: DeliveryResponse, req: DownstreamRequest, ctx: Ctx): DeliverAction | Promise<DeliverAction>;
   /**
    * Slice this GET/HEAD's object into segments of this many bytes, each fetched with an origin Range request and cached
    * on its own (0: do not slice). Undefined falls back to the proxy's `slice` setting.
@@ -137,7 +212,7 @@ export function builtinCacheKey(req: DownstreamRequest): string {
  * (Varnish: 120 s).
  */
 export function builtinBackendResponse(
-  beresp: BackendResponse,
+  beresp: Omit<BackendResponse, 'bereq'>,
   bereq: { method: string; headers: HeaderMap },
   hitForMissSec: number,
   rules: CacheRules = RFC_RULES,

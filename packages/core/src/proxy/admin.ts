@@ -117,7 +117,7 @@ async function answer(proxy: Proxy, opts: AdminOptions, req: http.IncomingMessag
     case 'GET /bans':
       return send(res, 200, proxy.store.activeBans.map((b) => ({ id: b.id, expr: b.expr, created: new Date(b.createdMs).toISOString() })));
     case 'POST /purge':
-      return purge(proxy, await readJson(req), res);
+      return await purge(proxy, await readJson(req), res);
     case 'POST /ban':
       return ban(proxy, await readJson(req), res);
     case 'POST /reload': {
@@ -133,13 +133,13 @@ async function answer(proxy: Proxy, opts: AdminOptions, req: http.IncomingMessag
   }
 }
 
-function purge(proxy: Proxy, body: Record<string, unknown>, res: http.ServerResponse): void {
+async function purge(proxy: Proxy, body: Record<string, unknown>, res: http.ServerResponse): Promise<void> {
   if (Array.isArray(body['tags']) && body['tags'].every((t) => typeof t === 'string') && body['tags'].length > 0) {
     return send(res, 200, { purged: proxy.store.purgeTags(body['tags'] as string[]) });
   }
   if (typeof body['url'] === 'string' && body['url'].startsWith('/')) {
     const host = typeof body['host'] === 'string' ? body['host'] : '';
-    return send(res, 200, { purged: proxy.purge(body['url'], host) });
+    return send(res, 200, { purged: await proxy.purge(body['url'], host) });
   }
   return send(res, 400, { error: 'give {"url": "/path", "host": "example.com"} or {"tags": ["t1"]}' });
 }

@@ -19,6 +19,7 @@ import { newTx } from '../context.js';
  *                  -> (hit-for-pass) -> pass
  *        -> pass | pipe -> pass -> deliver
  *        -> synth
+ *        -> restart -> recv again (from requestFilter or the deliver hook; past maxRestarts: synth 503)
  *        -> slice (segment subrequests through this same loop, stitched: slicer/)
  */
 export type StepTable<Ctx> = Record<Exclude<Step, 'done'>, (tx: Tx<Ctx>) => Step | Promise<Step>>;
@@ -46,7 +47,7 @@ export async function segmentRequest<Ctx>(env: ProxyEnv<Ctx>, steps: StepTable<C
   const headers: HeaderMap = { ...parent.req.headers };
   for (const h of MISS_STRIP) delete headers[h];
   headers['range'] = segmentRangeHeader(index, size);
-  const req: DownstreamRequest = { method: 'GET', url: parent.req.url, headers, httpVersion: parent.req.httpVersion, remoteAddress: parent.req.remoteAddress, segment: { index, size } };
+  const req: DownstreamRequest = { method: 'GET', url: parent.req.url, headers, httpVersion: parent.req.httpVersion, remoteAddress: parent.req.remoteAddress, segment: { index, size }, restarts: 0 };
   const tx = newTx<Ctx>(parent.res, parent, req, env.newCtx(), parent.pin);
   env.stats.slice_segments++;
   if (parent.log !== undefined && env.txlog !== undefined) {

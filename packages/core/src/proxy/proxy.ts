@@ -20,6 +20,7 @@ import type { TxLog } from '../txlog/txlog.js';
 import type { PinSlot, Upstream } from '../upstream.js';
 import { connectTunnel } from './connect.js';
 import { drive, segmentRequest, untilDone, type StepTable } from './driver.js';
+import { restart } from './restart.js';
 import * as steps from './steps.js';
 
 export type { LogLine, Step } from '../context.js';
@@ -72,6 +73,13 @@ export interface ProxyOptions<Ctx> {
   cacheTargets?: readonly string[] | undefined;
   /** How long an uncacheable key stays hit-for-miss (default 120 s, as Varnish). */
   hitForMissSec?: number | undefined;
+  /**
+   * Most restarts of one request (a hook returning 'restart'; Varnish's max_restarts, default 4). The restart past
+   * it gets a 503.
+   */
+  maxRestarts?: number | undefined;
+  /** Most retries of one backend fetch (a hook returning 'retry'; Varnish's max_retries, default 4). */
+  maxRetries?: number | undefined;
   /** How far the fetch of an unstored body may run ahead of its slowest client (default 1 MiB). */
   transitBytes?: number | undefined;
   /**
@@ -212,8 +220,11 @@ export class Proxy<Ctx = Record<string, unknown>> {
     return { cut };
   }
 
-  /** Removes every variant stored for `url` on `host` (the key the cacheKey hook gives that request). */
-  purge(url: string, host: string): number {
+  /**
+   * Removes every variant stored for `url` on `host` (the key the cacheKey hook gives that request). A promise only
+   * when the cacheKey hook returned one.
+   */
+  purge(url: string, host: string): number | Promise<number> {
     return steps.purgeUrl(this.env, url, host);
   }
 
@@ -227,7 +238,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
     const t0 = performance.now();
     const table = this.steps;
     this.stats.client_req++;
-    const req: DownstreamRequest = { method: raw.method, url: raw.url, headers: raw.headers, httpVersion: raw.httpVersion, remoteAddress: raw.remoteAddress };
+    const req: DownstreamRequest = { method: raw.method, url: raw.url, headers: raw.headers, httpVersion: raw.httpVersion, remoteAddress: raw.remoteAddress, restarts: 0 };
     const tx = newTx<Ctx>(res, res, req, this.env.newCtx(), pinSlotOf(raw.connection));
     tx.body = raw.body;
     tx.bodyBytes = raw.bodyBytes;
@@ -239,7 +250,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
       await drive(table, tx, untilDone);
     } catch (e: unknown) {
       tx.outcome = 'error';
-      this.failToProxy(tx, e);
+      await this.failToProxy(tx, e);
     } finally {
       if (tx.log !== undefined) logRequestEnd(tx.log, raw.headBytes, raw.bodyBytes(), res);
       this.durations.observe(tx.outcome, (performance.now() - t0) / 1000);
@@ -248,12 +259,12 @@ export class Proxy<Ctx = Record<string, unknown>> {
   }
 
   /** The one place errors become client responses: a status if nothing was sent yet, otherwise a cut connection. */
-  private failToProxy(tx: Tx<Ctx>, e: unknown): void {
+  private async failToProxy(tx: Tx<Ctx>, e: unknown): Promise<void> {
     if (tx.signal.aborted) return;
     if (!tx.res.committed) {
       const status = e instanceof ProxyError && e.status !== undefined ? e.status : 503;
       this.env.log({ level: 'error', event: 'internal', message: errorMessage(e), url: tx.req.url });
-      writeSynth(this.env, tx, { status });
+      await writeSynth(this.env, tx, { status }, false);
     } else {
       tx.res.destroy();
     }
@@ -283,6 +294,8 @@ export type ReloadableOptions<Ctx> = Pick<
   | 'profile'
   | 'cacheTargets'
   | 'hitForMissSec'
+  | 'maxRestarts'
+  | 'maxRetries'
   | 'transitBytes'
   | 'streamMinBytes'
   | 'maxRanges'
@@ -300,6 +313,7 @@ function stepTable<Ctx>(env: ProxyEnv<Ctx>): StepTable<Ctx> {
     pass: (tx) => steps.pass(env, tx),
     deliver: (tx) => deliver(env, tx),
     synth: (tx) => steps.synth(env, tx),
+    restart: (tx) => restart(env, tx),
     slice: (tx) => slice(env, tx, (parent, index, size) => segmentRequest(env, table, parent, index, size)),
   };
   return table;
@@ -325,6 +339,8 @@ function makeEnv<Ctx>(opts: ProxyOptions<Ctx>, stats: Stats, store: Store, infli
     keepSec: opts.defaultKeepSec ?? DEFAULT_KEEP_SEC,
     staleIfDisconnected: opts.staleIfDisconnected ?? true,
     hitForMissSec: opts.hitForMissSec ?? 120,
+    maxRestarts: opts.maxRestarts ?? 4,
+    maxRetries: opts.maxRetries ?? 4,
     transitBytes: opts.transitBytes ?? 1024 * 1024,
     maxRanges: opts.maxRanges ?? 16,
     streamMinBytes: opts.streamMinBytes ?? 0,
@@ -338,8 +354,9 @@ function makeEnv<Ctx>(opts: ProxyOptions<Ctx>, stats: Stats, store: Store, infli
     sliced: false,
     newCtx,
     keyOf: (req, ctx) => {
-      const key = hooks.cacheKey?.(req, ctx) ?? builtinCacheKey(req);
-      return req.segment === undefined ? key : segmentKeyOf(key, req.segment.size, req.segment.index);
+      const key = hooks.cacheKey?.(req, ctx);
+      if (key instanceof Promise) return key.then((k) => fullKey(req, k));
+      return fullKey(req, key);
     },
   };
 }
@@ -349,6 +366,12 @@ function cacheRulesOf<Ctx>(opts: ProxyOptions<Ctx>, name: string): CacheRules {
   const profile = opts.profile ?? 'rfc';
   const targets = (opts.cacheTargets ?? (profile === 'rfc' ? DEFAULT_TARGETS : [])).map((t) => t.toLowerCase());
   return { profile, targets, deviceToken: name };
+}
+
+/** A request's cache key from the hook's answer (builtin when none), with the segment for slicer subrequests. */
+function fullKey(req: DownstreamRequest, hookKey: string | undefined): string {
+  const key = hookKey ?? builtinCacheKey(req);
+  return req.segment === undefined ? key : segmentKeyOf(key, req.segment.size, req.segment.index);
 }
 
 /** The pin slot of a client connection, created on its first request and released when it closes. */

@@ -46,6 +46,7 @@ export function recv<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>): Step | Promise<Step>
 function recvAction<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, action: RecvAction): Step {
   logVcl(tx.log, 'RECV', action === 'lookup' ? 'hash' : typeof action === 'string' ? action : 'synth');
   if (action === 'lookup') return sliceSizeOf(env, tx) === undefined ? 'lookup' : 'slice';
+  if (action === 'restart') return 'restart';
   if (action === 'pass') {
     logVcl(tx.log, 'PASS', 'fetch');
     tx.status = { fwd: 'uri-miss', detail: 'pass' };
@@ -65,32 +66,46 @@ function recvAction<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, action: RecvAction): S
 }
 
 /** HTTP PURGE from an allowed address: removes every variant of the request's cache key. */
-function purgeRequest<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>): Step {
+function purgeRequest<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>): Step | Promise<Step> {
   const addr = tx.req.remoteAddress.replace(/^::ffff:/, '');
   if (!env.purgeAllow.has(addr)) {
     tx.synth = { status: 405, body: 'PURGE not allowed from this address\n' };
     return 'synth';
   }
+  const purged = (n: number): Step => {
+    tx.synth = { status: 200, body: `Purged ${n}\n` };
+    tx.status = { detail: 'purge' };
+    return 'synth';
+  };
   const n = purgeUrl(env, tx.req.url, getHeader(tx.req.headers, 'host') ?? '');
-  tx.synth = { status: 200, body: `Purged ${n}\n` };
-  tx.status = { detail: 'purge' };
-  return 'synth';
+  return typeof n === 'number' ? purged(n) : n.then(purged);
 }
 
-/** Removes every variant stored for `url` on `host` (the key the cacheKey hook gives that request), segments too. */
-export function purgeUrl<Ctx>(env: ProxyEnv<Ctx>, url: string, host: string): number {
-  const key = env.keyOf({ method: 'GET', url, headers: { host }, httpVersion: '1.1', remoteAddress: '' }, env.newCtx());
-  return env.store.purgeKey(key) + (env.sliced ? env.store.purgePrefix(sliceKeyPrefix(key)) : 0);
+/**
+ * Removes every variant stored for `url` on `host` (the key the cacheKey hook gives that request), segments too. A
+ * promise only when the cacheKey hook returned one.
+ */
+export function purgeUrl<Ctx>(env: ProxyEnv<Ctx>, url: string, host: string): number | Promise<number> {
+  const purge = (key: string): number => env.store.purgeKey(key) + (env.sliced ? env.store.purgePrefix(sliceKeyPrefix(key)) : 0);
+  const key = env.keyOf({ method: 'GET', url, headers: { host }, httpVersion: '1.1', remoteAddress: '', restarts: 0 }, env.newCtx());
+  return typeof key === 'string' ? purge(key) : key.then(purge);
 }
 
 export function lookup<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>): Step | Promise<Step> {
-  tx.key = env.keyOf(tx.req, tx.ctx);
-  const r = env.store.lookup(tx.key, tx.req.headers, env.now());
+  const key = env.keyOf(tx.req, tx.ctx);
+  if (typeof key !== 'string') return key.then((k) => lookupKey(env, tx, k));
+  return lookupKey(env, tx, key);
+}
+
+function lookupKey<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, key: string): Step | Promise<Step> {
+  tx.key = key;
+  const r = env.store.lookup(key, tx.req.headers, env.now());
   tx.lookup = r.kind;
   if (tx.log !== undefined) logLookup(tx.log, r, env.now(), env.hitForMissSec);
   switch (r.kind) {
     case 'hit':
       env.stats.cache_hit++;
+      r.obj.hits++;
       tx.obj = r.obj;
       tx.status = tx.coalesced ? { hit: true, detail: 'coalesced' } : { hit: true };
       tx.outcome = 'hit';
@@ -107,6 +122,7 @@ export function lookup<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>): Step | Promise<Ste
       // Serve the stale object now; refresh it in the background unless a fetch is already running.
       env.stats.cache_hit++;
       env.stats.cache_hit_grace++;
+      r.obj.hits++;
       tx.obj = r.obj;
       tx.status = { hit: true, detail: 'grace' };
       tx.outcome = 'hit';
@@ -148,17 +164,22 @@ export function miss<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>): Step {
   return 'deliver';
 }
 
-export function pass<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>): Step {
+export function pass<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>): Step | Promise<Step> {
   env.stats.s_pass++;
   const obj = new CacheObject(tx.key);
   tx.obj = obj;
   const key = tx.key !== '' ? tx.key : env.keyOf(tx.req, tx.ctx);
+  if (typeof key !== 'string') return key.then((k) => passWith(env, tx, obj, k));
+  return passWith(env, tx, obj, key);
+}
+
+function passWith<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheObject, key: string): Step {
   const bereq = passRequest({ req: tx.req, key, pin: tx.pin }, env.via, tx.body);
   void runFetch(env, { obj, bereq, tx, reason: 'pass', onInfo: interimTo(tx.res) });
   return 'deliver';
 }
 
-export function synth<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>): Step {
-  writeSynth(env, tx, tx.synth ?? { status: 500 });
-  return 'done';
+/** vcl_synth: the synthetic response, through the responseFilter hook (which may restart). */
+export function synth<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>): Step | Promise<Step> {
+  return writeSynth(env, tx, tx.synth ?? { status: 500 });
 }

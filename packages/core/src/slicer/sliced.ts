@@ -76,12 +76,17 @@ class Segments<Ctx> {
 /** How many later segments a response's Cache-Status looks at (a hit needs them all cached). */
 const RESTCACHED_MAX = 64;
 
+/** Whether a segment key is fresh in the store; a key an async cacheKey hook has not given yet counts as not. */
+function isFresh<Ctx>(env: ProxyEnv<Ctx>, key: string | Promise<string>, headers: Tx<Ctx>['req']['headers']): boolean {
+  return typeof key === 'string' && env.store.hasFresh(key, headers, env.now());
+}
+
 /** The slice step. */
 export async function slice<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, subrequest: Subrequest<Ctx>): Promise<Step> {
   const size = sliceSizeOf(env, tx) as number;
   env.sliced = true;
   env.stats.slice_req++;
-  tx.key = env.keyOf(tx.req, tx.ctx);
+  tx.key = await env.keyOf(tx.req, tx.ctx);
   const segs = new Segments(tx, size, subrequest);
   try {
     const metaKey = metaKeyOf(tx.key, size);
@@ -146,7 +151,7 @@ async function deliverSliced<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, segs: Segment
     // (checked without looking them up) every later segment.
     const subHit = sub.lookup === 'hit' || sub.lookup === 'grace';
     // Looked at without lookups, and only so far: past RESTCACHED_MAX the response counts as a miss.
-    const restCached = needed.length <= RESTCACHED_MAX + 1 && needed.slice(1).every((i) => env.store.hasFresh(env.keyOf({ ...tx.req, segment: { index: i, size } }, tx.ctx), tx.req.headers, env.now()));
+    const restCached = needed.length <= RESTCACHED_MAX + 1 && needed.slice(1).every((i) => isFresh(env, env.keyOf({ ...tx.req, segment: { index: i, size } }, tx.ctx), tx.req.headers));
     const hit = metaCached && subHit && restCached;
     tx.status = hit ? { hit: true, detail: 'slice' } : { fwd: sub.status.fwd ?? 'miss', detail: 'slice' };
     tx.outcome = hit ? 'hit' : 'miss';
@@ -154,7 +159,9 @@ async function deliverSliced<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, segs: Segment
     tx.status = metaCached ? { hit: true, detail: 'slice' } : { fwd: 'miss', detail: 'slice' };
     tx.outcome = metaCached ? 'hit' : 'miss';
   }
-  writeHead(env, tx, meta, head.override);
+  const written = writeHead(env, tx, meta, head.override);
+  const instead = written instanceof Promise ? await written : written;
+  if (instead !== undefined) return instead;
   const res = tx.res;
   if (head.ranges.length === 0) {
     res.end();

@@ -120,6 +120,26 @@ export function logResp(t: Transaction, status: number, headers: HeaderMap | str
 }
 
 /** A client request's closing records: byte accounting and the Resp timestamp. */
+/**
+ * A restart (VSL_ChgId): the old transaction gets `Timestamp Restart`, `Link req N restart` and ends; the new one
+ * begins with `Begin req <old> restart` and logs the request again (ReqStart, the request line and headers) as
+ * cnt_recv does. Returns the new transaction.
+ */
+export function logRestart(txlog: TxLog, old: Transaction): Transaction {
+  old.timestamp('Restart');
+  const t = txlog.beginRestart(old);
+  old.end();
+  t.timestamp('Start');
+  const start = old.records.find((r) => r.tag === 'ReqStart');
+  if (start !== undefined) t.add('ReqStart', start.value);
+  return t;
+}
+
+/** The request as the restarted transaction walks it again (cnt_recv logs it on every walk). */
+export function logRestartedRequest(t: Transaction, req: { method: string; url: string; httpVersion: string; headers: HeaderMap }): void {
+  logRequest(t, req);
+}
+
 export function logRequestEnd(t: Transaction, headBytes: number, bodyBytes: number, res: { headerBytes: number; bodyBytes: number }): void {
   t.add('ReqAcct', `${headBytes} ${bodyBytes} ${headBytes + bodyBytes} ${res.headerBytes} ${res.bodyBytes} ${res.headerBytes + res.bodyBytes}`);
   t.timestamp('Resp');

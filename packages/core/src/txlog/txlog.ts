@@ -162,6 +162,18 @@ export class TxLog {
     return t;
   }
 
+  /**
+   * The request `old` restarted into (`Link req N restart` on the old one, `Begin req <old> restart`): a child of the
+   * old transaction in the group, printed at the same level as it (as varnishlog does).
+   */
+  beginRestart(old: Transaction): Transaction {
+    const t = new Transaction(this, this.nextVxid++, 'Request', old, `req ${old.vxid} restart`);
+    t.sessionVxid = old.sessionVxid;
+    old.add('Link', `req ${t.vxid} restart`);
+    old.children.push(t);
+    return t;
+  }
+
   /** A backend fetch started by `parent` (reason: fetch, bgfetch, pass). */
   beginBereq(parent: Transaction, reason: string): Transaction {
     const t = new Transaction(this, this.nextVxid++, 'BeReq', parent, `bereq ${parent.vxid} ${reason}`);
@@ -267,17 +279,25 @@ export function formatVarnishlog(root: TxView, grouping: TxGrouping = 'request')
     all.sort((a, b) => (a.endSeq ?? 0) - (b.endSeq ?? 0));
     return all.map((t) => `${txBlock(t, 1)}\n`).join('');
   }
+  // Breadth-first by tree depth; a restarted request is a child of the one it restarted but printed at that one's
+  // level (vsl_dispatch.c: "Restarts stay at the same level as parent").
   let out = '';
-  let level: TxView[] = [root];
-  for (let depth = 1; level.length > 0; depth++) {
-    const next: TxView[] = [];
-    for (const t of level) {
-      out += txBlock(t, depth);
-      next.push(...t.children);
+  let level: Array<{ t: TxView; stars: number }> = [{ t: root, stars: 1 }];
+  while (level.length > 0) {
+    const next: Array<{ t: TxView; stars: number }> = [];
+    for (const { t, stars } of level) {
+      out += txBlock(t, stars);
+      for (const c of t.children) next.push({ t: c, stars: isRestart(c) ? stars : stars + 1 });
     }
     level = next;
   }
   return `${out}\n`;
+}
+
+/** A request begun by a restart (`Begin req <old> restart`). */
+function isRestart(t: TxView): boolean {
+  const begin = t.records[0];
+  return t.type === 'Request' && begin !== undefined && begin.tag === 'Begin' && begin.value.endsWith(' restart');
 }
 
 /** One JSON object per group: {vxid, type, records: [[tag, value], ...], children: [...]}. */
