@@ -8,6 +8,7 @@ import type { UpstreamRequest, UpstreamResponse } from '../upstream.js';
 import type { BackendResponse } from '../policy/hooks.js';
 import { backendResponse, commitHeaders, decideBeresp, isRevalidation304, type BerespInput } from './beresp.js';
 import { invalidateAfterUnsafe } from './invalidate.js';
+import { esiFetch } from '../esi/fetch.js';
 
 /**
  * The fetch task (origin -> CacheObject), a machine of its own as Varnish's cache_fetch.c, run beside delivery: a
@@ -62,6 +63,7 @@ export async function runFetch<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>): Pro
     const beresp = backendResponse(env, input);
     if (beresp.was304) env.stats.fetch_304++;
     await decideBeresp(env, input, beresp, tx.ctx);
+    if (beresp.doEsi) input.res = esiFetch(env, input, beresp.headers, be);
     commit(env, input, beresp, job, be);
     await body(env, input, beresp.transitBytes, acct, be);
   } catch (e: unknown) {
