@@ -13,8 +13,8 @@ import { esiProgramOf, setEsiProgram } from './program.js';
  * program, parsed from the body as the fetch pumps it, chunk by chunk, so the template streams and is parsed once,
  * never per hit. Parse errors go to the fetch's log as `ESI_xmlerror` and to the esi_errors / esi_warnings counters.
  *
- * Not processed (delivered as they are): bodyless responses, and bodies with a Content-Encoding (gzipped ESI, which
- * Varnish decompresses and re-assembles, is out of scope here: see the README).
+ * Not processed (delivered as they are): bodyless responses, partial ones (206, slicer segments), and bodies with a
+ * Content-Encoding (gzipped ESI, which Varnish decompresses and re-assembles, is out of scope here: see the README).
  */
 export function esiFetch<Ctx>(env: ProxyEnv<Ctx>, i: BerespInput, headers: HeaderMap, be: Transaction | undefined): UpstreamResponse {
   const report = reporter(env, be);
@@ -39,7 +39,9 @@ export function esiFetch<Ctx>(env: ProxyEnv<Ctx>, i: BerespInput, headers: Heade
     setEsiProgram(i.obj, parser.program);
     return i.res;
   }
-  if (i.bereq.method === 'HEAD' || i.res.status === 204 || i.res.status === 304 || i.res.status < 200) return i.res;
+  // Bodyless answers have nothing to parse; a 206 (a Range forwarded on pass or hit-for-miss) or a slicer segment is
+  // a piece of a body, not a template.
+  if (i.bereq.method === 'HEAD' || i.res.status === 204 || i.res.status === 304 || i.res.status === 206 || i.res.status < 200 || i.req.segment !== undefined) return i.res;
   const parser = new EsiParser(i.bereq.path, report);
   setEsiProgram(i.obj, parser.program);
   const tap = new Transform({
