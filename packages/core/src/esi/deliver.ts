@@ -71,22 +71,66 @@ function weakenEtag(headers: HeaderMap): void {
   if (typeof etag === 'string' && etag.startsWith('"')) headers['etag'] = `W/${etag}`;
 }
 
-/** Runs the program of `obj` (a template at include depth `level`) into the client's response. */
+/**
+ * Runs the program of `obj` (a template at include depth `level`) into the client's response. Read-ahead: while an
+ * include is delivered, the next include already parsed is looked up (and fetched, on a miss), one at a time.
+ */
 async function walk<Ctx>(w: Walk<Ctx>, tx: Tx<Ctx>, obj: CacheObject, body: BodyCursor, level: number): Promise<void> {
   const program = esiProgramOf(obj);
   if (program === undefined) throw new ProxyError('CORE_ERR_INTERNAL', 'ESI delivery of an object without a program', { source: 'internal' });
-  for (let i = 0; ; i++) {
-    // The program grows in the same step as the body: wait for the object to change until the op is there.
-    while (i >= program.ops.length && !program.done && !obj.isFinal) await obj.waitChange(tx.signal);
+  const ahead = new Map<IncludeOp, Promise<Started<Ctx>>>();
+  try {
+    for (let i = 0; ; i++) {
+      // The program grows in the same step as the body: wait for the object to change until the op is there.
+      while (i >= program.ops.length && !program.done && !obj.isFinal) await obj.waitChange(tx.signal);
+      if (failed(obj)) throw fetchError(obj);
+      const op = program.ops[i];
+      if (op === undefined) break;
+      if (op.kind === 'bytes') {
+        await copy(w, tx, body.range(op.start, op.end - 1));
+        continue;
+      }
+      const next = nextInclude(program.ops, i + 1);
+      if (next !== undefined && level < w.env.esiMaxDepth && !ahead.has(next)) ahead.set(next, startInclude(w, tx, next, level));
+      const started = ahead.get(op);
+      ahead.delete(op);
+      await include(w, tx, op, level, started);
+    }
+    // The body's own checks (its length against Content-Length) end the fetch after the parser has seen the end.
+    await obj.waitState('finished', tx.signal);
     if (failed(obj)) throw fetchError(obj);
-    const op = program.ops[i];
-    if (op === undefined) break;
-    if (op.kind === 'bytes') await copy(w, tx, body.range(op.start, op.end - 1));
-    else await include(w, tx, op, level);
+  } finally {
+    for (const p of ahead.values()) void p.then(abandon, () => undefined);
   }
-  // The body's own checks (its length against Content-Length) end the fetch after the parser has seen the end.
-  await obj.waitState('finished', tx.signal);
-  if (failed(obj)) throw fetchError(obj);
+}
+
+/** The first include at or after `from` among the ops parsed so far. */
+function nextInclude(ops: readonly EsiOp[], from: number): IncludeOp | undefined {
+  for (let k = from; k < ops.length; k++) {
+    const o = ops[k] as EsiOp;
+    if (o.kind === 'include') return o;
+  }
+  return undefined;
+}
+
+type Started<Ctx> = Awaited<ReturnType<EsiSubrequest<Ctx>>>;
+
+function startInclude<Ctx>(w: Walk<Ctx>, parent: Tx<Ctx>, op: IncludeOp, level: number): Promise<Started<Ctx>> {
+  w.env.stats.esi_req++;
+  const p = w.subrequest(parent, op, level + 1);
+  p.catch(() => undefined);
+  return p;
+}
+
+/** A read-ahead include the page never reached (it was cut off): its log ends, an unstored fetch nobody reads stops. */
+function abandon<Ctx>(s: Started<Ctx>): void {
+  const obj = s.tx.obj;
+  if (obj !== undefined && obj.stored === false && !obj.isFinal) {
+    obj.fetchController.abort(new ProxyError('CORE_ERR_CLIENT_GONE', 'ESI page abandoned before this include', { source: 'downstream' }));
+  }
+  s.tx.log?.add('ReqAcct', '0 0 0 0 0 0');
+  s.tx.log?.timestamp('Resp');
+  s.tx.log?.end();
 }
 
 /** Read through a function: the state changes across awaits, which narrowing cannot see. */
@@ -106,7 +150,7 @@ async function copy<Ctx>(w: Walk<Ctx>, tx: Tx<Ctx>, chunks: AsyncIterable<Buffer
 }
 
 /** One include at depth `level + 1`: its subrequest, then its body (or synth), logged as its own transaction. */
-async function include<Ctx>(w: Walk<Ctx>, parent: Tx<Ctx>, op: IncludeOp, level: number): Promise<void> {
+async function include<Ctx>(w: Walk<Ctx>, parent: Tx<Ctx>, op: IncludeOp, level: number, started: Promise<Started<Ctx>> | undefined): Promise<void> {
   const env = w.env;
   const abortOnError = env.esiIncludeOnError && !op.onErrorContinue;
   if (level >= env.esiMaxDepth) {
@@ -114,8 +158,7 @@ async function include<Ctx>(w: Walk<Ctx>, parent: Tx<Ctx>, op: IncludeOp, level:
     if (abortOnError) throw new ProxyError('CORE_ERR_ESI_INCLUDE_FAILED', `ESI depth limit reached at ${op.url}`, { source: 'internal' });
     return;
   }
-  env.stats.esi_req++;
-  const { tx, stopped } = await w.subrequest(parent, op, level + 1);
+  const { tx, stopped } = await (started ?? startInclude(w, parent, op, level));
   const before = w.bytes;
   try {
     await includeBody(w, tx, stopped, level + 1, abortOnError);

@@ -55,6 +55,31 @@ describe('ESI streaming', () => {
     expect(order).toEqual(['/page', '/slow', '/fast']);
   });
 
+  it('reads one include ahead: the next include is fetched while the current one is still arriving', async () => {
+    const aGate = deferred();
+    const origin = track(
+      await startScriptedOrigin(async (req, res) => {
+        if (req.url === '/page') {
+          res.writeHead(200, { 'cache-control': 'max-age=60', 'x-esi': '1' });
+          res.end('<p><esi:include src="/a"/>|<esi:include src="/b"/>|<esi:include src="/c"/></p>');
+          return;
+        }
+        res.writeHead(200, { 'cache-control': 'max-age=60' });
+        // /a ends only once /b was asked for: without read-ahead this never happens.
+        if (req.url === '/a') await aGate.promise;
+        if (req.url === '/b') aGate.resolve();
+        res.end(req.url?.slice(1));
+      }),
+    );
+    const px = track(await startProxy(origin.url, { hooks: esiHooks }));
+    const res = rawGet(px.port, '/page');
+    expect(await settlesWithin(res, 10_000)).toBe(true);
+    expect((await res).body.toString()).toBe('<p>a|b|c</p>');
+    // /a and /b are asked for together (on two origin connections, in either order); /c once /a was delivered.
+    expect(origin.requests.map((r) => r.url).slice(1, 3).sort()).toEqual(['/a', '/b']);
+    expect(origin.requests.map((r) => r.url)[3]).toBe('/c');
+  });
+
   it('a client leaving mid-ESI: the page is abandoned, the fragment fetch still fills the cache, the proxy goes on', async () => {
     const fragGate = deferred();
     const origin = track(

@@ -219,6 +219,24 @@ describe('ESI include errors', () => {
     expect((await rawGet(px.port, '/page2')).body.toString()).toBe('<p>ab</p>');
   });
 
+  it('an include whose body breaks off mid-way ends there and the page goes on; the broken include is not kept', async () => {
+    const origin = await siteOrigin({
+      '/page': { esi: true, body: '<p>a<esi:include src="/cut"/>b</p>' },
+      '/cut': (_req, res) => {
+        res.writeHead(200, { 'cache-control': 'max-age=60', 'content-length': '100' });
+        // Fewer bytes than announced, then a clean FIN: the body is short.
+        res.write('partial', () => res.socket?.end());
+      },
+    });
+    const px = await proxyFor(origin);
+    for (let i = 1; i <= 2; i++) {
+      const res = await rawGet(px.port, '/page');
+      expect(res.terminated).toBe(true);
+      expect(res.body.toString()).toBe('<p>apartialb</p>');
+      expect(origin.hits('/cut')).toBe(i);
+    }
+  });
+
   it('malformed markup never crashes: errors are counted once, at fetch, not per hit, and the page still comes', async () => {
     const origin = await siteOrigin({
       '/bad': { esi: true, body: `<p>1<esi:bogus/>2<esi:include src="/f" src="/g"/>3<esi:include src="/${'h'.repeat(40_000)}"/>4<esi:remove>x</p><esi:include src="/f"` },
