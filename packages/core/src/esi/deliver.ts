@@ -113,21 +113,34 @@ function nextInclude(ops: readonly EsiOp[], from: number): IncludeOp | undefined
   return undefined;
 }
 
-type Started<Ctx> = Awaited<ReturnType<EsiSubrequest<Ctx>>>;
+/** A reader on an object, owned by one include's delivery. */
+interface Reader {
+  obj: CacheObject;
+  r: ObjectReader;
+}
 
+/** An include's subrequest done: where it stopped, and a reader on its object opened at once. */
+interface Started<Ctx> {
+  tx: Tx<Ctx>;
+  stopped: Step;
+  reader: Reader | undefined;
+}
+
+/**
+ * Starts an include's subrequest. Its object gets a reader as soon as there is one: an unstored (pass) body is then
+ * held to the transit buffer for it (not read into memory while an earlier include is delivered), and its fetch
+ * stops when the reader closes unread.
+ */
 function startInclude<Ctx>(w: Walk<Ctx>, parent: Tx<Ctx>, op: IncludeOp, level: number): Promise<Started<Ctx>> {
   w.env.stats.esi_req++;
-  const p = w.subrequest(parent, op, level + 1);
+  const p = w.subrequest(parent, op, level + 1).then((s) => ({ ...s, reader: openReader(s.tx.obj, s.stopped) }));
   p.catch(() => undefined);
   return p;
 }
 
-/** A read-ahead include the page never reached (it was cut off): its log ends, an unstored fetch nobody reads stops. */
+/** A read-ahead include the page never reached (it was cut off): its reader closes, its log ends. */
 function abandon<Ctx>(s: Started<Ctx>): void {
-  const obj = s.tx.obj;
-  if (obj !== undefined && obj.stored === false && !obj.isFinal) {
-    obj.fetchController.abort(new ProxyError('CORE_ERR_CLIENT_GONE', 'ESI page abandoned before this include', { source: 'downstream' }));
-  }
+  s.reader?.obj.closeReader(s.reader.r);
   s.tx.log?.add('ReqAcct', '0 0 0 0 0 0');
   s.tx.log?.timestamp('Resp');
   s.tx.log?.end();
@@ -158,10 +171,11 @@ async function include<Ctx>(w: Walk<Ctx>, parent: Tx<Ctx>, op: IncludeOp, level:
     if (abortOnError) throw new ProxyError('CORE_ERR_ESI_INCLUDE_FAILED', `ESI depth limit reached at ${op.url}`, { source: 'internal' });
     return;
   }
-  const { tx, stopped } = await (started ?? startInclude(w, parent, op, level));
+  const sub = await (started ?? startInclude(w, parent, op, level));
+  const tx = sub.tx;
   const before = w.bytes;
   try {
-    await includeBody(w, tx, stopped, level + 1, abortOnError);
+    await includeBody(w, sub, level + 1, abortOnError);
   } finally {
     const n = w.bytes - before;
     tx.log?.add('ReqAcct', `0 0 0 0 ${n} ${n}`);
@@ -170,9 +184,10 @@ async function include<Ctx>(w: Walk<Ctx>, parent: Tx<Ctx>, op: IncludeOp, level:
   }
 }
 
-async function includeBody<Ctx>(w: Walk<Ctx>, tx: Tx<Ctx>, stopped: Step, level: number, abortOnError: boolean): Promise<void> {
-  let step = stopped;
-  let reader = openReader(tx.obj, step);
+async function includeBody<Ctx>(w: Walk<Ctx>, sub: Started<Ctx>, level: number, abortOnError: boolean): Promise<void> {
+  const tx = sub.tx;
+  let step = sub.stopped;
+  let reader = sub.reader;
   try {
     while (step === 'deliver') {
       const obj = tx.obj as CacheObject;
@@ -208,8 +223,7 @@ async function includeBody<Ctx>(w: Walk<Ctx>, tx: Tx<Ctx>, stopped: Step, level:
   }
 }
 
-/** A reader on the include's object at once: an unstored (pass) body is then held for it, not run past. */
-function openReader(obj: CacheObject | undefined, step: Step): { obj: CacheObject; r: ObjectReader } | undefined {
+function openReader(obj: CacheObject | undefined, step: Step): Reader | undefined {
   if (step !== 'deliver' || obj === undefined || !obj.readable) return undefined;
   return { obj, r: obj.openReader() };
 }

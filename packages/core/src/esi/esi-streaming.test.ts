@@ -80,6 +80,34 @@ describe('ESI streaming', () => {
     expect(origin.requests.map((r) => r.url)[3]).toBe('/c');
   });
 
+  it('two clients on one template still arriving share its fetch, its program and its includes', async () => {
+    const tailGate = deferred();
+    const origin = track(
+      await startScriptedOrigin(async (req, res) => {
+        if (req.url === '/page') {
+          res.writeHead(200, { 'cache-control': 'max-age=60', 'x-esi': '1' });
+          res.write('<p>head;');
+          await tailGate.promise;
+          res.end('<esi:include src="/f"/>;tail</p>');
+          return;
+        }
+        res.writeHead(200, { 'cache-control': 'max-age=60' });
+        res.end('F');
+      }),
+    );
+    const px = track(await startProxy(origin.url, { hooks: esiHooks }));
+    const seen = [false, false];
+    const clients = [0, 1].map((k) =>
+      rawExchange(px.port, 'GET /page HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n', (all) => {
+        if (all.includes('head;')) seen[k] = true;
+        if (seen[0] && seen[1]) tailGate.resolve();
+      }),
+    );
+    const bodies = (await Promise.all(clients)).map((raw) => parseRawResponse(raw).body.toString());
+    expect(bodies).toEqual(['<p>head;F;tail</p>', '<p>head;F;tail</p>']);
+    expect(origin.requests.map((r) => r.url)).toEqual(['/page', '/f']);
+  });
+
   it('a client leaving mid-ESI: the page is abandoned, the fragment fetch still fills the cache, the proxy goes on', async () => {
     const fragGate = deferred();
     const origin = track(
