@@ -1,11 +1,14 @@
 import http from 'node:http';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import zlib from 'node:zlib';
 import type { CacheObject, ObjectReader } from '../cache/cache-object.js';
 import type { ProxyEnv, Step, Tx } from '../context.js';
 import { BodyCursor } from '../deliver/cursor.js';
 import { untilDeliverable, type TemplateDelivery } from '../deliver/deliver.js';
 import { deliveryHeaders, NO_BODY_STATUS, writeHead } from '../deliver/head.js';
 import { errorMessage, ProxyError } from '../errors.js';
-import type { HeaderMap } from '../http/headers.js';
+import { getHeader, type HeaderMap } from '../http/headers.js';
 import { logResp, logVcl } from '../txlog/records.js';
 import { esiProgramOf, isEsiTemplate, type EsiOp } from './program.js';
 
@@ -209,6 +212,7 @@ async function includeBody<Ctx>(w: Walk<Ctx>, sub: Started<Ctx>, level: number, 
     const body = new BodyCursor(obj.read(reader.r, tx.signal));
     try {
       if (isEsiTemplate(obj)) await walk(w, tx, obj, body, level);
+      else if (isGzipped(obj)) await copyGunzipped(w, tx, body.range(0, Number.MAX_SAFE_INTEGER));
       else await copy(w, tx, body.range(0, Number.MAX_SAFE_INTEGER));
       if (failed(obj)) throw fetchError(obj);
     } catch (e: unknown) {
@@ -221,6 +225,13 @@ async function includeBody<Ctx>(w: Walk<Ctx>, sub: Started<Ctx>, level: number, 
   } finally {
     reader?.obj.closeReader(reader.r);
   }
+}
+
+/** A gzipped include (its origin ignored the include's missing Accept-Encoding) goes in decompressed, as Varnish does. */
+const isGzipped = (obj: CacheObject): boolean => /^\s*(x-)?gzip\s*$/i.test(getHeader(obj.headers, 'content-encoding') ?? '');
+
+async function copyGunzipped<Ctx>(w: Walk<Ctx>, tx: Tx<Ctx>, chunks: AsyncIterable<Buffer>): Promise<void> {
+  await pipeline(Readable.from(chunks), zlib.createGunzip(), async (out: AsyncIterable<Buffer>) => copy(w, tx, out), { signal: tx.signal });
 }
 
 function openReader(obj: CacheObject | undefined, step: Step): Reader | undefined {

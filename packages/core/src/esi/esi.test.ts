@@ -1,4 +1,5 @@
 import type http from 'node:http';
+import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { startScriptedOrigin, type ScriptedOrigin } from '@sluice/fixtures';
 import type { ProxyHooks } from '../policy/hooks.js';
@@ -178,12 +179,52 @@ describe('ESI includes', () => {
     expect(head.body.length).toBe(0);
   });
 
-  it('a gzipped template is delivered as it is (gzip ESI is out of scope), with a note in the log', async () => {
-    const origin = await siteOrigin({ '/gz': { esi: true, body: '<p><esi:include src="/f"/></p>', headers: { 'content-encoding': 'gzip' } } });
+  it('a gzipped template is stored and parsed decompressed; a gzipped include goes in decompressed; other codings are not processed', async () => {
+    const gz = (text: string): http.RequestListener => (_req, res) => {
+      const body = gzipSync(Buffer.from(text));
+      res.writeHead(200, { 'cache-control': 'max-age=60', 'content-encoding': 'gzip', 'content-length': String(body.length), 'surrogate-control': 'content="ESI/1.0"' });
+      res.end(body);
+    };
+    const origin = await siteOrigin({
+      '/gz': gz(`<p>${'x'.repeat(5000)}<esi:include src="/gzfrag"/>|<esi:include src="/f"/></p>`),
+      '/gzfrag': (_req, res) => {
+        const body = gzipSync(Buffer.from('zipped-fragment'));
+        res.writeHead(200, { 'cache-control': 'max-age=60', 'content-encoding': 'gzip' });
+        res.end(body);
+      },
+      '/f': { body: 'plain' },
+      '/br': { esi: true, body: '<p><esi:include src="/f"/></p>', headers: { 'content-encoding': 'br' } },
+    });
     const px = await proxyFor(origin);
-    const res = await rawGet(px.port, '/gz');
-    expect(res.body.toString()).toBe('<p><esi:include src="/f"/></p>');
-    expect(px.proxy.stats.esi_req).toBe(0);
+    for (let i = 0; i < 2; i++) {
+      const res = await rawGet(px.port, '/gz', { 'accept-encoding': 'gzip' });
+      expect(res.terminated).toBe(true);
+      expect(res.headers['content-encoding']).toBeUndefined();
+      expect(res.body.toString()).toBe(`<p>${'x'.repeat(5000)}zipped-fragment|plain</p>`);
+    }
+    expect(origin.hits('/gz')).toBe(1);
+    const br = await rawGet(px.port, '/br');
+    expect(br.headers['content-encoding']).toBe('br');
+    expect(br.body.toString()).toBe('<p><esi:include src="/f"/></p>');
+    expect(px.proxy.stats.esi_req).toBe(4);
+  });
+
+  it('a corrupt gzipped template cuts the client off and is not kept', async () => {
+    const origin = await siteOrigin({
+      '/bad': (_req, res) => {
+        const body = gzipSync(Buffer.from('<p>hello, <esi:include src="/f"/> world</p>'));
+        body[body.length - 6] ^= 0xff;
+        res.writeHead(200, { 'cache-control': 'max-age=60', 'content-encoding': 'gzip', 'surrogate-control': 'content="ESI/1.0"' });
+        res.end(body);
+      },
+      '/f': { body: 'F' },
+    });
+    const px = await proxyFor(origin);
+    for (let i = 1; i <= 2; i++) {
+      const res = await rawGet(px.port, '/bad');
+      expect(res.terminated).toBe(false);
+      expect(origin.hits('/bad')).toBe(i);
+    }
   });
 });
 
