@@ -98,6 +98,7 @@ export function policyOf(config: Config): ReloadableOptions<Record<string, unkno
     streamMinBytes: config.streamMinBytes,
     maxRanges: config.maxRanges,
     slice: config.slice,
+    esi: config.esi,
     purgeAllow: config.purgeAllow,
   };
 }
