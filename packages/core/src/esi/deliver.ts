@@ -82,15 +82,25 @@ async function walk<Ctx>(w: Walk<Ctx>, tx: Tx<Ctx>, obj: CacheObject, body: Body
   const program = esiProgramOf(obj);
   if (program === undefined) throw new ProxyError('CORE_ERR_INTERNAL', 'ESI delivery of an object without a program', { source: 'internal' });
   const ahead = new Map<IncludeOp, Promise<Started<Ctx>>>();
+  let read = 0;
   try {
     for (let i = 0; ; i++) {
-      // The program grows in the same step as the body: wait for the object to change until the op is there.
-      while (i >= program.ops.length && !program.done && !obj.isFinal) await obj.waitChange(tx.signal);
+      // The program grows in the same step as the body: wait for the object to change until the op is there, reading
+      // past what is settled meanwhile (an unstored template's fetch waits for this reader).
+      while (i >= program.ops.length && !program.done && !obj.isFinal) {
+        if (program.settled > read) {
+          read = program.settled;
+          for await (const _ of body.range(read - 1, read - 1));
+        } else {
+          await obj.waitChange(tx.signal);
+        }
+      }
       if (failed(obj)) throw fetchError(obj);
       const op = program.ops[i];
       if (op === undefined) break;
       if (op.kind === 'bytes') {
         await copy(w, tx, body.range(op.start, op.end - 1));
+        read = op.end;
         continue;
       }
       const next = nextInclude(program.ops, i + 1);

@@ -86,6 +86,8 @@ export class EsiParser {
     this.pos += chunk.length;
     const safe = this.state === 'tagstart' ? this.tagAt : this.pos - this.cmtMatched;
     this.emitUpTo(safe);
+    // A verbatim run was emitted up to `safe`; a skipped one is skipped up to it: either way it is decided.
+    this.program.settled = safe;
     this.published = this.program.ops.length;
   }
 
@@ -94,6 +96,7 @@ export class EsiParser {
     if (this.program.done) return;
     if (this.state !== 'testxml' && this.state !== 'notxml' && this.state !== 'text') this.diag('error', this.pos, 'VEP ended inside a tag');
     this.emitUpTo(this.pos);
+    this.program.settled = this.pos;
     this.program.done = true;
     this.published = this.program.ops.length;
   }

@@ -26,6 +26,12 @@ export class EsiProgram {
   done = false;
   /** Any ESI element or `<!--esi` was seen (only final once `done`). */
   esiFound = false;
+  /**
+   * Body offset below which every byte is decided: in an op already, or skipped for good. A delivery waiting for the
+   * next op may read (and drop) the body up to here, so an unstored template's fetch, held to its transit buffer by
+   * that delivery's reader, is never stuck behind a long skipped stretch (`<esi:remove>` content, a long tag).
+   */
+  settled = 0;
 }
 
 /** The ESI program of each object made with `doEsi` (the cache room knows nothing of ESI). */
