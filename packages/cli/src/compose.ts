@@ -102,6 +102,7 @@ export function policyOf(config: Config): ReloadableOptions<Record<string, unkno
     maxRestarts: config.maxRestarts,
     maxRetries: config.maxRetries,
     slice: config.slice,
+    esi: config.esi,
     purgeAllow: config.purgeAllow,
   };
 }

@@ -48,6 +48,8 @@ export interface Config {
   slice: { sizeBytes: number; match: RegExp | undefined } | undefined;
   /** false: every response is fetched whole before delivery (doStream off), unless a hook turns it back on. */
   stream: boolean;
+  /** ESI (objects a hook marks doEsi): include nesting depth (max_esi_depth) and Varnish's feature esi_include_onerror. */
+  esi: { maxDepth: number; includeOnError: boolean };
   quiet: boolean;
   hooks: ProxyHooks;
   /** Write Authorization, Cookie and Set-Cookie values to the transaction log as they are (default: masked). */
@@ -93,6 +95,10 @@ export interface ConfigFile<Ctx = Record<string, unknown>> {
   sliceSize?: string | number;
   sliceUrl?: string;
   stream?: boolean;
+  /** ESI include nesting depth (Varnish's max_esi_depth, default 5; 0 turns includes off). */
+  esiMaxDepth?: number;
+  /** Varnish's feature esi_include_onerror (default false): see the README's ESI section. */
+  esiIncludeOnError?: boolean;
   hooks?: ProxyHooks<Ctx>;
   shutdownTimeout?: string | number;
   maxBodySize?: string | number;
@@ -130,6 +136,8 @@ const FILE_KEYS = new Set([
   'sliceSize',
   'sliceUrl',
   'stream',
+  'esiMaxDepth',
+  'esiIncludeOnError',
   'hooks',
   'shutdownTimeout',
   'maxBodySize',
@@ -297,6 +305,12 @@ function wholeNumber(name: string, v: number | undefined, dflt: number): number 
   return v;
 }
 
+function esiDepthOf(v: number | undefined): number {
+  if (v === undefined) return 5;
+  if (!Number.isInteger(v) || v < 0) throw new CliError('CLI_ERR_CONFIG_INVALID', `esiMaxDepth: "${String(v)}" is not a whole number of at least 0`);
+  return v;
+}
+
 function positiveInt(name: string, v: number | undefined, dflt: number): number {
   if (v === undefined) return dflt;
   if (!Number.isInteger(v) || v < 1) throw new CliError('CLI_ERR_FLAG_INVALID', `${name}: "${String(v)}" is not a whole number of at least 1`);
@@ -380,6 +394,7 @@ export function toConfig(flags: ProxyFlags, file: ConfigFile = {}): Config {
     maxRetries: wholeNumber('--max-retries', flags['max-retries'] ?? file.maxRetries, 4),
     slice: sliceOf(flags['slice-size'] ?? file.sliceSize, flags['slice-url'] ?? file.sliceUrl),
     stream: flags.stream ?? file.stream ?? true,
+    esi: { maxDepth: esiDepthOf(file.esiMaxDepth), includeOnError: file.esiIncludeOnError ?? false },
     quiet: flags.quiet ?? false,
     hooks: file.hooks ?? {},
     logSecrets: flags['log-secrets'] ?? file.logSecrets ?? false,

@@ -37,6 +37,7 @@ describe('core architecture', () => {
     ['fetch never imports deliver', (from, to) => roomOf(from) === 'fetch' && roomOf(to) === 'deliver'],
     ['deliver never imports fetch', (from, to) => roomOf(from) === 'deliver' && roomOf(to) === 'fetch'],
     ['the slicer never imports the machine (proxy/)', (from, to) => roomOf(from) === 'slicer' && roomOf(to) === 'proxy'],
+    ['ESI delivery is handed in: deliver/ and fetch/ never import esi/ delivery', (from, to) => (roomOf(from) === 'deliver' && roomOf(to) === 'esi') || (roomOf(from) === 'fetch' && to === 'esi/deliver.ts')],
     // index.ts is the public surface and re-exports the proxy.
     ['only proxy/ (and the public index) imports proxy/', (from, to) => roomOf(to) === 'proxy' && roomOf(from) !== 'proxy' && from !== 'index.ts'],
     ['http/ (pure RFC rules) imports only http/', (from, to) => roomOf(from) === 'http' && !to.startsWith('node:') && roomOf(to) !== 'http'],

@@ -72,6 +72,10 @@ export interface ProxyEnv<Ctx> {
   /** A fetch whose body has had no reader this long is abandoned (never kept truncated), ms. */
   readonly orphanFetchMs: number;
   readonly slicing: SliceOptions | undefined;
+  /** How deep ESI includes nest (Varnish's max_esi_depth, default 5). */
+  readonly esiMaxDepth: number;
+  /** Varnish's feature esi_include_onerror: an include answered other than 200/204 is left out, and without onerror="continue" cuts the page. */
+  readonly esiIncludeOnError: boolean;
   readonly purgeAllow: ReadonlySet<string>;
   /** A CONNECT tunnel where neither side sent a byte for this long is closed, ms. */
   readonly tunnelIdleTimeoutMs: number;

@@ -25,6 +25,10 @@ export interface Stats {
   /** Client requests answered by the slicer, and segment subrequests it made (each also a hit or a miss). */
   slice_req: number;
   slice_segments: number;
+  /** ESI subrequests made (includes), and ESI parse errors and warnings in templates as they were fetched. */
+  esi_req: number;
+  esi_errors: number;
+  esi_warnings: number;
   /** Revalidations the origin answered 304. */
   fetch_304: number;
   /** Stale objects served because the origin failed (stale-if-error). */
@@ -66,6 +70,9 @@ export function createStats(): Stats {
     bgfetch: 0,
     slice_req: 0,
     slice_segments: 0,
+    esi_req: 0,
+    esi_errors: 0,
+    esi_warnings: 0,
     fetch_304: 0,
     stale_if_error: 0,
     backend_fail: 0,
@@ -103,6 +110,9 @@ export const STAT_HELP: Record<keyof Stats, string> = {
   bgfetch: 'Background fetches of objects in grace (MAIN.bgfetch)',
   slice_req: 'Client requests answered by the slicer',
   slice_segments: 'Segment subrequests made by the slicer',
+  esi_req: 'ESI subrequests: <esi:include> elements delivered (MAIN.esi_req)',
+  esi_errors: 'ESI parse errors (MAIN.esi_errors)',
+  esi_warnings: 'ESI parse warnings (MAIN.esi_warnings)',
   fetch_304: 'Revalidations the origin answered 304 (MAIN.fetch_304)',
   stale_if_error: 'Stale objects served because the origin failed (stale-if-error)',
   backend_fail: 'Backend connections or requests that failed (MAIN.backend_fail)',

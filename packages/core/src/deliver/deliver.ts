@@ -11,11 +11,12 @@ import { planDelivery, plannedHead, type BodyRange, type DecidedPlan, type Deliv
  * The deliver step: one client's copy of an object (CacheObject -> client). A complete stored object with a plain
  * request leaves in one write; everything else waits for what it needs of the object (headers, the whole body with
  * doStream off, the bytes a range starts at), plans the answer (full, 304, 206, multipart, 416) and streams it.
+ * An ESI template is handed to `templates` (esi/) once its headers are decided.
  */
-export function deliver<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>): Step | Promise<Step> {
+export function deliver<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, templates?: TemplateDelivery<Ctx>): Step | Promise<Step> {
   const obj = tx.obj as CacheObject;
   const chunks = obj.stored === true ? obj.completeChunks : undefined;
-  if (chunks !== undefined && !needsPlan(tx, obj)) {
+  if (chunks !== undefined && !needsPlan(tx, obj) && templates?.isTemplate(obj) !== true) {
     // Complete stored object, plain request: Content-Length, head and body in one write; no reader, no waiting.
     const instead = writeHead(env, tx, obj);
     if (instead === undefined) {
@@ -30,7 +31,13 @@ export function deliver<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>): Step | Promise<St
       return 'done';
     });
   }
-  return deliverPlanned(env, tx, obj);
+  return deliverPlanned(env, tx, obj, templates);
+}
+
+/** ESI delivery, handed in by the machine: whether an object is a template, and its delivery from a body cursor. */
+export interface TemplateDelivery<Ctx> {
+  isTemplate(obj: CacheObject): boolean;
+  deliver(tx: Tx<Ctx>, obj: CacheObject, body: BodyCursor): Promise<Step>;
 }
 
 /** Whether the request carries anything (a condition, a range) that may change what is delivered. */
@@ -53,12 +60,13 @@ function endComplete<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheObject, chu
 }
 
 /** Delivery in general: wait for what is needed, plan, write the head, copy the body as it arrives. */
-async function deliverPlanned<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheObject): Promise<Step> {
+async function deliverPlanned<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheObject, templates: TemplateDelivery<Ctx> | undefined): Promise<Step> {
   const reader = obj.readable ? obj.openReader() : undefined;
   const cursor = reader === undefined ? undefined : new BodyCursor(obj.read(reader, tx.signal));
   try {
     const early = await untilDeliverable(env, tx, obj);
     if (early !== undefined) return early;
+    if (cursor !== undefined && templates?.isTemplate(obj) === true) return await templates.deliver(tx, obj, cursor);
     const plan = await decidePlan(env, tx, obj);
     if (plan === undefined) return fetchFailedSynth(tx, obj);
     const head = plannedHead(plan, () => deliveryHeaders(obj, env.via), () => ({ ...notModifiedHeaders(obj.headers), via: env.via }));
@@ -97,7 +105,7 @@ async function deliverPlanned<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheOb
  * adaptive streaming. Returns the step to take instead when there is nothing to deliver from it: the stale object
  * (stale-if-error) or a synth for a failed fetch.
  */
-async function untilDeliverable<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheObject): Promise<Step | undefined> {
+export async function untilDeliverable<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheObject): Promise<Step | undefined> {
   if (obj.state === 'busy') await obj.waitState('stream', tx.signal);
   if (tx.stale !== undefined && (obj.failedWithoutResponse || obj.status >= 500) && tx.stale.staleUsableOnError(env.now(), obj.failedWithoutResponse)) {
     // stale-if-error (RFC 5861): the origin failed; the stale object is served instead.

@@ -60,6 +60,7 @@ export function backendResponse<Ctx>(env: ProxyEnv<Ctx>, i: BerespInput): Backen
     uncacheableReason: i.isPass ? 'pass' : undefined,
     hitForPassSec: undefined,
     doStream: true,
+    doEsi: false,
     transitBytes: env.transitBytes,
     streamMinBytes: env.streamMinBytes,
     was304,

@@ -10,6 +10,7 @@ import type { HeaderMap } from '../http/headers.js';
 import { backendResponse, commitHeaders, decideBeresp, isRevalidation304, type BerespInput } from './beresp.js';
 import { backendErrorAction, canRetry, fillSynthetic, logRetry } from './backend-error.js';
 import { invalidateAfterUnsafe } from './invalidate.js';
+import { esiFetch } from '../esi/fetch.js';
 
 /**
  * The fetch task (origin -> CacheObject), a machine of its own as Varnish's cache_fetch.c, run beside delivery: a
@@ -103,6 +104,7 @@ async function attempt<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>, be: Transact
     res.body.destroy();
     return 'retry';
   }
+  if (beresp.doEsi) input.res = esiFetch(env, input, beresp.headers, be);
   commit(env, input, beresp, job, be);
   await body(env, input, beresp.transitBytes, acct, be);
   return 'done';

@@ -39,6 +39,8 @@ export interface DownstreamRequest {
    * director choose. Copied to the backend request, where upstreamRequestFilter may change it (`bereq.backend`).
    */
   backend?: string | undefined;
+  /** Set on ESI include subrequests: how deep the include is (1 for an include of the client's page; Varnish's req.esi_level). */
+  esiLevel?: number | undefined;
 }
 
 /** One segment of a sliced object: bytes [index * size, (index + 1) * size). */
@@ -117,6 +119,11 @@ export interface BackendResponse {
   hitForPassSec: number | undefined;
   /** Stream the body to clients as it arrives (default true). */
   doStream: boolean;
+  /**
+   * Process the body as an ESI template (Varnish's beresp.do_esi, default false): parsed once as it arrives, and on
+   * delivery each `<esi:include src="..."/>` replaced by the body of a subrequest for src. See esi/ and the README.
+   */
+  doEsi: boolean;
   /** Per-response transit buffer for an unstored body, bytes (default: the proxy's transitBytes). */
   transitBytes: number;
   /** Per-response adaptive streaming threshold, bytes (default: the proxy's streamMinBytes). */

@@ -18,7 +18,9 @@ import { createStats, type Stats } from '../stats.js';
 import { logClientRequest, logGarbage, logRequestEnd, logSessionOpened, sessionOf } from '../txlog/records.js';
 import type { TxLog } from '../txlog/txlog.js';
 import type { PinSlot, Upstream } from '../upstream.js';
+import { esiDelivery } from '../esi/deliver.js';
 import { connectTunnel } from './connect.js';
+import { esiRequest } from './esi-request.js';
 import { drive, segmentRequest, untilDone, type StepTable } from './driver.js';
 import { restart } from './restart.js';
 import * as steps from './steps.js';
@@ -108,6 +110,12 @@ export interface ProxyOptions<Ctx> {
    * fetched with origin Range requests. The sliceSize hook decides per request instead. Off by default.
    */
   slice?: { sizeBytes: number; match?: RegExp | undefined } | undefined;
+  /**
+   * ESI (objects the upstreamResponseFilter hook marks `doEsi`): `maxDepth` of nested includes (default 5, Varnish's
+   * max_esi_depth); `includeOnError` (default false, Varnish's feature esi_include_onerror): an include answered other
+   * than 200/204 is left out, and one without `onerror="continue"` cuts the page off.
+   */
+  esi?: { maxDepth?: number | undefined; includeOnError?: boolean | undefined } | undefined;
   /**
    * Limits on request bodies: no byte for `idleTimeoutMs` (default 20 s) or slower than `minBytesPerSec` (default
    * 500) over each `rateWindowMs` (default 10 s) gets 408; over `maxBytes` (default 100 MiB) gets 413.
@@ -300,18 +308,20 @@ export type ReloadableOptions<Ctx> = Pick<
   | 'streamMinBytes'
   | 'maxRanges'
   | 'slice'
+  | 'esi'
   | 'purgeAllow'
   | 'orphanFetchTimeoutMs'
 >;
 
 /** The step table of one environment (Varnish's cnt_* functions bound to a loaded VCL). */
 function stepTable<Ctx>(env: ProxyEnv<Ctx>): StepTable<Ctx> {
+  const esi = esiDelivery(env, (parent, inc, level) => esiRequest(env, table, parent, inc, level));
   const table: StepTable<Ctx> = {
     recv: (tx) => steps.recv(env, tx),
     lookup: (tx) => steps.lookup(env, tx),
     miss: (tx) => steps.miss(env, tx),
     pass: (tx) => steps.pass(env, tx),
-    deliver: (tx) => deliver(env, tx),
+    deliver: (tx) => deliver(env, tx, esi),
     synth: (tx) => steps.synth(env, tx),
     restart: (tx) => restart(env, tx),
     slice: (tx) => slice(env, tx, (parent, index, size) => segmentRequest(env, table, parent, index, size)),
@@ -346,6 +356,8 @@ function makeEnv<Ctx>(opts: ProxyOptions<Ctx>, stats: Stats, store: Store, infli
     streamMinBytes: opts.streamMinBytes ?? 0,
     orphanFetchMs: opts.orphanFetchTimeoutMs ?? 30_000,
     slicing: opts.slice,
+    esiMaxDepth: opts.esi?.maxDepth ?? 5,
+    esiIncludeOnError: opts.esi?.includeOnError ?? false,
     purgeAllow: new Set(opts.purgeAllow ?? []),
     tunnelIdleTimeoutMs: opts.tunnelIdleTimeoutMs ?? 5 * 60_000,
     txlog: opts.txlog,
