@@ -1,3 +1,4 @@
+import { formatTable, type Column } from '../table.js';
 import type { MachineNote } from './processes.js';
 import type { ScenarioRow } from './scenarios.js';
 
@@ -12,19 +13,26 @@ export interface BenchResult {
 
 const fmt = (v: number | undefined): string => (v === undefined || Number.isNaN(v) ? '-' : String(v));
 
-/** A readable table for the terminal. */
-export function formatTable(r: BenchResult): string {
-  const lines: string[] = [];
-  lines.push(`sluice bench ${r.quick ? '(quick) ' : ''}on ${r.machine.cores} cores, ${r.machine.cpu}, node ${r.machine.node}${r.target !== null ? `, target ${r.target}` : ''}`);
-  lines.push('');
-  lines.push(`${'scenario'.padEnd(14)} ${'mode'.padEnd(15)} ${'ttfb p50/p90/p99 ms'.padEnd(24)} ${'ttlb p50 ms'.padEnd(12)} ${'req/s'.padEnd(8)} ${'vs direct'.padEnd(10)} other`);
-  for (const s of r.scenarios) {
+const BENCH_COLUMNS: Column[] = [
+  { header: 'scenario' },
+  { header: 'mode' },
+  { header: 'ttfb p50/p90/p99 ms', align: 'right' },
+  { header: 'ttlb p50 ms', align: 'right' },
+  { header: 'req/s', align: 'right' },
+  { header: 'vs direct', align: 'right' },
+  { header: 'other', shrink: true, min: 12 },
+];
+
+/** A readable table for the terminal (the shared table helper; `width` cuts the last column to fit). */
+export function formatBenchTable(r: BenchResult, width?: number): string {
+  const head = `sluice bench ${r.quick ? '(quick) ' : ''}on ${r.machine.cores} cores, ${r.machine.cpu}, node ${r.machine.node}${r.target !== null ? `, target ${r.target}` : ''}`;
+  const rows = r.scenarios.map((s) => {
     const ttfb = s.ttfbMs === undefined ? '-' : `${s.ttfbMs.p50}/${s.ttfbMs.p90}/${s.ttfbMs.p99}`;
     const vs = s.ratioToDirect !== undefined ? `x${s.ratioToDirect}` : typeof s['ttfbDeltaVsDirectMs'] === 'number' ? `+${String(s['ttfbDeltaVsDirectMs'])}ms` : '';
     const other = s['originRequests'] !== undefined ? `origin requests ${String(s['originRequests'])} for ${String(s['clients'])} clients` : s.latencyMs !== undefined ? `latency p50 ${s.latencyMs.p50} p99 ${s.latencyMs.p99} ms` : '';
-    lines.push(`${s.name.padEnd(14)} ${s.mode.padEnd(15)} ${ttfb.padEnd(24)} ${fmt(s.ttlbMs?.p50).padEnd(12)} ${fmt(s.rps).padEnd(8)} ${vs.padEnd(10)} ${other}`);
-  }
-  return lines.join('\n');
+    return [s.name, s.mode, ttfb, fmt(s.ttlbMs?.p50), fmt(s.rps), vs, other];
+  });
+  return [head, '', ...formatTable(BENCH_COLUMNS, rows, { width })].join('\n');
 }
 
 const escapeHtml = (s: string): string => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c] ?? c);

@@ -3,7 +3,8 @@ import path from 'node:path';
 import { Command, Flags } from '@oclif/core';
 import { CliError } from '../errors.js';
 import { machine, ProcessGroup } from '../bench/processes.js';
-import { formatTable, renderHtml, type BenchResult } from '../bench/report.js';
+import { formatBenchTable, renderHtml, type BenchResult } from '../bench/report.js';
+import { terminalWidth } from '../table.js';
 import { SCENARIOS, scaleFor, startTargets, type ScenarioName, type ScenarioRow } from '../bench/scenarios.js';
 
 export default class BenchCommand extends Command {
@@ -68,7 +69,7 @@ export default class BenchCommand extends Command {
       writeFileSync(flags.out, `${JSON.stringify(result, null, 2)}\n`);
     }
     if (flags.html !== undefined) writeFileSync(flags.html, renderHtml(result));
-    this.log(formatTable(result));
+    this.log(formatBenchTable(result, terminalWidth()));
     if (flags.html !== undefined) this.log(`\nHTML report: ${flags.html}`);
     return result;
   }

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { terminalWidth } from '../table.js';
 import { Args, Command, Flags } from '@oclif/core';
 import { CliError } from '../errors.js';
 import { compare, formatComparison, formatReport, replay, type Comparison, type ReplayReport } from '../replay/replay.js';
@@ -78,7 +79,7 @@ export default class ReplayCommand extends Command {
     }
     const [only] = reports;
     const result = reports.length === 1 && only !== undefined ? only : compare(reports);
-    if (!this.jsonEnabled()) this.log('reports' in result ? formatComparison(result) : formatReport(result));
+    if (!this.jsonEnabled()) this.log('reports' in result ? formatComparison(result) : formatReport(result, terminalWidth()));
     const failure = verdict(reports, 'reports' in result ? result : undefined, flags['fail-on-mismatch']);
     if (failure !== undefined) {
       // Not thrown: the report (and --json's object) is still the output; the exit status tells CI it failed.
