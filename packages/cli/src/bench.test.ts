@@ -11,6 +11,7 @@ import type { ScenarioRow } from './bench/scenarios.js';
 import { compose } from './compose.js';
 import { toConfig } from './config.js';
 import { BIN, runCli } from './test-support/run-cli.js';
+import { countColor, decodePng } from './test-support/png.js';
 
 const row = (r: BenchResult, name: string, mode: string): ScenarioRow => {
   const found = r.scenarios.find((s) => s.name === name && s.mode === mode);
@@ -62,31 +63,53 @@ describe('sluice bench --quick', () => {
     }
   });
 
-  it.runIf(CHART_CHECK)('writes an HTML page whose charts render in headless Chromium', { timeout: 60_000 }, () => {
+  it.runIf(CHART_CHECK)('writes a static HTML page (no script) whose SVG charts render in headless Chromium', { timeout: 60_000 }, () => {
     expect(CHROMIUM, 'Debian chromium is needed (apt-get install chromium); .ci/run installs it').toBeDefined();
     expect(existsSync(html)).toBe(true);
-    const dump = spawnSync(
-      CHROMIUM as string,
-      ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync', `--user-data-dir=${mkdtempSync(path.join(tmpdir(), 'chromium-'))}`,
-        '--dump-dom', `file://${html}`],
-      { encoding: 'utf8', timeout: 50_000 },
-    );
+    const page = readFileSync(html, 'utf8');
+    // Static: nothing to run, nothing to load.
+    expect(page).not.toMatch(/<script|<link |src=/);
+    const dump = spawnSync(CHROMIUM as string, [...CHROMIUM_ARGS(), '--dump-dom', `file://${html}`], { encoding: 'utf8', timeout: 50_000 });
     const dom = dump.stdout;
-    expect(dom).toContain('data-rendered="yes"');
-    // TTFB distribution: one dot per sample (3 modes x 3 runs) and a median bar per mode.
+    // TTFB distribution: one dot per sample (3 modes x 3 runs) and a median bar per mode, on a labelled log axis.
     expect(dom).toMatch(/<svg class="chart" id="chart-ttfb"/);
     expect(dom.match(/<circle class="sample"/g)).toHaveLength(9);
     expect(dom.match(/<rect class="median"/g)).toHaveLength(3);
-    // Threshold sweep: one line per mode, a point per size.
+    expect(dom).toContain('time to first byte (log scale)');
+    // Threshold sweep: one line per mode, a point per size, both axes log and labelled.
     expect(dom).toMatch(/<svg class="chart" id="chart-sweep"/);
     expect(dom.match(/<polyline class="series"/g)).toHaveLength(3);
     expect(dom.match(/<circle class="point"/g)).toHaveLength(12);
+    expect(dom).toContain('object size (log scale)');
+    expect(dom).toContain('time to last byte, median (log scale)');
+    // Hit framing (2 sizes x 3 modes), load (latency and miss TTFB percentiles) and coalescing charts.
+    expect(dom.match(/<svg class="chart" id="chart-hits"[\s\S]*?<\/svg>/)?.[0].match(/<rect class="bar"/g)).toHaveLength(6);
+    expect(dom.match(/<svg class="chart" id="chart-load"[\s\S]*?<\/svg>/)?.[0].match(/<rect class="bar"/g)).toHaveLength(6);
+    expect(dom.match(/<svg class="chart" id="chart-coalesce"[\s\S]*?<\/svg>/)?.[0]).toMatch(/>origin requests</);
+    // Tick labels are round numbers: no 53 / 212.1 / 848.3.
+    for (const t of dom.match(/<text class="tick"[^>]*>([^<]*)</g) ?? []) expect(t.replace(/<[^>]*>/g, '').replace('<', '')).toMatch(/^(\d+(\.\d+)? (ms|s)|\d+(\.\d+)? (B|KiB|MiB)|\d+)$/);
     // The table lists every row.
     expect(dom.match(/<tr>/g)?.length).toBe((result?.scenarios.length ?? 0) + 1);
-    expect(readFileSync(html, 'utf8')).not.toMatch(/<script src=|<link /);
+
+    // A screenshot: not blank, and the charts' series colors are on it.
+    const png = path.join(dir, 'report.png');
+    const shot = spawnSync(CHROMIUM as string, [...CHROMIUM_ARGS(), '--hide-scrollbars', '--window-size=960,2400', `--screenshot=${png}`, `file://${html}`], { encoding: 'utf8', timeout: 50_000 });
+    expect(existsSync(png), shot.stderr).toBe(true);
+    const img = decodePng(readFileSync(png));
+    expect([img.width, img.height]).toEqual([960, 2400]);
+    const white = countColor(img, '#ffffff', 3);
+    expect(white).toBeLessThan(img.width * img.height * 0.95);
+    for (const [mode, color] of [['direct', '#777777'], ['streamed', '#1b7f3b'], ['buffered', '#c0392b'], ['content-length', '#2c6fbb'], ['chunked', '#d68910']]) {
+      expect(countColor(img, color as string, 8), `${mode} (${color}) on the screenshot`).toBeGreaterThan(50);
+    }
   });
 });
+
+/** Headless Chromium, isolated: its own profile, no network beyond the file. */
+const CHROMIUM_ARGS = (): string[] => [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', `--user-data-dir=${mkdtempSync(path.join(tmpdir(), 'chromium-'))}`,
+];
 
 describe('sluice bench --target', () => {
   it('measures another proxy with the same harness', { timeout: 60_000 }, async () => {

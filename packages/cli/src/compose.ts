@@ -3,6 +3,7 @@ import { createProxy, LiveSink, StreamSink, TxLog, type LogLine, type Proxy, typ
 import { createOriginClient, type OriginClient } from '@sluice/origin-client';
 import type { Config } from './config.js';
 import { CliError } from './errors.js';
+import { compileNcsaFormat, NcsaFormatSink } from './ncsa-format.js';
 
 /** The one place that builds core and origin-client together. */
 export interface Composed {
@@ -40,7 +41,12 @@ export function compose(config: Config, onLog?: (line: LogLine) => void): Compos
   // The live sink feeds `sluice log` through the admin API; it costs nothing while no one is tailing.
   const live = new LiveSink();
   const sinks: TxSink[] = [live];
-  const fileSink = logOut !== undefined && config.log !== 'none' ? new StreamSink(logOut, config.log, config.logGrouping) : undefined;
+  const fileSink =
+    logOut === undefined || config.log === 'none'
+      ? undefined
+      : config.logFormat !== undefined
+        ? new NcsaFormatSink(logOut, compileNcsaFormat(config.logFormat))
+        : new StreamSink(logOut, config.log, config.logGrouping);
   if (fileSink !== undefined) sinks.push(fileSink);
   const txlog = new TxLog(sinks, { logSecrets: config.logSecrets });
   const proxy = createProxy({
@@ -115,7 +121,7 @@ export function restartOnly(a: Config, b: Config): string[] {
   if (!same(a.backends, b.backends) || a.director !== b.director) differ.push('backends');
   if (a.storageBytes !== b.storageBytes) differ.push('storage');
   if (!same(a.adminListen, b.adminListen) || a.adminToken !== b.adminToken) differ.push('admin');
-  if (a.log !== b.log || a.logFile !== b.logFile || a.logGrouping !== b.logGrouping || a.logSecrets !== b.logSecrets) differ.push('log');
+  if (a.log !== b.log || a.logFormat !== b.logFormat || a.logFile !== b.logFile || a.logGrouping !== b.logGrouping || a.logSecrets !== b.logSecrets) differ.push('log');
   if (!same(a.requestBody, b.requestBody) || a.sendTimeoutMs !== b.sendTimeoutMs || a.tunnelIdleTimeoutMs !== b.tunnelIdleTimeoutMs) differ.push('limits');
   if (!same(a.connectAllow, b.connectAllow)) differ.push('connect-allow');
   return differ;

@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { ProxyHooks } from '@sluice/core';
 import type { BackendConfig, DirectorType } from '@sluice/origin-client';
 import { CliError } from './errors.js';
+import { compileNcsaFormat } from './ncsa-format.js';
 import { parseDurationSec, parseSizeBytes } from './units.js';
 
 /**
@@ -24,6 +25,8 @@ export interface Config {
   purgeAllow: string[];
   /** Transaction log format and destination (undefined file: stdout). */
   log: 'none' | 'text' | 'ndjson' | 'ncsa';
+  /** With log ncsa: a varnishncsa -F format (undefined: varnishncsa's default, combined). */
+  logFormat: string | undefined;
   logFile: string | undefined;
   /** request: a block per client request (varnishlog -g request); vxid: a block per transaction, sessions too. */
   logGrouping: 'request' | 'vxid' | 'session';
@@ -78,6 +81,7 @@ export interface ConfigFile<Ctx = Record<string, unknown>> {
   adminToken?: string;
   purgeAllow?: string[];
   log?: 'none' | 'text' | 'ndjson' | 'ncsa';
+  logFormat?: string;
   logFile?: string;
   logGrouping?: 'request' | 'vxid' | 'session';
   storage?: string | number;
@@ -145,6 +149,7 @@ const FILE_KEYS = new Set([
   'bodyMinRate',
   'adminTokenFile',
   'logSecrets',
+  'logFormat',
   'sendTimeout',
   'tunnelIdleTimeout',
 ]);
@@ -183,6 +188,7 @@ export interface ProxyFlags {
   'body-min-rate'?: string | undefined;
   'admin-token-file'?: string | undefined;
   'log-secrets'?: boolean | undefined;
+  'log-format'?: string | undefined;
   'send-timeout'?: string | undefined;
   'tunnel-idle-timeout'?: string | undefined;
 }
@@ -208,6 +214,15 @@ function duration(name: string, v: string | number | undefined): number | undefi
 function logGroupingOf(v: string): 'request' | 'vxid' | 'session' {
   if (v !== 'request' && v !== 'vxid' && v !== 'session') throw new CliError('CLI_ERR_FLAG_INVALID', `--log-grouping: "${v}" is not one of request, vxid, session`);
   return v;
+}
+
+/** --log and --log-format: a format implies --log ncsa, is compiled now (so `check` names a bad one), and fits no other log. */
+function accessLogOf(log: string | undefined, format: string | undefined): { log: Config['log']; logFormat: string | undefined } {
+  const kind = logFormatOf(log ?? (format === undefined ? 'none' : 'ncsa'));
+  if (format === undefined) return { log: kind, logFormat: undefined };
+  if (kind !== 'ncsa') throw new CliError('CLI_ERR_FLAG_INVALID', `--log-format is for the access log (--log ncsa), not --log ${kind}`);
+  compileNcsaFormat(format);
+  return { log: kind, logFormat: format };
 }
 
 function logFormatOf(v: string): 'none' | 'text' | 'ndjson' | 'ncsa' {
@@ -376,7 +391,7 @@ export function toConfig(flags: ProxyFlags, file: ConfigFile = {}): Config {
     adminListen: adminListenOf(flags['admin-listen'] ?? file.adminListen),
     adminToken: adminTokenOf(flags['admin-token'] ?? file.adminToken ?? tokenFromFile(flags['admin-token-file'] ?? file.adminTokenFile) ?? process.env['SLUICE_ADMIN_TOKEN']),
     purgeAllow: [...(flags['purge-allow'] ?? file.purgeAllow ?? [])],
-    log: logFormatOf(flags.log ?? file.log ?? 'none'),
+    ...accessLogOf(flags.log ?? file.log, flags['log-format'] ?? file.logFormat),
     logFile: flags['log-file'] ?? file.logFile,
     logGrouping: logGroupingOf(flags['log-grouping'] ?? file.logGrouping ?? 'request'),
     storageBytes,

@@ -111,6 +111,10 @@ export const proxyFlags = {
   'log-secrets': Flags.boolean({
     summary: 'Write Authorization, Cookie and Set-Cookie values to the transaction log as they are (default: masked, e.g. "Basic ***").',
   }),
+  'log-format': Flags.string({
+    summary: `The access log's line, as varnishncsa -F (implies --log ncsa): %h %l %u %t %r %s %b %H %m %U %q %I %O %D %T, %{Header}i, %{Header}o, %{Varnish:handling}x, %{Varnish:hitmiss}x, %{Varnish:vxid}x, %{Varnish:time_firstbyte}x, %{VSL:Tag}x. e.g. --log-format '%h "%r" %s %b %D %{Varnish:handling}x'`,
+    helpValue: 'FORMAT',
+  }),
   'log-file': Flags.string({ summary: 'Append the transaction log to FILE instead of stdout. e.g. --log-file /var/log/sluice.log', helpValue: 'FILE' }),
   quiet: Flags.boolean({ summary: 'Do not print log lines (backend failures, bad requests) to stderr. e.g. --quiet' }),
 };

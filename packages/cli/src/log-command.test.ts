@@ -106,6 +106,32 @@ describe('sluice log', () => {
     expect(r.stdout).toMatch(/\n- {3}SessClose {6}REQ_CLOSE [\d.]+\n/);
   });
 
+  it('-q: a varnishlog query (tag, Tag:Header, numbers, regex, and/or/not, parentheses) picks the groups', async ({ onTestFinished }) => {
+    const s = await running(onTestFinished);
+    const q = 'ReqURL ~ "^/static/2" and RespStatus >= 200 and (ReqHeader:X-Pick eq "yes" or not ReqHeader:X-Pick) and {2}BerespStatus == 200';
+    const r = await tail(s, ['-q', q, '--count', '1'], async () => {
+      await get(s.url, '/static/1');
+      await get2(new Agent(), `${s.url}/static/2`, { 'x-pick': 'no' });
+      await get2(new Agent(), `${s.url}/static/20`, { 'x-pick': 'yes' });
+    });
+    expect(r.code).toBe(0);
+    const urls = r.stdout.split('\n').filter((l) => /^- {3}ReqURL /.test(l));
+    expect(urls).toEqual(['-   ReqURL         /static/20']);
+  });
+
+  it('-g raw prints one record per line (vxid, tag, c or b, value), with -q per transaction', async ({ onTestFinished }) => {
+    const s = await running(onTestFinished);
+    const r = await tail(s, ['-g', 'raw', '-q', 'BerespStatus == 200', '--count', '1'], async () => {
+      await get(s.url, '/static/9');
+    });
+    expect(r.code).toBe(0);
+    const lines = r.stdout.split('\n').filter((l) => l !== '');
+    for (const l of lines) expect(l).toMatch(/^ {0,9}\d+ \S+ +b /);
+    expect(lines[0]).toMatch(/^ +\d+ Begin {10}b bereq \d+ fetch$/);
+    expect(lines).toContainEqual(expect.stringMatching(/^ +\d+ BerespStatus {3}b 200$/));
+    expect(lines.at(-1)).toMatch(/ End {12}b $/);
+  });
+
   it('the admin /log route wants the token and a valid query', async ({ onTestFinished }) => {
     const s = await running(onTestFinished);
     const auth = { authorization: `Bearer ${TOKEN}` };
@@ -122,6 +148,8 @@ describe('sluice log', () => {
   it.each([
     [['log', '--token', TOKEN, '--status', 'teapot'], /^sluice: --status: "teapot" is not a status/],
     [['log', '--token', TOKEN, '--url', '('], /^sluice: --url: "\(" is not a regular expression/],
+    [['log', '--token', TOKEN, '-q', 'RespStatus >= high'], /^sluice: -q: ">=" compares numbers, and "high" is not one/],
+    [['log', '--token', TOKEN, '-q', '(ReqURL ~ x'], /^sluice: -q: missing "\)" in the query/],
   ])('bad input %j: one line, exit 2', async (args, message) => {
     const r = await runCli(args);
     expect(r.code).toBe(2);

@@ -40,7 +40,12 @@ export async function serve(
   if (config.adminListen !== undefined) {
     // Admin is off unless asked for; without a configured token one is generated and printed once.
     adminToken = config.adminToken ?? randomBytes(18).toString('base64url');
-    admin = createAdminServer(c.proxy, { token: adminToken, live: c.live, reload: opts.reload });
+    admin = createAdminServer(c.proxy, {
+      token: adminToken,
+      live: c.live,
+      reload: opts.reload,
+      backends: { list: () => c.origin.listBackends(), setHealth: (name, health) => c.origin.setHealth(name, health) },
+    });
     try {
       adminUrl = urlOf(await admin.listen(config.adminListen.port, config.adminListen.host));
     } catch (e: unknown) {

@@ -1,3 +1,4 @@
+import { formatTable, type Column } from './table.js';
 import { STAT_HELP, type Stats } from '@sluice/core';
 
 /** What GET /stats answers. */
@@ -57,16 +58,26 @@ export function filterRows(rows: StatRow[], globs: readonly string[]): StatRow[]
   return rows.filter((r) => (include.length === 0 || include.some((x) => x.test(r.name))) && !exclude.some((x) => x.test(r.name)));
 }
 
-/** Aligned columns: name, value, per-second rate since `prev` (when watching), description. */
-export function formatStats(s: Snapshot, opts: { prev?: Snapshot | undefined; seconds?: number | undefined; filter?: readonly string[] | undefined } = {}): string {
+/**
+ * Aligned columns (the shared table helper, no header, as varnishstat -1): name, value, per-second rate since `prev`
+ * (when watching), description (cut to fit `width`, the terminal's when stdout is one).
+ */
+export function formatStats(
+  s: Snapshot,
+  opts: { prev?: Snapshot | undefined; seconds?: number | undefined; filter?: readonly string[] | undefined; width?: number | undefined } = {},
+): string {
   const rows = filterRows(statRows(s), opts.filter ?? []);
   const before = opts.prev === undefined ? undefined : new Map(statRows(opts.prev).map((r) => [r.name, r.value]));
-  const nameW = Math.max(4, ...rows.map((r) => r.name.length));
-  const valueW = Math.max(5, ...rows.map((r) => String(r.value).length));
-  const rate = (r: StatRow): string => {
-    if (before === undefined || opts.seconds === undefined) return '';
-    const per = (r.value - (before.get(r.name) ?? r.value)) / opts.seconds;
-    return `  ${per.toFixed(1).padStart(10)}/s`;
-  };
-  return rows.map((r) => `${r.name.padEnd(nameW)}  ${String(r.value).padStart(valueW)}${rate(r)}  ${r.description}`.trimEnd()).join('\n');
+  const seconds = opts.seconds;
+  const withRate = before !== undefined && seconds !== undefined;
+  const columns: Column[] = [{ header: 'counter' }, { header: 'value', align: 'right' }];
+  if (withRate) columns.push({ header: 'rate', align: 'right' });
+  columns.push({ header: 'description', shrink: true, min: 12 });
+  const cells = rows.map((r) => {
+    const row = [r.name, String(r.value)];
+    if (withRate) row.push(`${((r.value - (before.get(r.name) ?? r.value)) / seconds).toFixed(1)}/s`);
+    row.push(r.description);
+    return row;
+  });
+  return formatTable(columns, cells, { header: false, width: opts.width }).join('\n');
 }

@@ -77,6 +77,9 @@ export type BackendCounters = {
   pinned: number;
 };
 
+/** An operator's health setting for a backend: forced sick, forced healthy, or the probe's word (auto). */
+export type AdminHealth = 'auto' | 'sick' | 'healthy';
+
 /** A backend with its keep-alive pool, a bounded wait queue in front of it, counters and an optional probe. */
 export class Backend {
   readonly config: BackendConfig;
@@ -171,7 +174,15 @@ export class Backend {
     return c;
   }
 
+  /**
+   * The operator's say over the probe, as `varnishadm backend.set_health`: `sick` and `healthy` force the state every
+   * director sees, `auto` (the default) follows the probe (or healthy without one). The probe keeps running under a
+   * forced state, so `auto` goes back to what it says now.
+   */
+  adminHealth: AdminHealth = 'auto';
+
   get healthy(): boolean {
+    if (this.adminHealth !== 'auto') return this.adminHealth === 'healthy';
     return this.probe?.healthy ?? true;
   }
 

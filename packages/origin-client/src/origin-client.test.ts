@@ -132,6 +132,33 @@ describe('health probes', () => {
     expect(c.counters().find((b) => b.name === 'flappy')?.healthChanges).toBe(2);
   });
 
+  it('set by hand (backend.set_health): healthy wins over a sick probe, sick over a healthy one, auto follows the probe again', async () => {
+    const sickProbe = await origin((req, res) => {
+      if (req.url === '/health') {
+        res.writeHead(503);
+        res.end();
+        return;
+      }
+      ok('probed-sick')(req, res);
+    });
+    const steady = await origin(ok('steady'));
+    const c = make({
+      backends: [
+        { url: sickProbe.url, name: 'a', probe: { path: '/health', window: 2, threshold: 2, intervalMs: 3_600_000 } },
+        { url: steady.url, name: 'b' },
+      ],
+    });
+    await c.backends[0]?.probe?.tick();
+    expect(c.listBackends().map((b) => [b.name, b.admin, b.probe, b.healthy])).toEqual([['a', 'auto', 'sick', false], ['b', 'auto', 'none', true]]);
+    expect(c.setHealth('a', 'healthy')).toMatchObject({ admin: 'healthy', probe: 'sick', healthy: true });
+    expect(c.setHealth('b', 'sick')).toMatchObject({ admin: 'sick', probe: 'none', healthy: false });
+    for (let i = 0; i < 3; i++) expect((await get(c)).body).toBe('probed-sick');
+    c.setHealth('a', 'auto');
+    await expect(get(c)).rejects.toMatchObject({ code: 'ORIGIN_ERR_NO_BACKEND', status: 503 });
+    expect(c.setHealth('nope', 'sick')).toBeUndefined();
+    expect(c.counters().map((b) => b.healthChanges)).toEqual([3, 1]);
+  });
+
   it('with every backend sick, requests fail with 503 at once', async () => {
     const o = await origin((_req, res) => {
       res.writeHead(500);

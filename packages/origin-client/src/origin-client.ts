@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { Client, errors as undiciErrors, type Dispatcher } from 'undici';
-import { Backend, type BackendConfig, type BackendCounters } from './backend.js';
+import { Backend, type AdminHealth, type BackendConfig, type BackendCounters } from './backend.js';
 import { createDirector, type Director, type DirectorType } from './directors.js';
 import { OriginError } from './errors.js';
 import { openTunnel, type TunnelCounters } from './tunnel.js';
@@ -94,6 +94,17 @@ function isConnectFailure(e: unknown): boolean {
   if (e instanceof undiciErrors.ConnectTimeoutError) return true;
   const code = (e as { code?: unknown }).code;
   return code === 'ECONNREFUSED' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || code === 'ENOTFOUND' || code === 'EAI_AGAIN';
+}
+
+/** One backend as `backend list` shows it. */
+export interface BackendStatus {
+  name: string;
+  url: string;
+  admin: AdminHealth;
+  probe: 'healthy' | 'sick' | 'none';
+  healthy: boolean;
+  /** Requests in flight on it now. */
+  active: number;
 }
 
 export class OriginClient {
@@ -277,6 +288,33 @@ export class OriginClient {
   /** A TCP tunnel for CONNECT host:port, if the allowlist permits it (deny by default). */
   tunnel(host: string, port: number, opts: { signal: AbortSignal }): Promise<import('node:net').Socket> {
     return openTunnel(this.connectAllow, host, port, { signal: opts.signal, connectTimeoutMs: this.tunnelConnectTimeoutMs, counters: this.tunnelCounters });
+  }
+
+  /**
+   * Every backend with its health, as `varnishadm backend.list` shows them: the operator's setting (`admin`), what
+   * the probe says (`probe`: healthy, sick, or none without a probe) and the result the directors use (`healthy`).
+   */
+  listBackends(): BackendStatus[] {
+    return this.backends.map((b) => ({
+      name: b.name,
+      url: b.origin,
+      admin: b.adminHealth,
+      probe: b.probe === undefined ? 'none' : b.probe.healthy ? 'healthy' : 'sick',
+      healthy: b.healthy,
+      active: b.active,
+    }));
+  }
+
+  /** Sets one backend's health by hand (`varnishadm backend.set_health NAME sick|healthy|auto`); undefined when no backend has that name. */
+  setHealth(name: string, health: AdminHealth): BackendStatus | undefined {
+    const b = this.backends.find((x) => x.name === name);
+    if (b === undefined) return undefined;
+    if (b.adminHealth !== health) {
+      const before = b.healthy;
+      b.adminHealth = health;
+      if (b.healthy !== before) b.counters.healthChanges++;
+    }
+    return this.listBackends().find((x) => x.name === name);
   }
 
   /** Per-backend counters and health, for stats. */

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { percentiles as sharedPercentiles, type Percentiles } from '../percentiles.js';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -57,19 +58,11 @@ function stopChild(p: ChildProcess): Promise<void> {
   });
 }
 
-/** p50/p90/p99 of a sample, in the sample's unit, rounded to 0.01. */
-export interface Percentiles {
-  p50: number;
-  p90: number;
-  p99: number;
-  n: number;
-}
+export type { Percentiles };
 
+/** The sample's percentiles in ms, rounded to 0.01 ms (the shared helper, percentiles.ts). */
 export function percentiles(values: readonly number[]): Percentiles {
-  const s = [...values].sort((a, b) => a - b);
-  const at = (q: number): number => (s.length === 0 ? NaN : (s[Math.min(s.length - 1, Math.floor(q * s.length))] as number));
-  const r = (v: number): number => Math.round(v * 100) / 100;
-  return { p50: r(at(0.5)), p90: r(at(0.9)), p99: r(at(0.99)), n: s.length };
+  return sharedPercentiles(values, 2);
 }
 
 export interface MachineNote {

@@ -44,6 +44,15 @@ export interface ScenarioRow {
   [extra: string]: unknown;
 }
 
+/** A scenario's progress: how many units it will run (requests, or seconds of load), then one tick per unit. */
+export interface StepProgress {
+  begin(total: number, unit: string): void;
+  tick(n?: number): void;
+}
+
+/** No progress (tests, library callers). */
+export const NO_PROGRESS: StepProgress = { begin: () => undefined, tick: () => undefined };
+
 /** What the scenarios run against. `buffered` is absent when the target is a foreign proxy. */
 export interface Targets {
   origin: Running;
@@ -107,18 +116,21 @@ async function timeRequest(url: string, dispatcher: Agent): Promise<{ ttfb: numb
   return { ttfb: ttfb ?? performance.now() - t0, ttlb: performance.now() - t0, status: res.statusCode, bytes };
 }
 
-function cannon(url: string, s: Scale): Promise<autocannon.Result> {
+/** An autocannon run of `s.seconds`; `p` ticks once a second (autocannon's own tick). */
+function cannon(url: string, s: Scale, p: StepProgress = NO_PROGRESS): Promise<autocannon.Result> {
   return new Promise((resolve, reject) => {
-    autocannon({ url, connections: s.connections, duration: s.seconds }, (err, res) => (err ? reject(err) : resolve(res)));
+    const run = autocannon({ url, connections: s.connections, duration: s.seconds }, (err, res) => (err ? reject(err) : resolve(res)));
+    run.on('tick', () => p.tick());
   });
 }
 
 const ratio = (a: number, b: number): number => Math.round((a / b) * 100) / 100;
 
 /** Chunked vs buffered delivery of a miss from an origin sending chunks with a delay between them. */
-export async function missTtfb(t: Targets, s: Scale): Promise<ScenarioRow[]> {
+export async function missTtfb(t: Targets, s: Scale, p: StepProgress = NO_PROGRESS): Promise<ScenarioRow[]> {
   const modes: Array<[string, string]> = [['direct', t.origin.url], [t.streamed.label, t.streamed.url]];
   if (t.buffered !== undefined) modes.push(['buffered', t.buffered.url]);
+  p.begin(modes.length * s.runs, 'requests');
   const rows: ScenarioRow[] = [];
   const expectBytes = s.chunks * 64;
   for (const [mode, base] of modes) {
@@ -131,6 +143,7 @@ export async function missTtfb(t: Targets, s: Scale): Promise<ScenarioRow[]> {
       if (r.status !== 200 || r.bytes !== expectBytes) throw new Error(`miss-ttfb ${mode}: status ${r.status}, ${r.bytes} bytes`);
       ttfb.push(r.ttfb);
       ttlb.push(r.ttlb);
+      p.tick();
     }
     await agent.close();
     rows.push({ name: 'miss-ttfb', mode, ttfbMs: percentiles(ttfb), ttlbMs: percentiles(ttlb), ttfbSamplesMs: ttfb.map((v) => Math.round(v * 100) / 100) });
@@ -141,16 +154,18 @@ export async function missTtfb(t: Targets, s: Scale): Promise<ScenarioRow[]> {
 }
 
 /** Hits with Content-Length vs chunked framing, beside the direct fast origin. */
-export async function hitFraming(t: Targets, s: Scale): Promise<ScenarioRow[]> {
+export async function hitFraming(t: Targets, s: Scale, p: StepProgress = NO_PROGRESS): Promise<ScenarioRow[]> {
   const rows: ScenarioRow[] = [];
-  for (const size of s.quick ? ['1k', '64k'] : ['1k', '64k', '1m']) {
-    const p = `/static/${size}`;
+  const sizes = s.quick ? ['1k', '64k'] : ['1k', '64k', '1m'];
+  p.begin(sizes.length * (t.chunkedHits === undefined ? 2 : 3) * s.seconds, 's of load');
+  for (const size of sizes) {
+    const path = `/static/${size}`;
     const modes: Array<[string, string]> = [['direct', t.fastOrigin.url], [t.hits.label, t.hits.url]];
     if (t.chunkedHits !== undefined) modes.push(['chunked', t.chunkedHits.url]);
     let directRps = NaN;
     for (const [mode, base] of modes) {
-      await (await request(`${base}${p}`)).body.text();
-      const r = await cannon(`${base}${p}`, s);
+      await (await request(`${base}${path}`)).body.text();
+      const r = await cannon(`${base}${path}`, s, p);
       if (r.non2xx > 0 || r.errors > 0) throw new Error(`hit-framing ${mode} ${size}: ${r.non2xx} non-2xx, ${r.errors} errors`);
       const row: ScenarioRow = {
         name: `hit-${size}`,
@@ -167,10 +182,11 @@ export async function hitFraming(t: Targets, s: Scale): Promise<ScenarioRow[]> {
 }
 
 /** Hits under autocannon load, with streamed misses measured at the same time. */
-export async function underLoad(t: Targets, s: Scale): Promise<ScenarioRow[]> {
+export async function underLoad(t: Targets, s: Scale, p: StepProgress = NO_PROGRESS): Promise<ScenarioRow[]> {
   const hitUrl = `${t.sweepStreamed.url}/static/1k`;
   await (await request(hitUrl)).body.text();
-  const load = cannon(hitUrl, s);
+  p.begin(s.seconds, 's of load');
+  const load = cannon(hitUrl, s, p);
   const agent = new Agent({ connections: 2 });
   const ttfb: number[] = [];
   const deadline = performance.now() + s.seconds * 1000 - 300;
@@ -195,13 +211,20 @@ export async function underLoad(t: Targets, s: Scale): Promise<ScenarioRow[]> {
 }
 
 /** N clients at once on one cold URL: origin requests and each client's TTFB. */
-export async function coalesce(t: Targets, s: Scale): Promise<ScenarioRow[]> {
+export async function coalesce(t: Targets, s: Scale, p: StepProgress = NO_PROGRESS): Promise<ScenarioRow[]> {
   const stats = async (): Promise<{ perPath: Record<string, number> }> =>
     (await (await request(`${t.origin.url}/stats`)).body.json()) as { perPath: Record<string, number> };
   const before = (await stats()).perPath['/chunked'] ?? 0;
   const agent = new Agent({ connections: s.coalesceClients + 10 });
   const url = `${t.streamed.url}/chunked?chunks=3&delay=50&size=64&first=delay&run=coalesce-${Date.now()}`;
-  const results = await Promise.all(Array.from({ length: s.coalesceClients }, () => timeRequest(url, agent)));
+  p.begin(s.coalesceClients, 'clients');
+  const results = await Promise.all(
+    Array.from({ length: s.coalesceClients }, async () => {
+      const r = await timeRequest(url, agent);
+      p.tick();
+      return r;
+    }),
+  );
   await agent.close();
   const after = (await stats()).perPath['/chunked'] ?? 0;
   return [
@@ -217,10 +240,11 @@ export async function coalesce(t: Targets, s: Scale): Promise<ScenarioRow[]> {
 }
 
 /** Adaptive streaming threshold sweep: misses of Content-Length objects, streamed vs delivered whole. */
-export async function sweep(t: Targets, s: Scale): Promise<ScenarioRow[]> {
+export async function sweep(t: Targets, s: Scale, p: StepProgress = NO_PROGRESS): Promise<ScenarioRow[]> {
   const rows: ScenarioRow[] = [];
   const modes: Array<[string, string]> = [['direct', t.fastOrigin.url], [t.sweepStreamed.label, t.sweepStreamed.url]];
   if (t.sweepBuffered !== undefined) modes.push(['buffered', t.sweepBuffered.url]);
+  p.begin(s.sweepSizes.length * modes.length * s.sweepRuns, 'requests');
   for (const size of s.sweepSizes) {
     for (const [mode, base] of modes) {
       const agent = new Agent({ connections: 1 });
@@ -231,6 +255,7 @@ export async function sweep(t: Targets, s: Scale): Promise<ScenarioRow[]> {
         const r = await timeRequest(`${base}/static/${size}?sweep=${mode}-${i}-${Date.now()}`, agent);
         ttlb.push(r.ttlb);
         ttfb.push(r.ttfb);
+        p.tick();
       }
       await agent.close();
       rows.push({ name: `sweep-${size}`, mode, size, ttfbMs: percentiles(ttfb), ttlbMs: percentiles(ttlb) });

@@ -2,8 +2,10 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command, Flags } from '@oclif/core';
 import { CliError } from '../errors.js';
+import { Progress, progressWanted } from '../progress.js';
 import { machine, ProcessGroup } from '../bench/processes.js';
-import { formatTable, renderHtml, type BenchResult } from '../bench/report.js';
+import { formatBenchTable, renderHtml, type BenchResult } from '../bench/report.js';
+import { terminalWidth } from '../table.js';
 import { SCENARIOS, scaleFor, startTargets, type ScenarioName, type ScenarioRow } from '../bench/scenarios.js';
 
 export default class BenchCommand extends Command {
@@ -36,6 +38,10 @@ export default class BenchCommand extends Command {
     connections: Flags.integer({ summary: 'Concurrent connections for autocannon runs. e.g. --connections 64', default: 32, min: 1 }),
     html: Flags.string({ summary: 'Write a self-contained HTML page with charts. e.g. --html report.html', helpValue: 'FILE' }),
     out: Flags.string({ summary: 'Also write the JSON result to a file. e.g. --out bench/results/today.json', helpValue: 'FILE' }),
+    progress: Flags.boolean({
+      summary: 'Progress on stderr within each scenario (a counter with an ETA): on by default when stderr is a terminal, --progress forces it (a line per tenth), --no-progress turns it off. e.g. --progress',
+      allowNo: true,
+    }),
   };
 
   async run(): Promise<BenchResult> {
@@ -46,18 +52,18 @@ export default class BenchCommand extends Command {
     const names = (flags.scenario ?? Object.keys(SCENARIOS)) as ScenarioName[];
     const scale = scaleFor(flags.quick, flags.connections);
     const group = new ProcessGroup();
-    const progress = (msg: string): void => {
-      if (!this.jsonEnabled()) process.stderr.write(`${msg}\n`);
-    };
+    // stderr only, so --json's stdout stays one JSON document.
+    const progress = new Progress(process.stderr, progressWanted(flags.progress), process.stderr.isTTY === true);
     const rows: ScenarioRow[] = [];
     const startedAt = new Date().toISOString();
     const m = machine();
     try {
-      progress('starting origins and proxies ...');
+      progress.note('starting origins and proxies ...');
       const targets = await startTargets(group, flags.target, flags['origin-port']);
       for (const [i, name] of names.entries()) {
-        progress(`[${i + 1}/${names.length}] ${name} ...`);
-        rows.push(...(await SCENARIOS[name](targets, scale)));
+        const label = `[${i + 1}/${names.length}] ${name}`;
+        rows.push(...(await SCENARIOS[name](targets, scale, { begin: (total, unit) => progress.begin(label, total, unit), tick: (n) => progress.tick(n) })));
+        progress.end();
       }
     } finally {
       await group.stopAll();
@@ -68,7 +74,7 @@ export default class BenchCommand extends Command {
       writeFileSync(flags.out, `${JSON.stringify(result, null, 2)}\n`);
     }
     if (flags.html !== undefined) writeFileSync(flags.html, renderHtml(result));
-    this.log(formatTable(result));
+    this.log(formatBenchTable(result, terminalWidth()));
     if (flags.html !== undefined) this.log(`\nHTML report: ${flags.html}`);
     return result;
   }

@@ -61,7 +61,7 @@ export function effectiveSettings(c: Config): string[] {
     ['connect-allow', c.connectAllow.length === 0 ? 'none' : c.connectAllow.join(', ')],
     ['purge-allow', c.purgeAllow.length === 0 ? 'none' : c.purgeAllow.join(', ')],
     ['admin', c.adminListen === undefined ? 'off' : `${c.adminListen.host}:${c.adminListen.port} (token ${c.adminToken === undefined ? 'generated' : 'set'})`],
-    ['log', c.log === 'none' ? 'off' : `${c.log}${c.logFile === undefined ? '' : ` to ${c.logFile}`}, -g ${c.logGrouping}${c.logSecrets ? ', secrets kept' : ''}`],
+    ['log', c.log === 'none' ? 'off' : `${c.log}${c.logFormat === undefined ? '' : ` '${c.logFormat}'`}${c.logFile === undefined ? '' : ` to ${c.logFile}`}, -g ${c.logGrouping}${c.logSecrets ? ', secrets kept' : ''}`],
     ['hooks', hooks.length === 0 ? 'none (builtin)' : hooks.join(', ')],
   ];
   const width = Math.max(...rows.map(([k]) => k.length));

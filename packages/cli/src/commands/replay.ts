@@ -1,4 +1,6 @@
 import { readFileSync } from 'node:fs';
+import { terminalWidth } from '../table.js';
+import { Progress, progressWanted } from '../progress.js';
 import { Args, Command, Flags } from '@oclif/core';
 import { CliError } from '../errors.js';
 import { compare, formatComparison, formatReport, replay, type Comparison, type ReplayReport } from '../replay/replay.js';
@@ -35,6 +37,10 @@ export default class ReplayCommand extends Command {
     'fail-on-mismatch': Flags.boolean({
       summary: 'Exit 1 when a status or cache outcome differs from the recording (with two --target: between the targets), for CI. e.g. --fail-on-mismatch',
     }),
+    progress: Flags.boolean({
+      summary: 'Progress on stderr (requests done, ETA): on by default when stderr is a terminal, --progress forces it (a line per tenth), --no-progress turns it off. e.g. --progress',
+      allowNo: true,
+    }),
     timeout: Flags.integer({ summary: 'Seconds to wait for each complete response (default 30). e.g. --timeout 5', helpValue: 'SECONDS', min: 1 }),
   };
 
@@ -63,9 +69,13 @@ export default class ReplayCommand extends Command {
       process.stderr.write(`replaying ${trace.requests.length} requests from ${args.trace} (${trace.format}); ${trace.skipped.length} skipped\n`);
     }
     const reports: ReplayReport[] = [];
+    // stderr only: --json's stdout stays one JSON document.
+    const progress = new Progress(process.stderr, progressWanted(flags.progress), process.stderr.isTTY === true);
     for (const target of targets) {
+      progress.begin(`replay ${target.origin}`, trace.requests.length, 'requests');
       reports.push(
         await replay(trace, args.trace, {
+          onResult: () => progress.tick(),
           target,
           speed,
           asap: flags.asap,
@@ -75,10 +85,11 @@ export default class ReplayCommand extends Command {
           insecure: flags.insecure,
         }),
       );
+      progress.end();
     }
     const [only] = reports;
     const result = reports.length === 1 && only !== undefined ? only : compare(reports);
-    if (!this.jsonEnabled()) this.log('reports' in result ? formatComparison(result) : formatReport(result));
+    if (!this.jsonEnabled()) this.log('reports' in result ? formatComparison(result) : formatReport(result, terminalWidth()));
     const failure = verdict(reports, 'reports' in result ? result : undefined, flags['fail-on-mismatch']);
     if (failure !== undefined) {
       // Not thrown: the report (and --json's object) is still the output; the exit status tells CI it failed.

@@ -1,6 +1,7 @@
 import { Command, Flags } from '@oclif/core';
 import { adminCall, adminTarget } from '../admin-client.js';
 import { formatStats, type Snapshot } from '../stats-format.js';
+import { terminalWidth } from '../table.js';
 
 export { formatStats } from '../stats-format.js';
 
@@ -32,13 +33,13 @@ export default class StatsCommand extends Command {
     const filter = flags.filter ?? [];
     let snap = (await adminCall(t, 'GET', '/stats')) as Snapshot;
     if (flags.watch === undefined) {
-      if (!this.jsonEnabled()) this.log(formatStats(snap, { filter }));
+      if (!this.jsonEnabled()) this.log(formatStats(snap, { filter, width: terminalWidth() }));
       return snap;
     }
     const tty = process.stdout.isTTY === true && !this.jsonEnabled();
     const show = (next: Snapshot, prev?: Snapshot): void => {
       if (this.jsonEnabled()) process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...next })}\n`);
-      else if (tty) process.stdout.write(`\x1b[2J\x1b[H${new Date().toISOString()}\n${formatStats(next, { prev, seconds: flags.watch, filter })}\n`);
+      else if (tty) process.stdout.write(`\x1b[2J\x1b[H${new Date().toISOString()}\n${formatStats(next, { prev, seconds: flags.watch, filter, width: terminalWidth() })}\n`);
       else this.log(`${new Date().toISOString()}\n${formatStats(next, { prev, seconds: flags.watch, filter })}\n`);
     };
     show(snap);

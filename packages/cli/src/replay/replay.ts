@@ -1,4 +1,6 @@
 import { ReplayClient, serialise, type Observed } from './client.js';
+import { percentiles, type Percentiles } from '../percentiles.js';
+import { cut, formatTable, type Column } from '../table.js';
 import type { Outcome, ReplayRequest, Skipped, Trace } from './trace.js';
 
 export interface ReplayOptions {
@@ -31,12 +33,7 @@ export interface ReplayResult {
   notes: string[];
 }
 
-export interface Percentiles {
-  p50: number;
-  p90: number;
-  p99: number;
-  max: number;
-}
+export type { Percentiles };
 
 export interface ReplaySummary {
   trace: string;
@@ -161,8 +158,8 @@ function summarise(trace: Trace, name: string, opts: ReplayOptions, results: Rep
     durationMs: round(durationMs),
     requestsPerSec: round(results.length / (durationMs / 1000)),
     connections,
-    ttfbMs: percentiles(results.map((r) => r.observed.ttfbMs)),
-    recordedTtfbMs: percentiles(results.map((r) => r.recorded.ttfbMs)),
+    ttfbMs: sampled(results.map((r) => r.observed.ttfbMs)),
+    recordedTtfbMs: sampled(results.map((r) => r.recorded.ttfbMs)),
     maxLagMs: lags.length === 0 ? undefined : round(Math.max(...lags)),
     recordedOutcomes: count((r) => r.recorded.outcome),
     observedOutcomes: count((r) => r.observed.outcome),
@@ -171,32 +168,44 @@ function summarise(trace: Trace, name: string, opts: ReplayOptions, results: Rep
 
 const round = (x: number): number => Math.round(x * 1000) / 1000;
 
-export function percentiles(xs: Array<number | undefined>): Percentiles | undefined {
-  const v = xs.filter((x): x is number => x !== undefined).sort((a, b) => a - b);
-  if (v.length === 0) return undefined;
-  const at = (q: number): number => round(v[Math.min(v.length - 1, Math.ceil(q * v.length) - 1)] as number);
-  return { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: round(v[v.length - 1] as number) };
+/** The sample's percentiles, or undefined for an empty sample (shown as n/a). */
+function sampled(xs: ReadonlyArray<number | undefined>): Percentiles | undefined {
+  const p = percentiles(xs);
+  return p.n === 0 ? undefined : p;
 }
 
-/** `s` cut to `n` characters with an ellipsis, for report columns. */
-const cut = (s: string, n: number): string => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
+/** The per-request table: the widest of URL, outcomes and notes is cut first to fit the width. */
+const REPORT_COLUMNS: Column[] = [
+  { header: 'seq', align: 'right' },
+  { header: 'method' },
+  { header: 'url', shrink: true, min: 16, max: 60 },
+  { header: 'recorded', shrink: true, min: 12, max: 30 },
+  { header: 'observed', shrink: true, min: 12, max: 30 },
+  { header: 'ttfb ms', align: 'right' },
+  { header: '', shrink: true },
+];
 
 /** The human report: one line per request, mismatches marked, then the summary, the mismatches and the skipped. */
-export function formatReport(rep: ReplayReport): string {
+export function formatReport(rep: ReplayReport, width?: number): string {
   const out: string[] = [];
   const side = (status: number | undefined, outcome: Outcome, detail?: string): string =>
     `${status ?? '---'} ${outcome}${detail === undefined ? '' : ` (${detail})`}`;
-  out.push(`${'seq'.padStart(4)}  ${'method'.padEnd(7)}${'url'.padEnd(42)}${'recorded'.padEnd(26)}${'observed'.padEnd(26)}${'ttfb ms'.padStart(9)}`);
-  for (const r of rep.requests) {
+  const rows = rep.requests.map((r) => {
     const marks: string[] = [];
     if (r.match.status === false) marks.push('status differs');
     if (r.match.outcome === false) marks.push('outcome differs');
     if (r.observed.error !== undefined) marks.push(r.observed.error);
-    out.push(
-      `${String(r.seq).padStart(4)}  ${r.method.padEnd(7)}${cut(r.url, 40).padEnd(42)}${cut(side(r.recorded.status, r.recorded.outcome, r.recorded.detail), 24).padEnd(26)}` +
-        `${cut(side(r.observed.status, r.observed.outcome, r.observed.detail), 24).padEnd(26)}${(r.observed.ttfbMs?.toFixed(1) ?? '-').padStart(9)}${marks.length > 0 ? `  ! ${marks.join('; ')}` : ''}`,
-    );
-  }
+    return [
+      String(r.seq),
+      r.method,
+      r.url,
+      side(r.recorded.status, r.recorded.outcome, r.recorded.detail),
+      side(r.observed.status, r.observed.outcome, r.observed.detail),
+      r.observed.ttfbMs?.toFixed(1) ?? '-',
+      marks.length > 0 ? `! ${marks.join('; ')}` : '',
+    ];
+  });
+  out.push(...formatTable(REPORT_COLUMNS, rows, { width }));
   const s = rep.summary;
   const pct = (p: Percentiles | undefined): string => (p === undefined ? 'n/a' : `p50 ${p.p50.toFixed(1)}  p90 ${p.p90.toFixed(1)}  p99 ${p.p99.toFixed(1)}  max ${p.max.toFixed(1)}`);
   const outcomes = (c: Partial<Record<Outcome, number>>): string => Object.entries(c).map(([k, v]) => `${k} ${v}`).join(', ');

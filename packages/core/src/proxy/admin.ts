@@ -20,6 +20,8 @@ import { formatNdjson } from '../txlog/txlog.js';
  *   POST /purge   {"tags":[...]} removes every object with one of the tags  -> {"purged": n}
  *   POST /ban     {"expr"}       adds a ban                                 -> 201 {"id","expr"}
  *   GET  /bans                   bans not yet applied to every object
+ *   GET  /backends               every backend with its health (the operator's setting, the probe's, the result)
+ *   POST /backends/health {"name","health"}  sets one sick, healthy or auto (varnishadm backend.set_health)
  *   GET  /log?grouping=request|vxid|session&url=REGEX&status=404|5xx
  *                                the transaction log as it happens: one NDJSON group per line until the client
  *                                leaves; a slow reader loses groups and is told how many ({"overflow": n})
@@ -95,7 +97,22 @@ function tail(live: LiveSink, filter: LiveFilter, req: http.IncomingMessage, res
   req.socket.on('close', unsubscribe);
 }
 
-type AdminOptions = { token: string; live?: LiveSink | undefined; reload?: (() => Promise<string>) | undefined };
+/**
+ * The backends as the admin API sees them: core knows no origin client, so the composition root hands these in
+ * (the CLI passes the origin client's listBackends and setHealth).
+ */
+export interface BackendAdmin {
+  list(): unknown[];
+  /** Undefined when no backend has that name. */
+  setHealth(name: string, health: 'auto' | 'sick' | 'healthy'): unknown;
+}
+
+type AdminOptions = {
+  token: string;
+  live?: LiveSink | undefined;
+  reload?: (() => Promise<string>) | undefined;
+  backends?: BackendAdmin | undefined;
+};
 
 /** One admin request: health, then the bearer token, then the route. */
 async function answer(proxy: Proxy, opts: AdminOptions, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -120,6 +137,11 @@ async function answer(proxy: Proxy, opts: AdminOptions, req: http.IncomingMessag
       return await purge(proxy, await readJson(req), res);
     case 'POST /ban':
       return ban(proxy, await readJson(req), res);
+    case 'GET /backends':
+      if (opts.backends === undefined) return send(res, 404, { error: 'this proxy has no backends to list' });
+      return send(res, 200, opts.backends.list());
+    case 'POST /backends/health':
+      return setHealth(opts.backends, await readJson(req), res);
     case 'POST /reload': {
       if (opts.reload === undefined) return send(res, 404, { error: 'this proxy has nothing to reload (no --config)' });
       try {
@@ -142,6 +164,17 @@ async function purge(proxy: Proxy, body: Record<string, unknown>, res: http.Serv
     return send(res, 200, { purged: await proxy.purge(body['url'], host) });
   }
   return send(res, 400, { error: 'give {"url": "/path", "host": "example.com"} or {"tags": ["t1"]}' });
+}
+
+function setHealth(backends: BackendAdmin | undefined, body: Record<string, unknown>, res: http.ServerResponse): void {
+  if (backends === undefined) return send(res, 404, { error: 'this proxy has no backends to set' });
+  const { name, health } = body;
+  if (typeof name !== 'string' || (health !== 'auto' && health !== 'sick' && health !== 'healthy')) {
+    return send(res, 400, { error: 'give {"name": "backend", "health": "sick" | "healthy" | "auto"}' });
+  }
+  const r = backends.setHealth(name, health);
+  if (r === undefined) return send(res, 404, { error: `no backend named "${name}"` });
+  return send(res, 200, r);
 }
 
 function ban(proxy: Proxy, body: Record<string, unknown>, res: http.ServerResponse): void {
