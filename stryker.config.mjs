@@ -17,5 +17,7 @@ export default {
   tempDirName: '.stryker-tmp',
   cleanTempDir: 'always',
   timeoutMS: 10_000,
+  // The instrumented initial run takes minutes on a loaded machine (Stryker's default allows 5).
+  dryRunTimeoutMinutes: 20,
   concurrency: 2,
 };
