@@ -6,7 +6,7 @@ export default {
   packageManager: 'pnpm',
   testRunner: 'vitest',
   plugins: ['@stryker-mutator/vitest-runner'],
-  vitest: { configFile: 'packages/core/vitest.config.ts', dir: 'packages/core' },
+  vitest: { configFile: 'packages/core/vitest.mutation.config.mjs', dir: 'packages/core' },
   mutate: ['packages/core/src/http/**/*.ts', 'packages/core/src/cache/**/*.ts', 'packages/core/src/deliver/**/*.ts', '!**/*.test.ts', '!**/index.ts'],
   // Each mutant runs only the tests that executed its code in the first, instrumented run.
   coverageAnalysis: 'perTest',
@@ -17,5 +17,7 @@ export default {
   tempDirName: '.stryker-tmp',
   cleanTempDir: 'always',
   timeoutMS: 10_000,
+  // The instrumented initial run takes minutes on a loaded machine (Stryker's default allows 5).
+  dryRunTimeoutMinutes: 20,
   concurrency: 2,
 };

@@ -206,3 +206,26 @@ describe('mergeNotModified (RFC 9111 §4.3.4)', () => {
     expect(stored).toEqual(before);
   });
 });
+
+/**
+ * Mutation run of 2026-12-01 (issue 17): these maps become the header section of a 304 sent to a client and of a
+ * conditional request sent to the origin, so a field the stored response lacks must be absent, not present with an
+ * undefined value (toEqual treats the two alike; the key list does not).
+ */
+describe('header maps built from stored fields carry no absent field', () => {
+  it('notModifiedHeaders: only the fields the stored response has', () => {
+    expect(Object.keys(notModifiedHeaders({ etag: '"v1"', 'content-type': 'text/plain' }))).toEqual(['etag']);
+  });
+
+  it.each<[string, HeaderMap, string[]]>([
+    ['ETag only', { etag: '"v1"' }, ['if-none-match']],
+    ['Last-Modified only', { 'last-modified': LM }, ['if-modified-since']],
+    ['neither', { date: LM }, []],
+  ])('revalidationHeaders, %s', (_name, stored, keys) => {
+    expect(Object.keys(revalidationHeaders(stored))).toEqual(keys);
+  });
+
+  it('If-Modified-Since never matches a stored response without Last-Modified', () => {
+    expect(isNotModified('GET', { 'if-modified-since': AFTER_LM }, { etag: '"v1"', date: BEFORE_LM })).toBe(false);
+  });
+});

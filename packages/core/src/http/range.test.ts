@@ -15,7 +15,16 @@ describe('parseRange (RFC 9110 §14.1)', () => {
     ['bytes=-', { kind: 'invalid' }],
     ['bytes=', { kind: 'invalid' }],
     ['0-5', { kind: 'invalid' }],
+    // Mutation run of 2026-12-01 (issue 17): empty list elements are allowed (RFC 9110 §5.6.1), each spec must be
+    // the whole element (the anchors of the spec pattern), and no Range field at all is 'none'.
+    ['bytes=0-1, ,4-5', { kind: 'ranges', specs: [{ first: 0, last: 1 }, { first: 4, last: 5 }] }],
+    ['bytes=0-1,', { kind: 'ranges', specs: [{ first: 0, last: 1 }] }],
+    ['bytes=x0-1', { kind: 'invalid' }],
+    ['bytes=0-1x', { kind: 'invalid' }],
+    ['bytes=0-1, 2-3;x', { kind: 'invalid' }],
   ])('%s', (raw, want) => expect(parseRange(raw)).toEqual(want));
+
+  it('no Range field is none', () => expect(parseRange(undefined)).toEqual({ kind: 'none' }));
 });
 
 describe('resolveRanges (§14.1.2)', () => {
@@ -40,6 +49,17 @@ describe('If-Range (§13.1.5)', () => {
     ['other date', 'Sat, 21 Nov 2026 10:00:01 GMT', false],
   ])('%s', (_n, v, want) => expect(ifRangeAllows(v, stored)).toBe(want));
 
+  // Mutation run of 2026-12-01 (issue 17): the etag and date branches each had survivors.
+  it.each<[string, string, Record<string, string>, boolean]>([
+    ['an entity-tag against a stored response without ETag', '"v1"', { 'last-modified': 'Sat, 21 Nov 2026 10:00:00 GMT' }, false],
+    ['a strong entity-tag against another strong ETag', '"v1"', { etag: '"v2"' }, false],
+    ['surrounding whitespace', '  "v1" ', { etag: '"v1"' }, true],
+    ['a date exactly one second before Date is strong', 'Sat, 21 Nov 2026 10:00:00 GMT', { 'last-modified': 'Sat, 21 Nov 2026 10:00:00 GMT', date: 'Sat, 21 Nov 2026 10:00:01 GMT' }, true],
+    // RFC 9110 §8.8.2.2: a cache deduces a strong Last-Modified only from its entry's Date; none, the date is weak.
+    ['a date with no stored Date is weak', 'Sat, 21 Nov 2026 10:00:00 GMT', { 'last-modified': 'Sat, 21 Nov 2026 10:00:00 GMT' }, false],
+    ['a date with no stored Last-Modified', 'Sat, 21 Nov 2026 10:00:00 GMT', { date: 'Sat, 21 Nov 2026 12:00:00 GMT' }, false],
+  ])('%s', (_n, v, stored, want) => expect(ifRangeAllows(v, stored)).toBe(want));
+
   it('a Last-Modified within a second of Date is weak and never matches', () => {
     expect(ifRangeAllows('Sat, 21 Nov 2026 10:00:00 GMT', { 'last-modified': 'Sat, 21 Nov 2026 10:00:00 GMT', date: 'Sat, 21 Nov 2026 10:00:00 GMT' })).toBe(false);
   });
@@ -55,6 +75,20 @@ describe('multipart/byteranges (§14.6)', () => {
         '\r\n--B\r\ncontent-type: text/plain\r\ncontent-range: bytes 20-29/100\r\n\r\nxxxxxxxxxx\r\n--B--\r\n',
     );
     expect(contentRange({ start: 5, end: 9 }, undefined)).toBe('bytes 5-9/*');
+  });
+
+  // Mutation run of 2026-12-01 (issue 17): a part head names a Content-Type only when the object has one, and is
+  // written byte for byte as the field value arrived (latin1: one byte per character, as the value was parsed).
+  it('a part head without Content-Type when the object has none', () => {
+    const plan = planMultipart([{ start: 0, end: 0 }, { start: 2, end: 2 }], 3, undefined, 'B');
+    expect(plan.parts[0]?.head.toString('latin1')).toBe('--B\r\ncontent-range: bytes 0-0/3\r\n\r\n');
+  });
+
+  it('a Content-Type with a byte above 0x7f is copied as that one byte, and the length counts it once', () => {
+    const plan = planMultipart([{ start: 0, end: 0 }, { start: 2, end: 2 }], 3, 'text/plain; x=\u00e9', 'B');
+    const head = plan.parts[0]?.head ?? Buffer.alloc(0);
+    expect(head.includes(Buffer.from([0x3d, 0xe9, 0x0d, 0x0a]))).toBe(true);
+    expect(head.length).toBe('--B\r\ncontent-type: text/plain; x=\u00e9\r\ncontent-range: bytes 0-0/3\r\n\r\n'.length);
   });
 });
 

@@ -74,7 +74,8 @@ export function resolveRanges(specs: readonly RangeSpec[], length: number): Byte
 
 /**
  * If-Range (§13.1.5): true when the Range may be honoured. An entity-tag must match the stored ETag strongly; a date
- * must equal Last-Modified exactly and be a strong validator (at least one second before Date).
+ * must equal Last-Modified exactly and be a strong validator: a cache may deduce that only from a stored Date at least
+ * one second after Last-Modified (§8.8.2.2), so without a Date the Range is ignored (as Varnish's vrg_ifrange does).
  */
 export function ifRangeAllows(ifRange: string | undefined, stored: HeaderMap): boolean {
   if (ifRange === undefined) return true;
@@ -88,7 +89,7 @@ export function ifRangeAllows(ifRange: string | undefined, stored: HeaderMap): b
   const since = parseHttpDate(v);
   if (lm === undefined || since === undefined || lm !== since) return false;
   const date = parseHttpDate(getHeader(stored, 'date'));
-  return date === undefined || date - lm >= 1000;
+  return date !== undefined && date - lm >= 1000;
 }
 
 /** `bytes first-last/complete` or `bytes first-last/*` (§14.4). */

@@ -50,6 +50,8 @@ describe('varySignature (RFC 9111 §4.1)', () => {
     ['language order is significant (an origin may pick the first of equal weights)', ['accept-language'], { 'accept-language': 'en, de' }, { 'accept-language': 'de, en' }],
     ['case is significant in other fields', ['x-variant'], { 'x-variant': 'A' }, { 'x-variant': 'a' }],
     ['field lines in another order', ['accept-encoding'], { 'accept-encoding': ['gzip', 'br'] }, { 'accept-encoding': ['br', 'gzip'] }],
+    // Mutation run of 2026-12-01 (issue 17): normalising must keep the commas, or 'en,us' would select the 'enus' variant.
+    ['commas are significant', ['accept-language'], { 'accept-language': 'en,us' }, { 'accept-language': 'enus' }],
     ['inner whitespace of a member is significant', ['accept-language'], { 'accept-language': 'en us' }, { 'accept-language': 'enus' }],
     ['one field of two differs', ['accept-encoding', 'accept-language'], { 'accept-encoding': 'gzip', 'accept-language': 'en' }, { 'accept-encoding': 'gzip', 'accept-language': 'fr' }],
   ])('differs: %s', (_name, fields, a, b) => expect(sig(fields, a)).not.toBe(sig(fields, b)));

@@ -7,17 +7,21 @@ import { parseRawResponse, rawExchange, startProxy, until, useCleanup, type Prox
 const track = useCleanup();
 const BODY = Buffer.from('0123456789abcdefghijklmnopqrstuvwxyz'); // 36 bytes
 
-async function cachedSetup(): Promise<{ origin: ScriptedOrigin; px: ProxyHarness }> {
+async function cachedSetup(drop: readonly string[] = []): Promise<{ origin: ScriptedOrigin; px: ProxyHarness }> {
   const origin = track(
     await startScriptedOrigin((req, res) => {
-      res.writeHead(200, {
+      const head: Record<string, string> = {
         'cache-control': 'max-age=60',
         'content-type': 'text/plain',
         etag: '"v1"',
         'last-modified': 'Sat, 21 Nov 2026 10:00:00 GMT',
         date: new Date().toUTCString(),
         'content-length': String(BODY.length),
-      });
+      };
+      for (const k of drop) delete head[k];
+      // node adds a Date of its own unless told not to.
+      res.sendDate = false;
+      res.writeHead(200, head);
       res.end(req.method === 'HEAD' ? undefined : BODY);
     }),
   );
@@ -88,6 +92,37 @@ describe('ranges on a complete cached object (RFC 9110 §14)', () => {
     const { px } = await cachedSetup();
     expect((await get(px, { range: 'bytes=0-1', 'if-range': '"v1"' })).status).toBe(206);
     expect((await get(px, { range: 'bytes=0-1', 'if-range': 'Sat, 21 Nov 2026 10:00:00 GMT' })).status).toBe(206);
+  });
+
+  // Mutation run of 2026-12-01 (issue 17). RFC 9110 §13.1.5 and §8.8.2.2: a cache may treat Last-Modified as a
+  // strong validator only when its entry has a Date at least a second later; without one, an If-Range date is weak
+  // and the whole body is sent (Varnish's vrg_ifrange: "the response needs a Date"). Sluice honoured it before.
+  it.each<[string, readonly string[], Record<string, string>]>([
+    ['If-Range date on an object without Date', ['date'], { range: 'bytes=0-1', 'if-range': 'Sat, 21 Nov 2026 10:00:00 GMT' }],
+    ['If-Range date other than Last-Modified', [], { range: 'bytes=0-1', 'if-range': 'Sat, 21 Nov 2026 10:00:01 GMT' }],
+    ['If-Range entity-tag on an object without ETag', ['etag'], { range: 'bytes=0-1', 'if-range': '"v1"' }],
+  ])('%s: the Range is ignored and the whole body sent', async (_n, drop, h) => {
+    const { px } = await cachedSetup(drop);
+    const r = await get(px, h);
+    expect(r.status).toBe(200);
+    expect(r.body.toString()).toBe(BODY.toString());
+  });
+
+  it('a Range list with empty elements is honoured (RFC 9110 §5.6.1)', async () => {
+    const { px } = await cachedSetup();
+    const r = await get(px, { range: 'bytes=0-1, ,' });
+    expect(r.status).toBe(206);
+    expect(r.headers['content-range']).toBe('bytes 0-1/36');
+    expect(r.body.toString()).toBe('01');
+  });
+
+  it('several ranges of an object without Content-Type: the parts name none', async () => {
+    const { px } = await cachedSetup(['content-type']);
+    const r = await get(px, { range: 'bytes=0-1, 10-11' });
+    expect(r.status).toBe(206);
+    const b = /boundary=(.+)$/.exec(r.headers['content-type'] ?? '')?.[1] ?? '';
+    expect(r.body.toString()).toBe(`--${b}\r\ncontent-range: bytes 0-1/36\r\n\r\n01\r\n--${b}\r\ncontent-range: bytes 10-11/36\r\n\r\nab\r\n--${b}--\r\n`);
+    expect(r.body.length).toBe(Number(r.headers['content-length']));
   });
 
   it('HEAD with a Range gets the 206 head without a body', async () => {

@@ -1,0 +1,164 @@
+import { describe, expect, it } from 'vitest';
+import { MemoryStore } from './memory-store.js';
+import type { CacheObject } from './cache-object.js';
+import { createStats } from '../stats.js';
+
+/**
+ * The store's boundaries, found by the mutation run of 2026-12-01 (issue 17): when an object stops being fresh, in
+ * grace or worth keeping, and when the byte budget is full. Each test fails with one surviving mutant of
+ * memory-store.ts (named in bench/results/2026-12-01-mutation-cache.md).
+ */
+
+interface Lifetime {
+  ttlSec: number;
+  graceSec?: number;
+  keepSec?: number;
+  staleIfErrorSec?: number;
+}
+
+/** Stores a finished object under `key`, received at time 0, with `bodyBytes` bytes charged as a fetch would. */
+function store(s: MemoryStore, key: string, life: Lifetime, bodyBytes = 0): CacheObject {
+  const r = s.lookup(key, {}, 0);
+  if (r.kind !== 'miss') throw new Error(`expected miss, got ${r.kind}`);
+  const o = r.obj;
+  o.ttlSec = life.ttlSec;
+  o.graceSec = life.graceSec ?? 0;
+  o.keepSec = life.keepSec ?? 0;
+  o.staleIfErrorSec = life.staleIfErrorSec ?? 0;
+  o.expectedLength = bodyBytes;
+  s.insert(o);
+  o.setState('stream');
+  if (bodyBytes > 0) {
+    o.extend(Buffer.alloc(bodyBytes, 97));
+    s.charge(o, bodyBytes);
+  }
+  o.finish();
+  return o;
+}
+
+describe('freshness in the store (RFC 9111 §4.2: fresh while current_age < freshness_lifetime)', () => {
+  it('a hit until the age reaches the lifetime, not at it', () => {
+    const s = new MemoryStore(1 << 20, createStats());
+    const o = store(s, 'k', { ttlSec: 60 });
+    const before = s.lookup('k', {}, 59_999);
+    expect(before.kind === 'hit' && before.obj).toBe(o);
+    const at = s.lookup('k', {}, 60_000);
+    expect(at.kind).toBe('miss');
+    expect(at.kind === 'miss' && at.reason).toBe('expired');
+  });
+
+  it('hasFresh draws the same line', () => {
+    const s = new MemoryStore(1 << 20, createStats());
+    store(s, 'k', { ttlSec: 60 });
+    expect(s.hasFresh('k', {}, 59_999)).toBe(true);
+    expect(s.hasFresh('k', {}, 60_000)).toBe(false);
+  });
+
+  it('grace lasts until ttl + grace, not at it', () => {
+    const s = new MemoryStore(1 << 20, createStats());
+    const o = store(s, 'k', { ttlSec: 10, graceSec: 100 });
+    const inGrace = s.lookup('k', {}, 109_999);
+    expect(inGrace.kind === 'grace' && inGrace.obj).toBe(o);
+    if (inGrace.kind === 'grace' && inGrace.fetch !== undefined) s.releaseBusy(inGrace.fetch);
+    const after = s.lookup('k', {}, 110_000);
+    expect(after.kind).toBe('miss');
+  });
+
+  it.each<[string, Lifetime]>([
+    ['keep', { ttlSec: 10, keepSec: 100 }],
+    ['stale-if-error', { ttlSec: 10, staleIfErrorSec: 100 }],
+    ['keep longer than grace', { ttlSec: 10, graceSec: 5, keepSec: 100 }],
+  ])('an expired object is kept for revalidation through its %s window, then dropped', (_n, life) => {
+    const s = new MemoryStore(1 << 20, createStats());
+    const o = store(s, 'k', life);
+    const within = s.lookup('k', {}, 50_000);
+    expect(within.kind === 'miss' && within.stale).toBe(o);
+    if (within.kind === 'miss') s.releaseBusy(within.obj);
+    expect(s.objectCount).toBe(1);
+    const past = s.lookup('k', {}, 110_000);
+    expect(past.kind === 'miss' && past.stale).toBeUndefined();
+    expect(s.objectCount).toBe(0);
+  });
+});
+
+describe('the byte budget (each object counts its body plus 512 bytes of headers)', () => {
+  it('an object that fills the budget exactly is kept, and evicts nothing', () => {
+    const stats = createStats();
+    const s = new MemoryStore(2 * (512 + 100), stats);
+    const a = store(s, 'a', { ttlSec: 60 }, 100);
+    const b = store(s, 'b', { ttlSec: 60 }, 100);
+    expect(s.bytes).toBe(2 * 612);
+    expect([a.stored, b.stored]).toEqual([true, true]);
+    expect(stats.n_lru_nuked).toBe(0);
+    expect(s.lookup('a', {}, 1000).kind).toBe('hit');
+  });
+
+  it('one byte over evicts the least recently used object, never the one being charged', () => {
+    const stats = createStats();
+    const s = new MemoryStore(2 * (512 + 100), stats);
+    const a = store(s, 'a', { ttlSec: 60 }, 100);
+    const b = store(s, 'b', { ttlSec: 60 }, 101);
+    expect(b.stored).toBe(true);
+    expect(a.stored).toBe(false);
+    expect(stats.n_lru_nuked).toBe(1);
+    expect(s.bytes).toBe(613);
+    expect(s.objectCount).toBe(1);
+  });
+
+  it('an object alone one byte over the budget is unstored, and the bytes it had are given back', () => {
+    const s = new MemoryStore(512 + 100, createStats());
+    const r = s.lookup('k', {}, 0);
+    if (r.kind !== 'miss') throw new Error('expected miss');
+    r.obj.ttlSec = 60;
+    expect(s.insert(r.obj)).toBe(true);
+    r.obj.setState('stream');
+    expect(s.charge(r.obj, 100)).toBe(true);
+    expect(s.charge(r.obj, 1)).toBe(false);
+    expect(r.obj.stored).toBe(false);
+    expect(r.obj.notStoredReason).toBe('response-too-large');
+    expect(s.bytes).toBe(0);
+    expect(s.objectCount).toBe(0);
+  });
+
+  it('eviction stops as soon as the budget is met: landing exactly on it evicts no more', () => {
+    const stats = createStats();
+    const s = new MemoryStore(1636, stats);
+    const a = store(s, 'a', { ttlSec: 60 }, 100); // 612
+    const b = store(s, 'b', { ttlSec: 60 }); // 512: 1124 used
+    const c = store(s, 'c', { ttlSec: 60 }, 612); // 512 + 612: 2248, minus a = 1636, the budget exactly
+    expect([a.stored, b.stored, c.stored]).toEqual([false, true, true]);
+    expect(stats.n_lru_nuked).toBe(1);
+    expect(s.bytes).toBe(1636);
+  });
+
+  it('the object whose bytes overflow the budget evicts others, even when it is the least recently used', () => {
+    const stats = createStats();
+    const s = new MemoryStore(2 * 612, stats);
+    const r = s.lookup('a', {}, 0);
+    if (r.kind !== 'miss') throw new Error('expected miss');
+    r.obj.ttlSec = 60;
+    s.insert(r.obj);
+    r.obj.setState('stream');
+    s.charge(r.obj, 100);
+    const b = store(s, 'b', { ttlSec: 60 }, 100);
+    expect(s.bytes).toBe(2 * 612);
+    // a, still arriving, is the least recently used; its next byte goes over the budget.
+    expect(s.charge(r.obj, 1)).toBe(true);
+    expect(r.obj.stored).toBe(true);
+    expect(b.stored).toBe(false);
+    expect(stats.n_lru_nuked).toBe(1);
+  });
+
+  it('an object still arriving that gets evicted stops being stored, with the reason', () => {
+    const s = new MemoryStore(2 * 612, createStats());
+    const r = s.lookup('a', {}, 0);
+    if (r.kind !== 'miss') throw new Error('expected miss');
+    r.obj.ttlSec = 60;
+    s.insert(r.obj);
+    r.obj.setState('stream');
+    s.charge(r.obj, 100);
+    store(s, 'b', { ttlSec: 60 }, 101);
+    expect(r.obj.stored).toBe(false);
+    expect(r.obj.notStoredReason).toBe('evicted');
+  });
+});
