@@ -22,8 +22,9 @@ interface Report {
 async function sluiceBehindFixture(onEnd: (fn: () => Promise<void>) => void): Promise<string> {
   const origin = await startFixtureOrigin();
   onEnd(() => origin.close());
-  // PURGE from loopback is allowed, as the recording's VCL allowed it.
-  const s = await serve(toConfig({ listen: '127.0.0.1:0', backend: [origin.url], 'purge-allow': ['127.0.0.1'], quiet: true }), () => undefined);
+  // PURGE from loopback is allowed, as the recording's VCL allowed it; Varnish's builtin rules (--profile varnish),
+  // since the recording is Varnish's (the RFC profile stores the Set-Cookie response Varnish made hit-for-miss).
+  const s = await serve(toConfig({ listen: '127.0.0.1:0', backend: [origin.url], 'purge-allow': ['127.0.0.1'], profile: 'varnish', quiet: true }), () => undefined);
   onEnd(() => s.close());
   return s.url;
 }

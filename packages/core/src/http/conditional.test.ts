@@ -225,7 +225,9 @@ describe('header maps built from stored fields carry no absent field', () => {
     expect(Object.keys(revalidationHeaders(stored))).toEqual(keys);
   });
 
-  it('If-Modified-Since never matches a stored response without Last-Modified', () => {
-    expect(isNotModified('GET', { 'if-modified-since': AFTER_LM }, { etag: '"v1"', date: BEFORE_LM })).toBe(false);
+  it('If-Modified-Since against a stored response without Last-Modified is judged by its Date (RFC 9111 §4.3.2), never by an absent field', () => {
+    expect(isNotModified('GET', { 'if-modified-since': AFTER_LM }, { etag: '"v1"', date: BEFORE_LM })).toBe(true);
+    expect(isNotModified('GET', { 'if-modified-since': BEFORE_LM }, { etag: '"v1"', date: AFTER_LM })).toBe(false);
+    expect(isNotModified('GET', { 'if-modified-since': AFTER_LM }, { etag: '"v1"' })).toBe(false);
   });
 });
