@@ -154,4 +154,22 @@ describe('restart (issue 14)', () => {
     }
     expect(origin.count).toBe(1);
   });
+
+  it('a request whose body was already sent on cannot restart: 503, as Varnish without a cached body', async () => {
+    const origin = track(
+      await startScriptedOrigin((req, res) => {
+        req.resume();
+        req.on('end', () => {
+          res.writeHead(500, { 'cache-control': 'no-store' });
+          res.end('failed');
+        });
+      }),
+    );
+    const hooks: ProxyHooks = { responseFilter: (resp, req) => (resp.status === 500 && req.restarts === 0 ? 'restart' : undefined) };
+    const px = track(await startProxy(origin.url, { hooks }));
+    const r = await request(`${px.url}/form`, { method: 'POST', body: 'a=1', headers: { host: 't' } });
+    expect([r.statusCode, await r.body.text()]).toEqual([503, '503 Service Unavailable\n']);
+    expect(origin.count).toBe(1);
+    expect(px.proxy.stats.s_restart).toBe(0);
+  });
 });
