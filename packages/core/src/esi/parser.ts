@@ -46,12 +46,21 @@ export const MAX_ESI_TAG_BYTES = 16 * 1024;
 
 /** The table entry `buf` (the characters after `<`) selects, how many of them it uses, or undefined: need more. */
 function matchStart(buf: string): { kind: TagKind; used: number } | undefined {
-  for (const [pattern, kind] of START_TAGS) {
+  for (let k = 0; k < START_TAGS.length; k++) {
+    const [pattern, kind] = START_TAGS[k] as readonly [string, TagKind];
     if (buf.startsWith(pattern)) return { kind, used: pattern.length };
     if (pattern.startsWith(buf)) return undefined;
   }
-  return { kind: 'notmytag', used: 0 };
+  return NOT_MY_TAG;
 }
+
+const NOT_MY_TAG = { kind: 'notmytag', used: 0 } as const;
+
+/**
+ * A copy of `s` that does not keep the chunk it was cut from alive (V8 slices share their parent string): a cached
+ * template's program would otherwise hold every chunk's text beside the body.
+ */
+const own = (s: string): string => Buffer.from(s, 'latin1').toString('latin1');
 
 export class EsiParser {
   readonly program = new EsiProgram();
@@ -294,7 +303,7 @@ export class EsiParser {
     if (first === undefined) return this.diag('error', this.tagAt, 'ESI 1.0 <esi:include> lacks src attr');
     const target = resolveSrc(first, this.baseUrl);
     if ('error' in target) return this.diag(target.warn === true ? 'warn' : 'error', this.tagAt, target.error);
-    this.program.ops.push({ kind: 'include', url: target.url, host: target.host, onErrorContinue: onerror === 'continue' });
+    this.program.ops.push({ kind: 'include', url: own(target.url), host: target.host === undefined ? undefined : own(target.host), onErrorContinue: onerror === 'continue' });
   }
 
   /** Switches the current run to verbatim or skipped at `at`, ending the previous run there. */

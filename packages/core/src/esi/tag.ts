@@ -13,12 +13,19 @@ const ELEMENTS: readonly EsiElement[] = ['include', 'remove', 'comment'];
 
 const isWs = (c: string | undefined): boolean => c === ' ' || c === '\t' || c === '\n' || c === '\r';
 /** XML NameStartChar, as Varnish's vct_isxmlnamestart (letters, '_', ':', and anything non-ASCII). */
-const isNameStart = (c: string | undefined): boolean => c !== undefined && (/[A-Za-z_:]/.test(c) || c.charCodeAt(0) >= 0x80);
-const isNameChar = (c: string | undefined): boolean => c !== undefined && (isNameStart(c) || /[0-9.-]/.test(c));
+function isNameStart(c: string | undefined): boolean {
+  if (c === undefined) return false;
+  const x = c.charCodeAt(0) | 0x20;
+  return (x >= 0x61 && x <= 0x7a) || c === '_' || c === ':' || c.charCodeAt(0) >= 0x80;
+}
+function isNameChar(c: string | undefined): boolean {
+  return isNameStart(c) || c === '.' || c === '-' || (c !== undefined && c >= '0' && c <= '9');
+}
 
 /** Reads an ESI element's text (without `<esi:` and `>`). */
 export function parseTag(text: string): ParsedTag {
-  const name = ELEMENTS.find((n) => text.startsWith(n));
+  let name: EsiElement | undefined;
+  for (const n of ELEMENTS) if (text.startsWith(n)) name = n;
   if (name === undefined) return { error: 'ESI 1.0 <esi:bogus> element' };
   const attrs = parseAttrs(text.slice(name.length), name === 'include');
   return 'error' in attrs ? attrs : { name, ...attrs };
