@@ -20,7 +20,7 @@ const LISTENING = /listening on (http:\/\/[\d.]+:\d+)[\s\S]*admin API on (http:\
 describe('usage errors: the whole message on one line, exit 2', () => {
   it.each([
     [['replay', 'trace.log'], /^sluice: Missing required flag --target\b.*See sluice replay --help/],
-    [['ban'], /^sluice: Missing 1 required arg: expr \(ban expression\)\. See sluice ban --help/],
+    [['ban'], /^sluice: Missing 1 required arg: expr \(ban expression\)\. See (sluice|node \S+run\.js) ban --help/],
     // No note about --target eating the argument: it takes one value per flag.
     [['replay'], /^sluice: Missing 1 required arg: trace \(Trace file to replay\)\. See sluice replay --help\.\n$/],
     [['replay', '--target', 'http://127.0.0.1:9', '/nonexistent/trace.log'], /^sluice: cannot read \/nonexistent\/trace\.log: no such file\n$/],

@@ -29,6 +29,19 @@ describe('sluice help', () => {
     }
   });
 
+  it('the backend topic: listed by `sluice help`; `sluice help backend` and `sluice help backend set-health` show it', { timeout: 90_000 }, async () => {
+    const top = await runCli(['help']);
+    expect(top.stdout).toMatch(/^TOPICS\n {2}backend +List a running proxy's backends/m);
+    const topic = await runCli(['help', 'backend']);
+    expect(topic.code).toBe(0);
+    expect(topic.stdout).toMatch(/^ {2}backend list +/m);
+    expect(topic.stdout).toMatch(/^ {2}backend set-health +/m);
+    const one = await runCli(['help', 'backend', 'set-health']);
+    expect(one.code).toBe(0);
+    expect(one.stdout).toBe((await runCli(['backend', 'set-health', '--help'])).stdout);
+    expect(one.stdout).toContain('varnishadm backend.set_health');
+  });
+
   it('proxy --help says --backend is required unless the --config file lists backends', async () => {
     const r = await runCli(['proxy', '--help']);
     expect(r.stdout).toMatch(/\$ sluice proxy --backend URL\.\.\. \[FLAGS\]\n\s+\$ sluice proxy --config FILE \[FLAGS\]/);
@@ -43,6 +56,8 @@ describe('an unknown command', () => {
     [['replya', 'x.log'], 'sluice: unknown command "replya"; did you mean "replay"? (sluice help lists the commands)\n'],
     [['help', 'prxy'], 'sluice: unknown command "prxy"; did you mean "proxy"? (sluice help lists the commands)\n'],
     [['frobnicate'], 'sluice: unknown command "frobnicate" (sluice help lists the commands)\n'],
+    [['backend', 'lst'], 'sluice: unknown command "backend lst"; did you mean "backend list"? (sluice help lists the commands)\n'],
+    [['help', 'backend', 'set-helth'], 'sluice: unknown command "backend set-helth"; did you mean "backend set-health"? (sluice help lists the commands)\n'],
   ])('%j gets a suggestion and exit 2', async (args, message) => {
     const r = await runCli(args);
     expect(r.stderr).toBe(message);

@@ -26,6 +26,7 @@ export function closestCommand(id: string, known: readonly string[]): string | u
 
 /** The error for `sluice <id>` when no command has that name (exit 2). */
 export function unknownCommand(id: string, known: readonly string[], invocation: string): CliError {
-  const guess = closestCommand(id, known);
+  // Commands under a topic are `backend:list` to oclif and `backend list` to the user.
+  const guess = closestCommand(id.replace(/ /g, ':'), known)?.replace(/:/g, ' ');
   return new CliError('CLI_ERR_COMMAND_UNKNOWN', `unknown command "${id}"${guess === undefined ? '' : `; did you mean "${guess}"?`} (${invocation} help lists the commands)`);
 }

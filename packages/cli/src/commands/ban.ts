@@ -1,7 +1,9 @@
+import path from 'node:path';
 import { Args, Command, Flags } from '@oclif/core';
 import { adminCall, adminTarget } from '../admin-client.js';
 import { adminFlags } from './stats.js';
 import { CliError } from '../errors.js';
+import { invocation } from '../invocation.js';
 
 export default class BanCommand extends Command {
   static override summary = 'Ban cached objects matching an expression (Varnish ban syntax).';
@@ -31,7 +33,10 @@ export default class BanCommand extends Command {
       for (const b of bans) this.log(`${String(b.id).padStart(5)}  ${b.created}  ${b.expr}`);
       return bans;
     }
-    if (args.expr === undefined) throw new CliError('CLI_ERR_FLAG_INVALID', 'Missing 1 required arg: expr (ban expression). See sluice ban --help (or give --list).');
+    if (args.expr === undefined) {
+      const sluice = invocation(path.join(this.config.root, 'bin', 'run.js'));
+      throw new CliError('CLI_ERR_FLAG_INVALID', `Missing 1 required arg: expr (ban expression). See ${sluice} ban --help (or give --list).`);
+    }
     const r = (await adminCall(adminTarget(flags), 'POST', '/ban', { expr: args.expr })) as { id: number; expr: string };
     this.log(`ban ${r.id} added: ${r.expr}`);
     return r;

@@ -12,9 +12,11 @@ export default class HelpCommand extends Command {
   async run(): Promise<void> {
     const { argv } = await this.parse(HelpCommand);
     const words = argv as string[];
-    const [id] = words;
-    if (id !== undefined && !id.startsWith('-') && this.config.findCommand(id) === undefined) {
-      throw unknownCommand(id, this.config.commandIDs, invocation(path.join(this.config.root, 'bin', 'run.js')));
+    // `help backend set-health` names the command `backend:set-health`; `help backend` the topic.
+    const named = words.filter((w) => !w.startsWith('-'));
+    const id = named.join(':');
+    if (id !== '' && this.config.findCommand(id) === undefined && this.config.findTopic(id) === undefined) {
+      throw unknownCommand(named.join(' '), this.config.commandIDs, invocation(path.join(this.config.root, 'bin', 'run.js')));
     }
     const Help = await loadHelpClass(this.config);
     await new Help(this.config, this.config.pjson.oclif.helpOptions ?? {}).showHelp(words);
