@@ -84,3 +84,43 @@ describe('CacheObject', () => {
     expect(stored.fetchController.signal.aborted).toBe(false);
   });
 });
+
+/**
+ * When an expired object may stand in for a failed fetch (RFC 5861 stale-if-error; `staleIfDisconnected`: the keep
+ * window when the origin could not be reached). Boundaries found by the mutation run of 2026-12-01 (issue 17).
+ */
+describe('CacheObject.staleUsableOnError', () => {
+  function expired(life: { ttlSec: number; staleIfErrorSec?: number; keepSec?: number; staleIfDisconnected?: boolean }, finished = true): CacheObject {
+    const o = new CacheObject('k');
+    o.responseTimeMs = 0;
+    o.ttlSec = life.ttlSec;
+    o.staleIfErrorSec = life.staleIfErrorSec ?? 0;
+    o.keepSec = life.keepSec ?? 0;
+    o.staleIfDisconnected = life.staleIfDisconnected ?? false;
+    o.setState('stream');
+    if (finished) o.finish();
+    return o;
+  }
+
+  it('within ttl + stale-if-error, not at its end', () => {
+    const o = expired({ ttlSec: 10, staleIfErrorSec: 100 });
+    expect(o.staleUsableOnError(109_999)).toBe(true);
+    expect(o.staleUsableOnError(110_000)).toBe(false);
+  });
+
+  it('no stale-if-error, no stale object on an error response', () => {
+    expect(expired({ ttlSec: 10, keepSec: 100, staleIfDisconnected: true }).staleUsableOnError(20_000)).toBe(false);
+  });
+
+  it('an unreachable origin: within ttl + keep when staleIfDisconnected, not at its end, never without it', () => {
+    const o = expired({ ttlSec: 10, keepSec: 100, staleIfDisconnected: true });
+    expect(o.staleUsableOnError(109_999, true)).toBe(true);
+    expect(o.staleUsableOnError(110_000, true)).toBe(false);
+    expect(expired({ ttlSec: 10, keepSec: 100, staleIfDisconnected: false }).staleUsableOnError(20_000, true)).toBe(false);
+  });
+
+  it('an object whose body is incomplete never stands in', () => {
+    expect(expired({ ttlSec: 10, staleIfErrorSec: 100 }, false).staleUsableOnError(20_000)).toBe(false);
+    expect(expired({ ttlSec: 10, keepSec: 100, staleIfDisconnected: true }, false).staleUsableOnError(20_000, true)).toBe(false);
+  });
+});

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { MemoryStore } from './memory-store.js';
 import type { CacheObject } from './cache-object.js';
 import { createStats } from '../stats.js';
+import { varySignature } from '../http/vary.js';
 
 /**
  * The store's boundaries, found by the mutation run of 2026-12-01 (issue 17): when an object stops being fresh, in
@@ -160,5 +161,79 @@ describe('the byte budget (each object counts its body plus 512 bytes of headers
     store(s, 'b', { ttlSec: 60 }, 101);
     expect(r.obj.stored).toBe(false);
     expect(r.obj.notStoredReason).toBe('evicted');
+  });
+});
+
+describe('bookkeeping that must stay exact (mutation run of 2026-12-01, issue 17)', () => {
+  it('hasFresh: an unknown key, or a variant whose fetch failed, is not fresh', () => {
+    const s = new MemoryStore(1 << 20, createStats());
+    expect(s.hasFresh('nope', {}, 0)).toBe(false);
+    const r = s.lookup('k', {}, 0);
+    if (r.kind !== 'miss') throw new Error('expected miss');
+    r.obj.ttlSec = 60;
+    s.insert(r.obj);
+    r.obj.setState('stream');
+    r.obj.fail(new Error('origin reset'));
+    expect(s.hasFresh('k', {}, 1000)).toBe(false);
+  });
+
+  it('charging an object the store does not hold counts nothing', () => {
+    const s = new MemoryStore(1 << 20, createStats());
+    const r = s.lookup('k', {}, 0);
+    if (r.kind !== 'miss') throw new Error('expected miss');
+    expect(s.charge(r.obj, 100)).toBe(false);
+    expect(s.bytes).toBe(0);
+  });
+
+  it('removing an object twice changes nothing the second time', () => {
+    const s = new MemoryStore(1 << 20, createStats());
+    const a = store(s, 'k', { ttlSec: 60 }, 10);
+    s.remove(a);
+    expect(s.bytes).toBe(0);
+    expect(() => s.remove(a)).not.toThrow();
+    expect(s.bytes).toBe(0);
+  });
+
+  it('a removed object leaves its tags: a later purge by tag counts only the objects still stored', () => {
+    const s = new MemoryStore(1 << 20, createStats());
+    const tagged = (key: string): CacheObject => {
+      const r = s.lookup(key, {}, 0);
+      if (r.kind !== 'miss') throw new Error('expected miss');
+      r.obj.ttlSec = 60;
+      r.obj.tags = ['t'];
+      s.insert(r.obj);
+      r.obj.setState('stream');
+      r.obj.finish();
+      return r.obj;
+    };
+    const a = tagged('a');
+    tagged('b');
+    s.remove(a);
+    expect(() => s.remove(a)).not.toThrow();
+    expect(s.purgeTags(['t'])).toBe(1);
+    expect(s.purgeTags(['t'])).toBe(0);
+  });
+
+  it('dropping an expired variant does not skip the next one', () => {
+    const s = new MemoryStore(1 << 20, createStats());
+    // Two variants of one key that both match the request: one varying on nothing, one on Accept-Language.
+    const plain = s.lookup('k', {}, 0);
+    if (plain.kind !== 'miss') throw new Error('expected miss');
+    plain.obj.ttlSec = 1000;
+    s.insert(plain.obj);
+    plain.obj.setState('stream');
+    plain.obj.finish();
+    const r = s.lookup('k', { 'accept-language': 'en' }, 0);
+    if (r.kind !== 'hit') throw new Error('expected hit');
+    const varied = new (plain.obj.constructor as new (k: string) => CacheObject)('k');
+    varied.ttlSec = 10;
+    varied.varyFields = ['accept-language'];
+    varied.varySig = varySignature(varied.varyFields, { 'accept-language': 'en' });
+    s.insert(varied);
+    varied.setState('stream');
+    varied.finish();
+    // At 50 s the varied one (newest, first) is past every window and dropped; the plain one still serves.
+    const later = s.lookup('k', { 'accept-language': 'en' }, 50_000);
+    expect(later.kind === 'hit' && later.obj).toBe(plain.obj);
   });
 });

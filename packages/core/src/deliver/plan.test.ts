@@ -75,6 +75,11 @@ describe('planDelivery: one range on a complete object (RFC 9110 §14.1.2)', () 
     expect(plan('GET', { range }, complete(100))).toEqual({ kind: 'range', range: want, total: 100 });
   });
 
+  // Mutation run of 2026-12-01 (issue 17): HEAD gets the 206 head a GET would (RFC 9110 §9.3.2), not the full one.
+  it('HEAD with a Range plans the same 206 as GET', () => {
+    expect(plan('HEAD', { range: 'bytes=0-9' }, complete(100))).toEqual({ kind: 'range', range: { start: 0, end: 9 }, total: 100 });
+  });
+
   it('a non-matching If-None-Match leaves the Range in force', () => {
     expect(plan('GET', { 'if-none-match': '"other"', range: 'bytes=0-9' }, complete(100))).toEqual({ kind: 'range', range: { start: 0, end: 9 }, total: 100 });
   });
