@@ -3,7 +3,7 @@ import { request } from 'undici';
 import { deferred, type OriginHandler } from '@sluice/fixtures';
 import { snippetText, startIdiom, type Idiom } from './test-support/vcl-idiom.js';
 
-/** docs/vcl.md idioms 11-19, each docs/vcl/ file run against real origins (1-10: vcl-doc.test.ts; 20, ESI: not yet). */
+/** docs/vcl.md idioms 11-20, each docs/vcl/ file run against real origins (1-10: vcl-doc.test.ts). */
 let running: Idiom | undefined;
 afterEach(async () => {
   await running?.close();
@@ -18,7 +18,7 @@ const answer =
     res.end(body);
   };
 
-describe('docs/vcl.md idioms 11-19', () => {
+describe('docs/vcl.md idioms 11-20', () => {
   it('11 hide backend headers: Server and X-Powered-By never reach the client, other headers do', async () => {
     const x = await start('11-hide-backend-headers.ts', { default: answer('x', 200, { 'cache-control': 'max-age=60', server: 'Apache/2.4', 'x-powered-by': 'PHP/8', 'x-kept': '1' }) });
     for (let i = 0; i < 2; i++) {
@@ -140,5 +140,30 @@ describe('docs/vcl.md idioms 11-19', () => {
     const down = await x.get('/down');
     expect([down.status, down.body, down.headers['retry-after'], down.headers['content-type']]).toEqual([503, '<h1>Back soon</h1>\n', '60', 'text/html; charset=utf-8']);
     expect(x.proxy.stats.s_retry).toBe(1 + 2 + 1);
+  });
+
+  it('20 ESI: an HTML page has its include fetched through the policy and cached on its own; other types are left as they are', async () => {
+    const x = await start('20-esi.ts', {
+      default: (req, res) => {
+        if (req.url === '/page') {
+          res.writeHead(200, { 'cache-control': 'max-age=60', 'content-type': 'text/html; charset=utf-8' });
+          res.end('<p>head</p><esi:include src="/fragment"/><p>foot</p>');
+        } else if (req.url === '/fragment') {
+          res.writeHead(200, { 'cache-control': 'max-age=60', 'content-type': 'text/html' });
+          res.end('<b>frag</b>');
+        } else {
+          res.writeHead(200, { 'cache-control': 'max-age=60', 'content-type': 'text/plain' });
+          res.end('<esi:include src="/fragment"/>');
+        }
+      },
+    });
+    const a = await x.get('/page');
+    const b = await x.get('/page');
+    expect([a.body, b.body]).toEqual(['<p>head</p><b>frag</b><p>foot</p>', '<p>head</p><b>frag</b><p>foot</p>']);
+    expect(b.headers['transfer-encoding']).toBe('chunked');
+    expect((await x.get('/plain.txt')).body).toBe('<esi:include src="/fragment"/>');
+    // One origin fetch each for the page and its fragment: the second page view is a hit, and so is its include.
+    expect(x.origins['default']?.requests.map((r) => r.url)).toEqual(['/page', '/fragment', '/plain.txt']);
+    expect(x.proxy.stats.esi_req).toBe(2);
   });
 });
