@@ -125,10 +125,11 @@ describe('sluice CLI', () => {
     const [, url, admin, token] = m as unknown as [string, string, string, string];
     expect(out).toContain(`sluice stats --admin ${admin} --token ${token}`);
     const tail = runCli(['log', '--admin', admin, '--token', token, '--count', '1']);
-    // Requests until the tail has attached and printed one group.
+    // Requests until the tail has attached and printed one group (bounded: at most 600, some 30 s; the `sluice log`
+    // process alone can take several seconds to start on a loaded machine).
     let done = false;
     void tail.then(() => (done = true));
-    for (let i = 0; i < 100 && !done; i++) {
+    for (let i = 0; i < 600 && !done; i++) {
       await (await request(`${url}/static/1k`)).body.text();
       await new Promise((r) => setTimeout(r, 50));
     }
