@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryStore } from './memory-store.js';
-import type { CacheObject } from './cache-object.js';
+import { CacheObject } from './cache-object.js';
 import { createStats } from '../stats.js';
 import { varySignature } from '../http/vary.js';
 
@@ -225,7 +225,7 @@ describe('bookkeeping that must stay exact (mutation run of 2026-12-01, issue 17
     plain.obj.finish();
     const r = s.lookup('k', { 'accept-language': 'en' }, 0);
     if (r.kind !== 'hit') throw new Error('expected hit');
-    const varied = new (plain.obj.constructor as new (k: string) => CacheObject)('k');
+    const varied = new CacheObject('k');
     varied.ttlSec = 10;
     varied.varyFields = ['accept-language'];
     varied.varySig = varySignature(varied.varyFields, { 'accept-language': 'en' });
