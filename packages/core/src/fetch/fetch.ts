@@ -8,6 +8,7 @@ import type { UpstreamRequest, UpstreamResponse } from '../upstream.js';
 import type { BackendResponse } from '../policy/hooks.js';
 import { backendResponse, commitHeaders, decideBeresp, isRevalidation304, type BerespInput } from './beresp.js';
 import { invalidateAfterUnsafe } from './invalidate.js';
+import { makeMeta, openResponsePhase, requestWithSlicer, sliceDecision } from '../slicer/fetch-slice.js';
 
 /**
  * The fetch task (origin -> CacheObject), a machine of its own as Varnish's cache_fetch.c, run beside delivery: a
@@ -52,18 +53,23 @@ export async function runFetch<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>): Pro
   const be = beginLog(env, job);
   const acct: Acct = { reqHead: 0, respHead: 0, respBody: 0 };
   try {
-    await env.hooks.upstreamRequestFilter?.(bereq, tx.ctx);
+    // The request hook gets the slicer handle; when it enables slicing a HEAD goes first (slicer/).
+    const sf = { bereq, tx, obj, isPass: job.reason === 'pass', stale: job.stale };
+    const { slicer, head } = await requestWithSlicer(env, sf, be);
     if (be !== undefined) acct.reqHead = logBereq(be, bereq);
-    const res = await send(env, job, be);
+    const res = head ?? (await send(env, job, be));
     if (res === undefined) return;
     const input: BerespInput = { res, bereq, obj, stale: job.stale, isPass: job.reason === 'pass', req: tx.req };
     if (be !== undefined) acct.respHead = logBeresp(be, res.status, res.headers);
     invalidateAfterUnsafe(env, tx.req, res);
     const beresp = backendResponse(env, input);
     if (beresp.was304) env.stats.fetch_304++;
-    await decideBeresp(env, input, beresp, tx.ctx);
-    commit(env, input, beresp, job, be);
-    await body(env, input, beresp.transitBytes, acct, be);
+    openResponsePhase(slicer, beresp, res, sf);
+    await decideBeresp(env, input, beresp, tx.ctx, slicer);
+    const sliceSize = sliceDecision(env, slicer, beresp, res, sf);
+    commit(env, input, beresp, job, be, sliceSize);
+    if (obj.slice !== undefined) obj.finish();
+    else await body(env, input, beresp.transitBytes, acct, be);
   } catch (e: unknown) {
     // A hook threw (request or response filter): nothing of this fetch is kept.
     env.stats.fetch_failed++;
@@ -143,9 +149,11 @@ function downstreamCause<Ctx>(job: FetchJob<Ctx>): ProxyError | undefined {
 }
 
 /** Stores the object (or marks the key uncacheable), logs the decision, and lets waiters in (state stream). */
-function commit<Ctx>(env: ProxyEnv<Ctx>, i: BerespInput, beresp: BackendResponse, job: FetchJob<Ctx>, be: Transaction | undefined): void {
+function commit<Ctx>(env: ProxyEnv<Ctx>, i: BerespInput, beresp: BackendResponse, job: FetchJob<Ctx>, be: Transaction | undefined, sliceSize: number | undefined): void {
   const obj = i.obj;
   commitHeaders(i, beresp);
+  // Sliced: the object is the meta object (no body; the origin connection is closed unread).
+  if (sliceSize !== undefined) makeMeta(obj, i.res, sliceSize, i.stale);
   if (!beresp.uncacheable && !i.isPass) {
     obj.ttlSec = beresp.ttlSec + obj.initialAgeSec;
     // Too big to keep (a Content-Length over the budget): not stored, and the key is hit-for-miss so later requests

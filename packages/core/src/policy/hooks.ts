@@ -3,6 +3,9 @@ import { getHeader } from '../http/headers.js';
 import { cacheControlOf } from '../http/cache-control.js';
 import { normaliseHost } from '../http/target.js';
 import { builtinUncacheableReason, notStorableReason, type NotStoredReason } from '../http/freshness.js';
+import type { Slicer } from '../slicer/handle.js';
+
+export type { Slicer } from '../slicer/handle.js';
 
 /**
  * Policy hooks: the typed version of VCL. Each hook is optional. A hook that returns `undefined` falls through to the
@@ -33,6 +36,8 @@ export interface DownstreamRequest {
 export interface Segment {
   index: number;
   size: number;
+  /** The meta object's generation when slicing was decided from the response (segment keys carry it). */
+  gen?: number | undefined;
 }
 
 /** What vcl_recv can return: look the request up, pass it, pipe it, or answer it here. */
@@ -96,13 +101,17 @@ export interface ProxyHooks<Ctx = Record<string, unknown>> {
   requestFilter?(req: DownstreamRequest, ctx: Ctx): RecvAction | undefined | Promise<RecvAction | undefined>;
   /** vcl_hash: the cache key. Return undefined for the default (host + URL). A wrong key poisons the cache. */
   cacheKey?(req: DownstreamRequest, ctx: Ctx): string | undefined;
-  /** vcl_backend_fetch: edit the request sent to the origin. */
-  upstreamRequestFilter?(bereq: { method: string; path: string; headers: HeaderMap }, ctx: Ctx): void | Promise<void>;
+  /**
+   * vcl_backend_fetch: edit the request sent to the origin. `slicer.enable(size)` here makes the fetch a HEAD first
+   * and slices a qualifying object; one that does not qualify is fetched again with `slicer.failed()` true.
+   */
+  upstreamRequestFilter?(bereq: { method: string; path: string; headers: HeaderMap }, ctx: Ctx, slicer: Slicer): void | Promise<void>;
   /**
    * vcl_backend_response: runs before the object is stored, so its edits are persisted. Return 'deliver' to skip the
-   * built-in uncacheable checks (as `return (deliver)` skips builtin.vcl).
+   * built-in uncacheable checks (as `return (deliver)` skips builtin.vcl). `slicer.enable(size)` here slices the object
+   * when it qualifies (its body is never read; segments are fetched instead), and returns false when it cannot.
    */
-  upstreamResponseFilter?(beresp: BackendResponse, ctx: Ctx): 'deliver' | undefined | Promise<'deliver' | undefined>;
+  upstreamResponseFilter?(beresp: BackendResponse, ctx: Ctx, slicer: Slicer): 'deliver' | undefined | Promise<'deliver' | undefined>;
   /** vcl_deliver: edit the response for this one client. */
   responseFilter?(resp: DeliveryResponse, req: DownstreamRequest, ctx: Ctx): void;
   /**
