@@ -8,7 +8,8 @@ import type { UpstreamRequest, UpstreamResponse } from '../upstream.js';
 import type { BackendResponse } from '../policy/hooks.js';
 import { backendResponse, commitHeaders, decideBeresp, isRevalidation304, type BerespInput } from './beresp.js';
 import { invalidateAfterUnsafe } from './invalidate.js';
-import { makeMeta, openResponsePhase, requestWithSlicer, sliceDecision } from '../slicer/fetch-slice.js';
+import { makeMeta, openResponsePhase, requestWithSlicer, retryWithoutSlicing, sliceDecision, type SliceFetch } from '../slicer/fetch-slice.js';
+import type { FetchSlicer } from '../slicer/handle.js';
 
 /**
  * The fetch task (origin -> CacheObject), a machine of its own as Varnish's cache_fetch.c, run beside delivery: a
@@ -55,21 +56,17 @@ export async function runFetch<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>): Pro
   try {
     // The request hook gets the slicer handle; when it enables slicing a HEAD goes first (slicer/).
     const sf = { bereq, tx, obj, isPass: job.reason === 'pass', stale: job.stale };
-    const { slicer, head } = await requestWithSlicer(env, sf, be);
+    const start = await requestWithSlicer(env, sf, be);
     if (be !== undefined) acct.reqHead = logBereq(be, bereq);
-    const res = head ?? (await send(env, job, be));
-    if (res === undefined) return;
-    const input: BerespInput = { res, bereq, obj, stale: job.stale, isPass: job.reason === 'pass', req: tx.req };
-    if (be !== undefined) acct.respHead = logBeresp(be, res.status, res.headers);
-    invalidateAfterUnsafe(env, tx.req, res);
-    const beresp = backendResponse(env, input);
-    if (beresp.was304) env.stats.fetch_304++;
-    openResponsePhase(slicer, beresp, res, sf);
-    await decideBeresp(env, input, beresp, tx.ctx, slicer);
-    const sliceSize = sliceDecision(env, slicer, beresp, res, sf);
-    commit(env, input, beresp, job, be, sliceSize);
+    let d = await decide(env, job, sf, start.slicer, start.head, acct, be);
+    if (d !== undefined && start.head !== undefined && d.sliceSize === undefined && start.original !== undefined) {
+      // The HEAD qualified but the hooks or the builtin rules did not keep the object: fetched whole after all.
+      d = await decide(env, job, sf, await retryWithoutSlicing(env, sf, start.original), undefined, acct, be);
+    }
+    if (d === undefined) return;
+    commit(env, d.input, d.beresp, job, be, d.sliceSize);
     if (obj.slice !== undefined) obj.finish();
-    else await body(env, input, beresp.transitBytes, acct, be);
+    else await body(env, d.input, d.beresp.transitBytes, acct, be);
   } catch (e: unknown) {
     // A hook threw (request or response filter): nothing of this fetch is kept.
     env.stats.fetch_failed++;
@@ -85,6 +82,31 @@ export async function runFetch<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>): Pro
       be.end();
     }
   }
+}
+
+/** The response and what was decided of it (store, slice), before anything is committed. */
+interface Decided {
+  input: BerespInput;
+  beresp: BackendResponse;
+  sliceSize: number | undefined;
+}
+
+/** Sends the request (unless a slicer HEAD answered already) and decides the response: freshness, hooks, slicing. */
+async function decide<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>, sf: SliceFetch<Ctx>, slicer: FetchSlicer, head: UpstreamResponse | undefined, acct: Acct, be: Transaction | undefined): Promise<Decided | undefined> {
+  const { obj, bereq, tx } = job;
+  const res = head ?? (await send(env, job, be));
+  if (res === undefined) return undefined;
+  const input: BerespInput = { res, bereq, obj, stale: job.stale, isPass: job.reason === 'pass', req: tx.req };
+  if (be !== undefined) acct.respHead = logBeresp(be, res.status, res.headers);
+  invalidateAfterUnsafe(env, tx.req, res);
+  const beresp = backendResponse(env, input);
+  if (beresp.was304) env.stats.fetch_304++;
+  openResponsePhase(slicer, beresp, res, sf);
+  await decideBeresp(env, input, beresp, tx.ctx, slicer);
+  const sliceSize = sliceDecision(env, slicer, beresp, res, sf);
+  // A HEAD answer (the slicer's) has no body to keep when the object is not sliced after all.
+  if (head !== undefined && sliceSize === undefined) head.body.resume();
+  return { input, beresp, sliceSize };
 }
 
 /** The backend transaction in the log, linked from the client's. */

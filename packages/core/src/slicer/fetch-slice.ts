@@ -23,23 +23,37 @@ export interface SliceFetch<Ctx> {
   stale: CacheObject | undefined;
 }
 
+/** The handle, the HEAD's answer when one went first and qualified, the request as it was before the hook. */
+export interface SlicerStart {
+  slicer: FetchSlicer;
+  head: UpstreamResponse | undefined;
+  original: UpstreamRequest | undefined;
+}
+
 /** The request hook with the handle; a HEAD first when it enabled slicing. Returns the handle and that HEAD's answer. */
-export async function requestWithSlicer<Ctx>(env: ProxyEnv<Ctx>, f: SliceFetch<Ctx>, be: Transaction | undefined): Promise<{ slicer: FetchSlicer; head: UpstreamResponse | undefined }> {
+export async function requestWithSlicer<Ctx>(env: ProxyEnv<Ctx>, f: SliceFetch<Ctx>, be: Transaction | undefined): Promise<SlicerStart> {
   const sub = f.tx.req.segment !== undefined;
   const hook = env.hooks.upstreamRequestFilter;
   const original = hook === undefined || sub ? undefined : copyBereq(f.bereq);
   const slicer = new FetchSlicer(sub, f.isPass, f.bereq.body !== null);
   await hook?.(f.bereq, f.tx.ctx, slicer);
   slicer.phase = 'closed';
-  if (slicer.requested === undefined || original === undefined) return { slicer, head: undefined };
+  if (slicer.requested === undefined || original === undefined) return { slicer, head: undefined, original };
   const head = await headProbe(env, f, slicer.requested, be);
-  if (head !== undefined) return { slicer, head };
-  // Not sliceable: the fetch is tried again, once, with failed() true, so the policy can fetch it whole.
+  if (head !== undefined) return { slicer, head, original };
+  return { slicer: await retryWithoutSlicing(env, f, original), head: undefined, original };
+}
+
+/**
+ * The enabled fetch cannot be sliced (its HEAD did not qualify, or the hooks did not keep the object): it is tried
+ * again, once, from the request as it was before the hook, with failed() true, so the policy can fetch it whole.
+ */
+export async function retryWithoutSlicing<Ctx>(env: ProxyEnv<Ctx>, f: SliceFetch<Ctx>, original: UpstreamRequest): Promise<FetchSlicer> {
   Object.assign(f.bereq, copyBereq(original));
-  const retry = new FetchSlicer(sub, f.isPass, f.bereq.body !== null, true);
-  await hook?.(f.bereq, f.tx.ctx, retry);
+  const retry = new FetchSlicer(f.tx.req.segment !== undefined, f.isPass, f.bereq.body !== null, true);
+  await env.hooks.upstreamRequestFilter?.(f.bereq, f.tx.ctx, retry);
   retry.phase = 'closed';
-  return { slicer: retry, head: undefined };
+  return retry;
 }
 
 function copyBereq(b: UpstreamRequest): UpstreamRequest {
@@ -57,10 +71,7 @@ async function headProbe<Ctx>(env: ProxyEnv<Ctx>, f: SliceFetch<Ctx>, size: numb
     res.body.resume();
     const why = notSliceableReason(candidateOf(res.status, stripHopByHop(res.headers), res.headers, f.isPass, f.bereq.body !== null), size);
     be?.add('Debug', `slicer: HEAD ${res.status}${why === undefined ? ', sliced' : `, not sliced (${why})`}`);
-    if (why === undefined) {
-      f.bereq.method = 'HEAD';
-      return res;
-    }
+    if (why === undefined) return res;
   } catch (e: unknown) {
     be?.add('Debug', `slicer: HEAD failed: ${errorMessage(e)}`);
   }
