@@ -66,7 +66,7 @@ async function proxy(originUrl: string, opts: Omit<ProxyOptions<Record<string, u
 }
 
 async function get(url: string, headers: Record<string, string> = {}, method = 'GET', body?: string) {
-  const r = await request(url, { method, headers, body });
+  const r = await request(url, { method, headers, body: body ?? null });
   const b = Buffer.from(await r.body.arrayBuffer());
   return { status: r.statusCode, headers: r.headers as Record<string, string>, body: b };
 }
