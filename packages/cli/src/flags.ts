@@ -83,7 +83,7 @@ export const proxyFlags = {
     helpValue: 'SIZE',
   }),
   'slice-read-ahead': Flags.integer({
-    summary: 'Segments fetched ahead of the one being sent, among those a response needs (default 1, at most 16). e.g. --slice-read-ahead 4',
+    summary: 'Segments fetched ahead of the one being sent, among those a response needs (default 4, at most 16). e.g. --slice-read-ahead 4',
     helpValue: 'N',
     min: 0,
     max: 16,

@@ -45,7 +45,7 @@ export interface SliceOptions {
   sizeBytes: number;
   match?: RegExp | undefined;
   minBytes?: number | undefined;
-  /** Segments fetched ahead of the one being sent (default 1, at most 16). */
+  /** Segments fetched ahead of the one being sent (default 4, at most 16). */
   readAhead?: number | undefined;
 }
 

@@ -69,7 +69,7 @@ export function effectiveSettings(c: Config): string[] {
 function sliceLine(s: Config['slice']): string {
   if (s === undefined) return 'off';
   const when = s.minBytes === undefined ? 'as requests arrive' : `objects of at least ${mb(s.minBytes)}`;
-  return `${mb(s.sizeBytes)} segments, ${when}${s.match === undefined ? '' : ` for ${String(s.match)}`}, read-ahead ${s.readAhead ?? 1}`;
+  return `${mb(s.sizeBytes)} segments, ${when}${s.match === undefined ? '' : ` for ${String(s.match)}`}, read-ahead ${s.readAhead ?? 4}`;
 }
 
 function mb(n: number): string {

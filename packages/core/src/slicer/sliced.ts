@@ -4,7 +4,7 @@ import { fetchFailedSynth } from '../deliver/head.js';
 import { getHeader } from '../http/headers.js';
 import { parseRange } from '../http/range.js';
 import { MAX_SEGMENTS, metaHeaders, metaKeyOf, parseContentRange, sliceable, sliceKeyPrefix } from './slicer.js';
-import { deliverSliced, MAX_READ_AHEAD, Segments, type Subrequest } from './stitch.js';
+import { DEFAULT_READ_AHEAD, deliverSliced, MAX_READ_AHEAD, Segments, type Subrequest } from './stitch.js';
 
 export type { Subrequest } from './stitch.js';
 
@@ -44,7 +44,7 @@ export function deliverOrSlice<Ctx>(tx: Tx<Ctx>, deliver: () => Step | Promise<S
 }
 
 function readAheadOf<Ctx>(env: ProxyEnv<Ctx>): number {
-  return Math.max(0, Math.min(MAX_READ_AHEAD, env.slicing?.readAhead ?? 1));
+  return Math.max(0, Math.min(MAX_READ_AHEAD, env.slicing?.readAhead ?? DEFAULT_READ_AHEAD));
 }
 
 /** The slice step. */
