@@ -319,6 +319,43 @@ describe('one lifetime: the meta object governs its segments', () => {
     expect(o.seen.length).toBe(8);
   });
 
+  it('a 304 revalidating the meta object keeps it sliced, with the same segments (revalidated, not refetched)', async () => {
+    let now = 1_000_000_000_000;
+    const seen: string[] = [];
+    const o = track(
+      await startScriptedOrigin((req, res) => {
+        const range = req.headers.range;
+        seen.push(`${req.headers['if-none-match'] === undefined ? '' : 'cond '}${range ?? 'none'}`);
+        const base = { etag: '"v1"', 'cache-control': 'max-age=10' };
+        if (req.headers['if-none-match'] === '"v1"') {
+          res.writeHead(304, base);
+          return void res.end();
+        }
+        const m = /^bytes=(\d+)-(\d+)$/.exec(range ?? '');
+        if (m === null) {
+          res.writeHead(200, { ...base, 'content-length': BODY.length });
+          return void res.end(BODY);
+        }
+        const start = Number(m[1]);
+        const end = Math.min(BODY.length - 1, Number(m[2]));
+        res.writeHead(206, { ...base, 'content-length': end - start + 1, 'content-range': `bytes ${start}-${end}/${BODY.length}` });
+        res.end(BODY.subarray(start, end + 1));
+      }),
+    );
+    const px = await proxy(o.url, { slice: { sizeBytes: SEG, minBytes: 0 }, now: () => now });
+    expect((await get(`${px.url}/file`)).body.equals(BODY)).toBe(true);
+    now += 20_000;
+    const r = await get(`${px.url}/file`);
+    expect(r.status).toBe(200);
+    expect(r.body.equals(BODY)).toBe(true);
+    expect(seen).toEqual(['none', ...ALL, 'cond none', ...ALL.map((x) => `cond ${x}`)]);
+    expect(px.proxy.store.objectCount).toBe(4);
+    // Fresh again: all hits.
+    const warm = await get(`${px.url}/file`);
+    expect(warm.headers['cache-status']).toMatch(/^sluice; hit/);
+    expect(seen).toHaveLength(8);
+  });
+
   it.each<[string, (px: Awaited<ReturnType<typeof proxy>>) => void]>([
     ['a purge', (px) => void px.proxy.purge('/file', new URL(px.url).host)],
     ['a ban', (px) => void px.proxy.ban('req.url == /file')],
