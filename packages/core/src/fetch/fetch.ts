@@ -8,7 +8,7 @@ import type { UpstreamRequest, UpstreamResponse } from '../upstream.js';
 import type { BackendResponse } from '../policy/hooks.js';
 import { backendResponse, commitHeaders, decideBeresp, isRevalidation304, type BerespInput } from './beresp.js';
 import { invalidateAfterUnsafe } from './invalidate.js';
-import { makeMeta, openResponsePhase, requestWithSlicer, retryWithoutSlicing, sliceDecision, type SliceFetch } from '../slicer/fetch-slice.js';
+import { makeMeta, openResponsePhase, requestWithSlicer, sliceDecision, type SliceFetch } from '../slicer/fetch-slice.js';
 import type { FetchSlicer } from '../slicer/handle.js';
 
 /**
@@ -59,9 +59,9 @@ export async function runFetch<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>): Pro
     const start = await requestWithSlicer(env, sf, be);
     if (be !== undefined) acct.reqHead = logBereq(be, bereq);
     let d = await decide(env, job, sf, start.slicer, start.head, acct, be);
-    if (d !== undefined && start.head !== undefined && d.sliceSize === undefined && start.original !== undefined) {
+    if (d !== undefined && start.head !== undefined && d.sliceSize === undefined) {
       // The HEAD qualified but the hooks or the builtin rules did not keep the object: fetched whole after all.
-      d = await decide(env, job, sf, await retryWithoutSlicing(env, sf, start.original), undefined, acct, be);
+      d = await decide(env, job, sf, await start.whole(), undefined, acct, be);
     }
     if (d === undefined) return;
     commit(env, d.input, d.beresp, job, be, d.sliceSize);

@@ -33,7 +33,7 @@ interface OriginOpts {
 
 async function origin(opts: OriginOpts = {}) {
   const seen: Seen[] = [];
-  const stats = { rangeBytes: 0, inflight: 0, maxInflight: 0 };
+  const stats = { rangeBytes: 0, wholeBytes: 0, inflight: 0, maxInflight: 0 };
   const o = track(
     await startScriptedOrigin(async (req: http.IncomingMessage, res: http.ServerResponse) => {
       const body = BODY.subarray(0, opts.len ?? BODY.length);
@@ -44,6 +44,7 @@ async function origin(opts: OriginOpts = {}) {
       const m = /^bytes=(\d+)-(\d+)$/.exec(range ?? '');
       if (m === null) {
         res.writeHead(200, opts.chunked === true ? base : { ...base, 'content-length': body.length });
+        if (req.method !== 'HEAD') stats.wholeBytes += body.length;
         return void res.end(req.method === 'HEAD' ? undefined : body);
       }
       stats.inflight++;
@@ -93,6 +94,17 @@ describe('slicer decided from the response: --slice SIZE --slice-min BYTES', () 
     expect(px.proxy.store.objectCount).toBe(4);
   });
 
+  it('a cold Range: a HEAD first, then only the segment it is in (no body bytes of the whole object)', async () => {
+    const o = await origin();
+    const px = await proxy(o.url, { slice: { sizeBytes: SEG, minBytes: 8000 } });
+    const r = await get(`${px.url}/file`, { range: 'bytes=9000-9099' });
+    expect(r.status).toBe(206);
+    expect(r.body.equals(BODY.subarray(9000, 9100))).toBe(true);
+    expect(o.seen.map((s) => `${s.method} ${s.range}`)).toEqual(['HEAD none', 'GET bytes=8192-12287']);
+    expect(o.stats.wholeBytes).toBe(0);
+    expect(o.stats.rangeBytes).toBe(BODY.length - 8192);
+  });
+
   it('an object under the minimum is fetched and cached whole: no Range request', async () => {
     const o = await origin({ len: 7000 });
     const px = await proxy(o.url, { slice: { sizeBytes: SEG, minBytes: 8000 } });
@@ -100,7 +112,8 @@ describe('slicer decided from the response: --slice SIZE --slice-min BYTES', () 
     expect(r.status).toBe(206);
     expect(r.body.equals(BODY.subarray(5000, 5010))).toBe(true);
     expect(r.headers['cache-status']).not.toMatch(/slice/);
-    expect(ranges(o.seen)).toEqual([]);
+    // The client's Range made the HEAD go first; under the minimum, the object is then fetched whole.
+    expect(o.seen.map((s) => `${s.method} ${s.range}`)).toEqual(['HEAD none', 'GET none']);
     expect(px.proxy.stats.slice_req).toBe(0);
   });
 

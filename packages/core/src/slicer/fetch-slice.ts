@@ -23,14 +23,18 @@ export interface SliceFetch<Ctx> {
   stale: CacheObject | undefined;
 }
 
-/** The handle, the HEAD's answer when one went first and qualified, the request as it was before the hook. */
+/** The handle, the HEAD's answer when one went first and qualified, and how to fetch whole if it is not kept. */
 export interface SlicerStart {
   slicer: FetchSlicer;
   head: UpstreamResponse | undefined;
-  original: UpstreamRequest | undefined;
+  /** The HEAD's object is not sliced after all (the hooks or the rules did not keep it): the handle to fetch it whole. */
+  whole: () => Promise<FetchSlicer>;
 }
 
-/** The request hook with the handle; a HEAD first when it enabled slicing. Returns the handle and that HEAD's answer. */
+/**
+ * The request hook with the handle; a HEAD first when it enabled slicing, or when `--slice-min` is on and the client
+ * asked for a Range (a cold range then costs the origin its segments only, not the start of a body left unread).
+ */
 export async function requestWithSlicer<Ctx>(env: ProxyEnv<Ctx>, f: SliceFetch<Ctx>, be: Transaction | undefined): Promise<SlicerStart> {
   const sub = f.tx.req.segment !== undefined;
   const hook = env.hooks.upstreamRequestFilter;
@@ -38,10 +42,23 @@ export async function requestWithSlicer<Ctx>(env: ProxyEnv<Ctx>, f: SliceFetch<C
   const slicer = new FetchSlicer(sub, f.isPass, f.bereq.body !== null);
   await hook?.(f.bereq, f.tx.ctx, slicer);
   slicer.phase = 'closed';
-  if (slicer.requested === undefined || original === undefined) return { slicer, head: undefined, original };
-  const head = await headProbe(env, f, slicer.requested, be);
-  if (head !== undefined) return { slicer, head, original };
-  return { slicer: await retryWithoutSlicing(env, f, original), head: undefined, original };
+  if (slicer.requested === undefined || original === undefined) {
+    const size = rangeProbeSize(env, f);
+    const head = size === undefined ? undefined : await headProbe(env, f, size, be, env.slicing?.minBytes ?? 0);
+    return { slicer, head, whole: () => Promise.resolve(slicer) };
+  }
+  const retry = (): Promise<FetchSlicer> => retryWithoutSlicing(env, f, original);
+  const head = await headProbe(env, f, slicer.requested, be, 0);
+  if (head !== undefined) return { slicer, head, whole: retry };
+  return { slicer: await retry(), head: undefined, whole: retry };
+}
+
+/** `--slice-min`, a client Range, a plain miss whose URL matches: the segment size to probe for with a HEAD. */
+function rangeProbeSize<Ctx>(env: ProxyEnv<Ctx>, f: SliceFetch<Ctx>): number | undefined {
+  const s = env.slicing;
+  if (s?.minBytes === undefined || f.tx.req.headers['range'] === undefined || f.tx.req.segment !== undefined) return undefined;
+  if (f.isPass || f.bereq.body !== null || f.bereq.method !== 'GET' || f.stale !== undefined) return undefined;
+  return s.match === undefined || s.match.test(f.tx.req.url) ? s.sizeBytes : undefined;
 }
 
 /**
@@ -61,7 +78,7 @@ function copyBereq(b: UpstreamRequest): UpstreamRequest {
 }
 
 /** The HEAD that goes first: its answer when it qualifies for slicing, else undefined (any failure included). */
-async function headProbe<Ctx>(env: ProxyEnv<Ctx>, f: SliceFetch<Ctx>, size: number, be: Transaction | undefined): Promise<UpstreamResponse | undefined> {
+async function headProbe<Ctx>(env: ProxyEnv<Ctx>, f: SliceFetch<Ctx>, size: number, be: Transaction | undefined, minBytes: number): Promise<UpstreamResponse | undefined> {
   const headers: HeaderMap = { ...f.bereq.headers };
   delete headers['range'];
   f.obj.requestTimeMs = env.now();
@@ -69,7 +86,8 @@ async function headProbe<Ctx>(env: ProxyEnv<Ctx>, f: SliceFetch<Ctx>, size: numb
     const res = await env.upstream.request({ ...f.bereq, method: 'HEAD', headers }, { signal: f.obj.fetchController.signal });
     f.obj.responseTimeMs = env.now();
     res.body.resume();
-    const why = notSliceableReason(candidateOf(res.status, stripHopByHop(res.headers), res.headers, f.isPass, f.bereq.body !== null), size);
+    const c = candidateOf(res.status, stripHopByHop(res.headers), res.headers, f.isPass, f.bereq.body !== null);
+    const why = notSliceableReason(c, size) ?? ((contentLengthOf(c.headers) ?? 0) < minBytes ? 'under-minimum' : undefined);
     be?.add('Debug', `slicer: HEAD ${res.status}${why === undefined ? ', sliced' : `, not sliced (${why})`}`);
     if (why === undefined) return res;
   } catch (e: unknown) {
