@@ -170,14 +170,33 @@ async function* stitched<Ctx>(
     if (obj.failedWithoutResponse) throw new ProxyError('CORE_ERR_SEGMENT_FAILED', `segment ${i}: fetch failed`, { source: 'upstream' });
     const why = segmentMismatch(obj.status, obj.headers, i, size, total, meta.headers);
     if (why !== undefined) throw new SegmentMismatchError(why);
+    const lo = Math.max(from, i * size) - i * size;
+    const hi = Math.min(to, (i + 1) * size - 1) - i * size;
+    const complete = obj.completeChunks;
+    if (complete !== undefined) {
+      // A cached segment: its chunks as they are, no reader (the warm path).
+      yield* chunkSlices(complete, lo, hi);
+      continue;
+    }
     const reader = obj.openReader();
     const cursor = new BodyCursor(obj.read(reader, tx.signal));
     try {
-      yield* cursor.range(Math.max(from, i * size) - i * size, Math.min(to, (i + 1) * size - 1) - i * size);
+      yield* cursor.range(lo, hi);
     } finally {
       await cursor.close();
       obj.closeReader(reader);
     }
     if (obj.state === 'failed') throw new ProxyError('CORE_ERR_SEGMENT_FAILED', `segment ${i}: body failed`, { source: 'upstream' });
+  }
+}
+
+/** The parts of `chunks` (one body, in order) covering body offsets [lo, hi], inclusive. */
+export function* chunkSlices(chunks: readonly Buffer[], lo: number, hi: number): Generator<Buffer, void, undefined> {
+  let at = 0;
+  for (const c of chunks) {
+    const end = at + c.length;
+    if (end > lo && at <= hi) yield c.subarray(Math.max(0, lo - at), Math.min(c.length, hi + 1 - at));
+    if (end > hi) return;
+    at = end;
   }
 }
