@@ -1,5 +1,5 @@
 // The slicer (segmented caching of large objects), issue 13. Usage:
-//   node bench/slice.mjs [--quick] [--rounds N] [--read-ahead N] [--out FILE]
+//   node bench/slice.mjs [--quick] [--rounds N] [--read-ahead N] [--note TEXT] [--out FILE]
 // Targets, all in one run and interleaved round by round (the machine is shared: ratios within a round say more than
 // absolute times across rounds):
 //   direct     the fixture origin itself
@@ -12,6 +12,7 @@
 //   full:  the whole object, cold then warm: last byte; origin bytes for the cold one
 import { mkdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { request } from 'undici';
 import { ROOT, machine, originBytes, percentiles, sleep, startNginxCache, startSluice, stopAll } from './lib.mjs';
@@ -24,6 +25,8 @@ const MiB = 1024 * 1024;
 const SIZE = quick ? 16 * MiB : 100 * MiB;
 const ROUNDS = Number(opt('--rounds', quick ? 1 : 5));
 const READ_AHEAD = opt('--read-ahead', undefined);
+// What the numbers cannot say themselves (other load on a shared machine, say), kept with them.
+const NOTE = opt('--note', undefined);
 
 async function freePort() {
   const s = net.createServer();
@@ -96,12 +99,17 @@ async function main() {
     ['adaptive', (await startSluice([...common, '--slice', '1MB', '--slice-min', '16MB', '--slice-url', '^/big/', ...ra])).url],
   ];
   const nginx = await startNginxCache(origin.url, await freePort(), { slice: '1m', maxSize: '2g' });
-  const notes = [];
+  const notes = NOTE === undefined ? [] : [NOTE];
   if (nginx === undefined) notes.push('nginx is not installed: no nginx slice peer in this run (apt-get install nginx-light)');
   else targets.push(['nginx', nginx.url]);
   await sleep(300);
   const rows = Object.fromEntries(targets.map(([mode]) => [mode, { range: [], full: [] }]));
   const stamp = Date.now();
+  // Warm-up, not recorded: every target's code paths once (the JIT), on objects of their own.
+  for (const [mode, base] of targets) {
+    await rangeCold(origin.url, base, `${stamp}-${mode}-warmup`);
+    await fullColdWarm(origin.url, base, `${stamp}-${mode}-warmup`);
+  }
   for (let round = 0; round < ROUNDS; round++) {
     // Interleaved: every target once per round, starting one further each round.
     for (let k = 0; k < targets.length; k++) {
@@ -115,7 +123,7 @@ async function main() {
   await stopAll();
   const summary = summarise(rows, targets.map(([mode]) => mode));
   mkdirSync(path.dirname(out), { recursive: true });
-  const doc = { date: new Date().toISOString(), quick, rounds: ROUNDS, objectBytes: SIZE, segmentBytes: MiB, readAhead: READ_AHEAD === undefined ? 'default' : Number(READ_AHEAD), machine: m, peer: nginx?.version, notes, summary, rounds_raw: rows };
+  const doc = { date: new Date().toISOString(), quick, rounds: ROUNDS, objectBytes: SIZE, segmentBytes: MiB, readAhead: READ_AHEAD === undefined ? 'default' : Number(READ_AHEAD), machine: { ...m, loadavgAtEnd: os.loadavg().map((x) => Math.round(x * 100) / 100) }, peer: nginx?.version, notes, summary, rounds_raw: rows };
   writeFileSync(out, `${JSON.stringify(doc, null, 2)}\n`);
   print(summary, notes);
   console.log(`\nwritten ${path.relative(ROOT, out)}`);

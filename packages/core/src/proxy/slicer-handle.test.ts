@@ -332,7 +332,10 @@ describe('one lifetime: the meta object governs its segments', () => {
     expect(o.seen.length).toBe(8);
   });
 
-  it('a 304 revalidating the meta object keeps it sliced, with the same segments (revalidated, not refetched)', async () => {
+  it.each<[string, Omit<ProxyOptions<Record<string, unknown>>, 'upstream' | 'now'>]>([
+    ['--slice-min', { slice: { sizeBytes: SEG, minBytes: 0 } }],
+    ['slicer.enable in upstreamRequestFilter', { hooks: { upstreamRequestFilter: (_b, _c, slicer) => void slicer.enable(SEG) } }],
+  ])('%s: a 304 revalidating the meta object keeps it sliced, with the same segments (revalidated, not refetched)', async (_name, opts) => {
     let now = 1_000_000_000_000;
     const seen: string[] = [];
     const o = track(
@@ -355,7 +358,7 @@ describe('one lifetime: the meta object governs its segments', () => {
         res.end(BODY.subarray(start, end + 1));
       }),
     );
-    const px = await proxy(o.url, { slice: { sizeBytes: SEG, minBytes: 0 }, now: () => now });
+    const px = await proxy(o.url, { ...opts, now: () => now });
     expect((await get(`${px.url}/file`)).body.equals(BODY)).toBe(true);
     now += 20_000;
     const r = await get(`${px.url}/file`);

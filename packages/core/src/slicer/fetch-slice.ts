@@ -42,7 +42,8 @@ export async function requestWithSlicer<Ctx>(env: ProxyEnv<Ctx>, f: SliceFetch<C
   const slicer = new FetchSlicer(sub, f.isPass, f.bereq.body !== null);
   await hook?.(f.bereq, f.tx.ctx, slicer);
   slicer.phase = 'closed';
-  if (slicer.requested === undefined || original === undefined) {
+  // A revalidation (conditional) goes as it is: a 304 keeps the object sliced, a 200 is decided from its headers.
+  if (slicer.requested === undefined || original === undefined || f.stale !== undefined) {
     const size = rangeProbeSize(env, f);
     const head = size === undefined ? undefined : await headProbe(env, f, size, be, env.slicing?.minBytes ?? 0);
     return { slicer, head, whole: () => Promise.resolve(slicer) };
