@@ -2,7 +2,8 @@ import type http from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { startScriptedOrigin } from '@sluice/fixtures';
-import { startProxy, useCleanup } from '../test-support/harness.js';
+import { startProxy, until, useCleanup } from '../test-support/harness.js';
+import { MemorySink, TxLog, type Transaction } from '../txlog/txlog.js';
 import type { ProxyOptions } from './proxy.js';
 
 /**
@@ -103,6 +104,21 @@ describe('slicer decided from the response: --slice SIZE --slice-min BYTES', () 
     expect(o.seen.map((s) => `${s.method} ${s.range}`)).toEqual(['HEAD none', 'GET bytes=8192-12287']);
     expect(o.stats.wholeBytes).toBe(0);
     expect(o.stats.rangeBytes).toBe(BODY.length - 8192);
+  });
+
+  it('the log shows the fetch that decided, then each segment as a subrequest with its own backend fetch', async () => {
+    const o = await origin();
+    const sink = new MemorySink();
+    const px = await proxy(o.url, { slice: { sizeBytes: SEG, minBytes: 0 }, txlog: new TxLog([sink]) });
+    expect((await get(`${px.url}/file`, { range: 'bytes=4100-4109' })).status).toBe(206);
+    await until(() => sink.groups.length === 1);
+    const req = sink.groups[0] as Transaction;
+    const links = req.records.filter((r) => r.tag === 'Link').map((r) => r.value.replace(/\d+/, 'N'));
+    expect(links).toEqual(['bereq N fetch', 'req N slice']);
+    const sub = req.children.find((c) => c.type === 'Request') as Transaction;
+    expect(sub.records.find((r) => r.tag === 'Begin')?.value).toBe(`req ${req.vxid} slice`);
+    const be = sub.children[0] as Transaction;
+    expect(be.records.find((r) => r.tag === 'BereqHeader' && r.value.startsWith('range:'))?.value).toBe('range: bytes=4096-8191');
   });
 
   it('an object under the minimum is fetched and cached whole: no Range request', async () => {
