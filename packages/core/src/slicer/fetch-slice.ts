@@ -89,10 +89,9 @@ async function headProbe<Ctx>(env: ProxyEnv<Ctx>, f: SliceFetch<Ctx>, size: numb
     res.body.resume();
     const c = candidateOf(res.status, stripHopByHop(res.headers), res.headers, f.isPass, f.bereq.body !== null);
     const why = notSliceableReason(c, size) ?? ((contentLengthOf(c.headers) ?? 0) < minBytes ? 'under-minimum' : undefined);
-    be?.add('Debug', `slicer: HEAD ${res.status}${why === undefined ? ', sliced' : `, not sliced (${why})`}`);
     if (why === undefined) return res;
   } catch (e: unknown) {
-    be?.add('Debug', `slicer: HEAD failed: ${errorMessage(e)}`);
+    be?.add('FetchError', `slicer HEAD failed: ${errorMessage(e)}`);
   }
   return undefined;
 }
