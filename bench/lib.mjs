@@ -24,9 +24,10 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * nginx as a peer cache, when the machine has it (`apt-get install nginx-light`): one worker (Sluice is one thread),
- * proxy_cache in front of `originUrl`, keep-alive to the origin. Resolves undefined when nginx is not installed.
+ * proxy_cache in front of `originUrl`, keep-alive to the origin; `opts.slice` ('1m') adds the slice module as its
+ * documentation configures it, `opts.maxSize` the cache size. Resolves undefined when nginx is not installed.
  */
-export async function startNginxCache(originUrl, port) {
+export async function startNginxCache(originUrl, port, opts = {}) {
   const { existsSync, mkdtempSync, writeFileSync } = await import('node:fs');
   const bin = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => existsSync(p));
   if (bin === undefined) return undefined;
@@ -44,7 +45,7 @@ http {
   client_body_temp_path ${dir}/body;
   proxy_temp_path ${dir}/proxy;
   fastcgi_temp_path ${dir}/fcgi; uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;
-  proxy_cache_path ${dir}/cache levels=1:2 keys_zone=c:10m max_size=256m;
+  proxy_cache_path ${dir}/cache levels=1:2 keys_zone=c:10m max_size=${opts.maxSize ?? '256m'};
   upstream o { server ${origin.host}; keepalive 64; }
   server {
     listen 127.0.0.1:${port};
@@ -54,7 +55,15 @@ http {
       proxy_set_header Connection "";
       proxy_cache c;
       proxy_cache_lock on;
-      add_header X-Cache $upstream_cache_status;
+      add_header X-Cache $upstream_cache_status;${
+        opts.slice === undefined
+          ? ''
+          : `
+      slice ${opts.slice};
+      proxy_cache_key $uri$is_args$args$slice_range;
+      proxy_set_header Range $slice_range;
+      proxy_cache_valid 200 206 1h;`
+      }
     }
   }
 }

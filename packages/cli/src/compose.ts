@@ -88,9 +88,9 @@ export function policyOf(config: Config): ReloadableOptions<Record<string, unkno
     : {
         ...config.hooks,
         // --no-stream: doStream off by default, before the user's own hook (which may turn it back on).
-        upstreamResponseFilter: (beresp, ctx) => {
+        upstreamResponseFilter: (beresp, ctx, slicer) => {
           beresp.doStream = false;
-          return config.hooks.upstreamResponseFilter?.(beresp, ctx);
+          return config.hooks.upstreamResponseFilter?.(beresp, ctx, slicer);
         },
       };
   return {

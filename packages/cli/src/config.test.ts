@@ -89,11 +89,29 @@ describe('toConfig', () => {
     [{ backend: ['http://x'], 'connect-allow': ['example.com'] }, {}, /--connect-allow: "example.com" is not host:port/],
     [{ backend: ['http://x'], 'slice-size': '12' }, {}, /--slice-size: "12" is too small/],
     [{ backend: ['http://x'], 'slice-size': 'big' }, {}, /--slice-size: "big" is not a size/],
-    [{ backend: ['http://x'], 'slice-url': '\\.mp4$' }, {}, /--slice-url needs --slice-size/],
+    [{ backend: ['http://x'], 'slice-url': '\\.mp4$' }, {}, /--slice-url needs --slice or --slice-size/],
+    [{ backend: ['http://x'], 'slice-min': '16MB' }, {}, /--slice-min needs --slice/],
+    [{ backend: ['http://x'], slice: '1MB', 'slice-size': '1MB' }, {}, /--slice and --slice-size exclude each other/],
+    [{ backend: ['http://x'], 'slice-size': '1MB', 'slice-min': '16MB' }, {}, /--slice-min goes with --slice/],
+    [{ backend: ['http://x'], slice: '1MB', 'slice-read-ahead': 17 }, {}, /--slice-read-ahead: "17"/],
     [{ backend: ['http://x'], 'slice-size': '1MB', 'slice-url': '(' }, {}, /--slice-url: "\(" is not a regular expression/],
     [{ backend: ['http://x'], 'log-grouping': 'raw' }, {}, /--log-grouping: "raw" is not one of request, vxid, session/],
   ])('rejects bad input with one line naming it (%o %o)', (flags, file, msg) => {
     expect(() => toConfig(flags, file as never)).toThrow(msg);
+  });
+
+  it('slicing decided from the response: --slice, --slice-min (default one segment), --slice-read-ahead, or file keys', () => {
+    expect(toConfig({ backend: ['http://x'], slice: '1MB', 'slice-min': '16MB', 'slice-read-ahead': 4 }).slice).toEqual({
+      sizeBytes: 1024 * 1024,
+      match: undefined,
+      minBytes: 16 * 1024 * 1024,
+      readAhead: 4,
+    });
+    expect(toConfig({ backend: ['http://x'], slice: '1MB' }).slice?.minBytes).toBe(1024 * 1024);
+    const c = toConfig({ backend: ['http://x'] }, { slice: '2MB', sliceMin: '64MB', sliceReadAhead: 2, sliceUrl: '\\.iso$' });
+    expect(c.slice).toMatchObject({ sizeBytes: 2 * 1024 * 1024, minBytes: 64 * 1024 * 1024, readAhead: 2 });
+    expect(c.slice?.match?.test('/x.iso')).toBe(true);
+    expect(toConfig({ backend: ['http://x'], 'slice-size': '1MB' }).slice?.minBytes).toBeUndefined();
   });
 
   it('slicing: --slice-size and --slice-url, or sliceSize and sliceUrl in the config file', () => {

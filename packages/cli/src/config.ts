@@ -48,7 +48,7 @@ export interface Config {
   maxRestarts: number;
   maxRetries: number;
   /** The slicer: segment size and the URLs it applies to (undefined: off). */
-  slice: { sizeBytes: number; match: RegExp | undefined } | undefined;
+  slice: { sizeBytes: number; match: RegExp | undefined; minBytes?: number | undefined; readAhead?: number | undefined } | undefined;
   /** false: every response is fetched whole before delivery (doStream off), unless a hook turns it back on. */
   stream: boolean;
   /** ESI (objects a hook marks doEsi): include nesting depth (max_esi_depth) and Varnish's feature esi_include_onerror. */
@@ -96,6 +96,11 @@ export interface ConfigFile<Ctx = Record<string, unknown>> {
   maxRanges?: number;
   maxRestarts?: number;
   maxRetries?: number;
+  /** Segment size, decided from the response (objects of at least sliceMin). */
+  slice?: string | number;
+  sliceMin?: string | number;
+  sliceReadAhead?: number;
+  /** Segment size, sliced as the request arrives (nginx's model). */
   sliceSize?: string | number;
   sliceUrl?: string;
   stream?: boolean;
@@ -137,6 +142,9 @@ const FILE_KEYS = new Set([
   'maxRanges',
   'maxRestarts',
   'maxRetries',
+  'slice',
+  'sliceMin',
+  'sliceReadAhead',
   'sliceSize',
   'sliceUrl',
   'stream',
@@ -178,6 +186,9 @@ export interface ProxyFlags {
   'max-ranges'?: number | undefined;
   'max-restarts'?: number | undefined;
   'max-retries'?: number | undefined;
+  slice?: string | undefined;
+  'slice-min'?: string | undefined;
+  'slice-read-ahead'?: number | undefined;
   'slice-size'?: string | undefined;
   'slice-url'?: string | undefined;
   stream?: boolean | undefined;
@@ -296,22 +307,40 @@ const DIRECTORS: readonly DirectorType[] = ['round-robin', 'random', 'hash', 'sh
 /** Default adaptive-streaming threshold (see bench/results for the measurement it comes from). */
 export const DEFAULT_STREAM_MIN_BYTES = 0;
 
-function sliceOf(sizeRaw: string | number | undefined, url: string | undefined): Config['slice'] {
+/** The slicer settings as given: flags or file keys. */
+interface SliceInput {
+  adaptive: string | number | undefined;
+  min: string | number | undefined;
+  readAhead: number | undefined;
+  onArrival: string | number | undefined;
+  url: string | undefined;
+}
+
+function sliceOf(i: SliceInput): Config['slice'] {
+  if (i.adaptive !== undefined && i.onArrival !== undefined) throw new CliError('CLI_ERR_FLAG_INVALID', '--slice and --slice-size exclude each other (--slice decides from the response, --slice-size as the request arrives)');
+  const name = i.adaptive !== undefined ? '--slice' : '--slice-size';
+  const sizeRaw = i.adaptive ?? i.onArrival;
   if (sizeRaw === undefined) {
-    if (url !== undefined) throw new CliError('CLI_ERR_FLAG_INVALID', '--slice-url needs --slice-size (e.g. --slice-size 1MB --slice-url "\\.mp4$")');
+    if (i.url !== undefined) throw new CliError('CLI_ERR_FLAG_INVALID', '--slice-url needs --slice or --slice-size (e.g. --slice 1MB --slice-url "\\.mp4$")');
+    if (i.min !== undefined) throw new CliError('CLI_ERR_FLAG_INVALID', '--slice-min needs --slice (e.g. --slice 1MB --slice-min 16MB)');
     return undefined;
   }
-  const sizeBytes = size('--slice-size', sizeRaw, 0);
-  if (sizeBytes < 1024) throw new CliError('CLI_ERR_FLAG_INVALID', `--slice-size: "${String(sizeRaw)}" is too small (at least 1k; e.g. --slice-size 1MB)`);
+  if (i.min !== undefined && i.adaptive === undefined) throw new CliError('CLI_ERR_FLAG_INVALID', '--slice-min goes with --slice, not --slice-size');
+  const sizeBytes = size(name, sizeRaw, 0);
+  if (sizeBytes < 1024) throw new CliError('CLI_ERR_FLAG_INVALID', `${name}: "${String(sizeRaw)}" is too small (at least 1k; e.g. ${name} 1MB)`);
+  if (i.readAhead !== undefined && (!Number.isInteger(i.readAhead) || i.readAhead < 0 || i.readAhead > 16)) {
+    throw new CliError('CLI_ERR_FLAG_INVALID', `--slice-read-ahead: "${String(i.readAhead)}" is not a number of segments from 0 to 16`);
+  }
   let match: RegExp | undefined;
-  if (url !== undefined) {
+  if (i.url !== undefined) {
     try {
-      match = new RegExp(url);
+      match = new RegExp(i.url);
     } catch {
-      throw new CliError('CLI_ERR_FLAG_INVALID', `--slice-url: "${url}" is not a regular expression`);
+      throw new CliError('CLI_ERR_FLAG_INVALID', `--slice-url: "${i.url}" is not a regular expression`);
     }
   }
-  return { sizeBytes, match };
+  const minBytes = i.adaptive === undefined ? undefined : size('--slice-min', i.min, sizeBytes);
+  return { sizeBytes, match, minBytes, readAhead: i.readAhead };
 }
 
 function wholeNumber(name: string, v: number | undefined, dflt: number): number {
@@ -407,7 +436,13 @@ export function toConfig(flags: ProxyFlags, file: ConfigFile = {}): Config {
     maxRanges: positiveInt('--max-ranges', flags['max-ranges'] ?? file.maxRanges, 16),
     maxRestarts: wholeNumber('--max-restarts', flags['max-restarts'] ?? file.maxRestarts, 4),
     maxRetries: wholeNumber('--max-retries', flags['max-retries'] ?? file.maxRetries, 4),
-    slice: sliceOf(flags['slice-size'] ?? file.sliceSize, flags['slice-url'] ?? file.sliceUrl),
+    slice: sliceOf({
+      adaptive: flags.slice ?? file.slice,
+      min: flags['slice-min'] ?? file.sliceMin,
+      readAhead: flags['slice-read-ahead'] ?? file.sliceReadAhead,
+      onArrival: flags['slice-size'] ?? file.sliceSize,
+      url: flags['slice-url'] ?? file.sliceUrl,
+    }),
     stream: flags.stream ?? file.stream ?? true,
     esi: { maxDepth: esiDepthOf(file.esiMaxDepth), includeOnError: file.esiIncludeOnError ?? false },
     quiet: flags.quiet ?? false,

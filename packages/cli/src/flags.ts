@@ -88,12 +88,28 @@ export const proxyFlags = {
     helpValue: 'N',
     min: 0,
   }),
+  slice: Flags.string({
+    summary:
+      'Cache objects of at least --slice-min bytes as segments of SIZE, decided from the origin response (a 200 with Content-Length and a validator, not encoded), each segment fetched with a Range request (default off). e.g. --slice 1MB --slice-min 16MB',
+    helpValue: 'SIZE',
+  }),
+  'slice-min': Flags.string({
+    summary: 'With --slice: the smallest object that is sliced (default: one segment). e.g. --slice-min 16MB',
+    helpValue: 'SIZE',
+  }),
+  'slice-read-ahead': Flags.integer({
+    summary: 'Segments fetched ahead of the one being sent, among those a response needs (default 4, at most 16). e.g. --slice-read-ahead 4',
+    helpValue: 'N',
+    min: 0,
+    max: 16,
+  }),
   'slice-size': Flags.string({
-    summary: 'Cache large objects as segments of SIZE, each fetched with an origin Range request (default off). e.g. --slice-size 1MB',
+    summary:
+      'Slice every matching GET as it arrives, before anything is known of the object (nginx slice model), into segments of SIZE (default off). e.g. --slice-size 1MB',
     helpValue: 'SIZE',
   }),
   'slice-url': Flags.string({
-    summary: 'Slice only URLs matching this regular expression (default: all, with --slice-size). e.g. --slice-url "\\.(mp4|iso)$"',
+    summary: 'Slice only URLs matching this regular expression (default: all, with --slice or --slice-size). e.g. --slice-url "\\.(mp4|iso)$"',
     helpValue: 'REGEX',
   }),
   stream: Flags.boolean({

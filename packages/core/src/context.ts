@@ -37,10 +37,17 @@ export interface Synth {
   headers?: HeaderMap;
 }
 
-/** The slicer setting: GET/HEAD requests whose URL matches `match` (default: all) are sliced into `sizeBytes`. */
+/**
+ * The slicer setting: objects of GET/HEAD requests whose URL matches `match` (default: all) are sliced into
+ * `sizeBytes`. With `minBytes` the decision is the response's (objects of at least that many bytes, which qualify);
+ * without it every matching request is sliced as it arrives (nginx's model).
+ */
 export interface SliceOptions {
   sizeBytes: number;
   match?: RegExp | undefined;
+  minBytes?: number | undefined;
+  /** Segments fetched ahead of the one being sent (default 4, at most 16). */
+  readAhead?: number | undefined;
 }
 
 export interface ProxyEnv<Ctx> {

@@ -36,7 +36,6 @@ export default class CheckCommand extends Command {
 
 /** The settings a proxy would run with, one `name value` line each, in the flags' words. */
 export function effectiveSettings(c: Config): string[] {
-  const mb = (n: number): string => (n % (1024 * 1024) === 0 ? `${n / (1024 * 1024)}MB` : `${n}B`);
   const hooks = Object.keys(c.hooks).filter((k) => typeof (c.hooks as Record<string, unknown>)[k] === 'function');
   const rows: Array<[string, string]> = [
     ['listen', `${c.listenHost}:${c.listenPort}`],
@@ -52,7 +51,7 @@ export function effectiveSettings(c: Config): string[] {
     ['max-ranges', String(c.maxRanges)],
     ['max-restarts', String(c.maxRestarts)],
     ['max-retries', String(c.maxRetries)],
-    ['slice', c.slice === undefined ? 'off' : `${mb(c.slice.sizeBytes)}${c.slice.match === undefined ? '' : ` for ${String(c.slice.match)}`}`],
+    ['slice', sliceLine(c.slice)],
     ['max-body-size', mb(c.requestBody.maxBytes)],
     ['body-timeout', `${c.requestBody.idleTimeoutMs / 1000}s`],
     ['body-min-rate', `${c.requestBody.minBytesPerSec}B/s`],
@@ -66,4 +65,15 @@ export function effectiveSettings(c: Config): string[] {
   ];
   const width = Math.max(...rows.map(([k]) => k.length));
   return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`);
+}
+
+/** The slicer line of `check`: segment size, when it is decided, the URL filter, the read-ahead. */
+function sliceLine(s: Config['slice']): string {
+  if (s === undefined) return 'off';
+  const when = s.minBytes === undefined ? 'as requests arrive' : `objects of at least ${mb(s.minBytes)}`;
+  return `${mb(s.sizeBytes)} segments, ${when}${s.match === undefined ? '' : ` for ${String(s.match)}`}, read-ahead ${s.readAhead ?? 4}`;
+}
+
+function mb(n: number): string {
+  return n % (1024 * 1024) === 0 ? `${n / (1024 * 1024)}MB` : `${n}B`;
 }

@@ -34,6 +34,14 @@ export interface ObjectReader {
   closed: boolean;
 }
 
+/** A sliced representation: segment size, whole length, the generation its segment keys carry, those keys stored. */
+export interface SliceMeta {
+  size: number;
+  total: number;
+  gen: number;
+  segments: Set<string>;
+}
+
 export class CacheObject {
   readonly key: string;
   state: ObjectState = 'busy';
@@ -86,6 +94,11 @@ export class CacheObject {
   hits = 0;
   /** Id of the newest ban this object has been tested against. */
   banCheckedId = 0;
+  /**
+   * Set when this object is the meta object of a sliced representation (the slicer): no body, its segments are
+   * fetched with Range requests and stored under keys of `gen`, and removed with it.
+   */
+  slice: SliceMeta | undefined;
   /** Serialised stored headers for delivery (`name: value\r\n` lines), built at the first delivery. */
   headBlock: string | undefined;
 

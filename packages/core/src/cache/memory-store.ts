@@ -252,6 +252,11 @@ export class MemoryStore implements Store {
       this.cleanup(obj.key, entry);
     }
     if (obj.stored === true) obj.stored = false;
+    // A sliced object's segments live and die with it (purge, ban, tag, eviction, expiry).
+    if (obj.slice !== undefined) {
+      for (const k of obj.slice.segments) for (const v of this.index.get(k)?.variants.slice() ?? []) this.remove(v);
+      obj.slice.segments.clear();
+    }
   }
 
   /** Removes every stored variant of `key` (purge); returns how many. */

@@ -34,7 +34,7 @@ export function deliveryHeaders(obj: CacheObject, via: string): HeaderMap {
 /** Our Cache-Status entry for this response, derived from the request's outcome and the object. */
 function cacheStatusOf<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheObject, age: number): string {
   let ours: string;
-  if (tx.lookup === 'hit' && !tx.coalesced && obj.stored === true) {
+  if (tx.lookup === 'hit' && !tx.coalesced && obj.stored === true && obj.slice === undefined) {
     // The common hit: built directly (same text formatCacheStatus gives).
     ours = `${env.name}; hit; ttl=${Math.floor(obj.ttlSec - age)}`;
   } else {

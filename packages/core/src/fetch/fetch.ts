@@ -11,6 +11,8 @@ import { backendResponse, commitHeaders, decideBeresp, isRevalidation304, type B
 import { backendErrorAction, canRetry, fillSynthetic, logRetry } from './backend-error.js';
 import { invalidateAfterUnsafe } from './invalidate.js';
 import { esiFetch } from '../esi/fetch.js';
+import { makeMeta, openResponsePhase, requestWithSlicer, sliceDecision, type SliceFetch } from '../slicer/fetch-slice.js';
+import type { FetchSlicer } from '../slicer/handle.js';
 
 /**
  * The fetch task (origin -> CacheObject), a machine of its own as Varnish's cache_fetch.c, run beside delivery: a
@@ -89,25 +91,55 @@ export async function runFetch<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>): Pro
 /** One try of the fetch: request hook, send, decide, commit, body. 'retry' when a hook asked for another try. */
 async function attempt<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>, be: Transaction | undefined, acct: Acct, retries: number): Promise<'done' | 'retry'> {
   const { obj, bereq, tx } = job;
-  await env.hooks.upstreamRequestFilter?.(bereq, tx.ctx);
+  // The request hook gets the slicer handle; when it enables slicing a HEAD goes first (slicer/).
+  const sf = { bereq, tx, obj, isPass: job.reason === 'pass', stale: job.stale };
+  const start = await requestWithSlicer(env, sf, be);
   if (be !== undefined) acct.reqHead = logBereq(be, bereq);
-  const res = await send(env, job, be, retries);
-  if (res === 'retry') return 'retry';
-  if (res === undefined) return 'done';
+  let d = await decide(env, job, sf, start.slicer, start.head, acct, be, retries);
+  if (typeof d === 'object' && start.head !== undefined && d.sliceSize === undefined) {
+    // The HEAD qualified but the hooks or the builtin rules did not keep the object: fetched whole after all.
+    d = await decide(env, job, sf, await start.whole(), undefined, acct, be, retries);
+  }
+  if (d === 'retry') return 'retry';
+  if (d === undefined) return 'done';
+  // A sliced object is never an ESI template (its body is not read here).
+  if (d.beresp.doEsi && d.sliceSize === undefined) d.input.res = esiFetch(env, d.input, d.beresp.headers, be);
+  commit(env, d.input, d.beresp, job, be, d.sliceSize);
+  if (obj.slice !== undefined) obj.finish();
+  else await body(env, d.input, d.beresp.transitBytes, acct, be);
+  return 'done';
+}
+
+/** The response and what was decided of it (store, slice), before anything is committed. */
+interface Decided {
+  input: BerespInput;
+  beresp: BackendResponse;
+  sliceSize: number | undefined;
+}
+
+/**
+ * Sends the request (unless a slicer HEAD answered already) and decides the response: freshness, hooks, slicing.
+ * 'retry' when a hook asked for another try; undefined when the fetch failed (the object is failed already).
+ */
+async function decide<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>, sf: SliceFetch<Ctx>, slicer: FetchSlicer, head: UpstreamResponse | undefined, acct: Acct, be: Transaction | undefined, retries: number): Promise<Decided | 'retry' | undefined> {
+  const { obj, bereq, tx } = job;
+  const res = head ?? (await send(env, job, be, retries));
+  if (res === 'retry' || res === undefined) return res;
   const input: BerespInput = { res, bereq, obj, stale: job.stale, isPass: job.reason === 'pass', req: tx.req, retries };
   if (be !== undefined) acct.respHead = logBeresp(be, res.status, res.headers);
   invalidateAfterUnsafe(env, tx.req, res);
   const beresp = backendResponse(env, input);
   if (beresp.was304) env.stats.fetch_304++;
-  if ((await decideBeresp(env, input, beresp, tx.ctx)) === 'retry') {
+  openResponsePhase(slicer, beresp, res, sf);
+  if ((await decideBeresp(env, input, beresp, tx.ctx, slicer)) === 'retry') {
     logVcl(be, 'BACKEND_RESPONSE', 'retry');
     res.body.destroy();
     return 'retry';
   }
-  if (beresp.doEsi) input.res = esiFetch(env, input, beresp.headers, be);
-  commit(env, input, beresp, job, be);
-  await body(env, input, beresp.transitBytes, acct, be);
-  return 'done';
+  const sliceSize = sliceDecision(env, slicer, beresp, res, sf);
+  // A HEAD answer (the slicer's) has no body to keep when the object is not sliced after all.
+  if (head !== undefined && sliceSize === undefined) head.body.resume();
+  return { input, beresp, sliceSize };
 }
 
 /** The backend transaction in the log, linked from the client's. */
@@ -179,9 +211,11 @@ function downstreamCause<Ctx>(job: FetchJob<Ctx>): ProxyError | undefined {
 }
 
 /** Stores the object (or marks the key uncacheable), logs the decision, and lets waiters in (state stream). */
-function commit<Ctx>(env: ProxyEnv<Ctx>, i: BerespInput, beresp: BackendResponse, job: FetchJob<Ctx>, be: Transaction | undefined): void {
+function commit<Ctx>(env: ProxyEnv<Ctx>, i: BerespInput, beresp: BackendResponse, job: FetchJob<Ctx>, be: Transaction | undefined, sliceSize: number | undefined): void {
   const obj = i.obj;
   commitHeaders(i, beresp, env.rules);
+  // Sliced: the object is the meta object (no body; the origin connection is closed unread).
+  if (sliceSize !== undefined) makeMeta(obj, i.res, sliceSize, i.stale);
   if (!beresp.uncacheable && !i.isPass) {
     obj.ttlSec = beresp.ttlSec + obj.initialAgeSec;
     // Too big to keep (a Content-Length over the budget): not stored, and the key is hit-for-miss so later requests

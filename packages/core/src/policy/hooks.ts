@@ -4,6 +4,9 @@ import { cacheControlOf } from '../http/cache-control.js';
 import { normaliseHost } from '../http/target.js';
 import { builtinUncacheableReason, notStorableReason, type NotStoredReason } from '../http/freshness.js';
 import { RFC_RULES, type CacheRules } from '../http/targeted.js';
+import type { Slicer } from '../slicer/handle.js';
+
+export type { Slicer } from '../slicer/handle.js';
 
 /**
  * Policy hooks: the typed version of VCL. Each hook is optional. A hook that returns `undefined` falls through to the
@@ -47,6 +50,8 @@ export interface DownstreamRequest {
 export interface Segment {
   index: number;
   size: number;
+  /** The meta object's generation when slicing was decided from the response (segment keys carry it). */
+  gen?: number | undefined;
 }
 
 /** A synthetic response from policy (Varnish's `return (synth(status))` with the body vcl_synth writes). */
@@ -166,15 +171,18 @@ export interface ProxyHooks<Ctx = Record<string, unknown>> {
   cacheKey?(req: DownstreamRequest, ctx: Ctx): string | undefined | Promise<string | undefined>;
   /**
    * vcl_backend_fetch: edit the request sent to the origin. `bereq.backend` names the backend to use (from
-   * `req.backend`; undefined lets the director choose).
+   * `req.backend`; undefined lets the director choose). `slicer.enable(size)` here makes the fetch a HEAD first and
+   * slices a qualifying object; one that does not qualify is fetched again with `slicer.failed()` true.
    */
-  upstreamRequestFilter?(bereq: { method: string; path: string; headers: HeaderMap; backend?: string | undefined }, ctx: Ctx): void | Promise<void>;
+  upstreamRequestFilter?(bereq: { method: string; path: string; headers: HeaderMap; backend?: string | undefined }, ctx: Ctx, slicer: Slicer): void | Promise<void>;
   /**
    * vcl_backend_response: runs before the object is stored, so its edits are persisted. `beresp.bereq` is the request
    * that was sent. Return 'deliver' to skip the built-in uncacheable checks (as `return (deliver)` skips builtin.vcl),
    * or 'retry' to fetch again (upstreamRequestFilter runs again; `bereq.retries` counts, up to maxRetries).
+   * `slicer.enable(size)` here slices the object when it qualifies (its body is never read; segments are fetched
+   * instead), and returns false when it cannot.
    */
-  upstreamResponseFilter?(beresp: BackendResponse, ctx: Ctx): BackendResponseAction | undefined | Promise<BackendResponseAction | undefined>;
+  upstreamResponseFilter?(beresp: BackendResponse, ctx: Ctx, slicer: Slicer): BackendResponseAction | undefined | Promise<BackendResponseAction | undefined>;
   /**
    * vcl_backend_error: the fetch got no response (connection refused, reset, timeout, no backend). Return 'retry' to
    * fetch again (up to maxRetries), `{ synth }` to make the response every waiting client gets (not stored), or

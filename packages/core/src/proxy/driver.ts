@@ -43,11 +43,11 @@ const segmentStop = (s: Step): boolean => s === 'deliver' || s === 'done' || s =
  * recv and lookup, and miss or pass when it is not cached, counted and logged as a request of its own. Resolves
  * once it has an object to read (delivery is the parent's).
  */
-export async function segmentRequest<Ctx>(env: ProxyEnv<Ctx>, steps: StepTable<Ctx>, parent: Tx<Ctx>, index: number, size: number): Promise<Tx<Ctx>> {
+export async function segmentRequest<Ctx>(env: ProxyEnv<Ctx>, steps: StepTable<Ctx>, parent: Tx<Ctx>, index: number, size: number, gen?: number): Promise<Tx<Ctx>> {
   const headers: HeaderMap = { ...parent.req.headers };
   for (const h of MISS_STRIP) delete headers[h];
   headers['range'] = segmentRangeHeader(index, size);
-  const req: DownstreamRequest = { method: 'GET', url: parent.req.url, headers, httpVersion: parent.req.httpVersion, remoteAddress: parent.req.remoteAddress, segment: { index, size }, restarts: 0 };
+  const req: DownstreamRequest = { method: 'GET', url: parent.req.url, headers, httpVersion: parent.req.httpVersion, remoteAddress: parent.req.remoteAddress, segment: { index, size, gen }, restarts: 0 };
   const tx = newTx<Ctx>(parent.res, parent, req, env.newCtx(), parent.pin);
   env.stats.slice_segments++;
   if (parent.log !== undefined && env.txlog !== undefined) {

@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { CacheObject } from '../cache/cache-object.js';
 import { MemoryStore } from '../cache/memory-store.js';
 import type { Store } from '../cache/store.js';
-import { newTx, type LogLine, type ProxyEnv, type Tx } from '../context.js';
+import { newTx, type LogLine, type ProxyEnv, type SliceOptions, type Tx } from '../context.js';
 import { writeSynth } from '../deliver/head.js';
 import { deliver } from '../deliver/deliver.js';
 import { errorMessage, ProxyError } from '../errors.js';
@@ -12,7 +12,7 @@ import { DEFAULT_TARGETS, type CacheProfile, type CacheRules } from '../http/tar
 import { Http1Server, type ConnectionContext, type Http1Request } from '../http1/server.js';
 import type { Http1Response } from '../http1/response.js';
 import { builtinCacheKey, type DownstreamRequest, type ProxyHooks } from '../policy/hooks.js';
-import { slice } from '../slicer/sliced.js';
+import { deliverOrSlice, slice } from '../slicer/sliced.js';
 import { segmentKeyOf } from '../slicer/slicer.js';
 import { createStats, type Stats } from '../stats.js';
 import { logClientRequest, logGarbage, logRequestEnd, logSessionOpened, sessionOf } from '../txlog/records.js';
@@ -106,10 +106,11 @@ export interface ProxyOptions<Ctx> {
   /** Most ranges honoured in one request; more and the Range is ignored (default 16). */
   maxRanges?: number | undefined;
   /**
-   * The slicer: GET/HEAD requests whose URL matches `match` (default: all) are served from segments of `sizeBytes`
-   * fetched with origin Range requests. The sliceSize hook decides per request instead. Off by default.
+   * The slicer: objects of GET/HEAD requests whose URL matches `match` (default: all) are served from segments of
+   * `sizeBytes` fetched with origin Range requests; with `minBytes`, only objects of at least that many bytes, decided
+   * from the response. The sliceSize hook (on arrival) and the upstream hooks' `slicer` decide per request instead.
    */
-  slice?: { sizeBytes: number; match?: RegExp | undefined } | undefined;
+  slice?: SliceOptions | undefined;
   /**
    * ESI (objects the upstreamResponseFilter hook marks `doEsi`): `maxDepth` of nested includes (default 5, Varnish's
    * max_esi_depth); `includeOnError` (default false, Varnish's feature esi_include_onerror): an include answered other
@@ -321,10 +322,10 @@ function stepTable<Ctx>(env: ProxyEnv<Ctx>): StepTable<Ctx> {
     lookup: (tx) => steps.lookup(env, tx),
     miss: (tx) => steps.miss(env, tx),
     pass: (tx) => steps.pass(env, tx),
-    deliver: (tx) => deliver(env, tx, esi),
+    deliver: (tx) => deliverOrSlice(tx, () => deliver(env, tx, esi)),
     synth: (tx) => steps.synth(env, tx),
     restart: (tx) => restart(env, tx),
-    slice: (tx) => slice(env, tx, (parent, index, size) => segmentRequest(env, table, parent, index, size)),
+    slice: (tx) => slice(env, tx, (parent, index, size, gen) => segmentRequest(env, table, parent, index, size, gen)),
   };
   return table;
 }
@@ -383,7 +384,7 @@ function cacheRulesOf<Ctx>(opts: ProxyOptions<Ctx>, name: string): CacheRules {
 /** A request's cache key from the hook's answer (builtin when none), with the segment for slicer subrequests. */
 function fullKey(req: DownstreamRequest, hookKey: string | undefined): string {
   const key = hookKey ?? builtinCacheKey(req);
-  return req.segment === undefined ? key : segmentKeyOf(key, req.segment.size, req.segment.index);
+  return req.segment === undefined ? key : segmentKeyOf(key, req.segment.size, req.segment.index, req.segment.gen);
 }
 
 /** The pin slot of a client connection, created on its first request and released when it closes. */

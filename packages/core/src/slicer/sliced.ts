@@ -1,218 +1,155 @@
 import { CacheObject } from '../cache/cache-object.js';
 import type { ProxyEnv, Step, Tx } from '../context.js';
-import { BodyCursor } from '../deliver/cursor.js';
-import { sendBody, newBoundary } from '../deliver/deliver.js';
-import { deliveryHeaders, fetchFailedSynth, writeHead } from '../deliver/head.js';
-import { planDelivery, plannedHead, type BodyRange, type PlannedHead } from '../deliver/plan.js';
-import { errorMessage, ProxyError } from '../errors.js';
-import { notModifiedHeaders } from '../http/conditional.js';
+import { fetchFailedSynth } from '../deliver/head.js';
 import { getHeader } from '../http/headers.js';
-import { MAX_SEGMENTS, metaHeaders, metaKeyOf, parseContentRange, sliceable, SegmentMismatchError, segmentMismatch, segmentsFor, sliceKeyPrefix } from './slicer.js';
+import { parseRange } from '../http/range.js';
+import { MAX_SEGMENTS, metaHeaders, metaKeyOf, parseContentRange, sliceable, sliceKeyPrefix } from './slicer.js';
+import { DEFAULT_READ_AHEAD, deliverSliced, MAX_READ_AHEAD, Segments, type Subrequest } from './stitch.js';
+
+export type { Subrequest } from './stitch.js';
 
 /**
- * A sliced request: the meta object gives the representation's headers and length (made from segment 0 when it is
- * not cached), then the segments the request needs are fetched as subrequests, one after another, and stitched.
- * A segment that does not fit (the object changed at the origin) drops the meta object: before the response head
- * the request starts over once (the step returns 'slice' again), after it the client is cut off. An origin that
- * ignores Range answers segment 0 with the whole object, which is then delivered as it is.
+ * The slice step, in its two forms.
  *
- * The request machine hands in `subrequest`: a segment's own walk through recv, lookup and miss; this room never
- * imports the machine.
+ * Decided from the response (`--slice SIZE --slice-min BYTES`, or `slicer.enable` in an upstream hook): the fetch
+ * made the object a meta object (headers and length, no body: fetch-slice.ts) stored under the object's own key, and
+ * delivery turns here. Its segments are fetched as subrequests under keys of the meta's generation, take its
+ * lifetime, and are removed with it.
+ *
+ * Decided when the request arrives (`sliceSize` hook, or the proxy's `slice` without `minBytes`: nginx's model): the
+ * segment holding the first byte asked for is fetched at once, and the meta object made from its Content-Range.
+ *
+ * A segment that does not fit (the object changed at the origin) drops the meta object: before the response head
+ * the request starts over once, after it the client is cut off. The request machine hands in `subrequest`: this room
+ * never imports the machine.
  */
-export type Subrequest<Ctx> = (parent: Tx<Ctx>, index: number, size: number) => Promise<Tx<Ctx>>;
 
-/** Segment size for this request when its object is to be sliced, else undefined. */
+/** Segment size for this request when its object is to be sliced as it arrives, else undefined. */
 export function sliceSizeOf<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>): number | undefined {
   const req = tx.req;
   if (req.segment !== undefined || (req.method !== 'GET' && req.method !== 'HEAD')) return undefined;
   const fromHook = env.hooks.sliceSize?.(req, tx.ctx);
   if (fromHook !== undefined) return fromHook > 0 ? fromHook : undefined;
   const s = env.slicing;
-  if (s === undefined || (s.match !== undefined && !s.match.test(req.url))) return undefined;
+  if (s === undefined || s.minBytes !== undefined || (s.match !== undefined && !s.match.test(req.url))) return undefined;
   return s.sizeBytes;
 }
 
-/** The subrequests of one sliced request: each segment's started at most once, read one segment ahead. */
-class Segments<Ctx> {
-  private readonly started = new Map<number, Promise<Tx<Ctx>>>();
-  constructor(
-    private readonly tx: Tx<Ctx>,
-    readonly size: number,
-    private readonly subrequest: Subrequest<Ctx>,
-  ) {}
-
-  start(i: number): Promise<Tx<Ctx>> {
-    let p = this.started.get(i);
-    if (p === undefined) {
-      p = this.subrequest(this.tx, i, this.size);
-      p.catch(() => undefined);
-      this.started.set(i, p);
-    }
-    return p;
-  }
-
-  /** Segment `i` with its headers decided. */
-  async get(i: number): Promise<Tx<Ctx>> {
-    const sub = await this.start(i);
-    const obj = sub.obj as CacheObject;
-    if (obj.state === 'busy') await obj.waitState('stream', this.tx.signal);
-    return sub;
-  }
-
-  /** A segment subrequest's log ends with its parent (or when a read-ahead one resolves after it). */
-  endLogs(): void {
-    for (const p of this.started.values()) {
-      void p.then(
-        (sub) => {
-          sub.log?.timestamp('Resp');
-          sub.log?.end();
-        },
-        () => undefined,
-      );
-    }
-  }
+/** The delivery step, or the slice step when the object is a sliced one's meta object (known once its headers are). */
+export function deliverOrSlice<Ctx>(tx: Tx<Ctx>, deliver: () => Step | Promise<Step>): Step | Promise<Step> {
+  const obj = tx.obj;
+  if (obj === undefined || tx.req.segment !== undefined) return deliver();
+  if (obj.state !== 'busy') return obj.slice !== undefined ? 'slice' : deliver();
+  return obj.waitState('stream', tx.signal).then(() => (obj.slice !== undefined ? 'slice' : deliver()));
 }
 
-/** How many later segments a response's Cache-Status looks at (a hit needs them all cached). */
-const RESTCACHED_MAX = 64;
-
-/** Whether a segment key is fresh in the store; a key an async cacheKey hook has not given yet counts as not. */
-function isFresh<Ctx>(env: ProxyEnv<Ctx>, key: string | Promise<string>, headers: Tx<Ctx>['req']['headers']): boolean {
-  return typeof key === 'string' && env.store.hasFresh(key, headers, env.now());
+function readAheadOf<Ctx>(env: ProxyEnv<Ctx>): number {
+  return Math.max(0, Math.min(MAX_READ_AHEAD, env.slicing?.readAhead ?? DEFAULT_READ_AHEAD));
 }
 
 /** The slice step. */
 export async function slice<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, subrequest: Subrequest<Ctx>): Promise<Step> {
-  const size = sliceSizeOf(env, tx) as number;
   env.sliced = true;
   env.stats.slice_req++;
-  tx.key = await env.keyOf(tx.req, tx.ctx);
-  const segs = new Segments(tx, size, subrequest);
+  const meta = tx.obj;
+  if (meta?.slice !== undefined) return sliceFromMeta(env, tx, meta, subrequest);
+  return sliceOnArrival(env, tx, subrequest);
+}
+
+/** The meta object is in hand (a hit, or this request's own fetch): segments of its generation. */
+async function sliceFromMeta<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, meta: CacheObject, subrequest: Subrequest<Ctx>): Promise<Step> {
+  const s = meta.slice as NonNullable<CacheObject['slice']>;
+  const segs = new Segments(tx, s.size, subrequest, readAheadOf(env), s.gen);
+  segs.onSegment = (sub) => bindSegment(env, meta, sub);
+  const metaCached = tx.lookup === 'hit' || tx.lookup === 'grace';
   try {
-    const metaKey = metaKeyOf(tx.key, size);
-    let meta = cachedMeta(env, metaKey, tx);
-    const metaCached = meta !== undefined;
-    if (meta === undefined) {
-      const first = await segs.get(0);
-      const obj = first.obj as CacheObject;
-      const total = obj.status === 206 ? parseContentRange(getHeader(obj.headers, 'content-range'))?.total : undefined;
-      if (total !== undefined && !sliceable(total, size)) {
-        env.log({ level: 'error', event: 'slice-refused', message: `${total} bytes in ${size}-byte segments is over ${MAX_SEGMENTS} segments`, url: tx.req.url });
-        tx.synth = { status: 502, body: 'Object too large for its slice size\n' };
+    return await deliverSliced(env, tx, segs, meta, s.total, metaCached, (t, seg, why) => {
+      env.log({ level: 'warn', event: 'slice-mismatch', message: why, url: t.req.url });
+      env.store.remove(seg);
+      env.store.remove(meta);
+      if (t.sliceRetried) {
+        t.synth = { status: 503, body: 'Segments of this object do not match\n' };
         return 'synth';
       }
-      if (total === undefined || obj.state === 'failed') {
-        // Not sliceable (failed, an error status, Range ignored, or unknown length): that response is the answer.
-        tx.obj = obj;
-        tx.status = { ...first.status };
-        tx.outcome = first.outcome;
-        return obj.failedWithoutResponse ? fetchFailedSynth(tx, obj) : 'deliver';
-      }
-      meta = storeMeta(env, metaKey, obj, total, tx);
-    }
-    return await deliverSliced(env, tx, segs, meta, metaCached);
+      t.sliceRetried = true;
+      t.obj = undefined;
+      return 'lookup';
+    });
   } finally {
     segs.endLogs();
   }
 }
 
-/** The head a sliced request gets, from the meta object: the one head builder, with the whole length known. */
-function slicedHead<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, meta: CacheObject, total: number): PlannedHead {
-  const plan = planDelivery(
-    tx.req.method,
-    tx.req.headers,
-    { status: 200, headers: meta.headers, length: total, complete: true, expectedLength: total },
-    { maxRanges: env.maxRanges, boundary: newBoundary },
-  );
-  if (plan.kind === 'wait') throw new ProxyError('CORE_ERR_INTERNAL', 'a complete length cannot wait', { source: 'internal' });
-  const head = plannedHead(plan, () => deliveryHeaders(meta, env.via), () => ({ ...notModifiedHeaders(meta.headers), via: env.via }));
-  if (head.override === undefined) {
-    head.override = { status: 200, headers: deliveryHeaders(meta, env.via), length: String(total) };
-    head.ranges = total > 0 ? [{ start: 0, end: total - 1 }] : [];
+/**
+ * One lifetime: a segment fetched for a meta object takes the meta's times, TTL, grace and keep, and is removed with
+ * it (purge, ban, tag invalidation, eviction, expiry).
+ */
+function bindSegment<Ctx>(env: ProxyEnv<Ctx>, meta: CacheObject, sub: Tx<Ctx>): void {
+  const seg = sub.obj as CacheObject;
+  if (seg.stored !== true || meta.slice === undefined) return;
+  if (sub.lookup !== 'hit' && sub.lookup !== 'grace') {
+    seg.requestTimeMs = meta.requestTimeMs;
+    seg.responseTimeMs = meta.responseTimeMs;
+    seg.initialAgeSec = meta.initialAgeSec;
+    seg.ttlSec = meta.ttlSec;
+    seg.graceSec = meta.graceSec;
+    seg.keepSec = meta.keepSec;
   }
-  if (tx.req.method === 'HEAD') head.ranges = [];
-  return head;
+  meta.slice.segments.add(seg.key);
+  // The meta object went away meanwhile (purged while this segment was fetched): the segment goes too.
+  if (meta.stored !== true) env.store.remove(seg);
 }
 
-async function deliverSliced<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, segs: Segments<Ctx>, meta: CacheObject, metaCached: boolean): Promise<Step> {
-  const size = segs.size;
-  const total = Number(getHeader(meta.headers, 'content-length'));
-  const head = slicedHead(env, tx, meta, total);
-  // The first segment needed is in hand (and checked) before the head goes out, so a changed object can still
-  // be started over and a failed fetch still gets a 503.
-  const needed = segmentsFor(head.ranges, size);
-  if (needed.length > 0) {
-    const sub = await segs.get(needed[0] as number);
-    const obj = sub.obj as CacheObject;
-    if (obj.failedWithoutResponse) return fetchFailedSynth(tx, obj);
-    const why = segmentMismatch(obj.status, obj.headers, needed[0] as number, size, total, meta.headers);
-    if (why !== undefined) return sliceMismatch(env, tx, obj, why);
-    // A hit only when everything the response needs came from the cache: the meta object, the first segment, and
-    // (checked without looking them up) every later segment.
-    const subHit = sub.lookup === 'hit' || sub.lookup === 'grace';
-    // Looked at without lookups, and only so far: past RESTCACHED_MAX the response counts as a miss.
-    const restCached = needed.length <= RESTCACHED_MAX + 1 && needed.slice(1).every((i) => isFresh(env, env.keyOf({ ...tx.req, segment: { index: i, size } }, tx.ctx), tx.req.headers));
-    const hit = metaCached && subHit && restCached;
-    tx.status = hit ? { hit: true, detail: 'slice' } : { fwd: sub.status.fwd ?? 'miss', detail: 'slice' };
-    tx.outcome = hit ? 'hit' : 'miss';
-  } else {
-    tx.status = metaCached ? { hit: true, detail: 'slice' } : { fwd: 'miss', detail: 'slice' };
-    tx.outcome = metaCached ? 'hit' : 'miss';
-  }
-  const written = writeHead(env, tx, meta, head.override);
-  const instead = written instanceof Promise ? await written : written;
-  if (instead !== undefined) return instead;
-  const res = tx.res;
-  if (head.ranges.length === 0) {
-    res.end();
-    return 'done';
-  }
-  res.flushHeaders();
+/** nginx's model: the segment holding the first byte asked for comes first, and the meta object from it. */
+async function sliceOnArrival<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, subrequest: Subrequest<Ctx>): Promise<Step> {
+  const size = sliceSizeOf(env, tx) as number;
+  tx.key = await env.keyOf(tx.req, tx.ctx);
+  const segs = new Segments(tx, size, subrequest, readAheadOf(env), undefined);
   try {
-    // The segment after each needed one, for the read-ahead (one pass, not a search per segment).
-    const next = new Map<number, number>();
-    for (let k = 0; k + 1 < needed.length; k++) next.set(needed[k] as number, needed[k + 1] as number);
-    await sendBody(env, tx, head.ranges, head.tail, (from, to) => stitched(tx, segs, next, total, meta, from, to));
-  } catch (e: unknown) {
-    // Mid-body: the client must be able to tell the body is incomplete; a changed object loses its meta.
-    if (!tx.signal.aborted) env.log({ level: 'warn', event: 'slice-cut', message: errorMessage(e), url: tx.req.url });
-    if (e instanceof SegmentMismatchError) env.store.purgePrefix(sliceKeyPrefix(tx.key));
-    res.destroy();
+    const metaKey = metaKeyOf(tx.key, size);
+    let meta = cachedMeta(env, metaKey, tx);
+    const metaCached = meta !== undefined;
+    if (meta === undefined) {
+      const made = await metaFromFirstSegment(env, tx, segs, metaKey);
+      if (typeof made === 'string') return made;
+      meta = made;
+    }
+    const total = Number(getHeader(meta.headers, 'content-length'));
+    return await deliverSliced(env, tx, segs, meta, total, metaCached, (t, seg, why) => sliceMismatch(env, t, seg, why));
+  } finally {
+    segs.endLogs();
   }
-  return 'done';
 }
 
-/** The bytes [from, to] of the representation, from the segments that hold them. */
-async function* stitched<Ctx>(
-  tx: Tx<Ctx>,
-  segs: Segments<Ctx>,
-  next: ReadonlyMap<number, number>,
-  total: number,
-  meta: CacheObject,
-  from: number,
-  to: number,
-): AsyncGenerator<Buffer, void, undefined> {
+/** The segment a request's first byte is in, when the Range says so without the length (bytes=N- or N-M), else 0. */
+export function firstSegmentOf(range: string | undefined, size: number): number {
+  const r = parseRange(range);
+  if (r.kind !== 'ranges' || r.specs.length !== 1) return 0;
+  const spec = r.specs[0];
+  return spec !== undefined && 'first' in spec ? Math.floor(spec.first / size) : 0;
+}
+
+/** Fetches the first segment needed (segment 0 when that is past the end) and makes the meta object from it. */
+async function metaFromFirstSegment<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, segs: Segments<Ctx>, metaKey: string): Promise<CacheObject | Step> {
   const size = segs.size;
-  const ranges: BodyRange[] = [{ start: from, end: to }];
-  for (const i of segmentsFor(ranges, size)) {
-    // Read-ahead: the next segment's lookup (and fetch, when it is a miss) runs while this one is sent.
-    const after = next.get(i);
-    if (after !== undefined) void segs.start(after);
-    const sub = await segs.get(i);
-    const obj = sub.obj as CacheObject;
-    if (obj.failedWithoutResponse) throw new ProxyError('CORE_ERR_SEGMENT_FAILED', `segment ${i}: fetch failed`, { source: 'upstream' });
-    const why = segmentMismatch(obj.status, obj.headers, i, size, total, meta.headers);
-    if (why !== undefined) throw new SegmentMismatchError(why);
-    const reader = obj.openReader();
-    const cursor = new BodyCursor(obj.read(reader, tx.signal));
-    try {
-      yield* cursor.range(Math.max(from, i * size) - i * size, Math.min(to, (i + 1) * size - 1) - i * size);
-    } finally {
-      await cursor.close();
-      obj.closeReader(reader);
-    }
-    if (obj.state === 'failed') throw new ProxyError('CORE_ERR_SEGMENT_FAILED', `segment ${i}: body failed`, { source: 'upstream' });
+  const firstIndex = tx.req.method === 'GET' ? firstSegmentOf(getHeader(tx.req.headers, 'range'), size) : 0;
+  let first = await segs.get(firstIndex);
+  if (firstIndex > 0 && (first.obj as CacheObject).status === 416) first = await segs.get(0);
+  const obj = first.obj as CacheObject;
+  const total = obj.status === 206 ? parseContentRange(getHeader(obj.headers, 'content-range'))?.total : undefined;
+  if (total !== undefined && !sliceable(total, size)) {
+    env.log({ level: 'error', event: 'slice-refused', message: `${total} bytes in ${size}-byte segments is over ${MAX_SEGMENTS} segments`, url: tx.req.url });
+    tx.synth = { status: 502, body: 'Object too large for its slice size\n' };
+    return 'synth';
   }
+  if (total === undefined || obj.state === 'failed') {
+    // Not sliceable (failed, an error status, Range ignored, or unknown length): that response is the answer.
+    tx.obj = obj;
+    tx.status = { ...first.status };
+    tx.outcome = first.outcome;
+    return obj.failedWithoutResponse ? fetchFailedSynth(tx, obj) : 'deliver';
+  }
+  return storeMeta(env, metaKey, obj, total, tx);
 }
 
 /** A complete, fresh meta object for `metaKey`, or undefined. */
@@ -224,7 +161,7 @@ function cachedMeta<Ctx>(env: ProxyEnv<Ctx>, metaKey: string, tx: Tx<Ctx>): Cach
   return undefined;
 }
 
-/** The meta object made from segment 0: the whole representation's headers, its length, segment 0's lifetime. */
+/** The meta object made from a segment: the whole representation's headers, its length, the segment's lifetime. */
 function storeMeta<Ctx>(env: ProxyEnv<Ctx>, metaKey: string, seg: CacheObject, total: number, tx: Tx<Ctx>): CacheObject {
   const r = env.store.lookup(metaKey, tx.req.headers, env.now());
   const mine = r.kind === 'miss';

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { HeaderMap } from '../http/headers.js';
 import { baseKeyOf, metaHeaders, metaKeyOf, parseContentRange, segmentKeyOf, segmentMismatch, segmentRangeHeader, segmentsFor } from './slicer.js';
+import { chunkSlices } from './stitch.js';
 
 const KEY = 'GET\0example.com\0/big.bin';
 
@@ -183,5 +184,19 @@ describe('segmentMismatch', () => {
 
   it('names the segment index in the reason', () => {
     expect(segmentMismatch(200, {}, 4, SIZE, 1000, {})).toMatch(/^segment 4:/);
+  });
+});
+
+describe('chunkSlices (the warm path of a stitched segment)', () => {
+  const chunks = [Buffer.from('abcd'), Buffer.from('efg'), Buffer.from('hijkl')];
+  it.each<[number, number, string[]]>([
+    [0, 11, ['abcd', 'efg', 'hijkl']],
+    [2, 5, ['cd', 'ef']],
+    [4, 6, ['efg']],
+    [6, 6, ['g']],
+    [7, 11, ['hijkl']],
+    [3, 8, ['d', 'efg', 'hi']],
+  ])('bytes %i-%i', (lo, hi, want) => {
+    expect([...chunkSlices(chunks, lo, hi)].map((b) => b.toString())).toEqual(want);
   });
 });

@@ -20,8 +20,8 @@ export function metaKeyOf(key: string, size: number): string {
   return `${sliceKeyPrefix(key)}-meta:${size}`;
 }
 
-export function segmentKeyOf(key: string, size: number, index: number): string {
-  return `${sliceKeyPrefix(key)}:${size}:${index}`;
+export function segmentKeyOf(key: string, size: number, index: number, gen?: number): string {
+  return gen === undefined ? `${sliceKeyPrefix(key)}:${size}:${index}` : `${sliceKeyPrefix(key)}@${gen}:${size}:${index}`;
 }
 
 /** The part of a key before any slicer suffix. */

@@ -1,0 +1,210 @@
+import type { CacheObject } from '../cache/cache-object.js';
+import type { ProxyEnv, Step, Tx } from '../context.js';
+import { BodyCursor } from '../deliver/cursor.js';
+import { sendBody, newBoundary } from '../deliver/deliver.js';
+import { deliveryHeaders, fetchFailedSynth, writeHead } from '../deliver/head.js';
+import { planDelivery, plannedHead, type BodyRange, type PlannedHead } from '../deliver/plan.js';
+import { errorMessage, ProxyError } from '../errors.js';
+import { notModifiedHeaders } from '../http/conditional.js';
+import { SegmentMismatchError, segmentMismatch, segmentsFor, sliceKeyPrefix } from './slicer.js';
+
+/**
+ * Delivery of a sliced representation: the head from the meta object, then the bytes each range needs from the
+ * segments that hold them, each segment a subrequest, with a bounded read-ahead of the segments the response needs
+ * next (never one it does not need).
+ */
+
+/** A segment subrequest: its own walk through recv, lookup and miss, handed in by the machine. */
+export type Subrequest<Ctx> = (parent: Tx<Ctx>, index: number, size: number, gen: number | undefined) => Promise<Tx<Ctx>>;
+
+/** Most segments read ahead of the one being sent. */
+export const MAX_READ_AHEAD = 16;
+
+/**
+ * Segments read ahead by default: enough overlapping origin requests that a cold whole-object read keeps pace with an
+ * unsliced miss (bench/slice.mjs; one ahead was ~1.1x slower, four ~1.0x), at most 4 MiB more held for 1 MiB segments.
+ */
+export const DEFAULT_READ_AHEAD = 4;
+
+/** The subrequests of one sliced request: each segment's started at most once. */
+export class Segments<Ctx> {
+  private readonly started = new Map<number, Promise<Tx<Ctx>>>();
+  /** Called once per segment with its headers decided (the meta-object path binds segments to the meta here). */
+  onSegment: ((sub: Tx<Ctx>) => void) | undefined;
+  constructor(
+    private readonly tx: Tx<Ctx>,
+    readonly size: number,
+    private readonly subrequest: Subrequest<Ctx>,
+    readonly readAhead: number,
+    readonly gen: number | undefined,
+  ) {}
+
+  start(i: number): Promise<Tx<Ctx>> {
+    let p = this.started.get(i);
+    if (p === undefined) {
+      p = this.subrequest(this.tx, i, this.size, this.gen).then(async (sub) => {
+        const obj = sub.obj as CacheObject;
+        if (obj.state === 'busy') await obj.waitState('stream', this.tx.signal);
+        this.onSegment?.(sub);
+        return sub;
+      });
+      p.catch(() => undefined);
+      this.started.set(i, p);
+    }
+    return p;
+  }
+
+  /** Segment `i` with its headers decided. */
+  get(i: number): Promise<Tx<Ctx>> {
+    return this.start(i);
+  }
+
+  /** A segment subrequest's log ends with its parent (or when a read-ahead one resolves after it). */
+  endLogs(): void {
+    for (const p of this.started.values()) {
+      void p.then(
+        (sub) => {
+          sub.log?.timestamp('Resp');
+          sub.log?.end();
+        },
+        () => undefined,
+      );
+    }
+  }
+}
+
+/** How many later segments a response's Cache-Status looks at (a hit needs them all cached). */
+const RESTCACHED_MAX = 64;
+
+/** The head a sliced request gets, from the meta object: the one head builder, with the whole length known. */
+function slicedHead<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, meta: CacheObject, total: number): PlannedHead {
+  const plan = planDelivery(
+    tx.req.method,
+    tx.req.headers,
+    { status: 200, headers: meta.headers, length: total, complete: true, expectedLength: total },
+    { maxRanges: env.maxRanges, boundary: newBoundary },
+  );
+  if (plan.kind === 'wait') throw new ProxyError('CORE_ERR_INTERNAL', 'a complete length cannot wait', { source: 'internal' });
+  const head = plannedHead(plan, () => deliveryHeaders(meta, env.via), () => ({ ...notModifiedHeaders(meta.headers), via: env.via }));
+  if (head.override === undefined) {
+    head.override = { status: 200, headers: deliveryHeaders(meta, env.via), length: String(total) };
+    head.ranges = total > 0 ? [{ start: 0, end: total - 1 }] : [];
+  }
+  if (tx.req.method === 'HEAD') head.ranges = [];
+  return head;
+}
+
+/** What happens when the first segment does not fit the meta object (before the head: the caller's retry). */
+export type OnMismatch<Ctx> = (tx: Tx<Ctx>, seg: CacheObject, why: string) => Step;
+
+/** Whether a segment key is fresh in the store; a key an async cacheKey hook has not given yet counts as not. */
+function isFresh<Ctx>(env: ProxyEnv<Ctx>, key: string | Promise<string>, headers: Tx<Ctx>['req']['headers']): boolean {
+  return typeof key === 'string' && env.store.hasFresh(key, headers, env.now());
+}
+
+/** Sends a sliced response; `total` is the representation's length, `metaCached` whether the meta was a hit. */
+export async function deliverSliced<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, segs: Segments<Ctx>, meta: CacheObject, total: number, metaCached: boolean, onMismatch: OnMismatch<Ctx>): Promise<Step> {
+  const size = segs.size;
+  const head = slicedHead(env, tx, meta, total);
+  // The first segment needed is in hand (and checked) before the head goes out, so a changed object can still
+  // be started over and a failed fetch still gets a 503.
+  const needed = segmentsFor(head.ranges, size);
+  if (needed.length > 0) {
+    const sub = await segs.get(needed[0] as number);
+    const obj = sub.obj as CacheObject;
+    if (obj.failedWithoutResponse) return fetchFailedSynth(tx, obj);
+    const why = segmentMismatch(obj.status, obj.headers, needed[0] as number, size, total, meta.headers);
+    if (why !== undefined) return onMismatch(tx, obj, why);
+    // A hit only when everything the response needs came from the cache: the meta object, the first segment, and
+    // (checked without looking them up, and only so far: past RESTCACHED_MAX it counts as a miss) every later one.
+    const subHit = sub.lookup === 'hit' || sub.lookup === 'grace';
+    const restCached =
+      needed.length <= RESTCACHED_MAX + 1 &&
+      needed.slice(1).every((i) => isFresh(env, env.keyOf({ ...tx.req, segment: { index: i, size, gen: segs.gen } }, tx.ctx), tx.req.headers));
+    const hit = metaCached && subHit && restCached;
+    tx.status = hit ? { hit: true, detail: 'slice' } : { fwd: sub.status.fwd ?? 'miss', detail: 'slice' };
+    tx.outcome = hit ? 'hit' : 'miss';
+  } else {
+    tx.status = metaCached ? { hit: true, detail: 'slice' } : { fwd: 'miss', detail: 'slice' };
+    tx.outcome = metaCached ? 'hit' : 'miss';
+  }
+  const written = writeHead(env, tx, meta, head.override);
+  // The deliver hook may restart or synth instead.
+  const instead = written instanceof Promise ? await written : written;
+  if (instead !== undefined) return instead;
+  const res = tx.res;
+  if (head.ranges.length === 0) {
+    res.end();
+    return 'done';
+  }
+  res.flushHeaders();
+  try {
+    // Each needed segment's place in the list, for the read-ahead (one pass, not a search per segment).
+    const pos = new Map<number, number>();
+    needed.forEach((i, k) => pos.set(i, k));
+    await sendBody(env, tx, head.ranges, head.tail, (from, to) => stitched(tx, segs, needed, pos, total, meta, from, to));
+  } catch (e: unknown) {
+    // Mid-body: the client must be able to tell the body is incomplete; a changed object loses its meta.
+    if (!tx.signal.aborted) env.log({ level: 'warn', event: 'slice-cut', message: errorMessage(e), url: tx.req.url });
+    if (e instanceof SegmentMismatchError) {
+      env.store.purgePrefix(sliceKeyPrefix(tx.key));
+      if (meta.slice !== undefined) env.store.remove(meta);
+    }
+    res.destroy();
+  }
+  return 'done';
+}
+
+/** The bytes [from, to] of the representation, from the segments that hold them. */
+async function* stitched<Ctx>(
+  tx: Tx<Ctx>,
+  segs: Segments<Ctx>,
+  needed: readonly number[],
+  pos: ReadonlyMap<number, number>,
+  total: number,
+  meta: CacheObject,
+  from: number,
+  to: number,
+): AsyncGenerator<Buffer, void, undefined> {
+  const size = segs.size;
+  const ranges: BodyRange[] = [{ start: from, end: to }];
+  for (const i of segmentsFor(ranges, size)) {
+    // Read-ahead: the next segments this response needs (at most readAhead of them) are looked up, and fetched when
+    // they miss, while this one is sent.
+    const at = pos.get(i) ?? needed.length;
+    for (let k = 1; k <= segs.readAhead && at + k < needed.length; k++) void segs.start(needed[at + k] as number);
+    const sub = await segs.get(i);
+    const obj = sub.obj as CacheObject;
+    if (obj.failedWithoutResponse) throw new ProxyError('CORE_ERR_SEGMENT_FAILED', `segment ${i}: fetch failed`, { source: 'upstream' });
+    const why = segmentMismatch(obj.status, obj.headers, i, size, total, meta.headers);
+    if (why !== undefined) throw new SegmentMismatchError(why);
+    const lo = Math.max(from, i * size) - i * size;
+    const hi = Math.min(to, (i + 1) * size - 1) - i * size;
+    const complete = obj.completeChunks;
+    if (complete !== undefined) {
+      // A cached segment: its chunks as they are, no reader (the warm path).
+      yield* chunkSlices(complete, lo, hi);
+      continue;
+    }
+    const reader = obj.openReader();
+    const cursor = new BodyCursor(obj.read(reader, tx.signal));
+    try {
+      yield* cursor.range(lo, hi);
+    } finally {
+      await cursor.close();
+      obj.closeReader(reader);
+    }
+    if (obj.state === 'failed') throw new ProxyError('CORE_ERR_SEGMENT_FAILED', `segment ${i}: body failed`, { source: 'upstream' });
+  }
+}
+
+/** The parts of `chunks` (one body, in order) covering body offsets [lo, hi], inclusive. */
+export function* chunkSlices(chunks: readonly Buffer[], lo: number, hi: number): Generator<Buffer, void, undefined> {
+  let at = 0;
+  for (const c of chunks) {
+    const end = at + c.length;
+    if (end > lo && at <= hi) yield c.subarray(Math.max(0, lo - at), Math.min(c.length, hi + 1 - at));
+    if (end > hi) return;
+    at = end;
+  }
+}
