@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { startScriptedOrigin } from '@sluice/fixtures';
 import { startProxy, useCleanup } from '../test-support/harness.js';
+import { testClock } from '../test-support/clock.js';
 
 /**
  * Issue 12, a 304 updates the stored headers (RFC 9111 §4.3.4, §3.2). Before the fix, with the defaults, the expired
@@ -10,14 +11,9 @@ import { startProxy, useCleanup } from '../test-support/harness.js';
  */
 const track = useCleanup();
 
-function clock(startMs = Date.parse('2026-12-01T12:00:00Z')): { now: () => number; advance: (sec: number) => void } {
-  let t = startMs;
-  return { now: () => t, advance: (sec) => void (t += sec * 1000) };
-}
-
 describe('issue 12: a 304 updates the stored headers', () => {
   it('every header of the 304 replaces the stored one, except framing and content metadata; the update is stored', async () => {
-    const c = clock();
+    const c = testClock();
     const origin = track(
       await startScriptedOrigin((req, res, n) => {
         const date = new Date(c.now()).toUTCString();

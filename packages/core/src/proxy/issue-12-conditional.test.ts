@@ -4,6 +4,7 @@ import type http from 'node:http';
 import { startScriptedOrigin, type ScriptedOrigin } from '@sluice/fixtures';
 import { startProxy, useCleanup } from '../test-support/harness.js';
 import type { ProxyOptions } from './proxy.js';
+import { testClock } from '../test-support/clock.js';
 
 /**
  * Issue 12, conditional requests and Vary over real sockets:
@@ -14,11 +15,6 @@ import type { ProxyOptions } from './proxy.js';
  *   revalidated with its own validators, never another variant's.
  */
 const track = useCleanup();
-
-function clock(startMs = Date.parse('2026-12-01T12:00:00Z')): { now: () => number; advance: (sec: number) => void } {
-  let t = startMs;
-  return { now: () => t, advance: (sec) => void (t += sec * 1000) };
-}
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse, n: number) => void;
 
@@ -36,7 +32,7 @@ async function setup(handler: Handler, opts: Omit<ProxyOptions<Record<string, un
 
 describe('issue 12: conditional requests against stored responses', () => {
   it('If-Modified-Since against a stored response without Last-Modified: 304 when its Date is not later', async () => {
-    const c = clock();
+    const c = testClock();
     const date = new Date(c.now()).toUTCString();
     const { origin, get } = await setup((_req, res, n) => {
       res.writeHead(200, { 'cache-control': 'max-age=3600', date });
@@ -64,7 +60,7 @@ describe('issue 12: conditional requests against stored responses', () => {
   });
 
   it('If-None-Match is answered from the variant Vary selects, and a stale variant revalidates with its own ETag', async () => {
-    const c = clock();
+    const c = testClock();
     const { origin, get } = await setup(
       (req, res, n) => {
         const enc = String(req.headers['accept-encoding']);

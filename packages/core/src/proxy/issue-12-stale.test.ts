@@ -4,6 +4,7 @@ import type http from 'node:http';
 import { startScriptedOrigin, type ScriptedOrigin } from '@sluice/fixtures';
 import { startProxy, until, useCleanup } from '../test-support/harness.js';
 import type { ProxyOptions } from './proxy.js';
+import { testClock } from '../test-support/clock.js';
 
 /**
  * Issue 12, serving stale (RFC 9111 §4.2.4) and keeping stale objects for revalidation (§4.3.1). Before the fix the
@@ -12,11 +13,6 @@ import type { ProxyOptions } from './proxy.js';
  * --keep was set, so the next request was never conditional.
  */
 const track = useCleanup();
-
-function clock(startMs = Date.parse('2026-12-01T12:00:00Z')): { now: () => number; advance: (sec: number) => void } {
-  let t = startMs;
-  return { now: () => t, advance: (sec) => void (t += sec * 1000) };
-}
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse, n: number) => void;
 
@@ -40,7 +36,7 @@ const answering =
 
 describe('issue 12: stale only with permission (RFC 9111 §4.2.4)', () => {
   it('by default an expired object is not served stale: the request waits for the origin', async () => {
-    const c = clock();
+    const c = testClock();
     const { origin, get } = await setup(answering('max-age=1', c), { now: c.now });
     expect((await get('/a')).body).toBe('#1');
     c.advance(3);
@@ -51,7 +47,7 @@ describe('issue 12: stale only with permission (RFC 9111 §4.2.4)', () => {
   });
 
   it('stale-while-revalidate allows stale by default: served at once while one background fetch refreshes it', async () => {
-    const c = clock();
+    const c = testClock();
     const { origin, get } = await setup(answering('max-age=1, stale-while-revalidate=30', c), { now: c.now });
     await get('/swr');
     c.advance(3);
@@ -64,7 +60,7 @@ describe('issue 12: stale only with permission (RFC 9111 §4.2.4)', () => {
   it.each(['must-revalidate', 'proxy-revalidate', 's-maxage=1', 'must-revalidate, stale-while-revalidate=30', 'no-cache'])(
     'an explicit grace of 10 s never serves stale against "max-age=1, %s"',
     async (directive) => {
-      const c = clock();
+      const c = testClock();
       const { origin, get } = await setup(answering(`max-age=1, ${directive}`, c), { now: c.now, defaultGraceSec: 10 });
       await get('/mr');
       c.advance(3);
@@ -76,7 +72,7 @@ describe('issue 12: stale only with permission (RFC 9111 §4.2.4)', () => {
   );
 
   it('an explicit grace still serves stale where nothing forbids it (the Varnish behaviour, one setting away)', async () => {
-    const c = clock();
+    const c = testClock();
     const { get } = await setup(answering('max-age=1', c), { now: c.now, defaultGraceSec: 10 });
     await get('/g');
     c.advance(3);
@@ -88,7 +84,7 @@ describe('issue 12: stale only with permission (RFC 9111 §4.2.4)', () => {
 
 describe('issue 12: stale objects kept for revalidation and for a disconnected origin', () => {
   it('by default an expired object with a validator is kept, and the next request revalidates it (a 304: the stored body reused)', async () => {
-    const c = clock();
+    const c = testClock();
     const { origin, get } = await setup((req, res, n) => {
       const headers = { 'cache-control': 'max-age=1', etag: '"v1"', date: new Date(c.now()).toUTCString() };
       if (req.headers['if-none-match'] === '"v1"') {
@@ -108,7 +104,7 @@ describe('issue 12: stale objects kept for revalidation and for a disconnected o
   });
 
   it('an origin that cannot be reached gets the kept stale object served, unless the response forbids stale', async () => {
-    const c = clock();
+    const c = testClock();
     const { get } = await setup((req, res, n) => {
       if (n > 2) {
         res.socket?.destroy();
@@ -130,7 +126,7 @@ describe('issue 12: stale objects kept for revalidation and for a disconnected o
   });
 
   it('staleIfDisconnected: false (the Varnish profile) answers an unreachable origin with an error', async () => {
-    const c = clock();
+    const c = testClock();
     const { get } = await setup((_req, res, n) => {
       if (n > 1) {
         res.socket?.destroy();

@@ -4,6 +4,7 @@ import type http from 'node:http';
 import { startScriptedOrigin, type ScriptedOrigin } from '@sluice/fixtures';
 import { startProxy, useCleanup } from '../test-support/harness.js';
 import type { ProxyOptions } from './proxy.js';
+import { testClock } from '../test-support/clock.js';
 
 /**
  * Issue 12, what the rfc profile stores (RFC 9111 §3) that the builtin refused, over real sockets. Before the fix:
@@ -16,11 +17,6 @@ import type { ProxyOptions } from './proxy.js';
  * The varnish profile keeps builtin.vcl's refusals.
  */
 const track = useCleanup();
-
-function clock(startMs = Date.parse('2026-12-01T12:00:00Z')): { now: () => number; advance: (sec: number) => void } {
-  let t = startMs;
-  return { now: () => t, advance: (sec) => void (t += sec * 1000) };
-}
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse, n: number) => void;
 
@@ -45,7 +41,7 @@ const answer =
 
 describe('issue 12: statuses with explicit freshness (RFC 9111 §3)', () => {
   it.each([[299], [400], [500], [503], [599]])('a fresh %i with max-age is stored and reused; once stale it is not', async (status) => {
-    const c = clock();
+    const c = testClock();
     const date = (): string => new Date(c.now()).toUTCString();
     const { origin, get } = await setup(answer(status, () => ({ 'cache-control': 'max-age=60', date: date() })), { now: c.now });
     const a = await get('/s');
@@ -143,7 +139,7 @@ describe('issue 12: Set-Cookie responses', () => {
 
 describe('issue 12: a 304 does not rename the stored response (RFC 9111 §4.3.4)', () => {
   it('a 304 with another ETag freshens the stored response but its ETag stays', async () => {
-    const c = clock();
+    const c = testClock();
     const { origin, get } = await setup(
       (_req, res, n) => {
         const date = new Date(c.now()).toUTCString();

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import type http from 'node:http';
 import { startScriptedOrigin, type ScriptedOrigin } from '@sluice/fixtures';
+import { testClock } from '../test-support/clock.js';
 import { startProxy, useCleanup } from '../test-support/harness.js';
 import type { ProxyOptions } from './proxy.js';
 
@@ -13,11 +14,6 @@ import type { ProxyOptions } from './proxy.js';
  * surrogate-max-age-long-cc-max-age (a short Surrogate-Control max-age must win over a long Cache-Control one).
  */
 const track = useCleanup();
-
-function clock(startMs = Date.parse('2026-12-01T12:00:00Z')): { now: () => number; advance: (sec: number) => void } {
-  let t = startMs;
-  return { now: () => t, advance: (sec) => void (t += sec * 1000) };
-}
 
 async function setup(headers: http.OutgoingHttpHeaders, opts: Omit<ProxyOptions<Record<string, unknown>>, 'upstream'> = {}) {
   const origin: ScriptedOrigin = track(
@@ -85,7 +81,7 @@ describe('issue 12: Surrogate-Control', () => {
   });
 
   it('a short Surrogate-Control max-age wins over a long Cache-Control one, and Expires is ignored', async () => {
-    const c = clock();
+    const c = testClock();
     const { origin, get } = await setup(
       { 'cache-control': 'max-age=3600', 'surrogate-control': 'MaX-aGe=1', expires: 'Fri, 01 Jan 2038 00:00:00 GMT', date: new Date(c.now()).toUTCString() },
       { now: c.now },
