@@ -5,7 +5,7 @@ import { listenError, untilSignal } from '../serve.js';
 
 export default class OriginCommand extends Command {
   static override summary = 'Run the fixture origin on its own (static, chunked, rate-limited and failing routes).';
-  static override description = 'Routes: /static/<size>, /chunked?chunks=5&size=64&delay=200, /rate/<size>?bps=N, /fail?after=N&cl=1, /private, /no-store, /set-cookie, /vary?on=HEADER, /stats.';
+  static override description = 'Routes: /static/<size>, /chunked?chunks=5&size=64&delay=200, /rate/<size>?bps=N, /fail?after=N&cl=1, /private, /no-store, /set-cookie, /vary?on=HEADER, /stats, /esi/page (an ESI template including /esi/frag), /esi/frag.';
 
   static override examples = ['<%= config.bin %> origin --listen 127.0.0.1:8080', '<%= config.bin %> origin --fast --listen 127.0.0.1:8081', '<%= config.bin %> origin --sample --listen 127.0.0.1:20100'];
 
