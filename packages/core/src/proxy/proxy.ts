@@ -60,7 +60,7 @@ export interface ProxyOptions<Ctx> {
    */
   staleIfDisconnected?: boolean | undefined;
   /**
-   * Storage rules (default 'rfc', RFC 9111): any final status with explicit freshness is stored (not an unknown one
+   * Storage rules (default 'rfc', RFC 9111): every final status with explicit freshness is stored (not an unknown one
    * with must-understand), Set-Cookie responses are stored, no-cache responses are stored and revalidated on every
    * use, an invalid Age makes a response stale. 'varnish': builtin.vcl's (Varnish's status set; Set-Cookie, no-cache
    * and Surrogate-Control no-store make the key hit-for-miss; an invalid Age is ignored).
