@@ -1,5 +1,5 @@
 import { createWriteStream, openSync, type WriteStream } from 'node:fs';
-import { createProxy, LiveSink, StreamSink, TxLog, type LogLine, type Proxy, type ProxyHooks, type ReloadableOptions, type TxSink, type Upstream } from '@sluice/core';
+import { createProxy, FileSink, LiveSink, StreamSink, TxLog, type LogLine, type Proxy, type ProxyHooks, type ReloadableOptions, type TxSink, type Upstream } from '@sluice/core';
 import { createOriginClient, type OriginClient } from '@sluice/origin-client';
 import type { Config } from './config.js';
 import { CliError } from './errors.js';
@@ -19,34 +19,51 @@ export interface Composed {
  * Opens --log-file for appending, now: a path that cannot be opened is a one-line error before anything listens,
  * not a crash once the first record is written. A later write error (disk full) is reported once on stderr.
  */
-function openLogFile(file: string): WriteStream {
-  let fd: number;
+function openLogFile(file: string): number {
   try {
-    fd = openSync(file, 'a');
+    return openSync(file, 'a');
   } catch (e: unknown) {
     // "ENOENT: no such file or directory, open '/x/y.log'" -> "ENOENT: no such file or directory"
     const why = (e as Error).message.replace(/, open .*$/, '');
     throw new CliError('CLI_ERR_FLAG_INVALID', `--log-file: cannot open ${file} (${why})`, { cause: e });
   }
-  const out = createWriteStream(file, { fd });
-  out.once('error', (e) => process.stderr.write(`sluice: --log-file: cannot write ${file} (${(e as NodeJS.ErrnoException).code ?? e.message}); the transaction log stops\n`));
-  return out;
+}
+
+const cannotWrite = (file: string, code: string): void => {
+  process.stderr.write(`sluice: --log-file: cannot write ${file} (${code}); the transaction log stops\n`);
+};
+
+/** What --log and --log-file write to; `flush` writes what is pending, `close` (a FileSink) waits for it. */
+type LogSink = StreamSink | FileSink | NcsaFormatSink;
+
+/**
+ * The log's sink: to a file, text and NDJSON are formatted and written by a thread of their own (FileSink), so the
+ * proxy thread only appends records; the access log (ncsa, --log-format) and stdout are written from the proxy thread.
+ */
+function logSink(config: Config): LogSink | undefined {
+  if (config.log === 'none') return undefined;
+  const file = config.logFile;
+  const fd = file === undefined ? undefined : openLogFile(file);
+  if (file !== undefined && fd !== undefined && config.log !== 'ncsa' && config.logFormat === undefined) {
+    return new FileSink(fd, config.log, config.logGrouping, (code) => cannotWrite(file, code));
+  }
+  let out: { write(s: string): unknown } = process.stdout;
+  if (file !== undefined && fd !== undefined) {
+    const stream: WriteStream = createWriteStream(file, { fd });
+    stream.once('error', (e) => cannotWrite(file, (e as NodeJS.ErrnoException).code ?? e.message));
+    out = stream;
+  }
+  return config.logFormat !== undefined ? new NcsaFormatSink(out, compileNcsaFormat(config.logFormat)) : new StreamSink(out, config.log, config.logGrouping);
 }
 
 export function compose(config: Config, onLog?: (line: LogLine) => void): Composed {
-  const logOut = config.log === 'none' ? undefined : config.logFile === undefined ? process.stdout : openLogFile(config.logFile);
+  const fileSink = logSink(config);
   const origin = createOriginClient({ backends: config.backends, director: config.director, connectAllow: config.connectAllow });
   // The port contract: the compiler checks here that the origin client fits core's Upstream.
   const upstream: Upstream = origin;
   // The live sink feeds `sluice log` through the admin API; it costs nothing while no one is tailing.
   const live = new LiveSink();
   const sinks: TxSink[] = [live];
-  const fileSink =
-    logOut === undefined || config.log === 'none'
-      ? undefined
-      : config.logFormat !== undefined
-        ? new NcsaFormatSink(logOut, compileNcsaFormat(config.logFormat))
-        : new StreamSink(logOut, config.log, config.logGrouping);
   if (fileSink !== undefined) sinks.push(fileSink);
   const txlog = new TxLog(sinks, { logSecrets: config.logSecrets });
   const proxy = createProxy({
@@ -67,15 +84,20 @@ export function compose(config: Config, onLog?: (line: LogLine) => void): Compos
       await proxy.close();
       await origin.destroy();
       // Groups still buffered in the log sink are written before the process goes.
-      fileSink?.flush();
+      await endLog(fileSink);
     },
     shutdown: async (timeoutMs) => {
       const r = await proxy.shutdown(timeoutMs);
       await origin.destroy();
-      fileSink?.flush();
+      await endLog(fileSink);
       return r;
     },
   };
+}
+
+async function endLog(sink: LogSink | undefined): Promise<void> {
+  if (sink instanceof FileSink) await sink.close();
+  else sink?.flush();
 }
 
 /**

@@ -12,5 +12,6 @@ export * from './proxy/admin.js';
 export * from './cache/ban.js';
 export * from './txlog/txlog.js';
 export * from './txlog/live.js';
+export * from './txlog/file-sink.js';
 export * from './txlog/ncsa.js';
 export * from './policy/header-helpers.js';

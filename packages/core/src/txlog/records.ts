@@ -44,7 +44,7 @@ export function logRequest(t: Transaction, req: { method: string; url: string; h
 export function logClientRequest(t: Transaction, c: ConnectionContext, remoteAddress: string, req: { method: string; url: string; httpVersion: string; headers: HeaderMap }): void {
   t.timestamp('Start');
   t.timestamp('Req');
-  t.add('ReqStart', `${remoteAddress} ${c.remotePort} a0`);
+  t.words('ReqStart', remoteAddress, c.remotePort, 'a0');
   logRequest(t, req);
   // As Varnish logs it: the X-Forwarded-For the proxy sends on, as the last header before policy runs.
   const xff = getHeader(req.headers, 'x-forwarded-for');
@@ -88,7 +88,7 @@ export function logLookup(t: Transaction, r: LookupResult, nowMs: number, hitFor
   switch (r.kind) {
     case 'hit':
     case 'grace':
-      t.add('Hit', `${r.obj.fetchVxid} ${ttlLeftSec(r.obj, nowMs).toFixed(6)} ${r.obj.graceSec.toFixed(6)} ${r.obj.keepSec.toFixed(6)}`);
+      t.hit(r.obj.fetchVxid, ttlLeftSec(r.obj, nowMs), r.obj.graceSec, r.obj.keepSec);
       logVcl(t, 'HIT', 'deliver');
       break;
     case 'busy':
@@ -141,7 +141,7 @@ export function logRestartedRequest(t: Transaction, req: { method: string; url: 
 }
 
 export function logRequestEnd(t: Transaction, headBytes: number, bodyBytes: number, res: { headerBytes: number; bodyBytes: number }): void {
-  t.add('ReqAcct', `${headBytes} ${bodyBytes} ${headBytes + bodyBytes} ${res.headerBytes} ${res.bodyBytes} ${res.headerBytes + res.bodyBytes}`);
+  t.acct(headBytes, bodyBytes, res.headerBytes, res.bodyBytes);
   t.timestamp('Resp');
   t.end();
 }

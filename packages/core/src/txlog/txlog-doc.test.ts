@@ -13,7 +13,10 @@ describe('docs/txlog.md', () => {
   const files = (readdirSync(srcDir, { recursive: true }) as string[]).filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts'));
   const sources = files.map((f) => read(path.join('packages/core/src', f))).join('\n');
   const written = new Set([
-    ...[...sources.matchAll(/\.add\('([A-Za-z_]+)'/g)].map((m) => m[1] as string),
+    ...[...sources.matchAll(/\.(?:add|words)\('([A-Za-z_]+)'/g)].map((m) => m[1] as string),
+    // The records with a method of their own (Transaction.hit, Transaction.acct), when the code calls them.
+    ...(/\.hit\(/.test(sources) ? ['Hit'] : []),
+    ...(/\.acct\(/.test(sources) ? ['ReqAcct'] : []),
     ...[...sources.matchAll(/\.(?:headers|headerBlock)\('([A-Za-z_]+)'/g)].map((m) => m[1] as string),
     'Timestamp',
     'Begin',

@@ -1,6 +1,8 @@
 import { formatNcsa } from './ncsa.js';
+import { formatNdjson, formatVarnishlog, type TxGrouping, type TxView } from './format.js';
 import type { HeaderMap } from '../http/headers.js';
-import { isSecretField, maskHeaderLine, maskSecret } from './secrets.js';
+import { decodeRaw, RAW_ACCT, RAW_BEGIN, RAW_BLOCK, RAW_HEADER, RAW_HIT, RAW_TIMESTAMP, RAW_WORDS, type RawRecords, type TxRecord } from './raw.js';
+import { isSecretField, maskSecret } from './secrets.js';
 
 /**
  * The transaction log, after Varnish's VSL. Every client request and backend fetch is a transaction with an id
@@ -13,23 +15,18 @@ import { isSecretField, maskHeaderLine, maskSecret } from './secrets.js';
  */
 export type TxType = 'Session' | 'Request' | 'BeReq';
 
-export interface TxRecord {
-  tag: string;
-  value: string;
-}
-
-/** Milliseconds as seconds with 6 decimals (what toFixed(6) gives, in about half the time: it runs 15 times a request). */
-export function seconds6(ms: number): string {
-  const us = Math.round(ms * 1000);
-  const neg = us < 0;
-  const a = neg ? -us : us;
-  const sec = Math.floor(a / 1e6);
-  const frac = a - sec * 1e6;
-  return `${neg ? '-' : ''}${sec}.${frac < 100_000 ? String(frac).padStart(6, '0') : frac}`;
-}
+export type { TxRecord } from './raw.js';
+export { seconds6 } from './raw.js';
+export { formatNdjson, formatVarnishlog, type TxGrouping, type TxView } from './format.js';
 
 export class Transaction {
-  readonly records: TxRecord[] = [];
+  /**
+   * The records as appended on the request path (txlog/raw.ts: flat, numbers kept as numbers, header blocks unsplit);
+   * `records` gives them as tag and value.
+   */
+  readonly raw: RawRecords = [];
+  /** `records` once the transaction has ended (its records no longer change). */
+  private decoded: TxRecord[] | undefined;
   readonly children: Transaction[] = [];
   ended = false;
   /** Order in which transactions ended (`-g vxid` prints them so). */
@@ -37,50 +34,70 @@ export class Transaction {
   /** For a client request: its session's vxid (0 when none was logged). */
   sessionVxid = 0;
   private readonly startMs: number;
-  private lastMs: number;
 
+  /** `word`, `of` and `reason` are the Begin record's three words (`req 1 rxreq`). */
   constructor(
     private readonly log: TxLog,
     readonly vxid: number,
     readonly type: TxType,
     readonly parent: Transaction | undefined,
-    begin: string,
+    word: string,
+    of: number,
+    reason: string,
   ) {
     this.startMs = log.now();
-    this.lastMs = this.startMs;
-    this.add('Begin', begin);
+    this.raw.push(RAW_BEGIN, word, of, reason, this.startMs);
+  }
+
+  /** The records as tag and value (built from `raw` when asked for: the formatters, tests, live filters). */
+  get records(): TxRecord[] {
+    if (this.decoded !== undefined) return this.decoded;
+    const r = decodeRaw(this.raw);
+    if (this.ended) this.decoded = r;
+    return r;
   }
 
   add(tag: string, value: string): void {
-    if (!this.ended) this.records.push({ tag, value });
+    if (!this.ended) this.raw.push(tag, value);
   }
 
-  /** `Timestamp  Label: abs since-start since-last` (seconds). */
+  /** A record of three words joined by spaces (`Link  req 5 rxreq`), joined when formatted. */
+  words(tag: string, a: string | number, b: string | number, c: string | number): void {
+    if (!this.ended) this.raw.push(RAW_WORDS, tag, a, b, c);
+  }
+
+  /** `Timestamp  Label: abs since-start since-last` (seconds; the differences are taken when formatted). */
   timestamp(label: string): void {
     // `Start` is the moment the transaction began, so its since-start is 0, as in Varnish.
-    const now = label === 'Start' ? this.startMs : this.log.now();
-    this.add('Timestamp', `${label}: ${seconds6(now)} ${seconds6(now - this.startMs)} ${seconds6(now - this.lastMs)}`);
-    this.lastMs = now;
+    if (!this.ended) this.raw.push(RAW_TIMESTAMP, label, label === 'Start' ? this.startMs : this.log.now());
   }
 
   /** Header records (`name: value`); credentials masked unless the log says `logSecrets` (txlog/secrets.ts). */
   headers(tag: string, headers: HeaderMap): void {
+    if (this.ended) return;
     const mask = !this.log.logSecrets;
     for (const k in headers) {
       const v = headers[k];
       if (v === undefined) continue;
       const secret = mask && isSecretField(k);
-      for (const one of Array.isArray(v) ? v : [v]) this.add(tag, `${k}: ${secret ? maskSecret(k, one) : one}`);
+      if (typeof v === 'string') this.raw.push(RAW_HEADER, tag, k, secret ? maskSecret(k, v) : v);
+      else for (const one of v) this.raw.push(RAW_HEADER, tag, k, secret ? maskSecret(k, one) : one);
     }
   }
 
-  /** Header records from a serialised block (`name: value\r\n` lines), as the hit path holds them. */
+  /** Header records from a serialised block (`name: value\r\n` lines), as the hit path holds them; split when formatted. */
   headerBlock(tag: string, block: string): void {
-    let start = 0;
-    for (let i = block.indexOf('\r\n'); i >= 0; i = block.indexOf('\r\n', start)) {
-      if (i > start) this.add(tag, this.log.logSecrets ? block.slice(start, i) : maskHeaderLine(block.slice(start, i)));
-      start = i + 2;
-    }
+    if (!this.ended) this.raw.push(RAW_BLOCK, tag, block, this.log.logSecrets ? 0 : 1);
+  }
+
+  /** `Hit  <fetch vxid> <ttl> <grace> <keep>` (seconds, 6 decimals when formatted). */
+  hit(fetchVxid: number, ttlSec: number, graceSec: number, keepSec: number): void {
+    if (!this.ended) this.raw.push(RAW_HIT, fetchVxid, ttlSec, graceSec, keepSec);
+  }
+
+  /** `ReqAcct`: request head and body bytes, response head and body bytes (the sums added when formatted). */
+  acct(headBytes: number, bodyBytes: number, respHeadBytes: number, respBodyBytes: number): void {
+    if (!this.ended) this.raw.push(RAW_ACCT, headBytes, bodyBytes, respHeadBytes, respBodyBytes);
   }
 
   end(): void {
@@ -140,7 +157,7 @@ export class TxLog {
    * contain it (as `varnishlog -g request`).
    */
   beginSession(open: { remoteAddress: string; remotePort: number; localAddress: string; localPort: number; openedMs: number }): Transaction {
-    const t = new Transaction(this, this.nextVxid++, 'Session', undefined, 'sess 0 HTTP/1');
+    const t = new Transaction(this, this.nextVxid++, 'Session', undefined, 'sess', 0, 'HTTP/1');
     t.add('SessOpen', `${open.remoteAddress} ${open.remotePort} a0 ${open.localAddress} ${open.localPort} ${(open.openedMs / 1000).toFixed(6)} 0`);
     return t;
   }
@@ -148,17 +165,17 @@ export class TxLog {
   /** A client request on `session` (a vxid, or the Session transaction, which then links to it). */
   beginRequest(session: Transaction | number, reason = 'rxreq'): Transaction {
     const sessVxid = typeof session === 'number' ? session : session.vxid;
-    const t = new Transaction(this, this.nextVxid++, 'Request', undefined, `req ${sessVxid} ${reason}`);
+    const t = new Transaction(this, this.nextVxid++, 'Request', undefined, 'req', sessVxid, reason);
     t.sessionVxid = sessVxid;
-    if (typeof session !== 'number') session.add('Link', `req ${t.vxid} ${reason}`);
+    if (typeof session !== 'number') session.words('Link', 'req', t.vxid, reason);
     return t;
   }
 
   /** A request made by `parent` itself (reason: slice), printed one level below it in its group. */
   beginSubrequest(parent: Transaction, reason: string): Transaction {
-    const t = new Transaction(this, this.nextVxid++, 'Request', parent, `req ${parent.vxid} ${reason}`);
+    const t = new Transaction(this, this.nextVxid++, 'Request', parent, 'req', parent.vxid, reason);
     parent.children.push(t);
-    parent.add('Link', `req ${t.vxid} ${reason}`);
+    parent.words('Link', 'req', t.vxid, reason);
     return t;
   }
 
@@ -167,16 +184,16 @@ export class TxLog {
    * old transaction in the group, printed at the same level as it (as varnishlog does).
    */
   beginRestart(old: Transaction): Transaction {
-    const t = new Transaction(this, this.nextVxid++, 'Request', old, `req ${old.vxid} restart`);
+    const t = new Transaction(this, this.nextVxid++, 'Request', old, 'req', old.vxid, 'restart');
     t.sessionVxid = old.sessionVxid;
-    old.add('Link', `req ${t.vxid} restart`);
+    old.words('Link', 'req', t.vxid, 'restart');
     old.children.push(t);
     return t;
   }
 
   /** A backend fetch started by `parent` (reason: fetch, bgfetch, pass). */
   beginBereq(parent: Transaction, reason: string): Transaction {
-    const t = new Transaction(this, this.nextVxid++, 'BeReq', parent, `bereq ${parent.vxid} ${reason}`);
+    const t = new Transaction(this, this.nextVxid++, 'BeReq', parent, 'bereq', parent.vxid, reason);
     parent.children.push(t);
     return t;
   }
@@ -199,20 +216,6 @@ function allEnded(t: Transaction): boolean {
   return t.ended && t.children.every(allEnded);
 }
 
-/** What the formatters need of a transaction (a live Transaction, or one read back from NDJSON). */
-export interface TxView {
-  vxid: number;
-  type: string;
-  records: readonly TxRecord[];
-  children: readonly TxView[];
-  endSeq?: number;
-}
-
-/**
- * `request`: one block per client request with its fetches nested (`varnishlog -g request`); `vxid`: one per
- * transaction; `session`: one per client connection, its requests and their fetches nested, printed when it closes.
- */
-export type TxGrouping = 'request' | 'vxid' | 'session';
 
 /**
  * `-g session`: holds each request group until its connection closes, then hands out the session with its requests
@@ -241,72 +244,8 @@ export class SessionGroups {
   session(t: Transaction): void {
     const list = this.held.get(t.vxid) ?? [];
     this.held.delete(t.vxid);
-    this.emit({ vxid: t.vxid, type: t.type, records: t.records, children: list, endSeq: t.endSeq });
+    this.emit({ vxid: t.vxid, type: t.type, records: t.records, raw: t.raw, children: list, endSeq: t.endSeq });
   }
-}
-
-/** Per nesting level, each tag's line prefix (`--  BerespStatus   `): built once, not per record. */
-const prefixes: Array<Map<string, string>> = [];
-
-function txBlock(t: TxView, level: number): string {
-  const stars = level <= 3 ? '*'.repeat(level).padEnd(3) : `*${level}*`;
-  let cache = prefixes[level];
-  if (cache === undefined) prefixes[level] = cache = new Map();
-  let out = `${stars} << ${t.type.padEnd(8)} >> ${String(t.vxid).padEnd(10)}\n`;
-  for (const r of t.records) {
-    let prefix = cache.get(r.tag);
-    if (prefix === undefined) {
-      const dashes = level <= 3 ? '-'.repeat(level).padEnd(3) : `-${level}-`;
-      cache.set(r.tag, (prefix = `${dashes} ${r.tag.padEnd(14)} `));
-    }
-    out += `${prefix}${r.value}\n`;
-  }
-  return out;
-}
-
-/**
- * varnishlog text for one group. `request`: header line, then records, children one level deeper, breadth-first as
- * varnishlog prints them. `vxid`: every transaction of the group as its own level-1 block, in the order they ended.
- */
-export function formatVarnishlog(root: TxView, grouping: TxGrouping = 'request'): string {
-  if (grouping === 'vxid') {
-    const all: TxView[] = [];
-    const collect = (t: TxView): void => {
-      all.push(t);
-      t.children.forEach(collect);
-    };
-    collect(root);
-    all.sort((a, b) => (a.endSeq ?? 0) - (b.endSeq ?? 0));
-    return all.map((t) => `${txBlock(t, 1)}\n`).join('');
-  }
-  // Breadth-first by tree depth; a restarted request is a child of the one it restarted but printed at that one's
-  // level (vsl_dispatch.c: "Restarts stay at the same level as parent").
-  let out = '';
-  let level: Array<{ t: TxView; stars: number }> = [{ t: root, stars: 1 }];
-  while (level.length > 0) {
-    const next: Array<{ t: TxView; stars: number }> = [];
-    for (const { t, stars } of level) {
-      out += txBlock(t, stars);
-      for (const c of t.children) next.push({ t: c, stars: isRestart(c) ? stars : stars + 1 });
-    }
-    level = next;
-  }
-  return `${out}\n`;
-}
-
-/** A request begun by a restart (`Begin req <old> restart`). */
-function isRestart(t: TxView): boolean {
-  const begin = t.records[0];
-  return t.type === 'Request' && begin !== undefined && begin.tag === 'Begin' && begin.value.endsWith(' restart');
-}
-
-/** One JSON object per group: {vxid, type, records: [[tag, value], ...], children: [...]}. */
-export function formatNdjson(root: TxView): string {
-  return `${JSON.stringify(toJson(root))}\n`;
-}
-
-function toJson(t: TxView): unknown {
-  return { vxid: t.vxid, type: t.type, records: t.records.map((r) => [r.tag, r.value]), children: t.children.map(toJson) };
 }
 
 /** The inverse of formatNdjson for one line; undefined when the line is not a group. */
@@ -350,20 +289,20 @@ export class MemorySink implements TxSink {
 }
 
 /**
- * Writes groups as text or NDJSON to a writable (stdout, a file). Groups are buffered and written every 20 ms (or at
- * 64 KiB), so a busy proxy makes one write for many requests instead of one each; `flush` writes what is pending.
+ * Writes groups as text or NDJSON to a writable (stdout, a file). Off the request path, as Varnish's log is formatted
+ * by its reader: an ended group is only queued; every 20 ms (or at 128 groups) the queue is formatted and written in
+ * one write, so a busy proxy makes one write for many requests. `flush` formats and writes what is pending.
  */
 export class StreamSink implements TxSink {
-  private pending: string[] = [];
-  private pendingBytes = 0;
+  private pending: TxView[] = [];
   private scheduled = false;
 
   private readonly sessions: SessionGroups | undefined;
 
   constructor(
     private readonly out: { write(s: string): unknown },
-    private readonly format: 'text' | 'ndjson' | 'ncsa',
-    private readonly grouping: TxGrouping = 'request',
+    protected readonly format: 'text' | 'ndjson' | 'ncsa',
+    protected readonly grouping: TxGrouping = 'request',
   ) {
     this.sessions = grouping === 'session' ? new SessionGroups((v) => this.emit(v)) : undefined;
   }
@@ -382,11 +321,10 @@ export class StreamSink implements TxSink {
     else this.emit(root);
   }
 
+  /** Queues an ended group (its records no longer change). */
   private emit(root: TxView): void {
-    const s = this.format === 'text' ? formatVarnishlog(root, this.grouping) : this.format === 'ncsa' ? formatNcsa(root) : formatNdjson(root);
-    this.pending.push(s);
-    this.pendingBytes += s.length;
-    if (this.pendingBytes >= 64 * 1024) this.flush();
+    this.pending.push(root);
+    if (this.pending.length >= 128) this.flush();
     else if (!this.scheduled) {
       this.scheduled = true;
       setTimeout(() => this.flush(), 20).unref();
@@ -396,9 +334,15 @@ export class StreamSink implements TxSink {
   flush(): void {
     this.scheduled = false;
     if (this.pending.length === 0) return;
-    const chunk = this.pending.join('');
+    const groups = this.pending;
     this.pending = [];
-    this.pendingBytes = 0;
+    this.writeGroups(groups);
+  }
+
+  /** Formats the groups and writes them in one write (FileSink hands them to its writer thread instead). */
+  protected writeGroups(groups: readonly TxView[]): void {
+    let chunk = '';
+    for (const g of groups) chunk += this.format === 'text' ? formatVarnishlog(g, this.grouping) : this.format === 'ncsa' ? formatNcsa(g) : formatNdjson(g);
     this.out.write(chunk);
   }
 }
