@@ -1,12 +1,12 @@
 import { Worker } from 'node:worker_threads';
 import type { TxGrouping, TxView } from './format.js';
 import { StreamSink } from './txlog.js';
-import { toWire, type WireGroup } from './wire.js';
+import { encodeBatch } from './wire.js';
 
 /**
  * The transaction log to a file, formatted and written by a thread of its own (txlog/log-worker.ts), as Varnish's log
  * is formatted by its reader: the proxy thread appends records (txlog/raw.ts) and every 20 ms (or 128 groups) posts
- * the ended groups as they are; the writer thread formats them (text or NDJSON, the same bytes StreamSink writes) and
+ * the ended groups as they were appended (txlog/wire.ts); the writer thread formats them (text or NDJSON, the same bytes StreamSink writes) and
  * appends them to the file. A write error is reported once through `onError` and the sink goes inactive, so a proxy
  * logging nowhere else stops building records. `close` waits until everything posted is written.
  */
@@ -42,9 +42,8 @@ export class FileSink extends StreamSink {
 
   protected override writeGroups(groups: readonly TxView[]): void {
     if (this.failed) return;
-    const wire: WireGroup[] = [];
-    for (const g of groups) wire.push(toWire(g));
-    this.worker.postMessage(wire);
+    const batch = encodeBatch(groups);
+    this.worker.postMessage(batch, [batch.values.buffer as ArrayBuffer, batch.isString.buffer as ArrayBuffer]);
   }
 
   /** Writes what is pending, waits until the writer thread has written everything, and ends it. */

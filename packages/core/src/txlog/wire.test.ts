@@ -1,0 +1,93 @@
+import { describe, expect, it } from 'vitest';
+import { logRestart } from './records.js';
+import { formatNdjson, formatVarnishlog, MemorySink, TxLog, type Transaction, type TxGrouping, type TxView } from './txlog.js';
+import { decodeBatch, encodeBatch } from './wire.js';
+
+/** A group as the formatters saw it before issue 16: records as tag/value objects, nothing appended raw. */
+const asRecords = (t: TxView): TxView => ({ vxid: t.vxid, type: t.type, records: t.records.map((r) => ({ ...r })), children: t.children.map(asRecords), endSeq: t.endSeq ?? 0 });
+
+/** A request that restarts, fetches, and starts a subrequest, on a logged session; a fixed clock. */
+function groups(logSecrets: boolean): { sink: MemorySink; roots: Transaction[] } {
+  let now = 1_764_600_000_000;
+  const sink = new MemorySink();
+  const log = new TxLog([sink], { now: () => (now += 1.25), logSecrets });
+  const sess = log.beginSession({ remoteAddress: '127.0.0.1', remotePort: 5000, localAddress: '127.0.0.1', localPort: 80, openedMs: now });
+  sess.timestamp('Start');
+  const first = log.beginRequest(sess);
+  first.timestamp('Start');
+  first.timestamp('Req');
+  first.words('ReqStart', '127.0.0.1', 5000, 'a0');
+  first.add('ReqMethod', 'GET');
+  first.add('ReqURL', '/caf\u00e9?q="x"\\y');
+  first.headers('ReqHeader', { host: 't', authorization: 'Basic dXNlcjpwdw==', cookie: 'a=1; b=2', 'x-tab': 'a\tb', 'x-many': ['1', '2'] });
+  const second = logRestart(log, first);
+  second.hit(3, -1.5, 10, 0);
+  second.headerBlock('RespHeader', 'content-type: text/plain\r\nset-cookie: sid=abc; Path=/\r\n\r\nx-odd: \u00e9\r\n');
+  const be = log.beginBereq(second, 'bgfetch');
+  be.timestamp('Start');
+  be.add('BereqURL', '/x');
+  const sub = log.beginSubrequest(second, 'slice');
+  sub.timestamp('Start');
+  sub.acct(1, 2, 3, 4);
+  sub.end();
+  second.acct(88, 0, 172, 1024);
+  second.timestamp('Resp');
+  second.end();
+  be.timestamp('BerespBody');
+  be.end();
+  const other = log.beginRequest(sess);
+  other.timestamp('Start');
+  other.end();
+  sess.add('SessClose', 'REM_CLOSE 0.001');
+  sess.end();
+  return { sink, roots: sink.groups };
+}
+
+describe('records appended raw (issue 16)', () => {
+  it('format to the same bytes as the records did, in the proxy thread and after crossing to the writer thread', () => {
+    for (const logSecrets of [false, true]) {
+      const { sink, roots } = groups(logSecrets);
+      expect(roots.length).toBe(2);
+      const views: TxView[] = [...roots, ...sink.sessions];
+      const crossed = decodeBatch(encodeBatch(views));
+      expect(crossed.length).toBe(views.length);
+      for (const [i, v] of views.entries()) {
+        for (const g of ['request', 'vxid'] as TxGrouping[]) {
+          const text = formatVarnishlog(v, g);
+          expect(text).toBe(formatVarnishlog(asRecords(v), g));
+          expect(formatVarnishlog(crossed[i] as TxView, g)).toBe(text);
+        }
+        expect(formatNdjson(v)).toBe(formatNdjson(asRecords(v)));
+        expect(formatNdjson(crossed[i] as TxView)).toBe(formatNdjson(v));
+        expect((crossed[i] as TxView).records).toEqual(v.records);
+      }
+    }
+  });
+
+  it('gives the values the old builders gave', () => {
+    const { roots } = groups(false);
+    const text = formatVarnishlog(roots[0] as Transaction);
+    // The restarted request at the level of the one it restarted (vsl_dispatch.c), its fetch and subrequest below.
+    expect(text.split('\n').filter((l) => l.includes('<<'))).toEqual([
+      '*   << Request  >> 2         ',
+      '*   << Request  >> 3         ',
+      '**  << BeReq    >> 4         ',
+      '**  << Request  >> 5         ',
+    ]);
+    expect(text).toContain('-   Begin          req 1 rxreq\n');
+    expect(text).toContain('-   Timestamp      Start: 1764600000.002500 0.000000 0.000000\n');
+    // Since the start and since the previous timestamp, taken when formatted.
+    expect(text).toContain('-   Timestamp      Req: 1764600000.003750 0.001250 0.001250\n');
+    expect(text).toContain('-   Timestamp      Restart: 1764600000.005000 0.002500 0.001250\n');
+    expect(text).toContain('-   ReqStart       127.0.0.1 5000 a0\n');
+    expect(text).toContain('-   ReqHeader      authorization: Basic ***\n-   ReqHeader      cookie: a=***; b=***\n');
+    expect(text).toContain('-   ReqHeader      x-many: 1\n-   ReqHeader      x-many: 2\n');
+    expect(text).toContain('-   Link           req 3 restart\n');
+    expect(text).toContain('-   Begin          req 2 restart\n');
+    expect(text).toContain('-   Hit            3 -1.500000 10.000000 0.000000\n');
+    expect(text).toContain('-   RespHeader     content-type: text/plain\n-   RespHeader     set-cookie: sid=***; Path=/\n-   RespHeader     x-odd: \u00e9\n');
+    expect(text).toContain('-   ReqAcct        88 0 88 172 1024 1196\n');
+    expect(text).toContain('--  ReqAcct        1 2 3 3 4 7\n');
+    expect(text).toContain('-   Link           req 5 slice\n');
+  });
+});
