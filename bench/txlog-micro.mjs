@@ -4,9 +4,9 @@
 // Usage: node bench/txlog-micro.mjs FORMAT MODE [--core CHECKOUT]   FORMAT text|ndjson, MODE off|stream|file
 //   stream: StreamSink to a WriteStream on /dev/null (formatting in the proxy thread, as for stdout)
 //   file:   FileSink on /dev/null (formatting and writing in the writer thread, as --log-file)
-// Repeatable figures on a loaded machine: run under callgrind with N=5000 and N=25000 and divide the difference of
-// the proxy thread's instruction counts by 20000:
-//   N=5000 K=1 valgrind --tool=callgrind --separate-threads=yes node bench/txlog-micro.mjs text file
+// Repeatable figures on a loaded machine: run under callgrind with N=2000 and N=6000 and divide the difference of
+// the proxy thread's instruction counts by 4000 (bench/results/2026-12-01-txlog-callgrind.json):
+//   N=2000 K=1 valgrind --tool=callgrind --separate-threads=yes node bench/txlog-micro.mjs text file
 import { createWriteStream, openSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
