@@ -76,18 +76,10 @@ export function visitRaw(raw: readonly (string | number)[], fn: (tag: string, va
         fn(raw[i + 1] as string, `${raw[i + 2]}: ${raw[i + 3]}`);
         i += 4;
         break;
-      case RAW_BLOCK: {
-        const tag = raw[i + 1] as string;
-        const block = raw[i + 2] as string;
-        const mask = raw[i + 3] === 1;
-        let s = 0;
-        for (let e = block.indexOf('\r\n'); e >= 0; e = block.indexOf('\r\n', s)) {
-          if (e > s) fn(tag, mask ? maskHeaderLine(block.slice(s, e)) : block.slice(s, e));
-          s = e + 2;
-        }
+      case RAW_BLOCK:
+        visitBlock(raw[i + 1] as string, raw[i + 2] as string, raw[i + 3] === 1, fn);
         i += 4;
         break;
-      }
       case RAW_WORDS:
         fn(raw[i + 1] as string, `${raw[i + 2]} ${raw[i + 3]} ${raw[i + 4]}`);
         i += 5;
@@ -111,3 +103,11 @@ export function visitRaw(raw: readonly (string | number)[], fn: (tag: string, va
   }
 }
 
+/** A header block's records: a line each (empty lines skipped), secrets masked when `mask`. */
+function visitBlock(tag: string, block: string, mask: boolean, fn: (tag: string, value: string) => void): void {
+  let s = 0;
+  for (let e = block.indexOf('\r\n'); e >= 0; e = block.indexOf('\r\n', s)) {
+    if (e > s) fn(tag, mask ? maskHeaderLine(block.slice(s, e)) : block.slice(s, e));
+    s = e + 2;
+  }
+}
