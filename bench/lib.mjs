@@ -12,9 +12,12 @@ export { machine, percentiles };
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const group = new ProcessGroup();
 
-/** Runs `sluice <args>` in its own process; resolves with { url, pid, stop } once listening. */
-export function startSluice(args) {
-  return group.start(args);
+/**
+ * Runs `sluice <args>` in its own process; resolves with { url, pid, stop } once listening. `root`: another checkout's
+ * root (built), to run its Sluice beside this one's in the same bench run.
+ */
+export function startSluice(args, root = undefined) {
+  return root === undefined ? group.start(args) : group.start(args, path.join(root, 'packages/cli/bin/run.js'));
 }
 
 export function stopAll() {

@@ -1,5 +1,5 @@
 // The slicer (segmented caching of large objects), issue 13. Usage:
-//   node bench/slice.mjs [--quick] [--rounds N] [--read-ahead N] [--note TEXT] [--out FILE]
+//   node bench/slice.mjs [--quick] [--rounds N] [--read-ahead N] [--base CHECKOUT] [--note TEXT] [--out FILE]
 // Targets, all in one run and interleaved round by round (the machine is shared: ratios within a round say more than
 // absolute times across rounds):
 //   direct     the fixture origin itself
@@ -28,6 +28,9 @@ const MiB = 1024 * 1024;
 const SIZE = quick ? 16 * MiB : 100 * MiB;
 const ROUNDS = Number(opt('--rounds', quick ? 2 : 9));
 const READ_AHEAD = opt('--read-ahead', undefined);
+// Another built checkout (the code before a change): its unsliced, arrival and adaptive run as targets of their own
+// (`<mode>@base`) in the same rounds, and each of this checkout's gets per-round ratios against its @base twin.
+const BASE = opt('--base', undefined);
 // What the numbers cannot say themselves (other load on a shared machine, say), kept with them.
 const NOTE = opt('--note', undefined);
 
@@ -137,6 +140,13 @@ async function main() {
     { mode: 'arrival', ...(await startSluice([...common, '--slice-size', '1MB', '--slice-url', '^/big/', ...ra])) },
     { mode: 'adaptive', ...(await startSluice([...common, '--slice', '1MB', '--slice-min', '16MB', '--slice-url', '^/big/', ...ra])) },
   ];
+  if (BASE !== undefined) {
+    targets.push(
+      { mode: 'unsliced@base', ...(await startSluice(common, BASE)) },
+      { mode: 'arrival@base', ...(await startSluice([...common, '--slice-size', '1MB', '--slice-url', '^/big/', ...ra], BASE)) },
+      { mode: 'adaptive@base', ...(await startSluice([...common, '--slice', '1MB', '--slice-min', '16MB', '--slice-url', '^/big/', ...ra], BASE)) },
+    );
+  }
   const nginx = await startNginxCache(originProc.url, await freePort(), { slice: '1m', maxSize: '2g' });
   const notes = NOTE === undefined ? [] : [NOTE];
   if (nginx === undefined) notes.push('nginx is not installed: no nginx slice peer in this run (apt-get install nginx-light)');
@@ -173,6 +183,7 @@ async function main() {
     objectBytes: SIZE,
     segmentBytes: MiB,
     readAhead: READ_AHEAD === undefined ? 'default' : Number(READ_AHEAD),
+    base: BASE === undefined ? undefined : { path: BASE, note: 'targets named <mode>@base ran that checkout\'s build' },
     machine: { ...m, loadavgAtEnd: os.loadavg().map((x) => Math.round(x * 100) / 100), loadavg1PerRound: loadavg },
     peer: nginx?.version,
     notes,
@@ -224,9 +235,31 @@ function summarise(rows, modes) {
         fullWarmCpuVsUnsliced: ratio(mode, 'unsliced', 'full', (x) => x.warm.cpuMs),
         rangeCpuVsNginx: ratio(mode, 'nginx', 'range', (x) => x.cpuMs),
       },
+      vsBase:
+        rows[`${mode}@base`] === undefined
+          ? undefined
+          : {
+              rangeTtfb: ratio(mode, `${mode}@base`, 'range', (x) => x.ttfb),
+              rangeCpu: ratio(mode, `${mode}@base`, 'range', (x) => x.cpuMs),
+              fullColdTtlb: ratio(mode, `${mode}@base`, 'full', (x) => x.cold.ttlb),
+              fullColdCpu: ratio(mode, `${mode}@base`, 'full', (x) => x.cold.cpuMs),
+              fullWarmTtlb: ratio(mode, `${mode}@base`, 'full', (x) => x.warm.ttlb),
+              fullWarmCpu: ratio(mode, `${mode}@base`, 'full', (x) => x.warm.cpuMs),
+            },
     };
   }
   return out;
+}
+
+function printVsBase(summary, f) {
+  const rows = Object.entries(summary).filter(([, s]) => s.vsBase !== undefined);
+  if (rows.length === 0) return;
+  console.log('\nthis checkout / --base, medians of per-round ratios (under 1: faster or cheaper now)');
+  console.log('target     range ttfb  range cpu  cold ttlb  cold cpu  warm ttlb  warm cpu');
+  for (const [mode, s] of rows) {
+    const b = s.vsBase;
+    console.log(`${mode.padEnd(10)} ${[b.rangeTtfb, b.rangeCpu, b.fullColdTtlb, b.fullColdCpu, b.fullWarmTtlb, b.fullWarmCpu].map((x) => f(x).padStart(9)).join('  ')}`);
+  }
 }
 
 function print(summary, notes, loadavg) {
@@ -235,20 +268,21 @@ function print(summary, notes, loadavg) {
   const f = (x, d = 2) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(d));
   const sp = (s, d = 1) => `${f(s.p50, d)} [${f(s.p25, d)}-${f(s.p75, d)}]`;
   console.log('\nmedian [p25-p75] over rounds; ms unless said');
-  console.log('target     | range ttfb          cpu             origin MiB req | cold ttlb            cpu                 origin MiB req conn | warm ttlb           cpu');
+  console.log('target        | range ttfb          cpu             origin MiB req | cold ttlb            cpu                 origin MiB req conn | warm ttlb           cpu');
   for (const [mode, s] of Object.entries(summary)) {
     console.log(
-      `${mode.padEnd(10)} | ${sp(s.range.ttfbMs).padEnd(19)} ${sp(s.range.cpuMs).padEnd(15)} ${f(s.range.originBytes.p50 / MiB).padStart(6)} ${String(s.range.originRequests.p50).padStart(3)} | ${sp(s.fullCold.ttlbMs).padEnd(20)} ${sp(s.fullCold.cpuMs).padEnd(19)} ${f(s.fullCold.originBytes.p50 / MiB, 1).padStart(6)} ${String(s.fullCold.originRequests.p50).padStart(3)} ${String(s.fullCold.originConnections.p50).padStart(4)} | ${sp(s.fullWarm.ttlbMs).padEnd(19)} ${sp(s.fullWarm.cpuMs)}`,
+      `${mode.padEnd(13)} | ${sp(s.range.ttfbMs).padEnd(19)} ${sp(s.range.cpuMs).padEnd(15)} ${f(s.range.originBytes.p50 / MiB).padStart(6)} ${String(s.range.originRequests.p50).padStart(3)} | ${sp(s.fullCold.ttlbMs).padEnd(20)} ${sp(s.fullCold.cpuMs).padEnd(19)} ${f(s.fullCold.originBytes.p50 / MiB, 1).padStart(6)} ${String(s.fullCold.originRequests.p50).padStart(3)} ${String(s.fullCold.originConnections.p50).padStart(4)} | ${sp(s.fullWarm.ttlbMs).padEnd(19)} ${sp(s.fullWarm.cpuMs)}`,
     );
   }
   console.log('\nmedians of per-round ratios');
-  console.log('target     ttfb/direct ttfb/nginx cold/unsliced warm/direct | cpu: cold/unsliced warm/unsliced range/nginx');
+  console.log('target        ttfb/direct ttfb/nginx cold/unsliced warm/direct | cpu: cold/unsliced warm/unsliced range/nginx');
   for (const [mode, s] of Object.entries(summary)) {
     const r = s.ratios;
     console.log(
-      `${mode.padEnd(10)} ${f(r.rangeTtfbVsDirect).padStart(11)} ${f(r.rangeTtfbVsNginx).padStart(10)} ${f(r.fullColdVsUnsliced).padStart(13)} ${f(r.fullWarmVsDirect).padStart(11)} | ${f(r.fullColdCpuVsUnsliced).padStart(18)} ${f(r.fullWarmCpuVsUnsliced).padStart(13)} ${f(r.rangeCpuVsNginx).padStart(11)}`,
+      `${mode.padEnd(13)} ${f(r.rangeTtfbVsDirect).padStart(11)} ${f(r.rangeTtfbVsNginx).padStart(10)} ${f(r.fullColdVsUnsliced).padStart(13)} ${f(r.fullWarmVsDirect).padStart(11)} | ${f(r.fullColdCpuVsUnsliced).padStart(18)} ${f(r.fullWarmCpuVsUnsliced).padStart(13)} ${f(r.rangeCpuVsNginx).padStart(11)}`,
     );
   }
+  printVsBase(summary, f);
 }
 
 main().catch(async (e) => {
