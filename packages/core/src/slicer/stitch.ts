@@ -171,6 +171,7 @@ async function* stitched<Ctx>(
   const ranges: BodyRange[] = [{ start: from, end: to }];
   // Cached segments' chunks, written together (batch.ts) up to BATCH_BYTES or a segment still being fetched.
   const batch = new ChunkBatch(BATCH_BYTES);
+  const first = Math.floor(from / size);
   for (const i of segmentsFor(ranges, size)) {
     // Read-ahead: the next segments this response needs (at most readAhead of them) are looked up, and fetched when
     // they miss, while this one is sent.
@@ -185,9 +186,11 @@ async function* stitched<Ctx>(
     const hi = Math.min(to, (i + 1) * size - 1) - i * size;
     const complete = obj.completeChunks;
     if (complete !== undefined) {
-      // A cached segment: its chunks as they are, no reader, into the batch (the warm path).
+      // A cached segment: its chunks as they are, no reader, into the batch (the warm path). The first one goes at
+      // once: the client's first byte does not wait for a batch to fill.
       const full = batch.add(chunkSlices(complete, lo, hi));
-      if (full !== undefined) yield full;
+      const out = full ?? (i === first ? batch.take() : undefined);
+      if (out !== undefined) yield out;
       continue;
     }
     const before = batch.take();
