@@ -1,6 +1,7 @@
 // Helpers for the peer benchmarks (run.mjs, streaming.mjs): process handling, percentiles and the machine note come
 // from the CLI's bench module; nginx as a peer cache lives here.
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,9 +12,12 @@ export { machine, percentiles };
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const group = new ProcessGroup();
 
-/** Runs `sluice <args>` in its own process; resolves with { url, pid, stop } once listening. */
-export function startSluice(args) {
-  return group.start(args);
+/**
+ * Runs `sluice <args>` in its own process; resolves with { url, pid, stop } once listening. `root`: another checkout's
+ * root (built), to run its Sluice beside this one's in the same bench run.
+ */
+export function startSluice(args, root = undefined) {
+  return root === undefined ? group.start(args) : group.start(args, path.join(root, 'packages/cli/bin/run.js'));
 }
 
 export function stopAll() {
@@ -23,9 +27,36 @@ export function stopAll() {
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
+ * CPU time a process and its child processes (nginx's workers) have used, in ns: the sum over their threads of
+ * /proc/<pid>/task/<tid>/schedstat (nanosecond run time, where /proc/<pid>/stat counts 10 ms ticks, too coarse for a
+ * 20 ms request). Threads that have exited are not counted (Node's and nginx's live as long as the process).
+ * NaN when /proc does not have it (not Linux).
+ */
+export function cpuNanos(pid) {
+  const { readFileSync, readdirSync } = fs;
+  try {
+    let ns = 0;
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+      let children = '';
+      try {
+        children = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim();
+      } catch {
+        // no children file (kernel without CONFIG_PROC_CHILDREN): the process alone
+      }
+      for (const c of children === '' ? [] : children.split(' ')) ns += cpuNanos(Number(c));
+    }
+    return ns;
+  } catch {
+    return NaN;
+  }
+}
+
+/**
  * nginx as a peer cache, when the machine has it (`apt-get install nginx-light`): one worker (Sluice is one thread),
  * proxy_cache in front of `originUrl`, keep-alive to the origin; `opts.slice` ('1m') adds the slice module as its
- * documentation configures it, `opts.maxSize` the cache size. Resolves undefined when nginx is not installed.
+ * documentation configures it, `opts.maxSize` the cache size. Resolves { url, version, pid } (the master's pid), or
+ * undefined when nginx is not installed.
  */
 export async function startNginxCache(originUrl, port, opts = {}) {
   const { existsSync, mkdtempSync, writeFileSync } = await import('node:fs');
@@ -84,7 +115,7 @@ http {
         v.stderr.on('data', (d) => (e += String(d)));
         v.on('exit', () => resolve(e.trim()));
       });
-      return { url, version };
+      return { url, version, pid: p.pid };
     } catch {
       // not up yet
     }

@@ -19,10 +19,13 @@ export interface Running {
 export class ProcessGroup {
   private readonly children = new Set<ChildProcess>();
 
-  /** Runs `sluice <args>`; resolves with the URL it prints once listening. */
-  start(args: string[]): Promise<Running> {
+  /**
+   * Runs `sluice <args>`; resolves with the URL it prints once listening. `bin`: another build's `bin/run.js` (a
+   * bench's before/after targets in one run), else this one's.
+   */
+  start(args: string[], bin = BIN): Promise<Running> {
     return new Promise((resolve, reject) => {
-      const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const p = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
       this.children.add(p);
       let out = '';
       let err = '';

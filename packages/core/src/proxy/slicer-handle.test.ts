@@ -434,6 +434,30 @@ describe('read-ahead', () => {
     expect(o.stats.rangeBytes).toBe(BODY.length);
   });
 
+  it('a partly cached object: cached segments (sent in batches) and fetched ones leave in order, each fetched once', async () => {
+    const o = await origin();
+    // No read-ahead: a segment not cached is still being fetched when its turn comes, so the cached ones gathered
+    // before it must go out first.
+    const px = await proxy(o.url, { slice: { sizeBytes: 1024, minBytes: 0, readAhead: 0 } });
+    expect((await get(`${px.url}/file`, { range: 'bytes=2048-4095' })).body.equals(BODY.subarray(2048, 4096))).toBe(true);
+    expect((await get(`${px.url}/file`, { range: 'bytes=5120-5200' })).body.equals(BODY.subarray(5120, 5201))).toBe(true);
+    const r = await get(`${px.url}/file`);
+    expect(r.body.equals(BODY)).toBe(true);
+    const got = ranges(o.seen);
+    expect(got).toHaveLength(10);
+    expect(new Set(got).size).toBe(10);
+    expect(o.stats.rangeBytes).toBe(BODY.length);
+    // Warm: every segment from the cache, nothing more at the origin, the same bytes.
+    const seen = o.seen.length;
+    const warm = await get(`${px.url}/file`);
+    expect(warm.body.equals(BODY)).toBe(true);
+    expect(warm.headers['cache-status']).toMatch(/^sluice; hit/);
+    const part = await get(`${px.url}/file`, { range: 'bytes=1000-9000' });
+    expect(part.status).toBe(206);
+    expect(part.body.equals(BODY.subarray(1000, 9001))).toBe(true);
+    expect(o.seen.length).toBe(seen);
+  });
+
   it('the nginx model (--slice-size) reads ahead the same way, bounded, and never segment 0 for a range', async () => {
     const o = await origin({ delayMs: 10 });
     const px = await proxy(o.url, { slice: { sizeBytes: 1024, readAhead: 2 } });

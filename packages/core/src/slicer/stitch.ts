@@ -6,6 +6,7 @@ import { deliveryHeaders, fetchFailedSynth, writeHead } from '../deliver/head.js
 import { planDelivery, plannedHead, type BodyRange, type PlannedHead } from '../deliver/plan.js';
 import { errorMessage, ProxyError } from '../errors.js';
 import { notModifiedHeaders } from '../http/conditional.js';
+import { BATCH_BYTES, ChunkBatch } from './batch.js';
 import { SegmentMismatchError, segmentMismatch, segmentsFor, sliceKeyPrefix } from './slicer.js';
 
 /**
@@ -165,9 +166,12 @@ async function* stitched<Ctx>(
   meta: CacheObject,
   from: number,
   to: number,
-): AsyncGenerator<Buffer, void, undefined> {
+): AsyncGenerator<Buffer | readonly Buffer[], void, undefined> {
   const size = segs.size;
   const ranges: BodyRange[] = [{ start: from, end: to }];
+  // Cached segments' chunks, written together (batch.ts) up to BATCH_BYTES or a segment still being fetched.
+  const batch = new ChunkBatch(BATCH_BYTES);
+  const first = Math.floor(from / size);
   for (const i of segmentsFor(ranges, size)) {
     // Read-ahead: the next segments this response needs (at most readAhead of them) are looked up, and fetched when
     // they miss, while this one is sent.
@@ -182,10 +186,15 @@ async function* stitched<Ctx>(
     const hi = Math.min(to, (i + 1) * size - 1) - i * size;
     const complete = obj.completeChunks;
     if (complete !== undefined) {
-      // A cached segment: its chunks as they are, no reader (the warm path).
-      yield* chunkSlices(complete, lo, hi);
+      // A cached segment: its chunks as they are, no reader, into the batch (the warm path). The first one goes at
+      // once: the client's first byte does not wait for a batch to fill.
+      const full = batch.add(chunkSlices(complete, lo, hi));
+      const out = full ?? (i === first ? batch.take() : undefined);
+      if (out !== undefined) yield out;
       continue;
     }
+    const before = batch.take();
+    if (before !== undefined) yield before;
     const reader = obj.openReader();
     const cursor = new BodyCursor(obj.read(reader, tx.signal));
     try {
@@ -196,6 +205,8 @@ async function* stitched<Ctx>(
     }
     if (obj.state === 'failed') throw new ProxyError('CORE_ERR_SEGMENT_FAILED', `segment ${i}: body failed`, { source: 'upstream' });
   }
+  const rest = batch.take();
+  if (rest !== undefined) yield rest;
 }
 
 /** The parts of `chunks` (one body, in order) covering body offsets [lo, hi], inclusive. */
