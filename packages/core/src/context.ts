@@ -134,29 +134,41 @@ export interface Tx<Ctx> {
   outcome: Outcome;
 }
 
-/** A transaction's starting state: nothing looked up, no body, not logged. */
+/**
+ * A transaction's starting state: nothing looked up, no body, not logged. A class, not an object literal: a literal
+ * with a getter costs a closure and an accessor definition per request (newTx was 3.6 % of a 1 KiB hit's profile).
+ */
 export function newTx<Ctx>(res: Http1Response, signalFrom: { readonly signal: AbortSignal }, req: DownstreamRequest, ctx: Ctx, pin: PinSlot): Tx<Ctx> {
-  return {
-    // The client's response (or, for a subrequest, its parent) owns the signal; read lazily, as most hits never wait.
-    get signal() {
-      return signalFrom.signal;
-    },
-    req,
-    body: null,
-    bodyBytes: () => 0,
-    pin,
-    res,
-    ctx,
-    key: '',
-    obj: undefined,
-    lookup: undefined,
-    status: {},
-    synth: undefined,
-    closeAfter: false,
-    coalesced: false,
-    stale: undefined,
-    log: undefined,
-    sliceRetried: false,
-    outcome: 'synth',
-  };
+  return new TxState<Ctx>(res, signalFrom, req, ctx, pin);
 }
+
+class TxState<Ctx> implements Tx<Ctx> {
+  body: Http1Request['body'] = null;
+  bodyBytes: () => number = noBodyBytes;
+  key = '';
+  obj: CacheObject | undefined = undefined;
+  lookup: LookupKind | undefined = undefined;
+  status: CacheStatus = {};
+  synth: Synth | undefined = undefined;
+  closeAfter = false;
+  coalesced = false;
+  stale: CacheObject | undefined = undefined;
+  log: Transaction | undefined = undefined;
+  sliceRetried = false;
+  outcome: Outcome = 'synth';
+
+  constructor(
+    public res: Http1Response,
+    private readonly signalFrom: { readonly signal: AbortSignal },
+    public req: DownstreamRequest,
+    public ctx: Ctx,
+    public pin: PinSlot,
+  ) {}
+
+  // The client's response (or, for a subrequest, its parent) owns the signal; read lazily, as most hits never wait.
+  get signal(): AbortSignal {
+    return this.signalFrom.signal;
+  }
+}
+
+const noBodyBytes = (): number => 0;
