@@ -1,4 +1,4 @@
-// Cache hits side by side with the peers (issue 16). Usage: node bench/hits.mjs [--quick] [--pin] [--rounds N]
+// Cache hits side by side with the peers (issue 16). Usage: node bench/hits.mjs [--quick] [--pin] [--rounds N] [--baseline DIR]
 //   [--seconds S] [--targets direct,varnish,nginx,sluice] [--sizes 1k,64k,1m] [--out FILE]
 // Hits of 1 KiB, 64 KiB and 1 MiB through Sluice, Varnish (builtin VCL) and nginx (1 worker, proxy_cache), beside the
 // same-run direct-to-origin baseline (a bare-socket static origin), with autocannon (32 connections) in this process.
@@ -6,6 +6,8 @@
 // direct, and the server's CPU time per request: user + system time of its whole process tree (nginx master and
 // worker, varnishd manager and cache child) over the measured window, divided by the requests served. CPU per request
 // is the steadier figure on a shared machine (the load generator's share does not enter it).
+// --baseline DIR adds a second Sluice run from another built checkout (mode sluice-baseline), measured in the same
+// interleaved rounds: a before/after of a change on one machine state.
 // --pin puts every server and the origin on CPU 0 and this process (the load generator) on CPU 1, as issue 16's run.
 // A peer that is not installed is skipped with a note in the JSON.
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -13,7 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import { request } from 'undici';
-import { ROOT, cpuMicros, machine, pin, processTree, sleep, startNginxCache, startSluice, startVarnish, stopAll, freePort } from './lib.mjs';
+import { ROOT, cpuMicros, freePort, machine, pin, processTree, sleep, startNginxCache, startSluice, startSluiceFrom, startVarnish, stopAll } from './lib.mjs';
 
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
@@ -29,6 +31,7 @@ const CONNECTIONS = 32;
 const WANTED = opt('--targets', 'direct,varnish,nginx,sluice').split(',');
 const SIZES = opt('--sizes', '1k,64k,1m').split(',');
 const PIN = argv.includes('--pin');
+const BASELINE = opt('--baseline', undefined);
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const round1 = (x) => Math.round(x * 10) / 10;
@@ -41,14 +44,14 @@ const cannon = (url) =>
 
 /** How the target marks a hit: Sluice's Cache-Status, nginx's X-Cache (added in its config), Varnish's two XIDs. */
 function hitMark(mode, headers) {
-  if (mode === 'sluice') return String(headers['cache-status'] ?? '');
+  if (mode.startsWith('sluice')) return String(headers['cache-status'] ?? '');
   if (mode === 'nginx') return `X-Cache: ${String(headers['x-cache'] ?? '')}`;
   if (mode === 'varnish') return `X-Varnish: ${String(headers['x-varnish'] ?? '')}, Age: ${String(headers.age ?? '')}`;
   return '';
 }
 
 function isHit(mode, headers) {
-  if (mode === 'sluice') return /;\s*hit/.test(String(headers['cache-status'] ?? ''));
+  if (mode.startsWith('sluice')) return /;\s*hit/.test(String(headers['cache-status'] ?? ''));
   if (mode === 'nginx') return headers['x-cache'] === 'HIT';
   if (mode === 'varnish') return String(headers['x-varnish'] ?? '').trim().split(/\s+/).length === 2;
   return true;
@@ -74,6 +77,10 @@ async function main() {
   if (WANTED.includes('sluice')) {
     const s = await startSluice(['proxy', '--listen', '127.0.0.1:0', '--backend', origin.url, '--quiet']);
     targets.push({ mode: 'sluice', url: s.url, pids: () => [s.pid] });
+  }
+  if (BASELINE !== undefined) {
+    const b = await startSluiceFrom(path.resolve(BASELINE), ['proxy', '--listen', '127.0.0.1:0', '--backend', origin.url, '--quiet']);
+    targets.push({ mode: 'sluice-baseline', url: b.url, pids: () => [b.pid], peer: path.resolve(BASELINE) });
   }
   let pinned = false;
   if (PIN) {
@@ -154,6 +161,7 @@ async function main() {
       rounds: ROUNDS,
       connections: CONNECTIONS,
       pinned,
+      baseline: BASELINE === undefined ? null : path.resolve(BASELINE),
       loadGenerator: 'autocannon 8, in the bench process',
       cpu: 'utime+stime of the server process tree (/proc/PID/stat, 10 ms ticks) over each measured run / requests served',
       peers: {

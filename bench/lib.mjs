@@ -18,6 +18,26 @@ export function startSluice(args) {
   return group.start(args);
 }
 
+/**
+ * Runs `sluice <args>` from another built checkout at `root` (its packages/cli/bin/run.js), as startSluice does: a
+ * baseline beside this checkout's build in the same run (`hits.mjs --baseline DIR`).
+ */
+export function startSluiceFrom(root, args) {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [path.join(root, 'packages/cli/bin/run.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    group.adopt(p);
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d) => {
+      out += String(d);
+      const m = /listening on (http:\/\/[\d.]+:\d+)/.exec(out);
+      if (m) resolve({ url: m[1], pid: p.pid });
+    });
+    p.stderr.on('data', (d) => (err += String(d)));
+    p.on('exit', (code) => reject(new Error(`sluice (${root}) ${args.join(' ')} exited ${code}: ${err.trim()}`)));
+  });
+}
+
 export function stopAll() {
   return group.stopAll();
 }
