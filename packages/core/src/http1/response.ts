@@ -175,6 +175,19 @@ export class Http1Response {
     this.headSentAtMs = performance.now();
   }
 
+  /**
+   * flushHeaders for a head that leaves under a cork with body Buffers: the head as a Buffer too (latin1, from the
+   * pool), so the writev has only Buffers (Node's all-buffers writev; with a string among them it sizes, allocates
+   * and encodes separate storage for the strings on every writev).
+   */
+  private flushHeadBuffer(): void {
+    if (this.dropped || this.head === undefined || this.headersSent) return;
+    this.socket.write(Buffer.from(this.head, 'latin1'));
+    this.head = undefined;
+    this.headersSent = true;
+    this.headSentAtMs = performance.now();
+  }
+
   /** Writes body bytes; false means the socket buffer is full (wait for drain). */
   write(chunk: Buffer): boolean {
     // Dropped: false makes the writer wait for 'drain', which rejects at once on the aborted signal.
@@ -222,11 +235,8 @@ export class Http1Response {
       } else {
         if (this.head !== undefined) {
           // Head and body leave together: two writes under one cork become one writev, without copying the body.
-          s.write(this.head, 'latin1');
+          this.flushHeadBuffer();
           s.write(chunk);
-          this.head = undefined;
-          this.headersSent = true;
-          this.headSentAtMs = performance.now();
         } else {
           s.write(chunk);
         }
@@ -249,7 +259,8 @@ export class Http1Response {
     const s = this.socket;
     if (this.head !== undefined && !this.chunked && this.bodyAllowed && this.joinSmall(chunks)) return;
     s.cork();
-    this.flushHeaders();
+    if (!this.chunked) this.flushHeadBuffer();
+    else this.flushHeaders();
     if (this.bodyAllowed) {
       for (const c of chunks) {
         if (c.length === 0) continue;
