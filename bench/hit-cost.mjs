@@ -53,7 +53,10 @@ function hits(url, n) {
   return new Promise((resolve, reject) =>
     autocannon({ url, connections: CONNECTIONS, amount: n, pipelining: 1, timeout: 60 }, (e, r) => {
       if (e) return reject(e);
-      if (r.non2xx > 0 || r.errors > 0 || r.timeouts > 0) return reject(new Error(`${r.non2xx} non-2xx, ${r.errors} errors, ${r.timeouts} timeouts`));
+      if (r.non2xx > 0) return reject(new Error(`${r.non2xx} non-2xx answers`));
+      // Under valgrind a connection now and then fails (the proxy runs ~50x slower): counted, and the figures are per
+      // answered request.
+      if (r.errors > 0 && !CALLGRIND) return reject(new Error(`${r.errors} errors, ${r.timeouts} timeouts`));
       resolve(r);
     }),
   );
@@ -88,13 +91,15 @@ async function main() {
   const url = `${proxy.url}/static/${SIZE}`;
   // Warm-up: fill the cache (one request), then let the JIT settle.
   await (await fetch(url)).arrayBuffer();
-  await hits(url, CALLGRIND ? 3000 : 5000);
+  await hits(url, CALLGRIND ? 2000 : 5000);
   const result = { date: new Date().toISOString(), machine: m, size: SIZE, requests: N, connections: CONNECTIONS };
   if (CALLGRIND) {
     const pid = proxy.proc.pid;
     const zero = spawnSync('callgrind_control', ['-z', String(pid)], { encoding: 'utf8' });
     if (zero.status !== 0) throw new Error(`callgrind_control -z: ${zero.stderr}`);
-    await hits(url, N);
+    const measured = await hits(url, N);
+    result.answered = measured['2xx'];
+    result.errors = measured.errors;
     const dump = spawnSync('callgrind_control', ['-d', 'measured', String(pid)], { encoding: 'utf8' });
     if (dump.status !== 0) throw new Error(`callgrind_control -d: ${dump.stderr}`);
     await sleep(500);
@@ -110,9 +115,9 @@ async function main() {
       all += n;
       if (f.endsWith('-01')) main = n;
     }
-    result.instructionsPerRequest = { mainThread: Math.round(main / N), allThreads: Math.round(all / N) };
+    result.instructionsPerRequest = { mainThread: Math.round(main / result.answered), allThreads: Math.round(all / result.answered) };
     result.callgrindFiles = tmp;
-    console.log(`hit-${SIZE}: ${result.instructionsPerRequest.mainThread} instructions per hit on the main thread, ${result.instructionsPerRequest.allThreads} in all threads (${N} hits, ${CONNECTIONS} connections; ${tmp})`);
+    console.log(`hit-${SIZE}: ${result.instructionsPerRequest.mainThread} instructions per hit on the main thread, ${result.instructionsPerRequest.allThreads} in all threads (${result.answered} hits answered, ${result.errors} errors, ${CONNECTIONS} connections; ${tmp})`);
   } else {
     const before = cpuMicros([proxy.proc.pid]);
     const t0 = performance.now();
