@@ -1,7 +1,8 @@
-// Helpers for the peer benchmarks (run.mjs, streaming.mjs): process handling, percentiles and the machine note come
-// from the CLI's bench module; nginx as a peer cache lives here.
-import { spawn } from 'node:child_process';
-import fs from 'node:fs';
+// Helpers for the peer benchmarks (run.mjs, streaming.mjs, hits.mjs): process handling, percentiles and the machine
+// note come from the CLI's bench module; nginx and Varnish as peer caches and process CPU time live here.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +21,14 @@ export function startSluice(args, root = undefined) {
   return root === undefined ? group.start(args) : group.start(args, path.join(root, 'packages/cli/bin/run.js'));
 }
 
+/**
+ * Runs `sluice <args>` from another built checkout at `root` (its packages/cli/bin/run.js), as startSluice does: a
+ * baseline beside this checkout's build in the same run (`hits.mjs --baseline DIR`).
+ */
+export function startSluiceFrom(root, args) {
+  return startSluice(args, root);
+}
+
 export function stopAll() {
   return group.stopAll();
 }
@@ -33,11 +42,9 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  * NaN when /proc does not have it (not Linux).
  */
 export function cpuNanos(pid) {
-  const { readFileSync, readdirSync } = fs;
   try {
-    let ns = 0;
+    let ns = threadNanos(pid);
     for (const tid of readdirSync(`/proc/${pid}/task`)) {
-      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
       let children = '';
       try {
         children = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim();
@@ -52,6 +59,13 @@ export function cpuNanos(pid) {
   }
 }
 
+/** Run time of every live thread of one process, ns (/proc/<pid>/task/<tid>/schedstat); throws when it is gone. */
+function threadNanos(pid) {
+  let ns = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+  return ns;
+}
+
 /**
  * nginx as a peer cache, when the machine has it (`apt-get install nginx-light`): one worker (Sluice is one thread),
  * proxy_cache in front of `originUrl`, keep-alive to the origin; `opts.slice` ('1m') adds the slice module as its
@@ -59,7 +73,6 @@ export function cpuNanos(pid) {
  * undefined when nginx is not installed.
  */
 export async function startNginxCache(originUrl, port, opts = {}) {
-  const { existsSync, mkdtempSync, writeFileSync } = await import('node:fs');
   const bin = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => existsSync(p));
   if (bin === undefined) return undefined;
   const dir = mkdtempSync(path.join(os.tmpdir(), 'sluice-nginx-'));
@@ -121,6 +134,112 @@ http {
     }
   }
   throw new Error('nginx did not start');
+}
+
+/** A free loopback port (for peers that need one named on their command line). */
+export function freePort() {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Varnish as a peer cache, when the machine has it (`apt-get install varnish`): in front of `originUrl` on `port`
+ * (a free one when omitted), the VCL declaring only the backend so builtin.vcl decides what is cached, `-s malloc`
+ * (`opts.storage`, default 256m so 1 MiB objects fit many times). Resolves { url, version, pid, stop } once it answers,
+ * undefined when varnishd is not installed. `pid` is the manager's: the cache child is a process of its tree
+ * (treeCpuMicros counts both).
+ */
+export async function startVarnish(originUrl, port, opts = {}) {
+  const bin = ['/usr/sbin/varnishd', '/usr/bin/varnishd'].find((p) => existsSync(p));
+  if (bin === undefined) return undefined;
+  const listenPort = port ?? (await freePort());
+  const version = spawnSync(bin, ['-V'], { encoding: 'utf8' }).stderr.split('\n')[0];
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'sluice-varnish-'));
+  const origin = new URL(originUrl);
+  const vcl = path.join(dir, 'default.vcl');
+  writeFileSync(vcl, `vcl 4.1;\nbackend default { .host = "${origin.hostname}"; .port = "${origin.port}"; }\n`);
+  const args = ['-F', '-j', 'none', '-n', path.join(dir, 'vn'), '-a', `127.0.0.1:${listenPort}`, '-T', '127.0.0.1:0', '-f', vcl, '-s', `malloc,${opts.storage ?? '256m'}`];
+  const p = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  p.stderr.on('data', (d) => (err += String(d)));
+  group.adopt(p);
+  p.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  const url = `http://127.0.0.1:${listenPort}`;
+  for (let i = 0; i < 100; i++) {
+    if (p.exitCode !== null) break;
+    await sleep(100);
+    try {
+      await (await request(`${url}/`)).body.text();
+      const stop = () =>
+        new Promise((resolve) => {
+          if (p.exitCode !== null || p.signalCode !== null) return resolve();
+          p.once('exit', () => resolve());
+          p.kill('SIGTERM');
+        });
+      return { url, version, pid: p.pid, stop };
+    } catch {
+      // not up yet
+    }
+  }
+  p.kill('SIGTERM');
+  throw new Error(`varnishd did not start: ${err.trim()}`);
+}
+
+/** The process `pid` and its descendants (Linux /proc): nginx's workers, varnishd's cache child. */
+export function processTree(pid) {
+  const children = new Map();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const ppid = Number(readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1].split(' ')[1]);
+      if (!children.has(ppid)) children.set(ppid, []);
+      children.get(ppid).push(Number(d));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const out = [];
+  const walk = (p) => {
+    out.push(p);
+    for (const c of children.get(p) ?? []) walk(c);
+  };
+  walk(pid);
+  return out;
+}
+
+/**
+ * CPU time the processes `pids` have used, in microseconds (each process's threads, from schedstat as cpuNanos, not its
+ * children: pass a processTree). A process that ended meanwhile counts nothing.
+ */
+export function cpuMicros(pids) {
+  let ns = 0;
+  for (const pid of pids) {
+    try {
+      ns += threadNanos(pid);
+    } catch {
+      // gone
+    }
+  }
+  return ns / 1000;
+}
+
+/**
+ * Pins the processes `pids` (every thread) to the CPUs `cpus` ('0', '1', '0-1') with taskset. Returns false (with the
+ * reason on stderr) when taskset is missing or refused, so a bench can note it ran unpinned.
+ */
+export function pin(pids, cpus) {
+  for (const pid of pids) {
+    const r = spawnSync('taskset', ['-a', '-c', '-p', cpus, String(pid)], { encoding: 'utf8' });
+    if (r.status !== 0) {
+      console.error(`taskset ${cpus} ${pid}: ${r.error?.message ?? r.stderr.trim()}`);
+      return false;
+    }
+  }
+  return true;
 }
 
 export async function originBytes(originUrl) {

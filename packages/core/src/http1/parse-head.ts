@@ -43,8 +43,7 @@ export function parseRequestHead(head: string): RequestHead | HeadError {
   // A head cut before "\n\n" whose last line ended in CRLF keeps that CR: it belongs to the line ending.
   if (head.endsWith('\r')) head = head.slice(0, -1);
   // RFC 9112 §2.2: a bare LF is accepted as a line terminator. Split on CRLF first (the common case, no regex).
-  let lines = head.split('\r\n');
-  if (lines.some((l) => l.includes('\n'))) lines = head.split(/\r?\n/);
+  const lines = hasBareLf(head) ? head.split(/\r?\n/) : head.split('\r\n');
   const requestLine = lines[0] ?? '';
   const sp1 = requestLine.indexOf(' ');
   const sp2 = requestLine.lastIndexOf(' ');
@@ -55,10 +54,8 @@ export function parseRequestHead(head: string): RequestHead | HeadError {
   if (!TOKEN.test(method)) return { status: 400, reason: 'invalid method' };
   if (target.length > MAX_TARGET) return { status: 414, reason: 'request target too long' };
   if (target === '' || /[\s\0-\x1f\x7f]/.test(target)) return { status: 400, reason: 'invalid request target' };
-  const pm = /^HTTP\/(\d)\.(\d)$/.exec(proto);
-  if (pm === null) return { status: 400, reason: 'invalid protocol version' };
-  if (pm[1] !== '1') return { status: 505, reason: 'HTTP version not supported' };
-  const version = pm[2] === '0' ? '1.0' : '1.1';
+  const version = proto === 'HTTP/1.1' ? '1.1' : versionOf(proto);
+  if (typeof version !== 'string') return version;
 
   const headers = parseHeaderLines(lines);
   if (isHeadError(headers)) return headers;
@@ -70,6 +67,22 @@ export function parseRequestHead(head: string): RequestHead | HeadError {
   const expect = headers['expect'];
   const expectContinue = typeof expect === 'string' && expect.toLowerCase() === '100-continue';
   return { method, target, version, headers, body, keepAlive, expectContinue };
+}
+
+/** Whether a line of the head ends in a bare LF (a LF not after CR), so the head must be split on both. */
+function hasBareLf(head: string): boolean {
+  for (let i = head.indexOf('\n'); i >= 0; i = head.indexOf('\n', i + 1)) {
+    if (i === 0 || head.charCodeAt(i - 1) !== 13) return true;
+  }
+  return false;
+}
+
+/** The version of a protocol field other than `HTTP/1.1` (which the caller checks first, without a regex). */
+function versionOf(proto: string): '1.0' | '1.1' | HeadError {
+  const pm = /^HTTP\/(\d)\.(\d)$/.exec(proto);
+  if (pm === null) return { status: 400, reason: 'invalid protocol version' };
+  if (pm[1] !== '1') return { status: 505, reason: 'HTTP version not supported' };
+  return pm[2] === '0' ? '1.0' : '1.1';
 }
 
 /** A refusal (its status is a number; a header map's values are strings, so a `Status:` header is never one). */

@@ -138,6 +138,27 @@ describe('Http1Server', () => {
     expect(ok).toContain('GET /fine []');
   });
 
+  // Issue 16: the head's end is searched in a latin1 text of at most maxHeadBytes + 4 bytes; past that window the
+  // Buffer search must decide exactly as before. A relapse shows as a 200 where the limit says 431, or the reverse.
+  it('a head ending exactly at maxHeadBytes is served, one byte more is 431, also with a bare-LF blank line inside the limit', async () => {
+    server = new Http1Server(
+      (req, res) => {
+        res.writeHead(200, { 'content-length': String(req.url.length) });
+        res.end(Buffer.from(req.url));
+      },
+      { maxHeadBytes: 1024 },
+    );
+    const { port } = await server.listen(0, '127.0.0.1');
+    const prefix = 'GET /w HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX: ';
+    const headOf = (end: number): string => `${prefix}${'y'.repeat(end - prefix.length)}\r\n\r\n`;
+    expect(headOf(1024).indexOf('\r\n\r\n')).toBe(1024);
+    expect(await exchange(port, [headOf(1024)])).toMatch(/^HTTP\/1\.1 200 [^]*\r\n\r\n\/w$/);
+    expect(await exchange(port, [headOf(1025)])).toMatch(/^HTTP\/1\.1 431 /);
+    // A blank line of bare LFs inside the limit does not end a head whose CRLFCRLF comes past it: still 431.
+    const lflf = `GET /w HTTP/1.1\r\nHost: x\r\nA: b\n\nX: ${'y'.repeat(2000)}\r\n\r\n`;
+    expect(await exchange(port, [lflf])).toMatch(/^HTTP\/1\.1 431 /);
+  });
+
   it('ignores empty lines before a request line', async () => {
     const port = await startEcho();
     const out = await exchange(port, ['\r\n\r\nGET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n']);

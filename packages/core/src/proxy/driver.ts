@@ -24,8 +24,23 @@ import { newTx } from '../context.js';
  */
 export type StepTable<Ctx> = Record<Exclude<Step, 'done'>, (tx: Tx<Ctx>) => Step | Promise<Step>>;
 
-export async function drive<Ctx>(steps: StepTable<Ctx>, tx: Tx<Ctx>, stop: (s: Step) => boolean): Promise<Step> {
+/**
+ * Runs the steps from 'recv'. Synchronous as long as every step is: a hit returns its last Step with no promise at all
+ * (an async function would cost a promise and a microtask hop per request). From the first step that waits, the rest
+ * runs in a promise. A step that throws synchronously throws here; callers treat it as they treat a rejection.
+ */
+export function drive<Ctx>(steps: StepTable<Ctx>, tx: Tx<Ctx>, stop: (s: Step) => boolean): Step | Promise<Step> {
   let step: Step = 'recv';
+  while (!stop(step)) {
+    const next = steps[step as Exclude<Step, 'done'>](tx);
+    if (typeof next !== 'string') return next.then((s) => driveFrom(steps, tx, stop, s));
+    step = next;
+  }
+  return step;
+}
+
+async function driveFrom<Ctx>(steps: StepTable<Ctx>, tx: Tx<Ctx>, stop: (s: Step) => boolean, from: Step): Promise<Step> {
+  let step = from;
   while (!stop(step)) {
     const next = steps[step as Exclude<Step, 'done'>](tx);
     step = typeof next === 'string' ? next : await next;

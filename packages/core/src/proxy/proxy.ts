@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { CacheObject } from '../cache/cache-object.js';
 import { MemoryStore } from '../cache/memory-store.js';
 import type { Store } from '../cache/store.js';
-import { newTx, type LogLine, type ProxyEnv, type SliceOptions, type Tx } from '../context.js';
+import { newTx, type LogLine, type ProxyEnv, type SliceOptions, type Step, type Tx } from '../context.js';
 import { writeSynth } from '../deliver/head.js';
 import { deliver } from '../deliver/deliver.js';
 import { errorMessage, ProxyError } from '../errors.js';
@@ -163,7 +163,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
     this.steps = stepTable(env);
     this.opts = opts;
     const tunnel = this.upstream.tunnel?.bind(this.upstream);
-    this.server = new Http1Server((req, res) => this.handle(req, res).catch((e: unknown) => this.lastResort(res, e)), {
+    this.server = new Http1Server((req, res) => this.serve(req, res), {
       onBadRequest: (status, reason, info) => {
         this.stats.client_req_400++;
         env.log({ level: 'warn', event: 'bad-request', message: `${status} ${reason}` });
@@ -243,7 +243,20 @@ export class Proxy<Ctx = Record<string, unknown>> {
     return { id: b.id, expr: b.expr };
   }
 
-  private async handle(raw: Http1Request, res: Http1Response): Promise<void> {
+  /** The server's handler: nothing a request does may escape its connection (see lastResort). */
+  private serve(raw: Http1Request, res: Http1Response): void {
+    try {
+      this.handle(raw, res)?.catch((e: unknown) => this.lastResort(res, e));
+    } catch (e: unknown) {
+      this.lastResort(res, e);
+    }
+  }
+
+  /**
+   * One request through the machine. A request whose steps never wait (a hit) is handled and accounted synchronously,
+   * without a promise; otherwise the promise of the rest. Failures become responses in failToProxy.
+   */
+  private handle(raw: Http1Request, res: Http1Response): Promise<void> | undefined {
     const t0 = performance.now();
     const table = this.steps;
     this.stats.client_req++;
@@ -255,16 +268,36 @@ export class Proxy<Ctx = Record<string, unknown>> {
       tx.log = this.txlog.beginRequest(sessionOf(raw.connection));
       logClientRequest(tx.log, raw.connection, raw.remoteAddress, req);
     }
+    let walked: Step | Promise<Step>;
     try {
-      await drive(table, tx, untilDone);
+      walked = drive(table, tx, untilDone);
     } catch (e: unknown) {
+      return this.failed(tx, raw, res, t0, e);
+    }
+    if (typeof walked === 'string') {
+      this.ended(tx, raw, res, t0);
+      return undefined;
+    }
+    return walked.then(
+      () => this.ended(tx, raw, res, t0),
+      (e: unknown) => this.failed(tx, raw, res, t0, e),
+    );
+  }
+
+  private async failed(tx: Tx<Ctx>, raw: Http1Request, res: Http1Response, t0: number, e: unknown): Promise<void> {
+    try {
       tx.outcome = 'error';
       await this.failToProxy(tx, e);
     } finally {
-      if (tx.log !== undefined) logRequestEnd(tx.log, raw.headBytes, raw.bodyBytes(), res);
-      this.durations.observe(tx.outcome, (performance.now() - t0) / 1000);
-      if (res.headSentAtMs > 0) this.ttfb.observe(tx.outcome, (res.headSentAtMs - t0) / 1000);
+      this.ended(tx, raw, res, t0);
     }
+  }
+
+  /** The request's end: its log record and the latency histograms. */
+  private ended(tx: Tx<Ctx>, raw: Http1Request, res: Http1Response, t0: number): void {
+    if (tx.log !== undefined) logRequestEnd(tx.log, raw.headBytes, raw.bodyBytes(), res);
+    this.durations.observe(tx.outcome, (performance.now() - t0) / 1000);
+    if (res.headSentAtMs > 0) this.ttfb.observe(tx.outcome, (res.headSentAtMs - t0) / 1000);
   }
 
   /** The one place errors become client responses: a status if nothing was sent yet, otherwise a cut connection. */
