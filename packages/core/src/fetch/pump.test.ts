@@ -68,6 +68,33 @@ describe('pump (origin body -> object, issue 16)', () => {
     expect(read).toBe(written);
   });
 
+  it('takes what the body holds already synchronously, so a delivery woken by the head finds it (one write)', () => {
+    const o = streaming(true);
+    const body = new PassThrough();
+    body.write(Buffer.alloc(1200, 7));
+    void pump(o, body, 1024 * KiB, new AbortController().signal, () => undefined);
+    expect(o.length).toBe(1200);
+    body.end();
+  });
+
+  it('bytes held already that fill the transit buffer leave the body paused until a reader makes room', async () => {
+    const o = streaming(false);
+    const r = o.openReader();
+    const body = new PassThrough({ highWaterMark: 256 * KiB });
+    body.write(Buffer.alloc(64 * KiB, 1));
+    const done = pump(o, body, 16 * KiB, new AbortController().signal, () => undefined);
+    expect(o.length).toBe(64 * KiB);
+    body.write(Buffer.alloc(64 * KiB, 2));
+    await turns(5);
+    expect(o.length).toBe(64 * KiB);
+    expect(o.nextChunk(r)?.length).toBe(64 * KiB);
+    await turns(5);
+    expect(o.length).toBe(128 * KiB);
+    body.end();
+    expect(o.nextChunk(r)?.[0]).toBe(2);
+    await done;
+  });
+
   it('rejects when the body fails, and when it closes before its end', async () => {
     const failed = new PassThrough();
     const p1 = pump(streaming(true), failed, 1024 * KiB, new AbortController().signal, () => undefined);

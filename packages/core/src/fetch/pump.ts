@@ -17,6 +17,8 @@ export type OnChunk = (chunk: Buffer) => void;
 export function pump(obj: CacheObject, body: Readable, transitBytes: number, signal: AbortSignal, onChunk: OnChunk): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     let settled = false;
+    /** Paused by the pump for transit space (not by anyone else). */
+    let waitingSpace = false;
     const settle = (e: unknown): void => {
       if (settled) return;
       settled = true;
@@ -28,7 +30,10 @@ export function pump(obj: CacheObject, body: Readable, transitBytes: number, sig
     const resumeWhenSpace = (): void => {
       if (settled) return;
       if (obj.overTransit(transitBytes) && !obj.isFinal) obj.onNextChange(resumeWhenSpace);
-      else body.resume();
+      else {
+        waitingSpace = false;
+        body.resume();
+      }
     };
     const onData = (chunk: Buffer): void => {
       if (settled) return;
@@ -42,6 +47,7 @@ export function pump(obj: CacheObject, body: Readable, transitBytes: number, sig
         return;
       }
       if (obj.overTransit(transitBytes)) {
+        waitingSpace = true;
         body.pause();
         obj.onNextChange(resumeWhenSpace);
       }
@@ -52,9 +58,24 @@ export function pump(obj: CacheObject, body: Readable, transitBytes: number, sig
     };
     if (signal.aborted) return onAbort();
     signal.addEventListener('abort', onAbort, { once: true });
+    // What the origin sent with its head waits in the stream's buffer: taken now, synchronously, before the
+    // deliveries the head woke run. They then find body bytes and send head and body in one write; found late (on
+    // 'data', a tick later) a small miss went out in two writes, head then body (+0.5 ms TTFB in bench/ab.mjs).
+    while (!settled && !waitingSpace) {
+      const c = takeBuffered(body);
+      if (c === null) break;
+      onData(c);
+    }
+    if (settled) return;
     body.on('data', onData);
-    // The origin client may have paused the body (to count bytes without starting it): it starts here.
-    body.resume();
+    // Flowing from here on (unless the bytes taken above filled the transit buffer: then from resumeWhenSpace).
+    if (!waitingSpace) body.resume();
     finished(body, { writable: false }, (err) => settle(err ?? undefined));
   });
+}
+
+/** What the stream holds already, without waiting; null when it holds nothing. */
+function takeBuffered(body: Readable): Buffer | null {
+  if (body.readableLength === 0 || body.destroyed) return null;
+  return body.read() as Buffer | null;
 }
