@@ -6,13 +6,16 @@
 //   hit-1k          requests/s (autocannon, 32 connections) and proxy CPU per request, median of rounds
 //   miss-ttfb       time to first byte of a cold 1 KiB miss (unique URLs), p50 over many
 //   sliced-range    a 1000-byte range in the middle of a cold 16 MiB object with 1 MiB segments: TTFB p50
+//   miss-whole      a cold 32 MiB object read whole (not sliced): time to last byte and proxy CPU per MiB, medians
+//   range-miss      a 1000-byte range in the middle of a cold 32 MiB object (not sliced): TTFB, proxy CPU per MiB
+// --only a,b runs just those scenarios.
 // Origins come from this tree (`sluice origin --fast` for hits, `sluice origin` for misses and big objects).
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import { request } from 'undici';
-import { ROOT, machine, percentiles, sleep, startSluice, stopAll } from './lib.mjs';
+import { ROOT, cpuMicros, machine, percentiles, sleep, startSluice, stopAll } from './lib.mjs';
 
 const argv = process.argv.slice(2);
 const arg = (name) => {
@@ -32,6 +35,9 @@ const ROUNDS = quick ? 1 : 5;
 const MISSES = quick ? 20 : 200;
 const SLICES = quick ? 3 : 15;
 const MiB = 1024 * 1024;
+const BIG_ROUNDS = quick ? 3 : 15;
+const only = arg('--only')?.split(',');
+const wanted = (name) => only === undefined || only.includes(name);
 
 const children = [];
 /** Runs `sluice <args>` from the checkout at `dir`; resolves with { url, pid } once it prints its address. */
@@ -50,10 +56,6 @@ function startFrom(dir, args) {
   });
 }
 
-function cpuMicros(pid) {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10_000;
-}
 
 const cannon = (url) =>
   new Promise((resolve, reject) => autocannon({ url, connections: 32, duration: SECONDS }, (e, r) => (e ? reject(e) : resolve(r))));
@@ -113,6 +115,40 @@ async function sliced(sides) {
   return sides.map((s, i) => ({ name: 'sliced-range', side: s.name, objectBytes: size, segmentBytes: MiB, ttfbMs: percentiles(ms[i]) }));
 }
 
+/**
+ * Cold misses of a 32 MiB object (unsliced), whole or a 1000-byte range at its middle, interleaved before/after:
+ * time to first and last byte, and the proxy's CPU per MiB the origin sent (utime+stime, read after the fetch ended,
+ * so it holds the whole fetch: the robust figure on a loaded machine).
+ */
+async function bigMisses(sides, name, range) {
+  const size = 32 * MiB;
+  const rows = sides.map(() => ({ ttfb: [], ttlb: [], cpu: [] }));
+  const headers = range ? { range: `bytes=${size / 2}-${size / 2 + 999}` } : {};
+  for (let n = -2; n < BIG_ROUNDS; n++) {
+    for (const [i, s] of sides.entries()) {
+      const c0 = cpuMicros(s.miss.pid);
+      const t0 = performance.now();
+      const res = await request(`${s.miss.url}/big/${size}?ab=${name}-${s.name}-${n}-${Date.now()}`, { headers });
+      let first;
+      let got = 0;
+      for await (const c of res.body) {
+        first ??= performance.now() - t0;
+        got += c.length;
+      }
+      const ttlb = performance.now() - t0;
+      if (res.statusCode !== (range ? 206 : 200) || got !== (range ? 1000 : size)) throw new Error(`${name} ${s.name}: ${res.statusCode}, ${got} bytes`);
+      // The fetch goes on after a range is answered: let it end so its CPU lands in this round.
+      await sleep(range ? 400 : 50);
+      // The first two rounds warm the JIT up and are not counted.
+      if (n < 0) continue;
+      rows[i].ttfb.push(first);
+      rows[i].ttlb.push(ttlb);
+      rows[i].cpu.push(Math.round((cpuMicros(s.miss.pid) - c0) / (size / MiB)));
+    }
+  }
+  return sides.map((s, i) => ({ name, side: s.name, objectBytes: size, ttfbMs: percentiles(rows[i].ttfb), ttlbMs: percentiles(rows[i].ttlb), cpuMicrosPerMiB: median(rows[i].cpu), cpuRounds: rows[i].cpu }));
+}
+
 async function main() {
   const m = machine();
   const fast = await startSluice(['origin', '--fast', '--listen', '127.0.0.1:0']);
@@ -125,7 +161,12 @@ async function main() {
     sides.push({ name, dir, hit, miss, slice });
   }
   await sleep(300);
-  const scenarios = [...(await hits(sides)), ...(await misses(sides)), ...(await sliced(sides))];
+  const scenarios = [];
+  if (wanted('hit-1k')) scenarios.push(...(await hits(sides)));
+  if (wanted('miss-ttfb')) scenarios.push(...(await misses(sides)));
+  if (wanted('sliced-range')) scenarios.push(...(await sliced(sides)));
+  if (wanted('miss-whole')) scenarios.push(...(await bigMisses(sides, 'miss-whole', false)));
+  if (wanted('range-miss')) scenarios.push(...(await bigMisses(sides, 'range-miss', true)));
   for (const p of children) p.kill('SIGTERM');
   await stopAll();
   const result = { date: new Date().toISOString(), quick, machine: m, before: path.resolve(before), settings: { seconds: SECONDS, rounds: ROUNDS, misses: MISSES, slices: SLICES }, scenarios };
@@ -133,10 +174,16 @@ async function main() {
   writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
   const get = (name, side) => scenarios.find((s) => s.name === name && s.side === side);
   const [hb, ha] = [get('hit-1k', 'before'), get('hit-1k', 'after')];
-  console.log(`hit-1k        before ${hb.rps} req/s, ${hb.cpuMicrosPerRequest} us CPU/req   after ${ha.rps} req/s, ${ha.cpuMicrosPerRequest} us CPU/req   ratio ${(ha.rps / hb.rps).toFixed(2)} rps, ${(ha.cpuMicrosPerRequest / hb.cpuMicrosPerRequest).toFixed(2)} CPU`);
+  if (hb !== undefined) console.log(`hit-1k        before ${hb.rps} req/s, ${hb.cpuMicrosPerRequest} us CPU/req   after ${ha.rps} req/s, ${ha.cpuMicrosPerRequest} us CPU/req   ratio ${(ha.rps / hb.rps).toFixed(2)} rps, ${(ha.cpuMicrosPerRequest / hb.cpuMicrosPerRequest).toFixed(2)} CPU`);
   for (const name of ['miss-ttfb', 'sliced-range']) {
     const [b, a] = [get(name, 'before'), get(name, 'after')];
-    console.log(`${name.padEnd(13)} before p50 ${b.ttfbMs.p50} ms   after p50 ${a.ttfbMs.p50} ms   ratio ${(a.ttfbMs.p50 / b.ttfbMs.p50).toFixed(2)}`);
+    if (b !== undefined) console.log(`${name.padEnd(13)} before p50 ${b.ttfbMs.p50} ms   after p50 ${a.ttfbMs.p50} ms   ratio ${(a.ttfbMs.p50 / b.ttfbMs.p50).toFixed(2)}`);
+  }
+  for (const name of ['miss-whole', 'range-miss']) {
+    const [b, a] = [get(name, 'before'), get(name, 'after')];
+    if (b === undefined) continue;
+    const t = name === 'range-miss' ? 'ttfbMs' : 'ttlbMs';
+    console.log(`${name.padEnd(13)} ${t} p50 before ${b[t].p50} after ${a[t].p50} (ratio ${(a[t].p50 / b[t].p50).toFixed(2)})   CPU us/MiB before ${b.cpuMicrosPerMiB} after ${a.cpuMicrosPerMiB} (ratio ${(a.cpuMicrosPerMiB / b.cpuMicrosPerMiB).toFixed(2)})`);
   }
   console.log(`\nwritten ${path.relative(ROOT, out)}`);
 }

@@ -212,12 +212,12 @@ export function processTree(pid) {
 }
 
 /**
- * CPU time the processes `pids` have used, in microseconds (each process's threads, from schedstat as cpuNanos, not its
+ * CPU time the processes `pids` (one pid or a list) have used, in microseconds (each process's threads, from schedstat as cpuNanos, not its
  * children: pass a processTree). A process that ended meanwhile counts nothing.
  */
 export function cpuMicros(pids) {
   let ns = 0;
-  for (const pid of pids) {
+  for (const pid of typeof pids === 'number' ? [pids] : pids) {
     try {
       ns += threadNanos(pid);
     } catch {
@@ -290,4 +290,3 @@ export async function rangeOnMiss(originUrl, targets, { size, runs }) {
   }
   return rows;
 }
-

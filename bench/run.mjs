@@ -1,6 +1,7 @@
-// Issue 2 benchmarks. Usage: node bench/run.mjs [--quick] [--out FILE]
-//   ttfb:   time to first body byte of a streamed miss (origin: 5 chunks 200 ms apart), direct vs Sluice streamed vs
-//           Sluice buffered (doStream off)
+// Issue 2 benchmarks. Usage: node bench/run.mjs [--quick] [--miss-only] [--out FILE]
+//   ttfb:   time to first body byte of a streamed miss (origin: 5 chunks 200 ms apart; and a Content-Length origin
+//           writing 1280 bytes in 5 writes 50 ms apart), direct vs Sluice streamed vs Sluice buffered (doStream off),
+//           runs interleaved; --miss-only stops after these
 //   hits:   requests/s on cache hits of 1 KiB, 64 KiB, 1 MiB vs the same-run direct-to-origin baseline (fast static
 //           origin on a bare socket), autocannon
 //   coalesce: 100 concurrent cold requests -> origin requests
@@ -34,23 +35,27 @@ async function timeRequest(url, dispatcher) {
   return { ttfb: ttfb ?? performance.now() - t0, ttlb: performance.now() - t0, status: res.statusCode, bytes, cacheStatus: res.headers['cache-status'] };
 }
 
-async function ttfbScenario(originUrl, streamedUrl, bufferedUrl) {
-  const rows = [];
-  for (const [mode, base] of [['direct', originUrl], ['streamed', streamedUrl], ['buffered', bufferedUrl]]) {
-    const agent = new Agent({ connections: 4 });
-    const ttfb = [];
-    const ttlb = [];
-    // One warm-up request to open connections.
-    await timeRequest(`${base}/static/1`, agent);
-    for (let i = 0; i < RUNS; i++) {
-      const r = await timeRequest(`${base}/chunked?chunks=5&delay=200&size=64&run=${mode}-${i}`, agent);
-      if (r.status !== 200 || r.bytes !== 320) throw new Error(`ttfb ${mode}: status ${r.status}, ${r.bytes} bytes`);
-      ttfb.push(r.ttfb);
-      ttlb.push(r.ttlb);
+/**
+ * Time to first and last body byte of a miss, direct vs through Sluice streamed vs buffered, runs interleaved across
+ * the three (direct, streamed, buffered, direct, ...) so drift on a shared machine hits each alike.
+ */
+async function ttfbScenario(name, route, bodyBytes, originUrl, streamedUrl, bufferedUrl) {
+  const modes = [['direct', originUrl], ['streamed', streamedUrl], ['buffered', bufferedUrl]];
+  const agents = modes.map(() => new Agent({ connections: 4 }));
+  const ttfb = modes.map(() => []);
+  const ttlb = modes.map(() => []);
+  // One warm-up request each to open connections.
+  for (const [i, [, base]] of modes.entries()) await timeRequest(`${base}/static/1`, agents[i]);
+  for (let n = 0; n < RUNS; n++) {
+    for (const [i, [mode, base]] of modes.entries()) {
+      const r = await timeRequest(`${base}${route}&run=${mode}-${n}-${Date.now()}`, agents[i]);
+      if (r.status !== 200 || r.bytes !== bodyBytes) throw new Error(`${name} ${mode}: status ${r.status}, ${r.bytes} bytes`);
+      ttfb[i].push(r.ttfb);
+      ttlb[i].push(r.ttlb);
     }
-    await agent.close();
-    rows.push({ name: 'miss-5-chunks-200ms', mode, ttfbMs: percentiles(ttfb), ttlbMs: percentiles(ttlb) });
   }
+  await Promise.all(agents.map((a) => a.close()));
+  const rows = modes.map(([mode], i) => ({ name, mode, ttfbMs: percentiles(ttfb[i]), ttlbMs: percentiles(ttlb[i]) }));
   const direct = rows[0].ttfbMs.p50;
   for (const r of rows) r.ttfbDeltaVsDirectP50Ms = Math.round((r.ttfbMs.p50 - direct) * 100) / 100;
   return rows;
@@ -142,13 +147,23 @@ async function main() {
   await sleep(200);
   const scenarios = [];
   console.log('ttfb of a streamed miss ...');
-  scenarios.push(...(await ttfbScenario(origin.url, streamed.url, buffered.url)));
+  // Chunked origin: 5 chunks of 64 bytes 200 ms apart. Content-Length origin: 1280 bytes in 5 writes 50 ms apart.
+  scenarios.push(...(await ttfbScenario('miss-5-chunks-200ms', '/chunked?chunks=5&delay=200&size=64', 320, origin.url, streamed.url, buffered.url)));
+  scenarios.push(...(await ttfbScenario('miss-cl-5-writes-50ms', '/rate/1280?bps=5120', 1280, origin.url, streamed.url, buffered.url)));
+  if (argv.includes('--miss-only')) {
+    await finish(m, scenarios, undefined);
+    return;
+  }
   console.log('hit throughput ...');
   scenarios.push(...(await hitScenario(fast.url, hitProxy.url, nginx)));
   console.log('coalescing ...');
   scenarios.push(...(await coalesceScenario(streamed.url, origin.url)));
-  await stopAll();
+  await finish(m, scenarios, nginx);
+}
 
+/** Stops the processes, writes the result and prints it. */
+async function finish(m, scenarios, nginx) {
+  await stopAll();
   const result = {
     date: new Date().toISOString(),
     quick,

@@ -1,15 +1,17 @@
 // Streaming benchmarks (issue 3). Usage: node bench/streaming.mjs [--quick] [--out FILE]
 //   range-on-miss: a cold 100 MiB object, a client asks for 1000 bytes in the middle: time to first byte and how many
 //                  bytes the origin had sent by then; direct (the origin answers the Range itself), Sluice, and nginx
-//                  (proxy_cache) when installed
-//   transit:       peak RSS growth of the proxy while a 1 GiB uncacheable body is read by a client at ~50 MB/s
+//                  (proxy_cache) when installed; rounds interleaved across targets, medians, ratios to direct and nginx
+//   miss-whole:    a cold 100 MiB object read whole: time to first and last byte, direct / Sluice / nginx interleaved,
+//                  Sluice's CPU per MiB (issue 16: last byte within 1.3x of direct)
+//   transit:       peak RSS growth of a fresh proxy while a 1 GiB uncacheable body is read by a client at ~50 MB/s
 //   adaptive:      time to last byte of misses from 100 B to 1 MiB (Content-Length), streamed vs delivered whole,
 //                  the measurement behind the streamMinBytes default
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { Agent, request } from 'undici';
-import { ROOT, machine, percentiles, rangeOnMiss, sleep, startNginxCache, startSluice, stopAll } from './lib.mjs';
+import { ROOT, cpuMicros, machine, percentiles, rangeOnMiss, sleep, startNginxCache, startSluice, stopAll } from './lib.mjs';
 
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
@@ -17,12 +19,19 @@ const outIdx = argv.indexOf('--out');
 const date = new Date().toISOString().slice(0, 10);
 const out = outIdx >= 0 ? argv[outIdx + 1] : path.join(ROOT, 'bench/results', `${date}-streaming.json`);
 const MiB = 1024 * 1024;
+const ROUNDS = quick ? 1 : 5;
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const ratio = (a, b) => (b > 0 ? Math.round((a / b) * 100) / 100 : null);
 
 function rssBytes(pid) {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) * 1024 : NaN;
 }
 
+/**
+ * On a proxy of its own, started for it: one that served the big misses before holds hundreds of MiB the allocator
+ * freed and reuses, which would hide the growth (measured: 0.6 MiB after the misses, ~70 MiB for 256 MiB fresh).
+ */
 async function transit(proxy) {
   const size = quick ? 64 * MiB : 1024 * MiB;
   const rate = 50 * 1000 * 1000; // bytes/s
@@ -61,6 +70,75 @@ async function transit(proxy) {
   }];
 }
 
+/**
+ * range-on-miss with rounds interleaved across targets (direct, sluice, nginx, direct, ...), so drift on a shared
+ * machine hits each alike; one cold object per target per round (rangeOnMiss with runs: 1), medians of the rounds.
+ */
+async function rangeRounds(originUrl, targets, size, proxyPid) {
+  const per = new Map(targets.map(([mode]) => [mode, { ttfb: [], ttlb: [], sent: [], cpu: [] }]));
+  for (let r = -1; r < ROUNDS; r++) {
+    for (const target of targets) {
+      const c0 = target[0] === 'sluice' ? cpuMicros(proxyPid) : 0;
+      const [row] = await rangeOnMiss(originUrl, [target], { size, runs: 1 });
+      // Round -1 warms every target up (JIT, connections) and is not counted.
+      if (r < 0) continue;
+      const p = per.get(target[0]);
+      p.ttfb.push(row.ttfbMs.p50);
+      p.ttlb.push(row.ttlbMs.p50);
+      p.sent.push(row.originBytesAtTtfb);
+      if (target[0] === 'sluice') {
+        // Let the fetch of the rest of the object end, so its CPU is counted (per MiB of the whole object).
+        await sleep(quick ? 300 : 1500);
+        p.cpu.push(Math.round((cpuMicros(proxyPid) - c0) / (size / MiB)));
+      }
+    }
+  }
+  const rows = targets.map(([mode]) => {
+    const p = per.get(mode);
+    return { name: 'range-on-miss', mode, objectBytes: size, rangeStart: size / 2, rounds: ROUNDS, ttfbMs: percentiles(p.ttfb), ttlbMs: percentiles(p.ttlb), ttfbRoundsMs: p.ttfb.map((x) => Math.round(x * 10) / 10), originBytesAtTtfb: median(p.sent), ...(mode === 'sluice' ? { cpuMicrosPerMiB: median(p.cpu), cpuRounds: p.cpu } : {}) };
+  });
+  const p50 = (mode) => rows.find((r) => r.mode === mode)?.ttfbMs.p50;
+  for (const r of rows) {
+    r.ttfbVsDirect = ratio(r.ttfbMs.p50, p50('direct'));
+    if (p50('nginx') !== undefined) r.ttfbVsNginx = ratio(r.ttfbMs.p50, p50('nginx'));
+  }
+  return rows;
+}
+
+/** A cold `size`-byte object read whole through each target, rounds interleaved: first and last byte, medians. */
+async function missWhole(targets, size, proxyPid) {
+  const per = new Map(targets.map(([mode]) => [mode, { ttfb: [], ttlb: [], cpu: [] }]));
+  for (let r = -1; r < ROUNDS; r++) {
+    for (const [mode, base] of targets) {
+      const c0 = mode === 'sluice' ? cpuMicros(proxyPid) : 0;
+      const t0 = performance.now();
+      const res = await request(`${base}/big/${size}?whole=${mode}-${r}-${Date.now()}`);
+      let first;
+      let got = 0;
+      for await (const c of res.body) {
+        first ??= performance.now() - t0;
+        got += c.length;
+      }
+      const ttlb = performance.now() - t0;
+      if (res.statusCode !== 200 || got !== size) throw new Error(`miss-whole ${mode}: status ${res.statusCode}, ${got} bytes`);
+      await sleep(200);
+      // Round -1 warms every target up (JIT, connections) and is not counted.
+      if (r < 0) continue;
+      const p = per.get(mode);
+      p.ttfb.push(first);
+      p.ttlb.push(ttlb);
+      if (mode === 'sluice') p.cpu.push(Math.round((cpuMicros(proxyPid) - c0) / (size / MiB)));
+    }
+  }
+  const rows = targets.map(([mode]) => {
+    const p = per.get(mode);
+    return { name: 'miss-whole', mode, objectBytes: size, rounds: ROUNDS, ttfbMs: percentiles(p.ttfb), ttlbMs: percentiles(p.ttlb), ttlbRoundsMs: p.ttlb.map((x) => Math.round(x)), ...(mode === 'sluice' ? { cpuMicrosPerMiB: median(p.cpu), cpuRounds: p.cpu } : {}) };
+  });
+  const direct = rows.find((r) => r.mode === 'direct').ttlbMs.p50;
+  for (const r of rows) r.ttlbVsDirect = ratio(r.ttlbMs.p50, direct);
+  return rows;
+}
+
 async function adaptive(streamedUrl, bufferedUrl) {
   const sizes = ['100', '1k', '4k', '16k', '64k', '256k', '1m'];
   const n = quick ? 5 : 40;
@@ -97,9 +175,13 @@ async function main() {
   console.log('range on a cold object ...');
   const targets = [['direct', origin.url], ['sluice', proxy.url]];
   if (nginx !== undefined) targets.push(['nginx', nginx.url]);
-  scenarios.push(...(await rangeOnMiss(origin.url, targets, { size: quick ? 16 * MiB : 100 * MiB, runs: quick ? 1 : 3 })));
+  scenarios.push(...(await rangeRounds(origin.url, targets, quick ? 16 * MiB : 100 * MiB, proxy.pid)));
+  console.log('whole cold object ...');
+  scenarios.push(...(await missWhole(targets, quick ? 16 * MiB : 100 * MiB, proxy.pid)));
   console.log('transit buffer ...');
-  scenarios.push(...(await transit(proxy)));
+  const passProxy = await startSluice(['proxy', '--listen', '127.0.0.1:0', '--backend', origin.url, '--quiet']);
+  await sleep(500);
+  scenarios.push(...(await transit(passProxy)));
   console.log('adaptive streaming sweep ...');
   scenarios.push(...(await adaptive(streamed.url, buffered.url)));
   await stopAll();
@@ -108,7 +190,9 @@ async function main() {
   writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
   for (const s of scenarios) {
     if (s.name === 'range-on-miss') {
-      console.log(`range-on-miss  ${s.mode.padEnd(8)} ttfb p50 ${s.ttfbMs.p50} ms  ttlb p50 ${s.ttlbMs.p50} ms  origin bytes at ttfb ${(s.originBytesAtTtfb / MiB).toFixed(1)} MiB of ${s.objectBytes / MiB} MiB`);
+      console.log(`range-on-miss  ${s.mode.padEnd(8)} ttfb p50 ${s.ttfbMs.p50} ms (x${s.ttfbVsDirect} direct${s.ttfbVsNginx === undefined ? '' : `, x${s.ttfbVsNginx} nginx`})  origin bytes at ttfb ${(s.originBytesAtTtfb / MiB).toFixed(1)} MiB of ${s.objectBytes / MiB} MiB${s.cpuMicrosPerMiB === undefined ? '' : `  CPU ${s.cpuMicrosPerMiB} us/MiB`}`);
+    } else if (s.name === 'miss-whole') {
+      console.log(`miss-whole     ${s.mode.padEnd(8)} ttfb p50 ${s.ttfbMs.p50} ms  ttlb p50 ${s.ttlbMs.p50} ms (x${s.ttlbVsDirect} direct)${s.cpuMicrosPerMiB === undefined ? '' : `  CPU ${s.cpuMicrosPerMiB} us/MiB`}`);
     } else if (s.name.startsWith('transit')) {
       console.log(`transit        pass     ${s.bodyBytes / MiB} MiB at ${s.clientMBps} MB/s: proxy RSS growth ${s.rssPeakGrowthMiB} MiB (baseline ${s.rssBaselineMiB} MiB)`);
     } else {

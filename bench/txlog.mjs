@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import { request } from 'undici';
-import { ROOT, machine, sleep, startSluice, stopAll } from './lib.mjs';
+import { ROOT, cpuMicros, machine, sleep, startSluice, stopAll } from './lib.mjs';
 
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
@@ -24,11 +24,6 @@ const base = opt('--base') === undefined ? undefined : path.resolve(opt('--base'
 const SECONDS = quick ? 1 : 3;
 const ROUNDS = quick ? 1 : 5;
 
-/** CPU time (user + system) a process has used, in microseconds (Linux /proc; clock ticks of 10 ms). */
-function cpuMicros(pid) {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10_000;
-}
 
 const cannon = (url) =>
   new Promise((resolve, reject) => autocannon({ url, connections: 32, duration: SECONDS }, (e, r) => (e ? reject(e) : resolve(r))));

@@ -116,6 +116,8 @@ export class CacheObject {
   private readonly readers = new Set<ObjectReader>();
   private changed: Promise<void> | undefined;
   private wakeChanged: (() => void) | undefined;
+  /** One-shot callbacks for the next change, called synchronously (the fetch's pump: no promise per chunk). */
+  private changeCallbacks: (() => void)[] = [];
 
   constructor(key: string) {
     this.key = key;
@@ -279,25 +281,59 @@ export class CacheObject {
    * object; throws the fetch error when the object failed, so a caller can cut its client off.
    */
   async *read(r: ObjectReader, signal: AbortSignal): AsyncGenerator<Buffer, void, undefined> {
+    // One abort listener for the whole read, and one plain promise per wait (waitChange with a signal costs two
+    // promises and an abort listener added and removed per chunk: 5% of a cold 100 MiB miss's profile).
+    let wake: (() => void) | undefined;
+    const onAbort = (): void => wake?.();
+    signal.addEventListener('abort', onAbort, { once: true });
     try {
       for (;;) {
         signal.throwIfAborted();
-        const i = r.chunkIndex - this.firstChunk;
-        if (i < this.chunks.length) {
-          const chunk = this.chunks[i] as Buffer;
-          r.chunkIndex++;
-          r.offset += chunk.length;
-          if (this.stored === false) this.trim();
+        const chunk = this.nextChunk(r);
+        if (chunk !== undefined) {
           yield chunk;
           continue;
         }
         if (this.state === 'finished') return;
         if (this.state === 'failed') throw this.error ?? new ProxyError('CORE_ERR_UPSTREAM_BODY', 'fetch failed', { source: 'upstream' });
-        await this.waitChange(signal);
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          this.onNextChange(resolve);
+        });
+        wake = undefined;
       }
     } finally {
+      signal.removeEventListener('abort', onAbort);
       this.closeReader(r);
     }
+  }
+
+  /**
+   * The next chunk at the reader's position if it has arrived, advancing the reader; undefined otherwise (then the
+   * caller looks at `state` and waits with waitChange). The synchronous step of `read`, for callers that take every
+   * chunk already there in one go.
+   */
+  nextChunk(r: ObjectReader): Buffer | undefined {
+    const i = r.chunkIndex - this.firstChunk;
+    if (i >= this.chunks.length) return undefined;
+    const chunk = this.chunks[i] as Buffer;
+    r.chunkIndex++;
+    r.offset += chunk.length;
+    if (this.stored === false) this.trim();
+    return chunk;
+  }
+
+  /**
+   * Calls `cb` once, synchronously, at the next state change, new chunk or freed space. For the fetch, which must
+   * not pay a promise per chunk; readers use waitChange.
+   */
+  onNextChange(cb: () => void): void {
+    this.changeCallbacks.push(cb);
+  }
+
+  /** Whether the fetch of an unstored object must stop until readers free space (see waitForSpace). */
+  overTransit(limitBytes: number): boolean {
+    return this.stored === false && this.bufferedBytes > limitBytes && this.readers.size > 0;
   }
 
   /** Resolves at the next state change or new chunk; rejects when `signal` aborts. */
@@ -333,9 +369,7 @@ export class CacheObject {
    * slowest reader are at most `limitBytes` (always at once for a stored object, which must keep everything).
    */
   async waitForSpace(limitBytes: number, signal: AbortSignal): Promise<void> {
-    while (this.stored === false && this.bufferedBytes > limitBytes && this.readers.size > 0) {
-      await this.waitChange(signal);
-    }
+    while (this.overTransit(limitBytes)) await this.waitChange(signal);
   }
 
   private notify(): void {
@@ -343,6 +377,11 @@ export class CacheObject {
     this.changed = undefined;
     this.wakeChanged = undefined;
     wake?.();
+    if (this.changeCallbacks.length > 0) {
+      const cbs = this.changeCallbacks;
+      this.changeCallbacks = [];
+      for (const cb of cbs) cb();
+    }
   }
 
   /** Drops chunks every reader has passed (unstored objects only). */

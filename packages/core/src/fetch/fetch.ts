@@ -11,6 +11,7 @@ import { backendResponse, commitHeaders, decideBeresp, isRevalidation304, type B
 import { backendErrorAction, canRetry, fillSynthetic, logRetry } from './backend-error.js';
 import { invalidateAfterUnsafe } from './invalidate.js';
 import { esiFetch } from '../esi/fetch.js';
+import { pump } from './pump.js';
 import { makeMeta, openResponsePhase, requestWithSlicer, sliceDecision, type SliceFetch } from '../slicer/fetch-slice.js';
 import type { FetchSlicer } from '../slicer/handle.js';
 
@@ -262,13 +263,11 @@ async function pumpBody(env: ProxyEnv<unknown>, i: BerespInput, transitBytes: nu
   const signal = obj.fetchController.signal;
   const watch = watchOrphan(obj, env.orphanFetchMs);
   try {
-    for await (const chunk of res.body as AsyncIterable<Buffer>) {
-      obj.extend(chunk);
+    await pump(obj, res.body, transitBytes, signal, (chunk) => {
       acct.respBody += chunk.length;
       env.stats.s_beresp_bodybytes += chunk.length;
       if (obj.stored === true) env.store.charge(obj, chunk.length);
-      if (obj.stored === false) await obj.waitForSpace(transitBytes, signal);
-    }
+    });
     if (obj.expectedLength !== undefined && !obj.bodyless && obj.length !== obj.expectedLength) {
       throw new ProxyError('CORE_ERR_UPSTREAM_LENGTH_MISMATCH', `body ended at ${obj.length} of ${obj.expectedLength} bytes`, { source: 'upstream' });
     }

@@ -188,6 +188,11 @@ export class Http1Response {
     this.headSentAtMs = performance.now();
   }
 
+  /** Bytes written and not yet taken by the kernel (the socket's writable buffer). */
+  get queuedBytes(): number {
+    return this.socket.writableLength;
+  }
+
   /** Writes body bytes; false means the socket buffer is full (wait for drain). */
   write(chunk: Buffer): boolean {
     // Dropped: false makes the writer wait for 'drain', which rejects at once on the aborted signal.
