@@ -11,7 +11,7 @@
 // --only a,b runs just those scenarios.
 // Origins come from this tree (`sluice origin --fast` for hits, `sluice origin` for misses and big objects).
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import { request } from 'undici';
