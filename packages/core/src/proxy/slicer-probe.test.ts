@@ -180,6 +180,20 @@ describe('the range probe: a cold range with --slice-min costs one origin reques
     expect(be.records.filter((r) => r.tag === 'Debug').map((r) => r.value)).toEqual([`slicer range probe bytes=4096-8191: ${why} the range asked for; fetched whole`]);
   });
 
+  it('a qualifying 206 of an object the storage rules do not keep (private): fetched whole, not stored; then hit-for-miss fetches go as before', async () => {
+    const o = await origin({ headers: { 'cache-control': 'private, max-age=60' } });
+    const px = await proxy(o.url);
+    const r = await get(`${px.url}/file`, { range: 'bytes=5000-5099' });
+    expect(r.status).toBe(206);
+    expect(r.body.equals(BODY.subarray(5000, 5100))).toBe(true);
+    expect(o.seen).toEqual(['GET bytes=4096-8191', 'GET none']);
+    expect(px.proxy.stats.slice_req).toBe(0);
+    // The key is hit-for-miss now: its fetch forwards the client's Range, so no probe (the HEAD goes first, as before).
+    const again = await get(`${px.url}/file`, { range: 'bytes=5000-5099' });
+    expect(again.body.equals(BODY.subarray(5000, 5100))).toBe(true);
+    expect(o.seen.slice(2)).toEqual(['HEAD none', 'GET bytes=5000-5099']);
+  });
+
   it('a 416 to the probe (the range starts past the end): fetched whole, the client gets the 416 from the stored object', async () => {
     const o = await origin({ len: 7000 });
     const px = await proxy(o.url, { slice: { sizeBytes: SEG, minBytes: 0 } });

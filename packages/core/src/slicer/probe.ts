@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import type { CacheObject } from '../cache/cache-object.js';
 import type { ProxyEnv } from '../context.js';
 import { errorMessage } from '../errors.js';
+import { MISS_STRIP } from '../fetch/bereq.js';
 import { backendResponse, commitHeaders, type BerespInput } from '../fetch/beresp.js';
 import { getHeader, stripHopByHop, type HeaderMap } from '../http/headers.js';
 import { parseRange } from '../http/range.js';
@@ -71,8 +72,10 @@ export function probeIndex<Ctx>(env: ProxyEnv<Ctx>, f: SliceFetch<Ctx>, size: nu
   const h = env.hooks;
   if (h.upstreamRequestFilter !== undefined || h.upstreamResponseFilter !== undefined) return undefined;
   const req = f.tx.req;
-  // A HEAD needs no body; an If-Range may turn the answer into the whole object, which starts at segment 0.
+  // A HEAD needs no body; an If-Range may turn the answer into the whole object, which starts at segment 0. A fetch
+  // that forwards the client's Range or conditionals (hit-for-miss) is not a plain miss: its answer is the client's.
   if (req.method !== 'GET' || req.headers['if-range'] !== undefined) return undefined;
+  if (MISS_STRIP.some((h) => f.bereq.headers[h] !== undefined)) return undefined;
   const r = parseRange(getHeader(req.headers, 'range'));
   if (r.kind !== 'ranges' || r.specs.length !== 1) return undefined;
   const spec = r.specs[0];
