@@ -13,6 +13,7 @@ import { invalidateAfterUnsafe } from './invalidate.js';
 import { esiFetch } from '../esi/fetch.js';
 import { pump } from './pump.js';
 import { makeMeta, openResponsePhase, requestWithSlicer, sliceDecision, type SliceFetch } from '../slicer/fetch-slice.js';
+import { keepProbedSegment } from '../slicer/probe.js';
 import type { FetchSlicer } from '../slicer/handle.js';
 
 /**
@@ -92,23 +93,36 @@ export async function runFetch<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>): Pro
 /** One try of the fetch: request hook, send, decide, commit, body. 'retry' when a hook asked for another try. */
 async function attempt<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>, be: Transaction | undefined, acct: Acct, retries: number): Promise<'done' | 'retry'> {
   const { obj, bereq, tx } = job;
-  // The request hook gets the slicer handle; when it enables slicing a HEAD goes first (slicer/).
+  // The request hook gets the slicer handle; when it enables slicing a HEAD goes first, for a cold range with
+  // --slice-min a Range GET of the segment it starts in (slicer/).
   const sf = { bereq, tx, obj, isPass: job.reason === 'pass', stale: job.stale };
   const start = await requestWithSlicer(env, sf, be);
-  if (be !== undefined) acct.reqHead = logBereq(be, bereq);
-  let d = await decide(env, job, sf, start.slicer, start.head, acct, be, retries);
-  if (typeof d === 'object' && start.head !== undefined && d.sliceSize === undefined) {
-    // The HEAD qualified but the hooks or the builtin rules did not keep the object: fetched whole after all.
-    d = await decide(env, job, sf, await start.whole(), undefined, acct, be, retries);
+  try {
+    if (be !== undefined) acct.reqHead = logBereq(be, start.sent ?? bereq);
+    let d = await decide(env, job, sf, start.slicer, start.head ?? start.answer, start.head !== undefined, acct, be, retries);
+    if (typeof d === 'object' && start.head !== undefined && d.sliceSize === undefined) {
+      // The HEAD (or range probe) qualified but the hooks or the builtin rules did not keep the object: fetched whole.
+      start.probe?.close();
+      be?.add('Debug', 'slicer: the object is not kept sliced; fetched whole');
+      d = await decide(env, job, sf, await start.whole(), undefined, false, acct, be, retries);
+    }
+    if (d === 'retry') return 'retry';
+    if (d === undefined) return 'done';
+    // A sliced object is never an ESI template (its body is not read here).
+    if (d.beresp.doEsi && d.sliceSize === undefined) d.input.res = esiFetch(env, d.input, d.beresp.headers, be);
+    commit(env, d.input, d.beresp, job, be, d.sliceSize);
+    if (obj.slice === undefined) {
+      await body(env, d.input, d.beresp.transitBytes, acct, be);
+      return 'done';
+    }
+    obj.finish();
+    // The range probe's 206 body is the segment it asked for: kept as that segment of the meta just made.
+    const seg = start.probe === undefined ? undefined : keepProbedSegment(env, obj, start.probe, tx.req);
+    if (seg !== undefined) await pumpBody(env, seg, env.transitBytes, acct, be);
+    return 'done';
+  } finally {
+    start.probe?.close();
   }
-  if (d === 'retry') return 'retry';
-  if (d === undefined) return 'done';
-  // A sliced object is never an ESI template (its body is not read here).
-  if (d.beresp.doEsi && d.sliceSize === undefined) d.input.res = esiFetch(env, d.input, d.beresp.headers, be);
-  commit(env, d.input, d.beresp, job, be, d.sliceSize);
-  if (obj.slice !== undefined) obj.finish();
-  else await body(env, d.input, d.beresp.transitBytes, acct, be);
-  return 'done';
 }
 
 /** The response and what was decided of it (store, slice), before anything is committed. */
@@ -119,12 +133,13 @@ interface Decided {
 }
 
 /**
- * Sends the request (unless a slicer HEAD answered already) and decides the response: freshness, hooks, slicing.
+ * Sends the request (unless `given` answers it already: a slicer HEAD or the range probe's view, `isHead`, or the
+ * range probe's own answer) and decides the response: freshness, hooks, slicing.
  * 'retry' when a hook asked for another try; undefined when the fetch failed (the object is failed already).
  */
-async function decide<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>, sf: SliceFetch<Ctx>, slicer: FetchSlicer, head: UpstreamResponse | undefined, acct: Acct, be: Transaction | undefined, retries: number): Promise<Decided | 'retry' | undefined> {
+async function decide<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>, sf: SliceFetch<Ctx>, slicer: FetchSlicer, given: UpstreamResponse | undefined, isHead: boolean, acct: Acct, be: Transaction | undefined, retries: number): Promise<Decided | 'retry' | undefined> {
   const { obj, bereq, tx } = job;
-  const res = head ?? (await send(env, job, be, retries));
+  const res = given ?? (await send(env, job, be, retries));
   if (res === 'retry' || res === undefined) return res;
   const input: BerespInput = { res, bereq, obj, stale: job.stale, isPass: job.reason === 'pass', req: tx.req, retries };
   if (be !== undefined) acct.respHead = logBeresp(be, res.status, res.headers);
@@ -139,7 +154,7 @@ async function decide<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>, sf: SliceFetc
   }
   const sliceSize = sliceDecision(env, slicer, beresp, res, sf);
   // A HEAD answer (the slicer's) has no body to keep when the object is not sliced after all.
-  if (head !== undefined && sliceSize === undefined) head.body.resume();
+  if (isHead && sliceSize === undefined) res.body.resume();
   return { input, beresp, sliceSize };
 }
 
@@ -258,7 +273,7 @@ async function body(env: ProxyEnv<unknown>, i: BerespInput, transitBytes: number
  * for their slowest reader (the transit buffer). A body that fails or ends short of its Content-Length fails the
  * object and is never kept.
  */
-async function pumpBody(env: ProxyEnv<unknown>, i: BerespInput, transitBytes: number, acct: Acct, be: Transaction | undefined): Promise<void> {
+export async function pumpBody(env: ProxyEnv<unknown>, i: BerespInput, transitBytes: number, acct: Acct, be: Transaction | undefined): Promise<void> {
   const { obj, res } = i;
   const signal = obj.fetchController.signal;
   const watch = watchOrphan(obj, env.orphanFetchMs);

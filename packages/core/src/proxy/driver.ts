@@ -1,10 +1,7 @@
 import { CacheObject } from '../cache/cache-object.js';
 import { ProxyError } from '../errors.js';
 import type { ProxyEnv, Step, Tx } from '../context.js';
-import { MISS_STRIP } from '../fetch/bereq.js';
-import type { HeaderMap } from '../http/headers.js';
-import type { DownstreamRequest } from '../policy/hooks.js';
-import { segmentRangeHeader } from '../slicer/slicer.js';
+import { segmentRequestOf } from '../slicer/segment-request.js';
 import { logRequest } from '../txlog/records.js';
 import { newTx } from '../context.js';
 
@@ -50,8 +47,6 @@ async function driveFrom<Ctx>(steps: StepTable<Ctx>, tx: Tx<Ctx>, stop: (s: Step
 
 export const untilDone = (s: Step): boolean => s === 'done';
 
-const STRIPPED: ReadonlySet<string> = new Set(MISS_STRIP);
-
 /** Where a segment subrequest stops: an object to read, or an answer from policy (nothing to stitch). */
 const segmentStop = (s: Step): boolean => s === 'deliver' || s === 'done' || s === 'synth' || s === 'slice';
 
@@ -61,17 +56,7 @@ const segmentStop = (s: Step): boolean => s === 'deliver' || s === 'done' || s =
  * once it has an object to read (delivery is the parent's).
  */
 export async function segmentRequest<Ctx>(env: ProxyEnv<Ctx>, steps: StepTable<Ctx>, parent: Tx<Ctx>, index: number, size: number, gen?: number): Promise<Tx<Ctx>> {
-  // Copied without the stripped fields rather than copied then deleted from: deleting puts an object in V8's slow
-  // (dictionary) mode, and every later read of a segment's headers (recv, key, bereq) pays for it, a hundred times
-  // per 100 MiB read.
-  const headers: HeaderMap = {};
-  const src = parent.req.headers;
-  for (const k in src) {
-    const v = src[k];
-    if (v !== undefined && !STRIPPED.has(k)) headers[k] = v;
-  }
-  headers['range'] = segmentRangeHeader(index, size);
-  const req: DownstreamRequest = { method: 'GET', url: parent.req.url, headers, httpVersion: parent.req.httpVersion, remoteAddress: parent.req.remoteAddress, segment: { index, size, gen }, restarts: 0 };
+  const req = segmentRequestOf(parent.req, index, size, gen);
   const tx = newTx<Ctx>(parent.res, parent, req, env.newCtx(), parent.pin);
   env.stats.slice_segments++;
   if (parent.log !== undefined && env.txlog !== undefined) {

@@ -95,30 +95,38 @@ describe('slicer decided from the response: --slice SIZE --slice-min BYTES', () 
     expect(px.proxy.store.objectCount).toBe(4);
   });
 
-  it('a cold Range: a HEAD first, then only the segment it is in (no body bytes of the whole object)', async () => {
+  it('a cold Range: one origin request, a Range GET of the segment it is in (no body bytes of the whole object)', async () => {
     const o = await origin();
     const px = await proxy(o.url, { slice: { sizeBytes: SEG, minBytes: 8000 } });
     const r = await get(`${px.url}/file`, { range: 'bytes=9000-9099' });
     expect(r.status).toBe(206);
     expect(r.body.equals(BODY.subarray(9000, 9100))).toBe(true);
-    expect(o.seen.map((s) => `${s.method} ${s.range}`)).toEqual(['HEAD none', 'GET bytes=8192-12287']);
+    // Session 5 (range probe): no HEAD first any more; the segment's 206 made the meta object and is that segment.
+    expect(o.seen.map((s) => `${s.method} ${s.range}`)).toEqual(['GET bytes=8192-12287']);
     expect(o.stats.wholeBytes).toBe(0);
     expect(o.stats.rangeBytes).toBe(BODY.length - 8192);
   });
 
-  it('the log shows the fetch that decided, then each segment as a subrequest with its own backend fetch', async () => {
+  it('the log shows the fetch that decided (the range probe), then each segment as a subrequest, later ones with their own backend fetch', async () => {
     const o = await origin();
     const sink = new MemorySink();
     const px = await proxy(o.url, { slice: { sizeBytes: SEG, minBytes: 0 }, txlog: new TxLog([sink]) });
-    expect((await get(`${px.url}/file`, { range: 'bytes=4100-4109' })).status).toBe(206);
+    expect((await get(`${px.url}/file`, { range: 'bytes=4100-9000' })).status).toBe(206);
     await until(() => sink.groups.length === 1);
     const req = sink.groups[0] as Transaction;
     const links = req.records.filter((r) => r.tag === 'Link').map((r) => r.value.replace(/\d+/, 'N'));
-    expect(links).toEqual(['bereq N fetch', 'req N slice']);
-    const sub = req.children.find((c) => c.type === 'Request') as Transaction;
-    expect(sub.records.find((r) => r.tag === 'Begin')?.value).toBe(`req ${req.vxid} slice`);
-    const be = sub.children[0] as Transaction;
-    expect(be.records.find((r) => r.tag === 'BereqHeader' && r.value.startsWith('range:'))?.value).toBe('range: bytes=4096-8191');
+    expect(links).toEqual(['bereq N fetch', 'req N slice', 'req N slice']);
+    const rangeOf = (t: Transaction): string | undefined => t.records.find((r) => r.tag === 'BereqHeader' && r.value.startsWith('range:'))?.value;
+    // The fetch that decided sent the probe: the Range of the segment the client's range starts in.
+    const top = req.children.find((c) => c.type !== 'Request') as Transaction;
+    expect(rangeOf(top)).toBe('range: bytes=4096-8191');
+    const [first, second] = req.children.filter((c) => c.type === 'Request') as [Transaction, Transaction];
+    expect(first.records.find((r) => r.tag === 'Begin')?.value).toBe(`req ${req.vxid} slice`);
+    // Segment 1 is the probe's body, stored by that fetch: its subrequest finds it, with no fetch of its own.
+    expect(first.records.some((r) => r.tag === 'Hit')).toBe(true);
+    expect(first.children).toHaveLength(0);
+    expect(rangeOf(second.children[0] as Transaction)).toBe('range: bytes=8192-12287');
+    expect(o.seen.map((s) => s.range)).toEqual(['bytes=4096-8191', 'bytes=8192-12287']);
   });
 
   it('an object under the minimum is fetched and cached whole: no Range request', async () => {
@@ -128,8 +136,9 @@ describe('slicer decided from the response: --slice SIZE --slice-min BYTES', () 
     expect(r.status).toBe(206);
     expect(r.body.equals(BODY.subarray(5000, 5010))).toBe(true);
     expect(r.headers['cache-status']).not.toMatch(/slice/);
-    // The client's Range made the HEAD go first; under the minimum, the object is then fetched whole.
-    expect(o.seen.map((s) => `${s.method} ${s.range}`)).toEqual(['HEAD none', 'GET none']);
+    // The client's Range made the range probe go first; its 206 says 7000 bytes, under the minimum: its body is
+    // closed, and the object is fetched whole and stored whole.
+    expect(o.seen.map((s) => `${s.method} ${s.range}`)).toEqual(['GET bytes=4096-8191', 'GET none']);
     expect(px.proxy.stats.slice_req).toBe(0);
   });
 
@@ -406,7 +415,8 @@ describe('one lifetime: the meta object governs its segments', () => {
     expect(again.headers['cache-status']).toMatch(/fwd=/);
     // The new meta object and the one segment fetched, plus /other's meta and segment: no old segment left.
     expect(px.proxy.store.objectCount).toBe(4);
-    expect(o.seen.filter((s) => s.range === 'none')).toHaveLength(3);
+    // Cold ranges are range probes (one Range GET each): /other's, then /file's again after the invalidation.
+    expect(o.seen.map((s) => `${s.method} ${s.range}`)).toEqual(['GET none', ...ALL.map((x) => `GET ${x}`), 'GET bytes=0-4095', 'GET bytes=8192-12287']);
   });
 });
 

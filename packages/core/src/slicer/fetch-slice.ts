@@ -5,7 +5,10 @@ import { stripHopByHop, type HeaderMap } from '../http/headers.js';
 import type { BackendResponse, DownstreamRequest } from '../policy/hooks.js';
 import type { Transaction } from '../txlog/txlog.js';
 import type { UpstreamRequest, UpstreamResponse } from '../upstream.js';
-import { contentLengthOf, FetchSlicer, notSliceableReason, type SliceCandidate } from './handle.js';
+import { candidateOf, contentLengthOf, FetchSlicer, notSliceableReason } from './handle.js';
+import { probeIndex, rangeProbe, type ProbedSegment } from './probe.js';
+
+export { candidateOf } from './handle.js';
 
 /**
  * The slicer's part of a fetch (fetch/fetch.ts calls these; the logic lives here): the handle the upstream hooks
@@ -26,14 +29,23 @@ export interface SliceFetch<Ctx> {
 /** The handle, the HEAD's answer when one went first and qualified, and how to fetch whole if it is not kept. */
 export interface SlicerStart {
   slicer: FetchSlicer;
+  /** A HEAD's answer, or the range probe's 200 view of a 206 (probe.ts): decided on, never a body to keep. */
   head: UpstreamResponse | undefined;
+  /** The range probe's 206 whose body is to be kept as a segment when its view makes the meta object. */
+  probe?: ProbedSegment | undefined;
+  /** The range probe's answer to use as the fetch's own response (a 200: the origin ignored the Range). */
+  answer?: UpstreamResponse | undefined;
+  /** The request sent when it is not the bereq (the range probe's, its answer or view used): for the log. */
+  sent?: UpstreamRequest | undefined;
   /** The HEAD's object is not sliced after all (the hooks or the rules did not keep it): the handle to fetch it whole. */
   whole: () => Promise<FetchSlicer>;
 }
 
 /**
- * The request hook with the handle; a HEAD first when it enabled slicing, or when `--slice-min` is on and the client
- * asked for a Range (a cold range then costs the origin its segments only, not the start of a body left unread).
+ * The request hook with the handle; a HEAD first when it enabled slicing. When `--slice-min` is on and the client
+ * asked for a Range (a cold range then costs the origin its segments only, not the start of a body left unread): the
+ * range probe (probe.ts), one Range GET for the segment the range starts in, when no upstream hook could enable or
+ * refuse slicing; else a HEAD first.
  */
 export async function requestWithSlicer<Ctx>(env: ProxyEnv<Ctx>, f: SliceFetch<Ctx>, be: Transaction | undefined): Promise<SlicerStart> {
   const sub = f.tx.req.segment !== undefined;
@@ -44,9 +56,16 @@ export async function requestWithSlicer<Ctx>(env: ProxyEnv<Ctx>, f: SliceFetch<C
   slicer.phase = 'closed';
   // A revalidation (conditional) goes as it is: a 304 keeps the object sliced, a 200 is decided from its headers.
   if (slicer.requested === undefined || original === undefined || f.stale !== undefined) {
+    const whole = (): Promise<FetchSlicer> => Promise.resolve(slicer);
     const size = rangeProbeSize(env, f);
+    const index = size === undefined ? undefined : probeIndex(env, f, size);
+    if (size !== undefined && index !== undefined) {
+      const p = await rangeProbe(env, f, index, size, env.slicing?.minBytes ?? 0, be);
+      const used = p?.view !== undefined || p?.answer !== undefined;
+      return { slicer, head: p?.view, probe: p?.segment, answer: p?.answer, sent: used ? p?.sent : undefined, whole };
+    }
     const head = size === undefined ? undefined : await headProbe(env, f, size, be, env.slicing?.minBytes ?? 0);
-    return { slicer, head, whole: () => Promise.resolve(slicer) };
+    return { slicer, head, whole };
   }
   const retry = (): Promise<FetchSlicer> => retryWithoutSlicing(env, f, original);
   const head = await headProbe(env, f, slicer.requested, be, 0);
@@ -94,12 +113,6 @@ async function headProbe<Ctx>(env: ProxyEnv<Ctx>, f: SliceFetch<Ctx>, size: numb
     be?.add('FetchError', `slicer HEAD failed: ${errorMessage(e)}`);
   }
   return undefined;
-}
-
-/** The qualification input: the decided headers plus the origin's Content-Length (hop-by-hop, so stripped from them). */
-export function candidateOf(status: number, headers: HeaderMap, raw: HeaderMap, isPass: boolean, hasRequestBody: boolean): SliceCandidate {
-  const cl = raw['content-length'];
-  return { status, headers: cl === undefined ? headers : { ...headers, 'content-length': cl }, isPass, hasRequestBody };
 }
 
 /** Opens the response phase: enable() now checks the response. */

@@ -54,6 +54,12 @@ export function notSliceableReason(c: SliceCandidate, size: number): NotSliceabl
   return undefined;
 }
 
+/** The qualification input: the decided headers plus the origin's Content-Length (hop-by-hop, so stripped from them). */
+export function candidateOf(status: number, headers: HeaderMap, raw: HeaderMap, isPass: boolean, hasRequestBody: boolean): SliceCandidate {
+  const cl = raw['content-length'];
+  return { status, headers: cl === undefined ? headers : { ...headers, 'content-length': cl }, isPass, hasRequestBody };
+}
+
 /** A Content-Length of at most 15 digits (a safe integer), else undefined. */
 export function contentLengthOf(headers: HeaderMap): number | undefined {
   const v = getHeader(headers, 'content-length');
