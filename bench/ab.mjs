@@ -15,7 +15,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import { request } from 'undici';
-import { ROOT, cpuMicros, machine, percentiles, sleep, startSluice, stopAll } from './lib.mjs';
+import { ROOT, cpuMicros, machine, percentiles, sleep, startSluice, stopAll, timedGet } from './lib.mjs';
 
 const argv = process.argv.slice(2);
 const arg = (name) => {
@@ -127,16 +127,8 @@ async function bigMisses(sides, name, range) {
   for (let n = -2; n < BIG_ROUNDS; n++) {
     for (const [i, s] of sides.entries()) {
       const c0 = cpuMicros(s.miss.pid);
-      const t0 = performance.now();
-      const res = await request(`${s.miss.url}/big/${size}?ab=${name}-${s.name}-${n}-${Date.now()}`, { headers });
-      let first;
-      let got = 0;
-      for await (const c of res.body) {
-        first ??= performance.now() - t0;
-        got += c.length;
-      }
-      const ttlb = performance.now() - t0;
-      if (res.statusCode !== (range ? 206 : 200) || got !== (range ? 1000 : size)) throw new Error(`${name} ${s.name}: ${res.statusCode}, ${got} bytes`);
+      const { status, bytes: got, ttfb: first, ttlb } = await timedGet(`${s.miss.url}/big/${size}?ab=${name}-${s.name}-${n}-${Date.now()}`, headers);
+      if (status !== (range ? 206 : 200) || got !== (range ? 1000 : size)) throw new Error(`${name} ${s.name}: ${status}, ${got} bytes`);
       // The fetch goes on after a range is answered: let it end so its CPU lands in this round.
       await sleep(range ? 400 : 50);
       // The first two rounds warm the JIT up and are not counted.

@@ -29,6 +29,22 @@ export function startSluiceFrom(root, args) {
   return startSluice(args, root);
 }
 
+/**
+ * GET `url` and read the whole body: status, body bytes, and the times (ms) to the first body byte (undefined when
+ * there was no body) and to the last.
+ */
+export async function timedGet(url, headers = {}) {
+  const t0 = performance.now();
+  const res = await request(url, { headers });
+  let ttfb;
+  let bytes = 0;
+  for await (const c of res.body) {
+    ttfb ??= performance.now() - t0;
+    bytes += c.length;
+  }
+  return { status: res.statusCode, bytes, ttfb, ttlb: performance.now() - t0 };
+}
+
 export function stopAll() {
   return group.stopAll();
 }

@@ -18,7 +18,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { request } from 'undici';
-import { ROOT, cpuNanos, machine, sleep, startNginxCache, startSluice, stopAll } from './lib.mjs';
+import { ROOT, cpuNanos, machine, sleep, startNginxCache, startSluice, stopAll, timedGet } from './lib.mjs';
 
 const argv = process.argv.slice(2);
 const opt = (name, dflt) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : dflt);
@@ -85,16 +85,8 @@ async function measured(ctx, target, run) {
 async function rangeCold(ctx, target, tag) {
   const start = SIZE / 2;
   return measured(ctx, target, async () => {
-    const t0 = performance.now();
-    const res = await request(`${target.url}/big/${SIZE}?r=${tag}`, { headers: { range: `bytes=${start}-${start + 999}` } });
-    let first;
-    let got = 0;
-    for await (const c of res.body) {
-      first ??= performance.now() - t0;
-      got += c.length;
-    }
-    const last = performance.now() - t0;
-    if (res.statusCode !== 206 || got !== 1000) throw new Error(`range ${target.url}: status ${res.statusCode}, ${got} bytes`);
+    const { status, bytes: got, ttfb: first, ttlb: last } = await timedGet(`${target.url}/big/${SIZE}?r=${tag}`, { range: `bytes=${start}-${start + 999}` });
+    if (status !== 206 || got !== 1000) throw new Error(`range ${target.url}: status ${status}, ${got} bytes`);
     return { ttfb: first, ttlb: last };
   });
 }

@@ -11,7 +11,7 @@ import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { Agent, request } from 'undici';
-import { ROOT, cpuMicros, machine, percentiles, rangeOnMiss, sleep, startNginxCache, startSluice, stopAll } from './lib.mjs';
+import { ROOT, cpuMicros, machine, percentiles, rangeOnMiss, sleep, startNginxCache, startSluice, stopAll, timedGet } from './lib.mjs';
 
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
@@ -122,16 +122,8 @@ async function missWhole(targets, size, proxyPid) {
   for (let r = -1; r < ROUNDS; r++) {
     for (const [mode, base] of targets) {
       const c0 = mode === 'sluice' ? cpuMicros(proxyPid) : 0;
-      const t0 = performance.now();
-      const res = await request(`${base}/big/${size}?whole=${mode}-${r}-${Date.now()}`);
-      let first;
-      let got = 0;
-      for await (const c of res.body) {
-        first ??= performance.now() - t0;
-        got += c.length;
-      }
-      const ttlb = performance.now() - t0;
-      if (res.statusCode !== 200 || got !== size) throw new Error(`miss-whole ${mode}: status ${res.statusCode}, ${got} bytes`);
+      const { status, bytes: got, ttfb: first, ttlb } = await timedGet(`${base}/big/${size}?whole=${mode}-${r}-${Date.now()}`);
+      if (status !== 200 || got !== size) throw new Error(`miss-whole ${mode}: status ${status}, ${got} bytes`);
       await sleep(200);
       // Round -1 warms every target up (JIT, connections) and is not counted.
       if (r < 0) continue;
