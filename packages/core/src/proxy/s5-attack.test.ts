@@ -1,6 +1,11 @@
+import { existsSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
+import { FileSink } from '../txlog/file-sink.js';
+import { TxLog } from '../txlog/txlog.js';
 import { rawExchange, parseRawResponse, startProxy, until, useCleanup, useUncaughtRecorder } from '../test-support/harness.js';
 
 /**
@@ -258,6 +263,27 @@ describe('clients that stop reading or leave', () => {
     expect(uncaught).toEqual([]);
   });
 
+  it('a client that stops reading a 50 MiB stored miss: the fetch fills the store (not the client socket), a second client gets it whole', async () => {
+    const total = 50 * 1024 * 1024;
+    const { o } = await streamingOrigin(total, 'Cache-Control: max-age=60\r\n');
+    const px = track(await startProxy(o.url));
+    // The Host undici sends, so the second client's request has the same cache key.
+    const c = rawClient(px.port, `GET /stored HTTP/1.1\r\nHost: 127.0.0.1:${px.port}\r\n\r\n`);
+    c.sock.pause();
+    await until(() => px.proxy.stats.s_beresp_bodybytes >= total);
+    let queued = 0;
+    for (const conn of px.proxy.server.connections) queued += conn.socket.writableLength;
+    expect(queued).toBeLessThan(1024 * 1024);
+    const second = await request(`${px.url}/stored`);
+    let n = 0;
+    for await (const chunk of second.body) n += (chunk as Buffer).length;
+    expect(second.headers['cache-status']).toMatch(/^sluice; hit/);
+    expect(n).toBe(total);
+    expect(o.count).toBe(1);
+    c.sock.destroy();
+    expect(uncaught).toEqual([]);
+  });
+
   it('a pass whose client leaves mid-body: the origin connection is dropped', async () => {
     const { o, st } = await streamingOrigin(50 * 1024 * 1024, 'Cache-Control: private\r\n');
     const px = track(await startProxy(o.url));
@@ -451,6 +477,43 @@ describe('the range probe against lying origins', () => {
     const whole = await get(`${px.url}/f`);
     expect(whole.body.equals(BODY)).toBe(true);
     expect(seen.length).toBeGreaterThan(0);
+    expect(uncaught).toEqual([]);
+  });
+});
+
+describe('--log-file written by the writer thread, the file going bad mid-run', () => {
+  async function serveWithSink(sink: FileSink, n: number): Promise<void> {
+    const origin = track(await startRawOrigin((s) => s.write('HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 2\r\n\r\nok')));
+    const px = track(await startProxy(origin.url, { txlog: new TxLog([sink]) }));
+    for (let i = 0; i < n; i++) {
+      const r = await request(`${px.url}/x${i % 3}`);
+      expect(r.statusCode).toBe(200);
+      expect(await r.body.text()).toBe('ok');
+      sink.flush();
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+
+  it.runIf(existsSync('/dev/full'))('a full disk (/dev/full: every write ENOSPC): reported once, the proxy serves on', async () => {
+    const errors: string[] = [];
+    const sink = new FileSink(openSync('/dev/full', 'w'), 'ndjson', 'request', (code) => errors.push(code));
+    track({ close: () => sink.close() });
+    await serveWithSink(sink, 6);
+    await until(() => errors.length > 0);
+    expect(errors).toEqual(['ENOSPC']);
+    expect(uncaught).toEqual([]);
+  });
+
+  it('the log file\'s directory removed mid-run: the proxy serves on and the sink closes', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'sluice-attack-log-'));
+    const errors: string[] = [];
+    const sink = new FileSink(openSync(path.join(dir, 'x.log'), 'a'), 'text', 'request', (code) => errors.push(code));
+    await serveWithSink(sink, 2);
+    rmSync(dir, { recursive: true, force: true });
+    await serveWithSink(sink, 4);
+    await sink.close();
+    // The open descriptor still names the (unlinked) file: no error to report, nothing thrown.
+    expect(errors).toEqual([]);
     expect(uncaught).toEqual([]);
   });
 });
