@@ -229,7 +229,10 @@ describe('connections', () => {
     const c = make({ backends: [{ url: o.url }] });
     const ac = new AbortController();
     const r = await c.request({ method: 'GET', path: '/', headers: {}, body: null }, { signal: ac.signal });
-    await new Promise((resolve) => r.body.once('data', resolve));
+    // The body comes paused (nothing flows before its consumer listens): the consumer resumes it.
+    const first = new Promise((resolve) => r.body.once('data', resolve));
+    r.body.resume();
+    await first;
     ac.abort();
     await closed.promise;
     expect(c.backends[0]?.active).toBe(0);

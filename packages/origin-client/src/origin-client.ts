@@ -62,6 +62,7 @@ function isConnectionAuthChallenge(status: number, headers: Record<string, strin
 export interface OriginResponse {
   status: number;
   headers: Headers;
+  /** Paused: nothing flows until the consumer reads, pipes or resumes it (a 'data' listener alone does not). */
   body: Readable;
   /** Name of the backend that answered. */
   backend: string;
@@ -231,6 +232,10 @@ export class OriginClient {
     const out: Headers = {};
     for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) out[k] = v;
     const body = res.body as unknown as Readable;
+    // Paused first: a 'data' listener would otherwise switch the stream to flowing, and every chunk that arrived
+    // before the consumer listens (an async upstreamResponseFilter, a slow cacheKey) would go to this counter only
+    // and be lost to the object: a short or corrupted cached body. The consumer's read(), pipe or resume() counts.
+    body.pause();
     body.on('data', (c: Buffer) => (backend.counters.bytes += c.length));
     body.once('end', release);
     body.once('close', release);

@@ -11,6 +11,7 @@ import { builtinBackendResponse, type BackendResponse, type DownstreamRequest, t
 import type { ProxyEnv } from '../context.js';
 import type { UpstreamRequest, UpstreamResponse } from '../upstream.js';
 import { sentRequest } from './backend-error.js';
+import { parseContentRange } from '../slicer/slicer.js';
 
 /**
  * The backend response decided (Varnish's vcl_backend_response): freshness from RFC 9111, the policy hook, the
@@ -102,6 +103,17 @@ export async function decideBeresp<Ctx>(env: ProxyEnv<Ctx>, i: BerespInput, bere
   return undefined;
 }
 
+/**
+ * A segment's 206 (a slicer subrequest or the range probe's kept body) is stored as the bytes its Content-Range
+ * names: a body that ends short of them or runs past them (a Content-Length that disagrees with the Content-Range)
+ * fails the segment instead of keeping it, where every later read through it would be cut until it expired.
+ */
+function segmentSpan(i: BerespInput, status: number): number | undefined {
+  if (i.req.segment === undefined || status !== 206) return undefined;
+  const cr = parseContentRange(getHeader(i.res.headers, 'content-range'));
+  return cr === undefined ? undefined : cr.end - cr.start + 1;
+}
+
 /** Writes the decided response onto the object (headers, lifetimes, framing, ban fields), not yet stored. */
 export function commitHeaders(i: BerespInput, beresp: BackendResponse, rules: CacheRules): void {
   const obj = i.obj;
@@ -114,7 +126,7 @@ export function commitHeaders(i: BerespInput, beresp: BackendResponse, rules: Ca
   obj.varySig = varySignature(obj.varyFields, i.req.headers);
   obj.doStream = beresp.doStream;
   obj.bodyless = i.bereq.method === 'HEAD' || NO_BODY_STATUS(beresp.status);
-  obj.expectedLength = obj.bodyless && i.bereq.method !== 'HEAD' ? 0 : expected;
+  obj.expectedLength = obj.bodyless && i.bereq.method !== 'HEAD' ? 0 : obj.bodyless ? expected : (segmentSpan(i, beresp.status) ?? expected);
   obj.graceSec = beresp.graceSec;
   obj.keepSec = beresp.keepSec;
   obj.staleIfDisconnected = beresp.staleIfDisconnected;
