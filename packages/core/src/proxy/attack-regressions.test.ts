@@ -4,7 +4,7 @@ import { request } from 'undici';
 import { createOriginClient } from '@sluice/origin-client';
 import { createProxy } from './proxy.js';
 import { startScriptedOrigin } from '@sluice/fixtures';
-import { KeepAliveClient, parseRawResponse, rawExchange, startProxy, until, useCleanup, useUncaughtRecorder } from '../test-support/harness.js';
+import { KeepAliveClient, parseRawResponse, rawExchange, startProxy, startRawOrigin, until, useCleanup, useUncaughtRecorder } from '../test-support/harness.js';
 
 /**
  * Regressions for faults found by a second outside attack (issue 10, after the crash fixes): clients that never read
@@ -12,42 +12,6 @@ import { KeepAliveClient, parseRawResponse, rawExchange, startProxy, until, useC
  */
 const track = useCleanup();
 const uncaught = useUncaughtRecorder();
-
-/**
- * An origin on a raw socket that answers every request head with `reply` (it may lie about framing, never end, ...).
- * `count` is the number of request heads seen.
- */
-async function startRawOrigin(reply: (sock: net.Socket, head: string) => void): Promise<{ url: string; readonly count: number; close(): Promise<void> }> {
-  let count = 0;
-  const socks = new Set<net.Socket>();
-  const srv = net.createServer((s) => {
-    socks.add(s);
-    s.on('error', () => undefined);
-    s.on('close', () => socks.delete(s));
-    let buf = '';
-    s.on('data', (d: Buffer) => {
-      buf += d.toString('latin1');
-      for (let i = buf.indexOf('\r\n\r\n'); i >= 0; i = buf.indexOf('\r\n\r\n')) {
-        const head = buf.slice(0, i);
-        buf = buf.slice(i + 4);
-        count++;
-        reply(s, head);
-      }
-    });
-  });
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  return {
-    url: `http://127.0.0.1:${(srv.address() as net.AddressInfo).port}`,
-    get count() {
-      return count;
-    },
-    close: () =>
-      new Promise<void>((r) => {
-        for (const s of socks) s.destroy();
-        srv.close(() => r());
-      }),
-  };
-}
 
 /** A client that connects, sends `bytes` and never reads a byte of the answer. */
 async function nonReadingClient(port: number, bytes: string): Promise<net.Socket> {

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { FileSink } from '../txlog/file-sink.js';
 import { TxLog } from '../txlog/txlog.js';
-import { rawExchange, parseRawResponse, startProxy, until, useCleanup, useUncaughtRecorder } from '../test-support/harness.js';
+import { rawExchange, parseRawResponse, startProxy, startRawOrigin, until, useCleanup, useUncaughtRecorder } from '../test-support/harness.js';
 
 /**
  * Session 5 attack: the speed changes (data-event pump, transit pause, sendBody queueing, synchronous driver, head
@@ -14,39 +14,6 @@ import { rawExchange, parseRawResponse, startProxy, until, useCleanup, useUncaug
  */
 const track = useCleanup();
 const uncaught = useUncaughtRecorder();
-
-/** An origin on a raw socket that answers every request head with `reply`. */
-async function startRawOrigin(reply: (sock: net.Socket, head: string) => void): Promise<{ url: string; readonly count: number; close(): Promise<void> }> {
-  let count = 0;
-  const socks = new Set<net.Socket>();
-  const srv = net.createServer((s) => {
-    socks.add(s);
-    s.on('error', () => undefined);
-    s.on('close', () => socks.delete(s));
-    let buf = '';
-    s.on('data', (d: Buffer) => {
-      buf += d.toString('latin1');
-      for (let i = buf.indexOf('\r\n\r\n'); i >= 0; i = buf.indexOf('\r\n\r\n')) {
-        const head = buf.slice(0, i);
-        buf = buf.slice(i + 4);
-        count++;
-        reply(s, head);
-      }
-    });
-  });
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  return {
-    url: `http://127.0.0.1:${(srv.address() as net.AddressInfo).port}`,
-    get count() {
-      return count;
-    },
-    close: () =>
-      new Promise<void>((r) => {
-        for (const s of socks) s.destroy();
-        srv.close(() => r());
-      }),
-  };
-}
 
 function pattern(n: number): Buffer {
   const b = Buffer.alloc(n);
