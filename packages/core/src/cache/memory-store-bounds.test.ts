@@ -135,32 +135,22 @@ describe('the byte budget (each object counts its body plus 512 bytes of headers
   it('the object whose bytes overflow the budget evicts others, even when it is the least recently used', () => {
     const stats = createStats();
     const s = new MemoryStore(2 * 612, stats);
-    const r = s.lookup('a', {}, 0);
-    if (r.kind !== 'miss') throw new Error('expected miss');
-    r.obj.ttlSec = 60;
-    s.insert(r.obj);
-    r.obj.setState('stream');
-    s.charge(r.obj, 100);
+    const a = arriving(s, 'a', 100);
     const b = store(s, 'b', { ttlSec: 60 }, 100);
     expect(s.bytes).toBe(2 * 612);
     // a, still arriving, is the least recently used; its next byte goes over the budget.
-    expect(s.charge(r.obj, 1)).toBe(true);
-    expect(r.obj.stored).toBe(true);
+    expect(s.charge(a, 1)).toBe(true);
+    expect(a.stored).toBe(true);
     expect(b.stored).toBe(false);
     expect(stats.n_lru_nuked).toBe(1);
   });
 
   it('an object still arriving that gets evicted stops being stored, with the reason', () => {
     const s = new MemoryStore(2 * 612, createStats());
-    const r = s.lookup('a', {}, 0);
-    if (r.kind !== 'miss') throw new Error('expected miss');
-    r.obj.ttlSec = 60;
-    s.insert(r.obj);
-    r.obj.setState('stream');
-    s.charge(r.obj, 100);
+    const a = arriving(s, 'a', 100);
     store(s, 'b', { ttlSec: 60 }, 101);
-    expect(r.obj.stored).toBe(false);
-    expect(r.obj.notStoredReason).toBe('evicted');
+    expect(a.stored).toBe(false);
+    expect(a.notStoredReason).toBe('evicted');
   });
 });
 
@@ -237,3 +227,14 @@ describe('bookkeeping that must stay exact (mutation run of 2026-12-01, issue 17
     expect(later.kind === 'hit' && later.obj).toBe(plain.obj);
   });
 });
+
+/** A stored object still arriving (state stream, ttl 60 s) with `bytes` of body charged so far. */
+function arriving(s: MemoryStore, key: string, bytes: number): CacheObject {
+  const r = s.lookup(key, {}, 0);
+  if (r.kind !== 'miss') throw new Error('expected miss');
+  r.obj.ttlSec = 60;
+  s.insert(r.obj);
+  r.obj.setState('stream');
+  s.charge(r.obj, bytes);
+  return r.obj;
+}
