@@ -11,7 +11,7 @@ import { compose, type Composed } from '../compose.js';
 import { loadConfigFile, toConfig, type ProxyFlags } from '../config.js';
 import { runCli } from '../test-support/run-cli.js';
 import { replay, type Comparison, type ReplayReport, type ReplayResult } from './replay.js';
-import { parseTrace, readTrace } from './trace.js';
+import { parseTrace, readTrace, type ReplayRequest, type Trace } from './trace.js';
 import { SAMPLE_DIR, SAMPLE_POLICY } from '../test-support/sample.js';
 import { freePort } from '../test-support/ports.js';
 
@@ -215,6 +215,36 @@ describe('replay client', () => {
     // /b and /c each found their reused connection dropped and went again on a fresh one.
     expect(connections).toBe(3);
     expect(rep.summary.connections).toBe(3);
+  });
+  it('on the recorded schedule, a session whose previous response is still arriving waits for it on its one connection', async ({ onTestFinished }) => {
+    // The first response is held 300 ms; the session's second request was recorded 20 ms after the first. A recorded
+    // session is one connection whose requests went one after another, so the second waits (late) instead of opening
+    // a second connection: the count of connections cannot depend on how fast the target answers.
+    let connections = 0;
+    const arrivals: string[] = [];
+    const server = net.createServer((sock) => {
+      connections++;
+      sock.on('data', (d) => {
+        const url = /^GET (\S+)/.exec(d.toString('latin1'))?.[1] ?? '?';
+        arrivals.push(url);
+        const answer = (): void => void sock.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+        if (url === '/slow') setTimeout(answer, 300);
+        else answer();
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    onTestFinished(() => new Promise<void>((r) => server.close(() => r())));
+    const req = (seq: number, url: string, startMs: number, session: string): ReplayRequest => ({
+      seq, ref: `test ${seq}`, startMs, method: 'GET', url, protocol: 'HTTP/1.1', headers: [['Host', 'x']], bodyBytes: 0, session,
+      recorded: { status: 200, outcome: 'unknown' }, notes: [],
+    });
+    const trace: Trace = { format: 'varnishlog', skipped: [], requests: [req(1, '/slow', 1000, 's1'), req(2, '/next', 1020, 's1'), req(3, '/other', 1030, 's2')] };
+    const rep = await replay(trace, 'sessions', { target: new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}`), speed: 1 });
+    expect(rep.summary).toMatchObject({ replayed: 3, errors: 0, connections: 2 });
+    expect(connections).toBe(2);
+    // The other session went on schedule; /next only after /slow's response.
+    expect(arrivals).toEqual(['/slow', '/other', '/next']);
+    expect(rep.requests[1]?.lagMs).toBeGreaterThanOrEqual(250);
   });
 });
 

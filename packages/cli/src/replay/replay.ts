@@ -69,8 +69,9 @@ export interface ReplayReport {
 
 /**
  * Re-issues every request of `trace` against the target and compares what comes back with what was recorded.
- * Timed mode keeps the recorded gaps between arrivals (divided by `speed`) with no limit on concurrency, as the
- * recorded clients had none; asap mode sends back to back from `concurrency` workers, in arrival order.
+ * Timed mode keeps the recorded gaps between arrivals (divided by `speed`) with no limit on concurrency across
+ * sessions, as the recorded clients had none (within a recorded session, requests go one after another on its
+ * connection); asap mode sends back to back from `concurrency` workers, in arrival order.
  */
 export async function replay(trace: Trace, name: string, opts: ReplayOptions): Promise<ReplayReport> {
   const https = opts.target.protocol === 'https:';
@@ -118,12 +119,21 @@ export async function replay(trace: Trace, name: string, opts: ReplayOptions): P
       const firstMs = trace.requests.find((r) => r.startMs !== undefined)?.startMs ?? 0;
       let prev = firstMs;
       const running: Array<Promise<void>> = [];
+      // A recorded session is one HTTP/1.1 connection whose requests went one after another: a request whose
+      // session's previous response has not ended yet waits for it (and is late by that much) rather than opening a
+      // second connection, so the connections opened are the recording's whatever the machine's speed.
+      const sessionTail = new Map<string, Promise<void>>();
+      const sendAt = (i: number, at: number): Promise<void> => one(i, Math.max(0, performance.now() - t0 - at));
       for (let i = 0; i < trace.requests.length; i++) {
         const at = ((trace.requests[i]?.startMs ?? prev) - firstMs) / speed;
         prev = trace.requests[i]?.startMs ?? prev;
         const wait = at - (performance.now() - t0);
         if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-        running.push(one(i, Math.max(0, performance.now() - t0 - at)));
+        const session = trace.requests[i]?.session;
+        const before = session === undefined ? undefined : sessionTail.get(session);
+        const sent = before === undefined ? sendAt(i, at) : before.then(() => sendAt(i, at), () => sendAt(i, at));
+        if (session !== undefined) sessionTail.set(session, sent);
+        running.push(sent);
       }
       await Promise.all(running);
     }
