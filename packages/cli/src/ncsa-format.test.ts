@@ -31,6 +31,45 @@ describe('--log-format (varnishncsa -F)', () => {
     for (const g of sink.groups) expect(line(g)).toBe(formatNcsa(g));
   });
 
+  it('%{X}t: the time received as strftime X (UTC) and varnishncsa\'s %{sec} %{msec} %{usec} %{msec_frac} %{usec_frac}', async ({ onTestFinished }) => {
+    const origin = await startFixtureOrigin();
+    onTestFinished(() => origin.close());
+    const sink = new MemorySink();
+    const upstream = createOriginClient({ backends: [{ url: origin.url }] });
+    const proxy = createProxy({ upstream, txlog: new TxLog([sink]) });
+    const { port } = await proxy.listen(0);
+    onTestFinished(async () => {
+      await proxy.close();
+      await upstream.destroy();
+    });
+    await (await request(`http://127.0.0.1:${port}/static/1k`)).body.text();
+    const g = sink.groups[0];
+    if (g === undefined) throw new Error('no log group');
+    const start = Number(/^Start: (\d+\.\d+)/.exec(g.records.find((r) => r.tag === 'Timestamp')?.value ?? '')?.[1]);
+    expect(start).toBeGreaterThan(1.7e9);
+    const d = new Date(start * 1000);
+    const iso = d.toISOString();
+    const line = compileNcsaFormat('[%{%Y-%m-%dT%H:%M:%S}t] %{%F %T %z %Z %%}t %{%{sec}.%{msec_frac}}t %{%{usec_frac}}t %{msec}t %{%{usec}}t.%{usec_frac}t %{%s %j %a %A %b %B %e %d %y %I%p %u %w}t')(g);
+    const days = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+    const fullDays = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'];
+    const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+    const fullMonths = d.toLocaleString('en-US', { month: 'long', timeZone: 'UTC' });
+    const dayOfYear = Math.floor((d.getTime() - Date.UTC(d.getUTCFullYear(), 0, 1)) / 86_400_000) + 1;
+    const h12 = d.getUTCHours() % 12 === 0 ? 12 : d.getUTCHours() % 12;
+    const sec = Math.floor(start);
+    const micros = Math.floor(start * 1e6);
+    const expected = [
+      `[${iso.slice(0, 19)}]`,
+      `${iso.slice(0, 10)} ${iso.slice(11, 19)} +0000 UTC %`,
+      `${sec}.${iso.slice(20, 23)}`,
+      String(micros % 1_000_000).padStart(6, '0'),
+      String(Math.floor(start * 1e3)),
+      `${micros}.${String(micros % 1_000_000).padStart(6, '0')}`,
+      [sec, String(dayOfYear).padStart(3, '0'), days[d.getUTCDay()], fullDays[d.getUTCDay()], months[d.getUTCMonth()], fullMonths, String(d.getUTCDate()).padStart(2, ' '), String(d.getUTCDate()).padStart(2, '0'), iso.slice(2, 4), `${String(h12).padStart(2, '0')}${d.getUTCHours() < 12 ? 'AM' : 'PM'}`, d.getUTCDay() === 0 ? 7 : d.getUTCDay(), d.getUTCDay()].join(' '),
+    ].join(' ');
+    expect(line).toBe(`${expected}\n`);
+  });
+
   it('writes every directive through the real binary: %h %m %U %q %s %b %H %I %O %D %T, headers, Varnish:handling/hitmiss/vxid, VSL:Tag', { timeout: 60_000 }, async ({ onTestFinished }) => {
     const origin = await startFixtureOrigin();
     onTestFinished(() => origin.close());
@@ -69,6 +108,9 @@ describe('--log-format (varnishncsa -F)', () => {
     ['%Z', /^sluice: configuration invalid: --log-format: %Z is not a varnishncsa format directive/],
     ['%{Foo:bar}x', /^sluice: configuration invalid: --log-format: %\{Foo:bar\}x is not known/],
     ['%h %', /^sluice: configuration invalid: --log-format: cannot read "%"/],
+    ['%{%Y %Q}t', /^sluice: configuration invalid: --log-format: %\{%Y %Q\}t: %Q is not a supported strftime conversion/],
+    ['%{%{nsec}}t', /^sluice: configuration invalid: --log-format: %\{%\{nsec\}\}t: %\{nsec\} is not a time extension/],
+    ['%{%Y%}t', /^sluice: configuration invalid: --log-format: %\{%Y%\}t ends with a lone %/],
   ])('a bad format %j: sluice check says which directive, exit 1 (sluice proxy: exit 2)', async (format, why) => {
     const r = await runCli(['check', '--backend', 'http://127.0.0.1:1', '--log-format', format]);
     expect(r.code).toBe(1);

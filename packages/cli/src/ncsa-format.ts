@@ -13,6 +13,8 @@ import { CliError } from './errors.js';
  *   %{X}o  response header X                      %O  bytes sent to the client
  *   %q  query string with its `?`, or empty       %r  request line (absolute URL, as varnishncsa)
  *   %s  status                                    %t  time received, [10/Oct/2000:13:55:36 +0000]
+ *   %{X}t  time received as strftime(3) X, in UTC, with varnishncsa's %{sec} %{msec} %{usec} %{msec_frac} %{usec_frac}
+ *          inside X, or as the whole of X (`%{msec_frac}t`, as Apache)
  *   %T  time to serve the request, seconds        %U  URL path without the query
  *   %u  Basic-auth user, `-`                      %%  a percent sign
  *   %{Varnish:handling}x  hit, miss, pass, pipe or synth     %{Varnish:hitmiss}x  hit or miss
@@ -131,6 +133,82 @@ function userOf(auth: string | undefined): string {
   return user === '' ? '-' : esc(user);
 }
 
+const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+const FULL_DAYS = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'];
+const FULL_MONTHS = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December'];
+const pad = (n: number, w = 2, c = '0'): string => String(n).padStart(w, c);
+
+/** strftime(3) conversions, in UTC (as %t is): what each gives for a Date and the request's start in seconds. */
+const STRFTIME: Record<string, (d: Date, sec: number) => string> = {
+  a: (d) => DAYS[d.getUTCDay()] as string,
+  A: (d) => FULL_DAYS[d.getUTCDay()] as string,
+  b: (d) => MONTHS[d.getUTCMonth()] as string,
+  h: (d) => MONTHS[d.getUTCMonth()] as string,
+  B: (d) => FULL_MONTHS[d.getUTCMonth()] as string,
+  C: (d) => pad(Math.floor(d.getUTCFullYear() / 100)),
+  d: (d) => pad(d.getUTCDate()),
+  D: (d) => `${pad(d.getUTCMonth() + 1)}/${pad(d.getUTCDate())}/${pad(d.getUTCFullYear() % 100)}`,
+  e: (d) => pad(d.getUTCDate(), 2, ' '),
+  F: (d) => `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}`,
+  H: (d) => pad(d.getUTCHours()),
+  I: (d) => pad(((d.getUTCHours() + 11) % 12) + 1),
+  j: (d) => pad(Math.floor((Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()) - Date.UTC(d.getUTCFullYear(), 0, 1)) / 86_400_000) + 1, 3),
+  m: (d) => pad(d.getUTCMonth() + 1),
+  M: (d) => pad(d.getUTCMinutes()),
+  n: () => '\n',
+  p: (d) => (d.getUTCHours() < 12 ? 'AM' : 'PM'),
+  R: (d) => `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}`,
+  s: (_d, sec) => String(Math.floor(sec)),
+  S: (d) => pad(d.getUTCSeconds()),
+  t: () => '\t',
+  T: (d) => `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}`,
+  u: (d) => String(d.getUTCDay() === 0 ? 7 : d.getUTCDay()),
+  w: (d) => String(d.getUTCDay()),
+  y: (d) => pad(d.getUTCFullYear() % 100),
+  Y: (d) => String(d.getUTCFullYear()),
+  z: () => '+0000',
+  Z: () => 'UTC',
+  '%': () => '%',
+};
+
+/** varnishncsa's extensions inside %{...}t: seconds, milli- and microseconds since the epoch, and their fractions. */
+const TIME_EXTENSIONS: Record<string, (sec: number) => string> = {
+  sec: (sec) => String(Math.floor(sec)),
+  msec: (sec) => String(Math.floor(sec * 1e3)),
+  usec: (sec) => String(Math.floor(sec * 1e6)),
+  msec_frac: (sec) => pad(Math.floor((sec * 1e3) % 1e3), 3),
+  usec_frac: (sec) => pad(Math.floor((sec * 1e6) % 1e6), 6),
+};
+
+/**
+ * `%{X}t`: the time the request was received, X as strftime(3) takes it (in UTC, like %t), with varnishncsa's
+ * extensions `%{sec}`, `%{msec}`, `%{usec}`, `%{msec_frac}`, `%{usec_frac}`. An unknown conversion is a usage error.
+ */
+function compileStrftime(spec: string): (sec: number | undefined) => string {
+  const parts: Array<string | ((d: Date, sec: number) => string)> = [];
+  const re = /%\{([a-z_]+)\}|%(.)|([^%]+)|(%$)/gys;
+  for (let m = re.exec(spec); m !== null; m = re.exec(spec)) {
+    if (m[1] !== undefined) {
+      const ext = TIME_EXTENSIONS[m[1]];
+      if (ext === undefined) throw new CliError('CLI_ERR_FLAG_INVALID', `--log-format: %{${spec}}t: %{${m[1]}} is not a time extension (sec, msec, usec, msec_frac, usec_frac)`);
+      parts.push((_d, sec) => ext(sec));
+    } else if (m[2] !== undefined) {
+      const conv = STRFTIME[m[2]];
+      if (conv === undefined) throw new CliError('CLI_ERR_FLAG_INVALID', `--log-format: %{${spec}}t: %${m[2]} is not a supported strftime conversion`);
+      parts.push(conv);
+    } else if (m[3] !== undefined) parts.push(m[3]);
+    else throw new CliError('CLI_ERR_FLAG_INVALID', `--log-format: %{${spec}}t ends with a lone %`);
+    if (re.lastIndex >= spec.length) break;
+  }
+  return (start) => {
+    const sec = start === undefined || !Number.isFinite(start) ? Date.now() / 1000 : start;
+    const d = new Date(sec * 1000);
+    let out = '';
+    for (const p of parts) out += typeof p === 'string' ? p : p(d, sec);
+    return out;
+  };
+}
+
 type Piece = string | ((f: Fields) => string);
 
 const dash = (v: string | undefined): string => (v === undefined || v === '' ? '-' : esc(v));
@@ -166,7 +244,13 @@ const SIMPLE: Record<string, (f: Fields) => string> = {
 function extended(name: string, kind: string): (f: Fields) => string {
   if (kind === 'i') return (f) => dash(f.req.get(name.toLowerCase()));
   if (kind === 'o') return (f) => dash(f.resp.get(name.toLowerCase()));
-  if (kind === 't') throw new CliError('CLI_ERR_FLAG_INVALID', `--log-format: %{${name}}t (strftime formats) is not supported; %t gives the CLF time`);
+  if (kind === 't') {
+    // Apache's and varnishncsa's whole-field forms (`%{msec_frac}t`), else a strftime string.
+    const whole = TIME_EXTENSIONS[name];
+    if (whole !== undefined) return (f) => whole(f.startSec ?? Date.now() / 1000);
+    const fmt = compileStrftime(name);
+    return (f) => fmt(f.startSec);
+  }
   switch (name) {
     case 'Varnish:handling':
       return (f) => f.handling;
@@ -189,7 +273,7 @@ function extended(name: string, kind: string): (f: Fields) => string {
 /** Compiles a varnishncsa -F format into a line builder; an unknown directive is a usage error naming it. */
 export function compileNcsaFormat(format: string): (t: TxView) => string {
   const pieces: Piece[] = [];
-  const re = /%\{([^}]*)\}([iotx])|%([a-zA-Z%])|\\([nt"\\])|([^%\\]+|\\)/gy;
+  const re = /%\{((?:[^{}]|\{[^{}]*\})*)\}([iotx])|%([a-zA-Z%])|\\([nt"\\])|([^%\\]+|\\)/gy;
   let pos = 0;
   for (let m = re.exec(format); m !== null && pos < format.length; m = pos < format.length ? re.exec(format) : null) {
     pos = re.lastIndex;
