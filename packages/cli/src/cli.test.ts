@@ -162,6 +162,38 @@ describe('sluice CLI', () => {
     expect(origin.hits('/static/10')).toBe(3);
   });
 
+  it('config-file named directors: a hook sends /api/ over its director (shard by key), the rest over the default one', async ({ onTestFinished }) => {
+    origin = await startFixtureOrigin();
+    const api1 = await startFixtureOrigin();
+    const api2 = await startFixtureOrigin();
+    onTestFinished(async () => {
+      await api1.close();
+      await api2.close();
+    });
+    const dir = mkdtempSync(path.join(tmpdir(), 'sluice-cfg-'));
+    const file = path.join(dir, 'directors.mjs');
+    writeFileSync(
+      file,
+      `export default {
+        backends: [{ name: 'web', url: '${origin.url}' }, { name: 'api1', url: '${api1.url}' }, { name: 'api2', url: '${api2.url}' }],
+        director: 'fallback',
+        directors: { api: { type: 'shard', backends: ['api1', 'api2'] } },
+        hooks: { requestFilter(req) { if (req.url.startsWith('/static/10?api')) req.backend = 'api'; return undefined; } },
+      };\n`,
+    );
+    const check = await runCli(['check', '--config', file]);
+    expect(check.code).toBe(0);
+    expect(check.stdout).toMatch(/director api +shard over api1, api2/);
+    const url = await startCli(['proxy', '--listen', '127.0.0.1:0', '--config', file]);
+    for (let i = 0; i < 16; i++) expect(await (await request(`${url}/static/10?api=${i}`)).body.text()).toBe('abcdefghij');
+    for (let i = 0; i < 3; i++) expect(await (await request(`${url}/static/10?web=${i}`)).body.text()).toBe('abcdefghij');
+    // Sixteen keys sharded over the two api backends, none to web; the fallback default sends the rest to web.
+    expect(api1.hits('/static/10') + api2.hits('/static/10')).toBe(16);
+    expect(api1.hits('/static/10')).toBeGreaterThan(0);
+    expect(api2.hits('/static/10')).toBeGreaterThan(0);
+    expect(origin.hits('/static/10')).toBe(3);
+  });
+
   it('serves the admin API with --admin-listen; stats, purge and ban work against it', async () => {
     origin = await startFixtureOrigin();
     const adminPort = await new Promise<number>((resolve) => {

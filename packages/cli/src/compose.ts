@@ -58,7 +58,7 @@ function logSink(config: Config): LogSink | undefined {
 
 export function compose(config: Config, onLog?: (line: LogLine) => void): Composed {
   const fileSink = logSink(config);
-  const origin = createOriginClient({ backends: config.backends, director: config.director, connectAllow: config.connectAllow });
+  const origin = createOriginClient({ backends: config.backends, director: config.director, directors: config.directors, connectAllow: config.connectAllow });
   // The port contract: the compiler checks here that the origin client fits core's Upstream.
   const upstream: Upstream = origin;
   // The live sink feeds `sluice log` through the admin API; it costs nothing while no one is tailing.
@@ -140,7 +140,7 @@ export function restartOnly(a: Config, b: Config): string[] {
   const differ: string[] = [];
   const same = (x: unknown, y: unknown): boolean => JSON.stringify(x) === JSON.stringify(y);
   if (a.listenHost !== b.listenHost || a.listenPort !== b.listenPort) differ.push('listen');
-  if (!same(a.backends, b.backends) || a.director !== b.director) differ.push('backends');
+  if (!same(a.backends, b.backends) || a.director !== b.director || !same(a.directors, b.directors)) differ.push('backends');
   if (a.storageBytes !== b.storageBytes) differ.push('storage');
   if (!same(a.adminListen, b.adminListen) || a.adminToken !== b.adminToken) differ.push('admin');
   if (a.log !== b.log || a.logFormat !== b.logFormat || a.logFile !== b.logFile || a.logGrouping !== b.logGrouping || a.logSecrets !== b.logSecrets) differ.push('log');

@@ -96,6 +96,14 @@ describe('toConfig', () => {
     [{ backend: ['http://x'], slice: '1MB', 'slice-read-ahead': 17 }, {}, /--slice-read-ahead: "17"/],
     [{ backend: ['http://x'], 'slice-size': '1MB', 'slice-url': '(' }, {}, /--slice-url: "\(" is not a regular expression/],
     [{ backend: ['http://x'], 'log-grouping': 'raw' }, {}, /--log-grouping: "raw" is not one of request, vxid, session/],
+    [{}, { backends: [{ url: 'http://x', name: 'a' }], directors: { d: { backends: ['b'] } } }, /config directors\.d: no backend is named "b" \(backends: a\)/],
+    [{}, { backends: [{ url: 'http://x', name: 'a' }], directors: { d: { backends: [] } } }, /config directors\.d: needs backends, a non-empty list of backend names/],
+    [{}, { backends: [{ url: 'http://x', name: 'a' }], directors: { a: { backends: ['a'] } } }, /config directors\.a: a backend has this name/],
+    [{}, { backends: [{ url: 'http://x', name: 'a' }], directors: { d: { type: 'closest', backends: ['a'] } } }, /config directors\.d: type "closest" is not one of/],
+    [{}, { backends: ['http://x'], directors: ['x'] }, /config directors: must be an object/],
+    [{}, { backends: ['http://x'], hooks: { recv: () => undefined } }, /config hooks: unknown hook "recv" \(hooks: newCtx, requestFilter, .*\); Varnish's vcl_recv is requestFilter$/],
+    [{}, { backends: ['http://x'], hooks: { respnseFilter: () => undefined } }, /config hooks: unknown hook "respnseFilter" \(hooks: .*responseFilter.*\)$/],
+    [{}, { backends: ['http://x'], hooks: { requestFilter: 'pass' } }, /config hooks\.requestFilter: must be a function/],
   ])('rejects bad input with one line naming it (%o %o)', (flags, file, msg) => {
     expect(() => toConfig(flags, file as never)).toThrow(msg);
   });

@@ -2,7 +2,7 @@ import { pathToFileURL } from 'node:url';
 import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ProxyHooks } from '@sluice/core';
-import type { BackendConfig, DirectorType } from '@sluice/origin-client';
+import type { BackendConfig, DirectorType, NamedDirectorConfig } from '@sluice/origin-client';
 import { CliError } from './errors.js';
 import { size, duration, logGroupingOf, accessLogOf, adminListenOf, adminTokenOf, connectAllowOf, PROFILES, cacheTargetsOf, profileOf, DIRECTORS, DEFAULT_STREAM_MIN_BYTES, sliceOf, wholeNumber, esiDepthOf, positiveInt, parseListen, backendOf, type Profile } from './config-values.js';
 export { DEFAULT_STREAM_MIN_BYTES, parseListen, PROFILES, type Profile } from './config-values.js';
@@ -16,6 +16,8 @@ export interface Config {
   listenPort: number;
   backends: BackendConfig[];
   director: DirectorType;
+  /** Named directors a policy can pick per request (`req.backend = 'name'`), over some of the backends. */
+  directors: Record<string, NamedDirectorConfig>;
   /** CONNECT destinations allowed (`host:port`, `*`, `*.domain`); empty = CONNECT refused. */
   connectAllow: string[];
   /** Admin listener address (undefined: off) and its token. */
@@ -76,6 +78,11 @@ export interface ConfigFile<Ctx = Record<string, unknown>> {
   listen?: string;
   backends?: Array<string | BackendConfig>;
   director?: DirectorType;
+  /**
+   * Named directors, `{ api: { type: 'shard', backends: ['api1', 'api2'] } }` (type defaults to round-robin): a hook
+   * setting `req.backend` (or `bereq.backend`) to one of these names spreads that request over its backends.
+   */
+  directors?: Record<string, { type?: DirectorType; backends: string[] }>;
   connectAllow?: string[];
   adminListen?: string;
   adminToken?: string;
@@ -123,6 +130,7 @@ const FILE_KEYS = new Set([
   'listen',
   'backends',
   'director',
+  'directors',
   'connectAllow',
   'adminListen',
   'adminToken',
@@ -220,6 +228,7 @@ export function toConfig(flags: ProxyFlags, file: ConfigFile = {}): Config {
   if (!DIRECTORS.includes(director as DirectorType)) {
     throw new CliError('CLI_ERR_FLAG_INVALID', `--director: "${director}" is not one of ${DIRECTORS.join(', ')}`);
   }
+  const directors = directorsOf(file.directors, backends);
   for (const b of backends) {
     if (b.tls?.dangerouslySkipTlsVerify === true) process.emitWarning(`TLS verification is OFF for backend ${b.url} (dangerouslySkipTlsVerify)`);
   }
@@ -232,6 +241,7 @@ export function toConfig(flags: ProxyFlags, file: ConfigFile = {}): Config {
     listenPort: listen.port,
     backends,
     director: director as DirectorType,
+    directors,
     connectAllow: connectAllowOf(flags['connect-allow'] ?? file.connectAllow ?? []),
     adminListen: adminListenOf(flags['admin-listen'] ?? file.adminListen),
     adminToken: adminTokenOf(flags['admin-token'] ?? file.adminToken ?? tokenFromFile(flags['admin-token-file'] ?? file.adminTokenFile) ?? process.env['SLUICE_ADMIN_TOKEN']),
@@ -262,7 +272,7 @@ export function toConfig(flags: ProxyFlags, file: ConfigFile = {}): Config {
     stream: flags.stream ?? file.stream ?? true,
     esi: { maxDepth: esiDepthOf(file.esiMaxDepth), includeOnError: file.esiIncludeOnError ?? false },
     quiet: flags.quiet ?? false,
-    hooks: file.hooks ?? {},
+    hooks: hooksOf(file.hooks),
     logSecrets: flags['log-secrets'] ?? file.logSecrets ?? false,
     sendTimeoutMs: Math.round((duration('--send-timeout', flags['send-timeout'] ?? file.sendTimeout) ?? 60) * 1000),
     tunnelIdleTimeoutMs: Math.round((duration('--tunnel-idle-timeout', flags['tunnel-idle-timeout'] ?? file.tunnelIdleTimeout) ?? 300) * 1000),
@@ -273,6 +283,56 @@ export function toConfig(flags: ProxyFlags, file: ConfigFile = {}): Config {
       maxBytes: size('--max-body-size', flags['max-body-size'] ?? file.maxBodySize, 100 * 1024 * 1024),
     },
   };
+}
+
+/** Every hook a config may define; the compiler keeps this in step with core's ProxyHooks. */
+const HOOK_NAMES: Record<keyof Required<ProxyHooks>, string> = {
+  newCtx: '',
+  requestFilter: 'vcl_recv',
+  cacheKey: 'vcl_hash',
+  upstreamRequestFilter: 'vcl_backend_fetch',
+  upstreamResponseFilter: 'vcl_backend_response',
+  backendError: 'vcl_backend_error',
+  responseFilter: 'vcl_deliver',
+  sliceSize: '',
+};
+
+/** The config's hooks, checked: a misspelt hook (or a VCL subroutine's name) would otherwise never run, silently. */
+function hooksOf(raw: ConfigFile['hooks']): ProxyHooks {
+  if (raw === undefined) return {};
+  if (raw === null || typeof raw !== 'object') throw new CliError('CLI_ERR_CONFIG_INVALID', 'config hooks: must be an object of functions');
+  for (const [name, fn] of Object.entries(raw)) {
+    if (!(name in HOOK_NAMES)) {
+      const vcl = Object.entries(HOOK_NAMES).find(([, sub]) => sub !== '' && (sub === name || sub === `vcl_${name}`))?.[0];
+      const hint = vcl !== undefined ? `; Varnish's ${name.startsWith('vcl_') ? name : `vcl_${name}`} is ${vcl}` : '';
+      throw new CliError('CLI_ERR_CONFIG_INVALID', `config hooks: unknown hook "${name}" (hooks: ${Object.keys(HOOK_NAMES).join(', ')})${hint}`);
+    }
+    if (typeof fn !== 'function') throw new CliError('CLI_ERR_CONFIG_INVALID', `config hooks.${name}: must be a function`);
+  }
+  return raw as ProxyHooks;
+}
+
+/** The config file's named directors, checked: each over existing backends (by name), none named like a backend. */
+function directorsOf(raw: ConfigFile['directors'], backends: BackendConfig[]): Record<string, NamedDirectorConfig> {
+  if (raw === undefined) return {};
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new CliError('CLI_ERR_CONFIG_INVALID', 'config directors: must be an object of { name: { type, backends: [names] } }');
+  }
+  const names = new Set(backends.map((b) => b.name ?? new URL(b.url).host));
+  const out: Record<string, NamedDirectorConfig> = {};
+  for (const [name, d] of Object.entries(raw)) {
+    const where = `config directors.${name}`;
+    if (names.has(name)) throw new CliError('CLI_ERR_CONFIG_INVALID', `${where}: a backend has this name; a director needs a name of its own`);
+    if (d === null || typeof d !== 'object' || !Array.isArray(d.backends) || d.backends.length === 0 || !d.backends.every((b) => typeof b === 'string')) {
+      throw new CliError('CLI_ERR_CONFIG_INVALID', `${where}: needs backends, a non-empty list of backend names`);
+    }
+    const type = d.type ?? 'round-robin';
+    if (!DIRECTORS.includes(type)) throw new CliError('CLI_ERR_CONFIG_INVALID', `${where}: type "${String(type)}" is not one of ${DIRECTORS.join(', ')}`);
+    const unknown = d.backends.find((b) => !names.has(b));
+    if (unknown !== undefined) throw new CliError('CLI_ERR_CONFIG_INVALID', `${where}: no backend is named "${unknown}" (backends: ${[...names].join(', ')})`);
+    out[name] = { type, backends: [...d.backends] };
+  }
+  return out;
 }
 
 /** A JSON config (settings only: hooks need a module); a parse error named with its line and column. */

@@ -98,6 +98,60 @@ describe('balancing and failover', () => {
   });
 });
 
+describe('named directors (req.backend names a director)', () => {
+  const named = (c: OriginClient, backend: string, key: string): Promise<{ status: number; body: string; backend: string }> =>
+    c.request({ method: 'GET', path: key, headers: {}, body: null, key, backend }, { signal: new AbortController().signal }).then(async (r) => {
+      let body = '';
+      for await (const chunk of r.body) body += String(chunk);
+      return { status: r.status, body, backend: r.backend };
+    });
+
+  it('a request naming a director is spread over its backends only; the default director still covers all', async () => {
+    const os = await Promise.all(['web', 'api1', 'api2'].map((n) => origin(ok(n))));
+    const c = make({ backends: os.map((o, i) => ({ url: o.url, name: ['web', 'api1', 'api2'][i] as string })), directors: { api: { type: 'round-robin', backends: ['api1', 'api2'] } } });
+    const viaApi: string[] = [];
+    for (let i = 0; i < 6; i++) viaApi.push((await named(c, 'api', `/k${i}`)).body);
+    expect(viaApi.sort()).toEqual(['api1', 'api1', 'api1', 'api2', 'api2', 'api2']);
+    const all: string[] = [];
+    for (let i = 0; i < 3; i++) all.push((await get(c)).body);
+    expect(all.sort()).toEqual(['api1', 'api2', 'web']);
+    // A backend can still be named on its own.
+    expect((await named(c, 'web', '/x')).body).toBe('web');
+  });
+
+  it('a shard director keeps each key on its owner among its backends', async () => {
+    const os = await Promise.all(['s1', 's2', 's3', 'other'].map((n) => origin(ok(n))));
+    const c = make({ backends: os.map((o, i) => ({ url: o.url, name: ['s1', 's2', 's3', 'other'][i] as string })), directors: { shards: { type: 'shard', backends: ['s1', 's2', 's3'] } } });
+    const owners = new Map<string, string>();
+    for (const key of ['/a', '/b', '/c', '/d', '/e', '/f']) owners.set(key, (await named(c, 'shards', key)).body);
+    for (const [key, owner] of owners) expect((await named(c, 'shards', key)).body).toBe(owner);
+    expect([...owners.values()].every((o) => o !== 'other')).toBe(true);
+    expect(new Set(owners.values()).size).toBeGreaterThan(1);
+  });
+
+  it('fails over among its own backends (never to one outside it); every member dead is a 503 naming the director', async () => {
+    const live = await origin(ok('live'));
+    const outside = await origin(ok('outside'));
+    const dead1 = await deadPort();
+    const c = make({
+      backends: [{ url: `http://127.0.0.1:${dead1}`, name: 'dead' }, { url: live.url, name: 'live' }, { url: outside.url, name: 'outside' }],
+      directors: { pair: { type: 'fallback', backends: ['dead', 'live'] }, lone: { type: 'round-robin', backends: ['dead'] } },
+    });
+    for (let i = 0; i < 3; i++) expect((await named(c, 'pair', '/p')).body).toBe('live');
+    expect(c.counters().find((b) => b.name === 'dead')?.failovers).toBe(3);
+    await expect(named(c, 'lone', '/l')).rejects.toMatchObject({ code: 'ORIGIN_ERR_CONNECT', status: 503 });
+    expect(outside.count).toBe(0);
+    await expect(named(c, 'nope', '/n')).rejects.toMatchObject({ code: 'ORIGIN_ERR_NO_BACKEND', status: 503, message: expect.stringMatching(/no backend or director is named "nope"/) });
+  });
+
+  it('a director with no backend, an unknown member or a backend\'s name is refused when the client is made', () => {
+    const backends = [{ url: 'http://127.0.0.1:1', name: 'a' }];
+    expect(() => createOriginClient({ backends, directors: { d: { type: 'random', backends: [] } } })).toThrow(/director "d" has no backends/);
+    expect(() => createOriginClient({ backends, directors: { d: { type: 'random', backends: ['b'] } } })).toThrow(/director "d": no backend is named "b"/);
+    expect(() => createOriginClient({ backends, directors: { a: { type: 'random', backends: ['a'] } } })).toThrow(/director "a" has the name of a backend/);
+  });
+});
+
 describe('health probes', () => {
   it('a flapping backend is skipped while sick and used again once healthy', async () => {
     let up = true;

@@ -79,6 +79,18 @@ export interface OriginClientConfig {
   connectAllow?: string[];
   /** Connect timeout for CONNECT tunnels, ms (default 5000). */
   tunnelConnectTimeoutMs?: number;
+  /**
+   * Named directors over some of the backends (Varnish's `new api = directors.shard(); api.add_backend(a)`): a
+   * request whose policy names one (`req.backend = 'api'`) is spread over its backends by its type, with failover
+   * among them; the default director still spreads the rest over all backends.
+   */
+  directors?: Record<string, NamedDirectorConfig>;
+}
+
+export interface NamedDirectorConfig {
+  type: DirectorType;
+  /** Names of configured backends, at least one. */
+  backends: string[];
 }
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
@@ -111,6 +123,7 @@ export interface BackendStatus {
 export class OriginClient {
   readonly backends: Backend[];
   readonly director: Director;
+  private readonly namedDirectors = new Map<string, { director: Director; backends: Backend[] }>();
   private readonly maxFailover: number;
   private readonly connectAllow: readonly string[];
   private readonly tunnelConnectTimeoutMs: number;
@@ -125,6 +138,16 @@ export class OriginClient {
       names.add(b.name);
     }
     this.director = createDirector(config.director ?? 'round-robin', { replicas: config.replicas ?? 67 });
+    for (const [name, d] of Object.entries(config.directors ?? {})) {
+      if (names.has(name)) throw new OriginError('ORIGIN_ERR_CONFIG', `director "${name}" has the name of a backend`);
+      if (d.backends.length === 0) throw new OriginError('ORIGIN_ERR_CONFIG', `director "${name}" has no backends`);
+      const members = d.backends.map((b) => {
+        const found = this.backends.find((x) => x.name === b);
+        if (found === undefined) throw new OriginError('ORIGIN_ERR_CONFIG', `director "${name}": no backend is named "${b}"`);
+        return found;
+      });
+      this.namedDirectors.set(name, { director: createDirector(d.type, { replicas: config.replicas ?? 67 }), backends: members });
+    }
     this.maxFailover = config.maxFailover ?? 2;
     this.connectAllow = config.connectAllow ?? [];
     this.tunnelConnectTimeoutMs = config.tunnelConnectTimeoutMs ?? 5_000;
@@ -132,25 +155,33 @@ export class OriginClient {
   }
 
   /** Backends in the director's order of preference for `key`; empty when all are sick. */
-  choose(key: string): Backend[] {
-    const byName = new Map(this.backends.map((b) => [b.name, b]));
-    return this.director
-      .choose(this.backends.map((b) => ({ name: b.name, weight: b.weight, healthy: b.healthy })), key)
+  choose(key: string, director: Director = this.director, backends: readonly Backend[] = this.backends): Backend[] {
+    const byName = new Map(backends.map((b) => [b.name, b]));
+    return director
+      .choose(backends.map((b) => ({ name: b.name, weight: b.weight, healthy: b.healthy })), key)
       .map((c) => byName.get(c.name) as Backend);
   }
 
-  /** The backend policy named (req.backend_hint), when healthy: one candidate, no failover. */
-  private named(name: string): Backend[] {
+  /**
+   * What policy named (req.backend_hint): a named director's healthy backends in its order for `key` (failover among
+   * them), or a backend when healthy (one candidate, no failover).
+   */
+  private named(name: string, key: string): Backend[] {
+    const d = this.namedDirectors.get(name);
+    if (d !== undefined) return this.choose(key, d.director, d.backends);
     const b = this.backends.find((x) => x.name === name);
-    if (b === undefined) throw new OriginError('ORIGIN_ERR_NO_BACKEND', `no backend is named "${name}"`, { status: 503 });
+    if (b === undefined) throw new OriginError('ORIGIN_ERR_NO_BACKEND', `no backend or director is named "${name}"`, { status: 503 });
     return b.healthy ? [b] : [];
   }
 
   async request(req: OriginRequest, opts: { signal: AbortSignal; onInfo?: OnInfo | undefined }): Promise<OriginResponse> {
     opts.signal.throwIfAborted();
     if (req.pin?.pinned === true) return this.pinnedRequest(req, req.pin, opts.signal);
-    const candidates = req.backend !== undefined ? this.named(req.backend) : this.choose(req.key ?? req.path);
-    if (candidates.length === 0) throw new OriginError('ORIGIN_ERR_NO_BACKEND', req.backend !== undefined ? `backend "${req.backend}" is sick` : 'no healthy backend', { status: 503 });
+    const candidates = req.backend !== undefined ? this.named(req.backend, req.key ?? req.path) : this.choose(req.key ?? req.path);
+    if (candidates.length === 0) {
+      const which = req.backend === undefined ? 'no healthy backend' : this.namedDirectors.has(req.backend) ? `director "${req.backend}" has no healthy backend` : `backend "${req.backend}" is sick`;
+      throw new OriginError('ORIGIN_ERR_NO_BACKEND', which, { status: 503 });
+    }
     const replayable = req.body === null && IDEMPOTENT.has(req.method);
     let last: unknown;
     const tries = replayable ? Math.min(candidates.length, this.maxFailover + 1) : 1;

@@ -41,6 +41,7 @@ export function effectiveSettings(c: Config): string[] {
     ['listen', `${c.listenHost}:${c.listenPort}`],
     ['backends', c.backends.map((b) => b.url).join(', ')],
     ['director', c.director],
+    ...Object.entries(c.directors).map(([name, d]): [string, string] => [`director ${name}`, `${d.type} over ${d.backends.join(', ')}`]),
     ['storage', mb(c.storageBytes)],
     ['default-ttl', c.defaultTtlSec === undefined ? 'none (RFC 9111 heuristics)' : `${c.defaultTtlSec}s`],
     ['grace', `${c.graceSec}s`],

@@ -10,7 +10,7 @@ export default class ProxyCommand extends Command {
   static override description = [
     "Serves clients on --listen and forwards to the --backend origins (round-robin when several are given), caching per RFC 9111 with Varnish's builtin request policy: GET/HEAD looked up, other methods passed (a successful one invalidates the URL), requests with Authorization or Cookie passed, uncacheable responses remembered as hit-for-miss. The cache defaults are RFC-strict (no default TTL, no grace, expired objects kept a day for revalidation); --profile varnish gives Varnish's (default TTL 120s, grace 10s, keep 0s).",
     'Sizes accept units (1048576, 512k, 256MB); durations too (90, 500ms, 10s, 2m, 1h).',
-    'A --config module default-exports { listen, backends, director, connectAllow, adminListen, adminToken, purgeAllow, storage, profile, defaultTtl, grace, keep, hitForMissTtl, transitBuffer, streamMinBytes, maxRanges, maxRestarts, maxRetries, stream, hooks }; flags override it. On SIGINT/SIGTERM stops accepting and lets responses in flight finish (--shutdown-timeout); a second signal stops at once.',
+    'A --config module default-exports { listen, backends, director, directors, connectAllow, adminListen, adminToken, purgeAllow, storage, profile, defaultTtl, grace, keep, hitForMissTtl, transitBuffer, streamMinBytes, maxRanges, maxRestarts, maxRetries, stream, hooks }; flags override it. On SIGINT/SIGTERM stops accepting and lets responses in flight finish (--shutdown-timeout); a second signal stops at once.',
   ].join('\n\n');
 
   // --backend is required unless the --config file lists backends: two usage lines say so (oclif's `required` cannot).
