@@ -24,6 +24,10 @@ export type HeadError = { status: 400 | 414 | 431 | 501 | 505; reason: string };
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const BAD_VALUE = /[\0-\x08\x0a-\x1f\x7f]/;
 const MAX_TARGET = 8192;
+// Module constants, not literals in the parser: a regex literal in a function body is a new RegExp object per call.
+const BAD_TARGET = /[\s\0-\x1f\x7f]/;
+const CONN_CLOSE = /(^|,)\s*close\s*(,|$)/;
+const CONN_KEEP_ALIVE = /(^|,)\s*keep-alive\s*(,|$)/;
 
 /**
  * Strips optional whitespace (SP / HTAB, RFC 9110 §5.6.3) from both ends of a field value. Not String#trim, which
@@ -53,7 +57,7 @@ export function parseRequestHead(head: string): RequestHead | HeadError {
   const proto = requestLine.slice(sp2 + 1);
   if (!TOKEN.test(method)) return { status: 400, reason: 'invalid method' };
   if (target.length > MAX_TARGET) return { status: 414, reason: 'request target too long' };
-  if (target === '' || /[\s\0-\x1f\x7f]/.test(target)) return { status: 400, reason: 'invalid request target' };
+  if (target === '' || BAD_TARGET.test(target)) return { status: 400, reason: 'invalid request target' };
   const version = proto === 'HTTP/1.1' ? '1.1' : versionOf(proto);
   if (typeof version !== 'string') return version;
 
@@ -63,7 +67,7 @@ export function parseRequestHead(head: string): RequestHead | HeadError {
   if (isHeadError(body)) return body;
 
   const conn = (Array.isArray(headers['connection']) ? headers['connection'].join(',') : headers['connection'] ?? '').toLowerCase();
-  const keepAlive = version === '1.1' ? !/(^|,)\s*close\s*(,|$)/.test(conn) : /(^|,)\s*keep-alive\s*(,|$)/.test(conn);
+  const keepAlive = version === '1.1' ? conn === '' || !CONN_CLOSE.test(conn) : conn !== '' && CONN_KEEP_ALIVE.test(conn);
   const expect = headers['expect'];
   const expectContinue = typeof expect === 'string' && expect.toLowerCase() === '100-continue';
   return { method, target, version, headers, body, keepAlive, expectContinue };
