@@ -45,9 +45,9 @@ function trimOws(s: string): string {
 
 export function parseRequestHead(head: string): RequestHead | HeadError {
   // A head cut before "\n\n" whose last line ended in CRLF keeps that CR: it belongs to the line ending.
-  if (head.endsWith('\r')) head = head.slice(0, -1);
+  if (head.charCodeAt(head.length - 1) === 13) head = head.slice(0, -1);
   // RFC 9112 §2.2: a bare LF is accepted as a line terminator. Split on CRLF first (the common case, no regex).
-  const lines = hasBareLf(head) ? head.split(/\r?\n/) : head.split('\r\n');
+  const lines = hasBareLf(head) ? head.split(/\r?\n/) : splitCrlf(head);
   const requestLine = lines[0] ?? '';
   const sp1 = requestLine.indexOf(' ');
   const sp2 = requestLine.lastIndexOf(' ');
@@ -66,11 +66,24 @@ export function parseRequestHead(head: string): RequestHead | HeadError {
   const body = framingOf(headers, version);
   if (isHeadError(body)) return body;
 
-  const conn = (Array.isArray(headers['connection']) ? headers['connection'].join(',') : headers['connection'] ?? '').toLowerCase();
+  const connField = headers['connection'];
+  const conn = connField === undefined ? '' : (Array.isArray(connField) ? connField.join(',') : connField).toLowerCase();
   const keepAlive = version === '1.1' ? conn === '' || !CONN_CLOSE.test(conn) : conn !== '' && CONN_KEEP_ALIVE.test(conn);
   const expect = headers['expect'];
   const expectContinue = typeof expect === 'string' && expect.toLowerCase() === '100-continue';
   return { method, target, version, headers, body, keepAlive, expectContinue };
+}
+
+/** `head.split('\r\n')`, without String#split's call into the runtime (measurable per request on the hit path). */
+function splitCrlf(head: string): string[] {
+  const lines: string[] = [];
+  let from = 0;
+  for (let i = head.indexOf('\r\n'); i >= 0; i = head.indexOf('\r\n', from)) {
+    lines.push(head.slice(from, i));
+    from = i + 2;
+  }
+  lines.push(head.slice(from));
+  return lines;
 }
 
 /** Whether a line of the head ends in a bare LF (a LF not after CR), so the head must be split on both. */
