@@ -1,5 +1,5 @@
 // What one cache hit costs Sluice, measured in ways that hold up on a loaded machine (issue 16).
-// Usage: node bench/hit-cost.mjs [--size 1k] [--requests N] [--callgrind] [--cpu-prof DIR] [--out FILE]
+// Usage: node bench/hit-cost.mjs [--size 1k] [--requests N] [--warmup N] [--settle-ms MS] [--root CHECKOUT] [--callgrind] [--cpu-prof DIR] [--out FILE]
 //   default      CPU time per hit (utime+stime of the proxy process from /proc) over N hits (autocannon, 32 connections)
 //   --callgrind  the proxy runs under valgrind --tool=callgrind: counters zeroed after the warm-up, dumped after N hits;
 //                instructions per hit (the most noise-resistant figure; the window also holds the event loop's idle
@@ -23,10 +23,16 @@ const SIZE = opt('--size', '1k');
 const CALLGRIND = argv.includes('--callgrind');
 const PROF_DIR = opt('--cpu-prof', undefined);
 const N = Number(opt('--requests', CALLGRIND ? 2000 : 20000));
+// Hits before the measured window. TurboFan keeps compiling the hit path for the first ~8000 hits (node --trace-opt:
+// ~25 optimisations between hit 2000 and hit 4000, one or two per 4000 hits after 8000); under valgrind those
+// concurrent compile jobs were half of the 64 KiB figure's instructions in all threads with a 2000-hit warm-up.
+const WARMUP = Number(opt('--warmup', CALLGRIND ? 10000 : 5000));
+const SETTLE_MS = Number(opt('--settle-ms', 20000));
 // Fewer connections under valgrind: the proxy runs ~50x slower there, and the figure is per request anyway.
 const CONNECTIONS = CALLGRIND ? 8 : 32;
 const out = opt('--out', path.join(ROOT, 'bench/results', `${new Date().toISOString().slice(0, 10)}-hit-cost-${SIZE}${CALLGRIND ? '-callgrind' : ''}.json`));
-const BIN = path.join(ROOT, 'packages/cli/bin/run.js');
+// --root DIR measures the proxy of another built checkout (a before/after with the same script and settings).
+const BIN = path.join(path.resolve(opt('--root', ROOT)), 'packages/cli/bin/run.js');
 
 /** The proxy in its own process, under valgrind or with --cpu-prof when asked; resolves once it listens. */
 function startProxy(backend, tmp) {
@@ -91,8 +97,11 @@ async function main() {
   const url = `${proxy.url}/static/${SIZE}`;
   // Warm-up: fill the cache (one request), then let the JIT settle.
   await (await fetch(url)).arrayBuffer();
-  await hits(url, CALLGRIND ? 2000 : 5000);
-  const result = { date: new Date().toISOString(), machine: m, size: SIZE, requests: N, connections: CONNECTIONS };
+  await hits(url, WARMUP);
+  // Under valgrind the threads take turns, and the busy main thread starves V8's compile threads: optimisations asked
+  // for during the warm-up would run in the measured window. An idle pause lets them finish first.
+  if (CALLGRIND) await sleep(SETTLE_MS);
+  const result = { date: new Date().toISOString(), machine: m, size: SIZE, requests: N, warmup: WARMUP, settleMs: CALLGRIND ? SETTLE_MS : 0, connections: CONNECTIONS, proxy: BIN };
   if (CALLGRIND) {
     const pid = proxy.proc.pid;
     const zero = spawnSync('callgrind_control', ['-z', String(pid)], { encoding: 'utf8' });

@@ -106,6 +106,29 @@ describe('the byte budget (each object counts its body plus 512 bytes of headers
     expect(s.objectCount).toBe(1);
   });
 
+  it('a hit makes its object the most recently used, also when it was the newest before another object arrived (issue 16)', () => {
+    const stats = createStats();
+    const s = new MemoryStore(3 * (512 + 100), stats);
+    const a = store(s, 'a', { ttlSec: 60 }, 100);
+    const b = store(s, 'b', { ttlSec: 60 }, 100);
+    expect(s.lookup('a', {}, 0).kind).toBe('hit');
+    expect(s.lookup('a', {}, 0).kind).toBe('hit'); // a is the newest already: nothing moves
+    const c = store(s, 'c', { ttlSec: 60 }, 100);
+    // c arrived after a's hits: this hit must move a behind c again.
+    expect(s.lookup('a', {}, 0).kind).toBe('hit');
+    const d = store(s, 'd', { ttlSec: 60 }, 100);
+    expect([a.stored, b.stored, c.stored, d.stored]).toEqual([true, false, true, true]);
+    const e = store(s, 'e', { ttlSec: 60 }, 100);
+    expect([a.stored, c.stored, d.stored, e.stored]).toEqual([true, false, true, true]);
+    // The newest object removed (purge), then hit again after a new one: order still follows the hits.
+    expect(s.purgeKey('e')).toBe(1);
+    const f = store(s, 'f', { ttlSec: 60 }, 100);
+    expect(s.lookup('a', {}, 0).kind).toBe('hit');
+    store(s, 'g', { ttlSec: 60 }, 100);
+    expect([a.stored, d.stored, f.stored]).toEqual([true, false, true]);
+    expect(stats.n_lru_nuked).toBe(3);
+  });
+
   it('an object alone one byte over the budget is unstored, and the bytes it had are given back', () => {
     const s = new MemoryStore(512 + 100, createStats());
     const r = s.lookup('k', {}, 0);

@@ -34,6 +34,8 @@ export class MemoryStore implements Store {
   private readonly index = new Map<string, KeyEntry>();
   /** LRU order: first = least recently used. Only stored objects. */
   private readonly lru = new Set<CacheObject>();
+  /** The last object of `lru` when known (undefined after it was removed): touching it again changes nothing. */
+  private lruNewest: CacheObject | undefined;
   /** Bytes charged per stored object. */
   private readonly charged = new Map<CacheObject, number>();
   /**
@@ -157,6 +159,7 @@ export class MemoryStore implements Store {
     // Bans issued before the object existed do not apply to it.
     obj.banCheckedId = this.nextBanId - 1;
     this.lru.add(obj);
+    this.lruNewest = obj;
     this.charged.set(obj, 0);
     for (const t of obj.tags) {
       let set = this.byTag.get(t);
@@ -238,6 +241,7 @@ export class MemoryStore implements Store {
       this.charged.delete(obj);
     }
     this.lru.delete(obj);
+    if (this.lruNewest === obj) this.lruNewest = undefined;
     for (const t of obj.tags) {
       const set = this.byTag.get(t);
       if (set !== undefined) {
@@ -362,8 +366,11 @@ export class MemoryStore implements Store {
   }
 
   private touch(obj: CacheObject): void {
+    // A hot object hit again and again is already the newest: no delete and re-add per hit.
+    if (this.lruNewest === obj) return;
     this.lru.delete(obj);
     this.lru.add(obj);
+    this.lruNewest = obj;
   }
 
   private entryFor(key: string): KeyEntry {

@@ -4,7 +4,7 @@ import { errorMessage } from '../errors.js';
 import { notModifiedHeaders } from '../http/conditional.js';
 import type { ProxyEnv, Step, Tx } from '../context.js';
 import { BodyCursor } from './cursor.js';
-import { deliveryHeaders, fetchFailedSynth, NO_BODY_STATUS, writeHead } from './head.js';
+import { deliveryHeaders, fetchFailedSynth, NO_BODY_STATUS, sendStoredHit, writeHead } from './head.js';
 import { planDelivery, plannedHead, type BodyRange, type DecidedPlan, type DeliveryPlan } from './plan.js';
 
 /**
@@ -18,6 +18,7 @@ export function deliver<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, templates?: Templa
   const chunks = obj.stored === true ? obj.completeChunks : undefined;
   if (chunks !== undefined && !needsPlan(tx, obj) && templates?.isTemplate(obj) !== true) {
     // Complete stored object, plain request: Content-Length, head and body in one write; no reader, no waiting.
+    if (sendStoredHit(env, tx, obj, chunks)) return 'done';
     const instead = writeHead(env, tx, obj);
     if (instead === undefined) {
       endComplete(env, tx, obj, chunks);

@@ -4,7 +4,7 @@ import { ProxyError } from '../errors.js';
 import { ageOf } from '../http/age.js';
 import { formatCacheStatus, type CacheStatus } from '../http/cache-status.js';
 import { appendHeader, cloneHeaders, getHeader, type HeaderMap } from '../http/headers.js';
-import { serializeHeaders } from '../http1/response.js';
+import { responseHead, serializeHeaders } from '../http1/response.js';
 import type { DeliverAction, DeliveryResponse } from '../policy/hooks.js';
 import type { ProxyEnv, Step, Synth, Tx } from '../context.js';
 import { logResp, logVcl } from '../txlog/records.js';
@@ -88,6 +88,101 @@ export function writeHead<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheObject
   const verdict = env.hooks.responseFilter?.(resp, tx.req, tx.ctx);
   if (verdict instanceof Promise) return verdict.then((v) => afterDeliverHook(tx, resp, v));
   return afterDeliverHook(tx, resp, verdict);
+}
+
+/**
+ * A stored object's hit response, prepared once and reused by every hit until what it was built from changes: the
+ * head (stored fields, Via, Age, Cache-Status, Content-Length, the connection lines) and, for a small object, the body
+ * after it in the same Buffer. Age and the Cache-Status ttl change once a second, so a hot object's response is built
+ * about once a second and each hit is one socket write of shared bytes (issue 16).
+ */
+interface PreparedHit {
+  /** What it was built from: the environment (name, Via), the object's head block and ttl, Age, connection lines. */
+  readonly env: object;
+  readonly headBlock: string;
+  readonly ttlSec: number;
+  readonly age: number;
+  readonly persistence: string;
+  /** The fields as logged (RespHeader), without the connection lines. */
+  readonly block: string;
+  readonly bytes: Buffer;
+  readonly headBytes: number;
+  /** Whether `bytes` holds the body too. */
+  readonly joined: boolean;
+}
+
+/** Hit responses up to this size (head and body) are prepared as one Buffer: a hit is then one write, no copy. */
+export const JOIN_HIT_MAX_BYTES = 128 * 1024;
+/**
+ * Bytes of joined hit responses (body copies) held at once. They are dropped when the clock's second changes (their
+ * Age is stale by then anyway), so this bounds the copies of the objects hit within one second; past it, a response is
+ * prepared as its head alone and the body leaves from the object's own chunks.
+ */
+export const JOINED_HELD_MAX_BYTES = 8 * 1024 * 1024;
+let heldSecond = Number.NaN;
+let heldBytes = 0;
+let held: Array<{ obj: CacheObject; hit: PreparedHit }> = [];
+
+/** Whether `bytes` more of joined responses may be held in the second of `nowMs`; drops the last second's. */
+function mayHoldJoined(nowMs: number, bytes: number): boolean {
+  const sec = Math.floor(nowMs / 1000);
+  if (sec !== heldSecond) {
+    for (const h of held) if (h.obj.hitResponse === h.hit) h.obj.hitResponse = undefined;
+    held = [];
+    heldBytes = 0;
+    heldSecond = sec;
+  }
+  if (heldBytes + bytes > JOINED_HELD_MAX_BYTES) return false;
+  heldBytes += bytes;
+  return true;
+}
+
+/** Joined hit responses held now, bytes (for tests). */
+export function joinedHitBytesHeld(): number {
+  return heldBytes;
+}
+
+/**
+ * The common hit, whole: a complete stored object (`chunks`), a plain GET, no responseFilter hook. Writes the
+ * prepared response (building it when Age, the connection lines or the object changed) and ends; false when the
+ * request is not that case (nothing written then: the caller goes the general way).
+ */
+export function sendStoredHit<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheObject, chunks: readonly Buffer[]): boolean {
+  const res = tx.res;
+  if (env.hooks.responseFilter !== undefined || !res.preparable || tx.req.method === 'HEAD' || obj.bodyless || NO_BODY_STATUS(obj.status)) return false;
+  // Only the plain hit's Cache-Status is prepared (see cacheStatusOf).
+  if (tx.lookup !== 'hit' || tx.coalesced || obj.slice !== undefined) return false;
+  const nowMs = env.now();
+  const age = Math.floor(ageOf(obj, nowMs));
+  const persistence = res.persistenceLines(tx.closeAfter);
+  let hit = obj.hitResponse as PreparedHit | undefined;
+  if (hit === undefined || hit.age !== age || hit.persistence !== persistence || hit.env !== env || hit.ttlSec !== obj.ttlSec || hit.headBlock !== obj.headBlock) {
+    // Only the usual connection (HTTP/1.1 kept alive) is kept and joined: a client asking to close, or HTTP/1.0, gets
+    // a head built for it, so clients of both kinds on one object never rebuild (and copy) it in turn.
+    hit = prepareHit(env, tx, obj, chunks, age, persistence, nowMs, res.keepAlive && res.version === '1.1');
+  }
+  if (tx.log !== undefined) logResp(tx.log, obj.status, hit.block);
+  env.stats.s_resp_bodybytes += obj.length;
+  res.endPrepared(obj.status, obj.length, hit.bytes, hit.headBytes, hit.joined ? undefined : chunks);
+  return true;
+}
+
+function prepareHit<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheObject, chunks: readonly Buffer[], age: number, persistence: string, nowMs: number, keep: boolean): PreparedHit {
+  const headBlock = (obj.headBlock ??= serializeHeaders(deliveryHeaders(obj, env.via)));
+  // RFC 9111 §5.1: a cache MUST send Age when it serves a stored response; sent on every response here.
+  const block = `${headBlock}age: ${age}\r\ncache-status: ${cacheStatusOf(env, tx, obj, age)}\r\ncontent-length: ${obj.length}\r\n`;
+  const head = responseHead(obj.status, block, persistence);
+  const total = head.length + obj.length;
+  const joined = keep && total <= JOIN_HIT_MAX_BYTES && mayHoldJoined(nowMs, total);
+  // Own memory (not a slice of Node's shared pool), so that what an object keeps is only its response.
+  const bytes = Buffer.allocUnsafeSlow(joined ? total : head.length);
+  let at = bytes.write(head, 0, 'latin1');
+  if (joined) for (const c of chunks) at += c.copy(bytes, at);
+  const hit: PreparedHit = { env, headBlock, ttlSec: obj.ttlSec, age, persistence, block, bytes, headBytes: head.length, joined };
+  if (!keep) return hit;
+  obj.hitResponse = hit;
+  if (joined) held.push({ obj, hit });
+  return hit;
 }
 
 /** What writeHead gives: undefined once the head is written, else the step the deliver hook chose instead. */

@@ -157,13 +157,51 @@ export class Http1Response {
         this.keepAlive = false;
       }
     }
-    if (close || this.owner.requestBodyPending()) this.keepAlive = false;
-    let conn = '';
-    if (!this.keepAlive) conn = 'connection: close\r\n';
-    else if (this.version === '1.0') conn = `connection: keep-alive\r\n${this.owner.keepAliveLine}`;
-    else conn = this.owner.keepAliveLine;
-    this.head = `HTTP/1.1 ${status} ${REASONS[status] ?? 'Unknown'}\r\n${block}${framing}${conn}\r\n`;
+    this.head = responseHead(status, `${block}${framing}`, this.persistenceLines(close));
     this.headerBytes = this.head.length;
+  }
+
+  /**
+   * The lines that say whether the connection persists after this response (`connection: close`, the Keep-Alive
+   * hint, or `connection: keep-alive` for HTTP/1.0), deciding it: keep-alive goes off when `close` is asked or the
+   * request body is still unread. A response with Content-Length needs nothing else after its fields.
+   */
+  persistenceLines(close: boolean): string {
+    if (close || this.owner.requestBodyPending()) this.keepAlive = false;
+    if (!this.keepAlive) return 'connection: close\r\n';
+    if (this.version === '1.0') return `connection: keep-alive\r\n${this.owner.keepAliveLine}`;
+    return this.owner.keepAliveLine;
+  }
+
+  /** Whether endPrepared may answer: nothing decided or sent yet, and a body allowed (not a HEAD request). */
+  get preparable(): boolean {
+    return !this.dropped && !this.finished && this.head === undefined && !this.headersSent && !this.isHead;
+  }
+
+  /**
+   * Ends the response with bytes the caller prepared (a cached object's hit: see deliver/head.ts): `bytes` is the
+   * whole head (from responseHead, with the lines persistenceLines gave and Content-Length `contentLength`), followed
+   * by the body when `body` is undefined, else the body is `body`'s chunks. One write, or one writev under a cork.
+   * Only while `preparable`, for a status that has a body.
+   */
+  endPrepared(status: number, contentLength: number, bytes: Buffer, headBytes: number, body?: readonly Buffer[]): void {
+    this.statusCode = status;
+    this.announcedLength = contentLength;
+    this.headerBytes = headBytes;
+    this.bodyBytes += contentLength;
+    this.headersSent = true;
+    this.headSentAtMs = performance.now();
+    const s = this.socket;
+    if (body === undefined) {
+      s.write(bytes);
+    } else {
+      s.cork();
+      s.write(bytes);
+      for (const c of body) if (c.length > 0) s.write(c);
+      s.uncork();
+    }
+    this.finished = true;
+    this.owner.responseFinished(this);
   }
 
   /** Sends the head now (streaming responses: the client sees headers before the first body byte). */
@@ -347,6 +385,11 @@ function clientGone(): ProxyError {
 
 function uncork(s: Socket): void {
   s.uncork();
+}
+
+/** A response head: status line, `block` (the `name: value\r\n` lines), `persistence` (see persistenceLines), blank line. */
+export function responseHead(status: number, block: string, persistence: string): string {
+  return `HTTP/1.1 ${status} ${REASONS[status] ?? 'Unknown'}\r\n${block}${persistence}\r\n`;
 }
 
 /** `name: value\r\n` lines; throws on a name or value that would break the framing (response splitting). */
