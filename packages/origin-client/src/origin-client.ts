@@ -111,6 +111,8 @@ export interface BackendStatus {
 export class OriginClient {
   readonly backends: Backend[];
   readonly director: Director;
+  /** The backends by name (fixed at construction). */
+  private readonly byName: ReadonlyMap<string, Backend>;
   private readonly maxFailover: number;
   private readonly connectAllow: readonly string[];
   private readonly tunnelConnectTimeoutMs: number;
@@ -124,6 +126,7 @@ export class OriginClient {
       if (names.has(b.name)) throw new OriginError('ORIGIN_ERR_CONFIG', `two backends are named "${b.name}"`);
       names.add(b.name);
     }
+    this.byName = new Map(this.backends.map((b) => [b.name, b]));
     this.director = createDirector(config.director ?? 'round-robin', { replicas: config.replicas ?? 67 });
     this.maxFailover = config.maxFailover ?? 2;
     this.connectAllow = config.connectAllow ?? [];
@@ -133,7 +136,7 @@ export class OriginClient {
 
   /** Backends in the director's order of preference for `key`; empty when all are sick. */
   choose(key: string): Backend[] {
-    const byName = new Map(this.backends.map((b) => [b.name, b]));
+    const byName = this.byName;
     return this.director
       .choose(this.backends.map((b) => ({ name: b.name, weight: b.weight, healthy: b.healthy })), key)
       .map((c) => byName.get(c.name) as Backend);
@@ -245,7 +248,9 @@ export class OriginClient {
 
   /** One request to one backend: a connection slot, credentials, the 401 retry. */
   private async attempt(backend: Backend, req: OriginRequest, signal: AbortSignal, fresh = false, onInfo?: OnInfo): Promise<OriginResponse> {
-    await backend.acquire(signal);
+    // A free slot is taken at once: the request is dispatched (and written to the origin socket) synchronously.
+    const queued = backend.acquire(signal);
+    if (queued !== undefined) await queued;
     const dispatcher: Dispatcher = fresh ? backend.freshClient() : backend.pool;
     let released = false;
     const release = (): void => {
@@ -257,11 +262,13 @@ export class OriginClient {
     };
     try {
       backend.counters.requests++;
-      const headers: Headers = { ...req.headers };
-      if (backend.config.hostHeader !== undefined) headers['host'] = backend.config.hostHeader;
       const auth = backend.config.auth;
       const credentials = auth === undefined ? undefined : auth.type === 'basic' ? `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}` : `Bearer ${auth.token}`;
-      if (credentials !== undefined && auth?.preemptive !== false && headers['authorization'] === undefined) headers['authorization'] = credentials;
+      const preempt = credentials !== undefined && auth?.preemptive !== false && req.headers['authorization'] === undefined;
+      // The caller's headers go as they are (undici only reads them) unless something is set on them here: a copy then.
+      const headers: Headers = backend.config.hostHeader === undefined && !preempt ? req.headers : { ...req.headers };
+      if (backend.config.hostHeader !== undefined) headers['host'] = backend.config.hostHeader;
+      if (preempt) headers['authorization'] = credentials;
       const send = (h: Headers): Promise<Dispatcher.ResponseData> =>
         dispatcher.request({
           method: req.method as Dispatcher.HttpMethod,
