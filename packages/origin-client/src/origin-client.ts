@@ -124,6 +124,8 @@ export class OriginClient {
   readonly backends: Backend[];
   readonly director: Director;
   private readonly namedDirectors = new Map<string, { director: Director; backends: Backend[] }>();
+  /** The backends by name (fixed at construction). */
+  private readonly byName: ReadonlyMap<string, Backend>;
   private readonly maxFailover: number;
   private readonly connectAllow: readonly string[];
   private readonly tunnelConnectTimeoutMs: number;
@@ -137,6 +139,7 @@ export class OriginClient {
       if (names.has(b.name)) throw new OriginError('ORIGIN_ERR_CONFIG', `two backends are named "${b.name}"`);
       names.add(b.name);
     }
+    this.byName = new Map(this.backends.map((b) => [b.name, b]));
     this.director = createDirector(config.director ?? 'round-robin', { replicas: config.replicas ?? 67 });
     for (const [name, d] of Object.entries(config.directors ?? {})) {
       if (names.has(name)) throw new OriginError('ORIGIN_ERR_CONFIG', `director "${name}" has the name of a backend`);
@@ -156,7 +159,7 @@ export class OriginClient {
 
   /** Backends in the director's order of preference for `key`; empty when all are sick. */
   choose(key: string, director: Director = this.director, backends: readonly Backend[] = this.backends): Backend[] {
-    const byName = new Map(backends.map((b) => [b.name, b]));
+    const byName = this.byName;
     return director
       .choose(backends.map((b) => ({ name: b.name, weight: b.weight, healthy: b.healthy })), key)
       .map((c) => byName.get(c.name) as Backend);
@@ -169,7 +172,7 @@ export class OriginClient {
   private named(name: string, key: string): Backend[] {
     const d = this.namedDirectors.get(name);
     if (d !== undefined) return this.choose(key, d.director, d.backends);
-    const b = this.backends.find((x) => x.name === name);
+    const b = this.byName.get(name);
     if (b === undefined) throw new OriginError('ORIGIN_ERR_NO_BACKEND', `no backend or director is named "${name}"`, { status: 503 });
     return b.healthy ? [b] : [];
   }
@@ -276,7 +279,9 @@ export class OriginClient {
 
   /** One request to one backend: a connection slot, credentials, the 401 retry. */
   private async attempt(backend: Backend, req: OriginRequest, signal: AbortSignal, fresh = false, onInfo?: OnInfo): Promise<OriginResponse> {
-    await backend.acquire(signal);
+    // A free slot is taken at once: the request is dispatched (and written to the origin socket) synchronously.
+    const queued = backend.acquire(signal);
+    if (queued !== undefined) await queued;
     const dispatcher: Dispatcher = fresh ? backend.freshClient() : backend.pool;
     let released = false;
     const release = (): void => {
@@ -288,11 +293,13 @@ export class OriginClient {
     };
     try {
       backend.counters.requests++;
-      const headers: Headers = { ...req.headers };
-      if (backend.config.hostHeader !== undefined) headers['host'] = backend.config.hostHeader;
       const auth = backend.config.auth;
       const credentials = auth === undefined ? undefined : auth.type === 'basic' ? `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}` : `Bearer ${auth.token}`;
-      if (credentials !== undefined && auth?.preemptive !== false && headers['authorization'] === undefined) headers['authorization'] = credentials;
+      const preempt = credentials !== undefined && auth?.preemptive !== false && req.headers['authorization'] === undefined;
+      // The caller's headers go as they are (undici only reads them) unless something is set on them here: a copy then.
+      const headers: Headers = backend.config.hostHeader === undefined && !preempt ? req.headers : { ...req.headers };
+      if (backend.config.hostHeader !== undefined) headers['host'] = backend.config.hostHeader;
+      if (preempt) headers['authorization'] = credentials;
       const send = (h: Headers): Promise<Dispatcher.ResponseData> =>
         dispatcher.request({
           method: req.method as Dispatcher.HttpMethod,

@@ -68,7 +68,9 @@ async function deliverPlanned<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheOb
     const early = await untilDeliverable(env, tx, obj);
     if (early !== undefined) return early;
     if (cursor !== undefined && templates?.isTemplate(obj) === true) return await templates.deliver(tx, obj, cursor);
-    const plan = await decidePlan(env, tx, obj);
+    // Decided at once unless the plan must wait for bytes (a range past what arrived): no promise hop on a miss.
+    const first = planFor(env, tx, obj);
+    const plan = first.kind === 'wait' ? await decidePlan(env, tx, obj, first) : first;
     if (plan === undefined) return fetchFailedSynth(tx, obj);
     const head = plannedHead(plan, () => deliveryHeaders(obj, env.via), () => ({ ...notModifiedHeaders(obj.headers), via: env.via }));
     const written = writeHead(env, tx, obj, head.override);
@@ -137,8 +139,8 @@ export async function untilDeliverable<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj
 }
 
 /** Plans, waiting for more of the object while the plan cannot be decided yet; undefined when the fetch failed. */
-async function decidePlan<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheObject): Promise<DecidedPlan | undefined> {
-  let plan: DeliveryPlan = planFor(env, tx, obj);
+async function decidePlan<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheObject, first: DeliveryPlan): Promise<DecidedPlan | undefined> {
+  let plan: DeliveryPlan = first;
   while (plan.kind === 'wait') {
     if (obj.state === 'failed') return undefined;
     // An unstored object cannot be waited on: this delivery's reader, still at offset 0, holds its fetch to the

@@ -7,7 +7,7 @@ import { getHeader, stripHopByHop, type HeaderMap } from '../http/headers.js';
 import { responseDirectives, type CacheRules } from '../http/targeted.js';
 import { normaliseHost } from '../http/target.js';
 import { varyFields, varySignature } from '../http/vary.js';
-import { builtinBackendResponse, type BackendResponse, type DownstreamRequest, type Slicer } from '../policy/hooks.js';
+import { builtinBackendResponse, type BackendResponse, type BackendResponseAction, type DownstreamRequest, type Slicer } from '../policy/hooks.js';
 import type { ProxyEnv } from '../context.js';
 import type { UpstreamRequest, UpstreamResponse } from '../upstream.js';
 import { sentRequest } from './backend-error.js';
@@ -85,8 +85,19 @@ function staleOnArrival(headers: HeaderMap, rules: CacheRules): boolean {
  * Runs the upstreamResponseFilter hook, then the builtin rules unless it returned 'deliver', then the machine's own:
  * keep (objects with a validator outlive a zero TTL) and stale-if-error (a 5xx is not stored over a usable stale).
  */
-export async function decideBeresp<Ctx>(env: ProxyEnv<Ctx>, i: BerespInput, beresp: BackendResponse, ctx: Ctx, slicer: Slicer): Promise<'retry' | undefined> {
-  const verdict = await env.hooks.upstreamResponseFilter?.(beresp, ctx, slicer);
+export function decideBeresp<Ctx>(env: ProxyEnv<Ctx>, i: BerespInput, beresp: BackendResponse, ctx: Ctx, slicer: Slicer): 'retry' | undefined | Promise<'retry' | undefined> {
+  const verdict = env.hooks.upstreamResponseFilter?.(beresp, ctx, slicer);
+  // Synchronous unless the hook is async: a miss without one commits in the turn its response arrived (issue 16).
+  if (isThenable(verdict)) return Promise.resolve(verdict).then((v) => afterHook(env, i, beresp, v));
+  return afterHook(env, i, beresp, verdict);
+}
+
+/** A hook's answer that is a promise (or any thenable, as `await` would take it). */
+function isThenable<T>(v: T | PromiseLike<T>): v is PromiseLike<T> {
+  return typeof (v as { then?: unknown } | undefined)?.then === 'function';
+}
+
+function afterHook<Ctx>(env: ProxyEnv<Ctx>, i: BerespInput, beresp: BackendResponse, verdict: BackendResponseAction | undefined): 'retry' | undefined {
   if (verdict === 'retry') return 'retry';
   if (verdict !== 'deliver') builtinBackendResponse(beresp, i.bereq, env.hitForMissSec, env.rules);
   if (beresp.uncacheable && beresp.uncacheableReason === 'ttl-zero' && env.keepSec > 0 && hasValidator(beresp.headers)) {

@@ -12,7 +12,7 @@ import { backendErrorAction, canRetry, fillSynthetic, logRetry } from './backend
 import { invalidateAfterUnsafe } from './invalidate.js';
 import { esiFetch } from '../esi/fetch.js';
 import { pump } from './pump.js';
-import { makeMeta, openResponsePhase, requestWithSlicer, sliceDecision, type SliceFetch } from '../slicer/fetch-slice.js';
+import { makeMeta, openResponsePhase, plainStart, requestWithSlicer, sliceDecision, type SliceFetch } from '../slicer/fetch-slice.js';
 import { keepProbedSegment } from '../slicer/probe.js';
 import type { FetchSlicer } from '../slicer/handle.js';
 
@@ -96,7 +96,8 @@ async function attempt<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>, be: Transact
   // The request hook gets the slicer handle; when it enables slicing a HEAD goes first, for a cold range with
   // --slice-min a Range GET of the segment it starts in (slicer/).
   const sf = { bereq, tx, obj, isPass: job.reason === 'pass', stale: job.stale };
-  const start = await requestWithSlicer(env, sf, be);
+  // Without a request hook or a probe the request goes out now, in this turn, not after a promise hop (issue 16).
+  const start = plainStart(env, sf) ?? (await requestWithSlicer(env, sf, be));
   try {
     if (be !== undefined) acct.reqHead = logBereq(be, start.sent ?? bereq);
     let d = await decide(env, job, sf, start.slicer, start.head ?? start.answer, start.head !== undefined, acct, be, retries);
@@ -147,7 +148,8 @@ async function decide<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>, sf: SliceFetc
   const beresp = backendResponse(env, input);
   if (beresp.was304) env.stats.fetch_304++;
   openResponsePhase(slicer, beresp, res, sf);
-  if ((await decideBeresp(env, input, beresp, tx.ctx, slicer)) === 'retry') {
+  const verdict = decideBeresp(env, input, beresp, tx.ctx, slicer);
+  if ((verdict instanceof Promise ? await verdict : verdict) === 'retry') {
     logVcl(be, 'BACKEND_RESPONSE', 'retry');
     res.body.destroy();
     return 'retry';

@@ -42,6 +42,18 @@ export interface SlicerStart {
 }
 
 /**
+ * The start of a fetch with nothing to wait for (no upstreamRequestFilter hook, no range probe): the closed handle,
+ * synchronously, so the request is sent in the turn the miss was decided in (issue 16). Undefined otherwise: then
+ * requestWithSlicer. What it returns is what requestWithSlicer would.
+ */
+export function plainStart<Ctx>(env: ProxyEnv<Ctx>, f: SliceFetch<Ctx>): SlicerStart | undefined {
+  if (env.hooks.upstreamRequestFilter !== undefined || rangeProbeSize(env, f) !== undefined) return undefined;
+  const slicer = new FetchSlicer(f.tx.req.segment !== undefined, f.isPass, f.bereq.body !== null);
+  slicer.phase = 'closed';
+  return { slicer, head: undefined, whole: () => Promise.resolve(slicer) };
+}
+
+/**
  * The request hook with the handle; a HEAD first when it enabled slicing. When `--slice-min` is on and the client
  * asked for a Range (a cold range then costs the origin its segments only, not the start of a body left unread): the
  * range probe (probe.ts), one Range GET for the segment the range starts in, when no upstream hook could enable or
