@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { CacheObject } from '../cache/cache-object.js';
-import { errorMessage } from '../errors.js';
+import type { CacheObject, ObjectReader } from '../cache/cache-object.js';
+import { errorMessage, ProxyError } from '../errors.js';
 import { notModifiedHeaders } from '../http/conditional.js';
 import type { ProxyEnv, Step, Tx } from '../context.js';
 import { BodyCursor } from './cursor.js';
@@ -89,7 +89,13 @@ async function deliverPlanned<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheOb
     // Headers go out at once only when no body byte is there yet; otherwise they leave with the first bytes.
     if (obj.length === 0 && !obj.isFinal) res.flushHeaders();
     try {
-      await sendBody(env, tx, head.ranges, head.tail, (from, to) => cursor.range(from, to));
+      const only = head.ranges.length === 1 && head.tail === undefined ? head.ranges[0] : undefined;
+      if (only !== undefined && only.head === undefined && reader !== undefined) {
+        // One plain range (the whole body, or a single 206): straight from the object's reader, no generators.
+        await sendFromObject(env, tx, obj, reader, only.start, only.end);
+      } else {
+        await sendBody(env, tx, head.ranges, head.tail, (from, to) => cursor.range(from, to));
+      }
     } catch (e: unknown) {
       // The fetch failed mid-body (or the client left): cut the client off so it can tell the body is incomplete
       // (no terminating chunk, or fewer bytes than Content-Length).
@@ -174,6 +180,58 @@ export function newBoundary(): string {
  * beyond the transit buffer.
  */
 export const SEND_QUEUE_BYTES = 256 * 1024;
+
+/**
+ * Writes bytes [start, end] (inclusive) of the object from `reader` (at offset 0, nothing read yet) and ends the
+ * response: every chunk already there leaves in one synchronous pass (they go out as one writev under the response's
+ * cork), and the delivery waits only when it has caught up with the fetch (one plain promise per wait, one abort
+ * listener for the whole body) or when SEND_QUEUE_BYTES are queued in the socket. This is sendBody for one range
+ * without its two generator layers (the object's read and the cursor's range), which cost several promises and
+ * iterator results per chunk (issue 16). Throws the fetch's error when the object failed, or the abort reason; a body
+ * that does not add up to the length announced is cut off, never ended cleanly.
+ */
+async function sendFromObject<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheObject, reader: ObjectReader, start: number, end: number): Promise<void> {
+  const res = tx.res;
+  const signal = tx.signal;
+  let wake: (() => void) | undefined;
+  const onAbort = (): void => wake?.();
+  signal.addEventListener('abort', onAbort, { once: true });
+  let sent = 0;
+  try {
+    for (;;) {
+      signal.throwIfAborted();
+      const at = reader.offset;
+      const chunk = obj.nextChunk(reader);
+      if (chunk === undefined) {
+        if (obj.state === 'finished') break;
+        if (obj.state === 'failed') throw obj.error ?? new ProxyError('CORE_ERR_UPSTREAM_BODY', 'fetch failed', { source: 'upstream' });
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          obj.onNextChange(resolve);
+        });
+        wake = undefined;
+        continue;
+      }
+      const chunkEnd = at + chunk.length;
+      if (chunkEnd <= start) continue;
+      const piece = at >= start && chunkEnd <= end + 1 ? chunk : chunk.subarray(Math.max(0, start - at), Math.min(chunk.length, end + 1 - at));
+      sent += piece.length;
+      env.stats.s_resp_bodybytes += piece.length;
+      const ok = res.write(piece);
+      if (chunkEnd > end) break;
+      if (!ok && res.queuedBytes >= SEND_QUEUE_BYTES) await res.drained(signal);
+    }
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+  }
+  const announced = res.announcedLength;
+  if (announced !== undefined && announced !== sent) {
+    env.log({ level: 'error', event: 'length-mismatch', message: `sent ${sent} of ${String(announced)} bytes`, url: tx.req.url });
+    res.destroy();
+    return;
+  }
+  res.end();
+}
 
 /**
  * Writes a planned body: each range (after its multipart part head), then the multipart tail, from `bytes(from, to)`
