@@ -11,9 +11,10 @@ import vm from 'node:vm';
  *   and a proxy moving bytes allocates little else on the JS heap, so scavenges come from V8's external-memory rule:
  *   once young ArrayBuffers reach 2 x its default max semi-space (16 MiB on 64-bit without pointer compression: 32
  *   MiB, `Heap::AllocateExternalBackingStore`). That rule takes a constant, not `--max-semi-space-size` (which is why
- *   that flag did not help). `startYoungGc` runs a young-generation GC when backends have sent `everyBytes` since the
- *   last one (at most one per `periodMs`), which bounds those dead buffers near `everyBytes` plus one period of
- *   traffic.
+ *   that flag did not help). `startYoungGc` runs a young-generation GC when `everyBytes` of unstored bodies were sent
+ *   since the last one (the proxy's `transit_bodybytes`; at most one per `periodMs`), which bounds those dead
+ *   buffers near `everyBytes` plus one period of traffic. Stored misses and hits do not count: their buffers live on
+ *   in the cache, and a scavenge would free nothing.
  * - TurboFan recompiling undici's llhttp parser (WebAssembly) once hot, in V8's worker threads (~35 MiB of compiler
  *   zones at the peak, kept by glibc's per-thread arenas afterwards). `noWasmTierUp` keeps llhttp on V8's baseline
  *   compiler (Liftoff); what that costs a miss is in bench/results/2026-12-01-s6-passmem-*.json.
@@ -42,7 +43,7 @@ export function minorGcFunction(): () => void {
 export interface YoungGcOptions {
   /** Bytes that may arrive between two collections (0 leaves collections to V8 alone: `startYoungGc` does nothing). */
   everyBytes: number;
-  /** A monotonic count of bytes read from sockets whose buffers may become garbage (the backends' body bytes). */
+  /** A monotonic count of bytes whose socket read buffers became garbage (the proxy's transit_bodybytes). */
   bytes: () => number;
   /** How often the count is looked at (default 20 ms); at most one collection per period. */
   periodMs?: number;

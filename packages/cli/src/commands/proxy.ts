@@ -46,7 +46,7 @@ export default class ProxyCommand extends Command {
     }),
     'young-gc': Flags.string({
       summary:
-        "Run V8's young-generation GC after this many body bytes from backends (at most every 20 ms), so the 64 KiB socket read buffers a pass drops are freed within about SIZE instead of V8's 32 MiB (default 1MB; 0 leaves it to V8). e.g. --young-gc 4MB",
+        "Run V8's young-generation GC after this many body bytes of pass (unstored) responses were sent (at most every 20 ms), so the 64 KiB socket read buffers they came in are freed within about SIZE instead of V8's 32 MiB (default 1MB; 0 leaves it to V8). e.g. --young-gc 4MB",
       helpValue: 'SIZE',
     }),
     'wasm-tier-up': Flags.boolean({
@@ -81,7 +81,7 @@ export default class ProxyCommand extends Command {
     const running = await serve(config, (l) => process.stderr.write(`${l}\n`), { reload: flags.config === undefined ? undefined : reload });
     holder.proxy = running.proxy;
     const stats = running.proxy.stats;
-    const youngGc = startYoungGc({ everyBytes: youngGcBytes, bytes: () => stats.s_beresp_bodybytes });
+    const youngGc = startYoungGc({ everyBytes: youngGcBytes, bytes: () => stats.transit_bodybytes });
     process.on('SIGHUP', () => {
       reload().then(
         (line) => this.log(`sluice: SIGHUP, ${line}`),

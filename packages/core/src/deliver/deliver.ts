@@ -86,7 +86,7 @@ async function deliverPlanned<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheOb
     // Headers go out at once only when no body byte is there yet; otherwise they leave with the first bytes.
     if (obj.length === 0 && !obj.isFinal) res.flushHeaders();
     try {
-      await sendBody(env, tx, head.ranges, head.tail, (from, to) => cursor.range(from, to));
+      await sendBody(env, tx, head.ranges, head.tail, (from, to) => cursor.range(from, to), obj.stored === false);
     } catch (e: unknown) {
       // The fetch failed mid-body (or the client left): cut the client off so it can tell the body is incomplete
       // (no terminating chunk, or fewer bytes than Content-Length).
@@ -177,7 +177,8 @@ export const SEND_QUEUE_BYTES = 256 * 1024;
  * (inclusive offsets), and ends the response. Throws what the source throws; a body that does not add up to the
  * length announced is cut off, never ended cleanly. A batch (an array: the slicer's cached segment) is written whole
  * before one wait for drain: its chunks leave in one writev, where one wait per chunk would cost a drain cycle (a
- * promise, a timer, a listener) per 64 KiB.
+ * promise, a timer, a listener) per 64 KiB. `transit`: the body is an unstored object's, dropped once sent (counted in
+ * `transit_bodybytes`, the trigger of the proxy's young-generation GC: see packages/cli/src/runtime-memory.ts).
  */
 export async function sendBody<Ctx>(
   env: ProxyEnv<Ctx>,
@@ -185,6 +186,7 @@ export async function sendBody<Ctx>(
   ranges: readonly BodyRange[],
   tail: Buffer | undefined,
   bytes: (from: number, to: number) => AsyncIterable<Buffer | readonly Buffer[]>,
+  transit = false,
 ): Promise<void> {
   const res = tx.res;
   let sent = 0;
@@ -198,12 +200,14 @@ export async function sendBody<Ctx>(
       if (Buffer.isBuffer(piece)) {
         sent += piece.length;
         env.stats.s_resp_bodybytes += piece.length;
+        if (transit) env.stats.transit_bodybytes += piece.length;
         ok = res.write(piece);
       } else {
         ok = true;
         for (const chunk of piece) {
           sent += chunk.length;
           env.stats.s_resp_bodybytes += chunk.length;
+          if (transit) env.stats.transit_bodybytes += chunk.length;
           ok = res.write(chunk);
         }
       }
