@@ -1,14 +1,18 @@
-// Streaming benchmarks (issue 3). Usage: node bench/streaming.mjs [--quick] [--out FILE]
+// Streaming benchmarks (issue 3). Usage: node bench/streaming.mjs [--quick] [--out FILE] [--scenario transit
+//   [--base DIR] [--transit-runs N] [--transit-args "PROXY FLAGS"]]
 //   range-on-miss: a cold 100 MiB object, a client asks for 1000 bytes in the middle: time to first byte and how many
 //                  bytes the origin had sent by then; direct (the origin answers the Range itself), Sluice, and nginx
 //                  (proxy_cache) when installed; rounds interleaved across targets, medians, ratios to direct and nginx
 //   miss-whole:    a cold 100 MiB object read whole: time to first and last byte, direct / Sluice / nginx interleaved,
 //                  Sluice's CPU per MiB (issue 16: last byte within 1.3x of direct)
-//   transit:       peak RSS growth of a fresh proxy while a 1 GiB uncacheable body is read by a client at ~50 MB/s
+//   transit:       peak RSS growth of a fresh proxy while a 1 GiB uncacheable body is read by a client at ~50 MB/s,
+//                  5 rounds (a fresh proxy each; --base DIR: that checkout's too, interleaved), median and spread,
+//                  the growth by mapping (brk heap, thread arenas, other anonymous) at the peak
 //   adaptive:      time to last byte of misses from 100 B to 1 MiB (Content-Length), streamed vs delivered whole,
 //                  the measurement behind the streamMinBytes default
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import net from 'node:net';
+import { loadavg } from 'node:os';
 import path from 'node:path';
 import { Agent, request } from 'undici';
 import { ROOT, cpuMicros, machine, percentiles, rangeOnMiss, sleep, startNginxCache, startSluice, stopAll, timedGet } from './lib.mjs';
@@ -20,34 +24,104 @@ const date = new Date().toISOString().slice(0, 10);
 const out = outIdx >= 0 ? argv[outIdx + 1] : path.join(ROOT, 'bench/results', `${date}-streaming.json`);
 const MiB = 1024 * 1024;
 const ROUNDS = quick ? 1 : 5;
+const opt = (name) => {
+  const i = argv.indexOf(name);
+  return i >= 0 ? argv[i + 1] : undefined;
+};
+// --scenario transit runs only the pass-memory rounds; --base DIR adds another built checkout's proxy to them;
+// --transit-runs N (default 5); --transit-args "..." passes proxy flags to this tree's (e.g. "--young-gc 0 --wasm-tier-up").
+const only = opt('--scenario');
+const base = opt('--base');
+const TRANSIT_RUNS = Number(opt('--transit-runs') ?? 5);
+const transitArgs = (opt('--transit-args') ?? '').split(' ').filter((a) => a !== '');
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const ratio = (a, b) => (b > 0 ? Math.round((a / b) * 100) / 100 : null);
 
-function rssBytes(pid) {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) * 1024 : NaN;
+/**
+ * The pass's memory (issue 16), on proxies of their own: one that served the big misses before holds memory the
+ * allocator freed and reuses, which would hide the growth. Each round starts a fresh proxy per target (this tree,
+ * and `--base DIR`'s when given, interleaved), passes one `size` uncacheable body to a client throttled to ~50 MB/s,
+ * and records the peak RSS growth and, at that peak, which mappings grew (/proc/PID/smaps): the brk heap (glibc's
+ * main arena: socket read buffers), glibc's per-thread arenas (V8's compiler threads), and other anonymous mappings
+ * (V8 heap pages, large allocations). Median and spread over the rounds.
+ */
+async function transit(originUrl) {
+  const size = quick ? 64 * MiB : 1024 * MiB;
+  const runs = quick ? 1 : TRANSIT_RUNS;
+  const targets = [['sluice', undefined]];
+  if (base !== undefined) targets.push(['sluice-base', base]);
+  const per = new Map(targets.map(([mode]) => [mode, []]));
+  for (let r = 0; r < runs; r++) {
+    for (const [mode, root] of targets) {
+      const proxy = await startSluice(['proxy', '--listen', '127.0.0.1:0', '--backend', originUrl, '--quiet', ...(root === undefined ? transitArgs : [])], root);
+      await sleep(500);
+      const row = await slowPass(proxy, size);
+      await proxy.stop();
+      per.get(mode).push(row);
+      console.log(`  transit ${mode.padEnd(11)} round ${r + 1}/${runs}: +${row.rssPeakGrowthMiB} MiB (${Object.entries(row.growthByMappingMiB).map(([k, v]) => `${k} ${v}`).join(', ')}), load ${row.loadavg}`);
+    }
+  }
+  return targets.map(([mode]) => {
+    const rows = per.get(mode);
+    const growth = rows.map((x) => x.rssPeakGrowthMiB);
+    const kinds = [...new Set(rows.flatMap((x) => Object.keys(x.growthByMappingMiB)))];
+    return {
+      name: 'transit-pass-slow-client',
+      mode,
+      state: 'fresh',
+      bodyBytes: size,
+      rounds: runs,
+      proxyArgs: transitArgs,
+      clientMBps: median(rows.map((x) => x.clientMBps)),
+      rssBaselineMiB: median(rows.map((x) => x.rssBaselineMiB)),
+      rssPeakGrowthMiB: median(growth),
+      rssPeakGrowthMinMiB: Math.min(...growth),
+      rssPeakGrowthMaxMiB: Math.max(...growth),
+      growthByMappingMedianMiB: Object.fromEntries(kinds.map((k) => [k, median(rows.map((x) => x.growthByMappingMiB[k] ?? 0))])),
+      runs: rows,
+      transitBuffer: '1MB (default)',
+    };
+  });
 }
 
-/**
- * The pass's memory, on a proxy of its own: one that served the big misses before holds hundreds of MiB the allocator
- * freed and reuses, which would hide the growth. Two rows: `fresh` is the proxy's first body (the runtime grows its
- * heap spaces and the allocator its arenas on first use: measured ~54 MiB for a 64 MiB pass as for a 1 GiB one), and
- * `warm` the same pass after one 64 MiB pass at full speed: what a long pass holds beyond the runtime's working set.
- */
-async function transit(proxy) {
-  const size = quick ? 64 * MiB : 1024 * MiB;
-  const fresh = await slowPass(proxy, size, 'fresh');
-  await slowPass(proxy, 64 * MiB, 'warm-up', Number.POSITIVE_INFINITY);
-  await sleep(500);
-  const warm = await slowPass(proxy, size, 'warm');
-  return [fresh, warm];
+/** RSS (kB) of each mapping of a process, by kind (see transit). */
+function mappingsKiB(pid) {
+  const kinds = {};
+  let kind;
+  const lines = readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const m = /^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$/.exec(lines[i]);
+    if (m !== null) {
+      const start = BigInt(`0x${m[1]}`);
+      if (m[4] === '[heap]') kind = 'brk-heap';
+      else if (m[4] !== '') kind = m[4].startsWith('/') ? 'files' : 'other-named';
+      // glibc's thread arenas: 64 MiB-aligned heaps, read-write at the start, the rest of the 64 MiB reserved.
+      else if (start % (64n * BigInt(MiB)) === 0n && m[3] === 'rw-p') kind = 'thread-arenas';
+      else kind = 'other-anon';
+      continue;
+    }
+    const r = /^Rss:\s+(\d+) kB/.exec(lines[i]);
+    if (r !== null && kind !== undefined) kinds[kind] = (kinds[kind] ?? 0) + Number(r[1]);
+  }
+  return kinds;
 }
 
 /** One uncacheable body of `size` read by a raw-socket client at `rate` bytes/s; the proxy's peak RSS growth. */
-async function slowPass(proxy, size, state, rate = 50 * 1000 * 1000) {
-  const baseline = rssBytes(proxy.pid);
+async function slowPass(proxy, size, rate = 50 * 1000 * 1000) {
+  // RSS as the sum of the mappings' Rss in /proc/PID/smaps (VmRSS is the same sum, read at another instant), so the
+  // growth at the peak is exactly the sum of its breakdown.
+  const total = (kinds) => Object.values(kinds).reduce((a, b) => a + b, 0) * 1024;
+  const baseMaps = mappingsKiB(proxy.pid);
+  const baseline = total(baseMaps);
   let peak = baseline;
-  const sampler = setInterval(() => (peak = Math.max(peak, rssBytes(proxy.pid))), 50);
+  let peakMaps = baseMaps;
+  const sampler = setInterval(() => {
+    const maps = mappingsKiB(proxy.pid);
+    if (total(maps) > peak) {
+      peak = total(maps);
+      peakMaps = maps;
+    }
+  }, 50);
   const u = new URL(proxy.url);
   const t0 = performance.now();
   const received = await new Promise((resolve, reject) => {
@@ -67,17 +141,16 @@ async function slowPass(proxy, size, state, rate = 50 * 1000 * 1000) {
     s.write(`GET /big/${size}?cc=private&run=${Date.now()} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n`);
   });
   clearInterval(sampler);
+  if (received < size) throw new Error(`transit: received ${received} of ${size} body bytes`);
   const seconds = (performance.now() - t0) / 1000;
+  const kinds = [...new Set([...Object.keys(baseMaps), ...Object.keys(peakMaps)])];
   return {
-    name: 'transit-pass-slow-client',
-    mode: 'pass',
-    state,
-    bodyBytes: size,
     receivedBytes: received,
     clientMBps: Math.round((received / seconds / 1e6) * 10) / 10,
     rssBaselineMiB: Math.round((baseline / MiB) * 10) / 10,
     rssPeakGrowthMiB: Math.round(((peak - baseline) / MiB) * 10) / 10,
-    transitBuffer: '1MB (default)',
+    growthByMappingMiB: Object.fromEntries(kinds.map((k) => [k, Math.round((((peakMaps[k] ?? 0) - (baseMaps[k] ?? 0)) / 1024) * 10) / 10])),
+    loadavg: loadavg()[0].toFixed(1),
   };
 }
 
@@ -166,29 +239,35 @@ async function adaptive(streamedUrl, bufferedUrl) {
 
 async function main() {
   const m = machine();
-  console.log(`sluice streaming bench (${quick ? 'quick' : 'full'}) on ${m.cores} cores, node ${m.node}`);
+  console.log(`sluice streaming bench (${quick ? 'quick' : 'full'}${only === undefined ? '' : `, ${only} only`}) on ${m.cores} cores, node ${m.node}, load ${loadavg()[0].toFixed(1)}`);
   const origin = await startSluice(['origin', '--listen', '127.0.0.1:0']);
-  const fast = await startSluice(['origin', '--fast', '--listen', '127.0.0.1:0']);
-  const proxy = await startSluice(['proxy', '--listen', '127.0.0.1:0', '--backend', origin.url, '--quiet']);
-  const nginx = argv.includes('--no-nginx') ? undefined : await startNginxCache(origin.url, 19000 + Math.floor(Math.random() * 1000));
-  const streamed = await startSluice(['proxy', '--listen', '127.0.0.1:0', '--backend', fast.url, '--quiet']);
-  const buffered = await startSluice(['proxy', '--listen', '127.0.0.1:0', '--backend', fast.url, '--quiet', '--stream-min-bytes', '1g']);
-  await sleep(200);
   const scenarios = [];
-  console.log('range on a cold object ...');
-  const targets = [['direct', origin.url], ['sluice', proxy.url]];
-  if (nginx !== undefined) targets.push(['nginx', nginx.url]);
-  scenarios.push(...(await rangeRounds(origin.url, targets, quick ? 16 * MiB : 100 * MiB, proxy.pid)));
-  console.log('whole cold object ...');
-  scenarios.push(...(await missWhole(targets, quick ? 16 * MiB : 100 * MiB, proxy.pid)));
-  console.log('transit buffer ...');
-  const passProxy = await startSluice(['proxy', '--listen', '127.0.0.1:0', '--backend', origin.url, '--quiet']);
-  await sleep(500);
-  scenarios.push(...(await transit(passProxy)));
-  console.log('adaptive streaming sweep ...');
-  scenarios.push(...(await adaptive(streamed.url, buffered.url)));
+  let nginx;
+  if (only === undefined) {
+    const fast = await startSluice(['origin', '--fast', '--listen', '127.0.0.1:0']);
+    const proxy = await startSluice(['proxy', '--listen', '127.0.0.1:0', '--backend', origin.url, '--quiet']);
+    nginx = argv.includes('--no-nginx') ? undefined : await startNginxCache(origin.url, 19000 + Math.floor(Math.random() * 1000));
+    const streamed = await startSluice(['proxy', '--listen', '127.0.0.1:0', '--backend', fast.url, '--quiet']);
+    const buffered = await startSluice(['proxy', '--listen', '127.0.0.1:0', '--backend', fast.url, '--quiet', '--stream-min-bytes', '1g']);
+    await sleep(200);
+    console.log('range on a cold object ...');
+    const targets = [['direct', origin.url], ['sluice', proxy.url]];
+    if (nginx !== undefined) targets.push(['nginx', nginx.url]);
+    scenarios.push(...(await rangeRounds(origin.url, targets, quick ? 16 * MiB : 100 * MiB, proxy.pid)));
+    console.log('whole cold object ...');
+    scenarios.push(...(await missWhole(targets, quick ? 16 * MiB : 100 * MiB, proxy.pid)));
+    console.log('transit buffer ...');
+    scenarios.push(...(await transit(origin.url)));
+    console.log('adaptive streaming sweep ...');
+    scenarios.push(...(await adaptive(streamed.url, buffered.url)));
+  } else if (only === 'transit') {
+    console.log('transit buffer ...');
+    scenarios.push(...(await transit(origin.url)));
+  } else {
+    throw new Error(`--scenario: "${only}" is not one of: transit`);
+  }
   await stopAll();
-  const result = { date: new Date().toISOString(), quick, machine: m, peer: nginx ? { name: nginx.version, config: 'worker_processes 1; proxy_cache (no slice)' } : null, scenarios };
+  const result = { date: new Date().toISOString(), quick, scenario: only ?? 'all', base: base ?? null, machine: m, peer: nginx ? { name: nginx.version, config: 'worker_processes 1; proxy_cache (no slice)' } : null, scenarios };
   mkdirSync(path.dirname(out), { recursive: true });
   writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
   for (const s of scenarios) {
@@ -197,7 +276,7 @@ async function main() {
     } else if (s.name === 'miss-whole') {
       console.log(`miss-whole     ${s.mode.padEnd(8)} ttfb p50 ${s.ttfbMs.p50} ms  ttlb p50 ${s.ttlbMs.p50} ms (x${s.ttlbVsDirect} direct)${s.cpuMicrosPerMiB === undefined ? '' : `  CPU ${s.cpuMicrosPerMiB} us/MiB`}`);
     } else if (s.name.startsWith('transit')) {
-      console.log(`transit        ${s.state.padEnd(8)} ${s.bodyBytes / MiB} MiB at ${s.clientMBps} MB/s: proxy RSS growth ${s.rssPeakGrowthMiB} MiB (baseline ${s.rssBaselineMiB} MiB)`);
+      console.log(`transit        ${s.mode.padEnd(11)} ${s.bodyBytes / MiB} MiB at ${s.clientMBps} MB/s, fresh proxy: RSS growth median ${s.rssPeakGrowthMiB} MiB (${s.rssPeakGrowthMinMiB}-${s.rssPeakGrowthMaxMiB} over ${s.rounds}; baseline ${s.rssBaselineMiB} MiB); by mapping ${Object.entries(s.growthByMappingMedianMiB).map(([k, v]) => `${k} ${v}`).join(', ')}`);
     } else {
       console.log(`${s.name.padEnd(14)} ${s.mode.padEnd(8)} ttlb p50 ${s.ttlbMs.p50} ms  p90 ${s.ttlbMs.p90} ms`);
     }

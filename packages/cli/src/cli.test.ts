@@ -44,6 +44,7 @@ describe('sluice CLI', () => {
   it.each([
     [['proxy', '--backend', 'foo'], /^sluice: --backend: "foo" is not a URL/],
     [['proxy', '--backend', 'http://127.0.0.1:1', '--storage', 'lots'], /^sluice: --storage: "lots" is not a size/],
+    [['proxy', '--backend', 'http://127.0.0.1:1', '--young-gc', 'often'], /^sluice: --young-gc: "often" is not a size/],
     [['proxy', '--nope'], /^sluice: Nonexistent flag: --nope/],
     [['proxy'], /^sluice: no backend/],
     [['proxy', '--config', '/does/not/exist.js'], /^sluice: --config: file not found/],
@@ -57,7 +58,7 @@ describe('sluice CLI', () => {
   it('--help documents every flag with an example', async () => {
     const r = await runCli(['proxy', '--help']);
     expect(r.code).toBe(0);
-    for (const flag of ['--listen', '--backend', '--director', '--connect-allow', '--admin-listen', '--admin-token', '--purge-allow', '--log', '--log-file', '--config', '--storage', '--default-ttl', '--grace', '--keep', '--hit-for-miss-ttl', '--transit-buffer', '--stream-min-bytes', '--max-ranges', '--slice-size', '--slice-url', '--log-grouping', '--[no-]stream', '--quiet']) {
+    for (const flag of ['--listen', '--backend', '--director', '--connect-allow', '--admin-listen', '--admin-token', '--purge-allow', '--log', '--log-file', '--config', '--storage', '--default-ttl', '--grace', '--keep', '--hit-for-miss-ttl', '--transit-buffer', '--stream-min-bytes', '--max-ranges', '--slice-size', '--slice-url', '--log-grouping', '--[no-]stream', '--quiet', '--young-gc', '--wasm-tier-up']) {
       expect(r.stdout).toContain(flag);
     }
     expect(r.stdout).toContain('sluice proxy --listen 127.0.0.1:6081 --backend http://127.0.0.1:8080');

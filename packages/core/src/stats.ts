@@ -48,6 +48,11 @@ export interface Stats {
   tunnel_bytes_down: number;
   s_resp_bodybytes: number;
   s_beresp_bodybytes: number;
+  /**
+   * Body bytes sent to clients from unstored objects (pass, hit-for-miss, too large): dropped once sent, so the
+   * socket read buffers they came in are garbage from then on (what `sluice proxy --young-gc` counts).
+   */
+  transit_bodybytes: number;
 }
 
 export function createStats(): Stats {
@@ -87,6 +92,7 @@ export function createStats(): Stats {
     tunnel_bytes_down: 0,
     s_resp_bodybytes: 0,
     s_beresp_bodybytes: 0,
+    transit_bodybytes: 0,
   };
 }
 
@@ -127,4 +133,5 @@ export const STAT_HELP: Record<keyof Stats, string> = {
   tunnel_bytes_down: 'Bytes relayed origin to client in tunnels',
   s_resp_bodybytes: 'Response body bytes sent to clients (MAIN.s_resp_bodybytes)',
   s_beresp_bodybytes: 'Response body bytes received from backends (MAIN.s_beresp_bodybytes)',
+  transit_bodybytes: 'Response body bytes sent to clients from unstored objects (pass, hit-for-miss, too large), dropped once sent',
 };

@@ -2,7 +2,9 @@ import { Command, Flags } from '@oclif/core';
 import type { Proxy } from '@sluice/core';
 import { policyOf, restartOnly } from '../compose.js';
 import { loadConfigFile, toConfig } from '../config.js';
+import { size } from '../config-values.js';
 import { adminListenFlags, proxyFlags } from '../flags.js';
+import { noWasmTierUp, startYoungGc } from '../runtime-memory.js';
 import { serve, untilSignal } from '../serve.js';
 
 export default class ProxyCommand extends Command {
@@ -42,6 +44,16 @@ export default class ProxyCommand extends Command {
       helpValue: 'HOST:PORT',
       multiple: true,
     }),
+    'young-gc': Flags.string({
+      summary:
+        "Run V8's young-generation GC after this many body bytes of pass (unstored) responses were sent (at most every 20 ms), so the 64 KiB socket read buffers they came in are freed within about SIZE instead of V8's 32 MiB (default 1MB; 0 leaves it to V8). e.g. --young-gc 4MB",
+      helpValue: 'SIZE',
+    }),
+    'wasm-tier-up': Flags.boolean({
+      summary:
+        "Let V8 recompile undici's llhttp parser (WebAssembly) with TurboFan once hot: ~35 MiB of compiler memory at the peak, most of it kept by the allocator (default off: llhttp stays on Liftoff).",
+      default: false,
+    }),
     backend: Flags.string({
       summary: 'Origin server URL; required unless the --config file lists backends. Repeat for several (round-robin). e.g. --backend http://127.0.0.1:8080',
       helpValue: 'URL',
@@ -53,6 +65,9 @@ export default class ProxyCommand extends Command {
     const { flags } = await this.parse(ProxyCommand);
     const file = flags.config === undefined ? {} : await loadConfigFile(flags.config);
     const config = toConfig(flags, file);
+    const youngGcBytes = size('--young-gc', flags['young-gc'], 1024 * 1024);
+    // Before the first origin connection compiles llhttp (runtime-memory.ts: why, and what it costs).
+    if (!flags['wasm-tier-up']) noWasmTierUp();
     // Reload (SIGHUP, or POST /reload on the admin API): the config file read again, its hooks and cache settings
     // applied to new requests; the cache stays. A file that fails to load leaves the running configuration as it is.
     const holder: { proxy?: Proxy } = {};
@@ -65,6 +80,8 @@ export default class ProxyCommand extends Command {
     };
     const running = await serve(config, (l) => process.stderr.write(`${l}\n`), { reload: flags.config === undefined ? undefined : reload });
     holder.proxy = running.proxy;
+    const stats = running.proxy.stats;
+    const youngGc = startYoungGc({ everyBytes: youngGcBytes, bytes: () => stats.transit_bodybytes });
     process.on('SIGHUP', () => {
       reload().then(
         (line) => this.log(`sluice: SIGHUP, ${line}`),
@@ -83,6 +100,7 @@ export default class ProxyCommand extends Command {
       process.exit(1);
     });
     const { cut } = await running.shutdown(config.shutdownTimeoutSec * 1000);
+    youngGc.stop();
     this.log(`sluice: stopped${cut > 0 ? ` (${cut} connection${cut === 1 ? '' : 's'} cut at the deadline)` : ''}`);
     return { url: running.url };
   }

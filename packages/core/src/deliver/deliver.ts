@@ -92,9 +92,9 @@ async function deliverPlanned<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheOb
       const only = head.ranges.length === 1 && head.tail === undefined ? head.ranges[0] : undefined;
       if (only !== undefined && only.head === undefined && reader !== undefined) {
         // One plain range (the whole body, or a single 206): straight from the object's reader, no generators.
-        await sendFromObject(env, tx, obj, reader, only.start, only.end);
+        await sendFromObject(env, tx, obj, reader, only.start, only.end, obj.stored === false);
       } else {
-        await sendBody(env, tx, head.ranges, head.tail, (from, to) => cursor.range(from, to));
+        await sendBody(env, tx, head.ranges, head.tail, (from, to) => cursor.range(from, to), obj.stored === false);
       }
     } catch (e: unknown) {
       // The fetch failed mid-body (or the client left): cut the client off so it can tell the body is incomplete
@@ -187,10 +187,10 @@ export const SEND_QUEUE_BYTES = 256 * 1024;
  * cork), and the delivery waits only when it has caught up with the fetch (one plain promise per wait, one abort
  * listener for the whole body) or when SEND_QUEUE_BYTES are queued in the socket. This is sendBody for one range
  * without its two generator layers (the object's read and the cursor's range), which cost several promises and
- * iterator results per chunk (issue 16). Throws the fetch's error when the object failed, or the abort reason; a body
+ * iterator results per chunk (issue 16). `transit` as for sendBody. Throws the fetch's error when the object failed, or the abort reason; a body
  * that does not add up to the length announced is cut off, never ended cleanly.
  */
-async function sendFromObject<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheObject, reader: ObjectReader, start: number, end: number): Promise<void> {
+async function sendFromObject<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheObject, reader: ObjectReader, start: number, end: number, transit: boolean): Promise<void> {
   const res = tx.res;
   const signal = tx.signal;
   let wake: (() => void) | undefined;
@@ -217,6 +217,7 @@ async function sendFromObject<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheOb
       const piece = at >= start && chunkEnd <= end + 1 ? chunk : chunk.subarray(Math.max(0, start - at), Math.min(chunk.length, end + 1 - at));
       sent += piece.length;
       env.stats.s_resp_bodybytes += piece.length;
+      if (transit) env.stats.transit_bodybytes += piece.length;
       const ok = res.write(piece);
       if (chunkEnd > end) break;
       if (!ok && res.queuedBytes >= SEND_QUEUE_BYTES) await res.drained(signal);
@@ -238,7 +239,8 @@ async function sendFromObject<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheOb
  * (inclusive offsets), and ends the response. Throws what the source throws; a body that does not add up to the
  * length announced is cut off, never ended cleanly. A batch (an array: the slicer's cached segment) is written whole
  * before one wait for drain: its chunks leave in one writev, where one wait per chunk would cost a drain cycle (a
- * promise, a timer, a listener) per 64 KiB.
+ * promise, a timer, a listener) per 64 KiB. `transit`: the body is an unstored object's, dropped once sent (counted in
+ * `transit_bodybytes`, the trigger of the proxy's young-generation GC: see packages/cli/src/runtime-memory.ts).
  */
 export async function sendBody<Ctx>(
   env: ProxyEnv<Ctx>,
@@ -246,6 +248,7 @@ export async function sendBody<Ctx>(
   ranges: readonly BodyRange[],
   tail: Buffer | undefined,
   bytes: (from: number, to: number) => AsyncIterable<Buffer | readonly Buffer[]>,
+  transit = false,
 ): Promise<void> {
   const res = tx.res;
   let sent = 0;
@@ -259,12 +262,14 @@ export async function sendBody<Ctx>(
       if (Buffer.isBuffer(piece)) {
         sent += piece.length;
         env.stats.s_resp_bodybytes += piece.length;
+        if (transit) env.stats.transit_bodybytes += piece.length;
         ok = res.write(piece);
       } else {
         ok = true;
         for (const chunk of piece) {
           sent += chunk.length;
           env.stats.s_resp_bodybytes += chunk.length;
+          if (transit) env.stats.transit_bodybytes += chunk.length;
           ok = res.write(chunk);
         }
       }

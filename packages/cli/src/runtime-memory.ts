@@ -1,0 +1,81 @@
+import v8 from 'node:v8';
+import vm from 'node:vm';
+
+/**
+ * The proxy process's runtime memory settings (issue 16: a 1 GiB pass to a slow client grew RSS by ~50-70 MiB on a
+ * fresh proxy). Measured with /proc/PID/smaps, heaptrack and --trace-gc (bench/streaming.mjs --scenario transit),
+ * two things grew, neither of them bytes Sluice holds:
+ *
+ * - Socket read buffers waiting for a GC (~32 MiB, the brk heap). Node allocates 64 KiB per socket read as an
+ *   ArrayBuffer; a pass drops each one once the client has it, but V8 frees a young ArrayBuffer only at a scavenge,
+ *   and a proxy moving bytes allocates little else on the JS heap, so scavenges come from V8's external-memory rule:
+ *   once young ArrayBuffers reach 2 x its default max semi-space (16 MiB on 64-bit without pointer compression: 32
+ *   MiB, `Heap::AllocateExternalBackingStore`). That rule takes a constant, not `--max-semi-space-size` (which is why
+ *   that flag did not help). `startYoungGc` runs a young-generation GC when `everyBytes` of unstored bodies were sent
+ *   since the last one (the proxy's `transit_bodybytes`; at most one per `periodMs`), which bounds those dead
+ *   buffers near `everyBytes` plus one period of traffic. Stored misses and hits do not count: their buffers live on
+ *   in the cache, and a scavenge would free nothing.
+ * - TurboFan recompiling undici's llhttp parser (WebAssembly) once hot, in V8's worker threads (~35 MiB of compiler
+ *   zones at the peak, kept by glibc's per-thread arenas afterwards). `noWasmTierUp` keeps llhttp on V8's baseline
+ *   compiler (Liftoff); what that costs a miss is in bench/results/2026-12-01-s6-passmem-*.json.
+ */
+
+/** Keeps WebAssembly (undici's llhttp) on Liftoff. Takes effect for modules compiled after the call. */
+export function noWasmTierUp(): void {
+  v8.setFlagsFromString('--liftoff-only');
+}
+
+/**
+ * V8's young-generation collection as a function, without `--expose-gc` on the command line and without a `gc` on
+ * the program's global object: the flag is set just long enough to create one context that has it.
+ */
+export function minorGcFunction(): () => void {
+  v8.setFlagsFromString('--expose-gc');
+  let gc: (opts?: { type: 'minor' | 'major' }) => void;
+  try {
+    gc = vm.runInNewContext('gc') as typeof gc;
+  } finally {
+    v8.setFlagsFromString('--no-expose-gc');
+  }
+  return () => gc({ type: 'minor' });
+}
+
+export interface YoungGcOptions {
+  /** Bytes that may arrive between two collections (0 leaves collections to V8 alone: `startYoungGc` does nothing). */
+  everyBytes: number;
+  /** A monotonic count of bytes whose socket read buffers became garbage (the proxy's transit_bodybytes). */
+  bytes: () => number;
+  /** How often the count is looked at (default 20 ms); at most one collection per period. */
+  periodMs?: number;
+  /** The collection (default: `minorGcFunction()`). */
+  gc?: () => void;
+}
+
+export interface YoungGc {
+  /** Collections run so far. */
+  readonly runs: number;
+  stop(): void;
+}
+
+/** Runs a young-generation GC whenever `everyBytes` more bytes arrived since the last one (see the module comment). */
+export function startYoungGc(opts: YoungGcOptions): YoungGc {
+  if (!(opts.everyBytes > 0)) return { runs: 0, stop: () => undefined };
+  const gc = opts.gc ?? minorGcFunction();
+  let last = opts.bytes();
+  const state = { runs: 0 };
+  const timer = setInterval(() => {
+    const now = opts.bytes();
+    if (now - last < opts.everyBytes) return;
+    last = now;
+    state.runs++;
+    gc();
+  }, opts.periodMs ?? 20);
+  // Never what keeps the process alive.
+  timer.unref();
+  return {
+    get runs() {
+      return state.runs;
+    },
+    stop: () => clearInterval(timer),
+  };
+}
