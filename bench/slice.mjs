@@ -1,11 +1,12 @@
 // The slicer (segmented caching of large objects), issue 13. Usage:
-//   node bench/slice.mjs [--quick] [--rounds N] [--warmup N] [--read-ahead N] [--base CHECKOUT] [--note TEXT] [--out FILE]
+//   node bench/slice.mjs [--quick] [--rounds N] [--warmup N] [--read-ahead N] [--runs-read-ahead N] [--no-runs] [--base CHECKOUT] [--note TEXT] [--out FILE]
 // Targets, all in one run and interleaved round by round (the machine is shared: ratios within a round say more than
 // absolute times across rounds):
 //   direct     the fixture origin itself
 //   unsliced   Sluice without slicing
 //   arrival    Sluice --slice-size 1MB (sliced as the request arrives: nginx's model)
 //   adaptive   Sluice --slice 1MB --slice-min 16MB (decided from the response: Varnish Enterprise's model)
+//   runs       adaptive with --slice-runs --slice-read-ahead 8 (--runs-read-ahead N; --no-runs: not run)
 //   nginx      nginx `slice 1m` + proxy_cache (skipped, with a note, when nginx is not installed)
 // Scenarios per round and target, each on a cold object of its own:
 //   range: 1000 bytes at the middle of a 100 MiB object: first byte, last byte
@@ -150,6 +151,12 @@ async function main() {
     { mode: 'arrival', ...(await startSluice([...common, '--slice-size', '1MB', '--slice-url', '^/big/', ...ra])) },
     { mode: 'adaptive', ...(await startSluice([...common, '--slice', '1MB', '--slice-min', '16MB', '--slice-url', '^/big/', ...ra])) },
   ];
+  // Run fetches (--slice-runs: consecutive missing segments with one origin Range request), with --runs-read-ahead
+  // (default 8: runs of 7 segments) unless --read-ahead is given; --no-runs leaves the target out.
+  if (!argv.includes('--no-runs')) {
+    const runsRa = READ_AHEAD ?? opt('--runs-read-ahead', '8');
+    targets.push({ mode: 'runs', ...(await startSluice([...common, '--slice', '1MB', '--slice-min', '16MB', '--slice-url', '^/big/', '--slice-runs', '--slice-read-ahead', runsRa])) });
+  }
   if (BASE !== undefined) {
     targets.push(
       { mode: 'unsliced@base', ...(await startSluice(common, BASE)) },
