@@ -23,6 +23,8 @@ interface OriginOpts {
   delayMs?: number;
   /** For this Range: send the head and this many body bytes, then reset the connection (once). */
   dieIn?: { range: string; after: number };
+  /** Range answers spanning more than one segment: chunked (no Content-Length), with this many bytes past the range. */
+  overlong?: number;
 }
 
 async function origin(opts: OriginOpts = {}) {
@@ -45,6 +47,11 @@ async function origin(opts: OriginOpts = {}) {
       if (opts.delayMs !== undefined) await new Promise((r) => setTimeout(r, opts.delayMs));
       const start = Number(m[1]);
       const end = Math.min(body.length - 1, Number(m[2]));
+      if (opts.overlong !== undefined && end - start + 1 > SEG) {
+        res.writeHead(206, { ...base, 'content-range': `bytes ${start}-${end}/${body.length}` });
+        stats.rangeBytes += end - start + 1;
+        return void res.end(Buffer.concat([body.subarray(start, end + 1), Buffer.alloc(opts.overlong, 0xee)]));
+      }
       res.writeHead(206, { ...base, 'content-length': end - start + 1, 'content-range': `bytes ${start}-${end}/${body.length}` });
       if (opts.dieIn !== undefined && opts.dieIn.range === range && !died) {
         died = true;
@@ -207,6 +214,19 @@ describe('slicer runs: one origin Range request for consecutive missing segments
     const again = await get(`${px.url}/file`);
     expect(again.body.equals(BODY)).toBe(true);
     expect(o.seen.slice(3)).toEqual(['bytes=2048-5119', 'bytes=5120-8191', 'bytes=8192-9999']);
+  });
+
+  it('a run answered with bytes past its Content-Range: each segment keeps exactly its bytes, the rest is not kept', async () => {
+    const o = await origin({ overlong: 3000 });
+    const px = await proxy(o.url, { slice: SLICE });
+    expect((await get(`${px.url}/file`)).body.equals(BODY)).toBe(true);
+    expect(o.seen).toEqual(['none', 'bytes=0-1023', 'bytes=1024-5119', 'bytes=5120-8191', 'bytes=8192-9999']);
+    // From the cache: every segment's bytes as the object's, the last one ending at the object's end.
+    const warm = await get(`${px.url}/file`);
+    expect(warm.body.equals(BODY)).toBe(true);
+    const tail = await get(`${px.url}/file`, { range: 'bytes=9000-' });
+    expect(tail.body.equals(BODY.subarray(9000))).toBe(true);
+    expect(o.seen).toHaveLength(5);
   });
 
   it('with an upstream hook (it shapes each segment request): no runs', async () => {

@@ -232,6 +232,12 @@ function cut<Ctx>(env: ProxyEnv<Ctx>, body: Readable, slots: Slot[], signal: Abo
             k++;
           }
         }
+        // Bytes past the run (an origin sending more than its Content-Range said): every segment is complete, the
+        // rest is not read.
+        if (chunk.length > 0) {
+          settle(undefined);
+          body.destroy();
+        }
       } catch (e: unknown) {
         // A segment refused its bytes (it failed meanwhile): the run stops here.
         body.destroy(e as Error);
