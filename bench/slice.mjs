@@ -1,11 +1,12 @@
 // The slicer (segmented caching of large objects), issue 13. Usage:
-//   node bench/slice.mjs [--quick] [--rounds N] [--read-ahead N] [--base CHECKOUT] [--note TEXT] [--out FILE]
+//   node bench/slice.mjs [--quick] [--rounds N] [--warmup N] [--read-ahead N] [--runs-read-ahead N] [--no-runs] [--base CHECKOUT] [--note TEXT] [--out FILE]
 // Targets, all in one run and interleaved round by round (the machine is shared: ratios within a round say more than
 // absolute times across rounds):
 //   direct     the fixture origin itself
 //   unsliced   Sluice without slicing
 //   arrival    Sluice --slice-size 1MB (sliced as the request arrives: nginx's model)
 //   adaptive   Sluice --slice 1MB --slice-min 16MB (decided from the response: Varnish Enterprise's model)
+//   runs       adaptive with --slice-runs --slice-read-ahead 8 (--runs-read-ahead N; --no-runs: not run)
 //   nginx      nginx `slice 1m` + proxy_cache (skipped, with a note, when nginx is not installed)
 // Scenarios per round and target, each on a cold object of its own:
 //   range: 1000 bytes at the middle of a 100 MiB object: first byte, last byte
@@ -13,6 +14,13 @@
 // and for each: origin bytes, requests and connections, and the CPU time of the target's process and of the origin's
 // (from /proc, in ns: steadier than wall time on a loaded machine). Printed and written as median [p25-p75] over
 // the rounds (default 9), with the 1-minute load average per round.
+// Two sets of figures per target (issue 13):
+//   firstRound  a fresh process's first cold range and first cold/warm whole read (V8 has not compiled the proxy's
+//               cold-range and segment paths yet: what the first requests after a start cost)
+//   headline    the rounds, run after a warm-up phase: --warmup N (default 40; 4 with --quick) cold ranges and N/10
+//               cold+warm whole reads per target on other, smaller sliced objects (WARM_SIZE), so the rounds measure
+//               a process in service (the same paths run thousands of times), as a proxy in production is. nginx has
+//               no JIT and runs the same warm-up.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -28,6 +36,9 @@ const MiB = 1024 * 1024;
 const SIZE = quick ? 16 * MiB : 100 * MiB;
 const ROUNDS = Number(opt('--rounds', quick ? 2 : 9));
 const READ_AHEAD = opt('--read-ahead', undefined);
+const WARMUP = Number(opt('--warmup', quick ? 4 : 40));
+// The warm-up's objects: sliced in both modes (over --slice-min 16MB), smaller than the measured one.
+const WARM_SIZE = 20 * MiB;
 // Another built checkout (the code before a change): its unsliced, arrival and adaptive run as targets of their own
 // (`<mode>@base`) in the same rounds, and each of this checkout's gets per-round ratios against its @base twin.
 const BASE = opt('--base', undefined);
@@ -45,7 +56,7 @@ async function freePort() {
 /** The origin's counters: bytes sent, requests for the bench's object path, connections accepted. */
 async function originCounters(originUrl) {
   const s = await (await request(`${originUrl}/stats`)).body.json();
-  return { bytes: s.bytes, requests: s.perPath[`/big/${SIZE}`] ?? 0, connections: s.connections };
+  return { bytes: s.bytes, requests: (s.perPath[`/big/${SIZE}`] ?? 0) + (s.perPath[`/big/${WARM_SIZE}`] ?? 0), connections: s.connections };
 }
 
 /** Origin counters once the byte count has settled (an aborted transfer stops counting when its socket closes). */
@@ -82,29 +93,37 @@ async function measured(ctx, target, run) {
   };
 }
 
-async function rangeCold(ctx, target, tag) {
-  const start = SIZE / 2;
+async function rangeCold(ctx, target, tag, size = SIZE) {
+  const start = size / 2;
   return measured(ctx, target, async () => {
-    const { status, bytes: got, ttfb: first, ttlb: last } = await timedGet(`${target.url}/big/${SIZE}?r=${tag}`, { range: `bytes=${start}-${start + 999}` });
+    const { status, bytes: got, ttfb: first, ttlb: last } = await timedGet(`${target.url}/big/${size}?r=${tag}`, { range: `bytes=${start}-${start + 999}` });
     if (status !== 206 || got !== 1000) throw new Error(`range ${target.url}: status ${status}, ${got} bytes`);
     return { ttfb: first, ttlb: last };
   });
 }
 
-async function whole(url) {
+async function whole(url, size = SIZE) {
   const t0 = performance.now();
   const res = await request(url);
   let got = 0;
   for await (const c of res.body) got += c.length;
-  if (res.statusCode !== 200 || got !== SIZE) throw new Error(`full ${url}: status ${res.statusCode}, ${got} bytes`);
+  if (res.statusCode !== 200 || got !== size) throw new Error(`full ${url}: status ${res.statusCode}, ${got} bytes`);
   return { ttlb: performance.now() - t0 };
 }
 
-async function fullColdWarm(ctx, target, tag) {
-  const url = `${target.url}/big/${SIZE}?f=${tag}`;
-  const cold = await measured(ctx, target, () => whole(url));
-  const warm = await measured(ctx, target, () => whole(url));
+async function fullColdWarm(ctx, target, tag, size = SIZE) {
+  const url = `${target.url}/big/${size}?f=${tag}`;
+  const cold = await measured(ctx, target, () => whole(url, size));
+  const warm = await measured(ctx, target, () => whole(url, size));
   return { cold, warm };
+}
+
+/** The warm-up phase: cold ranges and whole reads of other (smaller, sliced) objects, not recorded. */
+async function warmUp(ctx, target, stamp) {
+  for (let i = 0; i < WARMUP; i++) {
+    await rangeCold(ctx, target, `${stamp}-${target.mode}-warm${i}`, WARM_SIZE);
+    if (i % 10 === 0) await fullColdWarm(ctx, target, `${stamp}-${target.mode}-warm${i}`, WARM_SIZE);
+  }
 }
 
 const median = (xs) => {
@@ -132,6 +151,12 @@ async function main() {
     { mode: 'arrival', ...(await startSluice([...common, '--slice-size', '1MB', '--slice-url', '^/big/', ...ra])) },
     { mode: 'adaptive', ...(await startSluice([...common, '--slice', '1MB', '--slice-min', '16MB', '--slice-url', '^/big/', ...ra])) },
   ];
+  // Run fetches (--slice-runs: consecutive missing segments with one origin Range request), with --runs-read-ahead
+  // (default 8: runs of 7 segments) unless --read-ahead is given; --no-runs leaves the target out.
+  if (!argv.includes('--no-runs')) {
+    const runsRa = READ_AHEAD ?? opt('--runs-read-ahead', '8');
+    targets.push({ mode: 'runs', ...(await startSluice([...common, '--slice', '1MB', '--slice-min', '16MB', '--slice-url', '^/big/', '--slice-runs', '--slice-read-ahead', runsRa])) });
+  }
   if (BASE !== undefined) {
     targets.push(
       { mode: 'unsliced@base', ...(await startSluice(common, BASE)) },
@@ -146,13 +171,16 @@ async function main() {
   if (Number.isNaN(cpuNanos(originProc.pid))) notes.push('no /proc/<pid>/task/*/schedstat here: no CPU times in this run');
   await sleep(300);
   const rows = Object.fromEntries(targets.map((t) => [t.mode, { range: [], full: [] }]));
+  const first = Object.fromEntries(targets.map((t) => [t.mode, { range: [], full: [] }]));
   const loadavg = [];
   const stamp = Date.now();
-  // Warm-up, not recorded: every target's code paths once (the JIT), on objects of their own.
+  // A fresh process's first requests (recorded apart: firstRound), then the warm-up phase (not recorded).
   for (const t of targets) {
-    await rangeCold(ctx, t, `${stamp}-${t.mode}-warmup`);
-    await fullColdWarm(ctx, t, `${stamp}-${t.mode}-warmup`);
+    first[t.mode].range.push(await rangeCold(ctx, t, `${stamp}-${t.mode}-first`));
+    first[t.mode].full.push(await fullColdWarm(ctx, t, `${stamp}-${t.mode}-first`));
   }
+  for (const t of targets) await warmUp(ctx, t, stamp);
+  process.stderr.write(`warm-up done: ${WARMUP} cold ranges, ${Math.ceil(WARMUP / 10)} whole reads per target\n`);
   for (let round = 0; round < ROUNDS; round++) {
     loadavg.push(Math.round(os.loadavg()[0] * 100) / 100);
     // Interleaved: every target once per round, starting one further each round.
@@ -167,6 +195,7 @@ async function main() {
   }
   await stopAll();
   const summary = summarise(rows, targets.map((t) => t.mode));
+  const firstRound = summarise(first, targets.map((t) => t.mode));
   mkdirSync(path.dirname(out), { recursive: true });
   const doc = {
     date: new Date().toISOString(),
@@ -178,12 +207,21 @@ async function main() {
     base: BASE === undefined ? undefined : { path: BASE, note: 'targets named <mode>@base ran that checkout\'s build' },
     machine: { ...m, loadavgAtEnd: os.loadavg().map((x) => Math.round(x * 100) / 100), loadavg1PerRound: loadavg },
     peer: nginx?.version,
-    notes,
+    notes: [
+      ...notes,
+      `summary: the rounds, after a warm-up phase of ${WARMUP} cold ranges and ${Math.ceil(WARMUP / 10)} cold+warm whole reads per target on other ${WARM_SIZE / MiB} MiB objects (a process in service: V8 has compiled the cold-range and segment paths); firstRound: each fresh process's first cold range and first whole read, before any warm-up (one sample each)`,
+    ],
+    warmup: { coldRanges: WARMUP, wholeReads: Math.ceil(WARMUP / 10), objectBytes: WARM_SIZE },
     units: 'times and CPU in ms; cpuMs: the target process (nginx: master + worker) from before a scenario to after the origin settled; originCpuMs: the origin process the same way',
     summary,
+    firstRound,
     rounds_raw: rows,
+    first_raw: first,
   };
   writeFileSync(out, `${JSON.stringify(doc, null, 2)}\n`);
+  console.log('\n== first requests of a fresh process (one sample each, before the warm-up) ==');
+  print(firstRound, [], []);
+  console.log(`\n== headline: ${ROUNDS} rounds after the warm-up ==`);
   print(summary, notes, loadavg);
   console.log(`\nwritten ${path.relative(ROOT, out)}`);
 }

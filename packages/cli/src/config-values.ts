@@ -114,6 +114,7 @@ export interface SliceInput {
   adaptive: string | number | undefined;
   min: string | number | undefined;
   readAhead: number | undefined;
+  runs?: boolean | undefined;
   onArrival: string | number | undefined;
   url: string | undefined;
 }
@@ -142,7 +143,8 @@ export function sliceOf(i: SliceInput): Config['slice'] {
     }
   }
   const minBytes = i.adaptive === undefined ? undefined : size('--slice-min', i.min, sizeBytes);
-  return { sizeBytes, match, minBytes, readAhead: i.readAhead };
+  if (i.runs === true && i.adaptive === undefined) throw new CliError('CLI_ERR_FLAG_INVALID', '--slice-runs goes with --slice (runs fetch a sliced object\'s segments, decided from the response)');
+  return i.runs === true ? { sizeBytes, match, minBytes, readAhead: i.readAhead, runs: true } : { sizeBytes, match, minBytes, readAhead: i.readAhead };
 }
 
 export function wholeNumber(name: string, v: number | undefined, dflt: number): number {

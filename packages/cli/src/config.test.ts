@@ -94,6 +94,7 @@ describe('toConfig', () => {
     [{ backend: ['http://x'], slice: '1MB', 'slice-size': '1MB' }, {}, /--slice and --slice-size exclude each other/],
     [{ backend: ['http://x'], 'slice-size': '1MB', 'slice-min': '16MB' }, {}, /--slice-min goes with --slice/],
     [{ backend: ['http://x'], slice: '1MB', 'slice-read-ahead': 17 }, {}, /--slice-read-ahead: "17"/],
+    [{ backend: ['http://x'], 'slice-size': '1MB', 'slice-runs': true }, {}, /--slice-runs goes with --slice/],
     [{ backend: ['http://x'], 'slice-size': '1MB', 'slice-url': '(' }, {}, /--slice-url: "\(" is not a regular expression/],
     [{ backend: ['http://x'], 'log-grouping': 'raw' }, {}, /--log-grouping: "raw" is not one of request, vxid, session/],
     [{}, { backends: [{ url: 'http://x', name: 'a' }], directors: { d: { backends: ['b'] } } }, /config directors\.d: no backend is named "b" \(backends: a\)/],
@@ -120,6 +121,13 @@ describe('toConfig', () => {
     expect(c.slice).toMatchObject({ sizeBytes: 2 * 1024 * 1024, minBytes: 64 * 1024 * 1024, readAhead: 2 });
     expect(c.slice?.match?.test('/x.iso')).toBe(true);
     expect(toConfig({ backend: ['http://x'], 'slice-size': '1MB' }).slice?.minBytes).toBeUndefined();
+  });
+
+  it('run fetches: --slice-runs or sliceRuns in the config file, with --slice; off by default', () => {
+    expect(toConfig({ backend: ['http://x'], slice: '1MB', 'slice-runs': true }).slice?.runs).toBe(true);
+    expect(toConfig({ backend: ['http://x'] }, { slice: '1MB', sliceRuns: true }).slice?.runs).toBe(true);
+    expect(toConfig({ backend: ['http://x'], slice: '1MB' }).slice?.runs).toBeUndefined();
+    expect(toConfig({ backend: ['http://x'], slice: '1MB', 'slice-runs': false }).slice?.runs).toBeUndefined();
   });
 
   it('slicing: --slice-size and --slice-url, or sliceSize and sliceUrl in the config file', () => {

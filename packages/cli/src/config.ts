@@ -50,7 +50,7 @@ export interface Config {
   maxRestarts: number;
   maxRetries: number;
   /** The slicer: segment size and the URLs it applies to (undefined: off). */
-  slice: { sizeBytes: number; match: RegExp | undefined; minBytes?: number | undefined; readAhead?: number | undefined } | undefined;
+  slice: { sizeBytes: number; match: RegExp | undefined; minBytes?: number | undefined; readAhead?: number | undefined; runs?: boolean | undefined } | undefined;
   /** false: every response is fetched whole before delivery (doStream off), unless a hook turns it back on. */
   stream: boolean;
   /** ESI (objects a hook marks doEsi): include nesting depth (max_esi_depth) and Varnish's feature esi_include_onerror. */
@@ -107,6 +107,8 @@ export interface ConfigFile<Ctx = Record<string, unknown>> {
   slice?: string | number;
   sliceMin?: string | number;
   sliceReadAhead?: number;
+  /** Read-ahead of missing segments as runs, one origin Range request each (--slice-runs). */
+  sliceRuns?: boolean;
   /** Segment size, sliced as the request arrives (nginx's model). */
   sliceSize?: string | number;
   sliceUrl?: string;
@@ -153,6 +155,7 @@ const FILE_KEYS = new Set([
   'slice',
   'sliceMin',
   'sliceReadAhead',
+  'sliceRuns',
   'sliceSize',
   'sliceUrl',
   'stream',
@@ -197,6 +200,7 @@ export interface ProxyFlags {
   slice?: string | undefined;
   'slice-min'?: string | undefined;
   'slice-read-ahead'?: number | undefined;
+  'slice-runs'?: boolean | undefined;
   'slice-size'?: string | undefined;
   'slice-url'?: string | undefined;
   stream?: boolean | undefined;
@@ -266,6 +270,7 @@ export function toConfig(flags: ProxyFlags, file: ConfigFile = {}): Config {
       adaptive: flags.slice ?? file.slice,
       min: flags['slice-min'] ?? file.sliceMin,
       readAhead: flags['slice-read-ahead'] ?? file.sliceReadAhead,
+      runs: flags['slice-runs'] ?? file.sliceRuns,
       onArrival: flags['slice-size'] ?? file.sliceSize,
       url: flags['slice-url'] ?? file.sliceUrl,
     }),

@@ -103,6 +103,10 @@ export const proxyFlags = {
     min: 0,
     max: 16,
   }),
+  'slice-runs': Flags.boolean({
+    summary:
+      'With --slice: the read-ahead fetches consecutive missing segments with one origin Range request, cut into the segment objects as it arrives (default off). e.g. --slice 1MB --slice-runs',
+  }),
   'slice-size': Flags.string({
     summary:
       'Slice every matching GET as it arrives, before anything is known of the object (nginx slice model), into segments of SIZE (default off). e.g. --slice-size 1MB',

@@ -48,6 +48,11 @@ export interface SliceOptions {
   minBytes?: number | undefined;
   /** Segments fetched ahead of the one being sent (default 4, at most 16). */
   readAhead?: number | undefined;
+  /**
+   * Read-ahead of a sliced object's missing segments as runs: consecutive ones fetched with one origin Range request
+   * and cut into their segment objects (slicer/run.ts). Default off.
+   */
+  runs?: boolean | undefined;
 }
 
 export interface ProxyEnv<Ctx> {

@@ -4,6 +4,7 @@ import { fetchFailedSynth } from '../deliver/head.js';
 import { getHeader } from '../http/headers.js';
 import { parseRange } from '../http/range.js';
 import { MAX_SEGMENTS, metaHeaders, metaKeyOf, parseContentRange, sliceable, sliceKeyPrefix } from './slicer.js';
+import { runsAllowed } from './run.js';
 import { DEFAULT_READ_AHEAD, deliverSliced, MAX_READ_AHEAD, Segments, type Subrequest } from './stitch.js';
 
 export type { Subrequest } from './stitch.js';
@@ -61,6 +62,7 @@ async function sliceFromMeta<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, meta: CacheOb
   const s = meta.slice as NonNullable<CacheObject['slice']>;
   const segs = new Segments(tx, s.size, subrequest, readAheadOf(env), s.gen);
   segs.onSegment = (sub) => bindSegment(env, meta, sub);
+  if (runsAllowed(env)) segs.runs = { env, meta };
   const metaCached = tx.lookup === 'hit' || tx.lookup === 'grace';
   try {
     return await deliverSliced(env, tx, segs, meta, s.total, metaCached, (t, seg, why) => {

@@ -7,6 +7,7 @@ import { planDelivery, plannedHead, type BodyRange, type PlannedHead } from '../
 import { errorMessage, ProxyError } from '../errors.js';
 import { notModifiedHeaders } from '../http/conditional.js';
 import { BATCH_BYTES, ChunkBatch } from './batch.js';
+import { startRun } from './run.js';
 import { SegmentMismatchError, segmentMismatch, segmentsFor, sliceKeyPrefix } from './slicer.js';
 
 /**
@@ -30,8 +31,12 @@ export const DEFAULT_READ_AHEAD = 4;
 /** The subrequests of one sliced request: each segment's started at most once. */
 export class Segments<Ctx> {
   private readonly started = new Map<number, Promise<Tx<Ctx>>>();
+  /** Segments whose subrequest has resolved (headers decided), for synchronous looks. */
+  private readonly done = new Map<number, Tx<Ctx>>();
   /** Called once per segment with its headers decided (the meta-object path binds segments to the meta here). */
   onSegment: ((sub: Tx<Ctx>) => void) | undefined;
+  /** Set when the read-ahead may fetch missing segments of this meta object as runs (run.ts). */
+  runs: { env: ProxyEnv<Ctx>; meta: CacheObject } | undefined;
   constructor(
     private readonly tx: Tx<Ctx>,
     readonly size: number,
@@ -47,12 +52,38 @@ export class Segments<Ctx> {
         const obj = sub.obj as CacheObject;
         if (obj.state === 'busy') await obj.waitState('stream', this.tx.signal);
         this.onSegment?.(sub);
+        this.done.set(i, sub);
         return sub;
       });
       p.catch(() => undefined);
       this.started.set(i, p);
     }
     return p;
+  }
+
+  /**
+   * The read-ahead from position `at` of `needed` (the segments the response needs, ascending): the next readAhead of
+   * them are started. With runs, the ones not started yet are started together once there are at least
+   * max(2, readAhead - 1) of them (fewer at the end of the response), the missing ones among them first claimed by
+   * one run (one origin request): runs of readAhead - 1 segments, the next one sent while the last of the previous
+   * is still ahead of the reader. Never past readAhead segments ahead.
+   */
+  readAheadFrom(needed: readonly number[], at: number): void {
+    const last = Math.min(needed.length - 1, at + this.readAhead);
+    if (this.runs === undefined) {
+      for (let k = at + 1; k <= last; k++) void this.start(needed[k] as number);
+      return;
+    }
+    const todo: number[] = [];
+    for (let k = at + 1; k <= last; k++) if (!this.started.has(needed[k] as number)) todo.push(needed[k] as number);
+    if (todo.length === 0 || todo.length < Math.min(Math.max(2, this.readAhead - 1), last - at)) return;
+    startRun(this.runs.env, this.tx, this.runs.meta, todo);
+    for (const i of todo) void this.start(i);
+  }
+
+  /** Segment `i`'s subrequest when it has resolved (headers decided), else undefined. */
+  settled(i: number): Tx<Ctx> | undefined {
+    return this.done.get(i);
   }
 
   /** Segment `i` with its headers decided. */
@@ -138,7 +169,10 @@ export async function deliverSliced<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, segs: 
     res.end();
     return 'done';
   }
-  res.flushHeaders();
+  // The head goes at once when the first bytes the body needs are not here yet (the client sees the head while the
+  // segment arrives); when they are (a cached segment, or the probe's 206 already read past them: a cold range), the
+  // head leaves with them in one write (response.ts write corks them), one syscall and one wake-up of the client fewer.
+  if (!firstBytesHere(segs, head.ranges[0] as BodyRange)) res.flushHeaders();
   try {
     // Each needed segment's place in the list, for the read-ahead (one pass, not a search per segment).
     const pos = new Map<number, number>();
@@ -154,6 +188,17 @@ export async function deliverSliced<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, segs: 
     res.destroy();
   }
   return 'done';
+}
+
+/**
+ * Whether the segment holding the first byte of `first` (a range of the response; multipart part heads are written
+ * before it, so only a single range counts) is started and already holds that byte. Synchronous: no lookup, no wait.
+ */
+function firstBytesHere<Ctx>(segs: Segments<Ctx>, first: BodyRange): boolean {
+  if (first.head !== undefined) return false;
+  const obj = segs.settled(Math.floor(first.start / segs.size))?.obj;
+  if (obj === undefined || (obj.state !== 'stream' && obj.state !== 'finished')) return false;
+  return obj.readable && obj.length > first.start % segs.size;
 }
 
 /** The bytes [from, to] of the representation, from the segments that hold them. */
@@ -175,8 +220,7 @@ async function* stitched<Ctx>(
   for (const i of segmentsFor(ranges, size)) {
     // Read-ahead: the next segments this response needs (at most readAhead of them) are looked up, and fetched when
     // they miss, while this one is sent.
-    const at = pos.get(i) ?? needed.length;
-    for (let k = 1; k <= segs.readAhead && at + k < needed.length; k++) void segs.start(needed[at + k] as number);
+    segs.readAheadFrom(needed, pos.get(i) ?? needed.length);
     const sub = await segs.get(i);
     const obj = sub.obj as CacheObject;
     if (obj.failedWithoutResponse) throw new ProxyError('CORE_ERR_SEGMENT_FAILED', `segment ${i}: fetch failed`, { source: 'upstream' });
