@@ -58,7 +58,7 @@ async function transit(originUrl) {
       const row = await slowPass(proxy, size);
       await proxy.stop();
       per.get(mode).push(row);
-      console.log(`  transit ${mode.padEnd(11)} round ${r + 1}/${runs}: +${row.rssPeakGrowthMiB} MiB (${Object.entries(row.growthByMappingMiB).map(([k, v]) => `${k} ${v}`).join(', ')}), load ${row.loadavg}`);
+      console.log(`  transit ${mode.padEnd(11)} round ${r + 1}/${runs}: +${row.rssPeakGrowthMiB} MiB, CPU ${row.cpuMicrosPerMiB} us/MiB (${Object.entries(row.growthByMappingMiB).map(([k, v]) => `${k} ${v}`).join(', ')}), load ${row.loadavg}`);
     }
   }
   return targets.map(([mode]) => {
@@ -77,6 +77,7 @@ async function transit(originUrl) {
       rssPeakGrowthMiB: median(growth),
       rssPeakGrowthMinMiB: Math.min(...growth),
       rssPeakGrowthMaxMiB: Math.max(...growth),
+      cpuMicrosPerMiB: median(rows.map((x) => x.cpuMicrosPerMiB)),
       growthByMappingMedianMiB: Object.fromEntries(kinds.map((k) => [k, median(rows.map((x) => x.growthByMappingMiB[k] ?? 0))])),
       runs: rows,
       transitBuffer: '1MB (default)',
@@ -123,6 +124,7 @@ async function slowPass(proxy, size, rate = 50 * 1000 * 1000) {
     }
   }, 50);
   const u = new URL(proxy.url);
+  const c0 = cpuMicros(proxy.pid);
   const t0 = performance.now();
   const received = await new Promise((resolve, reject) => {
     const s = net.connect(Number(u.port), u.hostname);
@@ -141,6 +143,7 @@ async function slowPass(proxy, size, rate = 50 * 1000 * 1000) {
     s.write(`GET /big/${size}?cc=private&run=${Date.now()} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n`);
   });
   clearInterval(sampler);
+  const cpu = cpuMicros(proxy.pid) - c0;
   if (received < size) throw new Error(`transit: received ${received} of ${size} body bytes`);
   const seconds = (performance.now() - t0) / 1000;
   const kinds = [...new Set([...Object.keys(baseMaps), ...Object.keys(peakMaps)])];
@@ -149,6 +152,7 @@ async function slowPass(proxy, size, rate = 50 * 1000 * 1000) {
     clientMBps: Math.round((received / seconds / 1e6) * 10) / 10,
     rssBaselineMiB: Math.round((baseline / MiB) * 10) / 10,
     rssPeakGrowthMiB: Math.round(((peak - baseline) / MiB) * 10) / 10,
+    cpuMicrosPerMiB: Math.round(cpu / (size / MiB)),
     growthByMappingMiB: Object.fromEntries(kinds.map((k) => [k, Math.round((((peakMaps[k] ?? 0) - (baseMaps[k] ?? 0)) / 1024) * 10) / 10])),
     loadavg: loadavg()[0].toFixed(1),
   };
@@ -276,7 +280,7 @@ async function main() {
     } else if (s.name === 'miss-whole') {
       console.log(`miss-whole     ${s.mode.padEnd(8)} ttfb p50 ${s.ttfbMs.p50} ms  ttlb p50 ${s.ttlbMs.p50} ms (x${s.ttlbVsDirect} direct)${s.cpuMicrosPerMiB === undefined ? '' : `  CPU ${s.cpuMicrosPerMiB} us/MiB`}`);
     } else if (s.name.startsWith('transit')) {
-      console.log(`transit        ${s.mode.padEnd(11)} ${s.bodyBytes / MiB} MiB at ${s.clientMBps} MB/s, fresh proxy: RSS growth median ${s.rssPeakGrowthMiB} MiB (${s.rssPeakGrowthMinMiB}-${s.rssPeakGrowthMaxMiB} over ${s.rounds}; baseline ${s.rssBaselineMiB} MiB); by mapping ${Object.entries(s.growthByMappingMedianMiB).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+      console.log(`transit        ${s.mode.padEnd(11)} ${s.bodyBytes / MiB} MiB at ${s.clientMBps} MB/s, fresh proxy: RSS growth median ${s.rssPeakGrowthMiB} MiB (${s.rssPeakGrowthMinMiB}-${s.rssPeakGrowthMaxMiB} over ${s.rounds}; baseline ${s.rssBaselineMiB} MiB), CPU ${s.cpuMicrosPerMiB} us/MiB; by mapping ${Object.entries(s.growthByMappingMedianMiB).map(([k, v]) => `${k} ${v}`).join(', ')}`);
     } else {
       console.log(`${s.name.padEnd(14)} ${s.mode.padEnd(8)} ttlb p50 ${s.ttlbMs.p50} ms  p90 ${s.ttlbMs.p90} ms`);
     }
