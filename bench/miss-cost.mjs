@@ -81,18 +81,24 @@ function miss(s, tag) {
         if (!head.startsWith('HTTP/1.1 200')) return reject(new Error(`${tag}: ${head.split('\r\n')[0]}`));
         s.off('data', onData);
         s.off('error', reject);
+        s.off('close', onClose);
         resolve(first);
       }
     };
     s.on('data', onData);
     s.on('error', reject);
+    const onClose = () => reject(new Error(`${tag}: connection closed`));
+    s.once('close', onClose);
     s.write(`GET ${PATH}${PATH.includes('?') ? '&' : '?'}mc=${tag}-${process.pid}-${seq++} HTTP/1.1\r\nHost: bench\r\n\r\n`);
   });
 }
 
-async function misses(s, tag, n) {
+/** n misses back to back on a new kept-alive connection (a connection left idle meanwhile would time out). */
+async function misses(url, tag, n) {
+  const s = await connect(url);
   const times = [];
   for (let i = 0; i < n; i++) times.push(await miss(s, tag));
+  s.destroy();
   return times;
 }
 
@@ -111,10 +117,10 @@ async function main() {
     mkdirSync(dir);
     const p = await startProxy(root, origin.url, dir);
     process.on('exit', () => p.proc.kill('SIGKILL'));
-    targets.push({ name, root, ...p, sock: await connect(p.url) });
+    targets.push({ name, root, ...p });
   }
   console.log(`miss-cost (${mode}) of ${PATH} on ${m.cores} cores, node ${m.node}, load ${m.loadavgAtStart.join(' ')}: ${targets.map((t) => t.name).join(', ')}`);
-  for (const t of targets) await misses(t.sock, `warm-${t.name}`, WARM);
+  for (const t of targets) await misses(t.url, `warm-${t.name}`, WARM);
   const result = { date: new Date().toISOString(), machine: m, mode, path: PATH, misses: N, rounds: ROUNDS, warm: WARM, base: BASE, targets: {} };
   for (const t of targets) result.targets[t.name] = { root: t.root, rounds: [] };
   for (let r = 0; r < ROUNDS; r++) {
@@ -123,7 +129,7 @@ async function main() {
       if (CALLGRIND) {
         const z = spawnSync('callgrind_control', ['-z', String(t.pid)], { encoding: 'utf8' });
         if (z.status !== 0) throw new Error(`callgrind_control -z: ${z.stderr}`);
-        await misses(t.sock, `m-${t.name}`, N);
+        await misses(t.url, `m-${t.name}`, N);
         const d = spawnSync('callgrind_control', ['-d', `r${r}`, String(t.pid)], { encoding: 'utf8' });
         if (d.status !== 0) throw new Error(`callgrind_control -d: ${d.stderr}`);
         await sleep(500);
@@ -140,7 +146,7 @@ async function main() {
         const file = path.join(t.tmp, `strace-${r}.txt`);
         const st = spawn('strace', ['-f', '-c', '-o', file, '-p', String(t.pid)], { stdio: 'ignore' });
         await sleep(1000);
-        await misses(t.sock, `m-${t.name}`, N);
+        await misses(t.url, `m-${t.name}`, N);
         await sleep(200);
         st.kill('SIGINT');
         await new Promise((res) => st.once('exit', res));
@@ -158,7 +164,7 @@ async function main() {
         row.byName = calls;
       } else {
         const before = cpuMicros([t.pid]);
-        const times = await misses(t.sock, `m-${t.name}`, N);
+        const times = await misses(t.url, `m-${t.name}`, N);
         row.cpuMicrosPerMiss = round1((cpuMicros([t.pid]) - before) / N);
         row.firstByteP50Ms = Math.round(median(times) * 1000) / 1000;
         row.firstByte = percentiles(times);
@@ -181,7 +187,6 @@ async function main() {
   }
   result.loadavgAtEnd = os.loadavg().map((v) => Math.round(v * 100) / 100);
   for (const t of targets) {
-    t.sock.destroy();
     await new Promise((resolve) => {
       t.proc.once('exit', resolve);
       t.proc.kill('SIGTERM');
