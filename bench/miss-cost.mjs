@@ -2,8 +2,8 @@
 // Usage: node bench/miss-cost.mjs [--base CHECKOUT] [--path /static/1k] [--misses N] [--rounds R] [--warm W]
 //                                 [--callgrind | --strace] [--out FILE]
 //   default      CPU time per miss (/proc schedstat of the proxy process, all threads): each proxy first serves W misses
-//                (JIT warm), then R rounds of N misses back to back on one raw kept-alive connection, a new URL each
-//                time, targets interleaved round by round; median and spread of the per-round figures, plus the
+//                (JIT warm), then R rounds of N misses back to back on a raw kept-alive connection, a new URL each
+//                time, targets interleaved round by round (their order alternating); median and spread of the per-round figures, plus the
 //                first-byte p50 of each target (wall clock: noisy under load, the load average is printed)
 //   --base DIR   another built checkout's Sluice in the same rounds (a before/after on one machine state)
 //   --path P     the miss URL (default /static/1k, a Content-Length origin; /chunked?chunks=1&size=1024&delay=0 is a
@@ -124,7 +124,8 @@ async function main() {
   const result = { date: new Date().toISOString(), machine: m, mode, path: PATH, misses: N, rounds: ROUNDS, warm: WARM, base: BASE, targets: {} };
   for (const t of targets) result.targets[t.name] = { root: t.root, rounds: [] };
   for (let r = 0; r < ROUNDS; r++) {
-    for (const t of targets) {
+    // The order alternates round by round: neither target always runs first (after the other's idle time).
+    for (const t of r % 2 === 0 ? targets : [...targets].reverse()) {
       const row = { loadavg: os.loadavg()[0] };
       if (CALLGRIND) {
         const z = spawnSync('callgrind_control', ['-z', String(t.pid)], { encoding: 'utf8' });
