@@ -2,8 +2,8 @@
 // Usage: node bench/miss-cost.mjs [--base CHECKOUT] [--path /static/1k] [--misses N] [--rounds R] [--warm W]
 //                                 [--callgrind | --strace] [--out FILE]
 //   default      CPU time per miss (/proc schedstat of the proxy process, all threads): each proxy first serves W misses
-//                (JIT warm), then R rounds of N misses back to back on one raw kept-alive connection, a new URL each
-//                time, targets interleaved round by round; median and spread of the per-round figures, plus the
+//                (JIT warm), then R rounds of N misses back to back on a raw kept-alive connection, a new URL each
+//                time, targets interleaved round by round (their order alternating); median and spread of the per-round figures, plus the
 //                first-byte p50 of each target (wall clock: noisy under load, the load average is printed)
 //   --base DIR   another built checkout's Sluice in the same rounds (a before/after on one machine state)
 //   --path P     the miss URL (default /static/1k, a Content-Length origin; /chunked?chunks=1&size=1024&delay=0 is a
@@ -81,18 +81,24 @@ function miss(s, tag) {
         if (!head.startsWith('HTTP/1.1 200')) return reject(new Error(`${tag}: ${head.split('\r\n')[0]}`));
         s.off('data', onData);
         s.off('error', reject);
+        s.off('close', onClose);
         resolve(first);
       }
     };
     s.on('data', onData);
     s.on('error', reject);
+    const onClose = () => reject(new Error(`${tag}: connection closed`));
+    s.once('close', onClose);
     s.write(`GET ${PATH}${PATH.includes('?') ? '&' : '?'}mc=${tag}-${process.pid}-${seq++} HTTP/1.1\r\nHost: bench\r\n\r\n`);
   });
 }
 
-async function misses(s, tag, n) {
+/** n misses back to back on a new kept-alive connection (a connection left idle meanwhile would time out). */
+async function misses(url, tag, n) {
+  const s = await connect(url);
   const times = [];
   for (let i = 0; i < n; i++) times.push(await miss(s, tag));
+  s.destroy();
   return times;
 }
 
@@ -111,19 +117,20 @@ async function main() {
     mkdirSync(dir);
     const p = await startProxy(root, origin.url, dir);
     process.on('exit', () => p.proc.kill('SIGKILL'));
-    targets.push({ name, root, ...p, sock: await connect(p.url) });
+    targets.push({ name, root, ...p });
   }
   console.log(`miss-cost (${mode}) of ${PATH} on ${m.cores} cores, node ${m.node}, load ${m.loadavgAtStart.join(' ')}: ${targets.map((t) => t.name).join(', ')}`);
-  for (const t of targets) await misses(t.sock, `warm-${t.name}`, WARM);
+  for (const t of targets) await misses(t.url, `warm-${t.name}`, WARM);
   const result = { date: new Date().toISOString(), machine: m, mode, path: PATH, misses: N, rounds: ROUNDS, warm: WARM, base: BASE, targets: {} };
   for (const t of targets) result.targets[t.name] = { root: t.root, rounds: [] };
   for (let r = 0; r < ROUNDS; r++) {
-    for (const t of targets) {
+    // The order alternates round by round: neither target always runs first (after the other's idle time).
+    for (const t of r % 2 === 0 ? targets : [...targets].reverse()) {
       const row = { loadavg: os.loadavg()[0] };
       if (CALLGRIND) {
         const z = spawnSync('callgrind_control', ['-z', String(t.pid)], { encoding: 'utf8' });
         if (z.status !== 0) throw new Error(`callgrind_control -z: ${z.stderr}`);
-        await misses(t.sock, `m-${t.name}`, N);
+        await misses(t.url, `m-${t.name}`, N);
         const d = spawnSync('callgrind_control', ['-d', `r${r}`, String(t.pid)], { encoding: 'utf8' });
         if (d.status !== 0) throw new Error(`callgrind_control -d: ${d.stderr}`);
         await sleep(500);
@@ -140,7 +147,7 @@ async function main() {
         const file = path.join(t.tmp, `strace-${r}.txt`);
         const st = spawn('strace', ['-f', '-c', '-o', file, '-p', String(t.pid)], { stdio: 'ignore' });
         await sleep(1000);
-        await misses(t.sock, `m-${t.name}`, N);
+        await misses(t.url, `m-${t.name}`, N);
         await sleep(200);
         st.kill('SIGINT');
         await new Promise((res) => st.once('exit', res));
@@ -158,7 +165,7 @@ async function main() {
         row.byName = calls;
       } else {
         const before = cpuMicros([t.pid]);
-        const times = await misses(t.sock, `m-${t.name}`, N);
+        const times = await misses(t.url, `m-${t.name}`, N);
         row.cpuMicrosPerMiss = round1((cpuMicros([t.pid]) - before) / N);
         row.firstByteP50Ms = Math.round(median(times) * 1000) / 1000;
         row.firstByte = percentiles(times);
@@ -181,7 +188,6 @@ async function main() {
   }
   result.loadavgAtEnd = os.loadavg().map((v) => Math.round(v * 100) / 100);
   for (const t of targets) {
-    t.sock.destroy();
     await new Promise((resolve) => {
       t.proc.once('exit', resolve);
       t.proc.kill('SIGTERM');

@@ -279,20 +279,36 @@ export async function pumpBody(env: ProxyEnv<unknown>, i: BerespInput, transitBy
   const { obj, res } = i;
   const signal = obj.fetchController.signal;
   const watch = watchOrphan(obj, env.orphanFetchMs);
+  const complete = (): void => {
+    be?.timestamp('BerespBody');
+    be?.add('Length', String(obj.length));
+    obj.finish();
+  };
+  let early = false;
   try {
-    await pump(obj, res.body, transitBytes, signal, (chunk) => {
+    const pumped = pump(obj, res.body, transitBytes, signal, (chunk) => {
       acct.respBody += chunk.length;
       env.stats.s_beresp_bodybytes += chunk.length;
       if (obj.stored === true) env.store.charge(obj, chunk.length);
     });
+    // Every byte the Content-Length announced came with the head (the pump took them synchronously): the message is
+    // complete at the origin client, so the object is finished now, in this turn, and the delivery the head woke sends
+    // head and body in one write, as a hit, instead of streaming them and waiting for the stream's end (issue 16).
+    // The stream's end still comes and frees the origin connection.
+    if (obj.state === 'stream' && obj.expectedLength !== undefined && !obj.bodyless && obj.length === obj.expectedLength) {
+      early = true;
+      complete();
+    }
+    await pumped;
+    if (early) return;
     if (obj.expectedLength !== undefined && !obj.bodyless && obj.length !== obj.expectedLength) {
       throw new ProxyError('CORE_ERR_UPSTREAM_LENGTH_MISMATCH', `body ended at ${obj.length} of ${obj.expectedLength} bytes`, { source: 'upstream' });
     }
-    be?.timestamp('BerespBody');
-    be?.add('Length', String(obj.length));
-    obj.finish();
+    complete();
   } catch (e: unknown) {
     res.body.destroy();
+    // The object was complete before the stream ended (a shutdown abort meanwhile): it is kept, nothing failed.
+    if (early) return;
     env.stats.fetch_failed++;
     be?.add('FetchError', signal.aborted ? 'fetch aborted (no reader left)' : `body fetch failed: ${errorMessage(e)}`);
     if (!signal.aborted) env.log({ level: 'error', event: 'fetch-error', message: `body fetch failed: ${errorMessage(e)}`, url: i.bereq.path });

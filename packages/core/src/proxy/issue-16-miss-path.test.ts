@@ -1,9 +1,10 @@
 import net from 'node:net';
+import { PassThrough } from 'node:stream';
 import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
 import { createOriginClient, type OriginClient } from '@sluice/origin-client';
 import { deferred, startScriptedOrigin } from '@sluice/fixtures';
-import { startProxy, until, useCleanup } from '../test-support/harness.js';
+import { KeepAliveClient, settlesWithin, startProxy, until, useCleanup } from '../test-support/harness.js';
 import { createProxy } from './proxy.js';
 import { MemorySink, TxLog, type Transaction } from '../txlog/txlog.js';
 import type { ProxyHooks } from '../policy/hooks.js';
@@ -178,5 +179,60 @@ describe('a miss without waiting hooks (issue 16)', () => {
     await originClosed.promise;
     expect(origin.count).toBe(1);
     expect(seen).toEqual([false]);
+  });
+
+  it('a Content-Length body that came whole with its head finishes the object at once: the connection is not held until the stream ends', async () => {
+    const origin = track(
+      await startScriptedOrigin((req, res) => {
+        if (req.url === '/short') {
+          // Announces 10 bytes, sends 4 and dies: never complete, never kept.
+          res.writeHead(200, { 'cache-control': 'max-age=60', 'content-length': '10' });
+          res.write('abcd');
+          setTimeout(() => res.destroy(), 20);
+          return;
+        }
+        res.writeHead(200, { 'cache-control': 'max-age=60', 'content-length': '5' });
+        res.end('hello');
+      }),
+    );
+    // The real origin's body, its end held back until the gate opens (the stream's end comes after its bytes).
+    const gate = deferred<void>();
+    const real = createOriginClient({ backends: [{ url: origin.url }] });
+    const upstream: Upstream = {
+      request: async (req, opts) => {
+        const res = await real.request(req, opts);
+        if (req.path === '/short') return res;
+        // Every byte in hand when the head is handed over (as when they came in one read), the end held back.
+        const held = new PassThrough();
+        const read = new Promise<void>((resolve) => res.body.once('end', resolve));
+        res.body.on('data', (c: Buffer) => held.write(c));
+        res.body.resume();
+        await read;
+        void gate.promise.then(() => held.end());
+        return { ...res, body: held };
+      },
+    };
+    const proxy = createProxy({ upstream });
+    const addr = await proxy.listen(0);
+    track({ close: async () => (await proxy.close(), await real.destroy()) });
+    const c = new KeepAliveClient(addr.port);
+    track(c);
+    const first = await c.send('GET', '/whole');
+    expect([first.status, first.body.toString()]).toEqual([200, 'hello']);
+    // The response ended with its bytes: the next request on the connection is answered, from the cache, while
+    // the origin stream has not ended yet.
+    const second = c.send('GET', '/whole');
+    expect(await settlesWithin(second, 2000)).toBe(true);
+    const hit = await second;
+    expect(hit.body.toString()).toBe('hello');
+    expect(hit.headers['cache-status']).toMatch(/^sluice; hit/);
+    expect(origin.count).toBe(1);
+    gate.resolve();
+    // A body short of its Content-Length is never finished early: the client is cut, nothing is kept.
+    const cut = new KeepAliveClient(addr.port);
+    track(cut);
+    await expect(cut.send('GET', '/short')).rejects.toThrow(/connection closed/);
+    await until(() => proxy.store.objectCount === 1);
+    expect(origin.count).toBe(2);
   });
 });
