@@ -267,7 +267,11 @@ async function* arriving(signal: AbortSignal, obj: CacheObject, i: number, lo: n
         if (end > lo) (out ??= []).push(lo <= at && end <= hi + 1 ? c : c.subarray(Math.max(0, lo - at), Math.min(c.length, hi + 1 - at)));
         at = end;
       }
-      if (out !== undefined) yield out;
+      if (out !== undefined) {
+        yield out;
+        // More may have arrived (and the segment finished) while the batch was written: looked at before any wait.
+        continue;
+      }
       if (at > hi) return;
       if (obj.state === 'failed') throw new ProxyError('CORE_ERR_SEGMENT_FAILED', `segment ${i}: body failed`, { source: 'upstream', cause: obj.error });
       // Finished short of hi: the response's length check cuts the client off.
