@@ -1,6 +1,6 @@
 // Instructions (valgrind callgrind, Ir) of the proxy process per cold whole read: what holds on a loaded machine where
 // wall and CPU times do not. Usage:
-//   node bench/slice-callgrind.mjs NAME SIZE_MIB WARM MEASURED [--json FILE] -- <proxy flags...>
+//   node bench/slice-callgrind.mjs NAME SIZE_MIB WARM MEASURED [--json FILE] [--range] -- <proxy flags...>
 // e.g. node bench/slice-callgrind.mjs runs8 20 3 3 --json bench/results/x.json -- --slice 1MB --slice-min 16MB --slice-runs
 // The proxy runs under callgrind with instrumentation off; WARM cold whole reads of new SIZE_MIB objects (/big/N?t=..)
 // warm the process (JIT), then instrumentation goes on for MEASURED more; Ir per read = callgrind's totals / MEASURED.
@@ -27,7 +27,11 @@ const origin = await start(process.execPath, [`${ROOT}/packages/cli/bin/run.js`,
 const out = path.join(os.tmpdir(), `slice-callgrind-${name}-${process.pid}.out`);
 const proxy = await start('valgrind', ['--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${out}`, process.execPath, `${ROOT}/packages/cli/bin/run.js`, 'proxy', '--listen', '127.0.0.1:0', '--backend', origin.url, '--quiet', '--storage', '1GB', ...extra]);
 const SIZE = Number(sizeMiB) * 1024 * 1024;
-async function whole(tag) { const r = await request(`${proxy.url}/big/${SIZE}?t=${tag}`, { bodyTimeout: 0, headersTimeout: 0 }); let n = 0; for await (const c of r.body) n += c.length; if (n !== SIZE) throw new Error('short'); }
+// --range: each read is a cold 1000-byte range at the object's middle instead of the whole object.
+const RANGE = process.argv.slice(0, process.argv.indexOf('--')).includes('--range');
+async function coldRange(tag) { const r = await request(`${proxy.url}/big/${SIZE}?t=${tag}`, { headers: { range: `bytes=${SIZE / 2}-${SIZE / 2 + 999}` }, bodyTimeout: 0, headersTimeout: 0 }); let n = 0; for await (const c of r.body) n += c.length; if (n !== 1000) throw new Error('short'); }
+async function whole(tag) {
+  if (RANGE) return coldRange(tag); const r = await request(`${proxy.url}/big/${SIZE}?t=${tag}`, { bodyTimeout: 0, headersTimeout: 0 }); let n = 0; for await (const c of r.body) n += c.length; if (n !== SIZE) throw new Error('short'); }
 for (let i = 0; i < Number(warm); i++) await whole(`w${i}`);
 await new Promise((r) => setTimeout(r, 1000));
 const pid = proxy.p.pid;
@@ -46,7 +50,7 @@ const originRequests = s.perPath[`/big/${SIZE}`] ?? 0;
 console.log(name, 'Ir per read (M):', (perRead / 1e6).toFixed(1), 'origin requests (warm-up and measured reads)', originRequests);
 if (jsonOut !== undefined) {
   const doc = fs.existsSync(jsonOut) ? JSON.parse(fs.readFileSync(jsonOut, 'utf8')) : { what: 'Ir of the proxy per cold whole read (callgrind)', runs: [] };
-  doc.runs.push({ name, date: new Date().toISOString(), flags: extra, objectMiB: Number(sizeMiB), warmReads: Number(warm), measuredReads: Number(measured), irTotal: Number(m?.[1]), irPerReadM: Math.round(perRead / 1e5) / 10, originRequestsAllReads: originRequests });
+  doc.runs.push({ name, date: new Date().toISOString(), flags: extra, objectMiB: Number(sizeMiB), warmReads: Number(warm), measuredReads: Number(measured), kind: RANGE ? 'cold range, 1000 B at the middle' : 'cold whole read', irTotal: Number(m?.[1]), irPerReadM: Math.round(perRead / 1e5) / 10, originRequestsAllReads: originRequests });
   fs.writeFileSync(jsonOut, `${JSON.stringify(doc, null, 2)}\n`);
 }
 process.exit(0);
