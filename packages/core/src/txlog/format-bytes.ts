@@ -13,6 +13,8 @@ import { maskHeaderLine } from './secrets.js';
 
 /** Per nesting level, each tag's text line prefix (`--  BerespStatus   `), as bytes. */
 const textPrefixes: Array<Map<string, Uint8Array>> = [];
+/** Per nesting level, each transaction type's header line up to the vxid (`**  << BeReq    >> `), as bytes. */
+const headPrefixes: Array<Map<string, Uint8Array>> = [];
 /** Each tag's NDJSON record opening (`["BerespStatus","`), as bytes. */
 const jsonPrefixes = new Map<string, Uint8Array>();
 
@@ -265,8 +267,23 @@ function run(o: Out, r: RecordRun): void {
 
 /** `t`'s block at `level` (its header line, its records), as formatVarnishlog's txBlock. */
 function textBlock(w: ByteWriter, t: TxView, level: number): void {
-  const stars = level <= 3 ? '*'.repeat(level).padEnd(3) : `*${level}*`;
-  w.str(`${stars} << ${t.type.padEnd(8)} >> ${String(t.vxid).padEnd(10)}\n`);
+  // `*   << Request  >> ` made once per level and type; the vxid padded to 10.
+  let heads = headPrefixes[level];
+  if (heads === undefined) headPrefixes[level] = heads = new Map();
+  let head = heads.get(t.type);
+  if (head === undefined) {
+    const stars = level <= 3 ? '*'.repeat(level).padEnd(3) : `*${level}*`;
+    heads.set(t.type, (head = Buffer.from(`${stars} << ${t.type.padEnd(8)} >> `)));
+  }
+  w.bytes(head);
+  const vxid = t.vxid;
+  if (vxid >= 0 && vxid <= 0x7fffffff && (vxid | 0) === vxid) {
+    const n0 = w.n;
+    w.int(vxid);
+    w.ensure(11);
+    for (let i = w.n - n0; i < 10; i++) w.buf[w.n++] = 0x20;
+    w.buf[w.n++] = 0x0a;
+  } else w.str(`${String(vxid).padEnd(10)}\n`);
   records({ w, json: false, prefixes: textPrefix(level), level, count: 0 }, t);
 }
 
