@@ -1,9 +1,11 @@
 // The transaction log's cost per request without sockets (issue 16): the records a 1 KiB hit writes (client request,
 // lookup, response from a header block, accounting), built N times through a TxLog whose only sink is the one tested,
-// CPU measured for the proxy thread alone (/proc/self/task) and for the process (the writer thread included).
-// Usage: node bench/txlog-micro.mjs FORMAT MODE [--core CHECKOUT]   FORMAT text|ndjson, MODE off|stream|file
+// CPU measured for the proxy thread alone (/proc/self/task) and for the process (all threads).
+// Usage: node bench/txlog-micro.mjs FORMAT MODE [--core CHECKOUT]   FORMAT text|ndjson, MODE off|record|stream|file
+//   record: the records built and handed to a sink that drops them (the recording alone)
 //   stream: StreamSink to a WriteStream on /dev/null (formatting in the proxy thread, as for stdout)
-//   file:   FileSink on /dev/null (formatting and writing in the writer thread, as --log-file)
+//   file:   FileSink on /dev/null (as --log-file: since issue 16's second round formatted as bytes in the proxy thread
+//           when a group ends, written by libuv's pool; before it, formatted and written by a writer thread)
 // Repeatable figures on a loaded machine: run under callgrind with N=2000 and N=6000 and divide the difference of
 // the proxy thread's instruction counts by 4000 (bench/results/2026-12-01-txlog-callgrind.json):
 //   N=2000 K=1 valgrind --tool=callgrind --separate-threads=yes node bench/txlog-micro.mjs text file
