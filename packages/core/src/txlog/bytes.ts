@@ -89,60 +89,10 @@ export class ByteWriter {
     let n = this.n;
     for (let i = 0; i < len; i++) {
       const c = s.charCodeAt(i);
-      if (c >= 0x20 && c < 0x80 && c !== 0x22 && c !== 0x5c) {
-        b[n++] = c;
-        continue;
-      }
-      if (c < 0x80) {
-        b[n++] = 0x5c;
-        switch (c) {
-          case 0x22:
-            b[n++] = 0x22;
-            break;
-          case 0x5c:
-            b[n++] = 0x5c;
-            break;
-          case 0x08:
-            b[n++] = 0x62;
-            break;
-          case 0x0c:
-            b[n++] = 0x66;
-            break;
-          case 0x0a:
-            b[n++] = 0x6e;
-            break;
-          case 0x0d:
-            b[n++] = 0x72;
-            break;
-          case 0x09:
-            b[n++] = 0x74;
-            break;
-          default:
-            n = unicodeEscape(b, n, c);
-        }
-      } else if (c < 0x800) {
-        b[n++] = 0xc0 | (c >> 6);
-        b[n++] = 0x80 | (c & 0x3f);
-      } else if (c < 0xd800 || c > 0xdfff) {
-        b[n++] = 0xe0 | (c >> 12);
-        b[n++] = 0x80 | ((c >> 6) & 0x3f);
-        b[n++] = 0x80 | (c & 0x3f);
-      } else {
-        const d = i + 1 < len ? s.charCodeAt(i + 1) : 0;
-        if (c <= 0xdbff && d >= 0xdc00 && d <= 0xdfff) {
-          // A surrogate pair: one 4-byte character.
-          const cp = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
-          b[n++] = 0xf0 | (cp >> 18);
-          b[n++] = 0x80 | ((cp >> 12) & 0x3f);
-          b[n++] = 0x80 | ((cp >> 6) & 0x3f);
-          b[n++] = 0x80 | (cp & 0x3f);
-          i++;
-        } else {
-          // A lone surrogate: JSON.stringify escapes it (well-formed JSON.stringify, ES2019).
-          b[n++] = 0x5c;
-          n = unicodeEscape(b, n, c);
-        }
-      }
+      if (c >= 0x20 && c < 0x80 && c !== 0x22 && c !== 0x5c) b[n++] = c;
+      else if (c < 0x80) n = escapeAscii(b, n, c);
+      else if (c >= 0xd800 && c <= 0xdbff && i + 1 < len && isLowSurrogate(s.charCodeAt(i + 1))) n = utf8Pair(b, n, c, s.charCodeAt(++i));
+      else n = utf8Unit(b, n, c);
     }
     this.n = n;
   }
@@ -264,6 +214,62 @@ export class ByteWriter {
 }
 
 const HEX = '0123456789abcdef';
+
+const isLowSurrogate = (d: number): boolean => d >= 0xdc00 && d <= 0xdfff;
+
+/** A quote, a backslash or a control character as JSON.stringify escapes it. */
+function escapeAscii(b: Buffer, n: number, c: number): number {
+  b[n++] = 0x5c;
+  switch (c) {
+    case 0x22:
+    case 0x5c:
+      b[n++] = c;
+      return n;
+    case 0x08:
+      b[n++] = 0x62;
+      return n;
+    case 0x0c:
+      b[n++] = 0x66;
+      return n;
+    case 0x0a:
+      b[n++] = 0x6e;
+      return n;
+    case 0x0d:
+      b[n++] = 0x72;
+      return n;
+    case 0x09:
+      b[n++] = 0x74;
+      return n;
+    default:
+      return unicodeEscape(b, n, c);
+  }
+}
+
+/** A code unit from 0x80 as UTF-8; a lone surrogate escaped, as JSON.stringify does (ES2019). */
+function utf8Unit(b: Buffer, n: number, c: number): number {
+  if (c < 0x800) {
+    b[n++] = 0xc0 | (c >> 6);
+    b[n++] = 0x80 | (c & 0x3f);
+  } else if (c < 0xd800 || c > 0xdfff) {
+    b[n++] = 0xe0 | (c >> 12);
+    b[n++] = 0x80 | ((c >> 6) & 0x3f);
+    b[n++] = 0x80 | (c & 0x3f);
+  } else {
+    b[n++] = 0x5c;
+    n = unicodeEscape(b, n, c);
+  }
+  return n;
+}
+
+/** A surrogate pair as one 4-byte UTF-8 character. */
+function utf8Pair(b: Buffer, n: number, hi: number, lo: number): number {
+  const cp = 0x10000 + ((hi - 0xd800) << 10) + (lo - 0xdc00);
+  b[n++] = 0xf0 | (cp >> 18);
+  b[n++] = 0x80 | ((cp >> 12) & 0x3f);
+  b[n++] = 0x80 | ((cp >> 6) & 0x3f);
+  b[n++] = 0x80 | (cp & 0x3f);
+  return n;
+}
 
 /** `uXXXX` (lowercase hex, as JSON.stringify), after the backslash the caller wrote. */
 function unicodeEscape(b: Buffer, n: number, c: number): number {

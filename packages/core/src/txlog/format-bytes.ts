@@ -101,7 +101,6 @@ function records(o: Out, t: TxView): void {
 
 /** txlog/raw.ts's visitRaw, writing each record instead of building its value. */
 function walk(o: Out, raw: RawRecords): void {
-  const w = o.w;
   let start = 0;
   let last = 0;
   let i = 0;
@@ -116,40 +115,15 @@ function walk(o: Out, raw: RawRecords): void {
     switch (k) {
       case RAW_BEGIN:
         start = last = raw[i + 4] as number;
-        open(o, 'Begin');
-        val(o, raw[i + 1] as string | number);
-        ascii(o, 0x20);
-        val(o, raw[i + 2] as string | number);
-        ascii(o, 0x20);
-        val(o, raw[i + 3] as string | number);
-        close(o);
+        words(o, 'Begin', raw[i + 1] as string | number, raw[i + 2] as string | number, raw[i + 3] as string | number);
         i += 5;
         break;
-      case RAW_TIMESTAMP: {
-        const now = raw[i + 2] as number;
-        open(o, 'Timestamp');
-        val(o, raw[i + 1] as string | number);
-        w.ensure(2);
-        w.buf[w.n++] = 0x3a;
-        w.buf[w.n++] = 0x20;
-        w.sec6(now);
-        ascii(o, 0x20);
-        w.sec6(now - start);
-        ascii(o, 0x20);
-        w.sec6(now - last);
-        close(o);
-        last = now;
+      case RAW_TIMESTAMP:
+        last = timestamp(o, raw[i + 1] as string | number, raw[i + 2] as number, start, last);
         i += 3;
         break;
-      }
       case RAW_HEADER:
-        open(o, raw[i + 1] as string);
-        val(o, raw[i + 2] as string | number);
-        w.ensure(2);
-        w.buf[w.n++] = 0x3a;
-        w.buf[w.n++] = 0x20;
-        val(o, raw[i + 3] as string | number);
-        close(o);
+        header(o, raw[i + 1] as string, raw[i + 2] as string | number, raw[i + 3] as string | number);
         i += 4;
         break;
       case RAW_BLOCK:
@@ -161,52 +135,92 @@ function walk(o: Out, raw: RawRecords): void {
         i += 2;
         break;
       case RAW_WORDS:
-        open(o, raw[i + 1] as string);
-        val(o, raw[i + 2] as string | number);
-        ascii(o, 0x20);
-        val(o, raw[i + 3] as string | number);
-        ascii(o, 0x20);
-        val(o, raw[i + 4] as string | number);
-        close(o);
+        words(o, raw[i + 1] as string, raw[i + 2] as string | number, raw[i + 3] as string | number, raw[i + 4] as string | number);
         i += 5;
         break;
       case RAW_HIT:
-        open(o, 'Hit');
-        val(o, raw[i + 1] as string | number);
-        ascii(o, 0x20);
-        w.fixed6(raw[i + 2] as number);
-        ascii(o, 0x20);
-        w.fixed6(raw[i + 3] as number);
-        ascii(o, 0x20);
-        w.fixed6(raw[i + 4] as number);
-        close(o);
+        hit(o, raw[i + 1] as string | number, raw[i + 2] as number, raw[i + 3] as number, raw[i + 4] as number);
         i += 5;
         break;
-      case RAW_ACCT: {
-        const hb = raw[i + 1] as number;
-        const bb = raw[i + 2] as number;
-        const rh = raw[i + 3] as number;
-        const rb = raw[i + 4] as number;
-        open(o, 'ReqAcct');
-        w.num(hb);
-        ascii(o, 0x20);
-        w.num(bb);
-        ascii(o, 0x20);
-        w.num(hb + bb);
-        ascii(o, 0x20);
-        w.num(rh);
-        ascii(o, 0x20);
-        w.num(rb);
-        ascii(o, 0x20);
-        w.num(rh + rb);
-        close(o);
+      case RAW_ACCT:
+        acct(o, raw[i + 1] as number, raw[i + 2] as number, raw[i + 3] as number, raw[i + 4] as number);
         i += 5;
         break;
-      }
       default:
         throw new Error(`txlog: unknown raw record kind ${k}`);
     }
   }
+}
+
+/** `tag  a b c`. */
+function words(o: Out, tag: string, a: string | number, b: string | number, c: string | number): void {
+  open(o, tag);
+  val(o, a);
+  ascii(o, 0x20);
+  val(o, b);
+  ascii(o, 0x20);
+  val(o, c);
+  close(o);
+}
+
+/** `Timestamp  Label: abs since-start since-last`; returns `now` (the next one's last). */
+function timestamp(o: Out, label: string | number, now: number, start: number, last: number): number {
+  const w = o.w;
+  open(o, 'Timestamp');
+  val(o, label);
+  w.ensure(2);
+  w.buf[w.n++] = 0x3a;
+  w.buf[w.n++] = 0x20;
+  w.sec6(now);
+  ascii(o, 0x20);
+  w.sec6(now - start);
+  ascii(o, 0x20);
+  w.sec6(now - last);
+  close(o);
+  return now;
+}
+
+/** `tag  name: value`. */
+function header(o: Out, tag: string, name: string | number, value: string | number): void {
+  const w = o.w;
+  open(o, tag);
+  val(o, name);
+  w.ensure(2);
+  w.buf[w.n++] = 0x3a;
+  w.buf[w.n++] = 0x20;
+  val(o, value);
+  close(o);
+}
+
+/** `Hit  <vxid> <ttl> <grace> <keep>`. */
+function hit(o: Out, vxid: string | number, ttl: number, grace: number, keep: number): void {
+  open(o, 'Hit');
+  val(o, vxid);
+  ascii(o, 0x20);
+  o.w.fixed6(ttl);
+  ascii(o, 0x20);
+  o.w.fixed6(grace);
+  ascii(o, 0x20);
+  o.w.fixed6(keep);
+  close(o);
+}
+
+/** `ReqAcct  hb bb hb+bb rh rb rh+rb`. */
+function acct(o: Out, hb: number, bb: number, rh: number, rb: number): void {
+  const w = o.w;
+  open(o, 'ReqAcct');
+  w.num(hb);
+  ascii(o, 0x20);
+  w.num(bb);
+  ascii(o, 0x20);
+  w.num(hb + bb);
+  ascii(o, 0x20);
+  w.num(rh);
+  ascii(o, 0x20);
+  w.num(rb);
+  ascii(o, 0x20);
+  w.num(rh + rb);
+  close(o);
 }
 
 /**
