@@ -46,20 +46,18 @@ export class ByteWriter {
   bytes(src: Uint8Array): void {
     const len = src.length;
     this.ensure(len);
-    const b = this.buf;
-    let n = this.n;
-    // A short copy is cheaper as a loop than as a call.
-    if (len <= 32) for (let i = 0; i < len; i++) b[n++] = src[i] as number;
-    else {
-      b.set(src, n);
-      n += len;
-    }
-    this.n = n;
+    // One call (a memcpy) beats a loop from a few bytes on.
+    this.buf.set(src, this.n);
+    this.n += len;
   }
 
   /** `s` as UTF-8. */
   str(s: string): void {
-    this.range(s, 0, s.length);
+    const len = s.length;
+    if (len < 48) return this.range(s, 0, len);
+    // A long string: the call into the encoder costs less than a loop over its characters.
+    this.ensure(len * 3);
+    this.n += this.buf.write(s, this.n, 'utf8');
   }
 
   /** `s.slice(from, to)` as UTF-8. */

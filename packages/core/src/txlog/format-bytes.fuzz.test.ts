@@ -26,6 +26,8 @@ const utf8 = (s: string): string => Buffer.from(s).toString('latin1');
 const nasty = fc.oneof(
   { weight: 4, arbitrary: fc.string({ maxLength: 30 }) },
   { weight: 2, arbitrary: fc.string({ unit: 'binary', maxLength: 12 }) },
+  // Long enough for the writers' bulk path (48 characters and more).
+  { weight: 1, arbitrary: fc.string({ unit: 'binary', minLength: 40, maxLength: 120 }) },
   {
     weight: 3,
     arbitrary: fc
