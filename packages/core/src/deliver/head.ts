@@ -75,7 +75,7 @@ export function writeHead<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheObject
     let block = `${obj.headBlock}age: ${age}\r\ncache-status: ${cacheStatus}\r\n`;
     if (length !== undefined) block += `content-length: ${length}\r\n`;
     tx.res.writeHeadBlock(obj.status, block, length, tx.closeAfter);
-    if (tx.log !== undefined) logResp(tx.log, obj.status, block);
+    if (tx.log !== undefined) logResp(tx.log, obj.status, block, true, obj.headBlock);
     return undefined;
   }
   const headers = override?.headers ?? deliveryHeaders(obj, env.via);

@@ -448,7 +448,7 @@ describe('the range probe against lying origins', () => {
   });
 });
 
-describe('--log-file written by the writer thread, the file going bad mid-run', () => {
+describe('--log-file, the file going bad mid-run', () => {
   async function serveWithSink(sink: FileSink, n: number): Promise<void> {
     const origin = track(await startRawOrigin((s) => s.write('HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 2\r\n\r\nok')));
     const px = track(await startProxy(origin.url, { txlog: new TxLog([sink]) }));

@@ -13,7 +13,7 @@ const track = useCleanup();
 // The formatter before issue 16 (records as objects, one JSON.stringify a group): NDJSON must stay byte-identical.
 const oldJson = (t: TxView): unknown => ({ vxid: t.vxid, type: t.type, records: t.records.map((r) => [r.tag, r.value]), children: t.children.map(oldJson) });
 
-describe('the log file written by its own thread (FileSink)', () => {
+describe('the log file (FileSink: formatted as bytes in the proxy thread, written by libuv\'s pool)', () => {
   it('writes the same bytes as the in-thread sink, for text and NDJSON in every grouping, escapes and masking included', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'sluice-filesink-'));
     track({ close: async () => rmSync(dir, { recursive: true, force: true }) });
@@ -60,6 +60,36 @@ describe('the log file written by its own thread (FileSink)', () => {
     expect(lines.join('\n')).toContain('"ReqHeader","x-note: tab\\there \\"q\\" \\\\ caf\u00e9"');
     expect(lines.join('\n')).toContain('"ReqHeader","authorization: Basic ***"');
     expect(lines.join('\n')).toContain('"RespHeader","set-cookie: sid=***; Path=/"');
+  });
+
+  it('many groups: several writes, one at a time, in order; close writes the rest; the same bytes as the in-thread sink', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'sluice-filesink-'));
+    track({ close: async () => rmSync(dir, { recursive: true, force: true }) });
+    for (const format of ['text', 'ndjson'] as const) {
+      const file = path.join(dir, `many.${format}`);
+      const sink = new FileSink(openSync(file, 'a'), format);
+      let expected = '';
+      const ref = new StreamSink({ write: (s: string) => (expected += s) }, format);
+      let now = 1_796_149_385_000;
+      const log = new TxLog([sink, ref], { now: () => (now += 0.37) });
+      // About 2.5 MB: ten 256 KiB writes, each started while groups keep coming.
+      for (let i = 0; i < 5000; i++) {
+        const t = log.beginRequest(0);
+        t.timestamp('Start');
+        t.add('ReqURL', `/object/${i}?q=${'x'.repeat(i % 200)}`);
+        t.headers('ReqHeader', { host: 'example.com', 'x-n': String(i), cookie: `a=${i}` });
+        t.headerBlock('RespHeader', `content-type: text/plain\r\nx-i: ${i}\r\nage: 1\r\n`, 'content-type: text/plain\r\n');
+        t.acct(100, 0, 200, i);
+        t.timestamp('Resp');
+        t.end();
+        if (i % 500 === 0) await new Promise((r) => setImmediate(r));
+      }
+      await sink.close();
+      ref.flush();
+      const got = readFileSync(file, 'utf8');
+      expect(got.length).toBeGreaterThan(2_000_000);
+      expect(got).toBe(expected);
+    }
   });
 
   it('a file it cannot write to is reported once and the proxy keeps serving', async () => {

@@ -80,7 +80,7 @@ export function formatVarnishlog(root: TxView, grouping: TxGrouping = 'request')
 }
 
 /** A request begun by a restart (`Begin req <old> restart`). */
-function isRestart(t: TxView): boolean {
+export function isRestart(t: TxView): boolean {
   if (t.type !== 'Request') return false;
   const raw = t.raw;
   // The Begin record alone, without decoding the others.

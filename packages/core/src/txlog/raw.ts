@@ -8,7 +8,7 @@ import { maskHeaderLine } from './secrets.js';
  * No object and no joined string per record on the request path; `decodeRaw` builds the values when a sink wants
  * them (off the request path, or in the log file's writer thread), the same strings the old builders gave.
  */
-export type RawRecords = Array<string | number>;
+export type RawRecords = Array<string | number | RecordRun>;
 
 /** `Begin`: word, number, reason, start ms (`req 1 rxreq`); the start is where the timestamps count from. */
 export const RAW_BEGIN = 0;
@@ -16,7 +16,10 @@ export const RAW_BEGIN = 0;
 export const RAW_TIMESTAMP = 1;
 /** A header record: tag, name, value (already masked) -> `name: value`. */
 export const RAW_HEADER = 2;
-/** Header records from a `name: value\r\n` block: tag, block, 1 to mask secrets (0 to log them as they are). */
+/**
+ * Header records from a `name: value\r\n` block: tag, block, 1 to mask secrets (0 to log them as they are), the offset
+ * its lines start at (0, or past a prefix logged as a RecordRun).
+ */
 export const RAW_BLOCK = 3;
 /** Three words joined by spaces: tag, a, b, c (`Link  req 5 rxreq`, `ReqStart  127.0.0.1 5000 a0`). */
 export const RAW_WORDS = 4;
@@ -24,6 +27,29 @@ export const RAW_WORDS = 4;
 export const RAW_HIT = 5;
 /** `ReqAcct`: request head and body bytes, response head and body bytes (and the two sums). */
 export const RAW_ACCT = 6;
+/** A RecordRun: records that recur as they are, appended as one entry. */
+export const RAW_RUN = 7;
+
+/**
+ * Records that recur exactly (a VCL call and its return, a response's protocol, status and reason, an object's stored
+ * response headers): appended as one entry and, written to the log file, formatted once per format and level and
+ * copied after that (txlog/format-bytes.ts fills `text` and `json`). A run never changes once made.
+ */
+export class RecordRun {
+  readonly tags: string[] = [];
+  readonly values: string[] = [];
+  /** The records as text lines, per nesting level. */
+  readonly text: Array<Uint8Array | undefined> = [];
+  /** The records as NDJSON `[tag,value]` pairs joined by commas. */
+  json: Uint8Array | undefined;
+
+  constructor(records: ReadonlyArray<readonly [string, string]>) {
+    for (const [tag, value] of records) {
+      this.tags.push(tag);
+      this.values.push(value);
+    }
+  }
+}
 
 export interface TxRecord {
   tag: string;
@@ -41,14 +67,14 @@ export function seconds6(ms: number): string {
 }
 
 /** The records as tag and value, built from what the request path appended. */
-export function decodeRaw(raw: readonly (string | number)[]): TxRecord[] {
+export function decodeRaw(raw: Readonly<RawRecords>): TxRecord[] {
   const out: TxRecord[] = [];
   visitRaw(raw, (tag, value) => out.push({ tag, value }));
   return out;
 }
 
 /** Calls `fn` with each record's tag and value, in order (one decoder for the record objects and the formatters). */
-export function visitRaw(raw: readonly (string | number)[], fn: (tag: string, value: string) => void): void {
+export function visitRaw(raw: Readonly<RawRecords>, fn: (tag: string, value: string) => void): void {
   let start = 0;
   let last = 0;
   let i = 0;
@@ -77,9 +103,15 @@ export function visitRaw(raw: readonly (string | number)[], fn: (tag: string, va
         i += 4;
         break;
       case RAW_BLOCK:
-        visitBlock(raw[i + 1] as string, raw[i + 2] as string, raw[i + 3] === 1, fn);
-        i += 4;
+        visitBlock(raw[i + 1] as string, raw[i + 2] as string, raw[i + 3] === 1, raw[i + 4] as number, fn);
+        i += 5;
         break;
+      case RAW_RUN: {
+        const run = raw[i + 1] as unknown as RecordRun;
+        for (let j = 0; j < run.tags.length; j++) fn(run.tags[j] as string, run.values[j] as string);
+        i += 2;
+        break;
+      }
       case RAW_WORDS:
         fn(raw[i + 1] as string, `${raw[i + 2]} ${raw[i + 3]} ${raw[i + 4]}`);
         i += 5;
@@ -103,11 +135,65 @@ export function visitRaw(raw: readonly (string | number)[], fn: (tag: string, va
   }
 }
 
-/** A header block's records: a line each (empty lines skipped), secrets masked when `mask`. */
-function visitBlock(tag: string, block: string, mask: boolean, fn: (tag: string, value: string) => void): void {
-  let s = 0;
-  for (let e = block.indexOf('\r\n'); e >= 0; e = block.indexOf('\r\n', s)) {
+/** A header block's records from offset `from`: a line each (empty lines skipped), secrets masked when `mask`. */
+export function visitBlock(tag: string, block: string, mask: boolean, from: number, fn: (tag: string, value: string) => void): void {
+  let s = from;
+  for (let e = block.indexOf('\r\n', s); e >= 0; e = block.indexOf('\r\n', s)) {
     if (e > s) fn(tag, mask ? maskHeaderLine(block.slice(s, e)) : block.slice(s, e));
     s = e + 2;
   }
+}
+
+/** Runs of a VCL call and its return (`VCL_call HIT`, `VCL_return deliver`), by call then return. */
+const vclRuns = new Map<string, Map<string, RecordRun>>();
+
+/** The run of `VCL_call <call>` and `VCL_return <ret>` (made once per pair; the pairs are a small fixed set). */
+export function vclRun(call: string, ret: string): RecordRun {
+  let byRet = vclRuns.get(call);
+  if (byRet === undefined) vclRuns.set(call, (byRet = new Map()));
+  let run = byRet.get(ret);
+  if (run === undefined) {
+    run = new RecordRun([
+      ['VCL_call', call],
+      ['VCL_return', ret],
+    ]);
+    // Bounded however it is called (the pairs are literals today).
+    if (byRet.size < 64) byRet.set(ret, run);
+  }
+  return run;
+}
+
+/** Runs of `RespProtocol HTTP/1.1`, `RespStatus <status>`, `RespReason <reason>`, by status. */
+const statusRuns: Array<RecordRun | undefined> = [];
+
+/** The response's status line records (`reason` is the status's standard phrase, so one run per status). */
+export function statusRun(status: number, reason: string): RecordRun {
+  const cached = status >= 100 && status <= 999 && Number.isInteger(status) ? statusRuns[status] : undefined;
+  if (cached !== undefined && cached.values[2] === reason) return cached;
+  const run = new RecordRun([
+    ['RespProtocol', 'HTTP/1.1'],
+    ['RespStatus', String(status)],
+    ['RespReason', reason],
+  ]);
+  if (status >= 100 && status <= 999 && Number.isInteger(status)) statusRuns[status] = run;
+  return run;
+}
+
+/** Header blocks' runs (an object's stored headers, served by every hit on it), masked and not, by block. */
+const blockRuns = [new Map<string, RecordRun>(), new Map<string, RecordRun>()];
+/** Blocks remembered at most (then the cache starts over): a run is made again at worst. */
+const BLOCK_RUNS_MAX = 4096;
+
+/** The header records of `block` (`name: value\r\n` lines) under `tag`, as one run made once per block. */
+export function blockRun(tag: string, block: string, mask: boolean): RecordRun {
+  const cache = blockRuns[mask ? 1 : 0] as Map<string, RecordRun>;
+  let run = cache.get(block);
+  if (run === undefined || run.tags[0] !== tag) {
+    const records: Array<[string, string]> = [];
+    visitBlock(tag, block, mask, 0, (t, v) => records.push([t, v]));
+    run = new RecordRun(records);
+    if (cache.size >= BLOCK_RUNS_MAX) cache.clear();
+    cache.set(block, run);
+  }
+  return run;
 }

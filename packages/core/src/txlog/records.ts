@@ -4,6 +4,7 @@ import type { LookupResult } from '../cache/store.js';
 import { ttlLeftSec } from '../http/age.js';
 import { getHeader, type HeaderMap } from '../http/headers.js';
 import type { BadRequestInfo, ConnectionContext } from '../http1/server.js';
+import { statusRun, vclRun } from './raw.js';
 import { maskRawHead } from './secrets.js';
 import type { Transaction, TxLog } from './txlog.js';
 
@@ -79,8 +80,7 @@ export function logGarbage(txlog: TxLog | undefined, status: number, reason: str
 /** A VCL_call / VCL_return pair. */
 export function logVcl(t: Transaction | undefined, call: string, ret: string): void {
   if (t === undefined) return;
-  t.add('VCL_call', call);
-  t.add('VCL_return', ret);
+  t.run(vclRun(call, ret));
 }
 
 /** Hit / HitMiss / HitPass and the VCL_call that follows, as varnishlog shows a lookup. */
@@ -108,12 +108,13 @@ export function logLookup(t: Transaction, r: LookupResult, nowMs: number, hitFor
   }
 }
 
-/** The response as sent; `deliver` = false for synth responses (vcl_synth runs instead of vcl_deliver). */
-export function logResp(t: Transaction, status: number, headers: HeaderMap | string, deliver = true): void {
-  t.add('RespProtocol', 'HTTP/1.1');
-  t.add('RespStatus', String(status));
-  t.add('RespReason', http.STATUS_CODES[status] ?? '');
-  if (typeof headers === 'string') t.headerBlock('RespHeader', headers);
+/**
+ * The response as sent; `deliver` = false for synth responses (vcl_synth runs instead of vcl_deliver). `stable`: for a
+ * header block, a prefix of it that recurs as it is (the object's stored headers on the hit path), logged as one run.
+ */
+export function logResp(t: Transaction, status: number, headers: HeaderMap | string, deliver = true, stable?: string): void {
+  t.run(statusRun(status, http.STATUS_CODES[status] ?? ''));
+  if (typeof headers === 'string') t.headerBlock('RespHeader', headers, stable);
   else t.headers('RespHeader', headers);
   if (deliver) logVcl(t, 'DELIVER', 'deliver');
   t.timestamp('Process');

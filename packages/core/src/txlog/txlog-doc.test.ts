@@ -18,6 +18,8 @@ describe('docs/txlog.md', () => {
     ...(/\.hit\(/.test(sources) ? ['Hit'] : []),
     ...(/\.acct\(/.test(sources) ? ['ReqAcct'] : []),
     ...[...sources.matchAll(/\.(?:headers|headerBlock)\('([A-Za-z_]+)'/g)].map((m) => m[1] as string),
+    // The records made once as a run (txlog/raw.ts's RecordRun: `['VCL_call', call]`), when the code logs the run.
+    ...[...read('packages/core/src/txlog/raw.ts').matchAll(/^\s+\['([A-Za-z_]+)', /gm)].map((m) => m[1] as string),
     'Timestamp',
     'Begin',
     'End',

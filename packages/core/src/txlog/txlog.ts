@@ -1,7 +1,7 @@
 import { formatNcsa } from './ncsa.js';
 import { formatNdjson, formatVarnishlog, type TxGrouping, type TxView } from './format.js';
 import type { HeaderMap } from '../http/headers.js';
-import { decodeRaw, RAW_ACCT, RAW_BEGIN, RAW_BLOCK, RAW_HEADER, RAW_HIT, RAW_TIMESTAMP, RAW_WORDS, type RawRecords, type TxRecord } from './raw.js';
+import { blockRun, decodeRaw, RAW_ACCT, RAW_BEGIN, RAW_BLOCK, RAW_HEADER, RAW_HIT, RAW_RUN, RAW_TIMESTAMP, RAW_WORDS, type RawRecords, type RecordRun, type TxRecord } from './raw.js';
 import { isSecretField, maskSecret } from './secrets.js';
 
 /**
@@ -85,9 +85,25 @@ export class Transaction {
     }
   }
 
-  /** Header records from a serialised block (`name: value\r\n` lines), as the hit path holds them; split when formatted. */
-  headerBlock(tag: string, block: string): void {
-    if (!this.ended) this.raw.push(RAW_BLOCK, tag, block, this.log.logSecrets ? 0 : 1);
+  /**
+   * Header records from a serialised block (`name: value\r\n` lines), as the hit path holds them; split when formatted.
+   * `stable`, when given, is a prefix of `block` ending at a line's end that recurs as it is (an object's stored
+   * headers): its records are one run, made once per block (txlog/raw.ts).
+   */
+  headerBlock(tag: string, block: string, stable?: string): void {
+    if (this.ended) return;
+    const mask = !this.log.logSecrets;
+    let from = 0;
+    if (stable !== undefined && stable.length > 0 && stable.length <= block.length && stable.charCodeAt(stable.length - 1) === 10 && stable.charCodeAt(stable.length - 2) === 13) {
+      this.raw.push(RAW_RUN, blockRun(tag, stable, mask));
+      from = stable.length;
+    }
+    this.raw.push(RAW_BLOCK, tag, block, mask ? 1 : 0, from);
+  }
+
+  /** Records that recur as they are (txlog/raw.ts's RecordRun), as one entry. */
+  run(r: RecordRun): void {
+    if (!this.ended) this.raw.push(RAW_RUN, r);
   }
 
   /** `Hit  <fetch vxid> <ttl> <grace> <keep>` (seconds, 6 decimals when formatted). */

@@ -1,7 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { logRestart } from './records.js';
+import { logResp, logRestart, logVcl } from './records.js';
 import { formatNdjson, formatVarnishlog, MemorySink, TxLog, type Transaction, type TxGrouping, type TxView } from './txlog.js';
-import { decodeBatch, encodeBatch } from './wire.js';
+import { ByteWriter } from './bytes.js';
+import { writeNdjson, writeVarnishlog } from './format-bytes.js';
+
+/** What the byte formatters (the log file's) write for `v`, as text. */
+function written(fn: (w: ByteWriter) => void): string {
+  const w = new ByteWriter(16);
+  fn(w);
+  return w.buf.toString('utf8', 0, w.n);
+}
 
 /** A group as the formatters saw it before issue 16: records as tag/value objects, nothing appended raw. */
 const asRecords = (t: TxView): TxView => ({ vxid: t.vxid, type: t.type, records: t.records.map((r) => ({ ...r })), children: t.children.map(asRecords), endSeq: t.endSeq ?? 0 });
@@ -44,22 +52,21 @@ function groups(logSecrets: boolean): { sink: MemorySink; roots: Transaction[] }
 }
 
 describe('records appended raw (issue 16)', () => {
-  it('format to the same bytes as the records did, in the proxy thread and after crossing to the writer thread', () => {
+  it('format to the same bytes as the records did, as strings and written as bytes (the log file)', () => {
     for (const logSecrets of [false, true]) {
       const { sink, roots } = groups(logSecrets);
       expect(roots.length).toBe(2);
       const views: TxView[] = [...roots, ...sink.sessions];
-      const crossed = decodeBatch(encodeBatch(views));
-      expect(crossed.length).toBe(views.length);
-      for (const [i, v] of views.entries()) {
+      for (const v of views) {
         for (const g of ['request', 'vxid'] as TxGrouping[]) {
           const text = formatVarnishlog(v, g);
           expect(text).toBe(formatVarnishlog(asRecords(v), g));
-          expect(formatVarnishlog(crossed[i] as TxView, g)).toBe(text);
+          expect(written((w) => writeVarnishlog(w, v, g))).toBe(text);
+          expect(written((w) => writeVarnishlog(w, asRecords(v), g))).toBe(text);
         }
         expect(formatNdjson(v)).toBe(formatNdjson(asRecords(v)));
-        expect(formatNdjson(crossed[i] as TxView)).toBe(formatNdjson(v));
-        expect((crossed[i] as TxView).records).toEqual(v.records);
+        expect(written((w) => writeNdjson(w, v))).toBe(formatNdjson(v));
+        expect(written((w) => writeNdjson(w, asRecords(v)))).toBe(formatNdjson(v));
       }
     }
   });
@@ -89,5 +96,66 @@ describe('records appended raw (issue 16)', () => {
     expect(text).toContain('-   ReqAcct        88 0 88 172 1024 1196\n');
     expect(text).toContain('--  ReqAcct        1 2 3 3 4 7\n');
     expect(text).toContain('-   Link           req 5 slice\n');
+  });
+});
+
+describe('records that recur, logged as one run (issue 16)', () => {
+  it('a header block with its stored part as a run gives the records the whole block gives, masked or not', () => {
+    const stored = 'content-type: text/plain\r\nset-cookie: sid=abc; Path=/\r\n\r\nx-odd: caf\u00e9\r\n';
+    const block = `${stored}age: 3\r\ncache-status: sluice; hit\r\nx-cut`;
+    for (const logSecrets of [false, true]) {
+      const sink = new MemorySink();
+      const log = new TxLog([sink], { now: () => 1, logSecrets });
+      const whole = log.beginRequest(0);
+      whole.headerBlock('RespHeader', block);
+      whole.end();
+      const split = log.beginRequest(0);
+      split.headerBlock('RespHeader', block, stored);
+      // Twice: the second time the run is the one made the first time.
+      split.headerBlock('RespHeader', block, stored);
+      split.end();
+      const values = (t: Transaction): string[] => t.records.filter((r) => r.tag === 'RespHeader').map((r) => r.value);
+      expect(values(whole)).toEqual([
+        'content-type: text/plain',
+        logSecrets ? 'set-cookie: sid=abc; Path=/' : 'set-cookie: sid=***; Path=/',
+        'x-odd: caf\u00e9',
+        'age: 3',
+        'cache-status: sluice; hit',
+      ]);
+      expect(values(split)).toEqual([...values(whole), ...values(whole)]);
+      for (const g of ['request', 'vxid'] as TxGrouping[]) expect(written((w) => writeVarnishlog(w, split, g))).toBe(formatVarnishlog(asRecords(split), g));
+      expect(written((w) => writeNdjson(w, split))).toBe(formatNdjson(asRecords(split)));
+    }
+  });
+
+  it('a prefix that does not end a line is not taken as a run (the block is split as a whole)', () => {
+    const sink = new MemorySink();
+    const log = new TxLog([sink], { now: () => 1 });
+    const t = log.beginRequest(0);
+    t.headerBlock('RespHeader', 'a: 1\r\nb: 2\r\n', 'a: 1\r\nb');
+    t.end();
+    expect(t.raw.filter((x) => typeof x === 'object')).toEqual([]);
+    expect(t.records.map((r) => `${r.tag} ${r.value}`)).toEqual(['Begin req 0 rxreq', 'RespHeader a: 1', 'RespHeader b: 2', 'End ']);
+  });
+
+  it('VCL call/return pairs and status lines are the records add() gave', () => {
+    const sink = new MemorySink();
+    const log = new TxLog([sink], { now: () => 1 });
+    const t = log.beginRequest(0);
+    logVcl(t, 'HIT', 'deliver');
+    logResp(t, 404, {}, false);
+    logResp(t, 299, {}, false);
+    t.end();
+    expect(t.records.slice(1, -2).map((r) => `${r.tag} ${r.value}`)).toEqual([
+      'VCL_call HIT',
+      'VCL_return deliver',
+      'RespProtocol HTTP/1.1',
+      'RespStatus 404',
+      'RespReason Not Found',
+      'Timestamp Process: 0.001000 0.000000 0.000000',
+      'RespProtocol HTTP/1.1',
+      'RespStatus 299',
+      'RespReason ',
+    ]);
   });
 });
