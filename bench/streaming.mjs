@@ -1,4 +1,4 @@
-// Streaming benchmarks (issue 3). Usage: node bench/streaming.mjs [--quick] [--out FILE] [--scenario transit
+// Streaming benchmarks (issue 3). Usage: node bench/streaming.mjs [--quick] [--out FILE] [--scenario bulk|transit
 //   [--base DIR] [--transit-runs N] [--transit-args "PROXY FLAGS"]]
 //   range-on-miss: a cold 100 MiB object, a client asks for 1000 bytes in the middle: time to first byte and how many
 //                  bytes the origin had sent by then; direct (the origin answers the Range itself), Sluice, and nginx
@@ -166,7 +166,8 @@ async function rangeRounds(originUrl, targets, size, proxyPid) {
   const per = new Map(targets.map(([mode]) => [mode, { ttfb: [], ttlb: [], sent: [], cpu: [] }]));
   for (let r = -1; r < ROUNDS; r++) {
     for (const target of targets) {
-      const c0 = target[0] === 'sluice' ? cpuMicros(proxyPid) : 0;
+      const pid = target[2] ?? (target[0] === 'sluice' ? proxyPid : undefined);
+      const c0 = pid !== undefined ? cpuMicros(pid) : 0;
       const [row] = await rangeOnMiss(originUrl, [target], { size, runs: 1 });
       // Round -1 warms every target up (JIT, connections) and is not counted.
       if (r < 0) continue;
@@ -174,16 +175,16 @@ async function rangeRounds(originUrl, targets, size, proxyPid) {
       p.ttfb.push(row.ttfbMs.p50);
       p.ttlb.push(row.ttlbMs.p50);
       p.sent.push(row.originBytesAtTtfb);
-      if (target[0] === 'sluice') {
+      if (pid !== undefined) {
         // Let the fetch of the rest of the object end, so its CPU is counted (per MiB of the whole object).
         await sleep(quick ? 300 : 1500);
-        p.cpu.push(Math.round((cpuMicros(proxyPid) - c0) / (size / MiB)));
+        p.cpu.push(Math.round((cpuMicros(pid) - c0) / (size / MiB)));
       }
     }
   }
   const rows = targets.map(([mode]) => {
     const p = per.get(mode);
-    return { name: 'range-on-miss', mode, objectBytes: size, rangeStart: size / 2, rounds: ROUNDS, ttfbMs: percentiles(p.ttfb), ttlbMs: percentiles(p.ttlb), ttfbRoundsMs: p.ttfb.map((x) => Math.round(x * 10) / 10), originBytesAtTtfb: median(p.sent), ...(mode === 'sluice' ? { cpuMicrosPerMiB: median(p.cpu), cpuRounds: p.cpu } : {}) };
+    return { name: 'range-on-miss', mode, objectBytes: size, rangeStart: size / 2, rounds: ROUNDS, ttfbMs: percentiles(p.ttfb), ttlbMs: percentiles(p.ttlb), ttfbRoundsMs: p.ttfb.map((x) => Math.round(x * 10) / 10), originBytesAtTtfb: median(p.sent), ...(p.cpu.length > 0 ? { cpuMicrosPerMiB: median(p.cpu), cpuRounds: p.cpu } : {}) };
   });
   const p50 = (mode) => rows.find((r) => r.mode === mode)?.ttfbMs.p50;
   for (const r of rows) {
@@ -197,8 +198,9 @@ async function rangeRounds(originUrl, targets, size, proxyPid) {
 async function missWhole(targets, size, proxyPid) {
   const per = new Map(targets.map(([mode]) => [mode, { ttfb: [], ttlb: [], cpu: [] }]));
   for (let r = -1; r < ROUNDS; r++) {
-    for (const [mode, base] of targets) {
-      const c0 = mode === 'sluice' ? cpuMicros(proxyPid) : 0;
+    for (const [mode, base, targetPid] of targets) {
+      const pid = targetPid ?? (mode === 'sluice' ? proxyPid : undefined);
+      const c0 = pid !== undefined ? cpuMicros(pid) : 0;
       const { status, bytes: got, ttfb: first, ttlb } = await timedGet(`${base}/big/${size}?whole=${mode}-${r}-${Date.now()}`);
       if (status !== 200 || got !== size) throw new Error(`miss-whole ${mode}: status ${status}, ${got} bytes`);
       await sleep(200);
@@ -207,12 +209,12 @@ async function missWhole(targets, size, proxyPid) {
       const p = per.get(mode);
       p.ttfb.push(first);
       p.ttlb.push(ttlb);
-      if (mode === 'sluice') p.cpu.push(Math.round((cpuMicros(proxyPid) - c0) / (size / MiB)));
+      if (pid !== undefined) p.cpu.push(Math.round((cpuMicros(pid) - c0) / (size / MiB)));
     }
   }
   const rows = targets.map(([mode]) => {
     const p = per.get(mode);
-    return { name: 'miss-whole', mode, objectBytes: size, rounds: ROUNDS, ttfbMs: percentiles(p.ttfb), ttlbMs: percentiles(p.ttlb), ttlbRoundsMs: p.ttlb.map((x) => Math.round(x)), ...(mode === 'sluice' ? { cpuMicrosPerMiB: median(p.cpu), cpuRounds: p.cpu } : {}) };
+    return { name: 'miss-whole', mode, objectBytes: size, rounds: ROUNDS, ttfbMs: percentiles(p.ttfb), ttlbMs: percentiles(p.ttlb), ttlbRoundsMs: p.ttlb.map((x) => Math.round(x)), ...(p.cpu.length > 0 ? { cpuMicrosPerMiB: median(p.cpu), cpuRounds: p.cpu } : {}) };
   });
   const direct = rows.find((r) => r.mode === 'direct').ttlbMs.p50;
   for (const r of rows) r.ttlbVsDirect = ratio(r.ttlbMs.p50, direct);
@@ -247,7 +249,23 @@ async function main() {
   const origin = await startSluice(['origin', '--listen', '127.0.0.1:0']);
   const scenarios = [];
   let nginx;
-  if (only === undefined) {
+  if (only === 'bulk') {
+    // Only the two bulk-miss scenarios (issue 16): range on a cold object and the whole cold object; with --base, that
+    // checkout's proxy as one more target in the same interleaved rounds.
+    const proxy = await startSluice(['proxy', '--listen', '127.0.0.1:0', '--backend', origin.url, '--quiet']);
+    nginx = argv.includes('--no-nginx') ? undefined : await startNginxCache(origin.url, 19000 + Math.floor(Math.random() * 1000));
+    const targets = [['direct', origin.url], ['sluice', proxy.url]];
+    if (base !== undefined) {
+      const b = await startSluice(['proxy', '--listen', '127.0.0.1:0', '--backend', origin.url, '--quiet'], base);
+      targets.push(['sluice-base', b.url, b.pid]);
+    }
+    if (nginx !== undefined) targets.push(['nginx', nginx.url]);
+    await sleep(200);
+    console.log('range on a cold object ...');
+    scenarios.push(...(await rangeRounds(origin.url, targets, quick ? 16 * MiB : 100 * MiB, proxy.pid)));
+    console.log('whole cold object ...');
+    scenarios.push(...(await missWhole(targets, quick ? 16 * MiB : 100 * MiB, proxy.pid)));
+  } else if (only === undefined) {
     const fast = await startSluice(['origin', '--fast', '--listen', '127.0.0.1:0']);
     const proxy = await startSluice(['proxy', '--listen', '127.0.0.1:0', '--backend', origin.url, '--quiet']);
     nginx = argv.includes('--no-nginx') ? undefined : await startNginxCache(origin.url, 19000 + Math.floor(Math.random() * 1000));
@@ -268,7 +286,7 @@ async function main() {
     console.log('transit buffer ...');
     scenarios.push(...(await transit(origin.url)));
   } else {
-    throw new Error(`--scenario: "${only}" is not one of: transit`);
+    throw new Error(`--scenario: "${only}" is not one of: transit, bulk`);
   }
   await stopAll();
   const result = { date: new Date().toISOString(), quick, scenario: only ?? 'all', base: base ?? null, machine: m, peer: nginx ? { name: nginx.version, config: 'worker_processes 1; proxy_cache (no slice)' } : null, scenarios };
