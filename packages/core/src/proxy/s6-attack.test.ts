@@ -584,3 +584,101 @@ describe('a full origin queue, HTTP/1.0 streaming and a graceful stop mid-respon
     expect(uncaught).toEqual([]);
   });
 });
+
+describe('slicer runs and the request hook (vcl_recv)', () => {
+  const SEG = 1024;
+  const BODY = pattern(10_000, 11);
+  const DECOY = pattern(10_000, 99);
+
+  /** An origin serving `body` (206 for any single bytes=a-b), with or without an ETag; counts requests. */
+  async function rangeOrigin(body: Buffer, etag: string | undefined) {
+    return track(
+      await startRawOrigin((s, head) => {
+        const v = etag === undefined ? '' : `etag: ${etag}\r\n`;
+        const m = /\r\nrange: bytes=(\d+)-(\d+)/i.exec(head);
+        if (m === null) return void s.write(Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\n${v}content-length: ${body.length}\r\n\r\n`), body]));
+        const a = Number(m[1]);
+        const b = Math.min(body.length - 1, Number(m[2]));
+        s.write(Buffer.concat([Buffer.from(`HTTP/1.1 206 Partial Content\r\ncache-control: max-age=60\r\n${v}content-range: bytes ${a}-${b}/${body.length}\r\ncontent-length: ${b - a + 1}\r\n\r\n`), body.subarray(a, b + 1)]));
+      }),
+    );
+  }
+
+  // The two backends happen to give the same validator (nginx's ETag is mtime-size: two files built together).
+  for (const etag of ['"5f3a-2710"', 'W/"weak"']) {
+    it(`a requestFilter that picks the backend: every run goes to that backend, never to the director's choice (ETag ${etag})`, async () => {
+      const { createOriginClient } = await import('@sluice/origin-client');
+      const { createProxy } = await import('./proxy.js');
+      const decoy = await rangeOrigin(DECOY, etag);
+      const real = await rangeOrigin(BODY, etag);
+      // The director alone would pick the decoy (fallback: the first healthy backend).
+      const upstream = createOriginClient({ backends: [{ name: 'decoy', url: decoy.url }, { name: 'real', url: real.url }], director: 'fallback' });
+      const proxy = createProxy({
+        upstream,
+        slice: { sizeBytes: SEG, minBytes: 0, runs: true },
+        hooks: {
+          requestFilter: (req) => {
+            req.backend = 'real';
+            return undefined;
+          },
+        },
+      });
+      const addr = await proxy.listen(0);
+      track({ close: async () => (await proxy.close(), await upstream.destroy()) });
+      const r = await request(`http://127.0.0.1:${addr.port}/file`);
+      const got = Buffer.from(await r.body.arrayBuffer());
+      expect(r.statusCode).toBe(200);
+      // Sliced, with runs (else this test would not be about them).
+      expect(proxy.stats.slice_segments).toBe(10);
+      expect(real.count).toBeLessThan(10);
+      expect(got.equals(BODY)).toBe(true);
+      expect(decoy.count).toBe(0);
+      // The segments kept are the real ones.
+      const again = Buffer.from(await (await request(`http://127.0.0.1:${addr.port}/file`)).body.arrayBuffer());
+      expect(again.equals(BODY)).toBe(true);
+      expect(uncaught).toEqual([]);
+    });
+  }
+});
+
+describe('slicer runs and a cache key made from what the request hook put in the context', () => {
+  it('the run keeps its segments under the keys the segment subrequests look up: each byte fetched once, a second read all hits', async () => {
+    const SEG = 1024;
+    const BODY = pattern(10_000, 12);
+    let rangeBytes = 0;
+    const origin = track(
+      await startRawOrigin((s, head) => {
+        const m = /\r\nrange: bytes=(\d+)-(\d+)/i.exec(head);
+        if (m === null) return void s.write(Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\netag: "e"\r\ncontent-length: ${BODY.length}\r\n\r\n`), BODY]));
+        const a = Number(m[1]);
+        const b = Math.min(BODY.length - 1, Number(m[2]));
+        rangeBytes += b - a + 1;
+        s.write(Buffer.concat([Buffer.from(`HTTP/1.1 206 Partial Content\r\ncache-control: max-age=60\r\netag: "e"\r\ncontent-range: bytes ${a}-${b}/${BODY.length}\r\ncontent-length: ${b - a + 1}\r\n\r\n`), BODY.subarray(a, b + 1)]));
+      }),
+    );
+    const px = track(
+      await startProxy(origin.url, {
+        slice: { sizeBytes: SEG, minBytes: 0, runs: true },
+        hooks: {
+          // vcl_recv classifies the client, vcl_hash keys on the class (a common device-detection setup).
+          requestFilter: (req, ctx) => {
+            ctx['device'] = /mobile/i.test(String(req.headers['user-agent'] ?? '')) ? 'mobile' : 'desktop';
+            return undefined;
+          },
+          cacheKey: (req, ctx) => `${String(req.headers['host'])}${req.url}#${String(ctx['device'])}`,
+        },
+      }),
+    );
+    const ua = { 'user-agent': 'Mobile Safari' };
+    const first = await request(`${px.url}/file`, { headers: ua });
+    expect(Buffer.from(await first.body.arrayBuffer()).equals(BODY)).toBe(true);
+    expect(px.proxy.stats.slice_segments).toBe(10);
+    // Every byte once from the origin: the run's segments are the ones the subrequests found.
+    expect(rangeBytes).toBe(BODY.length);
+    const before = origin.count;
+    const warm = await request(`${px.url}/file`, { headers: ua });
+    expect(Buffer.from(await warm.body.arrayBuffer()).equals(BODY)).toBe(true);
+    expect(origin.count).toBe(before);
+    expect(uncaught).toEqual([]);
+  });
+});

@@ -66,7 +66,9 @@ export function startRun<Ctx>(env: ProxyEnv<Ctx>, parent: Tx<Ctx>, meta: CacheOb
     if (prev !== undefined && i !== prev.index + 1) break;
     if (i * s.size >= s.total) break;
     const req = segmentRequestOf(parent.req, i, s.size, s.gen);
-    const key = env.keyOf(req, env.newCtx());
+    // The key with the context the client's request hook filled (its segment subrequests' hook fills theirs alike):
+    // a fresh one would key the segments where no subrequest looks (a cacheKey hook reading the context).
+    const key = env.keyOf(req, parent.ctx);
     if (typeof key !== 'string') break;
     const r = env.store.lookup(key, req.headers, env.now());
     if (r.kind === 'grace' && r.fetch !== undefined) env.store.releaseBusy(r.fetch);
@@ -94,6 +96,9 @@ async function runFetch<Ctx>(env: ProxyEnv<Ctx>, parent: Tx<Ctx>, meta: CacheObj
   const end = last.index * s.size + last.length - 1;
   const bereq = missRequest({ req: first.req, key: first.obj.key, pin: parent.pin }, env.via, false, env.rules);
   bereq.headers['range'] = `bytes=${start}-${end}`;
+  // The backend the client's request hook chose (req.backend_hint), as its segment subrequests' hook does: the
+  // director's own choice may be another origin entirely.
+  bereq.backend = parent.req.backend;
   // Any segment's fetch aborted (shutdown, or the store gave it up) stops the run.
   const controller = new AbortController();
   const onAbort = (): void => controller.abort(new ProxyError('CORE_ERR_NO_READER', 'slicer run aborted', { source: 'downstream' }));
