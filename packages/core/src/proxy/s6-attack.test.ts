@@ -822,3 +822,31 @@ describe('slicer runs and a request hook that passes segment requests', () => {
     expect(uncaught).toEqual([]);
   });
 });
+
+describe('request bodies on the synchronous dispatch', () => {
+  it('a POST pass with Expect: 100-continue: the client is told to continue, its body reaches the origin whole, the answer comes back', async () => {
+    const { settlesWithin } = await import('../test-support/harness.js');
+    const sent = pattern(70_000);
+    let got = Buffer.alloc(0);
+    const { startScriptedOrigin } = await import('@sluice/fixtures');
+    const origin = track(
+      await startScriptedOrigin(async (req, res) => {
+        const parts: Buffer[] = [];
+        for await (const c of req) parts.push(c as Buffer);
+        got = Buffer.concat(parts);
+        res.writeHead(200, { 'content-length': String(String(got.length).length) });
+        res.end(String(got.length));
+      }),
+    );
+    const px = track(await startProxy(origin.url));
+    const c = rawConn(px.port);
+    c.sock.write(`POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: ${sent.length}\r\nExpect: 100-continue\r\n\r\n`);
+    expect(await settlesWithin(c.wait((b) => b.toString('latin1').startsWith('HTTP/1.1 100')), 3000)).toBe(true);
+    c.sock.write(sent.subarray(0, 30_000));
+    setTimeout(() => c.sock.write(sent.subarray(30_000)), 20);
+    const all = await c.wait((b) => b.toString('latin1').endsWith(String(sent.length)));
+    expect(all.toString('latin1')).toMatch(/HTTP\/1\.1 200 OK/);
+    expect(got.equals(sent)).toBe(true);
+    expect(uncaught).toEqual([]);
+  });
+});
