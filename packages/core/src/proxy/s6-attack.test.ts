@@ -850,3 +850,31 @@ describe('request bodies on the synchronous dispatch', () => {
     expect(uncaught).toEqual([]);
   });
 });
+
+describe('an upstreamResponseFilter that rejects, or returns a thenable that throws', () => {
+  it('each answered with an error, nothing kept, the next request fetched again and served', async () => {
+    let mode = 'reject';
+    const origin = track(await startRawOrigin((s) => s.write('HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\ncontent-length: 2\r\n\r\nok')));
+    const px = track(
+      await startProxy(origin.url, {
+        hooks: {
+          upstreamResponseFilter: () => {
+            if (mode === 'reject') return Promise.reject(new Error('no'));
+            if (mode === 'thenable') return { then: () => { throw new Error('no'); } } as unknown as Promise<undefined>;
+            return undefined;
+          },
+        },
+      }),
+    );
+    for (const m of ['reject', 'thenable']) {
+      mode = m;
+      const r = parseRawResponse(await rawExchange(px.port, 'GET /h HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n'));
+      expect(r.status).toBeGreaterThanOrEqual(500);
+    }
+    mode = 'ok';
+    const ok = parseRawResponse(await rawExchange(px.port, 'GET /h HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n'));
+    expect([ok.status, ok.body.toString()]).toEqual([200, 'ok']);
+    expect(origin.count).toBe(3);
+    expect(uncaught).toEqual([]);
+  });
+});
