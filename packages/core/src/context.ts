@@ -50,7 +50,8 @@ export interface SliceOptions {
   readAhead?: number | undefined;
   /**
    * Read-ahead of a sliced object's missing segments as runs: consecutive ones fetched with one origin Range request
-   * and cut into their segment objects (slicer/run.ts). Default off.
+   * and cut into their segment objects (slicer/run.ts). Default off; not used with a requestFilter or an upstream hook
+   * (each segment subrequest runs them, a run would not).
    */
   runs?: boolean | undefined;
 }

@@ -19,8 +19,9 @@ import { parseContentRange } from './slicer.js';
  * until the run's head is in, then streaming), so logs and stats still show one subrequest per segment. What goes:
  * an origin request, its head and a fetch task per segment.
  *
- * Only for a sliced object's meta object (the response decided it: `--slice --slice-min`), without upstream hooks
- * (they shape each segment's request and response; a run is no segment's request) and with a synchronous cache key.
+ * Only for a sliced object's meta object (the response decided it: `--slice --slice-min`), without a request hook or
+ * upstream hooks (they shape each segment's request and response: its backend, its context and so its key, pass or
+ * lookup; a run is no segment's request and runs none of them) and with a synchronous cache key.
  * A run is at most the read-ahead long (stitch.ts), so a client leaving leaves at most that much to fetch, as one
  * segment fetch per read-ahead segment does.
  *
@@ -34,7 +35,9 @@ import { parseContentRange } from './slicer.js';
 /** Whether a sliced response in `env` may use runs. */
 export function runsAllowed<Ctx>(env: ProxyEnv<Ctx>): boolean {
   const h = env.hooks;
-  return env.slicing?.runs === true && h.upstreamRequestFilter === undefined && h.upstreamResponseFilter === undefined;
+  // vcl_recv too: each segment subrequest runs it (it may pick the backend, fill the context the cache key reads, or
+  // pass the segment), the run would not (s6 attack: a run sent to the director's backend served its bytes).
+  return env.slicing?.runs === true && h.requestFilter === undefined && h.upstreamRequestFilter === undefined && h.upstreamResponseFilter === undefined;
 }
 
 /** One segment of a run: its (busy, then streaming) object, its request, its length, and how far it is filled. */
