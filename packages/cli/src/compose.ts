@@ -56,7 +56,7 @@ function logSink(config: Config): LogSink | undefined {
   return config.logFormat !== undefined ? new NcsaFormatSink(out, compileNcsaFormat(config.logFormat)) : new StreamSink(out, config.log, config.logGrouping);
 }
 
-export function compose(config: Config, onLog?: (line: LogLine) => void): Composed {
+export function compose(config: Config, onLog?: (line: LogLine) => void, onTransitBytes?: (bytes: number) => void): Composed {
   const fileSink = logSink(config);
   const origin = createOriginClient({ backends: config.backends, director: config.director, directors: config.directors, connectAllow: config.connectAllow });
   // The port contract: the compiler checks here that the origin client fits core's Upstream.
@@ -75,6 +75,7 @@ export function compose(config: Config, onLog?: (line: LogLine) => void): Compos
     sendTimeoutMs: config.sendTimeoutMs,
     tunnelIdleTimeoutMs: config.tunnelIdleTimeoutMs,
     ...(onLog === undefined ? {} : { onLog }),
+    ...(onTransitBytes === undefined ? {} : { onTransitBytes }),
   });
   return {
     proxy,

@@ -7,42 +7,51 @@ describe('startYoungGc', () => {
     vi.useRealTimers();
   });
 
-  it('collects once `everyBytes` more bytes arrived, at most once per period, and not otherwise', () => {
+  it('collects once `everyBytes` more bytes were noted, from a timer, at most once per period, and not otherwise', () => {
     vi.useFakeTimers();
-    let bytes = 5_000;
     const gc = vi.fn();
-    const y = startYoungGc({ everyBytes: 1000, bytes: () => bytes, periodMs: 20, gc });
-    // Bytes before the start do not count.
+    const y = startYoungGc({ everyBytes: 1000, periodMs: 20, gc, now: Date.now });
+    // Nothing noted: no timer at all (an idle proxy is never woken by it).
+    expect(vi.getTimerCount()).toBe(0);
     vi.advanceTimersByTime(100);
+    y.note(999);
+    expect(vi.getTimerCount()).toBe(0);
+    y.note(1);
+    // Never inside the write that crossed the mark: from a timer of its own.
     expect(gc).not.toHaveBeenCalled();
-    bytes += 999;
-    vi.advanceTimersByTime(100);
-    expect(gc).not.toHaveBeenCalled();
-    bytes += 1;
-    vi.advanceTimersByTime(20);
+    vi.advanceTimersByTime(0);
     expect(gc).toHaveBeenCalledTimes(1);
-    // 10 000 bytes within one period: one collection, and the count starts again from there.
-    bytes += 10_000;
-    vi.advanceTimersByTime(20);
+    // 10 000 bytes at once, right after: one collection, and not before the period since the last one is over.
+    y.note(10_000);
+    y.note(10_000);
+    vi.advanceTimersByTime(19);
+    expect(gc).toHaveBeenCalledTimes(1);
+    vi.advanceTimersByTime(1);
     expect(gc).toHaveBeenCalledTimes(2);
+    // The count starts again from there.
+    y.note(999);
     vi.advanceTimersByTime(200);
     expect(gc).toHaveBeenCalledTimes(2);
     expect(y.runs).toBe(2);
+    y.note(1);
     y.stop();
-    bytes += 10_000;
     vi.advanceTimersByTime(200);
     expect(gc).toHaveBeenCalledTimes(2);
+    y.note(10_000);
+    vi.advanceTimersByTime(200);
+    expect(gc).toHaveBeenCalledTimes(2);
+    expect(vi.getTimerCount()).toBe(0);
   });
 
   it('does nothing with everyBytes 0 (left to V8)', () => {
     vi.useFakeTimers();
-    let bytes = 0;
     const gc = vi.fn();
-    const y = startYoungGc({ everyBytes: 0, bytes: () => bytes, gc });
-    bytes += 1e9;
+    const y = startYoungGc({ everyBytes: 0, gc });
+    y.note(1e9);
     vi.advanceTimersByTime(1000);
     expect(gc).not.toHaveBeenCalled();
     expect(y.runs).toBe(0);
+    expect(vi.getTimerCount()).toBe(0);
     y.stop();
   });
 });

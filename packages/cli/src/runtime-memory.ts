@@ -12,7 +12,8 @@ import vm from 'node:vm';
  *   once young ArrayBuffers reach 2 x its default max semi-space (16 MiB on 64-bit without pointer compression: 32
  *   MiB, `Heap::AllocateExternalBackingStore`). That rule takes a constant, not `--max-semi-space-size` (which is why
  *   that flag did not help). `startYoungGc` runs a young-generation GC when `everyBytes` of unstored bodies were sent
- *   since the last one (the proxy's `transit_bodybytes`; at most one per `periodMs`), which bounds those dead
+ *   since the last one (noted through the proxy's onTransitBytes, what `transit_bodybytes` counts; at most one per
+ *   `periodMs`, from a timer armed only then), which bounds those dead
  *   buffers near `everyBytes` plus one period of traffic. Stored misses and hits do not count: their buffers live on
  *   in the cache, and a scavenge would free nothing.
  * - TurboFan recompiling undici's llhttp parser (WebAssembly) once hot, in V8's worker threads (~35 MiB of compiler
@@ -41,41 +42,60 @@ export function minorGcFunction(): () => void {
 }
 
 export interface YoungGcOptions {
-  /** Bytes that may arrive between two collections (0 leaves collections to V8 alone: `startYoungGc` does nothing). */
+  /** Bytes that may become garbage between two collections (0 leaves collections to V8 alone: nothing runs). */
   everyBytes: number;
-  /** A monotonic count of bytes whose socket read buffers became garbage (the proxy's transit_bodybytes). */
-  bytes: () => number;
-  /** How often the count is looked at (default 20 ms); at most one collection per period. */
+  /** The least time between two collections (default 20 ms). */
   periodMs?: number;
   /** The collection (default: `minorGcFunction()`). */
   gc?: () => void;
+  /** Clock in ms (default `performance.now`). */
+  now?: () => number;
 }
 
 export interface YoungGc {
+  /** Tells it `bytes` more bytes became garbage (the proxy's onTransitBytes). */
+  note(bytes: number): void;
   /** Collections run so far. */
   readonly runs: number;
   stop(): void;
 }
 
-/** Runs a young-generation GC whenever `everyBytes` more bytes arrived since the last one (see the module comment). */
+/**
+ * Runs a young-generation GC once `everyBytes` more bytes became garbage since the last one (see the module comment),
+ * at most one per `periodMs`, from a timer of its own (never inside the write that crossed the mark). Nothing runs
+ * while no bytes are noted: an idle proxy is never woken by it.
+ */
 export function startYoungGc(opts: YoungGcOptions): YoungGc {
-  if (!(opts.everyBytes > 0)) return { runs: 0, stop: () => undefined };
+  if (!(opts.everyBytes > 0)) return { note: () => undefined, runs: 0, stop: () => undefined };
   const gc = opts.gc ?? minorGcFunction();
-  let last = opts.bytes();
+  const periodMs = opts.periodMs ?? 20;
+  const now = opts.now ?? (() => performance.now());
+  let pending = 0;
+  let lastAt = -Infinity;
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
   const state = { runs: 0 };
-  const timer = setInterval(() => {
-    const now = opts.bytes();
-    if (now - last < opts.everyBytes) return;
-    last = now;
+  const run = (): void => {
+    timer = undefined;
+    pending = 0;
+    lastAt = now();
     state.runs++;
     gc();
-  }, opts.periodMs ?? 20);
-  // Never what keeps the process alive.
-  timer.unref();
+  };
   return {
+    note(bytes: number): void {
+      pending += bytes;
+      if (pending < opts.everyBytes || timer !== undefined || stopped) return;
+      timer = setTimeout(run, Math.max(0, lastAt + periodMs - now()));
+      // Never what keeps the process alive.
+      timer.unref();
+    },
     get runs() {
       return state.runs;
     },
-    stop: () => clearInterval(timer),
+    stop: () => {
+      stopped = true;
+      if (timer !== undefined) clearTimeout(timer);
+    },
   };
 }

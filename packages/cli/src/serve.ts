@@ -24,9 +24,9 @@ const urlOf = (a: { family: string; address: string; port: number }): string => 
 export async function serve(
   config: Config,
   write: (line: string) => void,
-  opts: { reload?: (() => Promise<string>) | undefined } = {},
+  opts: { reload?: (() => Promise<string>) | undefined; onTransitBytes?: ((bytes: number) => void) | undefined } = {},
 ): Promise<Composed & { url: string; adminUrl: string | undefined; adminToken: string | undefined }> {
-  const c = compose(config, config.quiet ? undefined : (l) => write(formatLogLine(l)));
+  const c = compose(config, config.quiet ? undefined : (l) => write(formatLogLine(l)), opts.onTransitBytes);
   let url: string;
   try {
     url = urlOf(await c.proxy.listen(config.listenPort, config.listenHost));

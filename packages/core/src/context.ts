@@ -94,6 +94,8 @@ export interface ProxyEnv<Ctx> {
   readonly tunnelIdleTimeoutMs: number;
   readonly txlog: TxLog | undefined;
   readonly log: (line: LogLine) => void;
+  /** See ProxyOptions.onTransitBytes. */
+  readonly onTransitBytes: ((bytes: number) => void) | undefined;
   /** Fetches running now (aborted on close). */
   readonly inflight: Set<CacheObject>;
   /** Set once anything was sliced: purges then also look for segment keys. */

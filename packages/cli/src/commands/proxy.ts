@@ -78,10 +78,12 @@ export default class ProxyCommand extends Command {
       const fixed = restartOnly(config, next);
       return `reloaded ${flags.config}${fixed.length > 0 ? `; a restart is needed to change ${fixed.join(', ')}` : ''}`;
     };
-    const running = await serve(config, (l) => process.stderr.write(`${l}\n`), { reload: flags.config === undefined ? undefined : reload });
+    const youngGc = startYoungGc({ everyBytes: youngGcBytes });
+    const running = await serve(config, (l) => process.stderr.write(`${l}\n`), {
+      reload: flags.config === undefined ? undefined : reload,
+      onTransitBytes: youngGcBytes > 0 ? (n) => youngGc.note(n) : undefined,
+    });
     holder.proxy = running.proxy;
-    const stats = running.proxy.stats;
-    const youngGc = startYoungGc({ everyBytes: youngGcBytes, bytes: () => stats.transit_bodybytes });
     process.on('SIGHUP', () => {
       reload().then(
         (line) => this.log(`sluice: SIGHUP, ${line}`),

@@ -181,6 +181,12 @@ export function newBoundary(): string {
  */
 export const SEND_QUEUE_BYTES = 256 * 1024;
 
+/** Counts body bytes sent from an unstored object (`transit_bodybytes`) and tells the proxy's owner (onTransitBytes). */
+function countTransit<Ctx>(env: ProxyEnv<Ctx>, bytes: number): void {
+  env.stats.transit_bodybytes += bytes;
+  env.onTransitBytes?.(bytes);
+}
+
 /**
  * Writes bytes [start, end] (inclusive) of the object from `reader` (at offset 0, nothing read yet) and ends the
  * response: every chunk already there leaves in one synchronous pass (they go out as one writev under the response's
@@ -217,7 +223,7 @@ async function sendFromObject<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheOb
       const piece = at >= start && chunkEnd <= end + 1 ? chunk : chunk.subarray(Math.max(0, start - at), Math.min(chunk.length, end + 1 - at));
       sent += piece.length;
       env.stats.s_resp_bodybytes += piece.length;
-      if (transit) env.stats.transit_bodybytes += piece.length;
+      if (transit) countTransit(env, piece.length);
       const ok = res.write(piece);
       if (chunkEnd > end) break;
       if (!ok && res.queuedBytes >= SEND_QUEUE_BYTES) await res.drained(signal);
@@ -262,14 +268,14 @@ export async function sendBody<Ctx>(
       if (Buffer.isBuffer(piece)) {
         sent += piece.length;
         env.stats.s_resp_bodybytes += piece.length;
-        if (transit) env.stats.transit_bodybytes += piece.length;
+        if (transit) countTransit(env, piece.length);
         ok = res.write(piece);
       } else {
         ok = true;
         for (const chunk of piece) {
           sent += chunk.length;
           env.stats.s_resp_bodybytes += chunk.length;
-          if (transit) env.stats.transit_bodybytes += chunk.length;
+          if (transit) countTransit(env, chunk.length);
           ok = res.write(chunk);
         }
       }

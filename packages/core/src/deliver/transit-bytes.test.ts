@@ -11,7 +11,7 @@ const BODY = Buffer.alloc(300_000, 'x');
  * young-generation GC per so many of them (issue 16, pass memory). Stored bodies must not count: their buffers live on.
  */
 describe('transit_bodybytes', () => {
-  it('counts every body byte of a pass, and none of a stored miss or its hit', async () => {
+  it('counts (and tells onTransitBytes) every body byte of a pass, and none of a stored miss or its hit', async () => {
     const origin = track(
       await startScriptedOrigin(async (req, res) => {
         res.writeHead(200, { 'cache-control': req.url?.startsWith('/pass') === true ? 'private' : 'max-age=60', 'content-length': String(BODY.length) });
@@ -20,7 +20,8 @@ describe('transit_bodybytes', () => {
         res.end();
       }),
     );
-    const px = track(await startProxy(origin.url));
+    let noted = 0;
+    const px = track(await startProxy(origin.url, { onTransitBytes: (n) => (noted += n) }));
     const get = async (p: string): Promise<number> => (await (await request(`${px.url}${p}`)).body.arrayBuffer()).byteLength;
 
     expect(await get('/stored')).toBe(BODY.length);
@@ -32,6 +33,8 @@ describe('transit_bodybytes', () => {
     expect(px.proxy.stats.transit_bodybytes).toBe(BODY.length);
     expect(await get('/pass')).toBe(BODY.length);
     expect(px.proxy.stats.transit_bodybytes).toBe(2 * BODY.length);
+    // onTransitBytes (what `sluice proxy` runs its young GC from) heard exactly the bytes counted.
+    expect(noted).toBe(2 * BODY.length);
     expect(origin.count).toBe(3);
   });
 });

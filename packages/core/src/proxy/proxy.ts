@@ -133,6 +133,11 @@ export interface ProxyOptions<Ctx> {
   name?: string | undefined;
   /** Operational log lines (backend failures, bad requests). Default: silent. */
   onLog?: ((line: LogLine) => void) | undefined;
+  /**
+   * Called with the size of each body piece sent from an unstored object (pass, hit-for-miss, too large: what
+   * `transit_bodybytes` counts), whose socket read buffer is garbage once sent. `sluice proxy` runs a young GC from it.
+   */
+  onTransitBytes?: ((bytes: number) => void) | undefined;
 }
 
 
@@ -396,6 +401,7 @@ function makeEnv<Ctx>(opts: ProxyOptions<Ctx>, stats: Stats, store: Store, infli
     tunnelIdleTimeoutMs: opts.tunnelIdleTimeoutMs ?? 5 * 60_000,
     txlog: opts.txlog,
     log: opts.onLog ?? (() => undefined),
+    onTransitBytes: opts.onTransitBytes,
     inflight,
     sliced: false,
     newCtx,
