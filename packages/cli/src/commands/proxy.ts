@@ -46,7 +46,7 @@ export default class ProxyCommand extends Command {
     }),
     'young-gc': Flags.string({
       summary:
-        "Run V8's young-generation GC after this many body bytes of pass (unstored) responses were sent (at most every 20 ms), so the 64 KiB socket read buffers they came in are freed within about SIZE instead of V8's 32 MiB (default 1MB; 0 leaves it to V8). e.g. --young-gc 4MB",
+        "Run V8's young-generation GC after this many body bytes of pass (unstored) responses were sent (at most every 20 ms), so the 64 KiB socket read buffers they came in are freed within about SIZE instead of V8's 32 MiB (default 4MB; 0 leaves it to V8). e.g. --young-gc 8MB",
       helpValue: 'SIZE',
     }),
     'wasm-tier-up': Flags.boolean({
@@ -65,7 +65,7 @@ export default class ProxyCommand extends Command {
     const { flags } = await this.parse(ProxyCommand);
     const file = flags.config === undefined ? {} : await loadConfigFile(flags.config);
     const config = toConfig(flags, file);
-    const youngGcBytes = size('--young-gc', flags['young-gc'], 1024 * 1024);
+    const youngGcBytes = size('--young-gc', flags['young-gc'], 4 * 1024 * 1024);
     // Before the first origin connection compiles llhttp (runtime-memory.ts: why, and what it costs).
     if (!flags['wasm-tier-up']) noWasmTierUp();
     // Reload (SIGHUP, or POST /reload on the admin API): the config file read again, its hooks and cache settings
