@@ -9,19 +9,25 @@ import { startFixtureOrigin } from '@sluice/fixtures';
 import { compileNcsaFormat, NCSA_DEFAULT_FORMAT } from './ncsa-format.js';
 import { runCli, startCli } from './test-support/run-cli.js';
 
+/** A proxy in front of the fixture origin whose log groups land in a MemorySink; all closed when the test ends. */
+async function loggedProxy(onTestFinished: (fn: () => void | Promise<void>) => void): Promise<{ sink: MemorySink; port: number }> {
+  const origin = await startFixtureOrigin();
+  onTestFinished(() => origin.close());
+  const sink = new MemorySink();
+  const upstream = createOriginClient({ backends: [{ url: origin.url }] });
+  const proxy = createProxy({ upstream, txlog: new TxLog([sink]) });
+  const { port } = await proxy.listen(0);
+  onTestFinished(async () => {
+    await proxy.close();
+    await upstream.destroy();
+  });
+  return { sink, port };
+}
+
 /** `--log-format`: varnishncsa -F formats for the access log. */
 describe('--log-format (varnishncsa -F)', () => {
   it("the default format compiles to exactly the line --log ncsa writes (what sluice replay reads)", async ({ onTestFinished }) => {
-    const origin = await startFixtureOrigin();
-    onTestFinished(() => origin.close());
-    const sink = new MemorySink();
-    const upstream = createOriginClient({ backends: [{ url: origin.url }] });
-    const proxy = createProxy({ upstream, txlog: new TxLog([sink]) });
-    const { port } = await proxy.listen(0);
-    onTestFinished(async () => {
-      await proxy.close();
-      await upstream.destroy();
-    });
+    const { sink, port } = await loggedProxy(onTestFinished);
     const base = `http://127.0.0.1:${port}`;
     await (await request(`${base}/static/1k?q=1`, { headers: { referer: 'http://r.example/"x"', 'user-agent': 'ua\ttab' } })).body.text();
     await (await request(`${base}/static/1k?q=1`, { method: 'HEAD' })).body.text();
@@ -32,16 +38,7 @@ describe('--log-format (varnishncsa -F)', () => {
   });
 
   it('%{X}t: the time received as strftime X (UTC) and varnishncsa\'s %{sec} %{msec} %{usec} %{msec_frac} %{usec_frac}', async ({ onTestFinished }) => {
-    const origin = await startFixtureOrigin();
-    onTestFinished(() => origin.close());
-    const sink = new MemorySink();
-    const upstream = createOriginClient({ backends: [{ url: origin.url }] });
-    const proxy = createProxy({ upstream, txlog: new TxLog([sink]) });
-    const { port } = await proxy.listen(0);
-    onTestFinished(async () => {
-      await proxy.close();
-      await upstream.destroy();
-    });
+    const { sink, port } = await loggedProxy(onTestFinished);
     await (await request(`http://127.0.0.1:${port}/static/1k`)).body.text();
     const g = sink.groups[0];
     if (g === undefined) throw new Error('no log group');
