@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { FileSink } from '../txlog/file-sink.js';
 import { TxLog } from '../txlog/txlog.js';
-import { KeepAliveClient, parseRawResponse, rawExchange, startProxy, startRawOrigin, until, useCleanup, useUncaughtRecorder } from '../test-support/harness.js';
+import { getMaybeCut, KeepAliveClient, parseRawResponse, rawExchange, startProxy, startRangeOrigin, startRawOrigin, until, useCleanup, useUncaughtRecorder } from '../test-support/harness.js';
 
 /**
  * Session 6 attack: the fast paths merged for issues 16 and 13 (prepared hit responses, the LRU skip, the synchronous
@@ -419,17 +419,6 @@ describe('slicer runs against lying or changing origins', () => {
     return { url: o.url, seen, stats, get count() { return o.count; } };
   }
 
-  async function getMaybeCut(url: string): Promise<{ body: Buffer; complete: boolean }> {
-    const r = await request(url);
-    const parts: Buffer[] = [];
-    try {
-      for await (const c of r.body) parts.push(c as Buffer);
-      return { body: Buffer.concat(parts), complete: true };
-    } catch {
-      return { body: Buffer.concat(parts), complete: false };
-    }
-  }
-
   for (const answer of ['whole200', 'shifted', 'chunked-short'] as const) {
     it(`a run answered ${answer}: never a clean response with wrong bytes, no wrong segment kept, a later read byte-exact`, async () => {
       const o = await sliceOrigin(answer);
@@ -644,16 +633,7 @@ describe('slicer runs and a cache key made from what the request hook put in the
     const SEG = 1024;
     const BODY = pattern(10_000, 12);
     let rangeBytes = 0;
-    const origin = track(
-      await startRawOrigin((s, head) => {
-        const m = /\r\nrange: bytes=(\d+)-(\d+)/i.exec(head);
-        if (m === null) return void s.write(Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\netag: "e"\r\ncontent-length: ${BODY.length}\r\n\r\n`), BODY]));
-        const a = Number(m[1]);
-        const b = Math.min(BODY.length - 1, Number(m[2]));
-        rangeBytes += b - a + 1;
-        s.write(Buffer.concat([Buffer.from(`HTTP/1.1 206 Partial Content\r\ncache-control: max-age=60\r\netag: "e"\r\ncontent-range: bytes ${a}-${b}/${BODY.length}\r\ncontent-length: ${b - a + 1}\r\n\r\n`), BODY.subarray(a, b + 1)]));
-      }),
-    );
+    const origin = track(await startRangeOrigin(BODY, (n) => (rangeBytes += n)));
     const px = track(
       await startProxy(origin.url, {
         slice: { sizeBytes: SEG, minBytes: 0, runs: true },
@@ -789,16 +769,7 @@ describe('slicer runs and a request hook that passes segment requests', () => {
     const SEG = 1024;
     const BODY = pattern(10_000, 13);
     let rangeBytes = 0;
-    const origin = track(
-      await startRawOrigin((s, head) => {
-        const m = /\r\nrange: bytes=(\d+)-(\d+)/i.exec(head);
-        if (m === null) return void s.write(Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\netag: "e"\r\ncontent-length: ${BODY.length}\r\n\r\n`), BODY]));
-        const a = Number(m[1]);
-        const b = Math.min(BODY.length - 1, Number(m[2]));
-        rangeBytes += b - a + 1;
-        s.write(Buffer.concat([Buffer.from(`HTTP/1.1 206 Partial Content\r\ncache-control: max-age=60\r\netag: "e"\r\ncontent-range: bytes ${a}-${b}/${BODY.length}\r\ncontent-length: ${b - a + 1}\r\n\r\n`), BODY.subarray(a, b + 1)]));
-      }),
-    );
+    const origin = track(await startRangeOrigin(BODY, (n) => (rangeBytes += n)));
     const run = async (runs: boolean): Promise<{ bytes: number; objects: number }> => {
       rangeBytes = 0;
       const px = track(

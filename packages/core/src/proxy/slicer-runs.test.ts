@@ -2,7 +2,7 @@ import type http from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { startScriptedOrigin } from '@sluice/fixtures';
-import { startProxy, until, useCleanup } from '../test-support/harness.js';
+import { getMaybeCut, startProxy, until, useCleanup } from '../test-support/harness.js';
 import { MemorySink, TxLog, type Transaction } from '../txlog/txlog.js';
 import type { ProxyOptions } from './proxy.js';
 
@@ -75,18 +75,6 @@ async function get(url: string, headers: Record<string, string> = {}) {
   const r = await request(url, { headers });
   const b = Buffer.from(await r.body.arrayBuffer());
   return { status: r.statusCode, headers: r.headers as Record<string, string>, body: b };
-}
-
-/** A GET whose body may be cut off: the bytes that arrived and whether it ended cleanly. */
-async function getMaybeCut(url: string): Promise<{ body: Buffer; complete: boolean }> {
-  const r = await request(url);
-  const parts: Buffer[] = [];
-  try {
-    for await (const c of r.body) parts.push(c as Buffer);
-    return { body: Buffer.concat(parts), complete: true };
-  } catch {
-    return { body: Buffer.concat(parts), complete: false };
-  }
 }
 
 const SLICE = { sizeBytes: SEG, minBytes: 0, runs: true };

@@ -1,5 +1,6 @@
 import { afterEach, beforeEach } from 'vitest';
 import net from 'node:net';
+import { request } from 'undici';
 import { createOriginClient, type OriginClient } from '@sluice/origin-client';
 import { createProxy, type Proxy, type ProxyOptions } from '../proxy/proxy.js';
 
@@ -251,4 +252,31 @@ export async function startRawOrigin(reply: (sock: net.Socket, head: string) => 
         srv.close(() => r());
       }),
   };
+}
+
+/**
+ * An origin on a raw socket serving `body` (max-age=60, ETag "e"): whole as a 200, or the one `bytes=a-b` range a
+ * request asks for as a 206; `onRange` hears the bytes of each range sent.
+ */
+export function startRangeOrigin(body: Buffer, onRange: (bytes: number) => void = () => undefined): ReturnType<typeof startRawOrigin> {
+  return startRawOrigin((s, head) => {
+    const m = /\r\nrange: bytes=(\d+)-(\d+)/i.exec(head);
+    if (m === null) return void s.write(Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\netag: "e"\r\ncontent-length: ${body.length}\r\n\r\n`), body]));
+    const a = Number(m[1]);
+    const b = Math.min(body.length - 1, Number(m[2]));
+    onRange(b - a + 1);
+    s.write(Buffer.concat([Buffer.from(`HTTP/1.1 206 Partial Content\r\ncache-control: max-age=60\r\netag: "e"\r\ncontent-range: bytes ${a}-${b}/${body.length}\r\ncontent-length: ${b - a + 1}\r\n\r\n`), body.subarray(a, b + 1)]));
+  });
+}
+
+/** A GET whose body may be cut off: the bytes that arrived and whether it ended cleanly. */
+export async function getMaybeCut(url: string): Promise<{ body: Buffer; complete: boolean }> {
+  const r = await request(url);
+  const parts: Buffer[] = [];
+  try {
+    for await (const c of r.body) parts.push(c as Buffer);
+    return { body: Buffer.concat(parts), complete: true };
+  } catch {
+    return { body: Buffer.concat(parts), complete: false };
+  }
 }
