@@ -181,6 +181,18 @@ export function newBoundary(): string {
  */
 export const SEND_QUEUE_BYTES = 256 * 1024;
 
+/** Ends the response when `sent` bytes are what it announced; otherwise logs the mismatch and cuts the client off. */
+function endChecked<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, sent: number): void {
+  const res = tx.res;
+  const announced = res.announcedLength;
+  if (announced !== undefined && announced !== sent) {
+    env.log({ level: 'error', event: 'length-mismatch', message: `sent ${sent} of ${String(announced)} bytes`, url: tx.req.url });
+    res.destroy();
+    return;
+  }
+  res.end();
+}
+
 /** Counts body bytes sent from an unstored object (`transit_bodybytes`) and tells the proxy's owner (onTransitBytes). */
 function countTransit<Ctx>(env: ProxyEnv<Ctx>, bytes: number): void {
   env.stats.transit_bodybytes += bytes;
@@ -231,13 +243,7 @@ async function sendFromObject<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheOb
   } finally {
     signal.removeEventListener('abort', onAbort);
   }
-  const announced = res.announcedLength;
-  if (announced !== undefined && announced !== sent) {
-    env.log({ level: 'error', event: 'length-mismatch', message: `sent ${sent} of ${String(announced)} bytes`, url: tx.req.url });
-    res.destroy();
-    return;
-  }
-  res.end();
+  endChecked(env, tx, sent);
 }
 
 /**
@@ -286,11 +292,5 @@ export async function sendBody<Ctx>(
     sent += tail.length;
     res.write(tail);
   }
-  const announced = res.announcedLength;
-  if (announced !== undefined && announced !== sent) {
-    env.log({ level: 'error', event: 'length-mismatch', message: `sent ${sent} of ${String(announced)} bytes`, url: tx.req.url });
-    res.destroy();
-    return;
-  }
-  res.end();
+  endChecked(env, tx, sent);
 }

@@ -11,7 +11,7 @@ import type { UpstreamRequest, UpstreamResponse } from '../upstream.js';
 import type { SliceFetch } from './fetch-slice.js';
 import { candidateOf, notSliceableReason } from './handle.js';
 import { segmentRequestOf } from './segment-request.js';
-import { metaHeaders, parseContentRange, segmentRangeHeader } from './slicer.js';
+import { metaHeaders, parseContentRange, segmentRangeHeader, takeMetaLifetime } from './slicer.js';
 
 /**
  * The range probe (nginx's slice module, for the slicer decided from the response): a cold miss for a client Range
@@ -157,10 +157,7 @@ export function keepProbedSegment<Ctx>(env: ProxyEnv<Ctx>, meta: CacheObject, pr
   const input: BerespInput = { res: probe.res, bereq: probe.bereq, obj: seg, stale: undefined, isPass: false, req };
   commitHeaders(input, backendResponse(env, input), env.rules);
   // One lifetime, as a fetched segment's (sliced.ts bindSegment): the meta's.
-  seg.initialAgeSec = meta.initialAgeSec;
-  seg.ttlSec = meta.ttlSec;
-  seg.graceSec = meta.graceSec;
-  seg.keepSec = meta.keepSec;
+  takeMetaLifetime(seg, meta);
   if (!env.store.insert(seg)) {
     // Nobody can be waiting on it yet (no await since the lookup): the key is simply free again.
     env.store.releaseBusy(seg);

@@ -9,7 +9,7 @@ import type { DownstreamRequest } from '../policy/hooks.js';
 import { logBereq, logBeresp } from '../txlog/records.js';
 import type { UpstreamResponse } from '../upstream.js';
 import { segmentRequestOf } from './segment-request.js';
-import { parseContentRange } from './slicer.js';
+import { parseContentRange, takeMetaLifetime } from './slicer.js';
 
 /**
  * Run fetches (`slicing.runs`, `--slice-runs`): the read-ahead of a sliced response fetches a run of consecutive
@@ -177,13 +177,7 @@ function commitSlot<Ctx>(env: ProxyEnv<Ctx>, meta: CacheObject, sl: Slot, res: U
   seg.responseTimeMs = receivedAt;
   const input: BerespInput = { res: { status: 206, headers, body: res.body }, bereq, obj: seg, stale: undefined, isPass: false, req: sl.req };
   commitHeaders(input, backendResponse(env, input), env.rules);
-  // One lifetime: the meta's.
-  seg.requestTimeMs = meta.requestTimeMs;
-  seg.responseTimeMs = meta.responseTimeMs;
-  seg.initialAgeSec = meta.initialAgeSec;
-  seg.ttlSec = meta.ttlSec;
-  seg.graceSec = meta.graceSec;
-  seg.keepSec = meta.keepSec;
+  takeMetaLifetime(seg, meta);
   if (!env.store.insert(seg)) {
     env.store.releaseBusy(seg);
     sl.dropped = true;

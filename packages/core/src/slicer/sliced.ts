@@ -3,7 +3,7 @@ import type { ProxyEnv, Step, Tx } from '../context.js';
 import { fetchFailedSynth } from '../deliver/head.js';
 import { getHeader } from '../http/headers.js';
 import { parseRange } from '../http/range.js';
-import { MAX_SEGMENTS, metaHeaders, metaKeyOf, parseContentRange, sliceable, sliceKeyPrefix } from './slicer.js';
+import { MAX_SEGMENTS, metaHeaders, metaKeyOf, parseContentRange, sliceable, sliceKeyPrefix, takeMetaLifetime } from './slicer.js';
 import { runsAllowed } from './run.js';
 import { DEFAULT_READ_AHEAD, deliverSliced, MAX_READ_AHEAD, Segments, type Subrequest } from './stitch.js';
 
@@ -90,12 +90,7 @@ function bindSegment<Ctx>(env: ProxyEnv<Ctx>, meta: CacheObject, sub: Tx<Ctx>): 
   const seg = sub.obj as CacheObject;
   if (seg.stored !== true || meta.slice === undefined) return;
   if (sub.lookup !== 'hit' && sub.lookup !== 'grace') {
-    seg.requestTimeMs = meta.requestTimeMs;
-    seg.responseTimeMs = meta.responseTimeMs;
-    seg.initialAgeSec = meta.initialAgeSec;
-    seg.ttlSec = meta.ttlSec;
-    seg.graceSec = meta.graceSec;
-    seg.keepSec = meta.keepSec;
+    takeMetaLifetime(seg, meta);
   }
   meta.slice.segments.add(seg.key);
   // The meta object went away meanwhile (purged while this segment was fetched): the segment goes too.

@@ -109,3 +109,16 @@ export class SegmentMismatchError extends ProxyError {
     super('CORE_ERR_SEGMENT_MISMATCH', message, { source: 'upstream', status: 503 });
   }
 }
+
+/** The clock and lifetime fields a segment takes from its meta object. */
+type Lifetime = { requestTimeMs: number; responseTimeMs: number; initialAgeSec: number; ttlSec: number; graceSec: number; keepSec: number };
+
+/** One lifetime: a segment's clock, TTL, grace and keep are its meta object's, whoever fetched it. */
+export function takeMetaLifetime(seg: Lifetime, meta: Lifetime): void {
+  seg.requestTimeMs = meta.requestTimeMs;
+  seg.responseTimeMs = meta.responseTimeMs;
+  seg.initialAgeSec = meta.initialAgeSec;
+  seg.ttlSec = meta.ttlSec;
+  seg.graceSec = meta.graceSec;
+  seg.keepSec = meta.keepSec;
+}
