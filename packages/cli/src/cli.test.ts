@@ -58,7 +58,7 @@ describe('sluice CLI', () => {
   it('--help documents every flag with an example', async () => {
     const r = await runCli(['proxy', '--help']);
     expect(r.code).toBe(0);
-    for (const flag of ['--listen', '--backend', '--director', '--connect-allow', '--admin-listen', '--admin-token', '--purge-allow', '--log', '--log-file', '--config', '--storage', '--default-ttl', '--grace', '--keep', '--hit-for-miss-ttl', '--transit-buffer', '--stream-min-bytes', '--max-ranges', '--slice-size', '--slice-url', '--log-grouping', '--[no-]stream', '--quiet', '--young-gc', '--wasm-tier-up']) {
+    for (const flag of ['--listen', '--backend', '--director', '--connect-allow', '--admin-listen', '--admin-token', '--purge-allow', '--log', '--log-file', '--config', '--storage', '--default-ttl', '--grace', '--keep', '--hit-for-miss-ttl', '--transit-buffer', '--stream-min-bytes', '--max-ranges', '--slice-size', '--slice-url', '--log-grouping', '--[no-]stream', '--quiet', '--young-gc', '--wasm-tier-up', '--heap-growing']) {
       expect(r.stdout).toContain(flag);
     }
     expect(r.stdout).toContain('sluice proxy --listen 127.0.0.1:6081 --backend http://127.0.0.1:8080');

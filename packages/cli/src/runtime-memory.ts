@@ -21,6 +21,22 @@ import vm from 'node:vm';
  *   compiler (Liftoff); what that costs a miss is in bench/results/2026-12-01-s6-passmem-*.json.
  */
 
+/**
+ * V8's old-generation growing factor, as a percentage (`--heap-growing-percent`: the limit after a full GC becomes
+ * the live size x (1 + percent/100), V8 caps the factor at 4). Issue 16, bulk miss: V8 counts every byte of
+ * ArrayBuffer memory allocated since the last full (mark-compact) GC against the old generation's limit, and a
+ * proxy's JS heap is small (~16 MiB live), so with V8's own factor (~1.5-2.5 here) a stored miss started a full GC
+ * per ~25-30 MiB of body kept: 3.3-4 per cold 100 MiB object, each re-marking the whole heap. With 300 (factor 4)
+ * 1.5 (bench/gc-reasons.mjs). What it costs: up to about (limit - live) more dead old-generation memory (evicted
+ * objects' bodies, dead socket read buffers that were promoted) waits for the next full GC; a pass's buffers die
+ * young (the young GC below frees them) and the transit bench's RSS growth is measured with it
+ * (bench/results/2026-12-01-s7-gc-*.json). Read by V8 at each limit computation, so it works when set at run time.
+ */
+export function heapGrowingPercent(percent: number): void {
+  if (!Number.isInteger(percent) || percent < 0) throw new RangeError(`heap growing percent: ${percent} is not a whole number >= 0`);
+  v8.setFlagsFromString(`--heap-growing-percent=${percent}`);
+}
+
 /** Keeps WebAssembly (undici's llhttp) on Liftoff. Takes effect for modules compiled after the call. */
 export function noWasmTierUp(): void {
   v8.setFlagsFromString('--liftoff-only');

@@ -4,7 +4,7 @@ import { policyOf, restartOnly } from '../compose.js';
 import { loadConfigFile, toConfig } from '../config.js';
 import { size } from '../config-values.js';
 import { adminListenFlags, proxyFlags } from '../flags.js';
-import { noWasmTierUp, startYoungGc } from '../runtime-memory.js';
+import { heapGrowingPercent, noWasmTierUp, startYoungGc } from '../runtime-memory.js';
 import { serve, untilSignal } from '../serve.js';
 
 export default class ProxyCommand extends Command {
@@ -49,6 +49,12 @@ export default class ProxyCommand extends Command {
         "Run V8's young-generation GC after this many body bytes of pass (unstored) responses were sent (at most every 20 ms), so the 64 KiB socket read buffers they came in are freed within about SIZE instead of V8's 32 MiB (default 4MB; 0 leaves it to V8). e.g. --young-gc 8MB",
       helpValue: 'SIZE',
     }),
+    'heap-growing': Flags.integer({
+      summary:
+        "V8's old-generation growing factor after a full GC, as a percentage (1 + N/100; V8 caps it at 4): kept body bytes count against that limit, so a stored miss ran a full GC per ~25-30 MiB of body with V8's own (default 300: about one per 65 MiB; 0 leaves it to V8). e.g. --heap-growing 100",
+      helpValue: 'PERCENT',
+      min: 0,
+    }),
     'wasm-tier-up': Flags.boolean({
       summary:
         "Let V8 recompile undici's llhttp parser (WebAssembly) with TurboFan once hot: ~35 MiB of compiler memory at the peak, most of it kept by the allocator (default off: llhttp stays on Liftoff).",
@@ -68,6 +74,8 @@ export default class ProxyCommand extends Command {
     const youngGcBytes = size('--young-gc', flags['young-gc'], 4 * 1024 * 1024);
     // Before the first origin connection compiles llhttp (runtime-memory.ts: why, and what it costs).
     if (!flags['wasm-tier-up']) noWasmTierUp();
+    const growing = flags['heap-growing'] ?? 300;
+    if (growing > 0) heapGrowingPercent(growing);
     // Reload (SIGHUP, or POST /reload on the admin API): the config file read again, its hooks and cache settings
     // applied to new requests; the cache stays. A file that fails to load leaves the running configuration as it is.
     const holder: { proxy?: Proxy } = {};
