@@ -2,9 +2,11 @@
 // Usage: node bench/gc-reasons.mjs [--root DIR]... [--runs N] [--size BYTES] [--flags "NODE FLAGS"]
 //   Each root (default: this tree) gets a fresh proxy in front of one `sluice origin`; one warm-up miss, then N cold
 //   misses read whole; the proxy's --trace-gc lines during them are tallied: Scavenge / Mark-Compact (and
-//   Mark-Compact reasons), and its CPU per MiB (/proc schedstat). Roots run interleaved, one miss each in turn.
+//   Mark-Compact reasons), its CPU per MiB (/proc schedstat), and its peak and final RSS (the storage budget is the
+//   default 256 MB: from the third miss on each one evicts, and evicted bodies are freed at the next full GC).
+//   Roots run interleaved, one miss each in turn.
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { request } from 'undici';
 import { ROOT, cpuMicros, machine, sleep, startSluice, stopAll } from './lib.mjs';
@@ -80,13 +82,20 @@ for (let i = 0; i < RUNS; i++) {
     s.cpu.push(Math.round((cpuMicros(s.p.pid) - c0) / (SIZE / MiB)));
   }
 }
+/** Peak and current RSS of a process, MiB (/proc/PID/status VmHWM, VmRSS). */
+function rssMiB(pid) {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (name) => Number(new RegExp(`${name}:\\s+(\\d+) kB`).exec(status)?.[1] ?? NaN);
+  return { peak: Math.round(kb('VmHWM') / 1024), now: Math.round(kb('VmRSS') / 1024) };
+}
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const result = { date: new Date().toISOString(), machine: machine(), loadAvgAtEnd: (await import('node:os')).loadavg(), settings: { size: SIZE, runs: RUNS }, sides: [] };
 for (const s of sides) {
   const t = tally(s.p.log().slice(s.logFrom).split('\n'));
   const per = (n) => +(n / RUNS).toFixed(1);
-  result.sides.push({ name: s.name, cpuMicrosPerMiB: { median: median(s.cpu), all: s.cpu }, perMiss: { scavenges: per(t.scavenge), markCompacts: per(t.markCompact) }, markCompactReasons: t.reasons });
-  console.log(`${s.name.padEnd(50)} cpu ${median(s.cpu)} us/MiB [${s.cpu.join(' ')}]  per miss: scavenges ${per(t.scavenge)} mark-compacts ${per(t.markCompact)}`);
+  const rss = rssMiB(s.p.pid);
+  result.sides.push({ name: s.name, rssMiB: rss, cpuMicrosPerMiB: { median: median(s.cpu), all: s.cpu }, perMiss: { scavenges: per(t.scavenge), markCompacts: per(t.markCompact) }, markCompactReasons: t.reasons });
+  console.log(`${s.name.padEnd(50)} cpu ${median(s.cpu)} us/MiB [${s.cpu.join(' ')}]  per miss: scavenges ${per(t.scavenge)} mark-compacts ${per(t.markCompact)}  RSS peak ${rss.peak} MiB, now ${rss.now} MiB`);
   for (const [r, n] of Object.entries(t.reasons)) console.log(`    ${n} x ${r}`);
   s.p.proc.kill('SIGTERM');
 }
