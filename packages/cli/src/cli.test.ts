@@ -45,6 +45,7 @@ describe('sluice CLI', () => {
     [['proxy', '--backend', 'foo'], /^sluice: --backend: "foo" is not a URL/],
     [['proxy', '--backend', 'http://127.0.0.1:1', '--storage', 'lots'], /^sluice: --storage: "lots" is not a size/],
     [['proxy', '--backend', 'http://127.0.0.1:1', '--young-gc', 'often'], /^sluice: --young-gc: "often" is not a size/],
+    [['proxy', '--backend', 'http://127.0.0.1:1', '--heap-growing', '-1'], /^sluice: --heap-growing: Expected an integer greater than or equal to 0/],
     [['proxy', '--nope'], /^sluice: Nonexistent flag: --nope/],
     [['proxy'], /^sluice: no backend/],
     [['proxy', '--config', '/does/not/exist.js'], /^sluice: --config: file not found/],

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { minorGcFunction, startYoungGc } from './runtime-memory.js';
+import { heapGrowingPercent, minorGcFunction, startYoungGc } from './runtime-memory.js';
 
 /** The proxy's young-generation GC trigger (runtime-memory.ts, issue 16: a pass's dead socket read buffers). */
 describe('startYoungGc', () => {
@@ -78,5 +78,15 @@ describe('minorGcFunction', () => {
     expect(dead).toBeUndefined();
     // (At least 56 of the 64: one may still be referenced from a register or a handle of the loop.)
     expect(held - after).toBeGreaterThanOrEqual(56 * 64 * 1024);
+  });
+});
+
+describe('heapGrowingPercent', () => {
+  // What it changes (fewer full GCs per stored MiB) is counted on a real proxy in heap-growing.test.ts; here only
+  // that a value V8 would misread never reaches it.
+  it('refuses a negative or fractional percentage before setting anything', () => {
+    expect(() => heapGrowingPercent(-1)).toThrow(RangeError);
+    expect(() => heapGrowingPercent(1.5)).toThrow(/not a whole number/);
+    expect(() => heapGrowingPercent(Number.NaN)).toThrow(RangeError);
   });
 });
