@@ -5,7 +5,8 @@
 //   Every sample is put in one category by its stack: gc-full (marking, sweeping, compaction, incl. V8's concurrent
 //   marking threads), gc-young (scavenges), kernel-read / kernel-write (socket syscalls), malloc, other (JS, undici,
 //   llhttp, Node). Prints the shares and samples per miss; samples count CPU time, so they hold up on a loaded machine
-//   better than wall time. Roots run one after the other (`perf` needs the samples of one process at a time).
+//   better than wall time. Roots run one after the other (`perf` needs the samples of one process at a time). The
+//   proxies run in a temporary directory: `--perf-basic-prof` also writes V8's isolate-*.log there.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -24,7 +25,7 @@ const dir = mkdtempSync(path.join(tmpdir(), 'gc-perf-'));
 
 function startProxy(root, backend) {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['--perf-basic-prof', path.join(root, 'packages/cli/bin/run.js'), 'proxy', '--listen', '127.0.0.1:0', '--backend', backend, '--quiet'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, ['--perf-basic-prof', path.join(root, 'packages/cli/bin/run.js'), 'proxy', '--listen', '127.0.0.1:0', '--backend', backend, '--quiet'], { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir });
     let text = '';
     const on = (d) => {
       text += String(d);
