@@ -153,4 +153,40 @@ describe('slicer runs: each segment stored and counted as if fetched alone', () 
     // The client request (its probe made the meta and segment 0) and four segment subrequests.
     expect(cold.cache_hit + cold.cache_miss).toBe(5);
   });
+
+  it('a cold range at a segment start is answered from the probe 206 as it arrives: the client has its bytes while the origin still holds the rest of the segment', async () => {
+    // The segment (1 KiB) is sent as its first 200 bytes, then nothing until the test releases the rest.
+    let release: (() => void) | undefined;
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    const seen: string[] = [];
+    const o = track(
+      await startScriptedOrigin(async (req: http.IncomingMessage, res: http.ServerResponse) => {
+        const range = req.headers.range ?? 'none';
+        seen.push(range);
+        const m = /^bytes=(\d+)-(\d+)$/.exec(range);
+        const start = Number(m?.[1] ?? 0);
+        const end = Math.min(BODY.length - 1, Number(m?.[2] ?? BODY.length - 1));
+        res.writeHead(206, { 'cache-control': 'max-age=60', etag: '"v1"', 'content-length': end - start + 1, 'content-range': `bytes ${start}-${end}/${BODY.length}` });
+        res.write(BODY.subarray(start, start + 200));
+        await held;
+        res.end(BODY.subarray(start + 200, end + 1));
+      }),
+    );
+    const px = track(await startProxy(o.url, { slice: { sizeBytes: SEG, minBytes: 0 } }));
+    const r = await get(`${px.url}/file`, { range: `bytes=${5 * SEG}-${5 * SEG + 99}` });
+    // Complete before the origin sent more than the first 200 bytes of the segment.
+    expect(r.status).toBe(206);
+    expect(r.body.equals(BODY.subarray(5 * SEG, 5 * SEG + 100))).toBe(true);
+    expect(seen).toEqual([`bytes=${5 * SEG}-${6 * SEG - 1}`]);
+    expect(px.proxy.store.objectCount).toBe(2);
+    release?.();
+    // The segment completes and is kept: the same range again is a hit, no origin request.
+    await until(() => px.proxy.stats.s_beresp_bodybytes >= SEG);
+    const again = await get(`${px.url}/file`, { range: `bytes=${5 * SEG + 500}-${5 * SEG + 599}` });
+    expect(again.body.equals(BODY.subarray(5 * SEG + 500, 5 * SEG + 600))).toBe(true);
+    expect(again.headers['cache-status']).toMatch(/^sluice; hit/);
+    expect(seen).toHaveLength(1);
+  });
 });
