@@ -129,14 +129,7 @@ async function runFetch<Ctx>(env: ProxyEnv<Ctx>, parent: Tx<Ctx>, meta: CacheObj
     if (be !== undefined) logBeresp(be, res.status, res.headers);
     const why = runMismatch(res, start, end, s.total, meta.headers);
     if (why !== undefined) throw new ProxyError('CORE_ERR_SEGMENT_MISMATCH', `slicer run bytes=${start}-${end}: ${why}`, { source: 'upstream' });
-    // Each segment decided as its own fetch would be (builtin rules on its head), all before any is committed.
-    const decided = slots.map((sl) => decideSlot(env, meta, sl, res as UpstreamResponse, bereq, sentAt, receivedAt));
-    const refused = decided.find((d) => d.beresp.uncacheable);
-    if (refused !== undefined) {
-      unstorable.add(meta);
-      throw new RunRefused(`slicer run bytes=${start}-${end}: segments not storable (${refused.beresp.uncacheableReason ?? 'policy'}); fetched alone`);
-    }
-    slots.forEach((sl, k) => commitSlot(env, meta, sl, decided[k] as Decided));
+    commitRun(env, meta, slots, res, bereq, sentAt, receivedAt);
     await cut(env, res.body, slots, controller.signal);
     be?.timestamp('BerespBody');
   } catch (e: unknown) {
@@ -180,6 +173,20 @@ function runMismatch(res: UpstreamResponse, start: number, end: number, total: n
   if (want === undefined && lmWant !== undefined && lmWant !== getHeader(res.headers, 'last-modified')) return `Last-Modified differs from ${lmWant}`;
   if (getHeader(res.headers, 'content-encoding') !== undefined) return 'encoded';
   return undefined;
+}
+
+/**
+ * Each segment of the run decided as its own fetch would be (builtin rules on its head), all before any is committed,
+ * then committed. Throws RunRefused (nothing committed) when the rules would not store them.
+ */
+function commitRun<Ctx>(env: ProxyEnv<Ctx>, meta: CacheObject, slots: Slot[], res: UpstreamResponse, bereq: BerespInput['bereq'], sentAt: number, receivedAt: number): void {
+  const decided = slots.map((sl) => decideSlot(env, meta, sl, res, bereq, sentAt, receivedAt));
+  const refused = decided.find((d) => d.beresp.uncacheable);
+  if (refused !== undefined) {
+    unstorable.add(meta);
+    throw new RunRefused(`slicer run ${bereq.headers['range'] ?? ''}: segments not storable (${refused.beresp.uncacheableReason ?? 'policy'}); fetched alone`);
+  }
+  slots.forEach((sl, k) => commitSlot(env, meta, sl, decided[k] as Decided));
 }
 
 /** The run's answer is good but its segments are not to be stored: dropped, each segment fetched alone. */
