@@ -3,11 +3,13 @@ import type { CacheObject } from '../cache/cache-object.js';
 import type { ProxyEnv, Tx } from '../context.js';
 import { errorMessage, ProxyError } from '../errors.js';
 import { missRequest } from '../fetch/bereq.js';
-import { backendResponse, commitHeaders, type BerespInput } from '../fetch/beresp.js';
+import { backendResponse, commitHeaders, decideBeresp, type BerespInput } from '../fetch/beresp.js';
 import { getHeader, type HeaderMap } from '../http/headers.js';
 import type { DownstreamRequest } from '../policy/hooks.js';
 import { logBereq, logBeresp } from '../txlog/records.js';
 import type { UpstreamResponse } from '../upstream.js';
+import type { BackendResponse } from '../policy/hooks.js';
+import { FetchSlicer } from './handle.js';
 import { segmentRequestOf } from './segment-request.js';
 import { parseContentRange, takeMetaLifetime } from './slicer.js';
 
@@ -32,8 +34,15 @@ import { parseContentRange, takeMetaLifetime } from './slicer.js';
  * segments already complete stay.
  */
 
+/**
+ * Meta objects whose segments' 206s the builtin rules refuse to store (no-store, private, Set-Cookie...: a segment
+ * fetched alone is not kept either): their runs are dropped, so no more are tried; each segment is fetched alone.
+ */
+const unstorable = new WeakSet<CacheObject>();
+
 /** Whether a sliced response in `env` may use runs. */
-export function runsAllowed<Ctx>(env: ProxyEnv<Ctx>): boolean {
+export function runsAllowed<Ctx>(env: ProxyEnv<Ctx>, meta?: CacheObject): boolean {
+  if (meta !== undefined && unstorable.has(meta)) return false;
   const h = env.hooks;
   // vcl_recv too: each segment subrequest runs it (it may pick the backend, fill the context the cache key reads, or
   // pass the segment), the run would not (s6 attack: a run sent to the director's backend served its bytes).
@@ -62,7 +71,7 @@ interface Slot {
  */
 export function startRun<Ctx>(env: ProxyEnv<Ctx>, parent: Tx<Ctx>, meta: CacheObject, indexes: readonly number[]): number {
   const s = meta.slice;
-  if (s === undefined || meta.stored !== true) return 0;
+  if (s === undefined || meta.stored !== true || unstorable.has(meta)) return 0;
   const slots: Slot[] = [];
   for (const i of indexes) {
     const prev = slots[slots.length - 1];
@@ -120,15 +129,18 @@ async function runFetch<Ctx>(env: ProxyEnv<Ctx>, parent: Tx<Ctx>, meta: CacheObj
     if (be !== undefined) logBeresp(be, res.status, res.headers);
     const why = runMismatch(res, start, end, s.total, meta.headers);
     if (why !== undefined) throw new ProxyError('CORE_ERR_SEGMENT_MISMATCH', `slicer run bytes=${start}-${end}: ${why}`, { source: 'upstream' });
-    for (const sl of slots) commitSlot(env, meta, sl, res, bereq, sentAt, receivedAt);
+    commitRun(env, meta, slots, res, bereq, sentAt, receivedAt);
     await cut(env, res.body, slots, controller.signal);
     be?.timestamp('BerespBody');
   } catch (e: unknown) {
     res?.body.destroy();
     const err = e instanceof ProxyError ? e : new ProxyError('CORE_ERR_UPSTREAM_BODY', `slicer run: ${errorMessage(e)}`, { source: 'upstream', cause: e });
     be?.add('FetchError', err.message);
-    if (!controller.signal.aborted) env.log({ level: 'warn', event: 'slice-run-failed', message: err.message, url: parent.req.url });
-    env.stats.fetch_failed++;
+    // A refused run is no failure: its bytes were fine, the builtin rules would not keep them.
+    if (!(err instanceof RunRefused)) {
+      if (!controller.signal.aborted) env.log({ level: 'warn', event: 'slice-run-failed', message: err.message, url: parent.req.url });
+      env.stats.fetch_failed++;
+    }
     for (const sl of slots) {
       if (sl.done) continue;
       // Never a truncated segment in cache: removed (stored) or released (still busy), then failed, which wakes its
@@ -164,19 +176,62 @@ function runMismatch(res: UpstreamResponse, start: number, end: number, total: n
 }
 
 /**
- * A segment of the run becomes a cache object as a segment fetched alone would (probe.ts keepProbedSegment does the
- * same for the range probe's segment): its own 206 head (Content-Range and Content-Length its own), the meta's
- * lifetime, inserted under its key, bound to the meta, streaming.
+ * Each segment of the run decided as its own fetch would be (builtin rules on its head), all before any is committed,
+ * then committed. Throws RunRefused (nothing committed) when the rules would not store them.
  */
-function commitSlot<Ctx>(env: ProxyEnv<Ctx>, meta: CacheObject, sl: Slot, res: UpstreamResponse, bereq: BerespInput['bereq'], sentAt: number, receivedAt: number): void {
+function commitRun<Ctx>(env: ProxyEnv<Ctx>, meta: CacheObject, slots: Slot[], res: UpstreamResponse, bereq: BerespInput['bereq'], sentAt: number, receivedAt: number): void {
+  const decided = slots.map((sl) => decideSlot(env, meta, sl, res, bereq, sentAt, receivedAt));
+  const refused = decided.find((d) => d.beresp.uncacheable);
+  if (refused !== undefined) {
+    unstorable.add(meta);
+    throw new RunRefused(`slicer run ${bereq.headers['range'] ?? ''}: segments not storable (${refused.beresp.uncacheableReason ?? 'policy'}); fetched alone`);
+  }
+  slots.forEach((sl, k) => commitSlot(env, meta, sl, decided[k] as Decided));
+}
+
+/** The run's answer is good but its segments are not to be stored: dropped, each segment fetched alone. */
+class RunRefused extends ProxyError {
+  constructor(message: string) {
+    super('CORE_ERR_SEGMENT_MISMATCH', message, { source: 'upstream' });
+  }
+}
+
+/** A segment of the run, decided. */
+interface Decided {
+  input: BerespInput;
+  beresp: BackendResponse;
+}
+
+/**
+ * A segment of the run decided as a segment fetched alone would be (probe.ts keepProbedSegment does the same for the
+ * range probe's segment): its own 206 head (Content-Range and Content-Length its own, the run's other headers),
+ * freshness from them, then the builtin rules (runs have no upstreamResponseFilter hook: runsAllowed), so a head the
+ * rules would not store (no-store, private, Set-Cookie, a zero TTL without keep...) is not stored from a run either.
+ */
+function decideSlot<Ctx>(env: ProxyEnv<Ctx>, meta: CacheObject, sl: Slot, res: UpstreamResponse, bereq: BerespInput['bereq'], sentAt: number, receivedAt: number): Decided {
   const s = meta.slice as NonNullable<CacheObject['slice']>;
   const seg = sl.obj;
   const from = sl.index * s.size;
   const headers: HeaderMap = { ...res.headers, 'content-range': `bytes ${from}-${from + sl.length - 1}/${s.total}`, 'content-length': String(sl.length) };
   seg.requestTimeMs = sentAt;
   seg.responseTimeMs = receivedAt;
-  const input: BerespInput = { res: { status: 206, headers, body: res.body }, bereq, obj: seg, stale: undefined, isPass: false, req: sl.req };
-  commitHeaders(input, backendResponse(env, input), env.rules);
+  const input: BerespInput = { res: { ...res, status: 206, headers, body: res.body }, bereq, obj: seg, stale: undefined, isPass: false, req: sl.req };
+  const beresp = backendResponse(env, input);
+  const slicer = new FetchSlicer(true, false, false);
+  slicer.phase = 'closed';
+  // Synchronous: without the hook (runsAllowed) this is the builtin rules only; never 'retry'.
+  void decideBeresp(env, input, beresp, env.newCtx(), slicer);
+  return { input, beresp };
+}
+
+/**
+ * A decided segment of the run becomes a cache object as a segment fetched alone would: its head committed, the
+ * meta's lifetime (bindSegment), inserted under its key, bound to the meta, streaming.
+ */
+function commitSlot<Ctx>(env: ProxyEnv<Ctx>, meta: CacheObject, sl: Slot, d: Decided): void {
+  const s = meta.slice as NonNullable<CacheObject['slice']>;
+  const seg = sl.obj;
+  commitHeaders(d.input, d.beresp, env.rules);
   takeMetaLifetime(seg, meta);
   if (!env.store.insert(seg)) {
     env.store.releaseBusy(seg);

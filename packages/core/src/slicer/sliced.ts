@@ -62,7 +62,7 @@ async function sliceFromMeta<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, meta: CacheOb
   const s = meta.slice as NonNullable<CacheObject['slice']>;
   const segs = new Segments(tx, s.size, subrequest, readAheadOf(env), s.gen);
   segs.onSegment = (sub) => bindSegment(env, meta, sub);
-  if (runsAllowed(env)) segs.runs = { env, meta };
+  if (runsAllowed(env, meta)) segs.runs = { env, meta };
   const metaCached = tx.lookup === 'hit' || tx.lookup === 'grace';
   try {
     return await deliverSliced(env, tx, segs, meta, s.total, metaCached, (t, seg, why) => {
