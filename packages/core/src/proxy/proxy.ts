@@ -374,6 +374,7 @@ function makeEnv<Ctx>(opts: ProxyOptions<Ctx>, stats: Stats, store: Store, infli
   const name = opts.name ?? 'sluice';
   const freshness: FreshnessOptions = { defaultTtlSec: opts.defaultTtlSec, heuristicFraction: 0.1, heuristicMaxSec: 86_400 };
   const newCtx = (): Ctx => hooks.newCtx?.() ?? ({} as Ctx);
+  const builtinKey = lastBuiltinKey();
   return {
     stats,
     store,
@@ -408,6 +409,7 @@ function makeEnv<Ctx>(opts: ProxyOptions<Ctx>, stats: Stats, store: Store, infli
     keyOf: (req, ctx) => {
       const key = hooks.cacheKey?.(req, ctx);
       if (key instanceof Promise) return key.then((k) => fullKey(req, k));
+      if (key === undefined && req.segment === undefined) return builtinKey(req);
       return fullKey(req, key);
     },
   };
@@ -424,6 +426,29 @@ function cacheRulesOf<Ctx>(opts: ProxyOptions<Ctx>, name: string): CacheRules {
 function fullKey(req: DownstreamRequest, hookKey: string | undefined): string {
   const key = hookKey ?? builtinCacheKey(req);
   return req.segment === undefined ? key : segmentKeyOf(key, req.segment.size, req.segment.index, req.segment.gen);
+}
+
+/**
+ * builtinCacheKey, remembering its last answer: a run of requests for one URL on one Host (a hot object) gets the same
+ * key string each time, whose hash the index lookup has already computed, instead of a host normalised and a string
+ * joined and hashed per request. The key is a function of the Host field and the URL alone, so the last answer holds
+ * while both are equal.
+ */
+export function lastBuiltinKey(): (req: DownstreamRequest) => string {
+  let host = '';
+  let url = '';
+  let key: string | undefined;
+  return (req) => {
+    const h = req.headers['host'];
+    if (key !== undefined && h === host && req.url === url) return key;
+    const k = builtinCacheKey(req);
+    if (typeof h === 'string') {
+      host = h;
+      url = req.url;
+      key = k;
+    }
+    return k;
+  };
 }
 
 /** The pin slot of a client connection, created on its first request and released when it closes. */
