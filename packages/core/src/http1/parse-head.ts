@@ -65,6 +65,38 @@ export function hasBadTargetChar(t: string): boolean {
   return false;
 }
 
+/**
+ * name.toLowerCase(), as the literal for the common request fields in their usual spellings: an interned string is a
+ * property key as it is, where a new one is hashed and looked up in V8's string table on every store and load.
+ */
+function lowerName(name: string): string {
+  switch (name) {
+    case 'Host':
+    case 'host':
+      return 'host';
+    case 'User-Agent':
+    case 'user-agent':
+      return 'user-agent';
+    case 'Accept':
+    case 'accept':
+      return 'accept';
+    case 'Accept-Encoding':
+    case 'accept-encoding':
+      return 'accept-encoding';
+    case 'Accept-Language':
+    case 'accept-language':
+      return 'accept-language';
+    case 'Connection':
+    case 'connection':
+      return 'connection';
+    case 'Cookie':
+    case 'cookie':
+      return 'cookie';
+    default:
+      return name.toLowerCase();
+  }
+}
+
 /** s.lastIndexOf(' '), without the call into the runtime that String#lastIndexOf makes. */
 function lastSpace(s: string): number {
   for (let i = s.length - 1; i >= 0; i--) if (s.charCodeAt(i) === 32) return i;
@@ -94,7 +126,9 @@ export function parseRequestHead(head: string): RequestHead | HeadError {
   const sp1 = requestLine.indexOf(' ');
   const sp2 = lastSpace(requestLine);
   if (sp1 <= 0 || sp2 === sp1) return { status: 400, reason: 'malformed request line' };
-  const method = requestLine.slice(0, sp1);
+  // GET as the literal: an interned string whose hash is known, for the Set lookups and comparisons after.
+  let method = requestLine.slice(0, sp1);
+  if (method === 'GET') method = 'GET';
   const target = requestLine.slice(sp1 + 1, sp2);
   const proto = requestLine.slice(sp2 + 1);
   if (method !== 'GET' && !isToken(method)) return { status: 400, reason: 'invalid method' };
@@ -166,7 +200,7 @@ function parseHeaderLines(lines: string[]): HeaderMap | HeadError {
     if (!isToken(name)) return { status: 400, reason: 'invalid header name' };
     const value = trimOws(line.slice(colon + 1));
     if (hasBadValueChar(value)) return { status: 400, reason: 'invalid header value' };
-    const key = name.toLowerCase();
+    const key = lowerName(name);
     // Own fields only: a field named like an Object.prototype member (`constructor`) must not start from the
     // inherited value. A field named `__proto__` cannot be stored in a plain object and is dropped.
     const prev = Object.hasOwn(headers, key) ? headers[key] : undefined;
