@@ -143,8 +143,9 @@ export function parseRequestHead(head: string): RequestHead | HeadError {
   if (isHeadError(body)) return body;
 
   const connField = headers['connection'];
-  const conn = connField === undefined ? '' : (Array.isArray(connField) ? connField.join(',') : connField).toLowerCase();
-  const keepAlive = version === '1.1' ? conn === '' || !CONN_CLOSE.test(conn) : conn !== '' && CONN_KEEP_ALIVE.test(conn);
+  // `Connection: keep-alive` as sent (most clients): kept alive in both versions, without the regexes below.
+  const conn = connField === undefined || connField === 'keep-alive' ? '' : (Array.isArray(connField) ? connField.join(',') : connField).toLowerCase();
+  const keepAlive = connField === 'keep-alive' || (version === '1.1' ? conn === '' || !CONN_CLOSE.test(conn) : conn !== '' && CONN_KEEP_ALIVE.test(conn));
   const expect = headers['expect'];
   const expectContinue = typeof expect === 'string' && expect.toLowerCase() === '100-continue';
   return { method, target, version, headers, body, keepAlive, expectContinue };
