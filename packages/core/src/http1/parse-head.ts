@@ -143,6 +143,8 @@ export function parseRequestHead(head: string): RequestHead | HeadError {
 
   // Header lines into a map (names lowercased; repeated fields joined, Set-Cookie kept as a list).
   const headers: HeaderMap = {};
+  // Lines stored so far: the first has nothing to join with (no own-field check).
+  let fields = 0;
   while (next >= 0) {
     const start = next;
     lf = head.indexOf('\n', start);
@@ -175,7 +177,8 @@ export function parseRequestHead(head: string): RequestHead | HeadError {
     const key = lowerName(name);
     // Own fields only: a field named like an Object.prototype member (`constructor`) must not start from the
     // inherited value. A field named `__proto__` cannot be stored in a plain object and is dropped.
-    const prev = Object.hasOwn(headers, key) ? headers[key] : undefined;
+    const prev = fields === 0 || !Object.hasOwn(headers, key) ? undefined : headers[key];
+    fields++;
     if (prev === undefined) headers[key] = value;
     else if (key === 'host') return { status: 400, reason: 'duplicate Host' };
     else if (Array.isArray(prev)) prev.push(value);
