@@ -123,9 +123,9 @@ export function parseRequestHead(head: string): RequestHead | HeadError {
   // A head cut before "\n\n" whose last line ended in CRLF keeps that CR: it belongs to the line ending.
   const len = head.charCodeAt(head.length - 1) === 13 ? head.length - 1 : head.length;
   // RFC 9112 §2.2: a bare LF is accepted as a line terminator; a CR just before a LF belongs to the line ending.
-  let lf = head.indexOf('\n');
+  const lf = head.indexOf('\n');
   const lineEnd = lf < 0 ? len : lf > 0 && head.charCodeAt(lf - 1) === 13 ? lf - 1 : lf;
-  let next = lf < 0 ? -1 : lf + 1;
+  const next = lf < 0 ? -1 : lf + 1;
   let sp1 = head.indexOf(' ');
   if (sp1 >= lineEnd) sp1 = -1;
   const sp2 = lastSpace(head, lineEnd);
@@ -141,10 +141,31 @@ export function parseRequestHead(head: string): RequestHead | HeadError {
   const version = proto === 'HTTP/1.1' ? '1.1' : versionOf(proto);
   if (typeof version !== 'string') return version;
 
-  // Header lines into a map (names lowercased; repeated fields joined, Set-Cookie kept as a list).
+  const headers = parseFields(head, next, len);
+  if (isHeadError(headers)) return headers;
+
+  const body = framingOf(headers, version);
+  if (isHeadError(body)) return body;
+
+  const connField = headers['connection'];
+  // `Connection: keep-alive` as sent (most clients): kept alive in both versions, without the regexes below.
+  const conn = connField === undefined || connField === 'keep-alive' ? '' : (Array.isArray(connField) ? connField.join(',') : connField).toLowerCase();
+  const keepAlive = connField === 'keep-alive' || (version === '1.1' ? conn === '' || !CONN_CLOSE.test(conn) : conn !== '' && CONN_KEEP_ALIVE.test(conn));
+  const expect = headers['expect'];
+  const expectContinue = typeof expect === 'string' && expect.toLowerCase() === '100-continue';
+  return { method, target, version, headers, body, keepAlive, expectContinue };
+}
+
+/**
+ * The header lines of `head` from offset `from` (-1: none) up to `len`, into a map (names lowercased; repeated fields
+ * joined, Set-Cookie kept as a list).
+ */
+function parseFields(head: string, from: number, len: number): HeaderMap | HeadError {
   const headers: HeaderMap = {};
   // Lines stored so far: the first has nothing to join with (no own-field check).
   let fields = 0;
+  let next = from;
+  let lf: number;
   while (next >= 0) {
     const start = next;
     lf = head.indexOf('\n', start);
@@ -186,17 +207,7 @@ export function parseRequestHead(head: string): RequestHead | HeadError {
   }
   // §3.2: a 1.1 request without Host gets 400 too, but from the proxy (as Varnish's vcl_req_host), where it is
   // logged as a transaction; a duplicate Host is refused here because it makes the request ambiguous.
-
-  const body = framingOf(headers, version);
-  if (isHeadError(body)) return body;
-
-  const connField = headers['connection'];
-  // `Connection: keep-alive` as sent (most clients): kept alive in both versions, without the regexes below.
-  const conn = connField === undefined || connField === 'keep-alive' ? '' : (Array.isArray(connField) ? connField.join(',') : connField).toLowerCase();
-  const keepAlive = connField === 'keep-alive' || (version === '1.1' ? conn === '' || !CONN_CLOSE.test(conn) : conn !== '' && CONN_KEEP_ALIVE.test(conn));
-  const expect = headers['expect'];
-  const expectContinue = typeof expect === 'string' && expect.toLowerCase() === '100-continue';
-  return { method, target, version, headers, body, keepAlive, expectContinue };
+  return headers;
 }
 
 /** The version of a protocol field other than `HTTP/1.1` (which the caller checks first, without a regex). */

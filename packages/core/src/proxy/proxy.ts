@@ -11,9 +11,9 @@ import type { FreshnessOptions } from '../http/freshness.js';
 import { DEFAULT_TARGETS, type CacheProfile, type CacheRules } from '../http/targeted.js';
 import { Http1Server, type ConnectionContext, type Http1Request } from '../http1/server.js';
 import type { Http1Response } from '../http1/response.js';
-import { builtinCacheKey, type DownstreamRequest, type ProxyHooks } from '../policy/hooks.js';
+import type { DownstreamRequest, ProxyHooks } from '../policy/hooks.js';
+import { fullKey, lastBuiltinKey } from './builtin-key.js';
 import { deliverOrSlice, slice } from '../slicer/sliced.js';
-import { segmentKeyOf } from '../slicer/slicer.js';
 import { createStats, type Stats } from '../stats.js';
 import { logClientRequest, logGarbage, logRequestEnd, logSessionOpened, sessionOf } from '../txlog/records.js';
 import type { TxLog } from '../txlog/txlog.js';
@@ -420,35 +420,6 @@ function cacheRulesOf<Ctx>(opts: ProxyOptions<Ctx>, name: string): CacheRules {
   const profile = opts.profile ?? 'rfc';
   const targets = (opts.cacheTargets ?? (profile === 'rfc' ? DEFAULT_TARGETS : [])).map((t) => t.toLowerCase());
   return { profile, targets, deviceToken: name };
-}
-
-/** A request's cache key from the hook's answer (builtin when none), with the segment for slicer subrequests. */
-function fullKey(req: DownstreamRequest, hookKey: string | undefined): string {
-  const key = hookKey ?? builtinCacheKey(req);
-  return req.segment === undefined ? key : segmentKeyOf(key, req.segment.size, req.segment.index, req.segment.gen);
-}
-
-/**
- * builtinCacheKey, remembering its last answer: a run of requests for one URL on one Host (a hot object) gets the same
- * key string each time, whose hash the index lookup has already computed, instead of a host normalised and a string
- * joined and hashed per request. The key is a function of the Host field and the URL alone, so the last answer holds
- * while both are equal.
- */
-export function lastBuiltinKey(): (req: DownstreamRequest) => string {
-  let host = '';
-  let url = '';
-  let key: string | undefined;
-  return (req) => {
-    const h = req.headers['host'];
-    if (key !== undefined && h === host && req.url === url) return key;
-    const k = builtinCacheKey(req);
-    if (typeof h === 'string') {
-      host = h;
-      url = req.url;
-      key = k;
-    }
-    return k;
-  };
 }
 
 /** The pin slot of a client connection, created on its first request and released when it closes. */

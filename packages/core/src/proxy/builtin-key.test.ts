@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { builtinCacheKey, type DownstreamRequest } from '../policy/hooks.js';
-import { lastBuiltinKey } from './proxy.js';
+import { lastBuiltinKey } from './builtin-key.js';
 
 const req = (url: string, host: string | string[] | undefined): DownstreamRequest => ({
   method: 'GET',
