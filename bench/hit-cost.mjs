@@ -1,5 +1,5 @@
 // What one cache hit costs Sluice, measured in ways that hold up on a loaded machine (issue 16).
-// Usage: node bench/hit-cost.mjs [--size 1k] [--requests N] [--warmup N] [--settle-ms MS] [--root CHECKOUT] [--callgrind] [--cpu-prof DIR] [--out FILE]
+// Usage: node bench/hit-cost.mjs [--size 1k] [--requests N] [--warmup N] [--settle-ms MS] [--root CHECKOUT] [--node-flags "FLAGS"] [--callgrind] [--cpu-prof DIR] [--out FILE]
 //   default      CPU time per hit (utime+stime of the proxy process from /proc) over N hits (autocannon, 32 connections)
 //   --callgrind  the proxy runs under valgrind --tool=callgrind: counters zeroed after the warm-up, dumped after N hits;
 //                instructions per hit (the most noise-resistant figure; the window also holds the event loop's idle
@@ -33,10 +33,14 @@ const CONNECTIONS = CALLGRIND ? 8 : 32;
 const out = opt('--out', path.join(ROOT, 'bench/results', `${new Date().toISOString().slice(0, 10)}-hit-cost-${SIZE}${CALLGRIND ? '-callgrind' : ''}.json`));
 // --root DIR measures the proxy of another built checkout (a before/after with the same script and settings).
 const BIN = path.join(path.resolve(opt('--root', ROOT)), 'packages/cli/bin/run.js');
+// --node-flags "..." go to the proxy's node before the script, e.g. --no-concurrent-recompilation: under callgrind on a
+// loaded machine V8's helper threads are starved and optimisations asked for in the warm-up land in the measured window
+// (seen at load 16 even after the 20 s pause); with them on the main thread the warm-up does them all.
+const NODE_FLAGS = (opt('--node-flags', '') ?? '').split(' ').filter((f) => f !== '');
 
 /** The proxy in its own process, under valgrind or with --cpu-prof when asked; resolves once it listens. */
 function startProxy(backend, tmp) {
-  const args = [BIN, 'proxy', '--listen', '127.0.0.1:0', '--backend', backend, '--quiet'];
+  const args = [...NODE_FLAGS, BIN, 'proxy', '--listen', '127.0.0.1:0', '--backend', backend, '--quiet'];
   const [cmd, full] = CALLGRIND
     ? ['valgrind', ['--tool=callgrind', '--collect-atstart=yes', '--separate-threads=yes', `--callgrind-out-file=${tmp}/callgrind.out.%p`, process.execPath, ...args]]
     : [process.execPath, PROF_DIR === undefined ? args : ['--cpu-prof', '--cpu-prof-dir', PROF_DIR, ...args]];
@@ -101,7 +105,7 @@ async function main() {
   // Under valgrind the threads take turns, and the busy main thread starves V8's compile threads: optimisations asked
   // for during the warm-up would run in the measured window. An idle pause lets them finish first.
   if (CALLGRIND) await sleep(SETTLE_MS);
-  const result = { date: new Date().toISOString(), machine: m, size: SIZE, requests: N, warmup: WARMUP, settleMs: CALLGRIND ? SETTLE_MS : 0, connections: CONNECTIONS, proxy: BIN };
+  const result = { date: new Date().toISOString(), machine: m, size: SIZE, requests: N, warmup: WARMUP, settleMs: CALLGRIND ? SETTLE_MS : 0, connections: CONNECTIONS, proxy: BIN, nodeFlags: NODE_FLAGS };
   if (CALLGRIND) {
     const pid = proxy.proc.pid;
     const zero = spawnSync('callgrind_control', ['-z', String(pid)], { encoding: 'utf8' });

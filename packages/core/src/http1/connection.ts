@@ -3,6 +3,7 @@ import { BodyClock } from './body-clock.js';
 import { ChunkedDecoder, ChunkedFramingError, LengthDecoder, type BodyDecoder } from './body-reader.js';
 import { ProxyError } from '../errors.js';
 import { isHeadError, parseRequestHead, type RequestHead } from './parse-head.js';
+import { isShared, owned, readIntoShared } from './read-buffer.js';
 import { Http1Response, type ResponseOwner } from './response.js';
 import type { ConnectionContext, Http1Request, Http1Server } from './server.js';
 
@@ -45,11 +46,13 @@ export class Connection implements ResponseOwner {
   private clock: BodyClock | undefined;
   private res: Http1Response | undefined;
   private readonly server: Http1Server;
-  /** When the current request head started arriving (headers timeout). */
+  /** When the current request head started arriving (headers timeout); 0 until a read ends without the whole head. */
   private headStartMs = 0;
   /** Bytes read and dropped since the connection started closing. */
   private droppedBytes = 0;
   readonly context: ConnectionContext;
+  /** Whether this connection's reads land in the shared read buffer (read-buffer.ts), rather than through 'data'. */
+  readonly readsShared: boolean;
 
   constructor(socket: Socket, server: Http1Server) {
     this.socket = socket;
@@ -66,7 +69,10 @@ export class Connection implements ResponseOwner {
       closeReason: undefined,
     };
     socket.setNoDelay(true);
-    socket.on('data', (d: Buffer) => this.onData(d));
+    // Reads land in one shared buffer (read-buffer.ts) unless the server was told otherwise or this Node does not allow
+    // it; then through 'data' as any socket. Either way onData sees each read's bytes.
+    this.readsShared = server.sharedReadBuffer && readIntoShared(socket, (view) => this.onRead(view));
+    if (!this.readsShared) socket.on('data', (d: Buffer) => this.onData(d));
     socket.on('error', () => socket.destroy());
     socket.on('close', () => this.onClose());
     // One idle timer for the connection's life (re-arming it per request is measurable on the hit path). It fires
@@ -77,6 +83,18 @@ export class Connection implements ResponseOwner {
       socket.destroy();
     });
     socket.setTimeout(server.keepAliveTimeoutMs);
+  }
+
+  /**
+   * A read into the shared buffer: `view` is valid only until this returns, so what the connection keeps of it (the
+   * bytes waiting to be parsed) is copied here; body bytes are copied in feedBody, a tunnel's first bytes in
+   * startTunnel. A tunnel gets its bytes through the socket's Readable, as with 'data'.
+   */
+  private onRead(view: Buffer): boolean {
+    if (this.state === 'tunnel') return this.socket.push(Buffer.from(view));
+    this.onData(view);
+    if (this.pending !== undefined && isShared(this.pending)) this.pending = Buffer.from(this.pending);
+    return true;
   }
 
   private onData(d: Buffer): void {
@@ -108,8 +126,10 @@ export class Connection implements ResponseOwner {
     this.pending = this.pending === undefined ? d : Buffer.concat([this.pending, d]);
   }
 
-  private feedBody(d: Buffer): void {
+  private feedBody(shared: Buffer): void {
     const decoder = this.decoder as BodyDecoder;
+    // The decoder hands slices of what it is fed to the body stream: never views of the shared read buffer.
+    const d = owned(shared);
     let rest: Buffer | undefined;
     try {
       rest = decoder.feed(d);
@@ -145,7 +165,8 @@ export class Connection implements ResponseOwner {
     }
     if (this.state === 'idle') {
       this.state = 'head';
-      this.headStartMs = Date.now();
+      // Read from the clock only when the head is not complete in this first read (below): most heads are.
+      this.headStartMs = 0;
     }
     // The head is searched in its text: one latin1 decode of at most a head's worth of bytes, then a string search
     // (cheaper than a Buffer search plus a decode of the head: a 1 KiB hit's profile). Past that window, or when the
@@ -163,7 +184,11 @@ export class Connection implements ResponseOwner {
       this.pending = buf;
       if (buf.length > this.server.maxHeadBytes) this.reject(431, 'request head too large');
       // A head trickling in (slowloris) is cut once it has taken longer than the headers timeout.
-      else if (Date.now() - this.headStartMs > this.server.headersTimeoutMs) this.reject(408, 'request head timeout');
+      else {
+        const now = Date.now();
+        if (this.headStartMs === 0) this.headStartMs = now;
+        if (now - this.headStartMs > this.server.headersTimeoutMs) this.reject(408, 'request head timeout');
+      }
       return;
     }
     if (end > this.server.maxHeadBytes) return this.reject(431, 'request head too large');
@@ -183,7 +208,7 @@ export class Connection implements ResponseOwner {
     this.socket.removeAllListeners('data');
     this.socket.removeAllListeners('timeout');
     this.socket.setTimeout(0);
-    onConnect({ target: head.target, headers: head.headers, remoteAddress: this.socket.remoteAddress ?? '' }, this.socket, rest);
+    onConnect({ target: head.target, headers: head.headers, remoteAddress: this.socket.remoteAddress ?? '' }, this.socket, owned(rest));
   }
 
   /** A parsed head: the body decoder, the response, and the handler; `rest` is what arrived past the head. */
@@ -292,7 +317,7 @@ export class Connection implements ResponseOwner {
     const text = `${status} ${reason}\n`;
     const reasonPhrase = REASONS[status] ?? 'Bad Request';
     const response = `HTTP/1.1 ${status} ${reasonPhrase}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${text.length}\r\n\r\n${text}`;
-    const received = this.pending === undefined ? Buffer.alloc(0) : this.pending.subarray(0, 256);
+    const received = this.pending === undefined ? Buffer.alloc(0) : owned(this.pending.subarray(0, 256));
     this.server.onBadRequest(status, reason, { connection: this.context, received, responseBytes: response.length, reasonPhrase });
     this.pending = undefined;
     this.endAndLinger(response);

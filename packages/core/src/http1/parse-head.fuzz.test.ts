@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { isHeadError, parseRequestHead, type RequestHead } from './parse-head.js';
+import { BAD_TARGET, BAD_VALUE, hasBadTargetChar, hasBadValueChar, isHeadError, isToken, parseRequestHead, TOKEN, type RequestHead } from './parse-head.js';
 import type { HeaderMap } from '../http/headers.js';
 import { charsFrom, checkProperty, fuzzTimeoutMs, latin1Char, token } from '../test-support/fuzz.js';
 
@@ -214,4 +214,26 @@ describe('parseRequestHead fuzz (RFC 9112)', () => {
       2000,
     );
   }, fuzzTimeoutMs(2000));
+});
+
+describe('parse-head character checks', () => {
+  /** Strings of latin1 characters weighted to the edges that matter (controls, SP, DEL, NBSP), and some Unicode. */
+  const unit = fc.oneof(
+    { weight: 6, arbitrary: fc.integer({ min: 0, max: 0xff }) },
+    { weight: 2, arbitrary: fc.constantFrom(0, 8, 9, 10, 11, 12, 13, 31, 32, 33, 126, 127, 128, 0x85, 0xa0, 0xff) },
+    { weight: 1, arbitrary: fc.constantFrom(0x1680, 0x2000, 0x200a, 0x2028, 0x2029, 0x202f, 0x205f, 0x3000, 0xfeff, 0x100, 0x2010) },
+  );
+  const text = fc.array(unit, { maxLength: 24 }).map((cs) => String.fromCharCode(...cs));
+
+  it('isToken, hasBadValueChar and hasBadTargetChar answer as the regexes they replace', async () => {
+    await checkProperty(
+      'parse-head: character checks equal their regexes',
+      fc.property(fc.oneof(text, token), (s) => {
+        expect(isToken(s)).toBe(TOKEN.test(s));
+        expect(hasBadValueChar(s)).toBe(BAD_VALUE.test(s));
+        expect(hasBadTargetChar(s)).toBe(BAD_TARGET.test(s));
+      }),
+      5000,
+    );
+  }, fuzzTimeoutMs(5000));
 });

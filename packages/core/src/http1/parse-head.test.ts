@@ -19,6 +19,12 @@ describe('parseRequestHead (RFC 9112)', () => {
     ['HTTP/1.0 keep-alive', 'GET / HTTP/1.0\r\nConnection: keep-alive', true],
     ['HTTP/1.1 close', 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close', false],
     ['HTTP/1.1 default', 'GET / HTTP/1.1\r\nHost: x', true],
+    ['HTTP/1.1 keep-alive', 'GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive', true],
+    ['HTTP/1.0 Keep-Alive in another case', 'GET / HTTP/1.0\r\nConnection: Keep-Alive', true],
+    ['HTTP/1.0 keep-alive then close fields', 'GET / HTTP/1.0\r\nConnection: keep-alive\r\nConnection: close', true],
+    ['HTTP/1.1 keep-alive then close fields', 'GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\nConnection: close', false],
+    ['HTTP/1.1 keep-alive, close in one field', 'GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, close', false],
+    ['HTTP/1.0 other token', 'GET / HTTP/1.0\r\nConnection: upgrade', false],
   ])('%s', (_n, head, keepAlive) => {
     const r = parseRequestHead(head);
     expect('keepAlive' in r && r.keepAlive).toBe(keepAlive);

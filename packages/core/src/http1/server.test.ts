@@ -217,4 +217,27 @@ describe('Http1Server', () => {
     });
     expect(out).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
   });
+
+  it("times each request head from its own first bytes: a kept-alive connection's next head, split, is not cut for the idle time before it", async () => {
+    server = new Http1Server(
+      (_req, res) => {
+        res.writeHead(200, { 'content-length': '2' });
+        res.end(Buffer.from('ok'));
+      },
+      { headersTimeoutMs: 80 },
+    );
+    const port = (await server.listen(0, '127.0.0.1')).port;
+    const out = await new Promise<string>((resolve) => {
+      const s = net.connect(port, '127.0.0.1');
+      let got = '';
+      s.on('data', (d) => (got += d.toString('latin1')));
+      s.on('close', () => resolve(got));
+      // A whole head in one read, then idle past the headers timeout, then a head in two reads 10 ms apart.
+      s.write('GET /1 HTTP/1.1\r\nHost: x\r\n\r\n');
+      setTimeout(() => s.write('GET /2 HTTP/1.1\r\nHo'), 200);
+      setTimeout(() => s.write('st: x\r\nConnection: close\r\n\r\n'), 210);
+    });
+    expect(out.match(/HTTP\/1\.1 200 OK\r\n/g)).toHaveLength(2);
+    expect(out).not.toMatch(/408/);
+  });
 });

@@ -96,6 +96,11 @@ export interface Http1ServerOptions {
    * idle_send_timeout).
    */
   sendTimeoutMs?: number | undefined;
+  /**
+   * Read client sockets into one shared buffer instead of through their Readable (read-buffer.ts; default true). False
+   * reads through 'data' as any socket: the same behaviour, for comparison and tests.
+   */
+  sharedReadBuffer?: boolean | undefined;
 }
 
 export class Http1Server {
@@ -116,6 +121,7 @@ export class Http1Server {
   sendTimeoutMs: number;
   readonly onBadRequest: (status: number, reason: string, info: BadRequestInfo) => void;
   readonly onConnectHandler: Http1ConnectHandler | undefined;
+  readonly sharedReadBuffer: boolean;
   readonly connections = new Set<Connection>();
   closing = false;
   private readonly server: net.Server;
@@ -134,6 +140,7 @@ export class Http1Server {
     this.sendTimeoutMs = opts.sendTimeoutMs ?? 60_000;
     this.onBadRequest = opts.onBadRequest ?? (() => undefined);
     this.onConnectHandler = opts.onConnect;
+    this.sharedReadBuffer = opts.sharedReadBuffer ?? true;
     const onConnection = opts.onConnection;
     this.server = net.createServer((socket) => {
       const c = new Connection(socket, this);

@@ -11,9 +11,9 @@ import type { FreshnessOptions } from '../http/freshness.js';
 import { DEFAULT_TARGETS, type CacheProfile, type CacheRules } from '../http/targeted.js';
 import { Http1Server, type ConnectionContext, type Http1Request } from '../http1/server.js';
 import type { Http1Response } from '../http1/response.js';
-import { builtinCacheKey, type DownstreamRequest, type ProxyHooks } from '../policy/hooks.js';
+import type { DownstreamRequest, ProxyHooks } from '../policy/hooks.js';
+import { fullKey, lastBuiltinKey } from './builtin-key.js';
 import { deliverOrSlice, slice } from '../slicer/sliced.js';
-import { segmentKeyOf } from '../slicer/slicer.js';
 import { createStats, type Stats } from '../stats.js';
 import { logClientRequest, logGarbage, logRequestEnd, logSessionOpened, sessionOf } from '../txlog/records.js';
 import type { TxLog } from '../txlog/txlog.js';
@@ -374,6 +374,7 @@ function makeEnv<Ctx>(opts: ProxyOptions<Ctx>, stats: Stats, store: Store, infli
   const name = opts.name ?? 'sluice';
   const freshness: FreshnessOptions = { defaultTtlSec: opts.defaultTtlSec, heuristicFraction: 0.1, heuristicMaxSec: 86_400 };
   const newCtx = (): Ctx => hooks.newCtx?.() ?? ({} as Ctx);
+  const builtinKey = lastBuiltinKey();
   return {
     stats,
     store,
@@ -408,6 +409,7 @@ function makeEnv<Ctx>(opts: ProxyOptions<Ctx>, stats: Stats, store: Store, infli
     keyOf: (req, ctx) => {
       const key = hooks.cacheKey?.(req, ctx);
       if (key instanceof Promise) return key.then((k) => fullKey(req, k));
+      if (key === undefined && req.segment === undefined) return builtinKey(req);
       return fullKey(req, key);
     },
   };
@@ -418,12 +420,6 @@ function cacheRulesOf<Ctx>(opts: ProxyOptions<Ctx>, name: string): CacheRules {
   const profile = opts.profile ?? 'rfc';
   const targets = (opts.cacheTargets ?? (profile === 'rfc' ? DEFAULT_TARGETS : [])).map((t) => t.toLowerCase());
   return { profile, targets, deviceToken: name };
-}
-
-/** A request's cache key from the hook's answer (builtin when none), with the segment for slicer subrequests. */
-function fullKey(req: DownstreamRequest, hookKey: string | undefined): string {
-  const key = hookKey ?? builtinCacheKey(req);
-  return req.segment === undefined ? key : segmentKeyOf(key, req.segment.size, req.segment.index, req.segment.gen);
 }
 
 /** The pin slot of a client connection, created on its first request and released when it closes. */
