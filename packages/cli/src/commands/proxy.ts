@@ -96,9 +96,14 @@ export default class ProxyCommand extends Command {
     }
     const sig = await untilSignal();
     this.log(`sluice: ${sig}, finishing the responses in flight (at most ${config.shutdownTimeoutSec}s; signal again to stop now)`);
-    // A second signal stops at once, as nginx's fast shutdown after a graceful one.
-    void untilSignal().then((again) => {
+    // A second signal stops at once, as nginx's fast shutdown after a graceful one: the connections still open are
+    // cut (a hang-up their clients see) and their requests end, the log is written (at most ~2 s: compose.ts
+    // LOG_END_MS), then exit 1. Before, process.exit(1) came first and the cut requests were never logged.
+    void untilSignal().then(async (again) => {
+      process.exitCode = 1;
       this.log(`sluice: ${again} again, stopping now`);
+      setTimeout(() => process.exit(1), 5000).unref();
+      await running.close().catch(() => undefined);
       process.exit(1);
     });
     const { cut } = await running.shutdown(config.shutdownTimeoutSec * 1000);
