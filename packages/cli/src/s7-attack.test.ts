@@ -396,3 +396,142 @@ describe('s7: 10 000 requests with the transaction log on (the sluice process)',
     await o.close();
   });
 });
+
+describe('s7: a stop while stdout is a pipe nobody reads', () => {
+  it('SIGTERM after 3000 logged requests to an unread stdout pipe: the process still exits 0', { timeout: 240_000 }, async () => {
+    const o = await smallOrigin();
+    const px = await startProxy(o.url, ['--log', 'text'], { pauseStdout: true });
+    expect(await burst(px.url, 3000)).toBe(3000);
+    px.p.kill('SIGTERM');
+    const code = await px.exited;
+    expect(px.out()).not.toMatch(/Error|error/);
+    expect(code).toBe(0);
+    await o.close();
+  });
+});
+
+/** A WebAssembly module exporting add(i32, i32) -> i32. */
+const ADD_WASM = [0, 97, 115, 109, 1, 0, 0, 0, 1, 7, 1, 96, 2, 127, 127, 1, 127, 3, 2, 1, 0, 7, 7, 1, 3, 97, 100, 100, 0, 0, 10, 9, 1, 7, 0, 32, 0, 32, 1, 106, 11];
+
+describe('s7: the V8 flags and the young-GC trigger sluice proxy sets at start', () => {
+  it('a --config module compiling WebAssembly at import and in a hook works under --liftoff-only (the default)', async () => {
+    const o = await smallOrigin();
+    const cfg = path.join(dir, 'wasm.config.mjs');
+    writeFileSync(
+      cfg,
+      `const bytes = new Uint8Array(${JSON.stringify(ADD_WASM)});
+const atImport = new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports;
+let n = 0;
+export default {
+  backends: ['${o.url}'],
+  hooks: {
+    async responseFilter(resp) {
+      // compiled again per response, after the proxy set --liftoff-only; hot enough to tier up if it could
+      const { instance } = await WebAssembly.instantiate(bytes);
+      for (let i = 0; i < 20000; i++) n = instance.exports.add(n, 1) & 0xffff;
+      resp.headers['x-wasm'] = String(atImport.add(40, 2)) + '/' + String(instance.exports.add(2, 3));
+    },
+  },
+};
+`,
+    );
+    const p = spawn(process.execPath, [BIN, 'proxy', '--config', cfg, '--listen', '127.0.0.1:0', '--quiet'], { stdio: ['ignore', 'pipe', 'pipe'], env: CLI_ENV });
+    let out = '';
+    p.stdout.on('data', (d) => (out += String(d)));
+    p.stderr.on('data', (d) => (out += String(d)));
+    const exited = new Promise<number | null>((r) => p.on('exit', (c) => r(c)));
+    await until(() => /listening on/.test(out) || p.exitCode !== null, 'the proxy to listen');
+    const url = new URL(/listening on (http:\/\/[\d.]+:\d+)/.exec(out)?.[1] ?? 'http://127.0.0.1:1');
+    for (let i = 0; i < 5; i++) {
+      const r = await fetch(new URL('/hit', url));
+      await r.arrayBuffer();
+      expect(r.status).toBe(200);
+      expect(r.headers.get('x-wasm')).toBe('42/5');
+    }
+    p.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    await o.close();
+  });
+
+  for (const bad of ['abc', '-1', '4XB', '1.5.2MB', '']) {
+    it(`--young-gc ${JSON.stringify(bad)}: one line naming the flag, exit 2, nothing listens`, async () => {
+      const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+        const p = spawn(process.execPath, [BIN, 'proxy', '--backend', 'http://127.0.0.1:9', '--listen', '127.0.0.1:0', `--young-gc=${bad}`], { stdio: ['ignore', 'pipe', 'pipe'], env: CLI_ENV });
+        let stdout = '';
+        let stderr = '';
+        p.stdout.on('data', (d) => (stdout += String(d)));
+        p.stderr.on('data', (d) => (stderr += String(d)));
+        const t = setTimeout(() => p.kill('SIGKILL'), 30_000);
+        p.on('exit', (code) => {
+          clearTimeout(t);
+          resolve({ code, stdout, stderr });
+        });
+      });
+      expect(r.code).toBe(2);
+      expect(r.stdout).not.toMatch(/listening/);
+      expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+      expect(r.stderr).toMatch(/^sluice: .*--young-gc/);
+    });
+  }
+
+  it('--young-gc 0 (documented: leaves collections to V8) is accepted and serves', async () => {
+    const o = await smallOrigin();
+    const px = await startProxy(o.url, ['--young-gc', '0']);
+    expect(await burst(px.url, 20)).toBe(20);
+    px.p.kill('SIGTERM');
+    expect(await px.exited).toBe(0);
+    await o.close();
+  });
+});
+
+describe('s7: a pass much faster than 50 MB/s', () => {
+  it('1 GiB passed to a client reading as fast as it can: every byte arrives, peak RSS growth under 48 MiB', { timeout: 240_000 }, async () => {
+    const GIB = 1024 * 1024 * 1024;
+    const piece = Buffer.alloc(256 * 1024, 'p');
+    const o = await origin((req, res) => {
+      if (req.url !== '/big-pass') return void res.end('small');
+      res.writeHead(200, { 'content-length': GIB, 'cache-control': 'no-store' });
+      let sent = 0;
+      const pump = (): void => {
+        while (sent < GIB) {
+          sent += piece.length;
+          if (!res.write(piece)) return void res.once('drain', pump);
+        }
+        res.end();
+      };
+      pump();
+    });
+    const px = await startProxy(o.url);
+    expect(await burst(px.url, 20)).toBe(20);
+    const pid = px.p.pid as number;
+    const rss0 = rssOf(pid);
+    let peak = rss0;
+    const sampler = setInterval(() => (peak = Math.max(peak, rssOf(pid))), 20);
+    // Counts the bytes and keeps only the head: a 1 GiB body is not kept in the test.
+    const sock = net.connect(Number(px.url.port), px.url.hostname);
+    let head = '';
+    let bodyBytes = 0;
+    sock.on('data', (d: Buffer) => {
+      if (head.includes('\r\n\r\n')) return void (bodyBytes += d.length);
+      head += d.toString('latin1');
+      const i = head.indexOf('\r\n\r\n');
+      if (i >= 0) {
+        bodyBytes += head.length - i - 4;
+        head = head.slice(0, i + 4);
+      }
+    });
+    sock.on('error', () => undefined);
+    sock.write(`GET /big-pass HTTP/1.1\r\nHost: t\r\nConnection: close\r\nAuthorization: Basic eDp5\r\n\r\n`);
+    await new Promise((r) => sock.on('close', r));
+    const res = { status: Number(/^HTTP\/1\.1 (\d+)/.exec(head)?.[1]), body: { length: bodyBytes } };
+    clearInterval(sampler);
+    peak = Math.max(peak, rssOf(pid));
+    console.log(`s7 1 GiB pass unthrottled: RSS ${(rss0 / 2 ** 20).toFixed(1)} MiB, peak +${((peak - rss0) / 2 ** 20).toFixed(1)} MiB`);
+    expect(res.status).toBe(200);
+    expect(res.body.length).toBe(GIB);
+    expect(peak - rss0).toBeLessThan(48 * 1024 * 1024);
+    px.p.kill('SIGTERM');
+    expect(await px.exited).toBe(0);
+    await o.close();
+  });
+});

@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import { Command, Flags } from '@oclif/core';
 import type { Proxy } from '@sluice/core';
 import { policyOf, restartOnly } from '../compose.js';
@@ -109,6 +110,14 @@ export default class ProxyCommand extends Command {
     const { cut } = await running.shutdown(config.shutdownTimeoutSec * 1000);
     youngGc.stop();
     this.log(`sluice: stopped${cut > 0 ? ` (${cut} connection${cut === 1 ? '' : 's'} cut at the deadline)` : ''}`);
+    // A stdout pipe nobody reads (--log to stdout) would hold the exit: oclif's flush gave up after 10 s with
+    // "timed out" and exit 2. What stdout still holds after 2 s is left unwritten, and the stop exits 0.
+    if (process.stdout.writableLength > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([once(process.stdout, 'drain'), new Promise((r) => (timer = setTimeout(r, 2000)))]);
+      clearTimeout(timer);
+      if (process.stdout.writableLength > 0) process.exit(0);
+    }
     return { url: running.url };
   }
 }
