@@ -75,7 +75,9 @@ class CountedSink implements TxSink {
 
   constructor(
     readonly inner: LogSink,
-    private readonly out: { writableLength?: number } | undefined,
+    readonly out: { writableLength?: number } | undefined,
+    /** The --log-file stream (not stdout): ended, or destroyed if it takes nothing more, when the proxy stops. */
+    readonly fileStream?: WriteStream | net.Socket,
   ) {}
 
   get active(): boolean {
@@ -128,14 +130,15 @@ function logSink(config: Config): CountedSink | undefined {
     return new CountedSink(new FileSink(fd, config.log, config.logGrouping, (code) => cannotWrite(file, code)), undefined);
   }
   let out: { write(s: string): unknown; writableLength?: number } = process.stdout;
+  let stream: WriteStream | net.Socket | undefined;
   if (file !== undefined && fd !== undefined) {
     // A FIFO through a libuv pipe (non-blocking, with a write queue to bound); a file through a WriteStream.
-    const stream: WriteStream | net.Socket = isFifo(file) ? new net.Socket({ fd, readable: false, writable: true }) : createWriteStream(file, { fd });
+    stream = isFifo(file) ? new net.Socket({ fd, readable: false, writable: true }) : createWriteStream(file, { fd });
     stream.once('error', (e: Error) => cannotWrite(file, (e as NodeJS.ErrnoException).code ?? e.message));
     out = stream;
   }
   const sink = config.logFormat !== undefined ? new NcsaFormatSink(out, compileNcsaFormat(config.logFormat)) : new StreamSink(out, config.log, config.logGrouping);
-  return new CountedSink(sink, out);
+  return new CountedSink(sink, out, stream);
 }
 
 export function compose(config: Config, onLog?: (line: LogLine) => void, onTransitBytes?: (bytes: number) => void): Composed {
@@ -190,7 +193,24 @@ async function endLog(counted: CountedSink | undefined, boundMs: number): Promis
     const late = await Promise.race([sink.close().then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(true), boundMs)))]);
     clearTimeout(timer);
     if (late) process.stderr.write(`sluice: --log-file: the file took no writes for ${boundMs / 1000}s; what was left of the log is not written\n`);
-  } else sink.flush();
+  } else {
+    sink.flush();
+    const f = counted.fileStream;
+    // Its pending writes would keep the process alive (a FIFO nobody reads: for ever): ended once written, else
+    // destroyed after boundMs.
+    if (f !== undefined && !f.destroyed) {
+      const done = new Promise<boolean>((r) => {
+        f.end(() => r(false));
+        f.once('error', () => r(false));
+      });
+      const late = await Promise.race([done, new Promise<boolean>((r) => (timer = setTimeout(() => r(true), boundMs)))]);
+      clearTimeout(timer);
+      if (late) {
+        f.destroy();
+        process.stderr.write(`sluice: --log-file: the file took no writes for ${boundMs / 1000}s; what was left of the log is not written\n`);
+      }
+    }
+  }
   if (counted.dropped > 0) {
     const where = sink instanceof FileSink ? '--log-file' : '--log';
     process.stderr.write(`sluice: ${where}: ${counted.dropped} group${counted.dropped === 1 ? '' : 's'} dropped (the log's output took writes too slowly; counted in log_dropped)\n`);

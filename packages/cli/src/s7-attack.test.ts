@@ -55,7 +55,13 @@ function startProxy(backend: string, extra: string[] = [], opts: { pauseStdout?:
   };
   p.stdout?.on('data', onOut);
   p.stderr?.on('data', onOut);
-  const exited = new Promise<number | null>((r) => p.on('exit', (code) => r(code)));
+  const exited = new Promise<number | null>((r) =>
+    p.on('exit', (code, sig) => {
+      // a death by signal shows in the output the test prints on failure
+      if (sig !== null) out += `\n[killed by ${sig}]`;
+      r(code);
+    }),
+  );
   return new Promise((resolve, reject) => {
     const t = setInterval(() => {
       const m = /listening on (http:\/\/[\d.]+:\d+)/.exec(out);
@@ -227,7 +233,9 @@ describe('s7: a signal while clients are mid-body (the sluice process)', () => {
     px.p.kill('SIGTERM');
     await until(() => px.out().includes('SIGTERM, finishing'), 'the drain message');
     px.p.kill('SIGTERM');
-    expect(await px.exited).toBe(1);
+    const code = await px.exited;
+    expect(px.out()).not.toMatch(/killed by/);
+    expect(code).toBe(1);
     c.resume();
     const res = parse(await c.all);
     expect(res.complete).toBe(false);
@@ -390,6 +398,33 @@ describe('s7: 10 000 requests with the transaction log on (the sluice process)',
       px.p.kill('SIGTERM');
       expect(await px.exited).toBe(0);
       expect(px.out()).toMatch(/--log-file: .*groups? dropped/);
+    } finally {
+      closeSync(rfd);
+    }
+    await o.close();
+  });
+});
+
+describe('s7: the access log (--log ncsa) on a FIFO whose reader never reads', () => {
+  it('requests still answered, drops counted in /stats, SIGTERM exits 0', { timeout: 240_000 }, async () => {
+    const o = await smallOrigin();
+    const fifo = path.join(dir, 'stuck-ncsa.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const rfd = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+    try {
+      const px = await startProxy(o.url, ['--log', 'ncsa', '--log-file', fifo, '--admin-listen', '127.0.0.1:0', '--admin-token', TOKEN]);
+      // The combined format logs the User-Agent: ~30 KB a line, so 4 MiB wait after ~140 requests.
+      const headers = { 'user-agent': 'u'.repeat(30_000) };
+      let sent = 0;
+      while (sent < 2000 && ((await stats(px))['log_dropped'] ?? 0) === 0) {
+        expect(await burst(px.url, 100, { headers })).toBe(100);
+        sent += 100;
+      }
+      expect((await stats(px))['log_dropped']).toBeGreaterThan(0);
+      px.p.kill('SIGTERM');
+      expect(await px.exited).toBe(0);
+      expect(px.out()).toMatch(/--log: .*groups? dropped/);
+      expect(px.out()).toMatch(/--log-file: the file took no writes/);
     } finally {
       closeSync(rfd);
     }

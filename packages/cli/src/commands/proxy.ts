@@ -6,7 +6,7 @@ import { loadConfigFile, toConfig } from '../config.js';
 import { size } from '../config-values.js';
 import { adminListenFlags, proxyFlags } from '../flags.js';
 import { noWasmTierUp, startYoungGc } from '../runtime-memory.js';
-import { serve, untilSignal } from '../serve.js';
+import { serve, signalSequence } from '../serve.js';
 
 export default class ProxyCommand extends Command {
   static override summary = 'Run the caching, streaming reverse proxy.';
@@ -95,12 +95,13 @@ export default class ProxyCommand extends Command {
     if (running.adminUrl !== undefined) {
       this.log(`sluice: admin API on ${running.adminUrl}${running.adminToken === undefined ? '' : ` (generated token: ${running.adminToken})`}`);
     }
-    const sig = await untilSignal();
+    const signals = signalSequence();
+    const sig = await signals.first;
     this.log(`sluice: ${sig}, finishing the responses in flight (at most ${config.shutdownTimeoutSec}s; signal again to stop now)`);
     // A second signal stops at once, as nginx's fast shutdown after a graceful one: the connections still open are
     // cut (a hang-up their clients see) and their requests end, the log is written (at most ~2 s: compose.ts
     // LOG_END_MS), then exit 1. Before, process.exit(1) came first and the cut requests were never logged.
-    void untilSignal().then(async (again) => {
+    void signals.second.then(async (again) => {
       process.exitCode = 1;
       this.log(`sluice: ${again} again, stopping now`);
       setTimeout(() => process.exit(1), 5000).unref();
