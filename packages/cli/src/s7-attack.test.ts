@@ -43,7 +43,7 @@ interface Px {
 
 const TOKEN = 's7-attack-token';
 
-/** `sluice proxy` as a child; `readStdout: false` leaves its stdout pipe unread (the readiness line goes to stderr then too? no: read once, then paused). */
+/** `sluice proxy` as a child; `pauseStdout` stops reading its stdout pipe once it is listening (nobody reads it after). */
 function startProxy(backend: string, extra: string[] = [], opts: { pauseStdout?: boolean } = {}): Promise<Px> {
   const p = spawn(process.execPath, [BIN, 'proxy', '--backend', backend, '--listen', '127.0.0.1:0', '--quiet', ...extra], {
     stdio: ['ignore', 'pipe', 'pipe'],
