@@ -1,5 +1,6 @@
-import { createWriteStream, openSync, type WriteStream } from 'node:fs';
-import { createProxy, FileSink, LiveSink, StreamSink, TxLog, type LogLine, type Proxy, type ProxyHooks, type ReloadableOptions, type TxSink, type Upstream } from '@sluice/core';
+import { closeSync, constants, createWriteStream, openSync, statSync, type WriteStream } from 'node:fs';
+import net from 'node:net';
+import { createProxy, FileSink, LiveSink, StreamSink, TxLog, type LogLine, type Proxy, type ProxyHooks, type ReloadableOptions, type Transaction, type TxSink, type Upstream } from '@sluice/core';
 import { createOriginClient, type OriginClient } from '@sluice/origin-client';
 import type { Config } from './config.js';
 import { CliError } from './errors.js';
@@ -21,11 +22,92 @@ export interface Composed {
  */
 function openLogFile(file: string): number {
   try {
-    return openSync(file, 'a');
+    return isFifo(file) ? openFifo(file) : openSync(file, 'a');
   } catch (e: unknown) {
     // "ENOENT: no such file or directory, open '/x/y.log'" -> "ENOENT: no such file or directory"
     const why = (e as Error).message.replace(/, open .*$/, '');
     throw new CliError('CLI_ERR_FLAG_INVALID', `--log-file: cannot open ${file} (${why})`, { cause: e });
+  }
+}
+
+function isFifo(file: string): boolean {
+  try {
+    return statSync(file).isFIFO();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A FIFO is opened non-blocking, so a reader that stops reading fills the pipe and the writes wait (EAGAIN, retried),
+ * never blocking a libuv pool thread: a write blocked there forever kept the process from exiting, even on a second
+ * signal. With no reader yet, the open waits for one as before (as nginx's would), then the FIFO is opened again
+ * non-blocking and the first descriptor closed.
+ */
+function openFifo(file: string): number {
+  const flags = constants.O_WRONLY | constants.O_APPEND | constants.O_NONBLOCK;
+  try {
+    return openSync(file, flags);
+  } catch (e: unknown) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENXIO') throw e;
+  }
+  const waiting = openSync(file, 'a');
+  try {
+    return openSync(file, flags);
+  } finally {
+    closeSync(waiting);
+  }
+}
+
+/**
+ * Formatted log bytes that may wait in a stream sink's output (stdout through a pipe, --log-format to a file or
+ * FIFO) before groups are dropped and counted in log_dropped, instead of queued without bound: 10 000 requests logged
+ * as text to a stdout pipe nobody read grew RSS by 113 MiB, and on without end.
+ */
+const MAX_STREAM_PENDING = 4 * 1024 * 1024;
+
+/**
+ * The log sink as the proxy sees it: counts the groups the sink drops in the proxy's log_dropped counter (a FileSink
+ * drops past its own bound; a stream sink's groups are dropped here while `out` holds MAX_STREAM_PENDING bytes).
+ */
+class CountedSink implements TxSink {
+  stats: { log_dropped: number } | undefined;
+
+  constructor(
+    readonly inner: LogSink,
+    readonly out: { writableLength?: number } | undefined,
+    /** The --log-file stream (not stdout): ended, or destroyed if it takes nothing more, when the proxy stops. */
+    readonly fileStream?: WriteStream | net.Socket,
+  ) {}
+
+  get active(): boolean {
+    return (this.inner as TxSink).active !== false;
+  }
+
+  get dropped(): number {
+    return this.stats?.log_dropped ?? 0;
+  }
+
+  private full(): boolean {
+    return (this.out?.writableLength ?? 0) > MAX_STREAM_PENDING;
+  }
+
+  write(root: Transaction): void {
+    if (this.full()) return this.drop(1);
+    const before = this.inner instanceof FileSink ? this.inner.dropped : 0;
+    this.inner.write(root);
+    if (this.inner instanceof FileSink) this.drop(this.inner.dropped - before);
+  }
+
+  session(t: Transaction): void {
+    if (this.full()) return;
+    const before = this.inner instanceof FileSink ? this.inner.dropped : 0;
+    (this.inner as TxSink).session?.(t);
+    if (this.inner instanceof FileSink) this.drop(this.inner.dropped - before);
+  }
+
+  private drop(n: number): void {
+    if (n > 0 && this.stats !== undefined) this.stats.log_dropped += n;
   }
 }
 
@@ -40,20 +122,23 @@ type LogSink = StreamSink | FileSink | NcsaFormatSink;
  * The log's sink: to a file, text and NDJSON are formatted and written by a thread of their own (FileSink), so the
  * proxy thread only appends records; the access log (ncsa, --log-format) and stdout are written from the proxy thread.
  */
-function logSink(config: Config): LogSink | undefined {
+function logSink(config: Config): CountedSink | undefined {
   if (config.log === 'none') return undefined;
   const file = config.logFile;
   const fd = file === undefined ? undefined : openLogFile(file);
   if (file !== undefined && fd !== undefined && config.log !== 'ncsa' && config.logFormat === undefined) {
-    return new FileSink(fd, config.log, config.logGrouping, (code) => cannotWrite(file, code));
+    return new CountedSink(new FileSink(fd, config.log, config.logGrouping, (code) => cannotWrite(file, code)), undefined);
   }
-  let out: { write(s: string): unknown } = process.stdout;
+  let out: { write(s: string): unknown; writableLength?: number } = process.stdout;
+  let stream: WriteStream | net.Socket | undefined;
   if (file !== undefined && fd !== undefined) {
-    const stream: WriteStream = createWriteStream(file, { fd });
-    stream.once('error', (e) => cannotWrite(file, (e as NodeJS.ErrnoException).code ?? e.message));
+    // A FIFO through a libuv pipe (non-blocking, with a write queue to bound); a file through a WriteStream.
+    stream = isFifo(file) ? new net.Socket({ fd, readable: false, writable: true }) : createWriteStream(file, { fd });
+    stream.once('error', (e: Error) => cannotWrite(file, (e as NodeJS.ErrnoException).code ?? e.message));
     out = stream;
   }
-  return config.logFormat !== undefined ? new NcsaFormatSink(out, compileNcsaFormat(config.logFormat)) : new StreamSink(out, config.log, config.logGrouping);
+  const sink = config.logFormat !== undefined ? new NcsaFormatSink(out, compileNcsaFormat(config.logFormat)) : new StreamSink(out, config.log, config.logGrouping);
+  return new CountedSink(sink, out, stream);
 }
 
 export function compose(config: Config, onLog?: (line: LogLine) => void, onTransitBytes?: (bytes: number) => void): Composed {
@@ -77,6 +162,7 @@ export function compose(config: Config, onLog?: (line: LogLine) => void, onTrans
     ...(onLog === undefined ? {} : { onLog }),
     ...(onTransitBytes === undefined ? {} : { onTransitBytes }),
   });
+  if (fileSink !== undefined) fileSink.stats = proxy.stats;
   return {
     proxy,
     live,
@@ -85,20 +171,50 @@ export function compose(config: Config, onLog?: (line: LogLine) => void, onTrans
       await proxy.close();
       await origin.destroy();
       // Groups still buffered in the log sink are written before the process goes.
-      await endLog(fileSink);
+      await endLog(fileSink, LOG_END_MS);
     },
     shutdown: async (timeoutMs) => {
       const r = await proxy.shutdown(timeoutMs);
       await origin.destroy();
-      await endLog(fileSink);
+      await endLog(fileSink, LOG_END_MS);
       return r;
     },
   };
 }
 
-async function endLog(sink: LogSink | undefined): Promise<void> {
-  if (sink instanceof FileSink) await sink.close();
-  else sink?.flush();
+/** How long a stop waits for the log's last writes (a FIFO nobody reads takes none: the stop must still end). */
+const LOG_END_MS = 2000;
+
+async function endLog(counted: CountedSink | undefined, boundMs: number): Promise<void> {
+  if (counted === undefined) return;
+  const sink = counted.inner;
+  let timer: NodeJS.Timeout | undefined;
+  if (sink instanceof FileSink) {
+    const late = await Promise.race([sink.close().then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(true), boundMs)))]);
+    clearTimeout(timer);
+    if (late) process.stderr.write(`sluice: --log-file: the file took no writes for ${boundMs / 1000}s; what was left of the log is not written\n`);
+  } else {
+    sink.flush();
+    const f = counted.fileStream;
+    // Its pending writes would keep the process alive (a FIFO nobody reads: for ever): ended once written, else
+    // destroyed after boundMs.
+    if (f !== undefined && !f.destroyed) {
+      const done = new Promise<boolean>((r) => {
+        f.end(() => r(false));
+        f.once('error', () => r(false));
+      });
+      const late = await Promise.race([done, new Promise<boolean>((r) => (timer = setTimeout(() => r(true), boundMs)))]);
+      clearTimeout(timer);
+      if (late) {
+        f.destroy();
+        process.stderr.write(`sluice: --log-file: the file took no writes for ${boundMs / 1000}s; what was left of the log is not written\n`);
+      }
+    }
+  }
+  if (counted.dropped > 0) {
+    const where = sink instanceof FileSink ? '--log-file' : '--log';
+    process.stderr.write(`sluice: ${where}: ${counted.dropped} group${counted.dropped === 1 ? '' : 's'} dropped (the log's output took writes too slowly; counted in log_dropped)\n`);
+  }
 }
 
 /**

@@ -70,6 +70,28 @@ export async function serve(
   };
 }
 
+/**
+ * The first and the second SIGINT/SIGTERM, with listeners installed once and kept: between the two there is never a
+ * moment without one. (Two `untilSignal()` in a row left such a moment: Node restores the default action when the
+ * last listener goes, so a second signal arriving while the first was being handled killed the process by signal,
+ * its log unwritten; seen under load in s7-attack.test.ts.)
+ */
+export function signalSequence(): { first: Promise<string>; second: Promise<string> } {
+  let n = 0;
+  let first: (sig: string) => void = () => undefined;
+  let second: (sig: string) => void = () => undefined;
+  const p1 = new Promise<string>((r) => (first = r));
+  const p2 = new Promise<string>((r) => (second = r));
+  const on = (sig: string): void => {
+    n++;
+    if (n === 1) first(sig);
+    else if (n === 2) second(sig);
+  };
+  process.on('SIGINT', on);
+  process.on('SIGTERM', on);
+  return { first: p1, second: p2 };
+}
+
 /** Resolves on SIGINT or SIGTERM. */
 export function untilSignal(): Promise<string> {
   return new Promise((resolve) => {

@@ -53,6 +53,11 @@ export interface Stats {
    * socket read buffers they came in are garbage from then on (what `sluice proxy --young-gc` counts).
    */
   transit_bodybytes: number;
+  /**
+   * Transaction log groups not written because the log's output took writes too slowly (a stdout pipe nobody reads,
+   * a FIFO or disk that stalls): dropped past a bound instead of queued (Varnish's VSL overruns its readers likewise).
+   */
+  log_dropped: number;
 }
 
 export function createStats(): Stats {
@@ -93,6 +98,7 @@ export function createStats(): Stats {
     s_resp_bodybytes: 0,
     s_beresp_bodybytes: 0,
     transit_bodybytes: 0,
+    log_dropped: 0,
   };
 }
 
@@ -134,4 +140,5 @@ export const STAT_HELP: Record<keyof Stats, string> = {
   s_resp_bodybytes: 'Response body bytes sent to clients (MAIN.s_resp_bodybytes)',
   s_beresp_bodybytes: 'Response body bytes received from backends (MAIN.s_beresp_bodybytes)',
   transit_bodybytes: 'Response body bytes sent to clients from unstored objects (pass, hit-for-miss, too large), dropped once sent',
+  log_dropped: 'Transaction log groups dropped because the log output (pipe, FIFO, file) took writes too slowly',
 };

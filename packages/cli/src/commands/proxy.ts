@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import { Command, Flags } from '@oclif/core';
 import type { Proxy } from '@sluice/core';
 import { policyOf, restartOnly } from '../compose.js';
@@ -5,7 +6,7 @@ import { loadConfigFile, toConfig } from '../config.js';
 import { size } from '../config-values.js';
 import { adminListenFlags, proxyFlags } from '../flags.js';
 import { heapGrowingPercent, noWasmTierUp, startYoungGc } from '../runtime-memory.js';
-import { serve, untilSignal } from '../serve.js';
+import { serve, signalSequence } from '../serve.js';
 
 export default class ProxyCommand extends Command {
   static override summary = 'Run the caching, streaming reverse proxy.';
@@ -102,16 +103,30 @@ export default class ProxyCommand extends Command {
     if (running.adminUrl !== undefined) {
       this.log(`sluice: admin API on ${running.adminUrl}${running.adminToken === undefined ? '' : ` (generated token: ${running.adminToken})`}`);
     }
-    const sig = await untilSignal();
+    const signals = signalSequence();
+    const sig = await signals.first;
     this.log(`sluice: ${sig}, finishing the responses in flight (at most ${config.shutdownTimeoutSec}s; signal again to stop now)`);
-    // A second signal stops at once, as nginx's fast shutdown after a graceful one.
-    void untilSignal().then((again) => {
+    // A second signal stops at once, as nginx's fast shutdown after a graceful one: the connections still open are
+    // cut (a hang-up their clients see) and their requests end, the log is written (at most ~2 s: compose.ts
+    // LOG_END_MS), then exit 1. Before, process.exit(1) came first and the cut requests were never logged.
+    void signals.second.then(async (again) => {
+      process.exitCode = 1;
       this.log(`sluice: ${again} again, stopping now`);
+      setTimeout(() => process.exit(1), 5000).unref();
+      await running.close().catch(() => undefined);
       process.exit(1);
     });
     const { cut } = await running.shutdown(config.shutdownTimeoutSec * 1000);
     youngGc.stop();
     this.log(`sluice: stopped${cut > 0 ? ` (${cut} connection${cut === 1 ? '' : 's'} cut at the deadline)` : ''}`);
+    // A stdout pipe nobody reads (--log to stdout) would hold the exit: oclif's flush gave up after 10 s with
+    // "timed out" and exit 2. What stdout still holds after 2 s is left unwritten, and the stop exits 0.
+    if (process.stdout.writableLength > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([once(process.stdout, 'drain'), new Promise((r) => (timer = setTimeout(r, 2000)))]);
+      clearTimeout(timer);
+      if (process.stdout.writableLength > 0) process.exit(0);
+    }
     return { url: running.url };
   }
 }

@@ -95,6 +95,12 @@ export class FileSink implements TxSink {
 
   private writeOut(buf: Buffer, off: number, len: number): void {
     fsWrite(this.fd, buf, off, len - off, null, (err, written) => {
+      // A FIFO or pipe opened non-blocking (sluice proxy --log-file on a FIFO) that is full: try again later rather
+      // than block a libuv pool thread, which would also keep the process from exiting.
+      if (err !== null && err.code === 'EAGAIN') {
+        setTimeout(() => this.writeOut(buf, off, len), 20).unref();
+        return;
+      }
       if (err !== null) {
         this.writing = false;
         this.fail(err.code ?? err.message);
