@@ -1,5 +1,7 @@
+import { ByteWriter } from './bytes.js';
+import { writeNdjson, writeVarnishlog } from './format-bytes.js';
 import { formatNcsa } from './ncsa.js';
-import { formatNdjson, formatVarnishlog, type TxGrouping, type TxView } from './format.js';
+import type { TxGrouping, TxView } from './format.js';
 import type { HeaderMap } from '../http/headers.js';
 import { blockRun, decodeRaw, pushHeaders, RAW_ACCT, RAW_BEGIN, RAW_BLOCK, RAW_HIT, RAW_RUN, RAW_TIMESTAMP, RAW_WORDS, type RawRecords, type RecordRun, type RequestRunCache, type TxRecord } from './raw.js';
 
@@ -320,7 +322,8 @@ export class StreamSink implements TxSink {
   private readonly sessions: SessionGroups | undefined;
 
   constructor(
-    private readonly out: { write(s: string): unknown },
+    /** Given a Buffer for text and NDJSON (UTF-8), a string for the access log. */
+    private readonly out: { write(s: string | Uint8Array): unknown },
     protected readonly format: 'text' | 'ndjson' | 'ncsa',
     protected readonly grouping: TxGrouping = 'request',
   ) {
@@ -359,10 +362,22 @@ export class StreamSink implements TxSink {
     this.writeGroups(groups);
   }
 
-  /** Formats the groups and writes them in one write (FileSink hands them to its writer thread instead). */
+  /**
+   * Formats the groups and writes them in one write: text and NDJSON as bytes (txlog/format-bytes.ts, the same bytes as
+   * the string formatters), one Buffer per write; the access log as a string.
+   */
   protected writeGroups(groups: readonly TxView[]): void {
+    if (this.format !== 'ncsa') {
+      const w = new ByteWriter(16 * 1024);
+      for (const g of groups) {
+        if (this.format === 'text') writeVarnishlog(w, g, this.grouping);
+        else writeNdjson(w, g);
+      }
+      this.out.write(w.buf.subarray(0, w.n));
+      return;
+    }
     let chunk = '';
-    for (const g of groups) chunk += this.format === 'text' ? formatVarnishlog(g, this.grouping) : this.format === 'ncsa' ? formatNcsa(g) : formatNdjson(g);
+    for (const g of groups) chunk += formatNcsa(g);
     this.out.write(chunk);
   }
 }
