@@ -5,7 +5,7 @@
 // request path, and the log's recording and formatting) and in all threads (the log's writer thread before issue 16's
 // second round, libuv's pool doing the file writes, V8's GC and compiler helpers). User space only: the kernel's share
 // of the writes is not in it (the same bytes are written either way).
-// Usage: node bench/txlog-callgrind.mjs [--base CHECKOUT] [--requests N] [--warmup N] [--modes off,file-text,file-ndjson] [--out FILE]
+// Usage: node bench/txlog-callgrind.mjs [--base CHECKOUT] [--requests N] [--warmup N] [--settle-ms MS] [--modes off,file-text,file-ndjson] [--trees this,base] [--out FILE]
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -22,6 +22,12 @@ const base = opt('--base') === undefined ? undefined : path.resolve(opt('--base'
 const N = Number(opt('--requests', 3000));
 const WARMUP = Number(opt('--warmup', 3000));
 const MODES = opt('--modes', 'off,file-text,file-ndjson').split(',');
+// An idle pause after the warm-up, before the counters are zeroed: V8 compiles the hot paths on helper threads, and
+// under valgrind a busy main thread starves them, so without it the window measures partly unoptimised code (and the
+// compiles) rather than the steady state (see bench/hit-cost.mjs's note).
+const SETTLE_MS = Number(opt('--settle-ms', 0));
+// Which trees to measure (`this`, `base`, both by default with --base): lets a long run be split across processes.
+const TREES = opt('--trees', base === undefined ? 'this' : 'this,base').split(',');
 const out = opt('--out', path.join(ROOT, 'bench/results', `${new Date().toISOString().slice(0, 10)}-txlog-callgrind.json`));
 const CONNECTIONS = 8;
 
@@ -60,6 +66,7 @@ async function measure(checkout, mode, originUrl, tag) {
   const url = `${proxy.url}/static/1k`;
   await (await fetch(url)).arrayBuffer();
   await hits(url, WARMUP);
+  if (SETTLE_MS > 0) await sleep(SETTLE_MS);
   const pid = proxy.proc.pid;
   const zero = spawnSync('callgrind_control', ['-z', String(pid)], { encoding: 'utf8' });
   if (zero.status !== 0) throw new Error(`callgrind_control -z: ${zero.stderr}`);
@@ -92,7 +99,7 @@ async function main() {
   const rows = [];
   const load = [];
   for (const mode of MODES) {
-    for (const [checkout, tag] of base === undefined ? [[ROOT, 'this']] : [[ROOT, 'this'], [base, 'base']]) {
+    for (const [checkout, tag] of (base === undefined ? [[ROOT, 'this']] : [[ROOT, 'this'], [base, 'base']]).filter(([, t]) => TREES.includes(t))) {
       load.push(os.loadavg().map((x) => Math.round(x * 100) / 100));
       const row = await measure(checkout, mode, origin.url, `${tag}-${mode}`);
       row.tree = tag;
@@ -111,7 +118,7 @@ async function main() {
     }
   }
   mkdirSync(path.dirname(out), { recursive: true });
-  writeFileSync(out, `${JSON.stringify({ date: new Date().toISOString(), machine: m, requests: N, warmup: WARMUP, connections: CONNECTIONS, base: base === undefined ? undefined : path.basename(base), loadavg: load, rows }, null, 2)}\n`);
+  writeFileSync(out, `${JSON.stringify({ date: new Date().toISOString(), machine: m, requests: N, warmup: WARMUP, settleMs: SETTLE_MS, connections: CONNECTIONS, base: base === undefined ? undefined : path.basename(base), loadavg: load, rows }, null, 2)}\n`);
   console.log(`written ${path.relative(ROOT, out)}`);
 }
 

@@ -161,7 +161,8 @@ export function sendStoredHit<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheOb
     // a head built for it, so clients of both kinds on one object never rebuild (and copy) it in turn.
     hit = prepareHit(env, tx, obj, chunks, age, persistence, nowMs, res.keepAlive && res.version === '1.1');
   }
-  if (tx.log !== undefined) logResp(tx.log, obj.status, hit.block);
+  // The prepared block recurs as it is until Age or the object changes: its records are one run (txlog/raw.ts).
+  if (tx.log !== undefined) logResp(tx.log, obj.status, hit.block, true, hit.block);
   env.stats.s_resp_bodybytes += obj.length;
   res.endPrepared(obj.status, obj.length, hit.bytes, hit.headBytes, hit.joined ? undefined : chunks);
   return true;

@@ -207,6 +207,29 @@ export class ByteWriter {
       b[n++] = 0x2e;
       for (let i = 0; i < 6; i++) b[n++] = 0x30;
       this.n = n;
+    } else if (x > -1e6 && x < 1e6) {
+      // x * 1e6 is below 2^40, so within 2^-14 of the exact product: unless its fraction is that close to a half, the
+      // nearest integer to it is the nearest to the exact product, which is what toFixed gives (ties never reach here).
+      const neg = x < 0;
+      const y = (neg ? -x : x) * 1e6;
+      const f = Math.floor(y);
+      const d = y - f;
+      if (d > 0.499 && d < 0.501) return this.str(x.toFixed(6));
+      const us = d < 0.5 ? f : f + 1;
+      const sec = Math.floor(us / 1e6);
+      let frac = us - sec * 1e6;
+      if (neg) this.byte(0x2d);
+      this.int(sec);
+      this.ensure(7);
+      const b = this.buf;
+      const n = this.n;
+      b[n] = 0x2e;
+      for (let i = n + 6; i > n; i--) {
+        const q = Math.floor(frac / 10);
+        b[i] = 0x30 + frac - q * 10;
+        frac = q;
+      }
+      this.n = n + 7;
     } else this.str(x.toFixed(6));
   }
 }

@@ -6,7 +6,7 @@ import { Agent, request } from 'undici';
 import { startScriptedOrigin } from '@sluice/fixtures';
 import { startProxy, until, useCleanup } from '../test-support/harness.js';
 import { FileSink } from './file-sink.js';
-import { MemorySink, StreamSink, TxLog, type Transaction, type TxGrouping, type TxSink, type TxView } from './txlog.js';
+import { formatVarnishlog, MemorySink, StreamSink, TxLog, type Transaction, type TxGrouping, type TxSink, type TxView } from './txlog.js';
 
 const track = useCleanup();
 
@@ -54,6 +54,9 @@ describe('the log file (FileSink: formatted as bytes in the proxy thread, writte
       expect(written.length).toBeGreaterThan(1000);
       expect(written, `${format} -g ${grouping}`).toBe(inThread[i]?.text);
     }
+    // Text, -g request: what the string formatter (txlog/format.ts, the reference) gives for the same groups; the
+    // in-thread sink writes bytes too now (stdout), so it is no reference of its own.
+    expect(readFileSync(files[0]?.file as string, 'utf8')).toBe(memory.groups.map((g: Transaction) => formatVarnishlog(g)).join(''));
     // NDJSON, -g request: line for line what the old formatter gave for the same groups.
     const lines = readFileSync(files[0 + 3]?.file as string, 'utf8').trimEnd().split('\n');
     expect(lines).toEqual(memory.groups.map((g: Transaction) => JSON.stringify(oldJson(g))));

@@ -193,6 +193,25 @@ describe('the log file written as bytes (txlog/format-bytes.ts)', () => {
     );
   });
 
+  it('writes a ttl with 6 decimals as toFixed does, halves and their neighbours included (the digit path below 1e6)', async () => {
+    // Values a microsecond's half away from a rounding step, and their neighbouring doubles: where x * 1e6 is inexact.
+    const half = fc
+      .tuple(fc.integer({ min: -999_999_999_999, max: 999_999_999_999 }), fc.integer({ min: -3, max: 3 }))
+      .map(([us, k]) => {
+        let x = (us + 0.5) / 1e6;
+        for (let i = 0; i < Math.abs(k); i++) x = k > 0 ? nextUp(x) : -nextUp(-x);
+        return x;
+      });
+    const ttl = fc.oneof(half, fc.double({ min: -1e6, max: 1e6, noNaN: true }), fc.double({ min: -1, max: 1, noNaN: true }));
+    await checkProperty(
+      'ByteWriter fixed6',
+      fc.property(ttl, (x) => {
+        expect(written((w) => w.fixed6(x))).toBe(x.toFixed(6));
+      }),
+      20000,
+    );
+  });
+
   it('keeps writing past its first buffer (growth) and across the same second (the cached digits)', () => {
     const w = new ByteWriter(4);
     let want = '';
@@ -209,3 +228,12 @@ describe('the log file written as bytes (txlog/format-bytes.ts)', () => {
     expect(w.buf.toString('utf8', 0, w.n)).toBe(want);
   });
 });
+
+/** The next double above `x` (finite x). */
+function nextUp(x: number): number {
+  if (x === 0) return Number.MIN_VALUE;
+  const b = new Float64Array([x]);
+  const u = new BigInt64Array(b.buffer);
+  u[0] = (u[0] as bigint) + (x > 0 ? 1n : -1n);
+  return b[0] as number;
+}

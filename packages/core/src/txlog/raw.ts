@@ -1,4 +1,4 @@
-import { maskHeaderLine } from './secrets.js';
+import { isSecretField, maskHeaderLine, maskSecret } from './secrets.js';
 
 /**
  * A transaction's records as the request path appends them: one flat array, as Varnish appends small binary records
@@ -196,4 +196,100 @@ export function blockRun(tag: string, block: string, mask: boolean): RecordRun {
     cache.set(block, run);
   }
   return run;
+}
+
+/**
+ * Header records (`name: value` under `tag`) appended to `raw`, credentials masked when `mask` (txlog/secrets.ts): the
+ * one implementation behind Transaction.headers and the request runs below.
+ */
+export function pushHeaders(raw: RawRecords, tag: string, headers: Readonly<Record<string, string | readonly string[] | undefined>>, mask: boolean): void {
+  for (const k in headers) {
+    const v = headers[k];
+    if (v === undefined) continue;
+    const secret = mask && isSecretField(k);
+    if (typeof v === 'string') raw.push(RAW_HEADER, tag, k, secret ? maskSecret(k, v) : v);
+    else for (const one of v) raw.push(RAW_HEADER, tag, k, secret ? maskSecret(k, one) : one);
+  }
+}
+
+/** What a client request's opening records are made of (records.ts's logClientRequest). */
+export interface ClientRequestInput {
+  method: string;
+  url: string;
+  httpVersion: string;
+  headers: Readonly<Record<string, string | readonly string[] | undefined>>;
+}
+
+/**
+ * A connection's last request as logged: what its records were made of (a copy, taken when it was logged) and, once
+ * the same request came again, its records as one run. A keep-alive client sends the same request head again and
+ * again (the same URL, the same header lines): its ReqStart, request line, ReqHeader and X-Forwarded-For records are
+ * then one run, formatted once and copied after that (issue 16), as a hit's stored response headers are. Anything
+ * different (a header's value, a header more or less, their order, the URL, the client's address or port) is a new
+ * request: logged record by record and remembered in place of the last one.
+ */
+export class RequestRunCache {
+  private method = '';
+  private url = '';
+  private version = '';
+  private remote = '';
+  private port = -1;
+  private names: string[] = [];
+  /** Each header's value as it was (an array copied: a hook may change the request's own later). */
+  private values: Array<string | readonly string[]> = [];
+  /** The records as one run, made on the first repeat. */
+  run: RecordRun | undefined;
+
+  /** Whether `req` from `remote`:`port` is the remembered request, header for header in the same order. */
+  matches(remote: string, port: number, req: ClientRequestInput): boolean {
+    if (this.port !== port || this.url !== req.url || this.method !== req.method || this.version !== req.httpVersion || this.remote !== remote) return false;
+    const names = this.names;
+    const values = this.values;
+    const n = names.length;
+    const headers = req.headers;
+    let i = 0;
+    for (const k in headers) {
+      const v = headers[k];
+      if (v === undefined) continue;
+      if (i >= n || names[i] !== k) return false;
+      const p = values[i++] as string | readonly string[];
+      if (typeof v === 'string') {
+        if (p !== v) return false;
+      } else {
+        if (typeof p === 'string' || p.length !== v.length) return false;
+        for (let j = 0; j < v.length; j++) if (p[j] !== v[j]) return false;
+      }
+    }
+    return i === n;
+  }
+
+  /** Remembers `req` as the connection's last request (its run is made when it comes again). */
+  remember(remote: string, port: number, req: ClientRequestInput): void {
+    this.method = req.method;
+    this.url = req.url;
+    this.version = req.httpVersion;
+    this.remote = remote;
+    this.port = port;
+    const names: string[] = [];
+    const values: Array<string | readonly string[]> = [];
+    const headers = req.headers;
+    for (const k in headers) {
+      const v = headers[k];
+      if (v === undefined) continue;
+      names.push(k);
+      values.push(typeof v === 'string' ? v : v.slice());
+    }
+    this.names = names;
+    this.values = values;
+    this.run = undefined;
+  }
+}
+
+/** A run of the records that `append` appends (made through the same code as the records it stands for). */
+export function runOf(append: (raw: RawRecords) => void): RecordRun {
+  const scratch: RawRecords = [];
+  append(scratch);
+  const records: Array<[string, string]> = [];
+  visitRaw(scratch, (tag, value) => records.push([tag, value]));
+  return new RecordRun(records);
 }

@@ -4,7 +4,7 @@ import type { LookupResult } from '../cache/store.js';
 import { ttlLeftSec } from '../http/age.js';
 import { getHeader, type HeaderMap } from '../http/headers.js';
 import type { BadRequestInfo, ConnectionContext } from '../http1/server.js';
-import { statusRun, vclRun } from './raw.js';
+import { pushHeaders, RAW_WORDS, type RawRecords, RequestRunCache, runOf, statusRun, vclRun } from './raw.js';
 import { maskRawHead } from './secrets.js';
 import type { Transaction, TxLog } from './txlog.js';
 
@@ -41,16 +41,36 @@ export function logRequest(t: Transaction, req: { method: string; url: string; h
   t.headers('ReqHeader', req.headers);
 }
 
-/** A client request's opening records: timestamps, ReqStart, the request, and the X-Forwarded-For sent on. */
+/**
+ * A client request's opening records: timestamps, ReqStart, the request, and the X-Forwarded-For sent on. On a logged
+ * connection, a request the same as the connection's last one (txlog/raw.ts's RequestRunCache) logs these records as
+ * the run made of them the first time it recurred.
+ */
 export function logClientRequest(t: Transaction, c: ConnectionContext, remoteAddress: string, req: { method: string; url: string; httpVersion: string; headers: HeaderMap }): void {
   t.timestamp('Start');
   t.timestamp('Req');
-  t.words('ReqStart', remoteAddress, c.remotePort, 'a0');
-  logRequest(t, req);
+  if (t.ended) return;
+  const mask = !t.logSecrets;
+  const sess = t.session;
+  if (sess === undefined) return appendClientRequest(t.raw, mask, c.remotePort, remoteAddress, req);
+  const cache = (sess.requestRuns ??= new RequestRunCache());
+  if (cache.matches(remoteAddress, c.remotePort, req)) {
+    t.run((cache.run ??= runOf((raw) => appendClientRequest(raw, mask, c.remotePort, remoteAddress, req))));
+    return;
+  }
+  cache.remember(remoteAddress, c.remotePort, req);
+  appendClientRequest(t.raw, mask, c.remotePort, remoteAddress, req);
+}
+
+/** logClientRequest's records after the timestamps, appended to `raw` (a transaction's, or a run's scratch). */
+function appendClientRequest(raw: RawRecords, mask: boolean, port: number, remoteAddress: string, req: { method: string; url: string; httpVersion: string; headers: HeaderMap }): void {
+  raw.push(RAW_WORDS, 'ReqStart', remoteAddress, port, 'a0');
+  raw.push('ReqMethod', req.method, 'ReqURL', req.url, 'ReqProtocol', `HTTP/${req.httpVersion}`);
+  pushHeaders(raw, 'ReqHeader', req.headers, mask);
   // As Varnish logs it: the X-Forwarded-For the proxy sends on, as the last header before policy runs.
   const xff = getHeader(req.headers, 'x-forwarded-for');
-  if (xff !== undefined) t.add('ReqUnset', `x-forwarded-for: ${xff}`);
-  t.add('ReqHeader', `X-Forwarded-For: ${xff === undefined ? remoteAddress : `${xff}, ${remoteAddress}`}`);
+  if (xff !== undefined) raw.push('ReqUnset', `x-forwarded-for: ${xff}`);
+  raw.push('ReqHeader', `X-Forwarded-For: ${xff === undefined ? remoteAddress : `${xff}, ${remoteAddress}`}`);
 }
 
 /**

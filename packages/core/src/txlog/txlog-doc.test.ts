@@ -14,6 +14,8 @@ describe('docs/txlog.md', () => {
   const sources = files.map((f) => read(path.join('packages/core/src', f))).join('\n');
   const written = new Set([
     ...[...sources.matchAll(/\.(?:add|words)\('([A-Za-z_]+)'/g)].map((m) => m[1] as string),
+    // Records appended to a raw array as tag and value (`raw.push('ReqUnset', ...)`, txlog/records.ts).
+    ...[...sources.matchAll(/raw\.push\('([A-Za-z_]+)'/g)].map((m) => m[1] as string),
     // The records with a method of their own (Transaction.hit, Transaction.acct), when the code calls them.
     ...(/\.hit\(/.test(sources) ? ['Hit'] : []),
     ...(/\.acct\(/.test(sources) ? ['ReqAcct'] : []),

@@ -1,8 +1,9 @@
+import { ByteWriter } from './bytes.js';
+import { writeNdjson, writeVarnishlog } from './format-bytes.js';
 import { formatNcsa } from './ncsa.js';
-import { formatNdjson, formatVarnishlog, type TxGrouping, type TxView } from './format.js';
+import type { TxGrouping, TxView } from './format.js';
 import type { HeaderMap } from '../http/headers.js';
-import { blockRun, decodeRaw, RAW_ACCT, RAW_BEGIN, RAW_BLOCK, RAW_HEADER, RAW_HIT, RAW_RUN, RAW_TIMESTAMP, RAW_WORDS, type RawRecords, type RecordRun, type TxRecord } from './raw.js';
-import { isSecretField, maskSecret } from './secrets.js';
+import { blockRun, decodeRaw, pushHeaders, RAW_ACCT, RAW_BEGIN, RAW_BLOCK, RAW_HIT, RAW_RUN, RAW_TIMESTAMP, RAW_WORDS, type RawRecords, type RecordRun, type RequestRunCache, type TxRecord } from './raw.js';
 
 /**
  * The transaction log, after Varnish's VSL. Every client request and backend fetch is a transaction with an id
@@ -33,6 +34,10 @@ export class Transaction {
   endSeq = 0;
   /** For a client request: its session's vxid (0 when none was logged). */
   sessionVxid = 0;
+  /** For a client request: its connection's Session transaction, when one was logged. */
+  session: Transaction | undefined;
+  /** For a Session: its last request as logged, and that request's records as a run once it recurs (raw.ts). */
+  requestRuns: RequestRunCache | undefined;
   private readonly startMs: number;
 
   /** `word`, `of` and `reason` are the Begin record's three words (`req 1 rxreq`). */
@@ -57,6 +62,11 @@ export class Transaction {
     return r;
   }
 
+  /** Whether credentials are logged as they are (the log's setting). */
+  get logSecrets(): boolean {
+    return this.log.logSecrets;
+  }
+
   add(tag: string, value: string): void {
     if (!this.ended) this.raw.push(tag, value);
   }
@@ -74,15 +84,7 @@ export class Transaction {
 
   /** Header records (`name: value`); credentials masked unless the log says `logSecrets` (txlog/secrets.ts). */
   headers(tag: string, headers: HeaderMap): void {
-    if (this.ended) return;
-    const mask = !this.log.logSecrets;
-    for (const k in headers) {
-      const v = headers[k];
-      if (v === undefined) continue;
-      const secret = mask && isSecretField(k);
-      if (typeof v === 'string') this.raw.push(RAW_HEADER, tag, k, secret ? maskSecret(k, v) : v);
-      else for (const one of v) this.raw.push(RAW_HEADER, tag, k, secret ? maskSecret(k, one) : one);
-    }
+    if (!this.ended) pushHeaders(this.raw, tag, headers, !this.log.logSecrets);
   }
 
   /**
@@ -98,7 +100,8 @@ export class Transaction {
       this.raw.push(RAW_RUN, blockRun(tag, stable, mask));
       from = stable.length;
     }
-    this.raw.push(RAW_BLOCK, tag, block, mask ? 1 : 0, from);
+    // (A block that is all run has no lines left.)
+    if (from < block.length) this.raw.push(RAW_BLOCK, tag, block, mask ? 1 : 0, from);
   }
 
   /** Records that recur as they are (txlog/raw.ts's RecordRun), as one entry. */
@@ -183,7 +186,10 @@ export class TxLog {
     const sessVxid = typeof session === 'number' ? session : session.vxid;
     const t = new Transaction(this, this.nextVxid++, 'Request', undefined, 'req', sessVxid, reason);
     t.sessionVxid = sessVxid;
-    if (typeof session !== 'number') session.words('Link', 'req', t.vxid, reason);
+    if (typeof session !== 'number') {
+      t.session = session;
+      session.words('Link', 'req', t.vxid, reason);
+    }
     return t;
   }
 
@@ -316,7 +322,8 @@ export class StreamSink implements TxSink {
   private readonly sessions: SessionGroups | undefined;
 
   constructor(
-    private readonly out: { write(s: string): unknown },
+    /** Given a Buffer for text and NDJSON (UTF-8), a string for the access log. */
+    private readonly out: { write(s: string | Uint8Array): unknown },
     protected readonly format: 'text' | 'ndjson' | 'ncsa',
     protected readonly grouping: TxGrouping = 'request',
   ) {
@@ -355,10 +362,22 @@ export class StreamSink implements TxSink {
     this.writeGroups(groups);
   }
 
-  /** Formats the groups and writes them in one write (FileSink hands them to its writer thread instead). */
+  /**
+   * Formats the groups and writes them in one write: text and NDJSON as bytes (txlog/format-bytes.ts, the same bytes as
+   * the string formatters), one Buffer per write; the access log as a string.
+   */
   protected writeGroups(groups: readonly TxView[]): void {
+    if (this.format !== 'ncsa') {
+      const w = new ByteWriter(16 * 1024);
+      for (const g of groups) {
+        if (this.format === 'text') writeVarnishlog(w, g, this.grouping);
+        else writeNdjson(w, g);
+      }
+      this.out.write(w.buf.subarray(0, w.n));
+      return;
+    }
     let chunk = '';
-    for (const g of groups) chunk += this.format === 'text' ? formatVarnishlog(g, this.grouping) : this.format === 'ncsa' ? formatNcsa(g) : formatNdjson(g);
+    for (const g of groups) chunk += formatNcsa(g);
     this.out.write(chunk);
   }
 }
