@@ -5,11 +5,11 @@
 //   sluice  proxy CPU per MiB (schedstat) and Mark-Compact count (--trace-gc) of cold 100 MiB misses read whole, for
 //           this tree, --before DIR, and this tree under each --variant "NODE FLAGS" (e.g. "-r ./preload.cjs").
 // Usage: node bench/bulk.mjs [--before DIR] [--variant "flags"]... [--rounds N] [--runs N] [--out FILE]
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { request } from 'undici';
-import { ROOT, cpuMicros, machine, sleep, startSluice, stopAll } from './lib.mjs';
+import { ROOT, cpuMicros, machine, sleep, startNode, startSluice, stopAll } from './lib.mjs';
 
 const argv = process.argv.slice(2);
 const arg = (name) => {
@@ -26,25 +26,6 @@ const SIZE = 100 * 1024 * 1024;
 const MiB = 1024 * 1024;
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-/** Starts `node [flags] script args`, resolves { url, pid, proc, log() } once it prints its address. */
-function startNode(flags, script, args) {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [...flags, script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let text = '';
-    let done = false;
-    const on = (d) => {
-      text += String(d);
-      const m = /listening on (http:\/\/[\d.]+:\d+)/.exec(text);
-      if (m !== null && !done) {
-        done = true;
-        resolve({ url: m[1], pid: p.pid, proc: p, log: () => text });
-      }
-    };
-    p.stdout.on('data', on);
-    p.stderr.on('data', on);
-    p.on('exit', (code) => done || reject(new Error(`${script} exited ${code}: ${text.trim()}`)));
-  });
-}
 const stop = (s) => new Promise((r) => (s.proc.exitCode !== null ? r() : (s.proc.once('exit', r), s.proc.kill('SIGTERM'))));
 
 async function coldWhole(url, tag) {

@@ -5,11 +5,10 @@
 //   Mark-Compact reasons), its CPU per MiB (/proc schedstat), and its peak and final RSS (the storage budget is the
 //   default 256 MB: from the third miss on each one evicts, and evicted bodies are freed at the next full GC).
 //   Roots run interleaved, one miss each in turn.
-import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { request } from 'undici';
-import { ROOT, cpuMicros, machine, sleep, startSluice, stopAll } from './lib.mjs';
+import { ROOT, cpuMicros, machine, sleep, startNode, startSluice, stopAll } from './lib.mjs';
 
 const argv = process.argv.slice(2);
 const all = (name) => argv.flatMap((a, i) => (a === name ? [argv[i + 1]] : []));
@@ -22,22 +21,7 @@ const out = arg('--out');
 const MiB = 1024 * 1024;
 
 function startProxy(root, flags, backend) {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['--trace-gc', ...flags, path.join(root, 'packages/cli/bin/run.js'), 'proxy', '--listen', '127.0.0.1:0', '--backend', backend, '--quiet'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let text = '';
-    let done = false;
-    const on = (d) => {
-      text += String(d);
-      const m = /listening on (http:\/\/[\d.]+:\d+)/.exec(text);
-      if (m !== null && !done) {
-        done = true;
-        resolve({ url: m[1], pid: p.pid, proc: p, log: () => text });
-      }
-    };
-    p.stdout.on('data', on);
-    p.stderr.on('data', on);
-    p.on('exit', (code) => done || reject(new Error(`proxy exited ${code}: ${text}`)));
-  });
+  return startNode(['--trace-gc', ...flags], path.join(root, 'packages/cli/bin/run.js'), ['proxy', '--listen', '127.0.0.1:0', '--backend', backend, '--quiet']);
 }
 
 async function coldWhole(url, tag) {

@@ -306,3 +306,23 @@ export async function rangeOnMiss(originUrl, targets, { size, runs }) {
   }
   return rows;
 }
+
+/** Starts `node [flags] script args`, resolves { url, pid, proc, log() } once it prints its address. */
+export function startNode(flags, script, args) {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [...flags, script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    let done = false;
+    const on = (d) => {
+      text += String(d);
+      const m = /listening on (http:\/\/[\d.]+:\d+)/.exec(text);
+      if (m !== null && !done) {
+        done = true;
+        resolve({ url: m[1], pid: p.pid, proc: p, log: () => text });
+      }
+    };
+    p.stdout.on('data', on);
+    p.stderr.on('data', on);
+    p.on('exit', (code) => done || reject(new Error(`${script} exited ${code}: ${text.trim()}`)));
+  });
+}
