@@ -158,6 +158,7 @@ export function compose(config: Config, onLog?: (line: LogLine) => void, onTrans
     storageBytes: config.storageBytes,
     requestBody: config.requestBody,
     sendTimeoutMs: config.sendTimeoutMs,
+    sharedReadBuffer: config.sharedReadBuffer,
     tunnelIdleTimeoutMs: config.tunnelIdleTimeoutMs,
     ...(onLog === undefined ? {} : { onLog }),
     ...(onTransitBytes === undefined ? {} : { onTransitBytes }),
@@ -263,6 +264,7 @@ export function restartOnly(a: Config, b: Config): string[] {
   if (a.log !== b.log || a.logFormat !== b.logFormat || a.logFile !== b.logFile || a.logGrouping !== b.logGrouping || a.logSecrets !== b.logSecrets) differ.push('log');
   if (!same(a.requestBody, b.requestBody) || a.sendTimeoutMs !== b.sendTimeoutMs || a.tunnelIdleTimeoutMs !== b.tunnelIdleTimeoutMs) differ.push('limits');
   if (!same(a.connectAllow, b.connectAllow)) differ.push('connect-allow');
+  if (a.sharedReadBuffer !== b.sharedReadBuffer) differ.push('shared-read-buffer');
   return differ;
 }
 

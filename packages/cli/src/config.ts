@@ -59,6 +59,8 @@ export interface Config {
   hooks: ProxyHooks;
   /** Write Authorization, Cookie and Set-Cookie values to the transaction log as they are (default: masked). */
   logSecrets: boolean;
+  /** Client sockets read into one shared buffer (core's ProxyOptions.sharedReadBuffer). */
+  sharedReadBuffer: boolean;
   /** Longest wait for a client to take any byte of its response, ms. */
   sendTimeoutMs: number;
   /** A CONNECT tunnel silent both ways this long is closed, ms. */
@@ -124,6 +126,7 @@ export interface ConfigFile<Ctx = Record<string, unknown>> {
   bodyMinRate?: string | number;
   adminTokenFile?: string;
   logSecrets?: boolean;
+  sharedReadBuffer?: boolean;
   sendTimeout?: string | number;
   tunnelIdleTimeout?: string | number;
 }
@@ -168,6 +171,7 @@ const FILE_KEYS = new Set([
   'bodyMinRate',
   'adminTokenFile',
   'logSecrets',
+  'sharedReadBuffer',
   'logFormat',
   'sendTimeout',
   'tunnelIdleTimeout',
@@ -211,6 +215,7 @@ export interface ProxyFlags {
   'body-min-rate'?: string | undefined;
   'admin-token-file'?: string | undefined;
   'log-secrets'?: boolean | undefined;
+  'shared-read-buffer'?: boolean | undefined;
   'log-format'?: string | undefined;
   'send-timeout'?: string | undefined;
   'tunnel-idle-timeout'?: string | undefined;
@@ -279,6 +284,7 @@ export function toConfig(flags: ProxyFlags, file: ConfigFile = {}): Config {
     quiet: flags.quiet ?? false,
     hooks: hooksOf(file.hooks),
     logSecrets: flags['log-secrets'] ?? file.logSecrets ?? false,
+    sharedReadBuffer: flags['shared-read-buffer'] ?? booleanOf('sharedReadBuffer', file.sharedReadBuffer) ?? true,
     sendTimeoutMs: Math.round((duration('--send-timeout', flags['send-timeout'] ?? file.sendTimeout) ?? 60) * 1000),
     tunnelIdleTimeoutMs: Math.round((duration('--tunnel-idle-timeout', flags['tunnel-idle-timeout'] ?? file.tunnelIdleTimeout) ?? 300) * 1000),
     shutdownTimeoutSec: duration('--shutdown-timeout', flags['shutdown-timeout'] ?? file.shutdownTimeout) ?? 30,
@@ -419,4 +425,10 @@ export async function loadConfigFile(file: string): Promise<ConfigFile> {
     throw new CliError('CLI_ERR_CONFIG_INVALID', `--config: ${file} must default-export an object`);
   }
   return cfg as ConfigFile; // shape checked key by key in toConfig
+}
+
+/** A config file's boolean setting, refused with one line when it is something else (a string "false" is truthy). */
+function booleanOf(key: string, v: unknown): boolean | undefined {
+  if (v === undefined || typeof v === 'boolean') return v;
+  throw new CliError('CLI_ERR_CONFIG_INVALID', `config: ${key} must be true or false, not ${JSON.stringify(v)}`);
 }

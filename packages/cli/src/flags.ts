@@ -131,6 +131,10 @@ export const proxyFlags = {
   'log-secrets': Flags.boolean({
     summary: 'Write Authorization, Cookie and Set-Cookie values to the transaction log as they are (default: masked, e.g. "Basic ***").',
   }),
+  'shared-read-buffer': Flags.boolean({
+    summary: "Read client sockets into one shared 64 KiB buffer (default on: cheaper hits; it relies on fields Node sets for its onread socket option). --no-shared-read-buffer reads them as any Node socket.",
+    allowNo: true,
+  }),
   'log-format': Flags.string({
     summary: `The access log's line, as varnishncsa -F (implies --log ncsa): %h %l %u %t %r %s %b %H %m %U %q %I %O %D %T, %{Header}i, %{Header}o, %{Varnish:handling}x, %{Varnish:hitmiss}x, %{Varnish:vxid}x, %{Varnish:time_firstbyte}x, %{VSL:Tag}x. e.g. --log-format '%h "%r" %s %b %D %{Varnish:handling}x'`,
     helpValue: 'FORMAT',

@@ -127,6 +127,11 @@ export interface ProxyOptions<Ctx> {
    * cut, ms (default 60 s, as Varnish's idle_send_timeout): a client that stops reading cannot hold a fetch forever.
    */
   sendTimeoutMs?: number | undefined;
+  /**
+   * Client sockets read into one shared buffer (http1/read-buffer.ts; default true); false reads them through 'data'
+   * as any Node socket (the same behaviour, without the Node internals the shared buffer relies on).
+   */
+  sharedReadBuffer?: boolean | undefined;
   /** Clock in epoch ms (tests may inject one). */
   now?: (() => number) | undefined;
   /** Name used in Via and Cache-Status (default "sluice"). */
@@ -179,6 +184,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
       bodyClock: { idleMs: opts.requestBody?.idleTimeoutMs, minBytesPerSec: opts.requestBody?.minBytesPerSec, windowMs: opts.requestBody?.rateWindowMs },
       maxBodyBytes: opts.requestBody?.maxBytes,
       sendTimeoutMs: opts.sendTimeoutMs,
+      sharedReadBuffer: opts.sharedReadBuffer,
     });
   }
 
