@@ -132,7 +132,7 @@ export const proxyFlags = {
     summary: 'Write Authorization, Cookie and Set-Cookie values to the transaction log as they are (default: masked, e.g. "Basic ***").',
   }),
   'shared-read-buffer': Flags.boolean({
-    summary: "Read client sockets into one shared 64 KiB buffer (default on: cheaper hits; it relies on fields Node sets for its onread socket option). --no-shared-read-buffer reads them as any Node socket.",
+    summary: "Read client sockets into one shared 64 KiB buffer (default on: cheaper hits; it relies on fields Node sets for its onread socket option). --no-shared-read-buffer reads them the way Node reads every socket.",
     allowNo: true,
   }),
   'log-format': Flags.string({

@@ -70,7 +70,7 @@ export class Connection implements ResponseOwner {
     };
     socket.setNoDelay(true);
     // Reads land in one shared buffer (read-buffer.ts) unless the server was told otherwise or this Node does not allow
-    // it; then through 'data' as any socket. Either way onData sees each read's bytes.
+    // it; then through 'data' like every socket. Either way onData sees each read's bytes.
     this.readsShared = server.sharedReadBuffer && readIntoShared(socket, (view) => this.onRead(view));
     if (!this.readsShared) socket.on('data', (d: Buffer) => this.onData(d));
     socket.on('error', () => socket.destroy());

@@ -98,7 +98,7 @@ export interface Http1ServerOptions {
   sendTimeoutMs?: number | undefined;
   /**
    * Read client sockets into one shared buffer instead of through their Readable (read-buffer.ts; default true). False
-   * reads through 'data' as any socket: the same behaviour, for comparison and tests.
+   * reads through 'data' like every socket: the same behaviour, for comparison and tests.
    */
   sharedReadBuffer?: boolean | undefined;
 }

@@ -129,7 +129,7 @@ export interface ProxyOptions<Ctx> {
   sendTimeoutMs?: number | undefined;
   /**
    * Client sockets read into one shared buffer (http1/read-buffer.ts; default true); false reads them through 'data'
-   * as any Node socket (the same behaviour, without the Node internals the shared buffer relies on).
+   * like every Node socket (the same behaviour, without the Node internals the shared buffer relies on).
    */
   sharedReadBuffer?: boolean | undefined;
   /** Clock in epoch ms (tests may inject one). */
