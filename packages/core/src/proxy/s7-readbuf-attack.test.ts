@@ -1,0 +1,281 @@
+import { createHash } from 'node:crypto';
+import http from 'node:http';
+import net from 'node:net';
+import { describe, expect, it } from 'vitest';
+import { createOriginClient } from '@sluice/origin-client';
+import { createProxy } from './proxy.js';
+import { startProxy, useCleanup, useUncaughtRecorder } from '../test-support/harness.js';
+
+/**
+ * Session 7 attack on the shared client read buffer (http1/read-buffer.ts): every client socket reads into one 64 KiB
+ * buffer valid only during its read callback. Many connections read at once here, each with its own byte pattern, so a
+ * view kept past the callback shows up as another connection's bytes: request bodies passed to a slow origin,
+ * pipelined requests split at every byte, CONNECT bytes sent while the tunnel is still opening.
+ */
+const track = useCleanup();
+const uncaught = useUncaughtRecorder();
+
+const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+/** A deterministic pseudo-random generator (xorshift32). */
+function rng(seed: number): () => number {
+  let x = seed | 1;
+  return () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) / 0x1_0000_0000;
+  };
+}
+
+/** Connection `i`'s body: bytes no other connection sends at the same offsets. */
+function pattern(i: number, len: number): Buffer {
+  const b = Buffer.allocUnsafe(len);
+  for (let j = 0; j < len; j++) b[j] = (i * 37 + j * 13 + (j >> 8)) & 0xff;
+  return b;
+}
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+/** An origin that reads each request body slowly (paused, one chunk per turn) and answers its sha256 and length. */
+async function slowHashOrigin(): Promise<{ url: string; close(): Promise<void> }> {
+  const srv = http.createServer((req, res) => {
+    const h = createHash('sha256');
+    let n = 0;
+    req.on('data', (d: Buffer) => {
+      h.update(d);
+      n += d.length;
+      req.pause();
+      setImmediate(() => req.resume());
+    });
+    req.on('end', () => {
+      const body = `${n} ${h.digest('hex')}`;
+      res.writeHead(200, { 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+      res.end(body);
+    });
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  return {
+    url: `http://127.0.0.1:${(srv.address() as net.AddressInfo).port}`,
+    close: () => new Promise<void>((r) => {
+      srv.closeAllConnections();
+      srv.close(() => r());
+    }),
+  };
+}
+
+/** Sends `parts` one per turn of the event loop on a new socket; resolves with everything read until close. */
+function sendInParts(port: number, parts: Buffer[], pauseReadingFor = 0): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1');
+    const got: Buffer[] = [];
+    sock.on('data', (d: Buffer) => got.push(d));
+    sock.on('error', reject);
+    sock.on('close', () => resolve(Buffer.concat(got)));
+    void (async () => {
+      for (const [k, p] of parts.entries()) {
+        if (!sock.write(p)) await new Promise((r) => sock.once('drain', r));
+        await tick();
+        // A client that stops sending for a while mid-body (others keep reading into the shared buffer meanwhile).
+        if (pauseReadingFor > 0 && k === Math.floor(parts.length / 2)) for (let t = 0; t < pauseReadingFor; t++) await tick();
+      }
+    })();
+  });
+}
+
+/** `b` cut into pieces of 1..max bytes (seeded). */
+function cut(b: Buffer, r: () => number, max: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (let i = 0; i < b.length; ) {
+    const n = 1 + Math.floor(r() * max);
+    out.push(b.subarray(i, i + n));
+    i += n;
+  }
+  return out;
+}
+
+function chunked(body: Buffer, r: () => number): Buffer {
+  const parts: Buffer[] = [];
+  for (let i = 0; i < body.length; ) {
+    const n = 1 + Math.floor(r() * 5000);
+    const c = body.subarray(i, i + n);
+    parts.push(Buffer.from(`${c.length.toString(16)}\r\n`), c, Buffer.from('\r\n'));
+    i += n;
+  }
+  parts.push(Buffer.from('0\r\n\r\n'));
+  return Buffer.concat(parts);
+}
+
+describe('s7 shared read buffer: request bodies', () => {
+  for (const framing of ['content-length', 'chunked', 'expect-100'] as const) {
+    it(`24 concurrent POST bodies (${framing}) reach a slow origin byte-exact`, async () => {
+      const origin = track(await slowHashOrigin());
+      const p = track(await startProxy(origin.url));
+      const N = 24;
+      const runs = [];
+      for (let i = 0; i < N; i++) {
+        const r = rng(1000 + i);
+        const body = pattern(i, 40_000 + i * 3_001);
+        const framed = framing === 'chunked' ? chunked(body, r) : body;
+        const head = Buffer.from(
+          `POST /post/${i} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n` +
+            (framing === 'chunked' ? 'Transfer-Encoding: chunked\r\n' : `Content-Length: ${body.length}\r\n`) +
+            (framing === 'expect-100' ? 'Expect: 100-continue\r\n' : '') +
+            '\r\n',
+        );
+        // The head's end and the body's start share reads (except with Expect, where the head goes alone).
+        const all = framing === 'expect-100' ? [head, ...cut(framed, r, 9000)] : cut(Buffer.concat([head, framed]), r, 9000);
+        runs.push(sendInParts(p.port, all, i % 3 === 0 ? 20 : 0).then((raw) => ({ i, body, raw })));
+      }
+      for (const { i, body, raw } of await Promise.all(runs)) {
+        const text = raw.toString('latin1');
+        const last = text.slice(text.lastIndexOf('\r\n\r\n') + 4);
+        expect(last, `connection ${i}`).toBe(`${body.length} ${sha(body)}`);
+      }
+      expect(uncaught).toEqual([]);
+    });
+  }
+});
+
+describe('s7 shared read buffer: pipelined requests', () => {
+  it('two pipelined GETs split at every byte, 8 connections interleaved, each gets its own answers in order', async () => {
+    const srv = http.createServer((req, res) => {
+      const body = `you asked ${req.url}`;
+      res.writeHead(200, { 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+      res.end(body);
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+    track({ close: () => new Promise<void>((r) => { srv.closeAllConnections(); srv.close(() => r()); }) });
+    const p = track(await startProxy(`http://127.0.0.1:${(srv.address() as net.AddressInfo).port}`));
+    const conns = 8;
+    const work = [];
+    for (let c = 0; c < conns; c++) {
+      work.push((async () => {
+        const sock = net.connect(p.port, '127.0.0.1');
+        sock.on('error', () => undefined);
+        let buf = Buffer.alloc(0);
+        let wake: (() => void) | undefined;
+        sock.on('data', (d: Buffer) => {
+          buf = Buffer.concat([buf, d]);
+          wake?.();
+        });
+        const bodies: string[] = [];
+        const readOne = async (): Promise<string> => {
+          for (;;) {
+            const sep = buf.indexOf('\r\n\r\n');
+            if (sep >= 0) {
+              const len = Number(/content-length: (\d+)/i.exec(buf.subarray(0, sep).toString('latin1'))?.[1] ?? 0);
+              if (buf.length >= sep + 4 + len) {
+                const b = buf.subarray(sep + 4, sep + 4 + len).toString('latin1');
+                buf = buf.subarray(sep + 4 + len);
+                return b;
+              }
+            }
+            await new Promise<void>((r) => (wake = r));
+          }
+        };
+        const two = (k: number): Buffer => Buffer.from(`GET /c${c}/a${k} HTTP/1.1\r\nHost: t\r\nX-Conn: ${'c'.repeat(c + 1)}\r\n\r\nGET /c${c}/b${k} HTTP/1.1\r\nHost: t\r\n\r\n`);
+        const len = two(0).length;
+        for (let at = 1; at < len; at++) {
+          const s = two(at);
+          sock.write(s.subarray(0, at));
+          await tick();
+          await tick();
+          sock.write(s.subarray(at));
+          bodies.push(await readOne(), await readOne());
+        }
+        sock.destroy();
+        return { c, len, bodies };
+      })());
+    }
+    for (const { c, len, bodies } of await Promise.all(work)) {
+      const want: string[] = [];
+      for (let at = 1; at < len; at++) want.push(`you asked /c${c}/a${at}`, `you asked /c${c}/b${at}`);
+      expect(bodies).toEqual(want);
+    }
+    expect(uncaught).toEqual([]);
+  });
+});
+
+/** A TCP server recording every byte each connection sends (and echoing nothing). */
+async function recordingServer(): Promise<{ port: number; got: Buffer[]; close(): Promise<void> }> {
+  const got: Buffer[] = [];
+  const socks = new Set<net.Socket>();
+  const server = net.createServer((s) => {
+    const idx = got.length;
+    got.push(Buffer.alloc(0));
+    socks.add(s);
+    s.on('data', (d: Buffer) => (got[idx] = Buffer.concat([got[idx] as Buffer, d])));
+    s.on('error', () => undefined);
+    s.on('close', () => socks.delete(s));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    got,
+    close: () => new Promise<void>((r) => {
+      for (const s of socks) s.destroy();
+      server.close(() => r());
+    }),
+  };
+}
+
+describe('s7 shared read buffer: CONNECT', () => {
+  for (const after of ['a fresh connection', 'a kept-alive connection after a GET'] as const) {
+    it(`CONNECT on ${after}: bytes sent while the tunnel is still opening all reach the destination`, async () => {
+      const dest = track(await recordingServer());
+      const web = track(await slowHashOrigin());
+      const origin = createOriginClient({ backends: [{ url: web.url }], connectAllow: [`127.0.0.1:${dest.port}`] });
+      let open: (() => void) | undefined;
+      const gate = new Promise<void>((r) => (open = r));
+      let asked = 0;
+      // The tunnel opens only when the test says so: the client's later bytes arrive before it.
+      const upstream = Object.assign(Object.create(origin) as typeof origin, {
+        tunnel: async (host: string, port: number, o: { signal: AbortSignal }) => {
+          asked++;
+          await gate;
+          return origin.tunnel(host, port, o);
+        },
+      });
+      const proxy = createProxy({ upstream });
+      const { port } = await proxy.listen(0);
+      track({ close: async () => { await proxy.close(); await origin.destroy(); } });
+      const sock = net.connect(port, '127.0.0.1');
+      sock.on('error', () => undefined);
+      let got = Buffer.alloc(0);
+      sock.on('data', (d: Buffer) => (got = Buffer.concat([got, d])));
+      if (after !== 'a fresh connection') {
+        // A GET answered on the connection, which stays open (its socket was resumed for the next request).
+        sock.write('GET /x HTTP/1.1\r\nHost: t\r\n\r\n');
+        while (!/\r\n\r\n/.test(got.toString('latin1'))) await tick();
+        const len = Number(/content-length: (\d+)/i.exec(got.toString('latin1'))?.[1] ?? -1);
+        while (got.length < got.indexOf('\r\n\r\n') + 4 + len) await tick();
+        expect(got.toString('latin1')).toMatch(/^HTTP\/1.1 200 /);
+        expect(got.toString('latin1')).not.toMatch(/connection: close/i);
+        got = Buffer.alloc(0);
+      }
+      const early = pattern(7, 3000);
+      sock.write(Buffer.concat([Buffer.from(`CONNECT 127.0.0.1:${dest.port} HTTP/1.1\r\nHost: x\r\n\r\n`), early.subarray(0, 100)]));
+      while (asked === 0) await tick();
+      // Other connections read meanwhile (overwriting the shared buffer), then the client's next bytes.
+      const noise = [];
+      for (let i = 0; i < 4; i++) noise.push(sendInParts(port, [Buffer.from('GET /n HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n')]));
+      await Promise.all(noise);
+      sock.write(early.subarray(100, 1500));
+      for (let t = 0; t < 20; t++) await tick();
+      sock.write(early.subarray(1500));
+      for (let t = 0; t < 20; t++) await tick();
+      open?.();
+      while (!got.toString('latin1').includes('200 Connection Established')) {
+        if (sock.destroyed) throw new Error(`closed: ${got.toString('latin1')}`);
+        await tick();
+      }
+      // Bounded: the destination gets the bytes or the loop ends by count.
+      for (let t = 0; t < 2000 && (dest.got[0]?.length ?? 0) < early.length; t++) await new Promise((r) => setTimeout(r, 1));
+      expect(dest.got[0]?.length).toBe(early.length);
+      expect((dest.got[0] as Buffer).equals(early)).toBe(true);
+      sock.destroy();
+      expect(uncaught).toEqual([]);
+    });
+  }
+});
