@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { Readable } from 'node:stream';
 import { BodyClock } from './body-clock.js';
 import { ChunkedDecoder, ChunkedFramingError, LengthDecoder, type BodyDecoder } from './body-reader.js';
 import { ProxyError } from '../errors.js';
@@ -206,6 +207,10 @@ export class Connection implements ResponseOwner {
     this.closeReason('TX_PIPE');
     this.pending = undefined;
     this.socket.removeAllListeners('data');
+    // The socket's Readable may be flowing (resumed after an earlier response on this connection): with no 'data'
+    // listener left, what the client sends before the tunnel is open would be emitted to no one and lost. Make it
+    // buffer until the tunnel's pipe resumes it; reads go on (as on a fresh connection) until the Readable is full.
+    Readable.prototype.pause.call(this.socket);
     this.socket.removeAllListeners('timeout');
     this.socket.setTimeout(0);
     onConnect({ target: head.target, headers: head.headers, remoteAddress: this.socket.remoteAddress ?? '' }, this.socket, owned(rest));
