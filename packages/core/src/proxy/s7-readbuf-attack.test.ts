@@ -4,7 +4,8 @@ import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { createOriginClient } from '@sluice/origin-client';
 import { createProxy } from './proxy.js';
-import { startProxy, useCleanup, useUncaughtRecorder } from '../test-support/harness.js';
+import { startProxy, until, useCleanup, useUncaughtRecorder } from '../test-support/harness.js';
+import { MemorySink, TxLog } from '../txlog/txlog.js';
 
 /**
  * Session 7 attack on the shared client read buffer (http1/read-buffer.ts): every client socket reads into one 64 KiB
@@ -198,14 +199,20 @@ describe('s7 shared read buffer: pipelined requests', () => {
 });
 
 /** A TCP server recording every byte each connection sends (and echoing nothing). */
-async function recordingServer(): Promise<{ port: number; got: Buffer[]; close(): Promise<void> }> {
+async function recordingServer(slow = false): Promise<{ port: number; got: Buffer[]; close(): Promise<void> }> {
   const got: Buffer[] = [];
   const socks = new Set<net.Socket>();
   const server = net.createServer((s) => {
     const idx = got.length;
     got.push(Buffer.alloc(0));
     socks.add(s);
-    s.on('data', (d: Buffer) => (got[idx] = Buffer.concat([got[idx] as Buffer, d])));
+    s.on('data', (d: Buffer) => {
+      got[idx] = Buffer.concat([got[idx] as Buffer, d]);
+      if (slow) {
+        s.pause();
+        setImmediate(() => s.resume());
+      }
+    });
     s.on('error', () => undefined);
     s.on('close', () => socks.delete(s));
   });
@@ -278,4 +285,101 @@ describe('s7 shared read buffer: CONNECT', () => {
       expect(uncaught).toEqual([]);
     });
   }
+});
+
+describe('s7 shared read buffer: the transaction log', () => {
+  it("16 connections' request headers and refused bytes (HttpGarbage) are logged as each connection sent them", async () => {
+    const origin = track(await slowHashOrigin());
+    const sink = new MemorySink();
+    const p = track(await startProxy(origin.url, { txlog: new TxLog([sink]) }));
+    const N = 16;
+    const idOf = (i: number): string => `${String.fromCharCode(65 + i).repeat(40)}-${i}`;
+    const runs = [];
+    for (let i = 0; i < N; i++) {
+      const r = rng(77 + i);
+      // A good request (its head split across reads), then a refused one on the same connection (pipelined).
+      const good = `GET /t/${i} HTTP/1.1\r\nHost: t\r\nX-Id: ${idOf(i)}\r\n\r\n`;
+      const bad = `BAD\u0001REQUEST /g/${i} ${idOf(i)}\r\n\r\n`;
+      runs.push(sendInParts(p.port, cut(Buffer.from(good + bad, 'latin1'), r, 12)));
+    }
+    await Promise.all(runs);
+    await until(() => sink.groups.filter((g) => g.records.some((x) => x.tag === 'HttpGarbage')).length === N);
+    await until(() => sink.groups.filter((g) => g.records.some((x) => x.tag === 'ReqURL' && x.value.startsWith('/t/'))).length === N);
+    for (let i = 0; i < N; i++) {
+      const g = sink.groups.find((x) => x.records.some((y) => y.tag === 'ReqURL' && y.value === `/t/${i}`));
+      expect(g?.records.find((x) => x.tag === 'ReqHeader' && /^x-id:/i.test(x.value))?.value).toBe(`x-id: ${idOf(i)}`);
+      const garbage = sink.groups.map((x) => x.records.find((y) => y.tag === 'HttpGarbage')?.value).filter((v) => v?.includes(`/g/${i} `));
+      expect(garbage).toEqual([`"BAD%01REQUEST /g/${i} ${idOf(i)}%0d%0a%0d%0a"`]);
+    }
+    expect(uncaught).toEqual([]);
+  });
+});
+
+describe('s7 shared read buffer: a GET body on a cacheable miss, then a pipelined request', () => {
+  it('the body is consumed as framed and the next request on each of 12 connections is its own', async () => {
+    const srv = http.createServer((req, res) => {
+      let n = 0;
+      req.on('data', (d: Buffer) => (n += d.length));
+      req.on('end', () => {
+        const body = `${req.url} body=${n}`;
+        res.writeHead(200, { 'content-length': Buffer.byteLength(body), 'cache-control': 'max-age=60' });
+        res.end(body);
+      });
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+    track({ close: () => new Promise<void>((r) => { srv.closeAllConnections(); srv.close(() => r()); }) });
+    const p = track(await startProxy(`http://127.0.0.1:${(srv.address() as net.AddressInfo).port}`));
+    const runs = [];
+    for (let i = 0; i < 12; i++) {
+      const r = rng(500 + i);
+      const body = pattern(i, 20_000 + i * 777);
+      // The body's bytes look like a request line to a parser that loses its place.
+      body.write(`GET /wrong/${i} HTTP/1.1\r\nHost: t\r\n\r\n`, 1000, 'latin1');
+      const all = Buffer.concat([
+        Buffer.from(`GET /miss/${i} HTTP/1.1\r\nHost: t\r\nContent-Length: ${body.length}\r\n\r\n`),
+        body,
+        Buffer.from(`GET /next/${i} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n`),
+      ]);
+      runs.push(sendInParts(p.port, cut(all, r, 7000)).then((raw) => ({ i, raw: raw.toString('latin1') })));
+    }
+    for (const { i, raw } of await Promise.all(runs)) {
+      const statuses = raw.match(/HTTP\/1\.1 \d+/g) ?? [];
+      // Either both answered (the second being /next/i), or the proxy refused the GET body; never another request.
+      expect(raw).not.toMatch(/\/wrong\//);
+      if (statuses.length === 2) expect(raw.endsWith(`/next/${i} body=0`)).toBe(true);
+      else expect(statuses.length).toBe(1);
+    }
+    expect(uncaught).toEqual([]);
+  });
+});
+
+describe('s7 shared read buffer: a tunnel upload', () => {
+  it('2 MiB through CONNECT to a slow reader while 8 other connections send, byte-exact', async () => {
+    const dest = track(await recordingServer(true));
+    const origin = createOriginClient({ backends: [{ url: 'http://127.0.0.1:9' }], connectAllow: [`127.0.0.1:${dest.port}`] });
+    const proxy = createProxy({ upstream: origin });
+    const { port } = await proxy.listen(0);
+    track({ close: async () => { await proxy.close(); await origin.destroy(); } });
+    const up = pattern(3, 2 * 1024 * 1024);
+    const sock = net.connect(port, '127.0.0.1');
+    sock.on('error', () => undefined);
+    let got = '';
+    sock.on('data', (d: Buffer) => (got += d.toString('latin1')));
+    sock.write(`CONNECT 127.0.0.1:${dest.port} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    while (!got.includes('200 Connection Established')) await tick();
+    const noise = [];
+    for (let i = 0; i < 8; i++) {
+      const b = pattern(100 + i, 100_000);
+      noise.push(sendInParts(port, cut(Buffer.concat([Buffer.from(`POST /n/${i} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: ${b.length}\r\n\r\n`), b]), rng(9 + i), 9000)));
+    }
+    for (let i = 0; i < up.length; i += 50_000) {
+      if (!sock.write(up.subarray(i, i + 50_000))) await new Promise((r) => sock.once('drain', r));
+    }
+    await Promise.all(noise);
+    for (let t = 0; t < 5000 && (dest.got[0]?.length ?? 0) < up.length; t++) await new Promise((r) => setTimeout(r, 1));
+    expect(dest.got[0]?.length).toBe(up.length);
+    expect((dest.got[0] as Buffer).equals(up)).toBe(true);
+    sock.destroy();
+    expect(uncaught).toEqual([]);
+  });
 });
