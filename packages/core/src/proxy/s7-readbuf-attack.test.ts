@@ -383,3 +383,36 @@ describe('s7 shared read buffer: a tunnel upload', () => {
     expect(uncaught).toEqual([]);
   });
 });
+
+describe('s7 shared read buffer: a refused CONNECT with bytes after it', () => {
+  for (const after of ['a fresh connection', 'a kept-alive connection after a GET'] as const) {
+    it(`on ${after}: the client gets its 403, and once it hangs up the proxy lets the connection go`, async () => {
+      const web = track(await slowHashOrigin());
+      const origin = createOriginClient({ backends: [{ url: web.url }], connectAllow: [] });
+      const proxy = createProxy({ upstream: origin });
+      const { port } = await proxy.listen(0);
+      track({ close: async () => { await proxy.close(); await origin.destroy(); } });
+      const sock = net.connect(port, '127.0.0.1');
+      sock.on('error', () => undefined);
+      let got = '';
+      let closed = false;
+      sock.on('data', (d: Buffer) => (got += d.toString('latin1')));
+      sock.on('close', () => (closed = true));
+      if (after !== 'a fresh connection') {
+        sock.write('GET /x HTTP/1.1\r\nHost: t\r\n\r\n');
+        while (!/\r\n\r\n.*body=0|\r\n\r\n0 /.test(got)) await tick();
+        got = '';
+      }
+      sock.write(`CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: x\r\n\r\n${'early'.repeat(100)}`);
+      await tick();
+      sock.write('more bytes after the head');
+      for (let t = 0; t < 2000 && !closed; t++) await new Promise((r) => setTimeout(r, 1));
+      expect(got).toMatch(/^HTTP\/1\.1 403 /);
+      expect(closed).toBe(true);
+      // The client closed (it ended when the proxy did): the proxy's side must be gone too.
+      for (let t = 0; t < 2000 && proxy.server.connections.size > 0; t++) await new Promise((r) => setTimeout(r, 1));
+      expect(proxy.server.connections.size).toBe(0);
+      expect(uncaught).toEqual([]);
+    });
+  }
+});
