@@ -6,6 +6,7 @@ import { createOriginClient } from '@sluice/origin-client';
 import { createProxy } from './proxy.js';
 import { startProxy, until, useCleanup, useUncaughtRecorder } from '../test-support/harness.js';
 import { MemorySink, TxLog } from '../txlog/txlog.js';
+import { Http1Server } from '../http1/server.js';
 
 /**
  * Session 7 attack on the shared client read buffer (http1/read-buffer.ts): every client socket reads into one 64 KiB
@@ -414,5 +415,55 @@ describe('s7 shared read buffer: a refused CONNECT with bytes after it', () => {
       expect(proxy.server.connections.size).toBe(0);
       expect(uncaught).toEqual([]);
     });
+  }
+});
+
+describe('s7 shared read buffer: CONNECT at the HTTP/1 server, both read modes', () => {
+  for (const shared of [true, false]) {
+    for (const keptAlive of [false, true]) {
+      it(`${shared ? 'shared buffer' : "'data' reads"}, ${keptAlive ? 'after a GET' : 'fresh'}: a handler that listens late gets every byte after the head`, async () => {
+        let open: (() => void) | undefined;
+        const gate = new Promise<void>((r) => (open = r));
+        let seen = Buffer.alloc(0);
+        let connects = 0;
+        const server = new Http1Server(
+          (_req, res) => {
+            res.writeHead(200, { 'content-length': '2' });
+            res.end(Buffer.from('ok'));
+          },
+          {
+            sharedReadBuffer: shared,
+            onConnect: (_req, socket, head) => {
+              connects++;
+              seen = Buffer.from(head);
+              // As connectTunnel does: the destination opens first, then the socket is listened to.
+              void gate.then(() => socket.on('data', (d: Buffer) => (seen = Buffer.concat([seen, d]))));
+            },
+          },
+        );
+        const { port } = await server.listen(0, '127.0.0.1');
+        track({ close: () => server.close(true) });
+        const sock = net.connect(port, '127.0.0.1');
+        sock.on('error', () => undefined);
+        let got = '';
+        sock.on('data', (d: Buffer) => (got += d.toString('latin1')));
+        if (keptAlive) {
+          sock.write('GET / HTTP/1.1\r\nHost: t\r\n\r\n');
+          while (!got.endsWith('\r\n\r\nok')) await tick();
+        }
+        const early = pattern(5, 5000);
+        sock.write(Buffer.concat([Buffer.from('CONNECT h:1 HTTP/1.1\r\nHost: h\r\n\r\n'), early.subarray(0, 10)]));
+        while (connects === 0) await tick();
+        sock.write(early.subarray(10, 2000));
+        for (let t = 0; t < 20; t++) await tick();
+        sock.write(early.subarray(2000));
+        for (let t = 0; t < 20; t++) await tick();
+        open?.();
+        for (let t = 0; t < 2000 && seen.length < early.length; t++) await new Promise((r) => setTimeout(r, 1));
+        expect(seen.length).toBe(early.length);
+        expect(seen.equals(early)).toBe(true);
+        sock.destroy();
+      });
+    }
   }
 });
