@@ -1,5 +1,4 @@
 import type { Socket } from 'node:net';
-import { Readable } from 'node:stream';
 import { BodyClock } from './body-clock.js';
 import { ChunkedDecoder, ChunkedFramingError, LengthDecoder, type BodyDecoder } from './body-reader.js';
 import { ProxyError } from '../errors.js';
@@ -207,10 +206,11 @@ export class Connection implements ResponseOwner {
     this.closeReason('TX_PIPE');
     this.pending = undefined;
     this.socket.removeAllListeners('data');
-    // The socket's Readable may be flowing (resumed after an earlier response on this connection): with no 'data'
-    // listener left, what the client sends before the tunnel is open would be emitted to no one and lost. Make it
-    // buffer until the tunnel's pipe resumes it; reads go on (as on a fresh connection) until the Readable is full.
-    Readable.prototype.pause.call(this.socket);
+    // The socket's Readable may be flowing (resumed after an earlier response on this connection, or by the 'data'
+    // listener just removed): with no listener left, what the client sends before the tunnel listens would be
+    // emitted to no one and lost. Back to neither flowing nor paused, as Node's http server does before 'connect':
+    // bytes are buffered (reads go on until the Readable is full) and the first 'data' listener or pipe resumes it.
+    (this.socket as { readableFlowing: boolean | null }).readableFlowing = null;
     this.socket.removeAllListeners('timeout');
     this.socket.setTimeout(0);
     onConnect({ target: head.target, headers: head.headers, remoteAddress: this.socket.remoteAddress ?? '' }, this.socket, owned(rest));
