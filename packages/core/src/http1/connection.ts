@@ -206,6 +206,11 @@ export class Connection implements ResponseOwner {
     this.closeReason('TX_PIPE');
     this.pending = undefined;
     this.socket.removeAllListeners('data');
+    // The socket's Readable may be flowing (resumed after an earlier response on this connection, or by the 'data'
+    // listener just removed): with no listener left, what the client sends before the tunnel listens would be
+    // emitted to no one and lost. Back to neither flowing nor paused, as Node's http server does before 'connect':
+    // bytes are buffered (reads go on until the Readable is full) and the first 'data' listener or pipe resumes it.
+    (this.socket as { readableFlowing: boolean | null }).readableFlowing = null;
     this.socket.removeAllListeners('timeout');
     this.socket.setTimeout(0);
     onConnect({ target: head.target, headers: head.headers, remoteAddress: this.socket.remoteAddress ?? '' }, this.socket, owned(rest));

@@ -22,6 +22,9 @@ export async function connectTunnel(
   const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(target);
   const answer = (status: number, reason: string): void => {
     client.end(`HTTP/1.1 ${status} ${reason}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+    // Nothing reads the client's Readable yet (http1/connection.ts leaves it unflowing for the tunnel): read and drop
+    // what the client still sends, so its hang-up is seen and the socket goes.
+    client.resume();
   };
   if (m === null || Number(m[2]) > 65535) {
     stats.client_req_400++;
