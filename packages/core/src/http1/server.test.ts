@@ -49,6 +49,20 @@ function exchange(port: number, parts: string[]): Promise<string> {
   });
 }
 
+/** Writes each [ms, bytes] that many ms after connecting; resolves everything read until the server closes. */
+function exchangeAt(port: number, writes: Array<[number, string]>): Promise<string> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    let got = '';
+    s.on('data', (d) => (got += d.toString('latin1')));
+    s.on('close', () => resolve(got));
+    for (const [ms, bytes] of writes) {
+      if (ms === 0) s.write(bytes);
+      else setTimeout(() => s.write(bytes), ms);
+    }
+  });
+}
+
 describe('Http1Server', () => {
   // Issue 12: Node 20's global agent idles sockets out at 5 s like our keep-alive timeout, so a client could reuse a
   // connection as we closed it (the suite's `read ECONNRESET` on PUT /config). The hint makes clients close first.
@@ -206,15 +220,8 @@ describe('Http1Server', () => {
   it('cuts a request head trickling in longer than the headers timeout with 408', async () => {
     server = new Http1Server(() => undefined, { headersTimeoutMs: 50 });
     const port = (await server.listen(0, '127.0.0.1')).port;
-    const out = await new Promise<string>((resolve) => {
-      const s = net.connect(port, '127.0.0.1');
-      let got = '';
-      s.on('data', (d) => (got += d.toString('latin1')));
-      s.on('close', () => resolve(got));
-      s.write('GET / HTTP/1.1\r\nHo');
-      // More bytes after the deadline, still no end of head: a slowloris client.
-      setTimeout(() => s.write('st: x\r\n'), 120);
-    });
+    // More bytes after the deadline, still no end of head: a slowloris client.
+    const out = await exchangeAt(port, [[0, 'GET / HTTP/1.1\r\nHo'], [120, 'st: x\r\n']]);
     expect(out).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
   });
 
@@ -227,16 +234,12 @@ describe('Http1Server', () => {
       { headersTimeoutMs: 80 },
     );
     const port = (await server.listen(0, '127.0.0.1')).port;
-    const out = await new Promise<string>((resolve) => {
-      const s = net.connect(port, '127.0.0.1');
-      let got = '';
-      s.on('data', (d) => (got += d.toString('latin1')));
-      s.on('close', () => resolve(got));
-      // A whole head in one read, then idle past the headers timeout, then a head in two reads 10 ms apart.
-      s.write('GET /1 HTTP/1.1\r\nHost: x\r\n\r\n');
-      setTimeout(() => s.write('GET /2 HTTP/1.1\r\nHo'), 200);
-      setTimeout(() => s.write('st: x\r\nConnection: close\r\n\r\n'), 210);
-    });
+    // A whole head in one read, then idle past the headers timeout, then a head in two reads 10 ms apart.
+    const out = await exchangeAt(port, [
+      [0, 'GET /1 HTTP/1.1\r\nHost: x\r\n\r\n'],
+      [200, 'GET /2 HTTP/1.1\r\nHo'],
+      [210, 'st: x\r\nConnection: close\r\n\r\n'],
+    ]);
     expect(out.match(/HTTP\/1\.1 200 OK\r\n/g)).toHaveLength(2);
     expect(out).not.toMatch(/408/);
   });
