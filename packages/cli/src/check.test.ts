@@ -17,6 +17,22 @@ describe('sluice check', () => {
   });
 
   it.each([
+    [[], '1MB segments, objects of at least 16MB, read-ahead 4, as runs'],
+    [['--no-slice-runs'], '1MB segments, objects of at least 16MB, read-ahead 4, no runs'],
+    [['--slice-runs', '--slice-read-ahead', '8'], '1MB segments, objects of at least 16MB, read-ahead 8, as runs'],
+  ])('the slicer line: runs on by default with --slice (%o)', async (extra, line) => {
+    const r = await runCli(['check', '--backend', 'http://127.0.0.1:8080', '--slice', '1MB', '--slice-min', '16MB', ...extra]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`^slice\\s+${line}$`, 'm'));
+  });
+
+  it('the slicer line on arrival (--slice-size): no runs mentioned (runs need the meta object from a response)', async () => {
+    const r = await runCli(['check', '--backend', 'http://127.0.0.1:8080', '--slice-size', '1MB']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^slice\s+1MB segments, as requests arrive, read-ahead 4$/m);
+  });
+
+  it.each([
     ['a bad flag value', ['--backend', 'http://127.0.0.1:8080', '--grace', 'soon'], /--grace: "soon" is not a duration/],
     ['no backend', [], /no backend/],
   ])('%s: one line naming it, exit 1, nothing on stdout', async (_name, args, message) => {

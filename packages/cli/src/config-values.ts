@@ -144,7 +144,8 @@ export function sliceOf(i: SliceInput): Config['slice'] {
   }
   const minBytes = i.adaptive === undefined ? undefined : size('--slice-min', i.min, sizeBytes);
   if (i.runs === true && i.adaptive === undefined) throw new CliError('CLI_ERR_FLAG_INVALID', '--slice-runs goes with --slice (runs fetch a sliced object\'s segments, decided from the response)');
-  return i.runs === true ? { sizeBytes, match, minBytes, readAhead: i.readAhead, runs: true } : { sizeBytes, match, minBytes, readAhead: i.readAhead };
+  // Runs are on by default with --slice (core's default): only what was said (--[no-]slice-runs, sliceRuns) is passed on.
+  return i.runs === undefined || i.adaptive === undefined ? { sizeBytes, match, minBytes, readAhead: i.readAhead } : { sizeBytes, match, minBytes, readAhead: i.readAhead, runs: i.runs };
 }
 
 export function wholeNumber(name: string, v: number | undefined, dflt: number): number {

@@ -123,11 +123,15 @@ describe('toConfig', () => {
     expect(toConfig({ backend: ['http://x'], 'slice-size': '1MB' }).slice?.minBytes).toBeUndefined();
   });
 
-  it('run fetches: --slice-runs or sliceRuns in the config file, with --slice; off by default', () => {
+  it('run fetches: --slice-runs or sliceRuns in the config file, with --slice; on by default (core\'s default: not passed), --no-slice-runs or sliceRuns: false turns them off', () => {
     expect(toConfig({ backend: ['http://x'], slice: '1MB', 'slice-runs': true }).slice?.runs).toBe(true);
     expect(toConfig({ backend: ['http://x'] }, { slice: '1MB', sliceRuns: true }).slice?.runs).toBe(true);
     expect(toConfig({ backend: ['http://x'], slice: '1MB' }).slice?.runs).toBeUndefined();
-    expect(toConfig({ backend: ['http://x'], slice: '1MB', 'slice-runs': false }).slice?.runs).toBeUndefined();
+    expect(toConfig({ backend: ['http://x'], slice: '1MB', 'slice-runs': false }).slice?.runs).toBe(false);
+    expect(toConfig({ backend: ['http://x'] }, { slice: '1MB', sliceRuns: false }).slice?.runs).toBe(false);
+    // The flag wins over the file, both ways.
+    expect(toConfig({ backend: ['http://x'], slice: '1MB', 'slice-runs': false }, { sliceRuns: true }).slice?.runs).toBe(false);
+    expect(toConfig({ backend: ['http://x'], slice: '1MB', 'slice-runs': true }, { sliceRuns: false }).slice?.runs).toBe(true);
   });
 
   it('slicing: --slice-size and --slice-url, or sliceSize and sliceUrl in the config file', () => {

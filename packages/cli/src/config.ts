@@ -109,7 +109,7 @@ export interface ConfigFile<Ctx = Record<string, unknown>> {
   slice?: string | number;
   sliceMin?: string | number;
   sliceReadAhead?: number;
-  /** Read-ahead of missing segments as runs, one origin Range request each (--slice-runs). */
+  /** Read-ahead of missing segments as runs, one origin Range request each (--slice-runs; on by default, false turns them off). */
   sliceRuns?: boolean;
   /** Segment size, sliced as the request arrives (nginx's model). */
   sliceSize?: string | number;

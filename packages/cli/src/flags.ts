@@ -105,7 +105,8 @@ export const proxyFlags = {
   }),
   'slice-runs': Flags.boolean({
     summary:
-      'With --slice: the read-ahead fetches consecutive missing segments with one origin Range request, cut into the segment objects as it arrives (default off). e.g. --slice 1MB --slice-runs',
+      'With --slice: the read-ahead fetches consecutive missing segments with one origin Range request, cut into the segment objects as it arrives (default on; --no-slice-runs fetches each segment with a request of its own). e.g. --slice 1MB --no-slice-runs',
+    allowNo: true,
   }),
   'slice-size': Flags.string({
     summary:

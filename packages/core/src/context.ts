@@ -50,8 +50,9 @@ export interface SliceOptions {
   readAhead?: number | undefined;
   /**
    * Read-ahead of a sliced object's missing segments as runs: consecutive ones fetched with one origin Range request
-   * and cut into their segment objects (slicer/run.ts). Default off; not used with a requestFilter or an upstream hook
-   * (each segment subrequest runs them, a run would not).
+   * and cut into their segment objects (slicer/run.ts). Default on (false turns them off); only for a meta object
+   * decided from a response (`minBytes`), and not with a requestFilter or an upstream hook (each segment subrequest
+   * runs them, a run would not).
    */
   runs?: boolean | undefined;
 }

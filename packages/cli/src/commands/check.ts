@@ -68,11 +68,13 @@ export function effectiveSettings(c: Config): string[] {
   return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`);
 }
 
-/** The slicer line of `check`: segment size, when it is decided, the URL filter, the read-ahead. */
+/** The slicer line of `check`: segment size, when it is decided, the URL filter, the read-ahead (as runs or not). */
 function sliceLine(s: Config['slice']): string {
   if (s === undefined) return 'off';
   const when = s.minBytes === undefined ? 'as requests arrive' : `objects of at least ${mb(s.minBytes)}`;
-  return `${mb(s.sizeBytes)} segments, ${when}${s.match === undefined ? '' : ` for ${String(s.match)}`}, read-ahead ${s.readAhead ?? 4}`;
+  // Runs: decided from the response only, on unless turned off (core's default).
+  const runs = s.minBytes === undefined ? '' : s.runs === false ? ', no runs' : ', as runs';
+  return `${mb(s.sizeBytes)} segments, ${when}${s.match === undefined ? '' : ` for ${String(s.match)}`}, read-ahead ${s.readAhead ?? 4}${runs}`;
 }
 
 function mb(n: number): string {

@@ -79,7 +79,7 @@ const ALL = ['bytes=0-4095', 'bytes=4096-8191', 'bytes=8192-12287'];
 describe('slicer decided from the response: --slice SIZE --slice-min BYTES', () => {
   it('an object of at least the minimum: its body is never read, segments are fetched, then all hits', async () => {
     const o = await origin();
-    const px = await proxy(o.url, { slice: { sizeBytes: SEG, minBytes: 8000 } });
+    const px = await proxy(o.url, { slice: { sizeBytes: SEG, minBytes: 8000, runs: false } });
     const r = await get(`${px.url}/file`);
     expect(r.status).toBe(200);
     expect(r.headers['content-length']).toBe('10000');
@@ -144,7 +144,7 @@ describe('slicer decided from the response: --slice SIZE --slice-min BYTES', () 
 
   it('--slice-url stays a filter: other URLs are never sliced', async () => {
     const o = await origin();
-    const px = await proxy(o.url, { slice: { sizeBytes: SEG, minBytes: 0, match: /^\/video\// } });
+    const px = await proxy(o.url, { slice: { sizeBytes: SEG, minBytes: 0, runs: false, match: /^\/video\// } });
     expect((await get(`${px.url}/file`)).body.equals(BODY)).toBe(true);
     expect(ranges(o.seen)).toEqual([]);
     expect((await get(`${px.url}/video/a`)).body.equals(BODY)).toBe(true);
@@ -171,13 +171,13 @@ describe('slicer decided from the response: --slice SIZE --slice-min BYTES', () 
 
   it('a non-200 status is not sliced', async () => {
     const o = await origin();
-    const px = await proxy(o.url, { slice: { sizeBytes: SEG, minBytes: 0 } });
+    const px = await proxy(o.url, { slice: { sizeBytes: SEG, minBytes: 0, runs: false } });
     const gone = await startScriptedOrigin((_req, res) => {
       res.writeHead(404, { 'content-length': BODY.length, etag: '"x"', 'cache-control': 'max-age=60' });
       res.end(BODY);
     });
     track(gone);
-    const px404 = await proxy(gone.url, { slice: { sizeBytes: SEG, minBytes: 0 } });
+    const px404 = await proxy(gone.url, { slice: { sizeBytes: SEG, minBytes: 0, runs: false } });
     const r = await get(`${px404.url}/missing`);
     expect(r.status).toBe(404);
     expect(r.body.equals(BODY)).toBe(true);
@@ -343,7 +343,7 @@ describe('one lifetime: the meta object governs its segments', () => {
     let now = 1_000_000_000_000;
     // Segment responses say max-age=1; the whole object's says max-age=60.
     const o = await origin({ segmentCc: 'max-age=1' });
-    const px = await proxy(o.url, { slice: { sizeBytes: SEG, minBytes: 0 }, now: () => now });
+    const px = await proxy(o.url, { slice: { sizeBytes: SEG, minBytes: 0, runs: false }, now: () => now });
     expect((await get(`${px.url}/file`)).body.equals(BODY)).toBe(true);
     expect(o.seen.length).toBe(4);
     now += 30_000;
@@ -358,7 +358,7 @@ describe('one lifetime: the meta object governs its segments', () => {
   });
 
   it.each<[string, Omit<ProxyOptions<Record<string, unknown>>, 'upstream' | 'now'>]>([
-    ['--slice-min', { slice: { sizeBytes: SEG, minBytes: 0 } }],
+    ['--slice-min', { slice: { sizeBytes: SEG, minBytes: 0, runs: false } }],
     ['slicer.enable in upstreamRequestFilter', { hooks: { upstreamRequestFilter: (_b, _c, slicer) => void slicer.enable(SEG) } }],
   ])('%s: a 304 revalidating the meta object keeps it sliced, with the same segments (revalidated, not refetched)', async (_name, opts) => {
     let now = 1_000_000_000_000;
@@ -403,7 +403,7 @@ describe('one lifetime: the meta object governs its segments', () => {
     ['a tag invalidation', (px) => void px.proxy.store.purgeTags(['t1'])],
   ])('%s of the object wipes its segments', async (_name, invalidate) => {
     const o = await origin({ headers: (p) => ({ 'surrogate-key': p === '/file' ? 't1' : 't2' }) });
-    const px = await proxy(o.url, { slice: { sizeBytes: SEG, minBytes: 0 } });
+    const px = await proxy(o.url, { slice: { sizeBytes: SEG, minBytes: 0, runs: false } });
     // A second, unrelated object stays.
     expect((await get(`${px.url}/file`)).body.equals(BODY)).toBe(true);
     expect((await get(`${px.url}/other`, { range: 'bytes=0-9' })).status).toBe(206);
@@ -433,7 +433,7 @@ describe('read-ahead', () => {
   it.each([0, 1, 3, undefined])('read-ahead %s: at most 1 + N (default 4) segment fetches at the origin at once, each needed one once', async (n) => {
     const o = await origin({ delayMs: 15 });
     // A 10,000-byte object in 1 KiB segments: 10 segments.
-    const px = await proxy(o.url, { slice: { sizeBytes: 1024, minBytes: 0, readAhead: n } });
+    const px = await proxy(o.url, { slice: { sizeBytes: 1024, minBytes: 0, runs: false, readAhead: n } });
     const r = await get(`${px.url}/file`);
     expect(r.body.equals(BODY)).toBe(true);
     const got = ranges(o.seen);

@@ -217,6 +217,43 @@ describe('slicer runs: one origin Range request for consecutive missing segments
     expect(o.seen).toHaveLength(5);
   });
 
+  it('runs are the default with --slice-min (no runs option): a cold whole read goes as runs, each segment still counted once', async () => {
+    const o = await origin();
+    const px = await proxy(o.url, { slice: { sizeBytes: SEG, minBytes: 0 } });
+    const r = await get(`${px.url}/file`);
+    expect(r.body.equals(BODY)).toBe(true);
+    // The same origin requests as with runs: true (the first test): 5 instead of 11.
+    expect(o.seen).toEqual(['none', 'bytes=0-1023', 'bytes=1024-5119', 'bytes=5120-8191', 'bytes=8192-9999']);
+    expect(o.stats.rangeBytes).toBe(BODY.length);
+    await until(() => px.proxy.store.objectCount === 11);
+    expect(px.proxy.stats.slice_segments).toBe(10);
+    // The backend fetches are the origin requests: one per run, not one per segment.
+    expect(px.proxy.stats.s_fetch).toBe(5);
+    expect((await get(`${px.url}/file`)).headers['cache-status']).toMatch(/^sluice; hit/);
+    expect(o.seen).toHaveLength(5);
+  });
+
+  it('runs: false turns the default off: one Range request per segment', async () => {
+    const o = await origin();
+    const px = await proxy(o.url, { slice: { sizeBytes: SEG, minBytes: 0, runs: false } });
+    expect((await get(`${px.url}/file`)).body.equals(BODY)).toBe(true);
+    expect(o.seen).toHaveLength(11);
+    expect([...o.seen.slice(1)].sort()).toEqual(Array.from({ length: 10 }, (_, i) => `bytes=${i * SEG}-${i * SEG + SEG - 1}`).sort());
+    expect(o.stats.rangeBytes).toBe(BODY.length);
+  });
+
+  it('the nginx model (sliced as the request arrives, no meta object from a response): never runs, by default or asked', async () => {
+    for (const runs of [undefined, true]) {
+      const o = await origin();
+      const px = await proxy(o.url, { slice: { sizeBytes: SEG, runs } });
+      expect((await get(`${px.url}/file`)).body.equals(BODY)).toBe(true);
+      // Segment 0 first (it makes the meta object), then each segment with its own Range.
+      expect(o.seen).toHaveLength(10);
+      expect(o.seen[0]).toBe('bytes=0-1023');
+      expect(o.stats.rangeBytes).toBe(BODY.length);
+    }
+  });
+
   it('with an upstream hook (it shapes each segment request): no runs', async () => {
     const o = await origin();
     const px = await proxy(o.url, { slice: SLICE, hooks: { upstreamRequestFilter: () => undefined } });

@@ -14,7 +14,7 @@ import { segmentRequestOf } from './segment-request.js';
 import { parseContentRange, takeMetaLifetime } from './slicer.js';
 
 /**
- * Run fetches (`slicing.runs`, `--slice-runs`): the read-ahead of a sliced response fetches a run of consecutive
+ * Run fetches (`slicing.runs`, `--slice-runs`; on unless `runs: false`): the read-ahead of a sliced response fetches a run of consecutive
  * segments that all miss with ONE origin Range request (`bytes=a-b` over the run), and its body is cut into the
  * segment objects as it arrives. Each segment is still its own cache object under its own key, with the meta
  * object's lifetime and bound to it, and still its own subrequest (recv, lookup: it finds the run's object, busy
@@ -46,7 +46,7 @@ export function runsAllowed<Ctx>(env: ProxyEnv<Ctx>, meta?: CacheObject): boolea
   const h = env.hooks;
   // vcl_recv too: each segment subrequest runs it (it may pick the backend, fill the context the cache key reads, or
   // pass the segment), the run would not (s6 attack: a run sent to the director's backend served its bytes).
-  return env.slicing?.runs === true && h.requestFilter === undefined && h.upstreamRequestFilter === undefined && h.upstreamResponseFilter === undefined;
+  return env.slicing !== undefined && env.slicing.runs !== false && h.requestFilter === undefined && h.upstreamRequestFilter === undefined && h.upstreamResponseFilter === undefined;
 }
 
 /** One segment of a run: its (busy, then streaming) object, its request, its length, and how far it is filled. */
