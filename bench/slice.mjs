@@ -5,7 +5,8 @@
 //   direct     the fixture origin itself
 //   unsliced   Sluice without slicing
 //   arrival    Sluice --slice-size 1MB (sliced as the request arrives: nginx's model)
-//   adaptive   Sluice --slice 1MB --slice-min 16MB (decided from the response: Varnish Enterprise's model)
+//   adaptive   Sluice --slice 1MB --slice-min 16MB (decided from the response: Varnish Enterprise's model; since
+//              session 8 its read-ahead goes as runs by default, so adaptive@base is the same flags without runs)
 //   runs       adaptive with --slice-runs --slice-read-ahead 8 (--runs-read-ahead N; --no-runs: not run)
 //   nginx      nginx `slice 1m` + proxy_cache (skipped, with a note, when nginx is not installed)
 // Scenarios per round and target, each on a cold object of its own:
