@@ -25,6 +25,8 @@ interface OriginOpts {
   dieIn?: { range: string; after: number };
   /** Range answers spanning more than one segment: chunked (no Content-Length), with this many bytes past the range. */
   overlong?: number;
+  /** Range answers spanning more than one segment: a 200 with the whole body (an origin that caps Range lengths). */
+  multiAs200?: boolean;
 }
 
 async function origin(opts: OriginOpts = {}) {
@@ -47,6 +49,10 @@ async function origin(opts: OriginOpts = {}) {
       if (opts.delayMs !== undefined) await new Promise((r) => setTimeout(r, opts.delayMs));
       const start = Number(m[1]);
       const end = Math.min(body.length - 1, Number(m[2]));
+      if (opts.multiAs200 === true && end - start + 1 > SEG) {
+        res.writeHead(200, { ...base, 'content-length': body.length });
+        return void res.end(body);
+      }
       if (opts.overlong !== undefined && end - start + 1 > SEG) {
         res.writeHead(206, { ...base, 'content-range': `bytes ${start}-${end}/${body.length}` });
         stats.rangeBytes += end - start + 1;
@@ -252,6 +258,24 @@ describe('slicer runs: one origin Range request for consecutive missing segments
       expect(o.seen[0]).toBe('bytes=0-1023');
       expect(o.stats.rangeBytes).toBe(BODY.length);
     }
+  });
+
+  it('an origin that answers a run with a 200 (it will not serve a Range over several segments): one run tried per object, then each segment alone', async () => {
+    const o = await origin({ multiAs200: true });
+    const px = await proxy(o.url, { slice: { sizeBytes: SEG, minBytes: 0 } });
+    const r = await getMaybeCut(`${px.url}/file`);
+    // The client is never sent wrong bytes; the read is whole or cut.
+    if (r.complete) expect(r.body.equals(BODY)).toBe(true);
+    else expect(BODY.subarray(0, r.body.length).equals(r.body)).toBe(true);
+    const runs = (): string[] => o.seen.filter((x) => x !== 'none' && Number(x.split('-')[1]) - Number(x.slice(6).split('-')[0]) + 1 > SEG);
+    expect(runs()).toEqual(['bytes=1024-5119']);
+    // A second read (whatever the first left): no run either, every segment exact.
+    const again = await getMaybeCut(`${px.url}/file`);
+    expect(again.complete).toBe(true);
+    expect(again.body.equals(BODY)).toBe(true);
+    expect(runs()).toHaveLength(1);
+    // Each segment from the origin at most once after the run: 'none', segment 0, the run, then segments 1-9 alone.
+    expect(o.seen.filter((x) => x !== 'none' && !runs().includes(x)).sort()).toEqual(Array.from({ length: 10 }, (_, i) => `bytes=${i * SEG}-${i * SEG + SEG - 1}`).sort());
   });
 
   it('with an upstream hook (it shapes each segment request): no runs', async () => {

@@ -35,10 +35,19 @@ import { parseContentRange, takeMetaLifetime } from './slicer.js';
  */
 
 /**
- * Meta objects whose segments' 206s the builtin rules refuse to store (no-store, private, Set-Cookie...: a segment
- * fetched alone is not kept either): their runs are dropped, so no more are tried; each segment is fetched alone.
+ * Meta objects whose runs are not tried again, each segment fetched alone: their segments' 206s the builtin rules
+ * refuse to store (no-store, private, Set-Cookie...: a segment fetched alone is not kept either), or a run's answer did
+ * not fit its segments (a 200 for the whole object, another Content-Range: an origin that caps or ignores a Range over
+ * several segments, now that runs are the default, wastes one origin request per object, not one per run).
  */
 const unstorable = new WeakSet<CacheObject>();
+
+/** A run's answer that cannot be cut into its segments (runMismatch): thrown before anything is committed. */
+class RunMismatch extends ProxyError {
+  constructor(message: string) {
+    super('CORE_ERR_SEGMENT_MISMATCH', message, { source: 'upstream' });
+  }
+}
 
 /** Whether a sliced response in `env` may use runs. */
 export function runsAllowed<Ctx>(env: ProxyEnv<Ctx>, meta?: CacheObject): boolean {
@@ -128,7 +137,7 @@ async function runFetch<Ctx>(env: ProxyEnv<Ctx>, parent: Tx<Ctx>, meta: CacheObj
     const receivedAt = env.now();
     if (be !== undefined) logBeresp(be, res.status, res.headers);
     const why = runMismatch(res, start, end, s.total, meta.headers);
-    if (why !== undefined) throw new ProxyError('CORE_ERR_SEGMENT_MISMATCH', `slicer run bytes=${start}-${end}: ${why}`, { source: 'upstream' });
+    if (why !== undefined) throw new RunMismatch(`slicer run bytes=${start}-${end}: ${why}`);
     commitRun(env, meta, slots, res, bereq, sentAt, receivedAt);
     await cut(env, res.body, slots, controller.signal);
     be?.timestamp('BerespBody');
@@ -136,6 +145,8 @@ async function runFetch<Ctx>(env: ProxyEnv<Ctx>, parent: Tx<Ctx>, meta: CacheObj
     res?.body.destroy();
     const err = e instanceof ProxyError ? e : new ProxyError('CORE_ERR_UPSTREAM_BODY', `slicer run: ${errorMessage(e)}`, { source: 'upstream', cause: e });
     be?.add('FetchError', err.message);
+    // No more runs for this object: its segments are fetched alone from now on (they check what they get).
+    if (err instanceof RunMismatch) unstorable.add(meta);
     // A refused run is no failure: its bytes were fine, the builtin rules would not keep them.
     if (!(err instanceof RunRefused)) {
       if (!controller.signal.aborted) env.log({ level: 'warn', event: 'slice-run-failed', message: err.message, url: parent.req.url });
