@@ -42,7 +42,10 @@ import { parseContentRange, takeMetaLifetime } from './slicer.js';
  */
 const unstorable = new WeakSet<CacheObject>();
 
-/** A run's answer that cannot be cut into its segments (runMismatch): thrown before anything is committed. */
+/**
+ * A run's answer that cannot be cut into its segments (runMismatch): thrown before anything is committed; no more runs
+ * for that meta object then, its segments are fetched alone (and check what they get).
+ */
 class RunMismatch extends ProxyError {
   constructor(message: string) {
     super('CORE_ERR_SEGMENT_MISMATCH', message, { source: 'upstream' });
@@ -145,7 +148,6 @@ async function runFetch<Ctx>(env: ProxyEnv<Ctx>, parent: Tx<Ctx>, meta: CacheObj
     res?.body.destroy();
     const err = e instanceof ProxyError ? e : new ProxyError('CORE_ERR_UPSTREAM_BODY', `slicer run: ${errorMessage(e)}`, { source: 'upstream', cause: e });
     be?.add('FetchError', err.message);
-    // No more runs for this object: its segments are fetched alone from now on (they check what they get).
     if (err instanceof RunMismatch) unstorable.add(meta);
     // A refused run is no failure: its bytes were fine, the builtin rules would not keep them.
     if (!(err instanceof RunRefused)) {
