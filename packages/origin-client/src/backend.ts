@@ -1,6 +1,7 @@
 import { buildConnector, Client, Pool } from 'undici';
 import { OriginError } from './errors.js';
 import { Probe, type ProbeConfig } from './health.js';
+import { slabOnread } from './slab-read.js';
 
 /** One origin server: where it is and how to talk to it. Times in ms. */
 export interface BackendConfig {
@@ -106,6 +107,8 @@ export class Backend {
   pinnedOpen = 0;
   readonly maxPinned: number;
   private readonly clientOptions: Client.Options;
+  /** Opens this backend's connections (plain http: sockets reading into slabs, see slab-read.ts). */
+  private readonly connector: buildConnector.connector;
   readonly queueTimeoutMs: number;
   readonly maxQueue: number;
 
@@ -119,13 +122,15 @@ export class Backend {
     this.queueTimeoutMs = config.queueTimeoutMs ?? 5_000;
     this.maxQueue = config.maxQueue ?? 1024;
     const tls = config.tls;
+    const connectOptions: buildConnector.BuildOptions = {
+      timeout: config.connectTimeoutMs ?? 3_000,
+      ...(tls?.ca !== undefined ? { ca: tls.ca } : {}),
+      ...(tls?.servername !== undefined ? { servername: tls.servername } : {}),
+      rejectUnauthorized: tls?.dangerouslySkipTlsVerify !== true,
+    };
+    this.connector = u.protocol === 'http:' ? slabConnector(connectOptions) : buildConnector(connectOptions);
     this.clientOptions = {
-      connect: {
-        timeout: config.connectTimeoutMs ?? 3_000,
-        ...(tls?.ca !== undefined ? { ca: tls.ca } : {}),
-        ...(tls?.servername !== undefined ? { servername: tls.servername } : {}),
-        rejectUnauthorized: tls?.dangerouslySkipTlsVerify !== true,
-      },
+      connect: this.connector,
       headersTimeout: config.firstByteTimeoutMs ?? 60_000,
       bodyTimeout: config.betweenBytesTimeoutMs ?? 60_000,
       keepAliveTimeout: 4_000,
@@ -158,7 +163,7 @@ export class Backend {
    * connector succeeds once: if that connection goes, any later request fails instead of opening another one.
    */
   pinnedClient(): Client {
-    const base = buildConnector((this.clientOptions.connect ?? {}) as buildConnector.BuildOptions);
+    const base = this.connector;
     let used = false;
     const once: buildConnector.connector = (opts, callback) => {
       if (used) {
@@ -261,4 +266,14 @@ export class Backend {
     }
     await this.pool.destroy();
   }
+}
+
+/**
+ * undici's connector for plain http, each connection's socket reading into its own slabs (`onread`, see
+ * slab-read.ts): the options reach net.connect, and the onread state must be one per socket.
+ */
+function slabConnector(options: buildConnector.BuildOptions): buildConnector.connector {
+  return (opts, callback) => {
+    buildConnector({ ...options, onread: slabOnread() } as buildConnector.BuildOptions)(opts, callback);
+  };
 }
