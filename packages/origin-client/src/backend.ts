@@ -1,7 +1,7 @@
 import { buildConnector, Client, Pool } from 'undici';
 import { OriginError } from './errors.js';
 import { Probe, type ProbeConfig } from './health.js';
-import { slabOnread } from './slab-read.js';
+import { originOnread } from './origin-read.js';
 
 /** One origin server: where it is and how to talk to it. Times in ms. */
 export interface BackendConfig {
@@ -107,7 +107,7 @@ export class Backend {
   pinnedOpen = 0;
   readonly maxPinned: number;
   private readonly clientOptions: Client.Options;
-  /** Opens this backend's connections (plain http: sockets reading into slabs, see slab-read.ts). */
+  /** Opens this backend's connections (plain http: sockets reading 256 KiB at a time, see origin-read.ts). */
   private readonly connector: buildConnector.connector;
   readonly queueTimeoutMs: number;
   readonly maxQueue: number;
@@ -128,7 +128,7 @@ export class Backend {
       ...(tls?.servername !== undefined ? { servername: tls.servername } : {}),
       rejectUnauthorized: tls?.dangerouslySkipTlsVerify !== true,
     };
-    this.connector = u.protocol === 'http:' ? slabConnector(connectOptions) : buildConnector(connectOptions);
+    this.connector = u.protocol === 'http:' ? largeReadConnector(connectOptions) : buildConnector(connectOptions);
     this.clientOptions = {
       connect: this.connector,
       headersTimeout: config.firstByteTimeoutMs ?? 60_000,
@@ -269,11 +269,11 @@ export class Backend {
 }
 
 /**
- * undici's connector for plain http, each connection's socket reading into its own slabs (`onread`, see
- * slab-read.ts): the options reach net.connect, and the onread state must be one per socket.
+ * undici's connector for plain http, each connection's socket reading up to 256 KiB at a time into its own buffers (`onread`, see
+ * origin-read.ts): the options reach net.connect, and the onread state must be one per socket.
  */
-function slabConnector(options: buildConnector.BuildOptions): buildConnector.connector {
+function largeReadConnector(options: buildConnector.BuildOptions): buildConnector.connector {
   return (opts, callback) => {
-    buildConnector({ ...options, onread: slabOnread() } as buildConnector.BuildOptions)(opts, callback);
+    buildConnector({ ...options, onread: originOnread() } as buildConnector.BuildOptions)(opts, callback);
   };
 }

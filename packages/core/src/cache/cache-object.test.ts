@@ -37,8 +37,8 @@ describe('CacheObject', () => {
     expect(await readAll(o)).toBe('aabbccdd');
   });
 
-  // Origin reads land in 256 KiB slabs shared by consecutive responses (origin-client slab-read.ts): a small stored
-  // object whose one chunk is a view of such a slab must not keep the whole slab alive for its few bytes.
+  // Origin reads land in buffers of up to 256 KiB (origin-client origin-read.ts): a small stored object whose one chunk
+  // is a view of a much larger buffer must not keep that whole buffer alive for its few bytes.
   it('a small stored object whose one chunk is a view of a larger buffer keeps a copy of its own bytes', () => {
     const slab = Buffer.alloc(256 * 1024, 7);
     slab.write('hello world', 1000);
