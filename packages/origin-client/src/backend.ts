@@ -1,7 +1,6 @@
 import { buildConnector, Client, Pool } from 'undici';
 import { OriginError } from './errors.js';
 import { Probe, type ProbeConfig } from './health.js';
-import { originOnread } from './origin-read.js';
 
 /** One origin server: where it is and how to talk to it. Times in ms. */
 export interface BackendConfig {
@@ -107,8 +106,6 @@ export class Backend {
   pinnedOpen = 0;
   readonly maxPinned: number;
   private readonly clientOptions: Client.Options;
-  /** Opens this backend's connections (plain http: sockets reading 256 KiB at a time, see origin-read.ts). */
-  private readonly connector: buildConnector.connector;
   readonly queueTimeoutMs: number;
   readonly maxQueue: number;
 
@@ -122,15 +119,13 @@ export class Backend {
     this.queueTimeoutMs = config.queueTimeoutMs ?? 5_000;
     this.maxQueue = config.maxQueue ?? 1024;
     const tls = config.tls;
-    const connectOptions: buildConnector.BuildOptions = {
-      timeout: config.connectTimeoutMs ?? 3_000,
-      ...(tls?.ca !== undefined ? { ca: tls.ca } : {}),
-      ...(tls?.servername !== undefined ? { servername: tls.servername } : {}),
-      rejectUnauthorized: tls?.dangerouslySkipTlsVerify !== true,
-    };
-    this.connector = u.protocol === 'http:' ? largeReadConnector(connectOptions) : buildConnector(connectOptions);
     this.clientOptions = {
-      connect: this.connector,
+      connect: {
+        timeout: config.connectTimeoutMs ?? 3_000,
+        ...(tls?.ca !== undefined ? { ca: tls.ca } : {}),
+        ...(tls?.servername !== undefined ? { servername: tls.servername } : {}),
+        rejectUnauthorized: tls?.dangerouslySkipTlsVerify !== true,
+      },
       headersTimeout: config.firstByteTimeoutMs ?? 60_000,
       bodyTimeout: config.betweenBytesTimeoutMs ?? 60_000,
       keepAliveTimeout: 4_000,
@@ -163,7 +158,7 @@ export class Backend {
    * connector succeeds once: if that connection goes, any later request fails instead of opening another one.
    */
   pinnedClient(): Client {
-    const base = this.connector;
+    const base = buildConnector((this.clientOptions.connect ?? {}) as buildConnector.BuildOptions);
     let used = false;
     const once: buildConnector.connector = (opts, callback) => {
       if (used) {
@@ -266,14 +261,4 @@ export class Backend {
     }
     await this.pool.destroy();
   }
-}
-
-/**
- * undici's connector for plain http, each connection's socket reading up to 256 KiB at a time into its own buffers (`onread`, see
- * origin-read.ts): the options reach net.connect, and the onread state must be one per socket.
- */
-function largeReadConnector(options: buildConnector.BuildOptions): buildConnector.connector {
-  return (opts, callback) => {
-    buildConnector({ ...options, onread: originOnread() } as buildConnector.BuildOptions)(opts, callback);
-  };
 }

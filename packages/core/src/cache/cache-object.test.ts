@@ -37,31 +37,6 @@ describe('CacheObject', () => {
     expect(await readAll(o)).toBe('aabbccdd');
   });
 
-  // Origin reads land in buffers of up to 256 KiB (origin-client origin-read.ts): a small stored object whose one chunk
-  // is a view of a much larger buffer must not keep that whole buffer alive for its few bytes.
-  it('a small stored object whose one chunk is a view of a larger buffer keeps a copy of its own bytes', () => {
-    const slab = Buffer.alloc(256 * 1024, 7);
-    slab.write('hello world', 1000);
-    const o = new CacheObject('k');
-    o.stored = true;
-    o.setState('stream');
-    o.extend(slab.subarray(1000, 1000 + 20_000));
-    o.finish();
-    expect(o.body?.length).toBe(20_000);
-    expect(o.body?.buffer.byteLength).toBeLessThanOrEqual(40_000);
-    expect(o.body?.buffer).not.toBe(slab.buffer);
-    expect(o.body?.subarray(0, 11).toString()).toBe('hello world');
-    expect(o.completeChunks).toEqual([o.body]);
-    // A chunk that is (most of) its own buffer is kept as it is: no copy.
-    const own = Buffer.alloc(30_000, 1);
-    const p = new CacheObject('p');
-    p.stored = true;
-    p.setState('stream');
-    p.extend(own.subarray(100));
-    p.finish();
-    expect(p.body?.buffer).toBe(own.buffer);
-  });
-
   it('a reader of a failed object gets the error after the bytes that did arrive', async () => {
     const o = new CacheObject('k');
     o.setState('stream');

@@ -163,10 +163,7 @@ export class CacheObject {
     if (this.state !== 'finished' || this.stored !== true || this.body !== undefined) return;
     if (this.length > CONSOLIDATE_MAX_BYTES) return;
     if (this.readers.size > 0 || this.firstChunk !== 0) return;
-    const only = this.chunks.length === 1 ? (this.chunks[0] as Buffer) : undefined;
-    // One chunk is kept as it is, unless it is a view of a much larger buffer (a read buffer holding other bytes):
-    // kept, the small object would keep that whole buffer alive, uncharged to the store.
-    const body = only !== undefined && only.buffer.byteLength <= 2 * only.length ? only : Buffer.concat(this.chunks, this.length);
+    const body = this.chunks.length === 1 ? (this.chunks[0] as Buffer) : Buffer.concat(this.chunks, this.length);
     this.body = body;
     this.chunks = [body];
   }
