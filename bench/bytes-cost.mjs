@@ -6,6 +6,8 @@
 // --strace its syscalls by name (strace -c -f over the whole run of each root, one root at a time).
 // Usage: node bench/bytes-cost.mjs --root DIR [--root DIR]... [--size BYTES] [--warm W] [--misses N] [--rounds R]
 //                                  [--range] [--strace] [--out FILE]
+//   --root DIR%NAME=VALUE runs that root's proxy with NAME=VALUE in its environment (e.g. a GLIBC_TUNABLES setting
+//   beside the same root without it).
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -49,9 +51,14 @@ async function cold(url) {
 const origin = await startSluice(['origin', '--listen', '127.0.0.1:0']);
 const result = { date: new Date().toISOString(), machine: machine(), settings: { size: SIZE, warm: WARM, misses: N, rounds: ROUNDS, range: RANGE }, sides: [] };
 const sides = [];
-for (const root of roots) {
+for (const spec of roots) {
+  // DIR%NAME=VALUE: that root's proxy runs with NAME=VALUE in its environment (e.g. GLIBC_TUNABLES).
+  const [root, env] = spec.split('%');
+  const [name, ...value] = env === undefined ? [] : env.split('=');
+  if (name !== undefined) process.env[name] = value.join('=');
   const p = await startSluiceFrom(path.resolve(root), ['proxy', '--listen', '127.0.0.1:0', '--backend', origin.url, '--quiet']);
-  sides.push({ root, ...p, cpu: [], faults: [], loads: [] });
+  if (name !== undefined) delete process.env[name];
+  sides.push({ root: spec, ...p, cpu: [], faults: [], loads: [] });
 }
 for (const s of sides) for (let i = 0; i < WARM; i++) await cold(s.url);
 for (let r = 0; r < ROUNDS; r++) {

@@ -1,7 +1,8 @@
 // perf profile of a proxy's cold 100 MiB whole misses, kept for `perf report` (issue 16, bulk miss; session 8): a
-// fresh proxy of ROOT under `node --perf-basic-prof` in front of one `sluice origin`, one warm-up miss, then
+// fresh proxy of ROOT under `node --perf-basic-prof` in front of one `sluice origin`, WARM warm-up misses, then
 // `perf record -F 999 -g` on its process (all threads) over N misses, written to OUT.
-// Usage: node bench/perf-miss.mjs [ROOT] [OUT] [N]; then e.g.
+// Usage: node bench/perf-miss.mjs [ROOT] [OUT] [N] [WARM] (WARM warm-up misses, default 1: with 6 or more the
+// storage has filled and evicted, so glibc reuses freed memory and the first-touch page faults are gone); then e.g.
 //   perf report -i OUT --children --sort sym --stdio -g none | head -80
 import { spawn } from 'node:child_process';
 import path from 'node:path';
@@ -28,7 +29,7 @@ async function coldWhole(url, tag) {
 }
 const origin = await startSluice(['origin', '--listen', '127.0.0.1:0']);
 const p = await startProxy(root, origin.url);
-await coldWhole(p.url, 'warm');
+for (let i = 0; i < Number(process.argv[5] ?? 1); i++) await coldWhole(p.url, `warm${i}`);
 const rec = spawn('perf', ['record', '-F', '999', '-g', '-p', String(p.pid), '-o', out], { stdio: 'ignore' });
 await sleep(500);
 for (let i = 0; i < MISSES; i++) await coldWhole(p.url, String(i));
