@@ -159,6 +159,12 @@ export class OriginClient {
 
   /** Backends in the director's order of preference for `key`; empty when all are sick. */
   choose(key: string, director: Director = this.director, backends: readonly Backend[] = this.backends): Backend[] {
+    // One backend under a director that only filters and orders (round-robin, fallback): it when healthy, without the
+    // per-request candidate list (the hash, shard and random directors still decide, e.g. a zero random weight).
+    if (backends.length === 1 && (director.type === 'round-robin' || director.type === 'fallback')) {
+      const only = backends[0] as Backend;
+      return only.healthy ? [only] : [];
+    }
     const byName = this.byName;
     return director
       .choose(backends.map((b) => ({ name: b.name, weight: b.weight, healthy: b.healthy })), key)
