@@ -1,4 +1,4 @@
-// Miss first-byte latency with the JIT warm (issue 16). Usage: node bench/miss-latency.mjs [--quick] [--out FILE]
+// Miss first-byte latency with the JIT warm (issue 16). Usage: node bench/miss-latency.mjs [--quick] [--base DIR] [--out FILE]
 // A raw-socket client (one kept-alive connection per target) asks for a new URL each time (/static/1k?u=..., a miss
 // for every cache) and times the first response byte, direct to the origin, through Sluice and through nginx
 // (proxy_cache, when installed) and Varnish (when installed). Each cache first serves 3000 misses (the miss path
@@ -65,6 +65,12 @@ async function main() {
   const targets = [['direct', origin.url]];
   const sluice = await startSluice(['proxy', '--listen', '127.0.0.1:0', '--backend', origin.url, '--quiet']);
   targets.push(['sluice', sluice.url]);
+  // --base DIR: another built checkout's Sluice as one more target, interleaved with the rest (a same-run before/after).
+  const baseIdx = argv.indexOf('--base');
+  if (baseIdx >= 0) {
+    const base = await startSluice(['proxy', '--listen', '127.0.0.1:0', '--backend', origin.url, '--quiet'], path.resolve(argv[baseIdx + 1]));
+    targets.push(['base', base.url]);
+  }
   const nginx = argv.includes('--no-nginx') ? undefined : await startNginxCache(origin.url, await freePort());
   if (nginx !== undefined) targets.push(['nginx', nginx.url]);
   const varnish = argv.includes('--no-varnish') ? undefined : await startVarnish(origin.url, await freePort());

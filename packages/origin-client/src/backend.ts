@@ -85,6 +85,12 @@ export class Backend {
   readonly config: BackendConfig;
   readonly name: string;
   readonly origin: string;
+  /**
+   * For a plain http backend, the server name handed to undici with each request: undici otherwise derives one from
+   * the Host header for TLS (an IPv4/IPv6 regex test per request) that a plain connection never uses. Undefined for
+   * https, where the name chosen per request (the Host's) stays as it was.
+   */
+  readonly plainServername: string | undefined;
   readonly pool: Pool;
   readonly counters: BackendCounters = {
     requests: 0,
@@ -113,6 +119,7 @@ export class Backend {
     this.config = config;
     const u = parseBackendUrl(config.url);
     this.origin = u.origin;
+    this.plainServername = u.protocol === 'http:' ? u.hostname : undefined;
     this.name = config.name ?? u.host;
     this.maxConnections = config.maxConnections ?? 64;
     this.maxPinned = config.maxPinned ?? this.maxConnections;

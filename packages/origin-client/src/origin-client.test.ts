@@ -450,3 +450,29 @@ describe('TLS to origins', () => {
     expect((await get(c)).body).toBe('over tls');
   });
 });
+
+describe('one backend (session 8: no per-request candidate list)', () => {
+  it.each(['round-robin', 'fallback', 'random', 'hash', 'shard'] as const)('%s: served while healthy, refused with a 503 while sick, served again after', async (director) => {
+    const o = await origin(ok('only'));
+    const c = make({ backends: [{ url: o.url, name: 'only' }], director });
+    expect(c.choose('/k').map((b) => b.name)).toEqual(['only']);
+    expect(await get(c, '/a')).toMatchObject({ status: 200, body: 'only', backend: 'only' });
+    c.setHealth('only', 'sick');
+    expect(c.choose('/k')).toEqual([]);
+    const failed = await get(c, '/b').catch((e: unknown) => e);
+    expect(failed).toBeInstanceOf(OriginError);
+    expect((failed as OriginError).code).toBe('ORIGIN_ERR_NO_BACKEND');
+    expect((failed as OriginError).status).toBe(503);
+    c.setHealth('only', 'auto');
+    expect(await get(c, '/c')).toMatchObject({ status: 200, body: 'only' });
+    expect(o.count).toBe(2);
+    expect(c.counters()[0]).toMatchObject({ requests: 2 });
+  });
+
+  it('random: a single backend of weight 0 is never chosen (the director still decides)', async () => {
+    const o = await origin(ok('w0'));
+    const c = make({ backends: [{ url: o.url, name: 'w0', weight: 0 }], director: 'random' });
+    expect(c.choose('/k')).toEqual([]);
+    expect(o.count).toBe(0);
+  });
+});

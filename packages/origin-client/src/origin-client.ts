@@ -159,6 +159,12 @@ export class OriginClient {
 
   /** Backends in the director's order of preference for `key`; empty when all are sick. */
   choose(key: string, director: Director = this.director, backends: readonly Backend[] = this.backends): Backend[] {
+    // One backend under a director that only filters and orders (round-robin, fallback): it when healthy, without the
+    // per-request candidate list (the hash, shard and random directors still decide, e.g. a zero random weight).
+    if (backends.length === 1 && (director.type === 'round-robin' || director.type === 'fallback')) {
+      const only = backends[0] as Backend;
+      return only.healthy ? [only] : [];
+    }
     const byName = this.byName;
     return director
       .choose(backends.map((b) => ({ name: b.name, weight: b.weight, healthy: b.healthy })), key)
@@ -263,8 +269,11 @@ export class OriginClient {
   }
 
   private toResponse(backend: Backend, res: Dispatcher.ResponseData, release: () => void): OriginResponse {
-    const out: Headers = {};
-    for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) out[k] = v;
+    // undici's parsed head is a fresh object of lowercase names whose values are strings or string arrays (never
+    // undefined): handed on as it is, not copied (issue 16, a miss's first byte). A field named `__proto__` (undici
+    // keeps it as an own property) is dropped, as the copy this replaces dropped it.
+    const out = res.headers as Headers;
+    if (Object.hasOwn(out, '__proto__')) delete out['__proto__'];
     const body = res.body as unknown as Readable;
     // Paused first: a 'data' listener would otherwise switch the stream to flowing, and every chunk that arrived
     // before the consumer listens (an async upstreamResponseFilter, a slow cacheKey) would go to this counter only
@@ -300,16 +309,18 @@ export class OriginClient {
       const headers: Headers = backend.config.hostHeader === undefined && !preempt ? req.headers : { ...req.headers };
       if (backend.config.hostHeader !== undefined) headers['host'] = backend.config.hostHeader;
       if (preempt) headers['authorization'] = credentials;
+      // `servername` is not in undici's typings, but its Request takes it (else derives it from the Host header).
       const send = (h: Headers): Promise<Dispatcher.ResponseData> =>
-        dispatcher.request({
+        dispatcher.request<null>({
           method: req.method as Dispatcher.HttpMethod,
           path: req.path,
           headers: h,
           body: req.body,
           signal,
           reset: fresh || backend.config.keepAlive === false,
-          ...(onInfo === undefined ? {} : { onInfo: (i: { statusCode: number; headers: Headers }) => forwardInfo(onInfo, i) }),
-        });
+          servername: backend.plainServername,
+          onInfo: onInfo === undefined ? undefined : (i: { statusCode: number; headers: Headers }) => forwardInfo(onInfo, i),
+        } as Dispatcher.RequestOptions<null> & { servername: string | undefined });
       let res = await send(headers);
       // A 401 we can answer: retry once with the configured credentials (only when they were not sent yet).
       if (res.statusCode === 401 && credentials !== undefined && headers['authorization'] === undefined && req.body === null) {

@@ -154,14 +154,26 @@ function lookupKey<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, key: string): Step | Pr
   }
 }
 
-export function miss<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>): Step {
+export function miss<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>): Step | Promise<Step> {
   const obj = tx.obj as CacheObject;
   // A hit-for-miss fetch cannot be stored as a whole object anyway: it forwards Range and conditionals like a pass.
   const bereq = missRequest(tx, env.via, tx.lookup === 'hit-for-miss', env.rules);
   const stale = tx.stale;
   if (stale !== undefined && makeConditional(bereq, stale)) tx.status = { ...tx.status, fwd: 'stale' };
   void runFetch(env, { obj, bereq, tx, reason: 'fetch', stale, onInfo: interimTo(tx.res) });
-  return 'deliver';
+  // A client's miss whose fetch is still waiting for its response head: the delivery's setup (the client's abort
+  // signal, the wait for the head) runs after the origin request's write, not before it (issue 16, first byte).
+  return obj.state === 'busy' && tx.req.segment === undefined ? afterOriginWrite() : 'deliver';
+}
+
+/**
+ * The deliver step, one check phase later. undici writes a request on a reused keep-alive connection from an
+ * Immediate (it first lets the poll phase read what the idle socket may hold: a stray response, a close), so that
+ * write waits for everything that runs in this turn. An Immediate queued after the dispatch runs after that write;
+ * the response head cannot come before it (it is read in a later poll phase), so the delivery still waits for it.
+ */
+function afterOriginWrite(): Promise<Step> {
+  return new Promise((resolve) => setImmediate(resolve, 'deliver'));
 }
 
 export function pass<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>): Step | Promise<Step> {
