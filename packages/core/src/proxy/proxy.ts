@@ -132,6 +132,12 @@ export interface ProxyOptions<Ctx> {
    * like every Node socket (the same behaviour, without the Node internals the shared buffer relies on).
    */
   sharedReadBuffer?: boolean | undefined;
+  /**
+   * A whole response (a prepared hit) is written straight to the socket's handle when nothing else is queued on it
+   * (http1/direct-write.ts; default true); false writes every response through the socket's Writable (the same bytes
+   * and behaviour, without the Node internals direct writes rely on).
+   */
+  directWrites?: boolean | undefined;
   /** Clock in epoch ms (tests may inject one). */
   now?: (() => number) | undefined;
   /** Name used in Via and Cache-Status (default "sluice"). */
@@ -185,6 +191,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
       maxBodyBytes: opts.requestBody?.maxBytes,
       sendTimeoutMs: opts.sendTimeoutMs,
       sharedReadBuffer: opts.sharedReadBuffer,
+      directWrites: opts.directWrites,
     });
   }
 
