@@ -43,6 +43,16 @@ interface TcpHandle {
 /** Called once a write that did not finish at once has left (ok) or failed (the socket is destroyed by then). */
 export type DirectWriteDone = (ok: boolean) => void;
 
+/** Node's TCP handle class (the tcp_wrap binding): only a plain TCP socket's handle is written to. */
+function loadTcp(): (abstract new () => unknown) | undefined {
+  try {
+    const t = (process as unknown as { binding(name: string): { TCP?: unknown } }).binding('tcp_wrap').TCP;
+    return typeof t === 'function' ? (t as abstract new () => unknown) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function loadBinding(): StreamWrapBinding | undefined {
   try {
     // process.binding is deprecated (DEP0111, documentation-only; a warning only under --pending-deprecation), but it
@@ -57,6 +67,7 @@ function loadBinding(): StreamWrapBinding | undefined {
 }
 
 const binding = loadBinding();
+const TCP = loadTcp();
 const state = binding?.streamBaseState;
 const kAsync = binding?.kLastWriteWasAsync ?? 0;
 const kBytes = binding?.kBytesWritten ?? 0;
@@ -68,11 +79,11 @@ const kBytes = binding?.kBytesWritten ?? 0;
 export const directWriteCounts = { whole: 0, queued: 0, behind: 0 };
 
 /** Whether this Node lets writeDirect write (else it always answers 'fallback'). */
-export const directWriteAvailable = binding !== undefined;
+export const directWriteAvailable = binding !== undefined && TCP !== undefined;
 
 /** Node's net.Socket internals read here: the handle and whether a connect is under way. (`bytesWritten` is read from the handle, so direct writes count.) */
 interface SocketInternals {
-  _handle: (TcpHandle & { constructor: { name: string } }) | null;
+  _handle: TcpHandle | null;
   connecting: boolean;
 }
 
@@ -98,7 +109,7 @@ function queueSizeSymbol(socket: Socket): symbol | null {
  * write with `socket.write`. A write error destroys the socket (as Node's write does) and answers 'done'.
  */
 export function writeDirect(socket: Socket, bytes: Buffer | readonly Buffer[], onDone: DirectWriteDone): 'done' | 'pending' | 'fallback' {
-  if (binding === undefined || state === undefined) return 'fallback';
+  if (binding === undefined || state === undefined || TCP === undefined) return 'fallback';
   const internals = socket as unknown as SocketInternals;
   const handle = internals._handle;
   if (handle === null || socket.destroyed || internals.connecting || socket.writableEnded) return 'fallback';
@@ -107,7 +118,8 @@ export function writeDirect(socket: Socket, bytes: Buffer | readonly Buffer[], o
     directWriteCounts.behind++;
     return 'fallback';
   }
-  if (handle.constructor.name !== 'TCP') return 'fallback';
+  // (instanceof, not constructor.name: a native function's name is read through a runtime getter, ~1k instructions.)
+  if (!(handle instanceof TCP)) return 'fallback';
   const queueSize = queueSizeSymbol(socket);
   if (queueSize === null) return 'fallback';
   const req = new binding.WriteWrap();
