@@ -128,15 +128,10 @@ export interface ProxyOptions<Ctx> {
    */
   sendTimeoutMs?: number | undefined;
   /**
-   * Client sockets read into one shared buffer (http1/read-buffer.ts; default true); false reads them through 'data'
-   * like every Node socket (the same behaviour, without the Node internals the shared buffer relies on).
+   * Client reads into one shared buffer (http1/read-buffer.ts), prepared hits written straight to the socket's handle
+   * (http1/direct-write.ts); default true. False: 'data' reads, Writable writes (same behaviour, no Node internals).
    */
   sharedReadBuffer?: boolean | undefined;
-  /**
-   * A whole response (a prepared hit) is written straight to the socket's handle when nothing else is queued on it
-   * (http1/direct-write.ts; default true); false writes every response through the socket's Writable (the same bytes
-   * and behaviour, without the Node internals direct writes rely on).
-   */
   directWrites?: boolean | undefined;
   /** Clock in epoch ms (tests may inject one). */
   now?: (() => number) | undefined;
@@ -188,10 +183,8 @@ export class Proxy<Ctx = Record<string, unknown>> {
       onConnect: tunnel === undefined ? undefined : (req, socket, head) => void connectTunnel(tunnel, env, req.target, socket, head),
       onConnection: (c) => logSessionOpened(this.txlog, c),
       bodyClock: { idleMs: opts.requestBody?.idleTimeoutMs, minBytesPerSec: opts.requestBody?.minBytesPerSec, windowMs: opts.requestBody?.rateWindowMs },
-      maxBodyBytes: opts.requestBody?.maxBytes,
-      sendTimeoutMs: opts.sendTimeoutMs,
-      sharedReadBuffer: opts.sharedReadBuffer,
-      directWrites: opts.directWrites,
+      maxBodyBytes: opts.requestBody?.maxBytes, sendTimeoutMs: opts.sendTimeoutMs,
+      sharedReadBuffer: opts.sharedReadBuffer, directWrites: opts.directWrites,
     });
   }
 
