@@ -3,6 +3,7 @@ import { BodyClock } from './body-clock.js';
 import { ChunkedDecoder, ChunkedFramingError, LengthDecoder, type BodyDecoder } from './body-reader.js';
 import { ProxyError } from '../errors.js';
 import { isHeadError, parseRequestHead, type RequestHead } from './parse-head.js';
+import { writeDirect, type DirectWriteDone } from './direct-write.js';
 import { isShared, owned, readIntoShared } from './read-buffer.js';
 import { Http1Response, type ResponseOwner } from './response.js';
 import type { ConnectionContext, Http1Request, Http1Server } from './server.js';
@@ -53,10 +54,17 @@ export class Connection implements ResponseOwner {
   readonly context: ConnectionContext;
   /** Whether this connection's reads land in the shared read buffer (read-buffer.ts), rather than through 'data'. */
   readonly readsShared: boolean;
+  /** Direct writes (direct-write.ts) the kernel has not taken whole yet: the Writable does not count them. */
+  private directPending = 0;
+  /** The finished response's bytes are still in a direct write: the next request waits for it (see responseFinished). */
+  private resumeWhenWritten = false;
+  /** writeDirect's completion callback, one per connection (no closure per write). */
+  private readonly onDirectDone: DirectWriteDone;
 
   constructor(socket: Socket, server: Http1Server) {
     this.socket = socket;
     this.server = server;
+    this.onDirectDone = (ok) => this.directWritten(ok);
     this.context = {
       id: nextConnectionId++,
       values: new Map(),
@@ -267,6 +275,38 @@ export class Connection implements ResponseOwner {
     return head.body.kind === 'length' ? new LengthDecoder(head.body.length, onRead) : new ChunkedDecoder(onRead);
   }
 
+  /**
+   * Writes a whole response's bytes (`bytes`, or the Buffers in order): straight to the socket's handle when the
+   * server allows it and nothing else is queued on the socket (direct-write.ts), else through the socket's Writable
+   * under one cork. Nothing of this response is written after it.
+   */
+  writeWhole(bytes: Buffer | readonly Buffer[]): void {
+    const s = this.socket;
+    if (this.server.directWrites) {
+      const r = writeDirect(s, bytes, this.onDirectDone);
+      if (r === 'done') return;
+      if (r === 'pending') {
+        this.directPending++;
+        return;
+      }
+    }
+    if (Buffer.isBuffer(bytes)) {
+      s.write(bytes);
+      return;
+    }
+    s.cork();
+    for (const c of bytes) if (c.length > 0) s.write(c);
+    s.uncork();
+  }
+
+  /** A direct write that did not finish at once has left (or failed: the socket is destroyed then). */
+  private directWritten(ok: boolean): void {
+    this.directPending--;
+    if (!ok || this.directPending > 0 || !this.resumeWhenWritten) return;
+    this.resumeWhenWritten = false;
+    this.afterResponseWritten();
+  }
+
   /** Whether the current request's body is still arriving (a response decided now must close the connection). */
   requestBodyPending(): boolean {
     return this.decoder !== undefined && !this.decoder.done;
@@ -285,6 +325,18 @@ export class Connection implements ResponseOwner {
     }
     this.decoder = undefined;
     this.state = 'idle';
+    if (this.directPending > 0) {
+      // The kernel has not taken the whole response yet (a direct write): as with a full Writable below, read and
+      // answer no further request until it has.
+      this.socket.pause();
+      this.resumeWhenWritten = true;
+      return;
+    }
+    this.afterResponseWritten();
+  }
+
+  /** The finished response was handed to the socket: go on with the next request once the client takes it. */
+  private afterResponseWritten(): void {
     if (this.socket.writableNeedDrain) {
       // The client has not taken this response yet: read and answer no further (pipelined) request until it has, so
       // a client that pipelines requests and never reads cannot make us queue responses without bound. The idle

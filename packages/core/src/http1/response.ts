@@ -31,6 +31,8 @@ export interface ResponseOwner {
   readonly sendTimeoutMs: number;
   /** `keep-alive: timeout=N\r\n` for persistent responses, or empty. */
   readonly keepAliveLine: string;
+  /** Writes a whole response's bytes, in order; nothing of that response follows (see Connection.writeWhole). */
+  writeWhole(bytes: Buffer | readonly Buffer[]): void;
 }
 
 export class Http1Response {
@@ -181,8 +183,9 @@ export class Http1Response {
   /**
    * Ends the response with bytes the caller prepared (a cached object's hit: see deliver/head.ts): `bytes` is the
    * whole head (from responseHead, with the lines persistenceLines gave and Content-Length `contentLength`), followed
-   * by the body when `body` is undefined, else the body is `body`'s chunks. One write, or one writev under a cork.
-   * Only while `preparable`, for a status that has a body.
+   * by the body when `body` is undefined, else the body is `body`'s chunks. One write or one writev, straight to the
+   * socket's handle when nothing else is queued on it (the owner's writeWhole). Only while `preparable`, for a status
+   * that has a body.
    */
   endPrepared(status: number, contentLength: number, bytes: Buffer, headBytes: number, body?: readonly Buffer[]): void {
     this.statusCode = status;
@@ -191,15 +194,7 @@ export class Http1Response {
     this.bodyBytes += contentLength;
     this.headersSent = true;
     this.headSentAtMs = performance.now();
-    const s = this.socket;
-    if (body === undefined) {
-      s.write(bytes);
-    } else {
-      s.cork();
-      s.write(bytes);
-      for (const c of body) if (c.length > 0) s.write(c);
-      s.uncork();
-    }
+    this.owner.writeWhole(body === undefined ? bytes : [bytes, ...body]);
     this.finished = true;
     this.owner.responseFinished(this);
   }

@@ -3,6 +3,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { HeaderMap } from '../http/headers.js';
 import { DEFAULT_BODY_CLOCK, type BodyClockOptions } from './body-clock.js';
+import { directWriteAvailable } from './direct-write.js';
 import { Connection } from './connection.js';
 import type { Http1Response } from './response.js';
 
@@ -101,6 +102,11 @@ export interface Http1ServerOptions {
    * reads through 'data' like every socket: the same behaviour, for comparison and tests.
    */
   sharedReadBuffer?: boolean | undefined;
+  /**
+   * Write a whole response (Http1Response.endPrepared) straight to the socket's handle when nothing else is queued on
+   * it (direct-write.ts; default true). False writes through the socket's Writable: the same bytes and behaviour.
+   */
+  directWrites?: boolean | undefined;
 }
 
 export class Http1Server {
@@ -122,6 +128,7 @@ export class Http1Server {
   readonly onBadRequest: (status: number, reason: string, info: BadRequestInfo) => void;
   readonly onConnectHandler: Http1ConnectHandler | undefined;
   readonly sharedReadBuffer: boolean;
+  readonly directWrites: boolean;
   readonly connections = new Set<Connection>();
   closing = false;
   private readonly server: net.Server;
@@ -141,6 +148,7 @@ export class Http1Server {
     this.onBadRequest = opts.onBadRequest ?? (() => undefined);
     this.onConnectHandler = opts.onConnect;
     this.sharedReadBuffer = opts.sharedReadBuffer ?? true;
+    this.directWrites = (opts.directWrites ?? true) && directWriteAvailable;
     const onConnection = opts.onConnection;
     this.server = net.createServer((socket) => {
       const c = new Connection(socket, this);

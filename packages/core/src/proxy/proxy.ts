@@ -128,10 +128,11 @@ export interface ProxyOptions<Ctx> {
    */
   sendTimeoutMs?: number | undefined;
   /**
-   * Client sockets read into one shared buffer (http1/read-buffer.ts; default true); false reads them through 'data'
-   * like every Node socket (the same behaviour, without the Node internals the shared buffer relies on).
+   * Client reads into one shared buffer (http1/read-buffer.ts), prepared hits written straight to the socket's handle
+   * (http1/direct-write.ts); default true. False: 'data' reads, Writable writes (same behaviour, no Node internals).
    */
   sharedReadBuffer?: boolean | undefined;
+  directWrites?: boolean | undefined;
   /** Clock in epoch ms (tests may inject one). */
   now?: (() => number) | undefined;
   /** Name used in Via and Cache-Status (default "sluice"). */
@@ -182,9 +183,8 @@ export class Proxy<Ctx = Record<string, unknown>> {
       onConnect: tunnel === undefined ? undefined : (req, socket, head) => void connectTunnel(tunnel, env, req.target, socket, head),
       onConnection: (c) => logSessionOpened(this.txlog, c),
       bodyClock: { idleMs: opts.requestBody?.idleTimeoutMs, minBytesPerSec: opts.requestBody?.minBytesPerSec, windowMs: opts.requestBody?.rateWindowMs },
-      maxBodyBytes: opts.requestBody?.maxBytes,
-      sendTimeoutMs: opts.sendTimeoutMs,
-      sharedReadBuffer: opts.sharedReadBuffer,
+      maxBodyBytes: opts.requestBody?.maxBytes, sendTimeoutMs: opts.sendTimeoutMs,
+      sharedReadBuffer: opts.sharedReadBuffer, directWrites: opts.directWrites,
     });
   }
 
