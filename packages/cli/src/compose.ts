@@ -159,6 +159,7 @@ export function compose(config: Config, onLog?: (line: LogLine) => void, onTrans
     requestBody: config.requestBody,
     sendTimeoutMs: config.sendTimeoutMs,
     sharedReadBuffer: config.sharedReadBuffer,
+    directWrites: config.directWrites,
     tunnelIdleTimeoutMs: config.tunnelIdleTimeoutMs,
     ...(onLog === undefined ? {} : { onLog }),
     ...(onTransitBytes === undefined ? {} : { onTransitBytes }),
@@ -265,6 +266,7 @@ export function restartOnly(a: Config, b: Config): string[] {
   if (!same(a.requestBody, b.requestBody) || a.sendTimeoutMs !== b.sendTimeoutMs || a.tunnelIdleTimeoutMs !== b.tunnelIdleTimeoutMs) differ.push('limits');
   if (!same(a.connectAllow, b.connectAllow)) differ.push('connect-allow');
   if (a.sharedReadBuffer !== b.sharedReadBuffer) differ.push('shared-read-buffer');
+  if (a.directWrites !== b.directWrites) differ.push('direct-writes');
   return differ;
 }
 

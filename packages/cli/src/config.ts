@@ -61,6 +61,8 @@ export interface Config {
   logSecrets: boolean;
   /** Client sockets read into one shared buffer (core's ProxyOptions.sharedReadBuffer). */
   sharedReadBuffer: boolean;
+  /** Prepared hits written straight to the socket's handle (core's ProxyOptions.directWrites). */
+  directWrites: boolean;
   /** Longest wait for a client to take any byte of its response, ms. */
   sendTimeoutMs: number;
   /** A CONNECT tunnel silent both ways this long is closed, ms. */
@@ -127,6 +129,7 @@ export interface ConfigFile<Ctx = Record<string, unknown>> {
   adminTokenFile?: string;
   logSecrets?: boolean;
   sharedReadBuffer?: boolean;
+  directWrites?: boolean;
   sendTimeout?: string | number;
   tunnelIdleTimeout?: string | number;
 }
@@ -172,6 +175,7 @@ const FILE_KEYS = new Set([
   'adminTokenFile',
   'logSecrets',
   'sharedReadBuffer',
+  'directWrites',
   'logFormat',
   'sendTimeout',
   'tunnelIdleTimeout',
@@ -216,6 +220,7 @@ export interface ProxyFlags {
   'admin-token-file'?: string | undefined;
   'log-secrets'?: boolean | undefined;
   'shared-read-buffer'?: boolean | undefined;
+  'direct-writes'?: boolean | undefined;
   'log-format'?: string | undefined;
   'send-timeout'?: string | undefined;
   'tunnel-idle-timeout'?: string | undefined;
@@ -285,6 +290,7 @@ export function toConfig(flags: ProxyFlags, file: ConfigFile = {}): Config {
     hooks: hooksOf(file.hooks),
     logSecrets: flags['log-secrets'] ?? file.logSecrets ?? false,
     sharedReadBuffer: flags['shared-read-buffer'] ?? booleanOf('sharedReadBuffer', file.sharedReadBuffer) ?? true,
+    directWrites: flags['direct-writes'] ?? booleanOf('directWrites', file.directWrites) ?? true,
     sendTimeoutMs: Math.round((duration('--send-timeout', flags['send-timeout'] ?? file.sendTimeout) ?? 60) * 1000),
     tunnelIdleTimeoutMs: Math.round((duration('--tunnel-idle-timeout', flags['tunnel-idle-timeout'] ?? file.tunnelIdleTimeout) ?? 300) * 1000),
     shutdownTimeoutSec: duration('--shutdown-timeout', flags['shutdown-timeout'] ?? file.shutdownTimeout) ?? 30,

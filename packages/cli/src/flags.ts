@@ -136,6 +136,10 @@ export const proxyFlags = {
     summary: "Read client sockets into one shared 64 KiB buffer (default on: cheaper hits; it relies on fields Node sets for its onread socket option). --no-shared-read-buffer reads them the way Node reads every socket.",
     allowNo: true,
   }),
+  'direct-writes': Flags.boolean({
+    summary: "Write a prepared hit straight to the socket's TCP handle when nothing is queued on it (default on: cheaper large hits; it relies on Node's internal WriteWrap). --no-direct-writes writes every response through the socket's Writable.",
+    allowNo: true,
+  }),
   'log-format': Flags.string({
     summary: `The access log's line, as varnishncsa -F (implies --log ncsa): %h %l %u %t %r %s %b %H %m %U %q %I %O %D %T, %{Header}i, %{Header}o, %{Varnish:handling}x, %{Varnish:hitmiss}x, %{Varnish:vxid}x, %{Varnish:time_firstbyte}x, %{VSL:Tag}x. e.g. --log-format '%h "%r" %s %b %D %{Varnish:handling}x'`,
     helpValue: 'FORMAT',
