@@ -1,4 +1,3 @@
-import type { TemplateHome } from './template.js';
 import { RAW_BEGIN, type RawRecords, type TxRecord, visitRaw } from './raw.js';
 
 /**
@@ -16,8 +15,6 @@ export interface TxView {
   raw?: RawRecords | undefined;
   children: readonly TxView[];
   endSeq?: number;
-  /** A live request's connection's templates of formatted records (txlog/template.ts), when it has a logged one. */
-  readonly templates?: TemplateHome | undefined;
 }
 
 /**

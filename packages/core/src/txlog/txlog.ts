@@ -1,7 +1,6 @@
 import { ByteWriter } from './bytes.js';
 import { writeNdjson, writeVarnishlog } from './format-bytes.js';
 import { formatNcsa } from './ncsa.js';
-import { TemplateHome } from './template.js';
 import type { TxGrouping, TxView } from './format.js';
 import type { HeaderMap } from '../http/headers.js';
 import { blockRun, decodeRaw, pushHeaders, RAW_ACCT, RAW_BEGIN, RAW_BLOCK, RAW_HIT, RAW_RUN, RAW_TIMESTAMP, RAW_WORDS, type RawRecords, type RecordRun, type RequestRunCache, type TxRecord } from './raw.js';
@@ -39,8 +38,6 @@ export class Transaction {
   session: Transaction | undefined;
   /** For a Session: its last request as logged, and that request's records as a run once it recurs (raw.ts). */
   requestRuns: RequestRunCache | undefined;
-  /** For a Session: its requests' formatted records as templates (txlog/template.ts), made when first wanted. */
-  private home: TemplateHome | undefined;
   private readonly startMs: number;
 
   /** `word`, `of` and `reason` are the Begin record's three words (`req 1 rxreq`). */
@@ -63,12 +60,6 @@ export class Transaction {
     const r = decodeRaw(this.raw);
     if (this.ended) this.decoded = r;
     return r;
-  }
-
-  /** For a client request on a logged connection: the connection's templates of formatted records. */
-  get templates(): TemplateHome | undefined {
-    const s = this.session;
-    return s === undefined ? undefined : (s.home ??= new TemplateHome());
   }
 
   /** Whether credentials are logged as they are (the log's setting). */
