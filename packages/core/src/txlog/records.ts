@@ -42,13 +42,15 @@ export function logRequest(t: Transaction, req: { method: string; url: string; h
 }
 
 /**
- * A client request's opening records: timestamps, ReqStart, the request, and the X-Forwarded-For sent on. On a logged
+ * A client request's opening records: timestamps (Start and Req at the moment the transaction began), ReqStart, the
+ * request, and the X-Forwarded-For sent on. On a logged
  * connection, a request the same as the connection's last one (txlog/raw.ts's RequestRunCache) logs these records as
  * the run made of them the first time it recurred.
  */
 export function logClientRequest(t: Transaction, c: ConnectionContext, remoteAddress: string, req: { method: string; url: string; httpVersion: string; headers: HeaderMap }): void {
   t.timestamp('Start');
-  t.timestamp('Req');
+  // The head was whole when the transaction began (the server hands over parsed requests): one clock read for both.
+  t.timestampAtStart('Req');
   if (t.ended) return;
   const mask = !t.logSecrets;
   const sess = t.session;

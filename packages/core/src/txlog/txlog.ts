@@ -82,6 +82,14 @@ export class Transaction {
     if (!this.ended) this.raw.push(RAW_TIMESTAMP, label, label === 'Start' ? this.startMs : this.log.now());
   }
 
+  /**
+   * `Timestamp  Label: ...` at the moment the transaction began (no clock read): a phase that ended as it began, such
+   * as a client request's `Req` (its head was whole when its transaction began).
+   */
+  timestampAtStart(label: string): void {
+    if (!this.ended) this.raw.push(RAW_TIMESTAMP, label, this.startMs);
+  }
+
   /** Header records (`name: value`); credentials masked unless the log says `logSecrets` (txlog/secrets.ts). */
   headers(tag: string, headers: HeaderMap): void {
     if (!this.ended) pushHeaders(this.raw, tag, headers, !this.log.logSecrets);
@@ -158,7 +166,9 @@ export class TxLog {
     opts: TxLogOptions | (() => number) = {},
   ) {
     const o = typeof opts === 'function' ? { now: opts } : opts;
-    this.now = o.now ?? (() => performance.timeOrigin + performance.now());
+    // performance.timeOrigin is a getter that calls into C++ each time; it never changes, so it is read once.
+    const origin = performance.timeOrigin;
+    this.now = o.now ?? (() => origin + performance.now());
     this.logSecrets = o.logSecrets === true;
   }
 
