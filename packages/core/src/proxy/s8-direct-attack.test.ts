@@ -1,0 +1,197 @@
+import net from 'node:net';
+import { describe, expect, it } from 'vitest';
+import { startFixtureOrigin } from '@sluice/fixtures';
+import { directWriteAvailable, directWriteCounts } from '../http1/direct-write.js';
+import { KeepAliveClient, startProxy, until, useCleanup, useUncaughtRecorder } from '../test-support/harness.js';
+import { MemorySink, TxLog } from '../txlog/txlog.js';
+
+/**
+ * Session 8 attack on direct hit writes (http1/direct-write.ts): the Writable does not count a direct write left
+ * queued in libuv, so whatever decides by writableLength / writableFinished / 'drain' / the idle timer is tried here
+ * with a hit queued to a client that does not read: Connection: close, graceful shutdown, the idle timeout, a miss
+ * pipelined after it, and the bytes the log accounts. Every test runs with direct writes on and off.
+ */
+const track = useCleanup();
+const uncaught = useUncaughtRecorder();
+
+const pattern = (n: number): string => 'abcdefghijklmnopqrstuvwxyz'.repeat(Math.ceil(n / 26)).slice(0, n);
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const modes = [
+  ['direct writes', true],
+  ['Writable writes', false],
+] as const;
+/** Larger than loopback's socket buffers take at once, so a direct write of it is left queued. */
+const BIG = 16 * 1024 * 1024;
+
+function splitResponses(all: Buffer, methods: readonly string[]): Array<{ head: string; body: Buffer }> {
+  const out: Array<{ head: string; body: Buffer }> = [];
+  let at = 0;
+  for (const m of methods) {
+    const sep = all.indexOf('\r\n\r\n', at);
+    if (sep < 0) break;
+    const head = all.subarray(at, sep).toString('latin1');
+    const status = Number(head.slice(9, 12));
+    const len = m === 'HEAD' || status === 304 ? 0 : Number(/\r\ncontent-length: (\d+)/i.exec(head)?.[1] ?? 'NaN');
+    if (all.length < sep + 4 + len) break;
+    out.push({ head, body: all.subarray(sep + 4, sep + 4 + len) });
+    at = sep + 4 + len;
+  }
+  expect(at).toBe(all.length);
+  return out;
+}
+
+async function lateReader(port: number, bytes: string): Promise<{ sock: net.Socket; read(): Promise<Buffer> }> {
+  const sock = net.connect(port, '127.0.0.1');
+  sock.on('error', () => undefined);
+  sock.pause();
+  await new Promise<void>((r) => sock.once('connect', () => r()));
+  sock.write(bytes);
+  track({ close: async () => void sock.destroy() });
+  return {
+    sock,
+    read: () =>
+      new Promise<Buffer>((resolve) => {
+        const chunks: Buffer[] = [];
+        sock.on('data', (d: Buffer) => chunks.push(d));
+        sock.once('close', () => resolve(Buffer.concat(chunks)));
+        sock.resume();
+      }),
+  };
+}
+
+async function warmProxy(opts: { directWrites: boolean; txlog?: TxLog }, sizes: number[]) {
+  const origin = track(await startFixtureOrigin());
+  const px = track(await startProxy(origin.url, opts));
+  for (const s of sizes) {
+    const c = new KeepAliveClient(px.port);
+    await c.send('GET', `/static/${s}`);
+    await c.close();
+  }
+  return px;
+}
+
+/** Waits until the proxy answered at least `n` requests in all and then nothing more for a while. */
+async function settled(px: { proxy: { stats: { client_req: number } } }, n: number): Promise<number> {
+  await until(() => px.proxy.stats.client_req >= n);
+  let served = -1;
+  while (served !== px.proxy.stats.client_req) {
+    served = px.proxy.stats.client_req;
+    await sleep(150);
+  }
+  return served;
+}
+
+describe('s8 attack: a direct hit left queued in libuv', () => {
+  it('direct writes are available here', () => {
+    expect(directWriteAvailable).toBe(true);
+  });
+
+  it.each(modes)('%s: a Connection: close hit read late arrives whole, then EOF; bytes sent by the client meanwhile do not cut it', async (_n, directWrites) => {
+    const px = await warmProxy({ directWrites }, [BIG]);
+    const before = { ...directWriteCounts };
+    const client = await lateReader(px.port, `GET /static/${BIG} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n`);
+    await settled(px, 2);
+    if (directWrites) expect(directWriteCounts.queued).toBe(before.queued + 1);
+    // The client keeps sending (less than a head's worth) while it does not read.
+    client.sock.write('x'.repeat(1000));
+    await sleep(100);
+    const all = await client.read();
+    const got = splitResponses(all, ['GET']);
+    expect(got.length).toBe(1);
+    expect(got[0]?.head).toMatch(/\r\nconnection: close/i);
+    expect(got[0]?.body.toString('latin1')).toBe(pattern(BIG));
+    expect(uncaught).toEqual([]);
+  });
+
+  it.each(modes)('%s: graceful shutdown while a hit is queued to a late reader: the client gets it all, nothing cut', async (_n, directWrites) => {
+    const px = await warmProxy({ directWrites }, [BIG]);
+    const before = { ...directWriteCounts };
+    // Keep-alive (no Connection: close): the connection is idle for the server once the hit was handed over.
+    const client = await lateReader(px.port, `GET /static/${BIG} HTTP/1.1\r\nHost: t\r\n\r\nGET /static/${BIG} HTTP/1.1\r\nHost: t\r\n\r\n`);
+    await settled(px, 2);
+    if (directWrites) expect(directWriteCounts.queued).toBe(before.queued + 1);
+    const shut = px.proxy.shutdown(30_000);
+    await sleep(200);
+    const all = await client.read();
+    const r = await shut;
+    expect(r.cut).toBe(0);
+    // The first response whole; the second request (pipelined, not answered yet) is dropped by the shutdown or answered whole.
+    expect(all.length).toBeGreaterThan(BIG);
+    const first = splitResponses(all.subarray(0, all.indexOf('\r\n\r\n') + 4 + BIG), ['GET']);
+    expect(first[0]?.body.toString('latin1')).toBe(pattern(BIG));
+    const rest = all.subarray(all.indexOf('\r\n\r\n') + 4 + BIG);
+    if (rest.length > 0) expect(splitResponses(rest, ['GET'])[0]?.body.length).toBe(BIG);
+    expect(uncaught).toEqual([]);
+  });
+
+  it.each(modes)('%s: a slow but steady reader of a queued hit is not cut by a short idle timeout', async (_n, directWrites) => {
+    const px = await warmProxy({ directWrites }, [BIG]);
+    (px.proxy.server as unknown as { keepAliveTimeoutMs: number }).keepAliveTimeoutMs = 400;
+    const client = await lateReader(px.port, `GET /static/${BIG} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n`);
+    await settled(px, 2);
+    const chunks: Buffer[] = [];
+    let since = 0;
+    client.sock.on('data', (d: Buffer) => {
+      chunks.push(d);
+      since += d.length;
+      if (since > 2 * 1024 * 1024) {
+        since = 0;
+        client.sock.pause();
+        setTimeout(() => client.sock.resume(), 100);
+      }
+    });
+    const closed = new Promise<void>((r) => client.sock.once('close', () => r()));
+    client.sock.resume();
+    await closed;
+    const got = splitResponses(Buffer.concat(chunks), ['GET']);
+    expect(got[0]?.body.toString('latin1')).toBe(pattern(BIG));
+    expect(uncaught).toEqual([]);
+  });
+
+  it.each(modes)('%s: a client that never reads a queued hit is closed by the idle timeout (not held forever)', async (_n, directWrites) => {
+    const px = await warmProxy({ directWrites }, [BIG]);
+    (px.proxy.server as unknown as { keepAliveTimeoutMs: number }).keepAliveTimeoutMs = 300;
+    const client = await lateReader(px.port, `GET /static/${BIG} HTTP/1.1\r\nHost: t\r\n\r\n`);
+    await settled(px, 2);
+    await until(() => px.proxy.server.connections.size === 0);
+    client.sock.destroy();
+    expect(uncaught).toEqual([]);
+  });
+
+  it.each(modes)('%s: misses, a 304 and HEADs pipelined after queued hits keep order; ReqAcct counts the bytes on the wire', async (_n, directWrites) => {
+    const sink = new MemorySink();
+    const px = await warmProxy({ directWrites, txlog: new TxLog([sink]) }, [BIG, 10]);
+    await until(() => sink.sessions.length === 2);
+    const etag = /\r\netag: ([^\r]*)/i.exec((await new KeepAliveClient(px.port).send('GET', '/static/10')).raw.toString('latin1'))?.[1];
+    const reqs = [
+      `GET /static/${BIG} HTTP/1.1\r\nHost: t\r\n\r\n`,
+      `GET /static/777 HTTP/1.1\r\nHost: t\r\n\r\n`,
+      `GET /static/${BIG} HTTP/1.1\r\nHost: t\r\n\r\n`,
+      `HEAD /static/${BIG} HTTP/1.1\r\nHost: t\r\n\r\n`,
+      `GET /static/10 HTTP/1.1\r\nHost: t\r\n${etag !== undefined ? `If-None-Match: ${etag}\r\n` : ''}\r\n`,
+      `GET /static/${BIG} HTTP/1.1\r\nHost: t\r\n\r\n`,
+      `GET /static/778 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n`,
+    ];
+    const methods = ['GET', 'GET', 'GET', 'HEAD', 'GET', 'GET', 'GET'];
+    const groupsBefore = sink.groups.length;
+    const client = await lateReader(px.port, reqs.join(''));
+    await sleep(300);
+    const all = await client.read();
+    const got = splitResponses(all, methods);
+    expect(got.length).toBe(reqs.length);
+    const sizes = [BIG, 777, BIG, BIG, 10, BIG, 778];
+    got.forEach((g, i) => {
+      if (i === 4 && etag !== undefined) {
+        expect(g.head).toMatch(/^HTTP\/1\.1 304 /);
+        return;
+      }
+      expect(g.head).toMatch(/^HTTP\/1\.1 200 /);
+      expect(g.body.toString('latin1')).toBe(methods[i] === 'HEAD' ? '' : pattern(sizes[i] as number));
+    });
+    await until(() => sink.groups.length === groupsBefore + reqs.length);
+    const accts = sink.groups.slice(groupsBefore).map((t) => Number((t.records.find((r) => r.tag === 'ReqAcct')?.value ?? '').split(' ')[5]));
+    expect(accts.length).toBe(reqs.length);
+    expect(accts.reduce((a, b) => a + b, 0)).toBe(all.length);
+    expect(uncaught).toEqual([]);
+  });
+});
