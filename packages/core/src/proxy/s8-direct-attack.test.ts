@@ -162,7 +162,11 @@ describe('s8 attack: a direct hit left queued in libuv', () => {
     const sink = new MemorySink();
     const px = await warmProxy({ directWrites, txlog: new TxLog([sink]) }, [BIG, 10]);
     await until(() => sink.sessions.length === 2);
-    const etag = /\r\netag: ([^\r]*)/i.exec((await new KeepAliveClient(px.port).send('GET', '/static/10')).raw.toString('latin1'))?.[1];
+    const ec = new KeepAliveClient(px.port);
+    const etag = /\r\netag: ([^\r]*)/i.exec((await ec.send('GET', '/static/10')).raw.toString('latin1'))?.[1];
+    await ec.close();
+    expect(etag).toBe('"s10"');
+    await until(() => sink.sessions.length === 3);
     const reqs = [
       `GET /static/${BIG} HTTP/1.1\r\nHost: t\r\n\r\n`,
       `GET /static/777 HTTP/1.1\r\nHost: t\r\n\r\n`,
@@ -192,6 +196,50 @@ describe('s8 attack: a direct hit left queued in libuv', () => {
     const accts = sink.groups.slice(groupsBefore).map((t) => Number((t.records.find((r) => r.tag === 'ReqAcct')?.value ?? '').split(' ')[5]));
     expect(accts.length).toBe(reqs.length);
     expect(accts.reduce((a, b) => a + b, 0)).toBe(all.length);
+    expect(uncaught).toEqual([]);
+  });
+
+  it.each(modes)('%s: requests sent one by one after a hit is queued (client never reads) wait: bounded, then all in order', async (_n, directWrites) => {
+    const px = await warmProxy({ directWrites }, [BIG, 10]);
+    const before = px.proxy.stats.client_req;
+    const client = await lateReader(px.port, `GET /static/${BIG} HTTP/1.1\r\nHost: t\r\n\r\n`);
+    await settled(px, before + 1);
+    // Each later request arrives in its own read, after the proxy stopped: a hit, a miss (Writable path), a HEAD, ...
+    const later = [`GET /static/${BIG}`, 'GET /static/781', 'GET /static/10', `HEAD /static/${BIG}`, 'GET /static/782', `GET /static/${BIG}`];
+    for (let i = 0; i < later.length; i++) {
+      client.sock.write(`${later[i]} HTTP/1.1\r\nHost: t\r\n${i === later.length - 1 ? 'Connection: close\r\n' : ''}\r\n`);
+      await sleep(150);
+    }
+    const served = await settled(px, before + 1);
+    // The first hit is still being taken: at most one more was answered (the kernel may have taken the first whole).
+    expect(served - before).toBeLessThanOrEqual(2);
+    const all = await client.read();
+    const methods = ['GET', ...later.map((l) => l.split(' ')[0] as string)];
+    const sizes = [BIG, ...later.map((l) => Number(l.split('/')[2]))];
+    const got = splitResponses(all, methods);
+    expect(got.length).toBe(methods.length);
+    got.forEach((g, i) => {
+      expect(g.head).toMatch(/^HTTP\/1\.1 200 /);
+      expect(g.head).toContain(`\r\ncontent-length: ${sizes[i]}`);
+      expect(g.body.toString('latin1')).toBe(methods[i] === 'HEAD' ? '' : pattern(sizes[i] as number));
+    });
+    expect(uncaught).toEqual([]);
+  });
+
+  it.each(modes)('%s: a forced close while a hit is queued: no crash, every connection gone, the session logged once', async (_n, directWrites) => {
+    const sink = new MemorySink();
+    const px = await warmProxy({ directWrites, txlog: new TxLog([sink]) }, [BIG]);
+    await until(() => sink.sessions.length === 1);
+    const client = await lateReader(px.port, `GET /static/${BIG} HTTP/1.1\r\nHost: t\r\n\r\n`.repeat(3));
+    await settled(px, 2);
+    const closed = new Promise<void>((r) => client.sock.once('close', () => r()));
+    client.sock.resume();
+    await px.proxy.close();
+    await closed;
+    await until(() => sink.sessions.length === 2);
+    expect(px.proxy.server.connections.size).toBe(0);
+    await sleep(100);
+    expect(sink.sessions.length).toBe(2);
     expect(uncaught).toEqual([]);
   });
 });
