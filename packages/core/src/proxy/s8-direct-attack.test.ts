@@ -1,8 +1,8 @@
-import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { startFixtureOrigin } from '@sluice/fixtures';
 import { directWriteAvailable, directWriteCounts } from '../http1/direct-write.js';
 import { KeepAliveClient, startProxy, until, useCleanup, useUncaughtRecorder } from '../test-support/harness.js';
+import { lateReader, splitResponses } from '../test-support/raw-responses.js';
 import { MemorySink, TxLog } from '../txlog/txlog.js';
 
 /**
@@ -22,42 +22,6 @@ const modes = [
 ] as const;
 /** Larger than loopback's socket buffers take at once, so a direct write of it is left queued. */
 const BIG = 16 * 1024 * 1024;
-
-function splitResponses(all: Buffer, methods: readonly string[]): Array<{ head: string; body: Buffer }> {
-  const out: Array<{ head: string; body: Buffer }> = [];
-  let at = 0;
-  for (const m of methods) {
-    const sep = all.indexOf('\r\n\r\n', at);
-    if (sep < 0) break;
-    const head = all.subarray(at, sep).toString('latin1');
-    const status = Number(head.slice(9, 12));
-    const len = m === 'HEAD' || status === 304 ? 0 : Number(/\r\ncontent-length: (\d+)/i.exec(head)?.[1] ?? 'NaN');
-    if (all.length < sep + 4 + len) break;
-    out.push({ head, body: all.subarray(sep + 4, sep + 4 + len) });
-    at = sep + 4 + len;
-  }
-  expect(at).toBe(all.length);
-  return out;
-}
-
-async function lateReader(port: number, bytes: string): Promise<{ sock: net.Socket; read(): Promise<Buffer> }> {
-  const sock = net.connect(port, '127.0.0.1');
-  sock.on('error', () => undefined);
-  sock.pause();
-  await new Promise<void>((r) => sock.once('connect', () => r()));
-  sock.write(bytes);
-  track({ close: async () => void sock.destroy() });
-  return {
-    sock,
-    read: () =>
-      new Promise<Buffer>((resolve) => {
-        const chunks: Buffer[] = [];
-        sock.on('data', (d: Buffer) => chunks.push(d));
-        sock.once('close', () => resolve(Buffer.concat(chunks)));
-        sock.resume();
-      }),
-  };
-}
 
 async function warmProxy(opts: { directWrites: boolean; txlog?: TxLog }, sizes: number[]) {
   const origin = track(await startFixtureOrigin());
@@ -89,7 +53,7 @@ describe('s8 attack: a direct hit left queued in libuv', () => {
   it.each(modes)('%s: a Connection: close hit read late arrives whole, then EOF; bytes sent by the client meanwhile do not cut it', async (_n, directWrites) => {
     const px = await warmProxy({ directWrites }, [BIG]);
     const before = { ...directWriteCounts };
-    const client = await lateReader(px.port, `GET /static/${BIG} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n`);
+    const client = await lateReader(px.port, `GET /static/${BIG} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n`, track);
     await settled(px, 2);
     if (directWrites) expect(directWriteCounts.queued).toBe(before.queued + 1);
     // The client keeps sending (less than a head's worth) while it does not read.
@@ -107,7 +71,7 @@ describe('s8 attack: a direct hit left queued in libuv', () => {
     const px = await warmProxy({ directWrites }, [BIG]);
     const before = { ...directWriteCounts };
     // Keep-alive (no Connection: close): the connection is idle for the server once the hit was handed over.
-    const client = await lateReader(px.port, `GET /static/${BIG} HTTP/1.1\r\nHost: t\r\n\r\nGET /static/${BIG} HTTP/1.1\r\nHost: t\r\n\r\n`);
+    const client = await lateReader(px.port, `GET /static/${BIG} HTTP/1.1\r\nHost: t\r\n\r\nGET /static/${BIG} HTTP/1.1\r\nHost: t\r\n\r\n`, track);
     await settled(px, 2);
     if (directWrites) expect(directWriteCounts.queued).toBe(before.queued + 1);
     const shut = px.proxy.shutdown(30_000);
@@ -127,7 +91,7 @@ describe('s8 attack: a direct hit left queued in libuv', () => {
   it.each(modes)('%s: a slow but steady reader of a queued hit is not cut by a short idle timeout', async (_n, directWrites) => {
     const px = await warmProxy({ directWrites }, [BIG]);
     (px.proxy.server as unknown as { keepAliveTimeoutMs: number }).keepAliveTimeoutMs = 400;
-    const client = await lateReader(px.port, `GET /static/${BIG} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n`);
+    const client = await lateReader(px.port, `GET /static/${BIG} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n`, track);
     await settled(px, 2);
     const chunks: Buffer[] = [];
     let since = 0;
@@ -151,7 +115,7 @@ describe('s8 attack: a direct hit left queued in libuv', () => {
   it.each(modes)('%s: a client that never reads a queued hit is closed by the idle timeout (not held forever)', async (_n, directWrites) => {
     const px = await warmProxy({ directWrites }, [BIG]);
     (px.proxy.server as unknown as { keepAliveTimeoutMs: number }).keepAliveTimeoutMs = 300;
-    const client = await lateReader(px.port, `GET /static/${BIG} HTTP/1.1\r\nHost: t\r\n\r\n`);
+    const client = await lateReader(px.port, `GET /static/${BIG} HTTP/1.1\r\nHost: t\r\n\r\n`, track);
     await settled(px, 2);
     await until(() => px.proxy.server.connections.size === 0);
     client.sock.destroy();
@@ -178,7 +142,7 @@ describe('s8 attack: a direct hit left queued in libuv', () => {
     ];
     const methods = ['GET', 'GET', 'GET', 'HEAD', 'GET', 'GET', 'GET'];
     const groupsBefore = sink.groups.length;
-    const client = await lateReader(px.port, reqs.join(''));
+    const client = await lateReader(px.port, reqs.join(''), track);
     await sleep(300);
     const all = await client.read();
     const got = splitResponses(all, methods);
@@ -202,7 +166,7 @@ describe('s8 attack: a direct hit left queued in libuv', () => {
   it.each(modes)('%s: requests sent one by one after a hit is queued (client never reads) wait: bounded, then all in order', async (_n, directWrites) => {
     const px = await warmProxy({ directWrites }, [BIG, 10]);
     const before = px.proxy.stats.client_req;
-    const client = await lateReader(px.port, `GET /static/${BIG} HTTP/1.1\r\nHost: t\r\n\r\n`);
+    const client = await lateReader(px.port, `GET /static/${BIG} HTTP/1.1\r\nHost: t\r\n\r\n`, track);
     await settled(px, before + 1);
     // Each later request arrives in its own read, after the proxy stopped: a hit, a miss (Writable path), a HEAD, ...
     const later = [`GET /static/${BIG}`, 'GET /static/781', 'GET /static/10', `HEAD /static/${BIG}`, 'GET /static/782', `GET /static/${BIG}`];
@@ -230,7 +194,7 @@ describe('s8 attack: a direct hit left queued in libuv', () => {
     const sink = new MemorySink();
     const px = await warmProxy({ directWrites, txlog: new TxLog([sink]) }, [BIG]);
     await until(() => sink.sessions.length === 1);
-    const client = await lateReader(px.port, `GET /static/${BIG} HTTP/1.1\r\nHost: t\r\n\r\n`.repeat(3));
+    const client = await lateReader(px.port, `GET /static/${BIG} HTTP/1.1\r\nHost: t\r\n\r\n`.repeat(3), track);
     await settled(px, 2);
     const closed = new Promise<void>((r) => client.sock.once('close', () => r()));
     client.sock.resume();

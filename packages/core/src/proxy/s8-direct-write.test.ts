@@ -4,6 +4,7 @@ import { startFixtureOrigin } from '@sluice/fixtures';
 import { directWriteAvailable, directWriteCounts } from '../http1/direct-write.js';
 import { testClock } from '../test-support/clock.js';
 import { KeepAliveClient, startProxy, until, useCleanup, useUncaughtRecorder } from '../test-support/harness.js';
+import { lateReader, splitResponses } from '../test-support/raw-responses.js';
 import { MemorySink, TxLog } from '../txlog/txlog.js';
 
 /**
@@ -22,43 +23,6 @@ const modes = [
   ['direct writes', true],
   ['Writable writes', false],
 ] as const;
-
-/** Responses with Content-Length, back to back in `all`, for requests of `methods` (HEAD: no body). */
-function splitResponses(all: Buffer, methods: readonly string[]): Array<{ head: string; body: Buffer }> {
-  const out: Array<{ head: string; body: Buffer }> = [];
-  let at = 0;
-  for (const m of methods) {
-    const sep = all.indexOf('\r\n\r\n', at);
-    if (sep < 0) break;
-    const head = all.subarray(at, sep).toString('latin1');
-    const len = m === 'HEAD' ? 0 : Number(/\r\ncontent-length: (\d+)/i.exec(head)?.[1] ?? 'NaN');
-    if (all.length < sep + 4 + len) break;
-    out.push({ head, body: all.subarray(sep + 4, sep + 4 + len) });
-    at = sep + 4 + len;
-  }
-  expect(at).toBe(all.length);
-  return out;
-}
-
-/** A raw client that sends `bytes` and does not read until `read()` is called; `read()` resolves with all it got at close. */
-async function lateReader(port: number, bytes: string): Promise<{ sock: net.Socket; read(): Promise<Buffer> }> {
-  const sock = net.connect(port, '127.0.0.1');
-  sock.on('error', () => undefined);
-  sock.pause();
-  await new Promise<void>((r) => sock.once('connect', () => r()));
-  sock.write(bytes);
-  track({ close: async () => void sock.destroy() });
-  return {
-    sock,
-    read: () =>
-      new Promise<Buffer>((resolve) => {
-        const chunks: Buffer[] = [];
-        sock.on('data', (d: Buffer) => chunks.push(d));
-        sock.once('close', () => resolve(Buffer.concat(chunks)));
-        sock.resume();
-      }),
-  };
-}
 
 /** Bytes the proxy has handed its client sockets that the kernel has not taken: the Writables' and libuv's queues. */
 function heldBytes(px: { proxy: { server: { connections: Iterable<{ socket: net.Socket }> } } }): number {
@@ -125,7 +89,7 @@ describe('s8: whole hit responses written straight to the socket handle', () => 
     }
     const wire = reqs.map((r, i) => `${r.method} /static/${r.size} HTTP/1.1\r\nHost: t\r\n${i === reqs.length - 1 ? 'Connection: close\r\n' : ''}\r\n`).join('');
     const before = { ...directWriteCounts };
-    const client = await lateReader(px.port, wire);
+    const client = await lateReader(px.port, wire, track);
     // The client reads nothing for a while: the socket buffers fill, later writes wait behind earlier ones.
     await sleep(300);
     const all = await client.read();
@@ -162,7 +126,7 @@ describe('s8: whole hit responses written straight to the socket handle', () => 
     const head = 'HEAD /static/10 HTTP/1.1\r\nHost: t\r\n\r\n'.repeat(5);
     const wire = `${head}GET /static/10 HTTP/1.1\r\nHost: t\r\n\r\n`.repeat(groups - 1) + `${head}GET /static/10 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n`;
     const before = { ...directWriteCounts };
-    const client = await lateReader(px.port, wire);
+    const client = await lateReader(px.port, wire, track);
     await sleep(300);
     // Then read slowly: a pause every 64 KiB or so, so the buffer is full again and again.
     const chunks: Buffer[] = [];
@@ -202,7 +166,7 @@ describe('s8: whole hit responses written straight to the socket handle', () => 
     await warm.close();
     const before = px.proxy.stats.client_req;
     const n = 100;
-    const client = await lateReader(px.port, `GET /static/${size} HTTP/1.1\r\nHost: t\r\n\r\n`.repeat(n - 1) + `GET /static/${size} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n`);
+    const client = await lateReader(px.port, `GET /static/${size} HTTP/1.1\r\nHost: t\r\n\r\n`.repeat(n - 1) + `GET /static/${size} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n`, track);
     await until(() => px.proxy.stats.client_req > before);
     // Let it run: without the bound every response would be written, ~100 MiB for a client that reads nothing.
     let served = -1;
@@ -234,7 +198,7 @@ describe('s8: whole hit responses written straight to the socket handle', () => 
     await warm.close();
     await until(() => sink.sessions.length === 1);
     const before = { ...directWriteCounts };
-    const client = await lateReader(px.port, `GET /static/${size} HTTP/1.1\r\nHost: t\r\n\r\n`.repeat(30));
+    const client = await lateReader(px.port, `GET /static/${size} HTTP/1.1\r\nHost: t\r\n\r\n`.repeat(30), track);
     // Wait until the proxy is stuck on a write the client does not take (nothing more is answered).
     let served = -1;
     await until(() => px.proxy.stats.client_req > 1);
