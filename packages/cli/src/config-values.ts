@@ -115,6 +115,7 @@ export interface SliceInput {
   min: string | number | undefined;
   readAhead: number | undefined;
   runs?: boolean | undefined;
+  keepBody?: boolean | undefined;
   onArrival: string | number | undefined;
   url: string | undefined;
 }
@@ -144,8 +145,13 @@ export function sliceOf(i: SliceInput): Config['slice'] {
   }
   const minBytes = i.adaptive === undefined ? undefined : size('--slice-min', i.min, sizeBytes);
   if (i.runs === true && i.adaptive === undefined) throw new CliError('CLI_ERR_FLAG_INVALID', '--slice-runs goes with --slice (runs fetch a sliced object\'s segments, decided from the response)');
-  // Runs are on by default with --slice (core's default): only what was said (--[no-]slice-runs, sliceRuns) is passed on.
-  return i.runs === undefined || i.adaptive === undefined ? { sizeBytes, match, minBytes, readAhead: i.readAhead } : { sizeBytes, match, minBytes, readAhead: i.readAhead, runs: i.runs };
+  if (i.keepBody === true && (i.adaptive === undefined || i.runs === false)) throw new CliError('CLI_ERR_FLAG_INVALID', '--slice-keep-body goes with --slice and runs (the 200 body is kept as the first run)');
+  // Runs and the kept 200 body are on by default with --slice (core's defaults): only what was said
+  // (--[no-]slice-runs, sliceRuns, --[no-]slice-keep-body, sliceKeepBody) is passed on.
+  const out: NonNullable<Config['slice']> = { sizeBytes, match, minBytes, readAhead: i.readAhead };
+  if (i.adaptive !== undefined && i.runs !== undefined) out.runs = i.runs;
+  if (i.adaptive !== undefined && i.keepBody !== undefined) out.keepBody = i.keepBody;
+  return out;
 }
 
 export function wholeNumber(name: string, v: number | undefined, dflt: number): number {

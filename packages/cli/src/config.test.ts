@@ -134,6 +134,17 @@ describe('toConfig', () => {
     expect(toConfig({ backend: ['http://x'], slice: '1MB', 'slice-runs': true }, { sliceRuns: false }).slice?.runs).toBe(true);
   });
 
+  it('the kept 200 body (first run): on by default (not passed), --no-slice-keep-body or sliceKeepBody: false turns it off; it needs --slice and runs; a non-boolean is refused', () => {
+    expect(toConfig({ backend: ['http://x'], slice: '1MB' }).slice?.keepBody).toBeUndefined();
+    expect(toConfig({ backend: ['http://x'], slice: '1MB', 'slice-keep-body': false }).slice?.keepBody).toBe(false);
+    expect(toConfig({ backend: ['http://x'] }, { slice: '1MB', sliceKeepBody: false }).slice?.keepBody).toBe(false);
+    expect(toConfig({ backend: ['http://x'], slice: '1MB', 'slice-keep-body': true }, { sliceKeepBody: false }).slice?.keepBody).toBe(true);
+    expect(() => toConfig({ backend: ['http://x'], 'slice-size': '1MB', 'slice-keep-body': true })).toThrow(/--slice-keep-body goes with --slice and runs/);
+    expect(() => toConfig({ backend: ['http://x'], slice: '1MB', 'slice-runs': false, 'slice-keep-body': true })).toThrow(/--slice-keep-body goes with --slice and runs/);
+    expect(() => toConfig({ backend: ['http://x'] }, { slice: '1MB', sliceKeepBody: 'no' } as never)).toThrow(/config: sliceKeepBody must be true or false/);
+    expect(() => toConfig({ backend: ['http://x'] }, { slice: '1MB', sliceRuns: 'false' } as never)).toThrow(/config: sliceRuns must be true or false/);
+  });
+
   it('slicing: --slice-size and --slice-url, or sliceSize and sliceUrl in the config file', () => {
     expect(toConfig({ backend: ['http://x'] }).slice).toBeUndefined();
     expect(toConfig({ backend: ['http://x'], 'slice-size': '1MB' }).slice).toEqual({ sizeBytes: 1024 * 1024, match: undefined });

@@ -50,7 +50,9 @@ export interface Config {
   maxRestarts: number;
   maxRetries: number;
   /** The slicer: segment size and the URLs it applies to (undefined: off). */
-  slice: { sizeBytes: number; match: RegExp | undefined; minBytes?: number | undefined; readAhead?: number | undefined; runs?: boolean | undefined } | undefined;
+  slice:
+    | { sizeBytes: number; match: RegExp | undefined; minBytes?: number | undefined; readAhead?: number | undefined; runs?: boolean | undefined; keepBody?: boolean | undefined }
+    | undefined;
   /** false: every response is fetched whole before delivery (doStream off), unless a hook turns it back on. */
   stream: boolean;
   /** ESI (objects a hook marks doEsi): include nesting depth (max_esi_depth) and Varnish's feature esi_include_onerror. */
@@ -113,6 +115,8 @@ export interface ConfigFile<Ctx = Record<string, unknown>> {
   sliceReadAhead?: number;
   /** Read-ahead of missing segments as runs, one origin Range request each (--slice-runs; on by default, false turns them off). */
   sliceRuns?: boolean;
+  /** With runs: a sliced object's 200 body kept as its first run (--slice-keep-body; on by default, false closes it). */
+  sliceKeepBody?: boolean;
   /** Segment size, sliced as the request arrives (nginx's model). */
   sliceSize?: string | number;
   sliceUrl?: string;
@@ -162,6 +166,7 @@ const FILE_KEYS = new Set([
   'sliceMin',
   'sliceReadAhead',
   'sliceRuns',
+  'sliceKeepBody',
   'sliceSize',
   'sliceUrl',
   'stream',
@@ -209,6 +214,7 @@ export interface ProxyFlags {
   'slice-min'?: string | undefined;
   'slice-read-ahead'?: number | undefined;
   'slice-runs'?: boolean | undefined;
+  'slice-keep-body'?: boolean | undefined;
   'slice-size'?: string | undefined;
   'slice-url'?: string | undefined;
   stream?: boolean | undefined;
@@ -280,7 +286,8 @@ export function toConfig(flags: ProxyFlags, file: ConfigFile = {}): Config {
       adaptive: flags.slice ?? file.slice,
       min: flags['slice-min'] ?? file.sliceMin,
       readAhead: flags['slice-read-ahead'] ?? file.sliceReadAhead,
-      runs: flags['slice-runs'] ?? file.sliceRuns,
+      runs: flags['slice-runs'] ?? booleanOf('sliceRuns', file.sliceRuns),
+      keepBody: flags['slice-keep-body'] ?? booleanOf('sliceKeepBody', file.sliceKeepBody),
       onArrival: flags['slice-size'] ?? file.sliceSize,
       url: flags['slice-url'] ?? file.sliceUrl,
     }),

@@ -108,6 +108,11 @@ export const proxyFlags = {
       'With --slice: the read-ahead fetches consecutive missing segments with one origin Range request, cut into the segment objects as it arrives (default on; --no-slice-runs fetches each segment with a request of its own). e.g. --slice 1MB --no-slice-runs',
     allowNo: true,
   }),
+  'slice-keep-body': Flags.boolean({
+    summary:
+      'With --slice and runs: a sliced object\'s 200 keeps its body as the first run, cut into segments 0, 1, ... as a whole read goes on, instead of closing its connection and fetching those segments again (default on; --no-slice-keep-body closes it unread). e.g. --slice 1MB --no-slice-keep-body',
+    allowNo: true,
+  }),
   'slice-size': Flags.string({
     summary:
       'Slice every matching GET as it arrives, before anything is known of the object (nginx slice model), into segments of SIZE (default off). e.g. --slice-size 1MB',

@@ -12,6 +12,7 @@ import { backendErrorAction, canRetry, fillSynthetic, logRetry } from './backend
 import { invalidateAfterUnsafe } from './invalidate.js';
 import { esiFetch } from '../esi/fetch.js';
 import { pump } from './pump.js';
+import { keepFirstRun } from '../slicer/lead.js';
 import { makeMeta, openResponsePhase, plainStart, requestWithSlicer, sliceDecision, type SliceFetch } from '../slicer/fetch-slice.js';
 import { keepProbedSegment } from '../slicer/probe.js';
 import type { FetchSlicer } from '../slicer/handle.js';
@@ -117,6 +118,8 @@ async function attempt<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>, be: Transact
       return 'done';
     }
     obj.finish();
+    // The 200's body: kept as the first run of segments (slicer/lead.ts), or closed unread.
+    keepFirstRun(env, obj, d.input, start.head === undefined, be);
     // The range probe's 206 body is the segment it asked for: kept as that segment of the meta just made.
     const seg = start.probe === undefined ? undefined : keepProbedSegment(env, obj, start.probe, tx.req);
     if (seg !== undefined) await pumpBody(env, seg, env.transitBytes, acct, be);

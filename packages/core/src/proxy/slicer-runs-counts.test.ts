@@ -69,7 +69,7 @@ describe('slicer runs: each segment stored and counted as if fetched alone', () 
       const stored: Record<string, { objects: number; secondSeen: string[] }> = {};
       for (const runs of [false, true]) {
         const o = await origin(h);
-        const px = track(await startProxy(o.url, { profile, slice: { sizeBytes: SEG, minBytes: 0, runs } }));
+        const px = track(await startProxy(o.url, { profile, slice: { sizeBytes: SEG, minBytes: 0, runs, keepBody: false } }));
         expect((await get(`${px.url}/file`)).body.equals(BODY)).toBe(true);
         const first = o.seen.length;
         const again = await get(`${px.url}/file`);
@@ -92,7 +92,7 @@ describe('slicer runs: each segment stored and counted as if fetched alone', () 
 
   it('206s whose own caching headers are storable (a shorter max-age, tags): run segments stored, with the meta lifetime and the 206 tags', async () => {
     const o = await origin({ 'cache-control': 'max-age=1', 'surrogate-key': 'seg-tag' });
-    const px = track(await startProxy(o.url, { slice: { sizeBytes: SEG, minBytes: 0, runs: true } }));
+    const px = track(await startProxy(o.url, { slice: { sizeBytes: SEG, minBytes: 0, runs: true, keepBody: false } }));
     expect((await get(`${px.url}/file`)).body.equals(BODY)).toBe(true);
     expect(o.seen).toEqual(['none', 'bytes=0-1023', 'bytes=1024-5119', 'bytes=5120-8191', 'bytes=8192-9999']);
     await until(() => px.proxy.store.objectCount === 11);
@@ -105,7 +105,7 @@ describe('slicer runs: each segment stored and counted as if fetched alone', () 
   for (const runs of [false, true]) {
     it(`stats of a cold and a warm whole read ${runs ? 'with' : 'without'} runs: each segment once, as its own hit or miss`, async () => {
       const o = await origin();
-      const px = track(await startProxy(o.url, { slice: { sizeBytes: SEG, minBytes: 0, runs } }));
+      const px = track(await startProxy(o.url, { slice: { sizeBytes: SEG, minBytes: 0, runs, keepBody: false } }));
       const s = px.proxy.stats;
       const c0 = counts(s);
       expect((await get(`${px.url}/file`)).body.equals(BODY)).toBe(true);
@@ -141,7 +141,7 @@ describe('slicer runs: each segment stored and counted as if fetched alone', () 
 
   it('stats of a cold range with runs (probe, then a run for the rest of the range): each segment once', async () => {
     const o = await origin();
-    const px = track(await startProxy(o.url, { slice: { sizeBytes: SEG, minBytes: 0, runs: true } }));
+    const px = track(await startProxy(o.url, { slice: { sizeBytes: SEG, minBytes: 0, runs: true, keepBody: false } }));
     const s = px.proxy.stats;
     const c0 = counts(s);
     expect((await get(`${px.url}/file`, { range: 'bytes=100-3100' })).body.equals(BODY.subarray(100, 3101))).toBe(true);
@@ -174,7 +174,7 @@ describe('slicer runs: each segment stored and counted as if fetched alone', () 
         res.end(BODY.subarray(start + 200, end + 1));
       }),
     );
-    const px = track(await startProxy(o.url, { slice: { sizeBytes: SEG, minBytes: 0 } }));
+    const px = track(await startProxy(o.url, { slice: { sizeBytes: SEG, minBytes: 0, keepBody: false } }));
     const r = await get(`${px.url}/file`, { range: `bytes=${5 * SEG}-${5 * SEG + 99}` });
     // Complete before the origin sent more than the first 200 bytes of the segment.
     expect(r.status).toBe(206);

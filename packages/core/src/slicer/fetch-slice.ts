@@ -160,8 +160,9 @@ function adaptiveSize<Ctx>(env: ProxyEnv<Ctx>, req: DownstreamRequest, headers: 
 let generation = 0;
 
 /**
- * The object becomes the meta object of a sliced representation: headers and length, no body (the origin connection
- * is closed without reading it); its segments live under keys of this generation and die with it.
+ * The object becomes the meta object of a sliced representation: headers and length, no body; its segments live
+ * under keys of this generation and die with it. The response's body is the caller's: kept as the first run of
+ * segments or closed unread (lead.ts keepFirstRun).
  */
 export function makeMeta(obj: CacheObject, res: UpstreamResponse, size: number, stale: CacheObject | undefined): void {
   obj.bodyless = true;
@@ -175,5 +176,4 @@ export function makeMeta(obj: CacheObject, res: UpstreamResponse, size: number, 
   }
   const total = contentLengthOf(res.headers) ?? 0;
   obj.slice = { size, total, gen: ++generation, segments: new Set() };
-  res.body.destroy();
 }

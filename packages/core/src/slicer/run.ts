@@ -52,6 +52,11 @@ class RunMismatch extends ProxyError {
   }
 }
 
+/** No more runs for this meta object: its segments are fetched alone from now on. */
+export function noMoreRuns(meta: CacheObject): void {
+  unstorable.add(meta);
+}
+
 /** Whether a sliced response in `env` may use runs. */
 export function runsAllowed<Ctx>(env: ProxyEnv<Ctx>, meta?: CacheObject): boolean {
   if (meta !== undefined && unstorable.has(meta)) return false;
@@ -62,7 +67,7 @@ export function runsAllowed<Ctx>(env: ProxyEnv<Ctx>, meta?: CacheObject): boolea
 }
 
 /** One segment of a run: its (busy, then streaming) object, its request, its length, and how far it is filled. */
-interface Slot {
+export interface Slot {
   index: number;
   obj: CacheObject;
   req: DownstreamRequest;
@@ -88,18 +93,14 @@ export function startRun<Ctx>(env: ProxyEnv<Ctx>, parent: Tx<Ctx>, meta: CacheOb
   for (const i of indexes) {
     const prev = slots[slots.length - 1];
     if (prev !== undefined && i !== prev.index + 1) break;
-    if (i * s.size >= s.total) break;
-    const req = segmentRequestOf(parent.req, i, s.size, s.gen);
-    const key = env.keyOf(req, env.newCtx());
-    if (typeof key !== 'string') break;
-    const r = env.store.lookup(key, req.headers, env.now());
-    if (r.kind === 'grace' && r.fetch !== undefined) env.store.releaseBusy(r.fetch);
+    const sl = claimSlot(env, parent.req, s, i);
+    if (sl === undefined) break;
     // Cached or being fetched: skipped before the run's first segment, the end of the run after it.
-    if (r.kind !== 'miss') {
+    if (sl === 'taken') {
       if (prev === undefined) continue;
       break;
     }
-    slots.push({ index: i, obj: r.obj, req, length: Math.min(s.size, s.total - i * s.size), got: 0, committed: false, dropped: false, done: false });
+    slots.push(sl);
   }
   if (slots.length < 2) {
     for (const sl of slots) env.store.releaseBusy(sl.obj);
@@ -107,6 +108,34 @@ export function startRun<Ctx>(env: ProxyEnv<Ctx>, parent: Tx<Ctx>, meta: CacheOb
   }
   void runFetch(env, parent, meta, slots);
   return slots.length;
+}
+
+/**
+ * Segment `i` claimed for a run: its busy object (a miss in the store), 'taken' when it is cached or being fetched,
+ * undefined when it cannot be (past the end, an async cache key).
+ */
+export function claimSlot<Ctx>(env: ProxyEnv<Ctx>, parent: DownstreamRequest, s: NonNullable<CacheObject['slice']>, i: number): Slot | 'taken' | undefined {
+  if (i * s.size >= s.total) return undefined;
+  const req = segmentRequestOf(parent, i, s.size, s.gen);
+  const key = env.keyOf(req, env.newCtx());
+  if (typeof key !== 'string') return undefined;
+  const r = env.store.lookup(key, req.headers, env.now());
+  if (r.kind === 'grace' && r.fetch !== undefined) env.store.releaseBusy(r.fetch);
+  if (r.kind !== 'miss') return 'taken';
+  return { index: i, obj: r.obj, req, length: Math.min(s.size, s.total - i * s.size), got: 0, committed: false, dropped: false, done: false };
+}
+
+/**
+ * A run's segments not complete when it failed: never a truncated segment in cache, each removed (stored) or released
+ * (still busy), then failed, which wakes its waiters (a busy one's look up again and fetch it alone).
+ */
+export function failSlots<Ctx>(env: ProxyEnv<Ctx>, slots: readonly Slot[], err: Error): void {
+  for (const sl of slots) {
+    if (sl.done) continue;
+    if (sl.committed) env.store.remove(sl.obj);
+    else env.store.releaseBusy(sl.obj);
+    sl.obj.fail(err);
+  }
 }
 
 /** The run: one request, its head checked, each segment committed, the body cut. Never throws. */
@@ -154,14 +183,7 @@ async function runFetch<Ctx>(env: ProxyEnv<Ctx>, parent: Tx<Ctx>, meta: CacheObj
       if (!controller.signal.aborted) env.log({ level: 'warn', event: 'slice-run-failed', message: err.message, url: parent.req.url });
       env.stats.fetch_failed++;
     }
-    for (const sl of slots) {
-      if (sl.done) continue;
-      // Never a truncated segment in cache: removed (stored) or released (still busy), then failed, which wakes its
-      // waiters (a busy one's look up again and fetch it alone).
-      if (sl.committed) env.store.remove(sl.obj);
-      else env.store.releaseBusy(sl.obj);
-      sl.obj.fail(err);
-    }
+    failSlots(env, slots, err);
   } finally {
     for (const sl of slots) {
       sl.obj.fetchController.signal.removeEventListener('abort', onAbort);
@@ -192,7 +214,7 @@ function runMismatch(res: UpstreamResponse, start: number, end: number, total: n
  * Each segment of the run decided as its own fetch would be (builtin rules on its head), all before any is committed,
  * then committed. Throws RunRefused (nothing committed) when the rules would not store them.
  */
-function commitRun<Ctx>(env: ProxyEnv<Ctx>, meta: CacheObject, slots: Slot[], res: UpstreamResponse, bereq: BerespInput['bereq'], sentAt: number, receivedAt: number): void {
+export function commitRun<Ctx>(env: ProxyEnv<Ctx>, meta: CacheObject, slots: Slot[], res: UpstreamResponse, bereq: BerespInput['bereq'], sentAt: number, receivedAt: number): void {
   const decided = slots.map((sl) => decideSlot(env, meta, sl, res, bereq, sentAt, receivedAt));
   const refused = decided.find((d) => d.beresp.uncacheable);
   if (refused !== undefined) {
@@ -221,7 +243,7 @@ interface Decided {
  * freshness from them, then the builtin rules (runs have no upstreamResponseFilter hook: runsAllowed), so a head the
  * rules would not store (no-store, private, Set-Cookie, a zero TTL without keep...) is not stored from a run either.
  */
-function decideSlot<Ctx>(env: ProxyEnv<Ctx>, meta: CacheObject, sl: Slot, res: UpstreamResponse, bereq: BerespInput['bereq'], sentAt: number, receivedAt: number): Decided {
+export function decideSlot<Ctx>(env: ProxyEnv<Ctx>, meta: CacheObject, sl: Slot, res: UpstreamResponse, bereq: BerespInput['bereq'], sentAt: number, receivedAt: number): Decided {
   const s = meta.slice as NonNullable<CacheObject['slice']>;
   const seg = sl.obj;
   const from = sl.index * s.size;
@@ -241,7 +263,7 @@ function decideSlot<Ctx>(env: ProxyEnv<Ctx>, meta: CacheObject, sl: Slot, res: U
  * A decided segment of the run becomes a cache object as a segment fetched alone would: its head committed, the
  * meta's lifetime (bindSegment), inserted under its key, bound to the meta, streaming.
  */
-function commitSlot<Ctx>(env: ProxyEnv<Ctx>, meta: CacheObject, sl: Slot, d: Decided): void {
+export function commitSlot<Ctx>(env: ProxyEnv<Ctx>, meta: CacheObject, sl: Slot, d: Decided): void {
   const s = meta.slice as NonNullable<CacheObject['slice']>;
   const seg = sl.obj;
   commitHeaders(d.input, d.beresp, env.rules);
@@ -260,66 +282,98 @@ function commitSlot<Ctx>(env: ProxyEnv<Ctx>, meta: CacheObject, sl: Slot, d: Dec
 }
 
 /**
+ * How a run that may grow (lead.ts) waits for slots: `more` is asked when the body has bytes past the last slot (true:
+ * wait, paused, for `wake`); cut sets `wake` while it waits, to be called with false once slots were added, true to
+ * stop (the rest is not read).
+ */
+export interface CutControl {
+  more(): boolean;
+  wake: ((stop: boolean) => void) | undefined;
+}
+
+/**
  * Cuts the run's body into its segments as it arrives: each segment gets exactly its bytes (a chunk across a boundary
  * is split without copying) and is finished at its last one. Chunks taken from 'data' events, synchronously, as the
- * fetch's pump does. Rejects when the body fails or ends short.
+ * fetch's pump does. Rejects when the body fails or ends short. With `control` (a run that may grow: lead.ts) the body
+ * waits, paused, for more slots when it has bytes past the last one.
  */
-function cut<Ctx>(env: ProxyEnv<Ctx>, body: Readable, slots: Slot[], signal: AbortSignal): Promise<void> {
+export function cut<Ctx>(env: ProxyEnv<Ctx>, body: Readable, slots: Slot[], signal: AbortSignal, control?: CutControl): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     let k = 0;
     let settled = false;
+    // Bytes past the last slot, held while the body waits for more slots.
+    let pending: Buffer | undefined;
     const settle = (e: unknown): void => {
       if (settled) return;
       settled = true;
       body.off('data', onData);
       signal.removeEventListener('abort', onAbort);
+      if (control !== undefined) control.wake = undefined;
       if (e === undefined) resolve();
       else reject(e instanceof Error ? e : new Error(String(e)));
     };
+    // Slots added (or none will be: stop): the held bytes first, then the body again.
+    const wake = (stop: boolean): void => {
+      if (settled || control === undefined || control.wake !== wake) return;
+      control.wake = undefined;
+      if (stop) return void stopAt(undefined);
+      const held = pending as Buffer;
+      pending = undefined;
+      onData(held);
+      if (!settled && control.wake === undefined) void (ended ? endAt() : body.resume());
+    };
+    // The body ended (a Readable ends once its last chunk is out, paused or not): complete unless bytes are held.
+    let ended = false;
+    const endAt = (): void => settle(k < slots.length ? new Error(`body ended after ${k} of ${slots.length} segments`) : undefined);
+    const stopAt = (e: unknown): void => void (body.destroy(e as Error | undefined), settle(e));
     const onData = (data: Buffer): void => {
       if (settled) return;
-      let chunk = data;
+      let rest: Buffer;
       try {
-        while (chunk.length > 0 && k < slots.length) {
-          const sl = slots[k] as Slot;
-          const need = sl.length - sl.got;
-          const piece = chunk.length <= need ? chunk : chunk.subarray(0, need);
-          chunk = chunk.length <= need ? chunk.subarray(chunk.length) : chunk.subarray(need);
-          sl.got += piece.length;
-          env.stats.s_beresp_bodybytes += piece.length;
-          if (!sl.dropped) {
-            sl.obj.extend(piece);
-            if (sl.obj.stored === true) env.store.charge(sl.obj, piece.length);
-          }
-          if (sl.got === sl.length) {
-            if (!sl.dropped) sl.obj.finish();
-            sl.done = true;
-            k++;
-          }
-        }
-        // Bytes past the run (an origin sending more than its Content-Range said): every segment is complete, the
-        // rest is not read.
-        if (chunk.length > 0) {
-          settle(undefined);
-          body.destroy();
-        }
+        [k, rest] = fill(env, slots, k, data);
       } catch (e: unknown) {
         // A segment refused its bytes (it failed meanwhile): the run stops here.
-        body.destroy(e as Error);
-        settle(e);
+        return void stopAt(e);
       }
+      if (rest.length === 0) return;
+      // Bytes past the run: more slots may come (control: wait for them), else (an origin sending more than its
+      // Content-Range said, or nobody wants more) every segment is complete and the rest is not read.
+      if (control?.more() !== true) return void stopAt(undefined);
+      pending = rest;
+      control.wake = wake;
+      body.pause();
     };
-    const onAbort = (): void => {
-      body.destroy(signal.reason as Error);
-      settle(signal.reason ?? new Error('slicer run aborted'));
-    };
+    const onAbort = (): void => stopAt(signal.reason ?? new Error('slicer run aborted'));
     if (signal.aborted) return onAbort();
     signal.addEventListener('abort', onAbort, { once: true });
     body.on('data', onData);
     body.resume();
     finished(body, { writable: false }, (err) => {
-      if (err === undefined || err === null) settle(k < slots.length ? new Error(`body ended after ${slots.slice(0, k).length} of ${slots.length} segments`) : undefined);
-      else settle(err);
+      if (err !== undefined && err !== null) return void settle(err);
+      ended = true;
+      if (pending === undefined) endAt();
     });
   });
+}
+
+/** `chunk` into the slots from the k-th on: the next slot to fill, and the bytes past the last slot. */
+function fill<Ctx>(env: ProxyEnv<Ctx>, slots: readonly Slot[], k: number, chunk: Buffer): [number, Buffer] {
+  while (chunk.length > 0 && k < slots.length) {
+    const sl = slots[k] as Slot;
+    const need = sl.length - sl.got;
+    const piece = chunk.length <= need ? chunk : chunk.subarray(0, need);
+    chunk = chunk.length <= need ? chunk.subarray(chunk.length) : chunk.subarray(need);
+    sl.got += piece.length;
+    env.stats.s_beresp_bodybytes += piece.length;
+    if (!sl.dropped) {
+      sl.obj.extend(piece);
+      if (sl.obj.stored === true) env.store.charge(sl.obj, piece.length);
+    }
+    if (sl.got === sl.length) {
+      if (!sl.dropped) sl.obj.finish();
+      sl.done = true;
+      k++;
+    }
+  }
+  return [k, chunk];
 }

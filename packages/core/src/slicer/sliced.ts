@@ -5,7 +5,8 @@ import { getHeader } from '../http/headers.js';
 import { parseRange } from '../http/range.js';
 import { MAX_SEGMENTS, metaHeaders, metaKeyOf, parseContentRange, sliceable, sliceKeyPrefix, takeMetaLifetime } from './slicer.js';
 import { runsAllowed } from './run.js';
-import { DEFAULT_READ_AHEAD, deliverSliced, MAX_READ_AHEAD, Segments, type Subrequest } from './stitch.js';
+import { deliverSliced, readAheadOf, Segments, type Subrequest } from './stitch.js';
+import { adoptLead } from './lead.js';
 
 export type { Subrequest } from './stitch.js';
 
@@ -44,10 +45,6 @@ export function deliverOrSlice<Ctx>(tx: Tx<Ctx>, deliver: () => Step | Promise<S
   return obj.waitState('stream', tx.signal).then(() => (obj.slice !== undefined ? 'slice' : deliver()));
 }
 
-function readAheadOf<Ctx>(env: ProxyEnv<Ctx>): number {
-  return Math.max(0, Math.min(MAX_READ_AHEAD, env.slicing?.readAhead ?? DEFAULT_READ_AHEAD));
-}
-
 /** The slice step. */
 export async function slice<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, subrequest: Subrequest<Ctx>): Promise<Step> {
   env.sliced = true;
@@ -63,6 +60,7 @@ async function sliceFromMeta<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, meta: CacheOb
   const segs = new Segments(tx, s.size, subrequest, readAheadOf(env), s.gen);
   segs.onSegment = (sub) => bindSegment(env, meta, sub);
   if (runsAllowed(env, meta)) segs.runs = { env, meta };
+  segs.lead = adoptLead(meta);
   const metaCached = tx.lookup === 'hit' || tx.lookup === 'grace';
   try {
     return await deliverSliced(env, tx, segs, meta, s.total, metaCached, (t, seg, why) => {
@@ -78,6 +76,7 @@ async function sliceFromMeta<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, meta: CacheOb
       return 'lookup';
     });
   } finally {
+    segs.lead?.release();
     segs.endLogs();
   }
 }

@@ -7,6 +7,7 @@ import { errorMessage, ProxyError } from '../errors.js';
 import { notModifiedHeaders } from '../http/conditional.js';
 import { BATCH_BYTES, ChunkBatch } from './batch.js';
 import { startRun } from './run.js';
+import type { Lead } from './lead.js';
 import { SegmentMismatchError, segmentMismatch, segmentsFor, sliceKeyPrefix } from './slicer.js';
 
 /**
@@ -27,6 +28,11 @@ export const MAX_READ_AHEAD = 16;
  */
 export const DEFAULT_READ_AHEAD = 4;
 
+/** The read-ahead in `env`: the slicer's setting, bounded. */
+export function readAheadOf<Ctx>(env: ProxyEnv<Ctx>): number {
+  return Math.max(0, Math.min(MAX_READ_AHEAD, env.slicing?.readAhead ?? DEFAULT_READ_AHEAD));
+}
+
 /** The subrequests of one sliced request: each segment's started at most once. */
 export class Segments<Ctx> {
   private readonly started = new Map<number, Promise<Tx<Ctx>>>();
@@ -36,6 +42,8 @@ export class Segments<Ctx> {
   onSegment: ((sub: Tx<Ctx>) => void) | undefined;
   /** Set when the read-ahead may fetch missing segments of this meta object as runs (run.ts). */
   runs: { env: ProxyEnv<Ctx>; meta: CacheObject } | undefined;
+  /** The meta's own 200 body, cut into segments as this response reads on (lead.ts), when it adopted it. */
+  lead: Lead | undefined;
   constructor(
     private readonly tx: Tx<Ctx>,
     readonly size: number,
@@ -75,6 +83,9 @@ export class Segments<Ctx> {
     }
     const todo: number[] = [];
     for (let k = at + 1; k <= last; k++) if (!this.started.has(needed[k] as number)) todo.push(needed[k] as number);
+    // The first run still coming in takes the next segments first (no origin request); a run (below) takes the
+    // rest, its lookups skipping the ones the first run holds.
+    this.lead?.claim(todo);
     if (todo.length === 0 || todo.length < Math.min(Math.max(2, this.readAhead - 1), last - at)) return;
     startRun(this.runs.env, this.tx, this.runs.meta, todo);
     for (const i of todo) void this.start(i);
