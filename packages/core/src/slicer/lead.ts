@@ -65,7 +65,8 @@ export class Lead {
    */
   claim(indexes: readonly number[]): void {
     const s = this.meta.slice;
-    if (s === undefined || this.blocked || this.released) return;
+    // A purged (or replaced) meta object takes no more segments: its next readers fetch anew.
+    if (s === undefined || this.blocked || this.released || this.meta.stored !== true) return;
     const added: Slot[] = [];
     for (const i of indexes) {
       if (i < this.next) continue;
@@ -104,7 +105,7 @@ export class Lead {
    */
   private more(): boolean {
     const s = this.meta.slice;
-    if (this.released || this.blocked || s === undefined || this.next * s.size >= s.total) return false;
+    if (this.released || this.blocked || s === undefined || this.meta.stored !== true || this.next * s.size >= s.total) return false;
     this.timer = setTimeout(() => this.stopWaiting(true), LEAD_WAIT_MS);
     this.timer.unref();
     return true;
