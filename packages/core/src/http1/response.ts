@@ -33,6 +33,14 @@ export interface ResponseOwner {
   readonly keepAliveLine: string;
   /** Writes a whole response's bytes, in order; nothing of that response follows (see Connection.writeWhole). */
   writeWhole(bytes: Buffer | readonly Buffer[]): void;
+  /** Calls `cb` once every byte written to the socket so far has left it, or can no longer be read (socket closed). */
+  whenWritten(cb: () => void): void;
+}
+
+/** Something whose bytes a response writes and that must not be reused before they left (a cache object's slabs). */
+export interface Held {
+  hold(): void;
+  release(): void;
 }
 
 export class Http1Response {
@@ -63,6 +71,8 @@ export class Http1Response {
   private dropped = false;
   /** Interim responses written so far. */
   private interimSent = 0;
+  /** Held for this response's writes (holdObject), released once they have left the socket. */
+  private held: Held[] | undefined;
 
   /** The request asked for the connection to close (Connection: close, or HTTP/1.0 without keep-alive). */
   readonly clientAskedClose: boolean;
@@ -99,8 +109,30 @@ export class Http1Response {
     this.connectionClosed();
   }
 
+  /**
+   * Holds `o` until every byte this response writes has left the socket (or the socket closed): a cache object whose
+   * slabs must not be reused under a write (cache/slab-pool.ts). Released at end, or when the connection closes.
+   */
+  holdObject(o: Held): void {
+    o.hold();
+    (this.held ??= []).push(o);
+    if (this.finished || this.closedEarly) this.releaseHeld();
+  }
+
+  /** Releases what holdObject held once what was written so far has left; nothing of this response is written after. */
+  private releaseHeld(): void {
+    const held = this.held;
+    if (held === undefined) return;
+    this.held = undefined;
+    this.owner.whenWritten(() => {
+      for (const o of held) o.release();
+    });
+  }
+
   /** Called by the connection when the socket closes. */
   connectionClosed(): void {
+    // Whatever this response still writes is dropped (abandon) or fails (the socket is gone).
+    this.releaseHeld();
     if (this.finished) return;
     this.closedEarly = true;
     this.ac?.abort(clientGone());
@@ -196,6 +228,7 @@ export class Http1Response {
     this.headSentAtMs = performance.now();
     this.owner.writeWhole(body === undefined ? bytes : [bytes, ...body]);
     this.finished = true;
+    this.releaseHeld();
     this.owner.responseFinished(this);
   }
 
@@ -285,6 +318,7 @@ export class Http1Response {
     }
     s.uncork();
     this.finished = true;
+    this.releaseHeld();
     this.owner.responseFinished(this);
   }
 
@@ -311,6 +345,7 @@ export class Http1Response {
     }
     s.uncork();
     this.finished = true;
+    this.releaseHeld();
     this.owner.responseFinished(this);
   }
 
@@ -333,6 +368,7 @@ export class Http1Response {
     this.headSentAtMs = performance.now();
     this.socket.write(out);
     this.finished = true;
+    this.releaseHeld();
     this.owner.responseFinished(this);
     return true;
   }
