@@ -281,6 +281,8 @@ export class CacheObject {
   unstore(reason: NotStoredReason): void {
     this.stored = false;
     this.notStoredReason ??= reason;
+    // Mid-fetch it becomes a pass: its slabs go to the GC as its readers pass them (not pinned until the fetch ends).
+    if (!this.isFinal) this.slabs?.disown();
     this.trim();
     if (this.readers.size === 0 && !this.isFinal && this.state !== 'busy') {
       this.fetchController.abort(new ProxyError('CORE_ERR_NO_READER', 'no reader left for an unstored object', { source: 'downstream' }));

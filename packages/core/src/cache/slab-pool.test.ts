@@ -116,6 +116,25 @@ describe('a cache object in slabs', () => {
     expect(pool.inUse).toBe(0);
   });
 
+  it('unstored mid-fetch (it became a pass), it leaves its slabs to the GC and its chunks stay readable', () => {
+    const pool = new SlabPool(1024 * KiB, 64 * KiB);
+    const o = storedObject(pool);
+    const a = bytes(300 * KiB, 5);
+    o.extend(a);
+    const r = o.openReader();
+    expect(pool.inUse).toBe(5);
+    o.unstore('evicted');
+    expect(pool.inUse).toBe(0);
+    expect(pool.counts.disowned).toBe(5);
+    const b = bytes(10 * KiB, 6);
+    o.extend(b);
+    const got: Buffer[] = [];
+    for (let c = o.nextChunk(r); c !== undefined; c = o.nextChunk(r)) got.push(c);
+    expect(Buffer.concat(got).equals(Buffer.concat([a, b]))).toBe(true);
+    // Nothing went to the free list: those slabs may still be under a reader's write.
+    expect(pool.freeCount).toBe(0);
+  });
+
   it('a 304 adopter shares the stale object slabs and keeps them until it is gone itself', () => {
     const pool = new SlabPool(4096 * KiB, 64 * KiB);
     const body = bytes(300 * KiB, 3);

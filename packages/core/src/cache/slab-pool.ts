@@ -28,6 +28,8 @@ export interface SlabCounts {
   dropped: number;
   /** Exact-size tail buffers (the last piece of a body of known length), never pooled. */
   tails: number;
+  /** Slabs left to the GC by an object that stopped being stored mid-fetch (see SlabSpan.disown). */
+  disowned: number;
 }
 
 export class SlabPool {
@@ -35,7 +37,7 @@ export class SlabPool {
   readonly slabBytes: number;
   /** Most slabs the pool keeps alive, in use and free together (from the storage size): beyond it, given back ones drop. */
   readonly maxSlabs: number;
-  readonly counts: SlabCounts = { allocated: 0, reused: 0, returned: 0, dropped: 0, tails: 0 };
+  readonly counts: SlabCounts = { allocated: 0, reused: 0, returned: 0, dropped: 0, tails: 0, disowned: 0 };
   private free: Buffer[] = [];
   /** Pool slabs taken and not given back. */
   private taken = 0;
@@ -78,6 +80,12 @@ export class SlabPool {
     }
     this.counts.returned++;
     this.free.push(slab);
+  }
+
+  /** A taken slab will never come back (its object left it to the GC). */
+  forget(): void {
+    this.taken--;
+    this.counts.disowned++;
   }
 
   /** Drops every free slab to the GC (the store was cleared). */
@@ -130,6 +138,16 @@ export class SlabSpan {
       this.at += n;
       from += n;
     }
+  }
+
+  /**
+   * Leaves the slabs to the GC instead (an object unstored mid-fetch, streaming on as a pass): its readers drop the
+   * pieces they passed, and the memory goes as theirs did before slabs, without waiting for the fetch to end.
+   */
+  disown(): void {
+    for (const s of this.slabs) if (s.length === this.pool.slabBytes) this.pool.forget();
+    this.slabs.length = 0;
+    this.cur = undefined;
   }
 
   /** Gives every pool slab back (tails go to the GC). Once: the caller guarantees nothing reads them any more. */

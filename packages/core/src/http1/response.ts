@@ -37,10 +37,15 @@ export interface ResponseOwner {
   whenWritten(cb: () => void): void;
 }
 
-/** Something whose bytes a response writes and that must not be reused before they left (a cache object's slabs). */
+/** What a response writes the bytes of, not to be reused before they left (a cache object); `needsHold` false: no wait. */
 export interface Held {
   hold(): void;
   release(): void;
+  readonly needsHold: boolean;
+}
+
+function releaseAll(held: readonly Held[]): void {
+  for (const o of held) o.release();
 }
 
 export class Http1Response {
@@ -109,29 +114,25 @@ export class Http1Response {
     this.connectionClosed();
   }
 
-  /**
-   * Holds `o` until every byte this response writes has left the socket (or the socket closed): a cache object whose
-   * slabs must not be reused under a write (cache/slab-pool.ts). Released at end, or when the connection closes.
-   */
+  /** Holds `o` (a cache object: cache/slab-pool.ts) until what this response writes has left the socket, or it closed. */
   holdObject(o: Held): void {
     o.hold();
     (this.held ??= []).push(o);
     if (this.finished || this.closedEarly) this.releaseHeld();
   }
 
-  /** Releases what holdObject held once what was written so far has left; nothing of this response is written after. */
+  /** Releases what holdObject held once what was written has left (at end or close: nothing is written after). */
   private releaseHeld(): void {
     const held = this.held;
     if (held === undefined) return;
     this.held = undefined;
-    this.owner.whenWritten(() => {
-      for (const o of held) o.release();
-    });
+    // Objects that never got slabs (a small miss, a pass) need no wait.
+    if (held.some((o) => o.needsHold)) this.owner.whenWritten(() => releaseAll(held));
+    else releaseAll(held);
   }
 
   /** Called by the connection when the socket closes. */
   connectionClosed(): void {
-    // Whatever this response still writes is dropped (abandon) or fails (the socket is gone).
     this.releaseHeld();
     if (this.finished) return;
     this.closedEarly = true;

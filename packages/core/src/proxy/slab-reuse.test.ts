@@ -37,15 +37,21 @@ const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 /**
  * /o/NAME?n=N[&ma=S]: N bytes (Content-Length, max-age S or 60, ETag "NAME"; 304 to a matching If-None-Match);
- * /slow/NAME?n=N: the same in 8 pieces 30 ms apart; /die/NAME?n=N: half the body, then the connection is cut.
+ * /slow/NAME?n=N: the same in 8 pieces 30 ms apart; /die/NAME?n=N: half the body, then the connection is cut;
+ * /chunked/NAME?n=N: chunked, no length announced.
  */
 async function origin(): Promise<Awaited<ReturnType<typeof startRawOrigin>>> {
   return startRawOrigin((s, head) => {
-    const m = /^GET \/(o|slow|die)\/([a-z0-9]+)\?n=(\d+)(?:&ma=(\d+))?/.exec(head) as RegExpExecArray;
+    const m = /^GET \/(o|slow|die|chunked)\/([a-z0-9]+)\?n=(\d+)(?:&ma=(\d+))?/.exec(head) as RegExpExecArray;
     const [, kind, name, n, ma] = m as unknown as [string, string, string, string, string | undefined];
     const body = bodyOf(name, Number(n));
     const fields = `cache-control: max-age=${ma ?? 60}\r\netag: "${name}"\r\n`;
     if (new RegExp(`\\r\\nif-none-match: "${name}"`, 'i').test(head)) return void s.write(`HTTP/1.1 304 Not Modified\r\n${fields}\r\n`);
+    if (kind === 'chunked') {
+      s.write(`HTTP/1.1 200 OK\r\n${fields}transfer-encoding: chunked\r\n\r\n`);
+      for (let at = 0; at < body.length; at += MiB) s.write(Buffer.concat([Buffer.from(`${Math.min(MiB, body.length - at).toString(16)}\r\n`), body.subarray(at, at + MiB), Buffer.from('\r\n')]));
+      return void s.write('0\r\n\r\n');
+    }
     s.write(`HTTP/1.1 200 OK\r\n${fields}content-length: ${body.length}\r\n\r\n`);
     if (kind === 'o') return void s.write(body);
     if (kind === 'die') {
@@ -214,6 +220,17 @@ describe('slab reuse never changes bytes a client still reads', () => {
     expect(o.count).toBe(2);
     // The second fetch filled slabs the first one gave back.
     expect(pool.counts.reused).toBeGreaterThan(0);
+  });
+
+  it('an object that outgrows the storage mid-fetch leaves its slabs to the GC and streams on exactly', async () => {
+    const { px, pool } = await setup();
+    const big = 3 * SIZE;
+    const body = await get(px, `/chunked/c?n=${big}`);
+    expect(sha(body)).toBe(sha(bodyOf('c', big)));
+    expect(px.proxy.store.objectCount).toBe(0);
+    // Copied into slabs until it was unstored (response-too-large), then those were disowned, not pinned to its end.
+    expect(pool.counts.disowned).toBeGreaterThanOrEqual(SIZE / pool.slabBytes);
+    expect(pool.inUse).toBe(0);
   });
 
   it('coalesced readers of one growing object each get it exactly, from one origin fetch', async () => {
