@@ -220,9 +220,8 @@ export class CacheObject {
   }
 
   /**
-   * Whether this (expired) object may still be served when the origin fails: within its stale-if-error window, or,
-   * when the origin could not be reached at all (`disconnected`: no response), within its keep window if
-   * `staleIfDisconnected`.
+   * Whether this (expired) object may still be served when the origin fails: within its stale-if-error window, or, when
+   * the origin could not be reached at all (`disconnected`), within its keep window if `staleIfDisconnected`.
    */
   staleUsableOnError(nowMs: number, disconnected = false): boolean {
     if (this.state !== 'finished') return false;

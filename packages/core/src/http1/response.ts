@@ -121,12 +121,11 @@ export class Http1Response {
     if (this.finished || this.closedEarly) this.releaseHeld();
   }
 
-  /** Releases what holdObject held once what was written has left (at end or close: nothing is written after). */
   private releaseHeld(): void {
+    // Once what was written has left (at end or close: nothing is written after); objects without slabs need no wait.
     const held = this.held;
     if (held === undefined) return;
     this.held = undefined;
-    // Objects that never got slabs (a small miss, a pass) need no wait.
     if (held.some((o) => o.needsHold)) this.owner.whenWritten(() => releaseAll(held));
     else releaseAll(held);
   }
