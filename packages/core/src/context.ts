@@ -160,13 +160,13 @@ class TxState<Ctx> implements Tx<Ctx> {
   body: Http1Request['body'] = null;
   bodyBytes: () => number = noBodyBytes;
   key = '';
-  obj: CacheObject | undefined = undefined;
+  private held: CacheObject | undefined = undefined;
+  private heldStale: CacheObject | undefined = undefined;
   lookup: LookupKind | undefined = undefined;
   status: CacheStatus = {};
   synth: Synth | undefined = undefined;
   closeAfter = false;
   coalesced = false;
-  stale: CacheObject | undefined = undefined;
   log: Transaction | undefined = undefined;
   sliceRetried = false;
   outcome: Outcome = 'synth';
@@ -182,6 +182,26 @@ class TxState<Ctx> implements Tx<Ctx> {
   // The client's response (or, for a subrequest, its parent) owns the signal; read lazily, as most hits never wait.
   get signal(): AbortSignal {
     return this.signalFrom.signal;
+  }
+
+  // An object this request may write the bytes of is held by its response (the client's, shared by subrequests)
+  // until those writes have left the socket: its slabs are not reused under them (cache/slab-pool.ts).
+  get obj(): CacheObject | undefined {
+    return this.held;
+  }
+
+  set obj(o: CacheObject | undefined) {
+    this.held = o;
+    if (o !== undefined && o.needsHold) this.res.holdObject(o);
+  }
+
+  get stale(): CacheObject | undefined {
+    return this.heldStale;
+  }
+
+  set stale(o: CacheObject | undefined) {
+    this.heldStale = o;
+    if (o !== undefined && o.needsHold) this.res.holdObject(o);
   }
 }
 

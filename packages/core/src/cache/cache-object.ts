@@ -2,6 +2,8 @@ import { ProxyError } from '../errors.js';
 import type { HeaderMap } from '../http/headers.js';
 import type { NotStoredReason } from '../http/freshness.js';
 import { ageOf } from '../http/age.js';
+import { SlabSpan, type SlabPool } from './slab-pool.js';
+import type { ObjectReader, SliceMeta } from './object-parts.js';
 
 /**
  * A cache object: one origin response, its headers and its body as it arrives. The Varnish busy object, in TS.
@@ -19,28 +21,17 @@ import { ageOf } from '../http/age.js';
  * - A stored object keeps every chunk. An unstored object (pass, hit-for-miss, too large) drops chunks every reader
  *   has passed, and `waitForSpace` lets its fetch run at most `transitBytes` ahead of the slowest reader.
  * - When an unstored object loses its last reader before it finished, its fetch is aborted (nobody will see the body).
+ * - Slabs (slab-pool.ts): a stored object over CONSOLIDATE_MAX_BYTES copies its body into pool slabs, given back
+ *   (maybeRecycle) only when nothing can read them: out of the store, final, no reader, no hold. Holds: every response
+ *   that may write its bytes (Tx.obj/stale; released once its writes left the socket: http1/response.ts holdObject)
+ *   and an object sharing its chunks (adoptBody). Recycled, it has no body (not `readable`, openReader throws).
  */
 export type ObjectState = 'busy' | 'stream' | 'finished' | 'failed';
 const RANK: Record<ObjectState, number> = { busy: 0, stream: 1, finished: 2, failed: 2 };
 /** Finished stored objects up to this size are joined into one Buffer for single-write hits. */
 const CONSOLIDATE_MAX_BYTES = 256 * 1024;
 
-/** A position in the body, owned by one client delivery. */
-export interface ObjectReader {
-  /** Absolute index of the next chunk to read. */
-  chunkIndex: number;
-  /** Bytes this reader has consumed. */
-  offset: number;
-  closed: boolean;
-}
-
-/** A sliced representation: segment size, whole length, the generation its segment keys carry, those keys stored. */
-export interface SliceMeta {
-  size: number;
-  total: number;
-  gen: number;
-  segments: Set<string>;
-}
+export type { ObjectReader, SliceMeta } from './object-parts.js';
 
 export class CacheObject {
   readonly key: string;
@@ -119,6 +110,13 @@ export class CacheObject {
   /** Bytes currently held in `chunks`. */
   private bufferedBytes = 0;
   private readonly readers = new Set<ObjectReader>();
+  /** The store's slab pool (see extend), this body's slabs, holds on them, the object whose chunks it shares. */
+  private pool: SlabPool | undefined;
+  private slabs: SlabSpan | undefined;
+  private holds = 0;
+  private adopted: CacheObject | undefined;
+  /** Its slabs went back to the pool: the body is gone. */
+  recycled = false;
   private changed: Promise<void> | undefined;
   private wakeChanged: (() => void) | undefined;
   /** One-shot callbacks for the next change, called synchronously (the fetch's pump: no promise per chunk). */
@@ -141,7 +139,10 @@ export class CacheObject {
   /** Appends a body chunk (called by the fetch only). */
   extend(chunk: Buffer): void {
     if (this.state !== 'stream') throw internalError(`CacheObject ${this.key}: extend in state ${this.state}`);
-    this.chunks.push(chunk);
+    const expected = this.expectedLength;
+    if (this.pool !== undefined && this.stored === true && (expected ?? this.length + chunk.length) > CONSOLIDATE_MAX_BYTES) {
+      (this.slabs ??= new SlabSpan(this.pool)).copy(chunk, expected === undefined ? undefined : expected - this.length, this.chunks);
+    } else this.chunks.push(chunk);
     this.length += chunk.length;
     this.bufferedBytes += chunk.length;
     this.notify();
@@ -151,6 +152,48 @@ export class CacheObject {
   finish(): void {
     this.setState('finished');
     this.consolidate();
+    this.maybeRecycle();
+  }
+
+  /** The store keeping this object: a body over CONSOLIDATE_MAX_BYTES goes into slabs of `pool` (before any byte). */
+  useSlabs(pool: SlabPool): void {
+    if (this.length === 0) this.pool = pool;
+  }
+
+  /** The store let go of this object (removed from the index): its slabs recycle once nothing reads them. */
+  leftStore(): void {
+    if (this.stored === true) this.stored = false;
+    this.maybeRecycle();
+  }
+
+  /** Whether a response writing its bytes must hold it: it has slabs (or shares some), or may get them (not final). */
+  get needsHold(): boolean {
+    return this.slabs !== undefined || this.adopted !== undefined || !this.isFinal;
+  }
+
+  /** Keeps this object's slabs from reuse until the matching release (a response writing its bytes). */
+  hold(): void {
+    this.holds++;
+  }
+  release(): void {
+    this.holds--;
+    this.maybeRecycle();
+  }
+
+  /** Gives the slabs back when nothing can read them any more: out of the store, final, no reader and no hold. */
+  private maybeRecycle(): void {
+    if (this.holds > 0 || this.readers.size > 0 || this.stored === true || !this.isFinal) return;
+    if (this.recycled || (this.slabs === undefined && this.adopted === undefined)) return;
+    this.recycled = true;
+    this.chunks = [];
+    this.firstChunk = 1;
+    this.bufferedBytes = 0;
+    this.body = undefined;
+    this.slabs?.recycle();
+    this.slabs = undefined;
+    const from = this.adopted;
+    this.adopted = undefined;
+    from?.release();
   }
 
   /**
@@ -173,12 +216,12 @@ export class CacheObject {
     this.error = err;
     this.state = 'failed';
     this.notify();
+    this.maybeRecycle();
   }
 
   /**
-   * Whether this (expired) object may still be served when the origin fails: within its stale-if-error window, or,
-   * when the origin could not be reached at all (`disconnected`: no response), within its keep window if
-   * `staleIfDisconnected`.
+   * Whether this (expired) object may still be served when the origin fails: within its stale-if-error window, or, when
+   * the origin could not be reached at all (`disconnected`), within its keep window if `staleIfDisconnected`.
    */
   staleUsableOnError(nowMs: number, disconnected = false): boolean {
     if (this.state !== 'finished') return false;
@@ -187,10 +230,7 @@ export class CacheObject {
     return disconnected && this.staleIfDisconnected && ageSec < this.ttlSec + this.keepSec;
   }
 
-  /**
-   * The fetch failed before its response headers were decided (connect error, timeout, hook failure, even with a
-   * status already read): there is no response to deliver, the client gets a synth.
-   */
+  /** The fetch failed before its headers were decided (connect error, timeout, hook failure): the client gets a synth. */
   get failedWithoutResponse(): boolean {
     return this.state === 'failed' && !this.headersDecided;
   }
@@ -204,14 +244,15 @@ export class CacheObject {
     return this.bufferedBytes;
   }
 
-  /**
-   * Takes the body of a complete object (a 304 revalidated it): the chunks are shared, not copied. Call in state
-   * 'stream'; finishes this object.
-   */
+  /** Takes the body of a complete object (a 304 revalidated it), shared, not copied. In state 'stream'; finishes. */
   adoptBody(from: CacheObject): void {
-    if (from.state !== 'finished') throw internalError(`CacheObject ${this.key}: adopting the body of an unfinished object`);
-    const chunks = from.body !== undefined ? [from.body] : from.chunks.slice();
-    for (const c of chunks) this.extend(c);
+    if (from.state !== 'finished' || from.recycled) throw internalError(`CacheObject ${this.key}: adopting the body of an unfinished or recycled object`);
+    if (this.state !== 'stream') throw internalError(`CacheObject ${this.key}: adopting in state ${this.state}`);
+    // Shared, not copied into slabs of this object's own: `from` is held (its slabs kept) until this one recycles.
+    if (from.needsHold) (this.adopted = from).hold();
+    this.chunks = from.body !== undefined ? [from.body] : from.chunks.slice();
+    for (const c of this.chunks) this.length += c.length;
+    this.bufferedBytes = this.length;
     this.finish();
   }
 
@@ -239,15 +280,18 @@ export class CacheObject {
   unstore(reason: NotStoredReason): void {
     this.stored = false;
     this.notStoredReason ??= reason;
+    // Mid-fetch it becomes a pass: its slabs go to the GC as its readers pass them (not pinned until the fetch ends).
+    if (!this.isFinal) this.slabs?.disown();
     this.trim();
     if (this.readers.size === 0 && !this.isFinal && this.state !== 'busy') {
       this.fetchController.abort(new ProxyError('CORE_ERR_NO_READER', 'no reader left for an unstored object', { source: 'downstream' }));
     }
+    this.maybeRecycle();
   }
 
   /** A reader at body offset 0. Trimming never drops chunks a registered reader has not read. */
   openReader(): ObjectReader {
-    if (this.firstChunk > 0) throw internalError(`CacheObject ${this.key}: reader opened after trimming`);
+    if (this.firstChunk > 0) throw internalError(`CacheObject ${this.key}: reader opened after trimming or recycling`);
     const r: ObjectReader = { chunkIndex: 0, offset: 0, closed: false };
     this.readers.add(r);
     return r;
@@ -279,6 +323,7 @@ export class CacheObject {
       }
       this.trim();
     }
+    this.maybeRecycle();
   }
 
   /**
@@ -314,9 +359,8 @@ export class CacheObject {
   }
 
   /**
-   * The next chunk at the reader's position if it has arrived, advancing the reader; undefined otherwise (then the
-   * caller looks at `state` and waits with waitChange). The synchronous step of `read`, for callers that take every
-   * chunk already there in one go.
+   * The next chunk at the reader's position if it has arrived, advancing the reader; undefined otherwise (the caller
+   * then looks at `state` and waits). The synchronous step of `read`, for callers that take every chunk there at once.
    */
   nextChunk(r: ObjectReader): Buffer | undefined {
     const i = r.chunkIndex - this.firstChunk;
@@ -328,10 +372,7 @@ export class CacheObject {
     return chunk;
   }
 
-  /**
-   * Calls `cb` once, synchronously, at the next state change, new chunk or freed space. For the fetch, which must
-   * not pay a promise per chunk; readers use waitChange.
-   */
+  /** Calls `cb` once, synchronously, at the next change (new chunk, state, freed space): no promise per chunk. */
   onNextChange(cb: () => void): void {
     this.changeCallbacks.push(cb);
   }
@@ -369,10 +410,7 @@ export class CacheObject {
     while (RANK[this.state] < RANK[min] && this.state !== 'failed') await this.waitChange(signal);
   }
 
-  /**
-   * Transit-buffer backpressure for the fetch of an unstored object: resolves once the bytes held ahead of the
-   * slowest reader are at most `limitBytes` (always at once for a stored object, which must keep everything).
-   */
+  /** Transit backpressure: resolves once an unstored object holds at most `limitBytes` ahead of its slowest reader. */
   async waitForSpace(limitBytes: number, signal: AbortSignal): Promise<void> {
     while (this.overTransit(limitBytes)) await this.waitChange(signal);
   }

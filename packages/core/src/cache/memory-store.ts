@@ -5,6 +5,7 @@ import type { Stats } from '../stats.js';
 import { banMatches, parseBan, type Ban } from './ban.js';
 import type { LookupResult, Store } from './store.js';
 import { ageOf } from '../http/age.js';
+import { DEFAULT_SLAB_BYTES, SlabPool } from './slab-pool.js';
 
 /**
  * The cache index and its memory budget.
@@ -16,6 +17,10 @@ import { ageOf } from '../http/age.js';
  * Memory: every stored object's body bytes (plus a header estimate) count against `maxBytes`. Going over evicts
  * least-recently-used objects (`n_lru_nuked`). An object that alone exceeds the budget is unstored: it keeps
  * streaming to its readers but is no longer kept (reason `response-too-large`).
+ *
+ * Bodies over 256 KiB are copied into slabs of the store's pool (slab-pool.ts), reused once the object is gone and
+ * nothing reads it any more. Objects are charged their bytes; slab slack is at most one slab per object whose length
+ * was not announced (a known length ends in an exact-size piece), and the pool keeps at most `maxBytes` of slabs.
  */
 export type { LookupResult } from './store.js';
 
@@ -52,9 +57,14 @@ export class MemoryStore implements Store {
   private readonly byTag = new Map<string, Set<CacheObject>>();
   private readonly stats: Stats;
 
-  constructor(maxBytes: number, stats: Stats) {
+  /** Slabs for stored bodies (undefined: `slabBytes` 0, bodies kept as the origin's chunks). */
+  readonly slabs: SlabPool | undefined;
+
+  constructor(maxBytes: number, stats: Stats, opts: { slabBytes?: number } = {}) {
     this.maxBytes = maxBytes;
     this.stats = stats;
+    const slabBytes = opts.slabBytes ?? DEFAULT_SLAB_BYTES;
+    this.slabs = slabBytes > 0 ? new SlabPool(maxBytes, slabBytes) : undefined;
   }
 
   get bytes(): number {
@@ -156,6 +166,7 @@ export class MemoryStore implements Store {
       if (old.varySig === obj.varySig && old.varyFields.join() === obj.varyFields.join()) this.remove(old);
     }
     obj.stored = true;
+    if (this.slabs !== undefined && !obj.bodyless) obj.useSlabs(this.slabs);
     // Bans issued before the object existed do not apply to it.
     obj.banCheckedId = this.nextBanId - 1;
     this.lru.add(obj);
@@ -255,7 +266,8 @@ export class MemoryStore implements Store {
       if (i >= 0) entry.variants.splice(i, 1);
       this.cleanup(obj.key, entry);
     }
-    if (obj.stored === true) obj.stored = false;
+    // Its slabs go back to the pool once nothing reads them (cache-object.ts).
+    obj.leftStore();
     // A sliced object's segments live and die with it (purge, ban, tag, eviction, expiry).
     if (obj.slice !== undefined) {
       for (const k of obj.slice.segments) for (const v of this.index.get(k)?.variants.slice() ?? []) this.remove(v);
@@ -348,6 +360,7 @@ export class MemoryStore implements Store {
     for (const obj of [...this.lru]) this.remove(obj);
     this.index.clear();
     this.markers.clear();
+    this.slabs?.clearFree();
   }
 
   /** Keys in the index (objects, busy fetches or markers). */

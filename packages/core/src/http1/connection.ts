@@ -3,7 +3,7 @@ import { BodyClock } from './body-clock.js';
 import { ChunkedDecoder, ChunkedFramingError, LengthDecoder, type BodyDecoder } from './body-reader.js';
 import { ProxyError } from '../errors.js';
 import { isHeadError, parseRequestHead, type RequestHead } from './parse-head.js';
-import { writeDirect, type DirectWriteDone } from './direct-write.js';
+import { afterWritten, writeDirect, type DirectWriteDone } from './direct-write.js';
 import { isShared, owned, readIntoShared } from './read-buffer.js';
 import { Http1Response, type ResponseOwner } from './response.js';
 import type { ConnectionContext, Http1Request, Http1Server } from './server.js';
@@ -58,6 +58,8 @@ export class Connection implements ResponseOwner {
   private directPending = 0;
   /** The finished response's bytes are still in a direct write: the next request waits for it (see responseFinished). */
   private resumeWhenWritten = false;
+  /** whenWritten callbacks waiting for the direct writes to leave. */
+  private directWaiters: (() => void)[] | undefined;
   /** writeDirect's completion callback, one per connection (no closure per write). */
   private readonly onDirectDone: DirectWriteDone;
 
@@ -302,9 +304,16 @@ export class Connection implements ResponseOwner {
   /** A direct write that did not finish at once has left (or failed: the socket is destroyed then). */
   private directWritten(ok: boolean): void {
     this.directPending--;
+    if ((!ok || this.directPending === 0) && this.directWaiters !== undefined) for (const cb of this.directWaiters.splice(0)) this.whenWritten(cb);
     if (!ok || this.directPending > 0 || !this.resumeWhenWritten) return;
     this.resumeWhenWritten = false;
     this.afterResponseWritten();
+  }
+
+  /** Calls `cb` once every byte written so far has left the socket or can no longer be read (direct writes first). */
+  whenWritten(cb: () => void): void {
+    if (this.directPending > 0 && !this.socket.destroyed) (this.directWaiters ??= []).push(cb);
+    else afterWritten(this.socket, cb);
   }
 
   /** Whether the current request's body is still arriving (a response decided now must close the connection). */

@@ -186,3 +186,29 @@ function errnoError(status: number): NodeJS.ErrnoException {
   e.syscall = 'write';
   return e;
 }
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * Calls `cb` once every byte written to `socket` through its Writable so far has left it (the kernel took it) or can
+ * no longer be read (the socket is destroyed: its handle is closed, libuv reads nothing more). Write callbacks come in
+ * order, so an empty write's comes after every earlier write's; an ended socket is done at 'finish' or 'close'. (Direct
+ * writes are the caller's: Connection.whenWritten waits for them first.) What cache slabs wait for (cache/slab-pool.ts).
+ */
+export function afterWritten(socket: Socket, cb: () => void): void {
+  if (socket.destroyed || socket.writableLength === 0) return cb();
+  if (!socket.writableEnded) {
+    socket.write(EMPTY, () => cb());
+    return;
+  }
+  let called = false;
+  const once = (): void => {
+    if (called) return;
+    called = true;
+    socket.off('finish', once);
+    socket.off('close', once);
+    cb();
+  };
+  socket.once('finish', once);
+  socket.once('close', once);
+}

@@ -33,6 +33,19 @@ export interface ResponseOwner {
   readonly keepAliveLine: string;
   /** Writes a whole response's bytes, in order; nothing of that response follows (see Connection.writeWhole). */
   writeWhole(bytes: Buffer | readonly Buffer[]): void;
+  /** Calls `cb` once every byte written to the socket so far has left it, or can no longer be read (socket closed). */
+  whenWritten(cb: () => void): void;
+}
+
+/** What a response writes the bytes of, not to be reused before they left (a cache object); `needsHold` false: no wait. */
+export interface Held {
+  hold(): void;
+  release(): void;
+  readonly needsHold: boolean;
+}
+
+function releaseAll(held: readonly Held[]): void {
+  for (const o of held) o.release();
 }
 
 export class Http1Response {
@@ -63,6 +76,8 @@ export class Http1Response {
   private dropped = false;
   /** Interim responses written so far. */
   private interimSent = 0;
+  /** Held for this response's writes (holdObject), released once they have left the socket. */
+  private held: Held[] | undefined;
 
   /** The request asked for the connection to close (Connection: close, or HTTP/1.0 without keep-alive). */
   readonly clientAskedClose: boolean;
@@ -99,8 +114,25 @@ export class Http1Response {
     this.connectionClosed();
   }
 
+  /** Holds `o` (a cache object: cache/slab-pool.ts) until what this response writes has left the socket, or it closed. */
+  holdObject(o: Held): void {
+    o.hold();
+    (this.held ??= []).push(o);
+    if (this.finished || this.closedEarly) this.releaseHeld();
+  }
+
+  private releaseHeld(): void {
+    // Once what was written has left (at end or close: nothing is written after); objects without slabs need no wait.
+    const held = this.held;
+    if (held === undefined) return;
+    this.held = undefined;
+    if (held.some((o) => o.needsHold)) this.owner.whenWritten(() => releaseAll(held));
+    else releaseAll(held);
+  }
+
   /** Called by the connection when the socket closes. */
   connectionClosed(): void {
+    this.releaseHeld();
     if (this.finished) return;
     this.closedEarly = true;
     this.ac?.abort(clientGone());
@@ -196,6 +228,7 @@ export class Http1Response {
     this.headSentAtMs = performance.now();
     this.owner.writeWhole(body === undefined ? bytes : [bytes, ...body]);
     this.finished = true;
+    this.releaseHeld();
     this.owner.responseFinished(this);
   }
 
@@ -285,6 +318,7 @@ export class Http1Response {
     }
     s.uncork();
     this.finished = true;
+    this.releaseHeld();
     this.owner.responseFinished(this);
   }
 
@@ -311,6 +345,7 @@ export class Http1Response {
     }
     s.uncork();
     this.finished = true;
+    this.releaseHeld();
     this.owner.responseFinished(this);
   }
 
@@ -333,6 +368,7 @@ export class Http1Response {
     this.headSentAtMs = performance.now();
     this.socket.write(out);
     this.finished = true;
+    this.releaseHeld();
     this.owner.responseFinished(this);
     return true;
   }
