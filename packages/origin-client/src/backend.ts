@@ -1,3 +1,4 @@
+import type { ExchangeHooks } from './body.js';
 import { buildConnector, Client, Pool } from 'undici';
 import { OriginError } from './errors.js';
 import { Probe, type ProbeConfig } from './health.js';
@@ -104,6 +105,8 @@ export class Backend {
     healthChanges: 0,
     pinned: 0,
   };
+  /** What each dispatched request of this backend reports to it (body bytes as they arrive), one object for all. */
+  readonly hooks: ExchangeHooks = { count: (n: number) => void (this.counters.bytes += n) };
   readonly probe: Probe | undefined;
   private inflight = 0;
   private readonly waiting: Array<{ resolve: () => void; reject: (e: Error) => void; timer: NodeJS.Timeout }> = [];
