@@ -1,4 +1,4 @@
-import type { ExchangeHooks } from './body.js';
+import type { AbortLike, ExchangeHooks } from './body.js';
 import { buildConnector, Client, Pool } from 'undici';
 import { OriginError } from './errors.js';
 import { Probe, type ProbeConfig } from './health.js';
@@ -210,7 +210,7 @@ export class Backend {
    * OriginError rather than piling requests up without bound. Undefined when a slot was free and is taken now: the
    * request goes out in the same turn, with no promise hop before it (issue 16, a miss's first byte).
    */
-  acquire(signal: AbortSignal): Promise<void> | undefined {
+  acquire(signal: AbortLike): Promise<void> | undefined {
     if (this.inflight < this.maxConnections) {
       this.inflight++;
       return undefined;

@@ -4,6 +4,17 @@ import { errors as undiciErrors, util as undiciUtil, type Dispatcher } from 'und
 export type Headers = Record<string, string | string[]>;
 
 /**
+ * What tells a request that nobody wants the answer any more: an AbortSignal, or anything of its shape (core hands
+ * its FetchAbort, which costs no EventTarget). Listeners are called without an event.
+ */
+export interface AbortLike {
+  readonly aborted: boolean;
+  readonly reason: unknown;
+  addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: 'abort', listener: () => void): void;
+}
+
+/**
  * A direct consumer of an origin body (issue 16): the chunks as undici's parser hands them over, no stream in
  * between. `data` returns false to stop the flow (the origin read pauses) until `OriginBody.flow()`. After `end` or
  * `error` nothing more is called.
@@ -268,11 +279,11 @@ class Exchange {
   private resolve: ((r: DispatchedResponse) => void) | undefined;
   private reject: ((e: unknown) => void) | undefined;
   private readonly hooks: ExchangeHooks;
-  private readonly signal: AbortSignal;
+  private readonly signal: AbortLike;
   readonly reqBody: unknown;
   private readonly onAbort: () => void;
 
-  constructor(hooks: ExchangeHooks, signal: AbortSignal, reqBody: unknown, resolve: (r: DispatchedResponse) => void, reject: (e: unknown) => void) {
+  constructor(hooks: ExchangeHooks, signal: AbortLike, reqBody: unknown, resolve: (r: DispatchedResponse) => void, reject: (e: unknown) => void) {
     this.hooks = hooks;
     this.signal = signal;
     this.reqBody = reqBody;
@@ -365,7 +376,7 @@ class Exchange {
  * response's head; interim responses go to `hooks.onInfo`. `signal` aborts the request (before the head: rejects
  * with its reason; after: the body fails with it).
  */
-export function dispatchRequest(dispatcher: Dispatcher, opts: Dispatcher.DispatchOptions, signal: AbortSignal, hooks: ExchangeHooks): Promise<DispatchedResponse> {
+export function dispatchRequest(dispatcher: Dispatcher, opts: Dispatcher.DispatchOptions, signal: AbortLike, hooks: ExchangeHooks): Promise<DispatchedResponse> {
   return new Promise<DispatchedResponse>((resolve, reject) => {
     if (signal.aborted) {
       destroyBody(opts.body, signal.reason as Error);

@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import { Client, errors as undiciErrors, type Dispatcher } from 'undici';
 import { Backend, type AdminHealth, type BackendConfig, type BackendCounters } from './backend.js';
 import { createDirector, type Director, type DirectorType } from './directors.js';
-import { dispatchRequest, type DispatchedResponse, type ExchangeHooks, type OriginBody } from './body.js';
+import { dispatchRequest, type AbortLike, type DispatchedResponse, type ExchangeHooks, type OriginBody } from './body.js';
 import { OriginError } from './errors.js';
 import { openTunnel, type TunnelCounters } from './tunnel.js';
 
@@ -187,8 +187,8 @@ export class OriginClient {
     return b.healthy ? [b] : [];
   }
 
-  async request(req: OriginRequest, opts: { signal: AbortSignal; onInfo?: OnInfo | undefined }): Promise<OriginResponse> {
-    opts.signal.throwIfAborted();
+  async request(req: OriginRequest, opts: { signal: AbortLike; onInfo?: OnInfo | undefined }): Promise<OriginResponse> {
+    if (opts.signal.aborted) throw opts.signal.reason;
     if (req.pin?.pinned === true) return this.pinnedRequest(req, req.pin, opts.signal);
     const candidates = req.backend !== undefined ? this.named(req.backend, req.key ?? req.path) : this.choose(req.key ?? req.path);
     if (candidates.length === 0) {
@@ -228,7 +228,7 @@ export class OriginClient {
    * gone the client gets an error (502) instead of a request on a different connection, which the origin would
    * not recognise as authenticated.
    */
-  private async pinnedRequest(req: OriginRequest, pin: PinSlotLike, signal: AbortSignal): Promise<OriginResponse> {
+  private async pinnedRequest(req: OriginRequest, pin: PinSlotLike, signal: AbortLike): Promise<OriginResponse> {
     const p = pin.data as PinnedConnection;
     if (p.lost) throw new OriginError('ORIGIN_ERR_PIN_LOST', `the pinned connection to ${p.backend.name} is gone`, { status: 502 });
     p.backend.counters.requests++;
@@ -273,7 +273,7 @@ export class OriginClient {
   }
 
   /** One request to one backend: a connection slot, credentials, the 401 retry. */
-  private async attempt(backend: Backend, req: OriginRequest, signal: AbortSignal, fresh = false, onInfo?: OnInfo): Promise<OriginResponse> {
+  private async attempt(backend: Backend, req: OriginRequest, signal: AbortLike, fresh = false, onInfo?: OnInfo): Promise<OriginResponse> {
     // A free slot is taken at once: the request is dispatched (and written to the origin socket) synchronously.
     const queued = backend.acquire(signal);
     if (queued !== undefined) await queued;
@@ -400,7 +400,7 @@ function forwardInfo(onInfo: OnInfo, i: { statusCode: number; headers: Headers }
   onInfo(i.statusCode, out);
 }
 
-function wrap(e: unknown, backend: Backend, req: OriginRequest, signal: AbortSignal): OriginError {
+function wrap(e: unknown, backend: Backend, req: OriginRequest, signal: AbortLike): OriginError {
   if (e instanceof OriginError) return e;
   if (signal.aborted) return new OriginError('ORIGIN_ERR_ABORTED', `request to ${backend.origin} aborted`, { cause: e });
   if (e instanceof undiciErrors.ConnectTimeoutError) {

@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import { finished } from 'node:stream';
 import type { CacheObject } from '../cache/cache-object.js';
+import type { AbortLike } from '../upstream.js';
 
 /** What the pump does with each chunk besides appending it: byte counts, store charges. */
 export type OnChunk = (chunk: Buffer) => void;
@@ -14,7 +15,7 @@ export type OnChunk = (chunk: Buffer) => void;
  * An unstored object's fetch still stops at `transitBytes` ahead of the slowest reader: the stream is paused, and
  * resumed from the object's next change (a reader passed chunks, left, or the object was failed or finished).
  */
-export function pump(obj: CacheObject, body: Readable, transitBytes: number, signal: AbortSignal, onChunk: OnChunk): Promise<void> {
+export function pump(obj: CacheObject, body: Readable, transitBytes: number, signal: AbortLike, onChunk: OnChunk): Promise<void> {
   if (isDirect(body)) return pumpDirect(obj, body, transitBytes, signal, onChunk);
   return new Promise<void>((resolve, reject) => {
     let settled = false;
@@ -107,7 +108,7 @@ function isDirect(body: Readable): body is DirectBody {
  * The pump over a direct body: the same contract as the stream pump (transit bound, abort, a refused chunk fails the
  * fetch, what came with the head taken synchronously) without a stream in between.
  */
-function pumpDirect(obj: CacheObject, body: DirectBody, transitBytes: number, signal: AbortSignal, onChunk: OnChunk): Promise<void> {
+function pumpDirect(obj: CacheObject, body: DirectBody, transitBytes: number, signal: AbortLike, onChunk: OnChunk): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     let settled = false;
     const settle = (e: unknown): void => {
