@@ -45,13 +45,24 @@ export interface UpstreamResponse {
   reusedConnection?: boolean;
 }
 
+/**
+ * What an upstream is handed to learn that nobody wants the answer any more: an AbortSignal fits, and so does the
+ * cache's cheaper FetchAbort (an AbortSignal costs ~6 us to build in Node 20, issue 16). Listeners get no event.
+ */
+export interface AbortLike {
+  readonly aborted: boolean;
+  readonly reason: unknown;
+  addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: 'abort', listener: () => void): void;
+}
+
 export interface Upstream {
   /**
    * Sends one request to an origin. Resolves once response headers arrived; the body streams afterwards. Rejects
    * when no response could be had (connect failure, timeout). Aborting `signal` destroys the origin connection if a
    * body was still in flight. `onInfo`, when given, hears interim responses (103 Early Hints) before the final one.
    */
-  request(req: UpstreamRequest, opts: { signal: AbortSignal; onInfo?: ((status: number, headers: HeaderMap) => void) | undefined }): Promise<UpstreamResponse>;
+  request(req: UpstreamRequest, opts: { signal: AbortLike; onInfo?: ((status: number, headers: HeaderMap) => void) | undefined }): Promise<UpstreamResponse>;
   /**
    * Optional: opens a TCP tunnel for `CONNECT host:port`. Rejects with an error carrying `status` 403 when the
    * destination is not allowed, 502/504 when it cannot be reached. Without it the proxy answers CONNECT with 405.

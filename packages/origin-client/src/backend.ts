@@ -1,3 +1,4 @@
+import type { AbortLike, ExchangeHooks } from './body.js';
 import { buildConnector, Client, Pool } from 'undici';
 import { OriginError } from './errors.js';
 import { Probe, type ProbeConfig } from './health.js';
@@ -104,6 +105,8 @@ export class Backend {
     healthChanges: 0,
     pinned: 0,
   };
+  /** What each dispatched request of this backend reports to it (body bytes as they arrive), one object for all. */
+  readonly hooks: ExchangeHooks = { count: (n: number) => void (this.counters.bytes += n) };
   readonly probe: Probe | undefined;
   private inflight = 0;
   private readonly waiting: Array<{ resolve: () => void; reject: (e: Error) => void; timer: NodeJS.Timeout }> = [];
@@ -207,7 +210,7 @@ export class Backend {
    * OriginError rather than piling requests up without bound. Undefined when a slot was free and is taken now: the
    * request goes out in the same turn, with no promise hop before it (issue 16, a miss's first byte).
    */
-  acquire(signal: AbortSignal): Promise<void> | undefined {
+  acquire(signal: AbortLike): Promise<void> | undefined {
     if (this.inflight < this.maxConnections) {
       this.inflight++;
       return undefined;

@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import { Client, errors as undiciErrors, type Dispatcher } from 'undici';
 import { Backend, type AdminHealth, type BackendConfig, type BackendCounters } from './backend.js';
 import { createDirector, type Director, type DirectorType } from './directors.js';
+import { dispatchRequest, type AbortLike, type DispatchedResponse, type ExchangeHooks, type OriginBody } from './body.js';
 import { OriginError } from './errors.js';
 import { openTunnel, type TunnelCounters } from './tunnel.js';
 
@@ -62,8 +63,11 @@ function isConnectionAuthChallenge(status: number, headers: Record<string, strin
 export interface OriginResponse {
   status: number;
   headers: Headers;
-  /** Paused: nothing flows until the consumer reads, pipes or resumes it (a 'data' listener alone does not). */
-  body: Readable;
+  /**
+   * Paused: nothing flows until the consumer reads, pipes or resumes it (a 'data' listener alone does not), or
+   * attaches a sink (`OriginBody.attach`: the chunks straight from undici's parser, no stream events).
+   */
+  body: OriginBody;
   /** Name of the backend that answered. */
   backend: string;
 }
@@ -183,8 +187,8 @@ export class OriginClient {
     return b.healthy ? [b] : [];
   }
 
-  async request(req: OriginRequest, opts: { signal: AbortSignal; onInfo?: OnInfo | undefined }): Promise<OriginResponse> {
-    opts.signal.throwIfAborted();
+  async request(req: OriginRequest, opts: { signal: AbortLike; onInfo?: OnInfo | undefined }): Promise<OriginResponse> {
+    if (opts.signal.aborted) throw opts.signal.reason;
     if (req.pin?.pinned === true) return this.pinnedRequest(req, req.pin, opts.signal);
     const candidates = req.backend !== undefined ? this.named(req.backend, req.key ?? req.path) : this.choose(req.key ?? req.path);
     if (candidates.length === 0) {
@@ -224,15 +228,15 @@ export class OriginClient {
    * gone the client gets an error (502) instead of a request on a different connection, which the origin would
    * not recognise as authenticated.
    */
-  private async pinnedRequest(req: OriginRequest, pin: PinSlotLike, signal: AbortSignal): Promise<OriginResponse> {
+  private async pinnedRequest(req: OriginRequest, pin: PinSlotLike, signal: AbortLike): Promise<OriginResponse> {
     const p = pin.data as PinnedConnection;
     if (p.lost) throw new OriginError('ORIGIN_ERR_PIN_LOST', `the pinned connection to ${p.backend.name} is gone`, { status: 502 });
     p.backend.counters.requests++;
     const headers: Headers = { ...req.headers };
     if (p.backend.config.hostHeader !== undefined) headers['host'] = p.backend.config.hostHeader;
     try {
-      const res = await p.client.request({ method: req.method as Dispatcher.HttpMethod, path: req.path, headers, body: req.body, signal });
-      return this.toResponse(p.backend, res, () => undefined);
+      const res = await dispatchRequest(p.client, { method: req.method as Dispatcher.HttpMethod, path: req.path, headers, body: req.body }, signal, p.backend.hooks);
+      return { status: res.statusCode, headers: res.headers, body: res.body, backend: p.backend.name };
     } catch (e: unknown) {
       p.backend.counters.failures++;
       // Any failure here means the one authenticated connection is unusable: never retried elsewhere.
@@ -268,26 +272,8 @@ export class OriginClient {
     backend.counters.pinned++;
   }
 
-  private toResponse(backend: Backend, res: Dispatcher.ResponseData, release: () => void): OriginResponse {
-    // undici's parsed head is a fresh object of lowercase names whose values are strings or string arrays (never
-    // undefined): handed on as it is, not copied (issue 16, a miss's first byte). A field named `__proto__` (undici
-    // keeps it as an own property) is dropped, as the copy this replaces dropped it.
-    const out = res.headers as Headers;
-    if (Object.hasOwn(out, '__proto__')) delete out['__proto__'];
-    const body = res.body as unknown as Readable;
-    // Paused first: a 'data' listener would otherwise switch the stream to flowing, and every chunk that arrived
-    // before the consumer listens (an async upstreamResponseFilter, a slow cacheKey) would go to this counter only
-    // and be lost to the object: a short or corrupted cached body. The consumer's read(), pipe or resume() counts.
-    body.pause();
-    body.on('data', (c: Buffer) => (backend.counters.bytes += c.length));
-    body.once('end', release);
-    body.once('close', release);
-    body.once('error', release);
-    return { status: res.statusCode, headers: out, body, backend: backend.name };
-  }
-
   /** One request to one backend: a connection slot, credentials, the 401 retry. */
-  private async attempt(backend: Backend, req: OriginRequest, signal: AbortSignal, fresh = false, onInfo?: OnInfo): Promise<OriginResponse> {
+  private async attempt(backend: Backend, req: OriginRequest, signal: AbortLike, fresh = false, onInfo?: OnInfo): Promise<OriginResponse> {
     // A free slot is taken at once: the request is dispatched (and written to the origin socket) synchronously.
     const queued = backend.acquire(signal);
     if (queued !== undefined) await queued;
@@ -309,18 +295,25 @@ export class OriginClient {
       const headers: Headers = backend.config.hostHeader === undefined && !preempt ? req.headers : { ...req.headers };
       if (backend.config.hostHeader !== undefined) headers['host'] = backend.config.hostHeader;
       if (preempt) headers['authorization'] = credentials;
+      // Through undici's dispatch with a handler of our own, not request(): no RequestHandler, AsyncResource or
+      // BodyReadable, no stream event per chunk unless a consumer reads the body as a stream (issue 16). The body
+      // counts backend bytes as they arrive and frees the connection slot when the exchange is over.
+      const hooks: ExchangeHooks = onInfo === undefined ? backend.hooks : { count: backend.hooks.count, onInfo: (i) => forwardInfo(onInfo, i) };
       // `servername` is not in undici's typings, but its Request takes it (else derives it from the Host header).
-      const send = (h: Headers): Promise<Dispatcher.ResponseData> =>
-        dispatcher.request<null>({
-          method: req.method as Dispatcher.HttpMethod,
-          path: req.path,
-          headers: h,
-          body: req.body,
+      const send = (h: Headers): Promise<DispatchedResponse> =>
+        dispatchRequest(
+          dispatcher,
+          {
+            method: req.method as Dispatcher.HttpMethod,
+            path: req.path,
+            headers: h,
+            body: req.body,
+            reset: fresh || backend.config.keepAlive === false,
+            servername: backend.plainServername,
+          } as Dispatcher.DispatchOptions & { servername: string | undefined },
           signal,
-          reset: fresh || backend.config.keepAlive === false,
-          servername: backend.plainServername,
-          onInfo: onInfo === undefined ? undefined : (i: { statusCode: number; headers: Headers }) => forwardInfo(onInfo, i),
-        } as Dispatcher.RequestOptions<null> & { servername: string | undefined });
+          hooks,
+        );
       let res = await send(headers);
       // A 401 we can answer: retry once with the configured credentials (only when they were not sent yet).
       if (res.statusCode === 401 && credentials !== undefined && headers['authorization'] === undefined && req.body === null) {
@@ -331,7 +324,8 @@ export class OriginClient {
         }
       }
       if (req.pin !== undefined && isConnectionAuthChallenge(res.statusCode, res.headers)) this.pin(req.pin, backend);
-      return this.toResponse(backend, res, release);
+      res.body.whenFinished(release);
+      return { status: res.statusCode, headers: res.headers, body: res.body, backend: backend.name };
     } catch (e: unknown) {
       release();
       backend.counters.failures++;
@@ -406,7 +400,7 @@ function forwardInfo(onInfo: OnInfo, i: { statusCode: number; headers: Headers }
   onInfo(i.statusCode, out);
 }
 
-function wrap(e: unknown, backend: Backend, req: OriginRequest, signal: AbortSignal): OriginError {
+function wrap(e: unknown, backend: Backend, req: OriginRequest, signal: AbortLike): OriginError {
   if (e instanceof OriginError) return e;
   if (signal.aborted) return new OriginError('ORIGIN_ERR_ABORTED', `request to ${backend.origin} aborted`, { cause: e });
   if (e instanceof undiciErrors.ConnectTimeoutError) {

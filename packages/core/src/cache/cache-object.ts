@@ -4,6 +4,7 @@ import type { NotStoredReason } from '../http/freshness.js';
 import { ageOf } from '../http/age.js';
 import { SlabSpan, type SlabPool } from './slab-pool.js';
 import type { ObjectReader, SliceMeta } from './object-parts.js';
+import { FetchAbort } from './fetch-abort.js';
 
 /**
  * A cache object: one origin response, its headers and its body as it arrives. The Varnish busy object, in TS.
@@ -102,7 +103,7 @@ export class CacheObject {
   private headersDecided = false;
 
   /** Aborts the origin fetch; wired by whoever starts the fetch. */
-  readonly fetchController = new AbortController();
+  readonly fetchController = new FetchAbort();
 
   private chunks: Buffer[] = [];
   /** Absolute index of chunks[0] (chunks before it were trimmed). */

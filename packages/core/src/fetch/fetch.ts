@@ -150,7 +150,7 @@ async function decide<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>, sf: SliceFetc
   invalidateAfterUnsafe(env, tx.req, res);
   const beresp = backendResponse(env, input);
   if (beresp.was304) env.stats.fetch_304++;
-  openResponsePhase(slicer, beresp, res, sf);
+  openResponsePhase(slicer, beresp, res, sf, env.hooks.upstreamResponseFilter !== undefined);
   const verdict = decideBeresp(env, input, beresp, tx.ctx, slicer);
   if ((verdict instanceof Promise ? await verdict : verdict) === 'retry') {
     logVcl(be, 'BACKEND_RESPONSE', 'retry');

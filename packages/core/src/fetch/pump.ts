@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import { finished } from 'node:stream';
 import type { CacheObject } from '../cache/cache-object.js';
+import type { AbortLike } from '../upstream.js';
 
 /** What the pump does with each chunk besides appending it: byte counts, store charges. */
 export type OnChunk = (chunk: Buffer) => void;
@@ -14,7 +15,8 @@ export type OnChunk = (chunk: Buffer) => void;
  * An unstored object's fetch still stops at `transitBytes` ahead of the slowest reader: the stream is paused, and
  * resumed from the object's next change (a reader passed chunks, left, or the object was failed or finished).
  */
-export function pump(obj: CacheObject, body: Readable, transitBytes: number, signal: AbortSignal, onChunk: OnChunk): Promise<void> {
+export function pump(obj: CacheObject, body: Readable, transitBytes: number, signal: AbortLike, onChunk: OnChunk): Promise<void> {
+  if (isDirect(body)) return pumpDirect(obj, body, transitBytes, signal, onChunk);
   return new Promise<void>((resolve, reject) => {
     let settled = false;
     /** Paused by the pump for transit space (not by anyone else). */
@@ -78,4 +80,80 @@ export function pump(obj: CacheObject, body: Readable, transitBytes: number, sig
 function takeBuffered(body: Readable): Buffer | null {
   if (body.readableLength === 0 || body.destroyed) return null;
   return body.read() as Buffer | null;
+}
+
+/**
+ * A body that can hand its chunks straight to a consumer (the origin client's, read through undici's dispatch
+ * handler: no stream events per chunk, issue 16). `attach` hands over what arrived already, synchronously, and false
+ * when the body is read as a stream already; `data` returning false pauses the origin read until `flow()`.
+ */
+interface DirectBody extends Readable {
+  readonly attachable: boolean;
+  attach(sink: DirectSink): boolean;
+  flow(): void;
+}
+
+interface DirectSink {
+  data(chunk: Buffer): boolean;
+  end(): void;
+  error(e: Error): void;
+}
+
+function isDirect(body: Readable): body is DirectBody {
+  const d = body as Partial<DirectBody>;
+  return typeof d.attach === 'function' && typeof d.flow === 'function' && d.attachable === true;
+}
+
+/**
+ * The pump over a direct body: the same contract as the stream pump (transit bound, abort, a refused chunk fails the
+ * fetch, what came with the head taken synchronously) without a stream in between.
+ */
+function pumpDirect(obj: CacheObject, body: DirectBody, transitBytes: number, signal: AbortLike, onChunk: OnChunk): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let settled = false;
+    const settle = (e: unknown): void => {
+      if (settled) return;
+      settled = true;
+      signal.removeEventListener('abort', onAbort);
+      if (e === undefined) resolve();
+      else reject(e instanceof Error ? e : new Error(String(e)));
+    };
+    const resumeWhenSpace = (): void => {
+      if (settled) return;
+      if (obj.overTransit(transitBytes) && !obj.isFinal) obj.onNextChange(resumeWhenSpace);
+      else body.flow();
+    };
+    const sink: DirectSink = {
+      data(chunk: Buffer): boolean {
+        if (settled) return false;
+        try {
+          obj.extend(chunk);
+          onChunk(chunk);
+        } catch (e: unknown) {
+          // A chunk the object refuses (it failed meanwhile): the body stops here, the fetch fails with the error.
+          settle(e);
+          body.destroy(e as Error);
+          return false;
+        }
+        if (!obj.overTransit(transitBytes)) return true;
+        obj.onNextChange(resumeWhenSpace);
+        return false;
+      },
+      end(): void {
+        settle(undefined);
+      },
+      error(e: Error): void {
+        settle(e);
+      },
+    };
+    const onAbort = (): void => {
+      settle(signal.reason ?? new Error('fetch aborted'));
+      body.destroy(signal.reason as Error);
+    };
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    // What the origin sent with its head is handed over now, synchronously (as the stream pump's takeBuffered: head
+    // and body of a small miss in one client write); the rest as the parser reads it.
+    if (!body.attach(sink)) settle(new Error('origin body already read'));
+  });
 }

@@ -51,10 +51,11 @@ export function cloneHeaders(headers: HeaderMap): HeaderMap {
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 
 export function stripHopByHop(headers: HeaderMap, opts: { keepContentLength?: boolean } = {}): HeaderMap {
-  const named = new Set(getHeaderList(headers, 'connection').map((s) => s.toLowerCase()));
+  // The fields Connection names; no set built when there is no Connection field (most requests and responses).
+  const named = headers['connection'] === undefined ? undefined : new Set(getHeaderList(headers, 'connection').map((s) => s.toLowerCase()));
   const out: HeaderMap = {};
   for (const k in headers) {
-    if (HOP_BY_HOP.has(k) || named.has(k) || k.startsWith('proxy-')) continue;
+    if (HOP_BY_HOP.has(k) || named?.has(k) === true || k.startsWith('proxy-')) continue;
     if (k === 'content-length' && opts.keepContentLength !== true) continue;
     const v = headers[k];
     if (v !== undefined) out[k] = v;

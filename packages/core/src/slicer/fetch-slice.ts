@@ -127,10 +127,13 @@ async function headProbe<Ctx>(env: ProxyEnv<Ctx>, f: SliceFetch<Ctx>, size: numb
   return undefined;
 }
 
-/** Opens the response phase: enable() now checks the response. */
-export function openResponsePhase(slicer: FetchSlicer, beresp: BackendResponse, res: UpstreamResponse, f: SliceFetch<unknown>): void {
+/**
+ * Opens the response phase: enable() now checks the response. The candidate (a copy of the headers) is made only
+ * when a response hook will hold the handle (`forHook`): nothing else calls enable() (issue 16, a miss's copies).
+ */
+export function openResponsePhase(slicer: FetchSlicer, beresp: BackendResponse, res: UpstreamResponse, f: SliceFetch<unknown>, forHook = true): void {
   slicer.phase = 'response';
-  slicer.candidate = candidateOf(beresp.status, beresp.headers, res.headers, f.isPass, f.bereq.body !== null);
+  if (forHook) slicer.candidate = candidateOf(beresp.status, beresp.headers, res.headers, f.isPass, f.bereq.body !== null);
 }
 
 /**
@@ -143,6 +146,8 @@ export function sliceDecision<Ctx>(env: ProxyEnv<Ctx>, slicer: FetchSlicer, bere
   if (slicer.isSub() || f.isPass || beresp.uncacheable) return undefined;
   // A 304 refreshing a sliced object keeps it sliced, with the same segments.
   if (beresp.was304) return f.stale?.slice?.size;
+  // Nobody asked for a size and no --slice-min: not sliced, without the candidate's copy of the headers.
+  if (slicer.decided === undefined && slicer.requested === undefined && env.slicing?.minBytes === undefined) return undefined;
   const c = candidateOf(beresp.status, beresp.headers, res.headers, f.isPass, f.bereq.body !== null);
   const size = slicer.decided ?? slicer.requested ?? adaptiveSize(env, f.tx.req, c.headers);
   if (size === undefined) return undefined;
