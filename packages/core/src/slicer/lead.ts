@@ -125,8 +125,13 @@ export class Lead {
     } catch (e: unknown) {
       this.input.res.body.destroy();
       const err = e instanceof ProxyError ? e : new ProxyError('CORE_ERR_UPSTREAM_BODY', `slicer first run: ${errorMessage(e)}`, { source: 'upstream', cause: e });
-      if (!this.controller.signal.aborted) env.log({ level: 'warn', event: 'slice-run-failed', message: err.message, url: this.input.req.url });
       env.stats.fetch_failed++;
+      if (!this.controller.signal.aborted) {
+        env.log({ level: 'warn', event: 'slice-run-failed', message: err.message, url: this.input.req.url });
+        // The origin broke off the 200 that made the meta object (short of its Content-Length, a reset): nothing of
+        // that response is kept, the meta object and the segments already cut go too, as an unsliced miss's body.
+        env.store.remove(this.meta);
+      }
       failSlots(env, this.slots, err);
     } finally {
       this.blocked = true;
