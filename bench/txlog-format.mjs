@@ -2,7 +2,7 @@
 // (issue 16): the records a prepared hit on a keep-alive connection writes (txlog-micro.mjs's hit, its header block one
 // string as the prepared hit's is), then, per group, the main thread's CPU time (/proc/self/task schedstat, ns) for
 //   record   1000 hits' records built (TxLog, Transaction, records.ts), handed to a sink that keeps them
-//   text     those 1000 groups formatted as varnishlog text into one buffer (format-bytes.ts; templates after s8)
+//   text     those 1000 groups formatted as varnishlog text into one buffer (format-bytes.ts)
 //   ndjson   the same as NDJSON
 //   file     the same groups through a FileSink (text) to /dev/null: formatting, buffering, fs.write calls
 // Each measure runs the trees in turn, `--rounds` times (default 15), and keeps the best (the least disturbed by other

@@ -2,7 +2,6 @@ import { ByteWriter } from './bytes.js';
 import { isRestart, type TxGrouping, type TxView } from './format.js';
 import { RAW_ACCT, RAW_BEGIN, RAW_BLOCK, RAW_HEADER, RAW_HIT, RAW_RUN, RAW_TIMESTAMP, RAW_WORDS, type RawRecords, type RecordRun } from './raw.js';
 import { maskHeaderLine } from './secrets.js';
-import { ANY_NUMBER, ANY_RUN, RecordsTemplate, SLOT_FIXED6, SLOT_NUM, SLOT_RUN, SLOT_SEC6, SLOT_SEC6_DIFF, SLOT_SUM, templateCounts, templatesFor, writeSlot } from './template.js';
 
 /**
  * The log's text formats written as bytes (txlog/bytes.ts), for the log file: the same bytes as formatVarnishlog and
@@ -54,18 +53,6 @@ interface Out {
   level: number;
   /** NDJSON: records written so far in the current transaction (a comma before every one but the first). */
   count: number;
-  /** Compiling a template (txlog/template.ts): numbers are noted as slots, not written. */
-  c?: Compiling | undefined;
-}
-
-/** A template being compiled: which raw entries are slots, each slot's writer call and where it goes. */
-interface Compiling {
-  slots: Uint8Array;
-  ops: number[];
-  /** The output offset of each slot. */
-  cuts: number[];
-  /** Records in the run slots (the template's own count leaves them out). */
-  runRecords: number;
 }
 
 function open(o: Out, tag: string): void {
@@ -89,21 +76,9 @@ function str(o: Out, s: string): void {
   else o.w.str(s);
 }
 
-/** A number from the raw records (`raw[i]`, with `raw[j]`: see template.ts's slot kinds); a slot when compiling. */
-function slot(o: Out, kind: number, raw: RawRecords, i: number, j: number): void {
-  const c = o.c;
-  if (c === undefined) return writeSlot(o.w, kind, raw, i, j);
-  c.slots[i] = ANY_NUMBER;
-  if (j >= 0) c.slots[j] = ANY_NUMBER;
-  c.ops.push(kind, i, j);
-  c.cuts.push(o.w.n);
-}
-
-/** `raw[i]`, a string or a number, as a template literal gives it. */
-function val(o: Out, raw: RawRecords, i: number): void {
-  const x = raw[i] as string | number;
+function val(o: Out, x: string | number): void {
   if (typeof x === 'string') str(o, x);
-  else slot(o, SLOT_NUM, raw, i, -1);
+  else o.w.num(x);
 }
 
 /** A value's separator or a fixed piece with nothing to escape (`: `, a space). */
@@ -118,76 +93,16 @@ function record(o: Out, tag: string, value: string): void {
   close(o);
 }
 
-/**
- * The records of a transaction (as appended, or as tag/value), each through `o`. A live transaction is rendered from
- * a template when one of its format and level matches (txlog/template.ts); a transaction no template matched that has
- * the shape of the previous such one compiles a template.
- */
+/** The records of a transaction (as appended, or as tag/value), each through `o`. */
 function records(o: Out, t: TxView): void {
-  const raw = t.raw;
-  if (raw === undefined) {
-    for (const r of t.records) record(o, r.tag, r.value);
-    return;
-  }
-  const cache = templatesFor(o.json, o.level);
-  let tp = cache.find(raw);
-  if (tp === undefined) {
-    if (!cache.worthCompiling(raw)) return walk(o, raw);
-    tp = compile(raw, o.json, o.level, o.prefixes);
-    templateCounts.compiled++;
-    cache.add(tp);
-  }
-  templateCounts.rendered++;
-  render(o, tp, raw);
-}
-
-/** Scratch space of compile (the pieces are copied out). */
-const scratch = new ByteWriter(4096);
-
-/** A template of `raw`'s records (txlog/template.ts): the formatter run once with its numbers and runs noted as slots. */
-function compile(raw: RawRecords, json: boolean, level: number, prefixes: Map<string, Uint8Array>): RecordsTemplate {
-  const c: Compiling = { slots: new Uint8Array(raw.length), ops: [], cuts: [], runRecords: 0 };
-  const w = scratch;
-  w.n = 0;
-  const o: Out = { w, json, prefixes, level, count: 0, c };
-  walk(o, raw);
-  // One buffer for all the pieces, each a view of it.
-  const all = new Uint8Array(w.buf.subarray(0, w.n));
-  const pieces: Uint8Array[] = [];
-  let from = 0;
-  for (const cut of [...c.cuts, w.n]) {
-    pieces.push(all.subarray(from, cut));
-    from = cut;
-  }
-  return new RecordsTemplate(json, level, raw.slice(), c.slots, Int32Array.from(c.ops), pieces, w.n, o.count - c.runRecords);
-}
-
-/** The formatter's bytes for `raw`, which matches `tp`: the pieces, the numbers written in, the runs copied in. */
-function render(o: Out, tp: RecordsTemplate, raw: RawRecords): void {
-  const w = o.w;
-  const pieces = tp.pieces;
-  const ops = tp.ops;
-  w.ensure(tp.fixedBytes);
-  o.count += tp.count;
-  const last = pieces.length - 1;
-  for (let k = 0; ; k++) {
-    w.bytes(pieces[k] as Uint8Array);
-    if (k === last) break;
-    const kind = ops[k * 3] as number;
-    const i = ops[k * 3 + 1] as number;
-    if (kind === SLOT_RUN) {
-      const r = raw[i] as RecordRun;
-      o.count += r.tags.length;
-      w.bytes(runBytes(o, r));
-    } else writeSlot(w, kind, raw, i, ops[k * 3 + 2] as number);
-  }
+  if (t.raw !== undefined) walk(o, t.raw);
+  else for (const r of t.records) record(o, r.tag, r.value);
 }
 
 /** txlog/raw.ts's visitRaw, writing each record instead of building its value. */
 function walk(o: Out, raw: RawRecords): void {
-  // Where the Begin's start time and the last timestamp are (-1: none, taken as 0).
-  let start = -1;
-  let last = -1;
+  let start = 0;
+  let last = 0;
   let i = 0;
   const len = raw.length;
   while (i < len) {
@@ -199,17 +114,16 @@ function walk(o: Out, raw: RawRecords): void {
     }
     switch (k) {
       case RAW_BEGIN:
-        start = last = i + 4;
-        words(o, 'Begin', raw, i + 1);
+        start = last = raw[i + 4] as number;
+        words(o, 'Begin', raw[i + 1] as string | number, raw[i + 2] as string | number, raw[i + 3] as string | number);
         i += 5;
         break;
       case RAW_TIMESTAMP:
-        timestamp(o, raw, i + 1, start, last);
-        last = i + 2;
+        last = timestamp(o, raw[i + 1] as string | number, raw[i + 2] as number, start, last);
         i += 3;
         break;
       case RAW_HEADER:
-        header(o, raw[i + 1] as string, raw, i + 2);
+        header(o, raw[i + 1] as string, raw[i + 2] as string | number, raw[i + 3] as string | number);
         i += 4;
         break;
       case RAW_BLOCK:
@@ -217,19 +131,19 @@ function walk(o: Out, raw: RawRecords): void {
         i += 5;
         break;
       case RAW_RUN:
-        run(o, raw[i + 1] as RecordRun, i + 1);
+        run(o, raw[i + 1] as RecordRun);
         i += 2;
         break;
       case RAW_WORDS:
-        words(o, raw[i + 1] as string, raw, i + 2);
+        words(o, raw[i + 1] as string, raw[i + 2] as string | number, raw[i + 3] as string | number, raw[i + 4] as string | number);
         i += 5;
         break;
       case RAW_HIT:
-        hit(o, raw, i + 1);
+        hit(o, raw[i + 1] as string | number, raw[i + 2] as number, raw[i + 3] as number, raw[i + 4] as number);
         i += 5;
         break;
       case RAW_ACCT:
-        acct(o, raw, i + 1);
+        acct(o, raw[i + 1] as number, raw[i + 2] as number, raw[i + 3] as number, raw[i + 4] as number);
         i += 5;
         break;
       default:
@@ -238,72 +152,74 @@ function walk(o: Out, raw: RawRecords): void {
   }
 }
 
-/** `tag  a b c`, from raw[i], raw[i + 1], raw[i + 2]. */
-function words(o: Out, tag: string, raw: RawRecords, i: number): void {
+/** `tag  a b c`. */
+function words(o: Out, tag: string, a: string | number, b: string | number, c: string | number): void {
   open(o, tag);
-  val(o, raw, i);
+  val(o, a);
   ascii(o, 0x20);
-  val(o, raw, i + 1);
+  val(o, b);
   ascii(o, 0x20);
-  val(o, raw, i + 2);
+  val(o, c);
   close(o);
 }
 
-/** `Timestamp  Label: abs since-start since-last`: label raw[i], time raw[i + 1], start and last where they are. */
-function timestamp(o: Out, raw: RawRecords, i: number, start: number, last: number): void {
+/** `Timestamp  Label: abs since-start since-last`; returns `now` (the next one's last). */
+function timestamp(o: Out, label: string | number, now: number, start: number, last: number): number {
   const w = o.w;
   open(o, 'Timestamp');
-  val(o, raw, i);
+  val(o, label);
   w.ensure(2);
   w.buf[w.n++] = 0x3a;
   w.buf[w.n++] = 0x20;
-  slot(o, SLOT_SEC6, raw, i + 1, -1);
+  w.sec6(now);
   ascii(o, 0x20);
-  slot(o, SLOT_SEC6_DIFF, raw, i + 1, start);
+  w.sec6(now - start);
   ascii(o, 0x20);
-  slot(o, SLOT_SEC6_DIFF, raw, i + 1, last);
+  w.sec6(now - last);
   close(o);
+  return now;
 }
 
-/** `tag  name: value`, name raw[i], value raw[i + 1]. */
-function header(o: Out, tag: string, raw: RawRecords, i: number): void {
+/** `tag  name: value`. */
+function header(o: Out, tag: string, name: string | number, value: string | number): void {
   const w = o.w;
   open(o, tag);
-  val(o, raw, i);
+  val(o, name);
   w.ensure(2);
   w.buf[w.n++] = 0x3a;
   w.buf[w.n++] = 0x20;
-  val(o, raw, i + 1);
+  val(o, value);
   close(o);
 }
 
-/** `Hit  <vxid> <ttl> <grace> <keep>` from raw[i..i + 3]. */
-function hit(o: Out, raw: RawRecords, i: number): void {
+/** `Hit  <vxid> <ttl> <grace> <keep>`. */
+function hit(o: Out, vxid: string | number, ttl: number, grace: number, keep: number): void {
   open(o, 'Hit');
-  val(o, raw, i);
+  val(o, vxid);
   ascii(o, 0x20);
-  slot(o, SLOT_FIXED6, raw, i + 1, -1);
+  o.w.fixed6(ttl);
   ascii(o, 0x20);
-  slot(o, SLOT_FIXED6, raw, i + 2, -1);
+  o.w.fixed6(grace);
   ascii(o, 0x20);
-  slot(o, SLOT_FIXED6, raw, i + 3, -1);
+  o.w.fixed6(keep);
   close(o);
 }
 
-/** `ReqAcct  hb bb hb+bb rh rb rh+rb` from raw[i..i + 3]. */
-function acct(o: Out, raw: RawRecords, i: number): void {
+/** `ReqAcct  hb bb hb+bb rh rb rh+rb`. */
+function acct(o: Out, hb: number, bb: number, rh: number, rb: number): void {
+  const w = o.w;
   open(o, 'ReqAcct');
-  slot(o, SLOT_NUM, raw, i, -1);
+  w.num(hb);
   ascii(o, 0x20);
-  slot(o, SLOT_NUM, raw, i + 1, -1);
+  w.num(bb);
   ascii(o, 0x20);
-  slot(o, SLOT_SUM, raw, i, i + 1);
+  w.num(hb + bb);
   ascii(o, 0x20);
-  slot(o, SLOT_NUM, raw, i + 2, -1);
+  w.num(rh);
   ascii(o, 0x20);
-  slot(o, SLOT_NUM, raw, i + 3, -1);
+  w.num(rb);
   ascii(o, 0x20);
-  slot(o, SLOT_SUM, raw, i + 2, i + 3);
+  w.num(rh + rb);
   close(o);
 }
 
@@ -336,27 +252,10 @@ function block(o: Out, tag: string, b: string, mask: boolean, from: number): voi
   }
 }
 
-/** A run's records: formatted once per format and level (kept on the run), copied after that; a slot when compiling. */
-function run(o: Out, r: RecordRun, i: number): void {
+/** A run's records: formatted once per format and level (kept on the run), copied after that. */
+function run(o: Out, r: RecordRun): void {
   const len = r.tags.length;
   if (len === 0) return;
-  if (o.json && o.count > 0) o.w.byte(0x2c);
-  o.count += len;
-  const c = o.c;
-  if (c !== undefined) {
-    c.runRecords += len;
-    // (NDJSON: the comma is the piece's; a run slot only matches a run with records, which gets one the same.)
-    c.slots[i] = ANY_RUN;
-    c.ops.push(SLOT_RUN, i, -1);
-    c.cuts.push(o.w.n);
-    return;
-  }
-  o.w.bytes(runBytes(o, r));
-}
-
-/** A run's records as bytes in `o`'s format and level (made once, kept on the run). */
-function runBytes(o: Out, r: RecordRun): Uint8Array {
-  const len = r.tags.length;
   if (o.json) {
     let bytes = r.json;
     if (bytes === undefined) {
@@ -365,16 +264,19 @@ function runBytes(o: Out, r: RecordRun): Uint8Array {
       for (let j = 0; j < len; j++) record(inner, r.tags[j] as string, r.values[j] as string);
       r.json = bytes = w.buf.subarray(0, w.n);
     }
-    return bytes;
+    if (o.count > 0) o.w.byte(0x2c);
+    o.count += len;
+    o.w.bytes(bytes);
+    return;
   }
   let bytes = r.text[o.level];
   if (bytes === undefined) {
     const w = new ByteWriter(256);
-    const inner: Out = { w, json: false, prefixes: textPrefix(o.level), level: o.level, count: 0 };
+    const inner: Out = { w, json: false, prefixes: o.prefixes, level: o.level, count: 0 };
     for (let j = 0; j < len; j++) record(inner, r.tags[j] as string, r.values[j] as string);
     r.text[o.level] = bytes = w.buf.subarray(0, w.n);
   }
-  return bytes;
+  o.w.bytes(bytes);
 }
 
 /** `t`'s block at `level` (its header line, its records), as formatVarnishlog's txBlock. */
