@@ -5,7 +5,7 @@
 // request path, and the log's recording and formatting) and in all threads (the log's writer thread before issue 16's
 // second round, libuv's pool doing the file writes, V8's GC and compiler helpers). User space only: the kernel's share
 // of the writes is not in it (the same bytes are written either way).
-// Usage: node bench/txlog-callgrind.mjs [--base CHECKOUT] [--requests N] [--warmup N] [--settle-ms MS] [--modes off,file-text,file-ndjson] [--trees this,base] [--out FILE]
+// Usage: node bench/txlog-callgrind.mjs [--base CHECKOUT] [--requests N] [--warmup N] [--settle-ms MS] [--modes off,file-text,file-ndjson] [--trees this,base] [--out FILE] [--keep DIR] [--node-flags a,b]
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -30,13 +30,17 @@ const SETTLE_MS = Number(opt('--settle-ms', 0));
 const TREES = opt('--trees', base === undefined ? 'this' : 'this,base').split(',');
 const out = opt('--out', path.join(ROOT, 'bench/results', `${new Date().toISOString().slice(0, 10)}-txlog-callgrind.json`));
 const CONNECTIONS = 8;
+// Keep each run's callgrind files here (one folder per tree and mode) for callgrind_annotate, instead of deleting them.
+const KEEP = opt('--keep');
+// Extra node flags for the proxy (e.g. --no-concurrent-recompilation), comma-separated.
+const NODE_FLAGS = opt('--node-flags', '').split(',').filter((x) => x !== '');
 
 const flags = (mode, tmp, tag) =>
   mode === 'off' ? [] : mode === 'file-text' ? ['--log', 'text', '--log-file', path.join(tmp, `${tag}.log`)] : ['--log', 'ndjson', '--log-file', path.join(tmp, `${tag}.log`)];
 
 function startProxy(checkout, backend, extra, tmp) {
   const bin = path.join(checkout, 'packages/cli/bin/run.js');
-  const args = ['--tool=callgrind', '--collect-atstart=yes', '--separate-threads=yes', `--callgrind-out-file=${tmp}/callgrind.out.%p`, process.execPath, bin, 'proxy', '--listen', '127.0.0.1:0', '--backend', backend, '--quiet', ...extra];
+  const args = ['--tool=callgrind', '--collect-atstart=yes', '--separate-threads=yes', `--callgrind-out-file=${tmp}/callgrind.out.%p`, process.execPath, ...NODE_FLAGS, bin, 'proxy', '--listen', '127.0.0.1:0', '--backend', backend, '--quiet', ...extra];
   const p = spawn('valgrind', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   return new Promise((resolve, reject) => {
     let text = '';
@@ -88,6 +92,11 @@ async function measure(checkout, mode, originUrl, tag) {
     proxy.proc.once('exit', resolve);
     proxy.proc.kill('SIGTERM');
   });
+  if (KEEP !== undefined) {
+    const dest = path.join(path.resolve(KEEP), tag);
+    mkdirSync(dest, { recursive: true });
+    for (const f of parts) writeFileSync(path.join(dest, f), readFileSync(path.join(tmp, f)));
+  }
   rmSync(tmp, { recursive: true, force: true });
   const answered = r['2xx'];
   return { checkout: path.basename(checkout), mode, answered, errors: r.errors, mainThread: Math.round(main / answered), allThreads: Math.round(all / answered) };
