@@ -30,6 +30,13 @@ const REASONS: Record<number, string> = {
 /** How long a closing connection keeps reading (and dropping) what the client still sends (nginx: lingering_time). */
 const LINGER_MS = 2_000;
 
+/** The TCP handle's counters the idle clock reads (accessors of Node's StreamBase / LibuvStreamWrap). */
+interface HandleCounters {
+  readonly bytesRead: number;
+  readonly bytesWritten: number;
+  readonly writeQueueSize: number;
+}
+
 function destroySocket(s: Socket): void {
   s.destroy();
 }
@@ -60,6 +67,11 @@ export class Connection implements ResponseOwner {
   private resumeWhenWritten = false;
   /** writeDirect's completion callback, one per connection (no closure per write). */
   private readonly onDirectDone: DirectWriteDone;
+  /** The handle's counters when the idle clock last saw them change, and when (performance.now() ms): idleCheck. */
+  private seenRead: number;
+  private seenWritten: number;
+  private seenQueue: number;
+  private activeAtMs: number;
 
   constructor(socket: Socket, server: Http1Server) {
     this.socket = socket;
@@ -83,14 +95,38 @@ export class Connection implements ResponseOwner {
     if (!this.readsShared) socket.on('data', (d: Buffer) => this.onData(d));
     socket.on('error', () => socket.destroy());
     socket.on('close', () => this.onClose());
-    // One idle timer for the connection's life (re-arming it per request is measurable on the hit path). It fires
-    // after keepAliveTimeoutMs without any socket activity; a response in progress is not idle.
-    socket.on('timeout', () => {
-      if (this.state === 'active') return;
-      this.closeReason(this.state === 'head' ? 'RX_TIMEOUT' : 'RX_CLOSE_IDLE');
-      socket.destroy();
-    });
-    socket.setTimeout(server.keepAliveTimeoutMs);
+    // No socket timer (socket.setTimeout): Node refreshes it on every read and write, a timer-list re-insert and a
+    // clock read per hit. The server's idle clock looks at the handle's counters instead (idleCheck).
+    const h = (socket as unknown as { _handle: HandleCounters | null })._handle;
+    this.seenRead = h?.bytesRead ?? 0;
+    this.seenWritten = h?.bytesWritten ?? 0;
+    this.seenQueue = h?.writeQueueSize ?? 0;
+    this.activeAtMs = performance.now();
+  }
+
+  /**
+   * The server's idle clock (Http1Server), every tick: the connection closes after keepAliveTimeoutMs without socket
+   * activity, as Node's socket timeout did: bytes read, bytes handed to the handle, or a queued write moving (what
+   * Node's timer is refreshed by, and what its _onTimeout checks). Activity is noticed at the first tick after it, so
+   * the close is never early and at most two ticks late. A response in progress is not idle; a tunnel has its own.
+   */
+  idleCheck(nowMs: number, timeoutMs: number): void {
+    if (this.state === 'tunnel') return;
+    const h = (this.socket as unknown as { _handle: HandleCounters | null })._handle;
+    if (h === null) return;
+    const read = h.bytesRead;
+    const written = h.bytesWritten;
+    const queue = h.writeQueueSize;
+    if (read !== this.seenRead || written !== this.seenWritten || queue !== this.seenQueue) {
+      this.seenRead = read;
+      this.seenWritten = written;
+      this.seenQueue = queue;
+      this.activeAtMs = nowMs;
+      return;
+    }
+    if (nowMs - this.activeAtMs < timeoutMs || this.state === 'active') return;
+    this.closeReason(this.state === 'head' ? 'RX_TIMEOUT' : 'RX_CLOSE_IDLE');
+    this.socket.destroy();
   }
 
   /**
@@ -219,8 +255,6 @@ export class Connection implements ResponseOwner {
     // emitted to no one and lost. Back to neither flowing nor paused, as Node's http server does before 'connect':
     // bytes are buffered (reads go on until the Readable is full) and the first 'data' listener or pipe resumes it.
     (this.socket as { readableFlowing: boolean | null }).readableFlowing = null;
-    this.socket.removeAllListeners('timeout');
-    this.socket.setTimeout(0);
     onConnect({ target: head.target, headers: head.headers, remoteAddress: this.socket.remoteAddress ?? '' }, this.socket, owned(rest));
   }
 
