@@ -97,6 +97,34 @@ function lowerName(name: string): string {
   }
 }
 
+/**
+ * headers[key] = value for a field not there yet; the common request fields by name. A store with a changing key is
+ * a megamorphic keyed store (a stub-cache probe and often a runtime call) on every request; a store by name is an
+ * inline map transition, and the usual heads (Host first) then share their objects' shapes. `key` is lowerName's:
+ * the literal for these names, so the comparisons are by reference.
+ */
+function storeField(headers: HeaderMap, key: string, value: string): void {
+  switch (key) {
+    case 'host':
+      headers['host'] = value;
+      return;
+    case 'user-agent':
+      headers['user-agent'] = value;
+      return;
+    case 'accept':
+      headers['accept'] = value;
+      return;
+    case 'accept-encoding':
+      headers['accept-encoding'] = value;
+      return;
+    case 'connection':
+      headers['connection'] = value;
+      return;
+    default:
+      headers[key] = value;
+  }
+}
+
 /** The last space of s before `end` (s.lastIndexOf(' ', end - 1) there), without String#lastIndexOf's runtime call. */
 function lastSpace(s: string, end: number): number {
   for (let i = end - 1; i >= 0; i--) if (s.charCodeAt(i) === 32) return i;
@@ -200,7 +228,7 @@ function parseFields(head: string, from: number, len: number): HeaderMap | HeadE
     // inherited value. A field named `__proto__` cannot be stored in a plain object and is dropped.
     const prev = fields === 0 || !Object.hasOwn(headers, key) ? undefined : headers[key];
     fields++;
-    if (prev === undefined) headers[key] = value;
+    if (prev === undefined) storeField(headers, key, value);
     else if (key === 'host') return { status: 400, reason: 'duplicate Host' };
     else if (Array.isArray(prev)) prev.push(value);
     else headers[key] = key === 'set-cookie' ? [prev, value] : `${prev}, ${value}`;
