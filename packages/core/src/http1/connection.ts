@@ -2,8 +2,9 @@ import type { Socket } from 'node:net';
 import { BodyClock } from './body-clock.js';
 import { ChunkedDecoder, ChunkedFramingError, LengthDecoder, type BodyDecoder } from './body-reader.js';
 import { ProxyError } from '../errors.js';
-import { isHeadError, parseRequestHead, type RequestHead } from './parse-head.js';
+import { isHeadError, parseRequestHead, REASONS, type RequestHead } from './parse-head.js';
 import { writeDirect, type DirectWriteDone } from './direct-write.js';
+import { IdleWatch } from './idle-clock.js';
 import { isShared, owned, readIntoShared, sharedText, sharedView } from './read-buffer.js';
 import { Http1Response, type ResponseOwner } from './response.js';
 import type { ConnectionContext, Http1Request, Http1Server } from './server.js';
@@ -16,26 +17,8 @@ import type { ConnectionContext, Http1Request, Http1Server } from './server.js';
 let nextConnectionId = 1;
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
-/** Reason phrases of the statuses the connection answers by itself. */
-const REASONS: Record<number, string> = {
-  400: 'Bad Request',
-  405: 'Method Not Allowed',
-  408: 'Request Timeout',
-  413: 'Content Too Large',
-  414: 'URI Too Long',
-  431: 'Request Header Fields Too Large',
-  501: 'Not Implemented',
-  505: 'HTTP Version Not Supported',
-};
 /** How long a closing connection keeps reading (and dropping) what the client still sends (nginx: lingering_time). */
 const LINGER_MS = 2_000;
-
-/** The TCP handle's counters the idle clock reads (accessors of Node's StreamBase / LibuvStreamWrap). */
-interface HandleCounters {
-  readonly bytesRead: number;
-  readonly bytesWritten: number;
-  readonly writeQueueSize: number;
-}
 
 function destroySocket(s: Socket): void {
   s.destroy();
@@ -67,11 +50,8 @@ export class Connection implements ResponseOwner {
   private resumeWhenWritten = false;
   /** writeDirect's completion callback, one per connection (no closure per write). */
   private readonly onDirectDone: DirectWriteDone;
-  /** The handle's counters when the idle clock last saw them change, and when (performance.now() ms): idleCheck. */
-  private seenRead: number;
-  private seenWritten: number;
-  private seenQueue: number;
-  private activeAtMs: number;
+  /** The idle clock's view of the socket (idle-clock.ts). */
+  private readonly idle: IdleWatch;
 
   constructor(socket: Socket, server: Http1Server) {
     this.socket = socket;
@@ -95,36 +75,15 @@ export class Connection implements ResponseOwner {
     if (!this.readsShared) socket.on('data', (d: Buffer) => this.onData(d));
     socket.on('error', () => socket.destroy());
     socket.on('close', () => this.onClose());
-    // No socket timer (socket.setTimeout): Node refreshes it on every read and write, a timer-list re-insert and a
-    // clock read per hit. The server's idle clock looks at the handle's counters instead (idleCheck).
-    const h = (socket as unknown as { _handle: HandleCounters | null })._handle;
-    this.seenRead = h?.bytesRead ?? 0;
-    this.seenWritten = h?.bytesWritten ?? 0;
-    this.seenQueue = h?.writeQueueSize ?? 0;
-    this.activeAtMs = performance.now();
+    this.idle = new IdleWatch(socket); // no socket timer: the server's idle clock (idle-clock.ts)
   }
 
   /**
-   * The server's idle clock (Http1Server), every tick: the connection closes after keepAliveTimeoutMs without socket
-   * activity, as Node's socket timeout did: bytes read, bytes handed to the handle, or a queued write moving (what
-   * Node's timer is refreshed by, and what its _onTimeout checks). Activity is noticed at the first tick after it, so
-   * the close is never early and at most two ticks late. A response in progress is not idle; a tunnel has its own.
+   * A tick of the server's idle clock: the connection closes after timeoutMs without socket activity, as Node's socket
+   * timeout did (RX_CLOSE_IDLE; RX_TIMEOUT in a head). A response in progress is not idle; a tunnel has its own.
    */
   idleCheck(nowMs: number, timeoutMs: number): void {
-    if (this.state === 'tunnel') return;
-    const h = (this.socket as unknown as { _handle: HandleCounters | null })._handle;
-    if (h === null) return;
-    const read = h.bytesRead;
-    const written = h.bytesWritten;
-    const queue = h.writeQueueSize;
-    if (read !== this.seenRead || written !== this.seenWritten || queue !== this.seenQueue) {
-      this.seenRead = read;
-      this.seenWritten = written;
-      this.seenQueue = queue;
-      this.activeAtMs = nowMs;
-      return;
-    }
-    if (nowMs - this.activeAtMs < timeoutMs || this.state === 'active') return;
+    if (this.state === 'tunnel' || this.idle.idleMs(this.socket, nowMs) < timeoutMs || this.state === 'active') return;
     this.closeReason(this.state === 'head' ? 'RX_TIMEOUT' : 'RX_CLOSE_IDLE');
     this.socket.destroy();
   }
@@ -143,23 +102,16 @@ export class Connection implements ResponseOwner {
   }
 
   /**
-   * The usual read of a kept-alive connection: idle, nothing pending, and the read is one whole request head, nothing
-   * before or after it. Parsed from the shared buffer's text without a Buffer view of it (a view per read is a typed
-   * array made through the species constructor: a 1 KiB hit's profile). Anything else (a refused head, CONNECT, a
-   * partial head, bytes past it) returns false with nothing changed, and parse() decides as always.
+   * A read that is one whole request head on an idle connection, parsed from the shared buffer's text with no Buffer
+   * view (a typed array per read). Anything else returns false with nothing changed: parse() decides as always.
    */
   private parseWhole(n: number): boolean {
-    const max = this.server.maxHeadBytes;
-    if (n < 4 || n > max) return false;
+    if (n < 4 || n > this.server.maxHeadBytes) return false;
     const text = sharedText(n);
-    const c0 = text.charCodeAt(0);
-    if (c0 === 13 || c0 === 10) return false;
     const end = text.indexOf('\r\n\r\n');
-    if (end < 0 || end + 4 !== n) return false;
+    if (end + 4 !== n || text.charCodeAt(0) === 13 || text.charCodeAt(0) === 10) return false;
     const head = parseRequestHead(text.slice(0, end));
     if (isHeadError(head) || head.method === 'CONNECT') return false;
-    this.state = 'head';
-    this.headStartMs = 0;
     this.startRequest(head, undefined, n);
     return true;
   }

@@ -19,6 +19,18 @@ export interface RequestHead {
   expectContinue: boolean;
 }
 
+/** Reason phrases of the statuses the connection answers by itself. */
+export const REASONS: Record<number, string> = {
+  400: 'Bad Request',
+  405: 'Method Not Allowed',
+  408: 'Request Timeout',
+  413: 'Content Too Large',
+  414: 'URI Too Long',
+  431: 'Request Header Fields Too Large',
+  501: 'Not Implemented',
+  505: 'HTTP Version Not Supported',
+};
+
 export type HeadError = { status: 400 | 414 | 431 | 501 | 505; reason: string };
 
 export const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
