@@ -93,10 +93,7 @@ export class CacheObject {
   slice: SliceMeta | undefined;
   /** Serialised stored headers for delivery (`name: value\r\n` lines), built at the first delivery. */
   headBlock: string | undefined;
-  /**
-   * Delivery's prepared hit response (deliver/head.ts owns its type and checks, on every use, that it was built from
-   * this object's current head block, ttl, Age and connection lines).
-   */
+  /** Delivery's prepared hit response (deliver/head.ts: its type, and the check on each use that it is current). */
   hitResponse: unknown = undefined;
 
   /** Set when the object reached 'stream' (its headers were decided), whatever happened after. */

@@ -2,37 +2,22 @@ import type { Socket } from 'node:net';
 import { BodyClock } from './body-clock.js';
 import { ChunkedDecoder, ChunkedFramingError, LengthDecoder, type BodyDecoder } from './body-reader.js';
 import { ProxyError } from '../errors.js';
-import { isHeadError, parseRequestHead, type RequestHead } from './parse-head.js';
+import { isHeadError, parseRequestHead, REASONS, type RequestHead } from './parse-head.js';
 import { afterWritten, writeDirect, type DirectWriteDone } from './direct-write.js';
-import { isShared, owned, readIntoShared } from './read-buffer.js';
+import { IdleWatch } from './idle-clock.js';
+import { isShared, owned, readIntoShared, sharedText, sharedView } from './read-buffer.js';
 import { Http1Response, type ResponseOwner } from './response.js';
 import type { ConnectionContext, Http1Request, Http1Server } from './server.js';
 
-/**
- * One client connection of the HTTP/1.1 server: the parse loop, request bodies (decoder, clock, limits), refusals,
- * keep-alive and closing. See server.ts for the lifecycle.
- */
+/** One client connection of the HTTP/1.1 server: parse loop, request bodies, refusals, keep-alive, closing (server.ts). */
 
 let nextConnectionId = 1;
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
-/** Reason phrases of the statuses the connection answers by itself. */
-const REASONS: Record<number, string> = {
-  400: 'Bad Request',
-  405: 'Method Not Allowed',
-  408: 'Request Timeout',
-  413: 'Content Too Large',
-  414: 'URI Too Long',
-  431: 'Request Header Fields Too Large',
-  501: 'Not Implemented',
-  505: 'HTTP Version Not Supported',
-};
 /** How long a closing connection keeps reading (and dropping) what the client still sends (nginx: lingering_time). */
 const LINGER_MS = 2_000;
 
-function destroySocket(s: Socket): void {
-  s.destroy();
-}
+const destroySocket = (s: Socket): void => void s.destroy();
 const LFLF = Buffer.from('\n\n');
 const noBodyBytes = (): number => 0;
 
@@ -62,6 +47,8 @@ export class Connection implements ResponseOwner {
   private directWaiters: (() => void)[] | undefined;
   /** writeDirect's completion callback, one per connection (no closure per write). */
   private readonly onDirectDone: DirectWriteDone;
+  /** The idle clock's view of the socket (idle-clock.ts). */
+  private readonly idle: IdleWatch;
 
   constructor(socket: Socket, server: Http1Server) {
     this.socket = socket;
@@ -81,18 +68,18 @@ export class Connection implements ResponseOwner {
     socket.setNoDelay(true);
     // Reads land in one shared buffer (read-buffer.ts) unless the server was told otherwise or this Node does not allow
     // it; then through 'data' like every socket. Either way onData sees each read's bytes.
-    this.readsShared = server.sharedReadBuffer && readIntoShared(socket, (view) => this.onRead(view));
+    this.readsShared = server.sharedReadBuffer && readIntoShared(socket, (n) => this.onRead(n));
     if (!this.readsShared) socket.on('data', (d: Buffer) => this.onData(d));
     socket.on('error', () => socket.destroy());
     socket.on('close', () => this.onClose());
-    // One idle timer for the connection's life (re-arming it per request is measurable on the hit path). It fires
-    // after keepAliveTimeoutMs without any socket activity; a response in progress is not idle.
-    socket.on('timeout', () => {
-      if (this.state === 'active') return;
-      this.closeReason(this.state === 'head' ? 'RX_TIMEOUT' : 'RX_CLOSE_IDLE');
-      socket.destroy();
-    });
-    socket.setTimeout(server.keepAliveTimeoutMs);
+    this.idle = new IdleWatch(socket); // no socket timer: the server's idle clock (idle-clock.ts)
+  }
+
+  /** An idle clock tick: closed after timeoutMs without socket activity (RX_CLOSE_IDLE; RX_TIMEOUT in a head). */
+  idleCheck(nowMs: number, timeoutMs: number): void {
+    if (this.state === 'tunnel' || this.idle.idleMs(this.socket, nowMs) < timeoutMs || this.state === 'active') return;
+    this.closeReason(this.state === 'head' ? 'RX_TIMEOUT' : 'RX_CLOSE_IDLE');
+    this.socket.destroy();
   }
 
   /**
@@ -100,10 +87,26 @@ export class Connection implements ResponseOwner {
    * bytes waiting to be parsed) is copied here; body bytes are copied in feedBody, a tunnel's first bytes in
    * startTunnel. A tunnel gets its bytes through the socket's Readable, as with 'data'.
    */
-  private onRead(view: Buffer): boolean {
-    if (this.state === 'tunnel') return this.socket.push(Buffer.from(view));
-    this.onData(view);
+  private onRead(n: number): boolean {
+    if (this.state === 'tunnel') return this.socket.push(Buffer.from(sharedView(n)));
+    if (this.state === 'idle' && this.pending === undefined && this.parseWhole(n)) return true;
+    this.onData(sharedView(n));
     if (this.pending !== undefined && isShared(this.pending)) this.pending = Buffer.from(this.pending);
+    return true;
+  }
+
+  /**
+   * A read that is one whole request head on an idle connection, parsed from the shared buffer's text with no Buffer
+   * view (a typed array per read). Anything else returns false with nothing changed: parse() decides as always.
+   */
+  private parseWhole(n: number): boolean {
+    if (n < 4 || n > this.server.maxHeadBytes) return false;
+    const text = sharedText(n);
+    const end = text.indexOf('\r\n\r\n');
+    if (end + 4 !== n || text.charCodeAt(0) === 13 || text.charCodeAt(0) === 10) return false;
+    const head = parseRequestHead(text.slice(0, end));
+    if (isHeadError(head) || head.method === 'CONNECT') return false;
+    this.startRequest(head, undefined, n);
     return true;
   }
 
@@ -221,8 +224,6 @@ export class Connection implements ResponseOwner {
     // emitted to no one and lost. Back to neither flowing nor paused, as Node's http server does before 'connect':
     // bytes are buffered (reads go on until the Readable is full) and the first 'data' listener or pipe resumes it.
     (this.socket as { readableFlowing: boolean | null }).readableFlowing = null;
-    this.socket.removeAllListeners('timeout');
-    this.socket.setTimeout(0);
     onConnect({ target: head.target, headers: head.headers, remoteAddress: this.socket.remoteAddress ?? '' }, this.socket, owned(rest));
   }
 
@@ -278,9 +279,8 @@ export class Connection implements ResponseOwner {
   }
 
   /**
-   * Writes a whole response's bytes (`bytes`, or the Buffers in order): straight to the socket's handle when the
-   * server allows it and nothing else is queued on the socket (direct-write.ts), else through the socket's Writable
-   * under one cork. Nothing of this response is written after it.
+   * Writes a whole response's bytes (`bytes`, or the Buffers in order): straight to the socket's handle when allowed and
+   * nothing is queued on the socket (direct-write.ts), else through its Writable under one cork. Nothing comes after.
    */
   writeWhole(bytes: Buffer | readonly Buffer[]): void {
     const s = this.socket;
@@ -412,10 +412,9 @@ export class Connection implements ResponseOwner {
   }
 
   /**
-   * Ends the connection after `last`, reading and dropping what still arrives for at most the linger time. The linger
-   * time starts once everything written was handed to the kernel: a response still on its way to a slow or late
-   * reader is not cut (a client that takes nothing is closed by the idle timeout, which Node holds off only while the
-   * write queue moves).
+   * Ends the connection after `last`, reading and dropping what still arrives for at most the linger time, which
+   * starts once everything written was handed to the kernel: a response on its way to a slow reader is not cut (a
+   * client that takes nothing is closed by the idle timeout, held off only while the write queue moves).
    */
   private endAndLinger(last?: string): void {
     this.stopClock();

@@ -63,6 +63,34 @@ describe('writeDirect', () => {
     expect(called).toBe(0);
   });
 
+  it('writes taken whole share one request object; one left queued keeps its own, and the writes after it stay in order', async () => {
+    const { server, client } = await pair();
+    const first = await pair();
+    // Warm: one write makes the shared request object if none exists yet.
+    expect(writeDirect(first.server, Buffer.from('x'), () => undefined)).toBe('done');
+    const made = directWriteCounts.requests;
+    for (let i = 0; i < 50; i++) expect(writeDirect(i % 2 === 0 ? server : first.server, Buffer.from(`w${i};`), () => undefined)).toBe('done');
+    expect(directWriteCounts.requests).toBe(made);
+    // A write left queued holds its request object until it completes: the next write (another socket) makes a new one,
+    // and that one is shared again afterwards.
+    const done: boolean[] = [];
+    expect(writeDirect(server, filled(BIG, 0x62), (ok) => done.push(ok))).toBe('pending');
+    expect(writeDirect(first.server, [Buffer.from('after-'), Buffer.from('big')], () => undefined)).toBe('done');
+    expect(directWriteCounts.requests).toBe(made + 1);
+    expect(writeDirect(first.server, Buffer.from('!'), () => undefined)).toBe('done');
+    expect(directWriteCounts.requests).toBe(made + 1);
+    const small = Array.from({ length: 50 }, (_, i) => `w${i};`);
+    const firstWant = `x${small.filter((_, i) => i % 2 === 1).join('')}after-big!`;
+    expect((await readAll(first.client, firstWant.length)).toString()).toBe(firstWant);
+    const serverWant = small.filter((_, i) => i % 2 === 0).join('');
+    const got = await readAll(client, serverWant.length + BIG);
+    expect(got.subarray(0, serverWant.length).toString()).toBe(serverWant);
+    expect(got.length).toBe(serverWant.length + BIG);
+    expect(got.subarray(serverWant.length).every((b) => b === 0x62)).toBe(true);
+    await new Promise((r) => setImmediate(r));
+    expect(done).toEqual([true]);
+  });
+
   it('a write the kernel does not take whole: pending, later writes go after it, done called once it left', async () => {
     const { server, client } = await pair();
     const done: boolean[] = [];

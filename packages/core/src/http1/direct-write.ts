@@ -25,7 +25,7 @@ interface StreamWrapBinding {
 }
 
 interface WriteReq {
-  handle: TcpHandle;
+  handle: TcpHandle | null;
   oncomplete: (this: WriteReq, status: number) => void;
   async: boolean;
   bytes: number;
@@ -74,9 +74,10 @@ const kBytes = binding?.kBytesWritten ?? 0;
 
 /**
  * Direct writes made so far (for tests and benches): taken whole by the kernel at once, finished later, and whole
- * responses written through the Writable instead because it still held an earlier response's bytes.
+ * responses written through the Writable instead because it still held an earlier response's bytes; and the write
+ * request objects made (one per write that did not finish at once, see newWriteReq).
  */
-export const directWriteCounts = { whole: 0, queued: 0, behind: 0 };
+export const directWriteCounts = { whole: 0, queued: 0, behind: 0, requests: 0 };
 
 /** Whether this Node lets writeDirect write (else it always answers 'fallback'). */
 export const directWriteAvailable = binding !== undefined && TCP !== undefined;
@@ -103,6 +104,27 @@ function queueSizeSymbol(socket: Socket): symbol | null {
 }
 
 /**
+ * A request object for the handle's write, unbound. Node's StreamBase::Write binds the object (CreateWriteWrap) only
+ * when the kernel did not take every byte at once; a write taken whole (the common hit) leaves it as it was. So one
+ * object serves every write until one goes async (`spare`): a hit constructs no WriteWrap (an API object with internal
+ * fields) and sets none of its fields.
+ */
+function newWriteReq(b: StreamWrapBinding): WriteReq {
+  directWriteCounts.requests++;
+  const req = new b.WriteWrap();
+  req.handle = null;
+  req.oncomplete = onComplete;
+  req.async = false;
+  req.bytes = 0;
+  req.buffer = null;
+  req._chunks = null;
+  req.done = null;
+  req.socket = null;
+  return req;
+}
+let spare: WriteReq | undefined;
+
+/**
  * Writes `bytes` (one Buffer, or Buffers in order) to `socket`'s handle. 'done': the kernel took every byte.
  * 'pending': the rest is queued in libuv and `onDone` is called when it left or failed. 'fallback': nothing was
  * written (the Writable has something queued, the socket is not a writable TCP socket, or this Node does not allow it):
@@ -122,26 +144,26 @@ export function writeDirect(socket: Socket, bytes: Buffer | readonly Buffer[], o
   if (!(handle instanceof TCP)) return 'fallback';
   const queueSize = queueSizeSymbol(socket);
   if (queueSize === null) return 'fallback';
-  const req = new binding.WriteWrap();
-  req.handle = handle;
-  req.oncomplete = onComplete;
-  req.async = false;
-  req.bytes = 0;
-  req.buffer = null;
-  req._chunks = null;
-  req.done = null;
-  req.socket = null;
+  const req = spare ?? newWriteReq(binding);
   const err = Buffer.isBuffer(bytes) ? handle.writeBuffer(req, bytes) : handle.writev(req, bytes, true);
   if (err !== 0) {
+    // The handle may have bound the request (a write begun, then failed): not used again.
+    spare = undefined;
     socket.destroy(errnoError(err));
     return 'done';
   }
   const written = state[kBytes] as number;
   if (state[kAsync] === 0) {
+    // Taken whole at once: the handle never bound the request object (StreamBase::Write returns before it makes a
+    // WriteWrap of it), so the next write uses it again.
+    spare = req;
     directWriteCounts.whole++;
     return 'done';
   }
+  // The handle holds this request until the write completes: the next write gets a new one.
+  spare = undefined;
   directWriteCounts.queued++;
+  req.handle = handle;
   // The handle writes the rest from these bytes later: keep them (and the callback) alive until it completes.
   req.async = true;
   req.bytes = written;
@@ -158,6 +180,7 @@ export function writeDirect(socket: Socket, bytes: Buffer | readonly Buffer[], o
 function onComplete(this: WriteReq, status: number): void {
   const socket = this.socket as Socket;
   const done = this.done as DirectWriteDone;
+  this.handle = null;
   this.buffer = null;
   this._chunks = null;
   this.done = null;

@@ -14,6 +14,22 @@ describe('parseRequestHead (RFC 9112)', () => {
     });
   });
 
+  it('stores the common fields (stored by name) like any other: any order and case, repeats joined, a second Host refused', () => {
+    const r = parseRequestHead(
+      'GET / HTTP/1.1\r\nUSER-AGENT: a\r\nAccept-Encoding: gzip\r\nhost: h\r\nX-Other: 1\r\naccept: */*\r\nUser-Agent: b\r\nConnection: keep-alive\r\nACCEPT-ENCODING: br\r\naccept: text/html',
+    );
+    expect('headers' in r && r.headers).toEqual({
+      'user-agent': 'a, b',
+      'accept-encoding': 'gzip, br',
+      host: 'h',
+      'x-other': '1',
+      accept: '*/*, text/html',
+      connection: 'keep-alive',
+    });
+    expect('headers' in r && Object.keys(r.headers)).toEqual(['user-agent', 'accept-encoding', 'host', 'x-other', 'accept', 'connection']);
+    expect(parseRequestHead('GET / HTTP/1.1\r\nAccept: x\r\nHost: a\r\nHOST: b')).toEqual({ status: 400, reason: 'duplicate Host' });
+  });
+
   it.each([
     ['HTTP/1.0 closes by default', 'GET / HTTP/1.0', false],
     ['HTTP/1.0 keep-alive', 'GET / HTTP/1.0\r\nConnection: keep-alive', true],

@@ -19,6 +19,18 @@ export interface RequestHead {
   expectContinue: boolean;
 }
 
+/** Reason phrases of the statuses the connection answers by itself. */
+export const REASONS: Record<number, string> = {
+  400: 'Bad Request',
+  405: 'Method Not Allowed',
+  408: 'Request Timeout',
+  413: 'Content Too Large',
+  414: 'URI Too Long',
+  431: 'Request Header Fields Too Large',
+  501: 'Not Implemented',
+  505: 'HTTP Version Not Supported',
+};
+
 export type HeadError = { status: 400 | 414 | 431 | 501 | 505; reason: string };
 
 export const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -94,6 +106,34 @@ function lowerName(name: string): string {
       return 'cookie';
     default:
       return name.toLowerCase();
+  }
+}
+
+/**
+ * headers[key] = value for a field not there yet; the common request fields by name. A store with a changing key is
+ * a megamorphic keyed store (a stub-cache probe and often a runtime call) on every request; a store by name is an
+ * inline map transition, and the usual heads (Host first) then share their objects' shapes. `key` is lowerName's:
+ * the literal for these names, so the comparisons are by reference.
+ */
+function storeField(headers: HeaderMap, key: string, value: string): void {
+  switch (key) {
+    case 'host':
+      headers['host'] = value;
+      return;
+    case 'user-agent':
+      headers['user-agent'] = value;
+      return;
+    case 'accept':
+      headers['accept'] = value;
+      return;
+    case 'accept-encoding':
+      headers['accept-encoding'] = value;
+      return;
+    case 'connection':
+      headers['connection'] = value;
+      return;
+    default:
+      headers[key] = value;
   }
 }
 
@@ -200,7 +240,7 @@ function parseFields(head: string, from: number, len: number): HeaderMap | HeadE
     // inherited value. A field named `__proto__` cannot be stored in a plain object and is dropped.
     const prev = fields === 0 || !Object.hasOwn(headers, key) ? undefined : headers[key];
     fields++;
-    if (prev === undefined) headers[key] = value;
+    if (prev === undefined) storeField(headers, key, value);
     else if (key === 'host') return { status: 400, reason: 'duplicate Host' };
     else if (Array.isArray(prev)) prev.push(value);
     else headers[key] = key === 'set-cookie' ? [prev, value] : `${prev}, ${value}`;

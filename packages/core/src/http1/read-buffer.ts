@@ -28,6 +28,16 @@ export function owned(b: Buffer): Buffer {
   return b.buffer === SHARED.buffer ? Buffer.from(b) : b;
 }
 
+/** The bytes of the read being handled (the first `n` of the shared buffer): a view, valid until the callback returns. */
+export function sharedView(n: number): Buffer {
+  return SHARED.subarray(0, n);
+}
+
+/** The bytes of the read being handled as latin1 text, without a Buffer view of them. */
+export function sharedText(n: number): string {
+  return SHARED.toString('latin1', 0, n);
+}
+
 let symbols: { buffer: symbol; callback: symbol; generator: symbol } | null | undefined;
 
 function socketSymbols(socket: Socket): { buffer: symbol; callback: symbol; generator: symbol } | null {
@@ -42,11 +52,11 @@ function socketSymbols(socket: Socket): { buffer: symbol; callback: symbol; gene
 }
 
 /**
- * Makes `socket` (just accepted, nothing read yet) read into the shared buffer and call `onRead(view)` with the bytes
- * of each read; returning false stops reading (as a Readable push returning false does). False when this Node does
+ * Makes `socket` (just accepted, nothing read yet) read into the shared buffer and call `onRead(n)` with the count of
+ * each read (the bytes are sharedView(n), or sharedText(n) as latin1); returning false stops reading (as a Readable push returning false does). False when this Node does
  * not allow it: then nothing changed.
  */
-export function readIntoShared(socket: Socket, onRead: (view: Buffer) => boolean | void): boolean {
+export function readIntoShared(socket: Socket, onRead: (n: number) => boolean | void): boolean {
   const handle = (socket as unknown as { _handle?: { useUserBuffer?: (b: Uint8Array) => void } })._handle;
   if (handle === undefined || typeof handle.useUserBuffer !== 'function') return false;
   const s = socketSymbols(socket);
@@ -55,7 +65,8 @@ export function readIntoShared(socket: Socket, onRead: (view: Buffer) => boolean
   // Only a socket created without onread: the three fields exist and are unset.
   if (fields[s.buffer] !== null || fields[s.callback] !== null || fields[s.generator] !== null) return false;
   fields[s.buffer] = SHARED;
-  fields[s.callback] = (n: number, buf: Buffer) => onRead(buf.subarray(0, n));
+  // Node calls it with (count, buffer); the buffer is always SHARED, and the caller makes a view only when it needs one.
+  fields[s.callback] = onRead;
   handle.useUserBuffer(SHARED);
   return true;
 }

@@ -132,6 +132,8 @@ export class Http1Server {
   readonly connections = new Set<Connection>();
   closing = false;
   private readonly server: net.Server;
+  /** The idle clock's next tick (armIdleClock), while there are connections. */
+  private idleTimer: NodeJS.Timeout | undefined;
   /** Resolves when the listener and every connection are closed (set by the first close()). */
   private closed: Promise<void> | undefined;
 
@@ -153,9 +155,31 @@ export class Http1Server {
     this.server = net.createServer((socket) => {
       const c = new Connection(socket, this);
       this.connections.add(c);
+      this.armIdleClock();
       onConnection?.(c.context);
     });
   }
+
+  /**
+   * The idle clock: one timer for all connections while there are any (as nginx and Varnish keep idle deadlines),
+   * instead of a socket timer per connection that Node refreshes on every read and write. Each tick every connection
+   * compares its handle's counters with the last tick's (Connection.idleCheck). A tick is an eighth of the keep-alive
+   * timeout (10 ms to 1 s), read again at every tick, so a changed timeout applies from the next one.
+   */
+  private armIdleClock(): void {
+    if (this.idleTimer !== undefined || this.connections.size === 0 || !(this.keepAliveTimeoutMs > 0)) return;
+    const tick = Math.min(1000, Math.max(10, Math.floor(this.keepAliveTimeoutMs / 8)));
+    this.idleTimer = setTimeout(this.onIdleTick, tick);
+    this.idleTimer.unref();
+  }
+
+  private readonly onIdleTick = (): void => {
+    this.idleTimer = undefined;
+    const now = performance.now();
+    const timeout = this.keepAliveTimeoutMs;
+    for (const c of this.connections) c.idleCheck(now, timeout);
+    this.armIdleClock();
+  };
 
   listen(port: number, host: string): Promise<AddressInfo> {
     return new Promise((resolve, reject) => {

@@ -1,0 +1,49 @@
+import type { Socket } from 'node:net';
+
+/**
+ * A connection's side of the server's idle clock (Http1Server.armIdleClock): instead of a socket timer, which Node
+ * refreshes on every read and write (a timer-list re-insert and a clock read per hit), each tick compares the TCP
+ * handle's counters with the last tick's. Activity is what refreshed Node's timer or held off its _onTimeout: bytes
+ * read, bytes handed to the handle, a queued write moving (its writeQueueSize). It is noticed at the first tick after
+ * it, so an idle close is never early and at most two ticks late.
+ */
+
+/** The handle's counters (accessors of Node's StreamBase / LibuvStreamWrap). */
+interface HandleCounters {
+  readonly bytesRead: number;
+  readonly bytesWritten: number;
+  readonly writeQueueSize: number;
+}
+
+const handleOf = (socket: Socket): HandleCounters | null => (socket as unknown as { _handle: HandleCounters | null })._handle;
+
+export class IdleWatch {
+  private read: number;
+  private written: number;
+  private queue: number;
+  /** When the counters were last seen to change (performance.now() ms). */
+  private activeAtMs: number;
+
+  constructor(socket: Socket) {
+    const h = handleOf(socket);
+    this.read = h?.bytesRead ?? 0;
+    this.written = h?.bytesWritten ?? 0;
+    this.queue = h?.writeQueueSize ?? 0;
+    this.activeAtMs = performance.now();
+  }
+
+  /** How long `socket` has been seen idle at `nowMs`; 0 when it moved since the last look, or has no handle left. */
+  idleMs(socket: Socket, nowMs: number): number {
+    const h = handleOf(socket);
+    if (h === null) return 0;
+    const read = h.bytesRead;
+    const written = h.bytesWritten;
+    const queue = h.writeQueueSize;
+    if (read === this.read && written === this.written && queue === this.queue) return nowMs - this.activeAtMs;
+    this.read = read;
+    this.written = written;
+    this.queue = queue;
+    this.activeAtMs = nowMs;
+    return 0;
+  }
+}
