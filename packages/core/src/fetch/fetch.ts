@@ -60,6 +60,10 @@ export async function runFetch<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>): Pro
   env.stats.s_fetch++;
   let be = beginLog(env, job);
   const acct: Acct = { reqHead: 0, respHead: 0, respBody: 0 };
+  // The stale object a 304 would adopt keeps its slabs until this fetch ends: a background fetch's client may be done
+  // with it, and the store's insert of `obj` lets it go before the 304 (cache/slab-pool.ts).
+  const stale = job.stale !== undefined && job.stale.needsHold ? job.stale : undefined;
+  stale?.hold();
   try {
     // A hook may ask for a retry (backend-error.ts): the request goes again, in a backend transaction of its own.
     for (let retries = 0; (await attempt(env, job, be, acct, retries)) === 'retry'; retries++) {
@@ -81,6 +85,7 @@ export async function runFetch<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>): Pro
     env.store.remove(obj);
     obj.fail(new ProxyError('CORE_ERR_HOOK_FAILED', 'fetch failed', { source: 'internal', cause: e }));
   } finally {
+    stale?.release();
     env.inflight.delete(obj);
     if (be !== undefined) {
       const reqBody = bereq.body === null ? 0 : tx.bodyBytes();
