@@ -40,6 +40,7 @@ const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
  * /o/NAME?n=N[&ma=S][&swr=S][&d=MS]: N bytes, max-age S (60), stale-while-revalidate, ETag "NAME"; a 304 to a matching
  * If-None-Match, after MS ms. /esi/NAME?n=N&f=FRAG: an ESI page (x-esi) around an include of /o/FRAG?n=N.
  */
+const generation = new Map<string, number>();
 async function origin(): Promise<Awaited<ReturnType<typeof startRawOrigin>>> {
   return startRawOrigin((s, head) => {
     const esi = /^GET \/esi\/([a-z0-9]+)\?n=(\d+)&f=([a-z0-9]+)/.exec(head);
@@ -47,6 +48,16 @@ async function origin(): Promise<Awaited<ReturnType<typeof startRawOrigin>>> {
       const [, name, n, frag] = esi as unknown as [string, string, string, string];
       const page = Buffer.from(`<p>${name};<esi:include src="/o/${frag}?n=${n}"/>;end</p>`);
       return void s.write(`HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\nx-esi: 1\r\ncontent-length: ${page.length}\r\n\r\n${page.toString()}`);
+    }
+    const gen = /^GET \/n\/([a-z0-9]+)\?n=(\d+)&ma=(\d+)/.exec(head);
+    if (gen !== null) {
+      // A new body every fetch (no validators): NAME0, NAME1, ...
+      const [, name, n, ma] = gen as unknown as [string, string, string, string];
+      const g = generation.get(name) ?? 0;
+      generation.set(name, g + 1);
+      const body = bodyOf(`${name}${g}`, Number(n));
+      s.write(`HTTP/1.1 200 OK\r\ncache-control: max-age=${ma}\r\ncontent-length: ${body.length}\r\n\r\n`);
+      return void s.write(body);
     }
     const m = /^(?:GET|HEAD) \/o\/([a-z0-9]+)\?n=(\d+)(?:&ma=(\d+))?(?:&swr=(\d+))?(?:&d=(\d+))?/.exec(head) as RegExpExecArray;
     const [, name, n, ma, swr, d] = m as unknown as [string, string, string, string | undefined, string | undefined, string | undefined];
@@ -158,5 +169,137 @@ describe('slab pool, attacked from other delivery paths', () => {
     await churn(px, pool, 'gx');
     expect(sha(await get(px, path))).toBe(sha(bodyOf('g', SIZE)));
     expect(uncaught).toEqual([]);
+  });
+
+  it('grace: a paused client of the stale object stays exact while a background 200 replaces it and the pool refills', async () => {
+    const clock = testClock();
+    const { px, pool } = await setup({ now: clock.now, defaultGraceSec: 60 });
+    const path = `/n/s?n=${SIZE}&ma=1`;
+    expect(sha(await get(px, path))).toBe(sha(bodyOf('s0', SIZE)));
+    clock.advance(5);
+    const stale = pausedRaw(px.port, reqOf(path));
+    await stale.paused;
+    // The background fetch stores generation 1, which removes the stale object the paused client still reads.
+    await until(() => px.proxy.stats.s_fetch === 2 && px.proxy.stats.s_beresp_bodybytes >= 2 * SIZE);
+    await until(() => px.proxy.store.bytes < 2 * SIZE);
+    expect(sha(await get(px, path))).toBe(sha(bodyOf('s1', SIZE)));
+    await purge(px, path);
+    await churn(px, pool, 'sx');
+    stale.resume();
+    const r = responseAt((await stale.done).all, 0);
+    expect(r.head).toMatch(/detail=grace/);
+    expect(sha(r.body)).toBe(sha(bodyOf('s0', SIZE)));
+    await until(() => pool.inUse === SIZE / 2 / pool.slabBytes);
+  });
+
+  it.each([false, true])('ESI: a paused client of a page whose large fragment (hit %s) is purged and refilled gets the exact page', async (fragmentHit) => {
+    const { px, o, pool } = await setup({ hooks: esiHooks });
+    const frag = `/o/fr?n=${SIZE}`;
+    if (fragmentHit) expect(sha(await get(px, frag))).toBe(sha(bodyOf('fr', SIZE)));
+    const reader = pausedRaw(px.port, reqOf(`/esi/e?n=${SIZE}&f=fr`));
+    await reader.paused;
+    await until(() => o.count === 2 && pool.inUse >= SIZE / pool.slabBytes);
+    if (!fragmentHit) await until(() => px.proxy.stats.s_beresp_bodybytes >= SIZE);
+    await purge(px, frag);
+    await churn(px, pool, 'ex');
+    reader.resume();
+    const r = responseAt((await reader.done).all, 0);
+    expect(r.head).toMatch(/^HTTP\/1.1 200/);
+    expect(sha(r.body)).toBe(sha(Buffer.concat([Buffer.from('<p>e;'), bodyOf('fr', SIZE), Buffer.from(';end</p>')])));
+    await until(() => pool.inUse === SIZE / 2 / pool.slabBytes);
+  });
+
+  it('multipart byteranges to a paused client: the exact parts across a purge and refill', async () => {
+    const { px, pool } = await setup();
+    const path = `/o/mr?n=${SIZE}`;
+    const body = bodyOf('mr', SIZE);
+    expect(sha(await get(px, path))).toBe(sha(body));
+    const reader = pausedRaw(px.port, reqOf(path, `Range: bytes=0-99,4096-${SIZE - 3000},${SIZE - 100}-\r\n`));
+    await reader.paused;
+    await purge(px, path);
+    await churn(px, pool, 'mx');
+    reader.resume();
+    const r = responseAt((await reader.done).all, 0);
+    expect(r.head).toMatch(/^HTTP\/1.1 206/);
+    expect(r.head).toMatch(/multipart\/byteranges/);
+    const parts = [body.subarray(0, 100), body.subarray(4096, SIZE - 3000 + 1), body.subarray(SIZE - 100)];
+    let at = 0;
+    for (const p of parts) {
+      const i = r.body.indexOf(p, at);
+      expect(i).toBeGreaterThan(at);
+      at = i + p.length;
+    }
+    // Nothing but the three parts and their multipart heads.
+    expect(r.body.length - parts.reduce((n, p) => n + p.length, 0)).toBeLessThan(1000);
+    await until(() => pool.inUse === SIZE / 2 / pool.slabBytes);
+  });
+
+  it.each([true, false])('pipelined: response 1 (a large hit, queued) and 2 (another object) stay exact when both are purged and the pool refilled while 1 waits (direct writes %s)', async (directWrites) => {
+    const { px, pool } = await setup({ directWrites });
+    const p1 = `/o/pa?n=${SIZE}`;
+    const p2 = `/o/pb?n=${SIZE / 2}`;
+    expect(sha(await get(px, p1))).toBe(sha(bodyOf('pa', SIZE)));
+    expect(sha(await get(px, p2))).toBe(sha(bodyOf('pb', SIZE / 2)));
+    const reader = pausedRaw(px.port, reqOf(p1, '', false) + reqOf(p2));
+    await reader.paused;
+    // Give the connection every chance to take request 2 (it may wait for response 1 to leave: then nothing to see).
+    await new Promise((r) => setTimeout(r, 100));
+    await purge(px, p1);
+    await purge(px, p2);
+    await churn(px, pool, 'px');
+    reader.resume();
+    const all = (await reader.done).all;
+    const r1 = responseAt(all, 0);
+    const r2 = responseAt(all, r1.next);
+    expect(sha(r1.body)).toBe(sha(bodyOf('pa', SIZE)));
+    expect(sha(r2.body)).toBe(sha(bodyOf('pb', SIZE / 2)));
+    // The connection takes request 2 once response 1 has left (a miss then, stored again): purged, only the churn's
+    // last object keeps slabs.
+    await purge(px, p2);
+    await until(() => pool.inUse === SIZE / 2 / pool.slabBytes);
+  });
+
+  it.each([true, false])('a paused hit client that resets (direct writes %s) gives its purged object\'s slabs back', async (directWrites) => {
+    const { px, pool } = await setup({ directWrites });
+    const path = `/o/rs?n=${SIZE}`;
+    expect(sha(await get(px, path))).toBe(sha(bodyOf('rs', SIZE)));
+    const reader = pausedRaw(px.port, reqOf(path));
+    await reader.paused;
+    await purge(px, path);
+    expect(pool.inUse).toBe(SIZE / pool.slabBytes);
+    reader.socket.resetAndDestroy();
+    await until(() => pool.inUse === 0);
+    expect(pool.freeCount).toBe(SIZE / pool.slabBytes);
+    expect(pool.inUse + pool.freeCount).toBeLessThanOrEqual(pool.maxSlabs);
+    expect(uncaught).toEqual([]);
+  });
+
+  it('a paused client that half-closes gets an exact body (or an exact prefix, cut), and the slabs come back', async () => {
+    const { px, pool } = await setup();
+    const path = `/o/hc?n=${SIZE}`;
+    const body = bodyOf('hc', SIZE);
+    expect(sha(await get(px, path))).toBe(sha(body));
+    const reader = pausedRaw(px.port, reqOf(path));
+    await reader.paused;
+    reader.socket.end();
+    await purge(px, path);
+    await churn(px, pool, 'hx');
+    reader.resume();
+    const all = (await reader.done).all;
+    const got = all.subarray(all.indexOf('\r\n\r\n') + 4);
+    expect(got.equals(body.subarray(0, got.length))).toBe(true);
+    await until(() => pool.inUse === SIZE / 2 / pool.slabBytes);
+  });
+
+  it('HEAD of a large object holds nothing: purged, its slabs come back at once', async () => {
+    const { px, pool } = await setup();
+    const path = `/o/hd?n=${SIZE}`;
+    expect(sha(await get(px, path))).toBe(sha(bodyOf('hd', SIZE)));
+    const r = pausedRaw(px.port, reqOf(path, '', true, 'HEAD'));
+    const res = responseAt((await r.done).all, 0, true);
+    expect(res.head).toMatch(new RegExp(`content-length: ${SIZE}`, 'i'));
+    await purge(px, path);
+    await until(() => pool.inUse === 0);
+    expect(pool.freeCount).toBe(SIZE / pool.slabBytes);
   });
 });
