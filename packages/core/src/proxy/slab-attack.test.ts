@@ -412,4 +412,21 @@ describe('slab pool, attacked from other delivery paths', () => {
     expect(got.equals(bodyOf('sd', SIZE).subarray(0, got.length))).toBe(true);
     expect(uncaught).toEqual([]);
   });
+
+  it('a 304-refreshed object is charged its (shared) body: the store and the pool stay within the storage bound', async () => {
+    const clock = testClock();
+    const { px, o, pool } = await setup({ now: clock.now, defaultKeepSec: 600 });
+    const path = `/o/ch?n=${SIZE}&ma=1`;
+    expect(sha(await get(px, path))).toBe(sha(bodyOf('ch', SIZE)));
+    clock.advance(5);
+    expect(sha(await get(px, path))).toBe(sha(bodyOf('ch', SIZE)));
+    expect(px.proxy.stats.fetch_304).toBe(1);
+    expect(o.count).toBe(2);
+    // The refreshed object keeps the stale one's slabs: they count against the storage like any stored body.
+    expect(px.proxy.store.bytes).toBeGreaterThanOrEqual(SIZE);
+    for (const n of ['c1', 'c2', 'c3']) expect(sha(await get(px, `/o/${n}?n=${SIZE}`))).toBe(sha(bodyOf(n, SIZE)));
+    expect(px.proxy.store.bytes).toBeLessThanOrEqual(px.proxy.store.maxBytes);
+    await until(() => pool.inUse <= pool.maxSlabs);
+    expect(pool.inUse + pool.freeCount).toBeLessThanOrEqual(pool.maxSlabs);
+  });
 });
