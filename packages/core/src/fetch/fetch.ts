@@ -265,6 +265,8 @@ async function body(env: ProxyEnv<unknown>, i: BerespInput, transitBytes: number
   if (isRevalidation304(i)) {
     i.res.body.resume();
     i.obj.adoptBody(i.stale as CacheObject);
+    // The shared body counts against the storage like a fetched one (it keeps the stale object's slabs alive).
+    if (i.obj.stored === true) env.store.charge(i.obj, i.obj.length);
     return;
   }
   if (i.obj.bodyless) {
