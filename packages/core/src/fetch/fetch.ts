@@ -61,6 +61,10 @@ export async function runFetch<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>): Pro
   env.stats.s_fetch++;
   let be = beginLog(env, job);
   const acct: Acct = { reqHead: 0, respHead: 0, respBody: 0 };
+  // The stale object a 304 would adopt keeps its slabs until this fetch ends: a background fetch's client may be done
+  // with it, and the store's insert of `obj` lets it go before the 304 (cache/slab-pool.ts).
+  const stale = job.stale !== undefined && job.stale.needsHold ? job.stale : undefined;
+  stale?.hold();
   try {
     // A hook may ask for a retry (backend-error.ts): the request goes again, in a backend transaction of its own.
     for (let retries = 0; (await attempt(env, job, be, acct, retries)) === 'retry'; retries++) {
@@ -82,6 +86,7 @@ export async function runFetch<Ctx>(env: ProxyEnv<Ctx>, job: FetchJob<Ctx>): Pro
     env.store.remove(obj);
     obj.fail(new ProxyError('CORE_ERR_HOOK_FAILED', 'fetch failed', { source: 'internal', cause: e }));
   } finally {
+    stale?.release();
     env.inflight.delete(obj);
     if (be !== undefined) {
       const reqBody = bereq.body === null ? 0 : tx.bodyBytes();
@@ -263,6 +268,8 @@ async function body(env: ProxyEnv<unknown>, i: BerespInput, transitBytes: number
   if (isRevalidation304(i)) {
     i.res.body.resume();
     i.obj.adoptBody(i.stale as CacheObject);
+    // The shared body counts against the storage like a fetched one (it keeps the stale object's slabs alive).
+    if (i.obj.stored === true) env.store.charge(i.obj, i.obj.length);
     return;
   }
   if (i.obj.bodyless) {
