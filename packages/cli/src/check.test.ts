@@ -19,7 +19,7 @@ describe('sluice check', () => {
   it.each([
     [[], '1MB segments, objects of at least 16MB, read-ahead 4, as runs'],
     [['--no-slice-runs'], '1MB segments, objects of at least 16MB, read-ahead 4, no runs'],
-    [['--no-slice-keep-body'], '1MB segments, objects of at least 16MB, read-ahead 4, as runs, the 200 closed unread'],
+    [['--slice-keep-body'], '1MB segments, objects of at least 16MB, read-ahead 4, as runs, the 200 kept as the first run'],
     [['--slice-runs', '--slice-read-ahead', '8'], '1MB segments, objects of at least 16MB, read-ahead 8, as runs'],
   ])('the slicer line: runs on by default with --slice (%o)', async (extra, line) => {
     const r = await runCli(['check', '--backend', 'http://127.0.0.1:8080', '--slice', '1MB', '--slice-min', '16MB', ...extra]);

@@ -146,7 +146,7 @@ export function sliceOf(i: SliceInput): Config['slice'] {
   const minBytes = i.adaptive === undefined ? undefined : size('--slice-min', i.min, sizeBytes);
   if (i.runs === true && i.adaptive === undefined) throw new CliError('CLI_ERR_FLAG_INVALID', '--slice-runs goes with --slice (runs fetch a sliced object\'s segments, decided from the response)');
   if (i.keepBody === true && (i.adaptive === undefined || i.runs === false)) throw new CliError('CLI_ERR_FLAG_INVALID', '--slice-keep-body goes with --slice and runs (the 200 body is kept as the first run)');
-  // Runs and the kept 200 body are on by default with --slice (core's defaults): only what was said
+  // Runs are on by default with --slice, the kept 200 body off (core's defaults): only what was said
   // (--[no-]slice-runs, sliceRuns, --[no-]slice-keep-body, sliceKeepBody) is passed on.
   const out: NonNullable<Config['slice']> = { sizeBytes, match, minBytes, readAhead: i.readAhead };
   if (i.adaptive !== undefined && i.runs !== undefined) out.runs = i.runs;

@@ -134,7 +134,9 @@ describe('toConfig', () => {
     expect(toConfig({ backend: ['http://x'], slice: '1MB', 'slice-runs': true }, { sliceRuns: false }).slice?.runs).toBe(true);
   });
 
-  it('the kept 200 body (first run): on by default (not passed), --no-slice-keep-body or sliceKeepBody: false turns it off; it needs --slice and runs; a non-boolean is refused', () => {
+  it('the kept 200 body (first run): off by default (not passed), --slice-keep-body or sliceKeepBody: true turns it on; it needs --slice and runs; a non-boolean is refused', () => {
+    expect(toConfig({ backend: ['http://x'], slice: '1MB', 'slice-keep-body': true }).slice?.keepBody).toBe(true);
+    expect(toConfig({ backend: ['http://x'] }, { slice: '1MB', sliceKeepBody: true }).slice?.keepBody).toBe(true);
     expect(toConfig({ backend: ['http://x'], slice: '1MB' }).slice?.keepBody).toBeUndefined();
     expect(toConfig({ backend: ['http://x'], slice: '1MB', 'slice-keep-body': false }).slice?.keepBody).toBe(false);
     expect(toConfig({ backend: ['http://x'] }, { slice: '1MB', sliceKeepBody: false }).slice?.keepBody).toBe(false);

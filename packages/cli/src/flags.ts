@@ -110,7 +110,7 @@ export const proxyFlags = {
   }),
   'slice-keep-body': Flags.boolean({
     summary:
-      'With --slice and runs: a sliced object\'s 200 keeps its body as the first run, cut into segments 0, 1, ... as a whole read goes on, instead of closing its connection and fetching those segments again (default on; --no-slice-keep-body closes it unread). e.g. --slice 1MB --no-slice-keep-body',
+      'With --slice and runs: a sliced object\'s 200 keeps its body as the first run, cut into segments 0, 1, ... as a whole read goes on, instead of closing its connection and fetching those segments again (default off). e.g. --slice 1MB --slice-keep-body',
     allowNo: true,
   }),
   'slice-size': Flags.string({

@@ -57,7 +57,7 @@ export interface SliceOptions {
   runs?: boolean | undefined;
   /**
    * With runs: a meta object made from a 200 keeps that 200's body as its first run, cut into segments 0, 1, ... as a
-   * whole read goes on (slicer/lead.ts), instead of closing the connection and fetching them again. Default on.
+   * whole read goes on (slicer/lead.ts), instead of closing the connection and fetching them again. Default off.
    */
   keepBody?: boolean | undefined;
 }

@@ -73,7 +73,7 @@ function sliceLine(s: Config['slice']): string {
   if (s === undefined) return 'off';
   const when = s.minBytes === undefined ? 'as requests arrive' : `objects of at least ${mb(s.minBytes)}`;
   // Runs: decided from the response only, on unless turned off (core's default).
-  const runs = s.minBytes === undefined ? '' : s.runs === false ? ', no runs' : s.keepBody === false ? ', as runs, the 200 closed unread' : ', as runs';
+  const runs = s.minBytes === undefined ? '' : s.runs === false ? ', no runs' : s.keepBody === true ? ', as runs, the 200 kept as the first run' : ', as runs';
   return `${mb(s.sizeBytes)} segments, ${when}${s.match === undefined ? '' : ` for ${String(s.match)}`}, read-ahead ${s.readAhead ?? 4}${runs}`;
 }
 

@@ -8,8 +8,8 @@ import { getMaybeCut, startProxy, until, useCleanup } from '../test-support/harn
 import { LEAD_WAIT_MS } from '../slicer/lead.js';
 
 /**
- * Issue 13, the first run (slicer/lead.ts): a meta object made from a 200 (`--slice --slice-min`, runs on, the
- * default) keeps that 200's body and cuts it into segments 0, 1, ... as a whole read goes on, instead of closing the
+ * Issue 13, the first run (slicer/lead.ts, `keepBody: true`; off by default): a meta object made from a 200
+ * (`--slice --slice-min`, runs on) keeps that 200's body and cuts it into segments 0, 1, ... as a whole read goes on, instead of closing the
  * connection and fetching the segments again with Range requests. The origin records each request's Range ('none'
  * for the 200), whether each 200 was written whole, and whether its connection was closed before that.
  */
@@ -76,7 +76,7 @@ const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 describe('slicer: the first run keeps the 200 body', () => {
   it('a cold whole read costs one origin request: the 200 is cut into every segment, each its own object and subrequest; warm from the cache', async () => {
     const o = await origin(BODY);
-    const px = track(await startProxy(o.url, { slice: { sizeBytes: SEG, minBytes: 0 } }));
+    const px = track(await startProxy(o.url, { slice: { sizeBytes: SEG, minBytes: 0, keepBody: true } }));
     const r = await get(`${px.url}/file`);
     expect(r.status).toBe(200);
     expect(r.body.equals(BODY)).toBe(true);
@@ -94,16 +94,18 @@ describe('slicer: the first run keeps the 200 body', () => {
     expect(o.seen).toEqual(['none']);
   });
 
-  it('keepBody: false closes the 200 unread and fetches segment 0 again (the old sequence)', async () => {
-    const o = await origin(BODY);
-    const px = track(await startProxy(o.url, { slice: { sizeBytes: SEG, minBytes: 0, keepBody: false } }));
-    expect((await get(`${px.url}/file`)).body.equals(BODY)).toBe(true);
-    expect(o.seen.slice(0, 2)).toEqual(['none', 'bytes=0-1023']);
+  it('without keepBody (the default) or with keepBody: false the 200 is closed unread and segment 0 fetched again', async () => {
+    for (const keepBody of [undefined, false]) {
+      const o = await origin(BODY);
+      const px = track(await startProxy(o.url, { slice: { sizeBytes: SEG, minBytes: 0, ...(keepBody === false ? { keepBody } : {}) } }));
+      expect((await get(`${px.url}/file`)).body.equals(BODY)).toBe(true);
+      expect(o.seen.slice(0, 2)).toEqual(['none', 'bytes=0-1023']);
+    }
   });
 
   it('a 200 arriving in pieces, 20 ms apart: still one origin request, the bytes exact', async () => {
     const o = await origin(BODY, { pieces: 7, gapMs: 20 });
-    const px = track(await startProxy(o.url, { slice: { sizeBytes: SEG, minBytes: 0 } }));
+    const px = track(await startProxy(o.url, { slice: { sizeBytes: SEG, minBytes: 0, keepBody: true } }));
     expect((await get(`${px.url}/file`)).body.equals(BODY)).toBe(true);
     expect(o.seen).toEqual(['none']);
     expect(o.whole.finished).toBe(1);
@@ -114,7 +116,7 @@ describe('slicer: the first run keeps the 200 body', () => {
       const o = await origin(BODY, { pieces: 4, gapMs: 30 });
       const px = track(
         await startProxy(o.url, {
-          slice: { sizeBytes: SEG, minBytes: 0, ...(opts.runs === false ? { runs: false } : {}) },
+          slice: { sizeBytes: SEG, minBytes: 0, keepBody: true, ...(opts.runs === false ? { runs: false } : {}) },
           ...(opts.hook ? { hooks: { requestFilter: () => undefined } } : {}),
         }),
       );
@@ -130,7 +132,7 @@ describe('slicer: the first run keeps the 200 body', () => {
 
   it('the origin dying mid-body: the client is cut off, nothing of that 200 is kept (meta object and segments), the next read fetches anew', async () => {
     const o = await origin(BODY, { dieAfter: 3 * SEG + 500 });
-    const px = track(await startProxy(o.url, { slice: { sizeBytes: SEG, minBytes: 0 } }));
+    const px = track(await startProxy(o.url, { slice: { sizeBytes: SEG, minBytes: 0, keepBody: true } }));
     const r = await getMaybeCut(`${px.url}/file`);
     expect(r.complete).toBe(false);
     expect(r.body.equals(BODY.subarray(0, r.body.length))).toBe(true);
@@ -145,7 +147,7 @@ describe('slicer: the first run keeps the 200 body', () => {
   it('a client leaving early: the first run stops once its claimed segments are in, its connection closed; nothing truncated kept', async () => {
     const big = Buffer.from(Array.from({ length: 64 * SEG }, (_, i) => (i * 13 + (i >> 9)) & 0xff));
     const o = await origin(big, { pieces: 64, gapMs: 5 });
-    const px = track(await startProxy(o.url, { slice: { sizeBytes: SEG, minBytes: 0 } }));
+    const px = track(await startProxy(o.url, { slice: { sizeBytes: SEG, minBytes: 0, keepBody: true } }));
     const res = await request(`${px.url}/file`);
     const it = res.body[Symbol.asyncIterator]();
     await it.next();
@@ -163,7 +165,7 @@ describe('slicer: the first run keeps the 200 body', () => {
     const big = Buffer.alloc(128 * seg);
     for (let i = 0; i < big.length; i += 4) big.writeUInt32LE(i, i);
     const o = await origin(big);
-    const px = track(await startProxy(o.url, { slice: { sizeBytes: seg, minBytes: 0 } }));
+    const px = track(await startProxy(o.url, { slice: { sizeBytes: seg, minBytes: 0, keepBody: true } }));
     const sock = net.connect(px.port, '127.0.0.1');
     const parts: Buffer[] = [];
     let stalled = true;
@@ -204,7 +206,7 @@ describe('slicer: the first run keeps the 200 body', () => {
     const big = Buffer.alloc(64 * seg);
     for (let i = 0; i < big.length; i += 4) big.writeUInt32LE(i ^ 0x5a5a5a5a, i);
     const o = await origin(big);
-    const px = track(await startProxy(o.url, { slice: { sizeBytes: seg, minBytes: 0 } }));
+    const px = track(await startProxy(o.url, { slice: { sizeBytes: seg, minBytes: 0, keepBody: true } }));
     const sock = net.connect(px.port, '127.0.0.1');
     const parts: Buffer[] = [];
     let stalled = true;
@@ -229,7 +231,7 @@ describe('slicer: the first run keeps the 200 body', () => {
 
   it('two clients on one cold object: both exact, each segment stored once', async () => {
     const o = await origin(BODY, { pieces: 5, gapMs: 10 });
-    const px = track(await startProxy(o.url, { slice: { sizeBytes: SEG, minBytes: 0 } }));
+    const px = track(await startProxy(o.url, { slice: { sizeBytes: SEG, minBytes: 0, keepBody: true } }));
     const [a, b] = await Promise.all([get(`${px.url}/file`), get(`${px.url}/file`)]);
     expect(a.body.equals(BODY)).toBe(true);
     expect(b.body.equals(BODY)).toBe(true);
