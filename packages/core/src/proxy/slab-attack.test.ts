@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
@@ -6,6 +5,7 @@ import type { SlabPool } from '../cache/slab-pool.js';
 import type { ProxyHooks } from '../policy/hooks.js';
 import { startProxy, startRawOrigin, until, useCleanup, useUncaughtRecorder, type ProxyHarness } from '../test-support/harness.js';
 import { testClock } from '../test-support/clock.js';
+import { bodyOf, sha } from '../test-support/bodies.js';
 
 /**
  * Session 9 review of the slab pool (cache/slab-pool.ts) from outside: paths other than a plain hit or miss that
@@ -18,23 +18,6 @@ const SIZE = 12 * MiB;
 const track = useCleanup();
 const uncaught = useUncaughtRecorder();
 
-const bodies = new Map<string, Buffer>();
-function bodyOf(name: string, n: number): Buffer {
-  const key = `${name}:${n}`;
-  let b = bodies.get(key);
-  if (b !== undefined) return b;
-  b = Buffer.allocUnsafe(n);
-  let x = createHash('sha256').update(name).digest().readUInt32LE(0) | 1;
-  for (let i = 0; i + 4 <= n; i += 4) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    b.writeInt32LE(x | 0, i);
-  }
-  bodies.set(key, b);
-  return b;
-}
-const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 /**
  * /o/NAME?n=N[&ma=S][&swr=S][&d=MS]: N bytes, max-age S (60), stale-while-revalidate, ETag "NAME"; a 304 to a matching

@@ -1,10 +1,10 @@
-import { createHash } from 'node:crypto';
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import type { SlabPool } from '../cache/slab-pool.js';
 import { getMaybeCut, startProxy, startRangeOrigin, startRawOrigin, until, useCleanup, type ProxyHarness } from '../test-support/harness.js';
 import { testClock } from '../test-support/clock.js';
+import { bodyOf, sha } from '../test-support/bodies.js';
 
 /**
  * Stored bodies live in reused slabs (cache/slab-pool.ts): a slab must never be filled again while anything can still
@@ -17,23 +17,6 @@ const MiB = 1024 * 1024;
 const SIZE = 24 * MiB;
 const track = useCleanup();
 
-const bodies = new Map<string, Buffer>();
-function bodyOf(name: string, n: number): Buffer {
-  const key = `${name}:${n}`;
-  let b = bodies.get(key);
-  if (b !== undefined) return b;
-  b = Buffer.allocUnsafe(n);
-  let x = createHash('sha256').update(name).digest().readUInt32LE(0) | 1;
-  for (let i = 0; i + 4 <= n; i += 4) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    b.writeInt32LE(x | 0, i);
-  }
-  bodies.set(key, b);
-  return b;
-}
-const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 /**
  * /o/NAME?n=N[&ma=S]: N bytes (Content-Length, max-age S or 60, ETag "NAME"; 304 to a matching If-None-Match);

@@ -73,6 +73,29 @@ async function get(url: string, headers: Record<string, string> = {}) {
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
+/** GET /file on a raw socket that stops reading after its first bytes; readOn() reads the rest and gives the body. */
+async function stallingClient(port: number): Promise<{ readOn(): Promise<Buffer> }> {
+  const sock = net.connect(port, '127.0.0.1');
+  const parts: Buffer[] = [];
+  let stalled = true;
+  sock.on('data', (d: Buffer) => {
+    parts.push(d);
+    if (stalled) sock.pause();
+  });
+  sock.write('GET /file HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+  await until(() => parts.length > 0);
+  return {
+    async readOn() {
+      const done = new Promise<void>((resolve) => sock.on('end', resolve));
+      stalled = false;
+      sock.resume();
+      await done;
+      const all = Buffer.concat(parts);
+      return all.subarray(all.indexOf('\r\n\r\n') + 4);
+    },
+  };
+}
+
 describe('slicer: the first run keeps the 200 body', () => {
   it('a cold whole read costs one origin request: the 200 is cut into every segment, each its own object and subrequest; warm from the cache', async () => {
     const o = await origin(BODY);
@@ -166,16 +189,7 @@ describe('slicer: the first run keeps the 200 body', () => {
     for (let i = 0; i < big.length; i += 4) big.writeUInt32LE(i, i);
     const o = await origin(big);
     const px = track(await startProxy(o.url, { slice: { sizeBytes: seg, minBytes: 0, keepBody: true } }));
-    const sock = net.connect(px.port, '127.0.0.1');
-    const parts: Buffer[] = [];
-    let stalled = true;
-    sock.on('data', (d: Buffer) => {
-      parts.push(d);
-      // After the first bytes, the client stops reading (until `stalled` is cleared).
-      if (stalled) sock.pause();
-    });
-    sock.write('GET /file HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
-    await until(() => parts.length > 0);
+    const client = await stallingClient(px.port);
     // Held back: the origin has not written the whole 200, and the store stops growing short of all 128 segments.
     let count = -1;
     await until(() => {
@@ -190,12 +204,7 @@ describe('slicer: the first run keeps the 200 body', () => {
     // The wait is bounded: the proxy lets go of the 200 (its response is over at the origin).
     await until(() => o.whole.closed === 1);
     // The client reads on: the rest comes from segments fetched again (runs), every byte exact.
-    const done = new Promise<void>((resolve) => sock.on('end', resolve));
-    stalled = false;
-    sock.resume();
-    await done;
-    const all = Buffer.concat(parts);
-    const body = all.subarray(all.indexOf('\r\n\r\n') + 4);
+    const body = await client.readOn();
     expect(body.length).toBe(big.length);
     expect(sha(body)).toBe(sha(big));
     expect(o.seen.length).toBeGreaterThan(1);
@@ -207,23 +216,10 @@ describe('slicer: the first run keeps the 200 body', () => {
     for (let i = 0; i < big.length; i += 4) big.writeUInt32LE(i ^ 0x5a5a5a5a, i);
     const o = await origin(big);
     const px = track(await startProxy(o.url, { slice: { sizeBytes: seg, minBytes: 0, keepBody: true } }));
-    const sock = net.connect(px.port, '127.0.0.1');
-    const parts: Buffer[] = [];
-    let stalled = true;
-    sock.on('data', (d: Buffer) => {
-      parts.push(d);
-      if (stalled) sock.pause();
-    });
-    sock.write('GET /file HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
-    await until(() => parts.length > 0);
+    const client = await stallingClient(px.port);
     const claimed = px.proxy.store.objectCount;
     expect(px.proxy.purge('/file', 'x')).toBeGreaterThan(0);
-    const done = new Promise<void>((resolve) => sock.on('end', resolve));
-    stalled = false;
-    sock.resume();
-    await done;
-    const all = Buffer.concat(parts);
-    expect(sha(all.subarray(all.indexOf('\r\n\r\n') + 4))).toBe(sha(big));
+    expect(sha(await client.readOn())).toBe(sha(big));
     // The purge came mid first run (not every segment was cut yet).
     expect(claimed).toBeLessThan(1 + 64);
     await until(() => px.proxy.store.objectCount === 0);
