@@ -8,6 +8,9 @@
 //   adaptive   Sluice --slice 1MB --slice-min 16MB (decided from the response: Varnish Enterprise's model; since
 //              session 8 its read-ahead goes as runs by default, so adaptive@base is the same flags without runs)
 //   runs       adaptive with --slice-runs --slice-read-ahead 8 (--runs-read-ahead N; --no-runs: not run)
+//   lead       with --lead: adaptive with --slice-keep-body (the 200 that makes the meta object kept as the first run,
+//              slicer/lead.ts); with --base also lead@base
+//   --targets a,b,...  keeps only those targets (their @base twins too); direct and unsliced always run (the ratios' base)
 //   nginx      nginx `slice 1m` + proxy_cache (skipped, with a note, when nginx is not installed)
 // Scenarios per round and target, each on a cold object of its own:
 //   range: 1000 bytes at the middle of a 100 MiB object: first byte, last byte
@@ -158,7 +161,11 @@ async function main() {
     const runsRa = READ_AHEAD ?? opt('--runs-read-ahead', '8');
     targets.push({ mode: 'runs', ...(await startSluice([...common, '--slice', '1MB', '--slice-min', '16MB', '--slice-url', '^/big/', '--slice-runs', '--slice-read-ahead', runsRa])) });
   }
+  const lead = argv.includes('--lead');
+  const leadFlags = [...common, '--slice', '1MB', '--slice-min', '16MB', '--slice-url', '^/big/', '--slice-keep-body', ...ra];
+  if (lead) targets.push({ mode: 'lead', ...(await startSluice(leadFlags)) });
   if (BASE !== undefined) {
+    if (lead) targets.push({ mode: 'lead@base', ...(await startSluice(leadFlags, BASE)) });
     targets.push(
       { mode: 'unsliced@base', ...(await startSluice(common, BASE)) },
       { mode: 'arrival@base', ...(await startSluice([...common, '--slice-size', '1MB', '--slice-url', '^/big/', ...ra], BASE)) },
@@ -170,6 +177,11 @@ async function main() {
   if (nginx === undefined) notes.push('nginx is not installed: no nginx slice peer in this run (apt-get install nginx-light)');
   else targets.push({ mode: 'nginx', url: nginx.url, pid: nginx.pid });
   if (Number.isNaN(cpuNanos(originProc.pid))) notes.push('no /proc/<pid>/task/*/schedstat here: no CPU times in this run');
+  const only = opt('--targets', undefined)?.split(',');
+  if (only !== undefined) {
+    const keep = (t) => ['direct', 'unsliced'].includes(t.mode) || only.includes(t.mode.replace(/@base$/, ''));
+    targets.splice(0, targets.length, ...targets.filter(keep));
+  }
   await sleep(300);
   const rows = Object.fromEntries(targets.map((t) => [t.mode, { range: [], full: [] }]));
   const first = Object.fromEntries(targets.map((t) => [t.mode, { range: [], full: [] }]));

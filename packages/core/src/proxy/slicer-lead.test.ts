@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { startScriptedOrigin } from '@sluice/fixtures';
 import { getMaybeCut, startProxy, until, useCleanup } from '../test-support/harness.js';
-import { LEAD_WAIT_MS } from '../slicer/lead.js';
+import { LEAD_AHEAD_SEGMENTS, LEAD_WAIT_MS } from '../slicer/lead.js';
 
 /**
  * Issue 13, the first run (slicer/lead.ts, `keepBody: true`; off by default): a meta object made from a 200
@@ -208,6 +208,28 @@ describe('slicer: the first run keeps the 200 body', () => {
     expect(body.length).toBe(big.length);
     expect(sha(body)).toBe(sha(big));
     expect(o.seen.length).toBeGreaterThan(1);
+  }, 10_000 + LEAD_WAIT_MS);
+
+  it('a lagging client: the first run cuts on at the origin\'s pace up to LEAD_AHEAD_SEGMENTS past its reader (not the read-ahead\'s 4), then holds the origin back', async () => {
+    const seg = 256 * 1024;
+    const big = Buffer.alloc(128 * seg);
+    for (let i = 0; i < big.length; i += 4) big.writeUInt32LE((i * 3) ^ 0x1234567, i);
+    const o = await origin(big);
+    const px = track(await startProxy(o.url, { slice: { sizeBytes: seg, minBytes: 0, keepBody: true } }));
+    const client = await stallingClient(px.port);
+    // The meta object and at least the window's segments past the client's (session 9: the read-ahead's 4 past it,
+    // the body paused at the client's pace: this waited forever), then held: never all 128, the 200 not read to its end.
+    await until(() => px.proxy.store.objectCount >= 1 + LEAD_AHEAD_SEGMENTS);
+    let count = -1;
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 200));
+      if (px.proxy.store.objectCount === count) break;
+      count = px.proxy.store.objectCount;
+    }
+    expect(count).toBeLessThan(1 + 128);
+    expect(o.whole.finished).toBe(0);
+    expect(o.seen).toEqual(['none']);
+    expect(sha(await client.readOn())).toBe(sha(big));
   }, 10_000 + LEAD_WAIT_MS);
 
   it('a purge while the client lags mid first run: the client still gets every byte, nothing of the object stays cached', async () => {

@@ -282,12 +282,12 @@ export function commitSlot<Ctx>(env: ProxyEnv<Ctx>, meta: CacheObject, sl: Slot,
 }
 
 /**
- * How a run that may grow (lead.ts) waits for slots: `more` is asked when the body has bytes past the last slot (true:
- * wait, paused, for `wake`); cut sets `wake` while it waits, to be called with false once slots were added, true to
- * stop (the rest is not read).
+ * How a run that may grow (lead.ts) waits for slots: `more` is asked when the body has bytes past the last slot:
+ * 'added' (a slot was added then and there: go on), true (wait, paused, for `wake`), false (stop: the rest is not
+ * read). cut sets `wake` while it waits, to be called with false once slots were added, true to stop.
  */
 export interface CutControl {
-  more(): boolean;
+  more(): boolean | 'added';
   wake: ((stop: boolean) => void) | undefined;
 }
 
@@ -328,20 +328,25 @@ export function cut<Ctx>(env: ProxyEnv<Ctx>, body: Readable, slots: Slot[], sign
     const stopAt = (e: unknown): void => void (body.destroy(e as Error | undefined), settle(e));
     const onData = (data: Buffer): void => {
       if (settled) return;
-      let rest: Buffer;
-      try {
-        [k, rest] = fill(env, slots, k, data);
-      } catch (e: unknown) {
-        // A segment refused its bytes (it failed meanwhile): the run stops here.
-        return void stopAt(e);
+      let rest = data;
+      for (;;) {
+        try {
+          [k, rest] = fill(env, slots, k, rest);
+        } catch (e: unknown) {
+          // A segment refused its bytes (it failed meanwhile): the run stops here.
+          return void stopAt(e);
+        }
+        if (rest.length === 0) return;
+        // Bytes past the run: more slots may come (control: added now, or wait for them), else (an origin sending
+        // more than its Content-Range said, or nobody wants more) every segment is complete and the rest is not read.
+        const more = control?.more();
+        if (more === 'added') continue;
+        if (more !== true) return void stopAt(undefined);
+        pending = rest;
+        (control as CutControl).wake = wake;
+        body.pause();
+        return;
       }
-      if (rest.length === 0) return;
-      // Bytes past the run: more slots may come (control: wait for them), else (an origin sending more than its
-      // Content-Range said, or nobody wants more) every segment is complete and the rest is not read.
-      if (control?.more() !== true) return void stopAt(undefined);
-      pending = rest;
-      control.wake = wake;
-      body.pause();
     };
     const onAbort = (): void => stopAt(signal.reason ?? new Error('slicer run aborted'));
     if (signal.aborted) return onAbort();

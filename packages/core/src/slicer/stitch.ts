@@ -77,6 +77,8 @@ export class Segments<Ctx> {
    */
   readAheadFrom(needed: readonly number[], at: number): void {
     const last = Math.min(needed.length - 1, at + this.readAhead);
+    const here = needed[at];
+    if (here !== undefined) this.lead?.reading(here);
     if (this.runs === undefined) {
       for (let k = at + 1; k <= last; k++) void this.start(needed[k] as number);
       return;
