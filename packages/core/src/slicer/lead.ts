@@ -28,10 +28,10 @@ export const LEAD_WAIT_MS = 2000;
 /**
  * How far ahead of its reader the first run cuts on its own, at the origin's pace (session 10): the segments past the
  * last claimed are claimed by the body itself as its bytes reach them while it is at most LEAD_AHEAD_SEGMENTS
- * segments and this many bytes (and at least the read-ahead's segments) past the segment the reader is at, as an
- * unsliced miss fills its object whatever the client's pace; past that it waits for the reader as before. With the read-ahead alone (4 segments) the body
- * was paused and resumed at the client's pace: session 9's final bench had the cold 100 MiB whole read 1.62x the
- * unsliced miss with it, 1.15x with a read-ahead of 8.
+ * segments and LEAD_AHEAD_BYTES (and at least the read-ahead's segments) past the segment the reader is at, as an
+ * unsliced miss fills its object whatever the client's pace; past that it waits for the reader as before. With the
+ * read-ahead alone (4 segments) the body was paused and resumed at the client's pace: session 9's final bench had the
+ * cold 100 MiB whole read 1.62x the unsliced miss with it, 1.15x with a read-ahead of 8.
  */
 export const LEAD_AHEAD_BYTES = 32 * 1024 * 1024;
 export const LEAD_AHEAD_SEGMENTS = 32;
