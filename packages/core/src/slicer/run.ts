@@ -328,25 +328,21 @@ export function cut<Ctx>(env: ProxyEnv<Ctx>, body: Readable, slots: Slot[], sign
     const stopAt = (e: unknown): void => void (body.destroy(e as Error | undefined), settle(e));
     const onData = (data: Buffer): void => {
       if (settled) return;
-      let rest = data;
-      for (;;) {
-        try {
-          [k, rest] = fill(env, slots, k, rest);
-        } catch (e: unknown) {
-          // A segment refused its bytes (it failed meanwhile): the run stops here.
-          return void stopAt(e);
-        }
-        if (rest.length === 0) return;
-        // Bytes past the run: more slots may come (control: added now, or wait for them), else (an origin sending
-        // more than its Content-Range said, or nobody wants more) every segment is complete and the rest is not read.
-        const more = control?.more();
-        if (more === 'added') continue;
-        if (more !== true) return void stopAt(undefined);
-        pending = rest;
-        (control as CutControl).wake = wake;
-        body.pause();
-        return;
+      let rest: Buffer;
+      let wait: boolean;
+      try {
+        [k, rest, wait] = fillGrowing(env, slots, k, data, control);
+      } catch (e: unknown) {
+        // A segment refused its bytes (it failed meanwhile): the run stops here.
+        return void stopAt(e);
       }
+      if (rest.length === 0) return;
+      // Bytes past the run: more slots may come (control: wait for them), else (an origin sending more than its
+      // Content-Range said, or nobody wants more) every segment is complete and the rest is not read.
+      if (!wait) return void stopAt(undefined);
+      pending = rest;
+      (control as CutControl).wake = wake;
+      body.pause();
     };
     const onAbort = (): void => stopAt(signal.reason ?? new Error('slicer run aborted'));
     if (signal.aborted) return onAbort();
@@ -359,6 +355,20 @@ export function cut<Ctx>(env: ProxyEnv<Ctx>, body: Readable, slots: Slot[], sign
       if (pending === undefined) endAt();
     });
   });
+}
+
+/**
+ * `chunk` into the slots from the k-th on, asking `control` for more slots while there are bytes past the last one
+ * (a slot it adds at once is filled on): the next slot to fill, the bytes past the last slot, and whether to wait,
+ * paused, for more slots (false with bytes left: stop).
+ */
+function fillGrowing<Ctx>(env: ProxyEnv<Ctx>, slots: readonly Slot[], k: number, chunk: Buffer, control: CutControl | undefined): [number, Buffer, boolean] {
+  for (;;) {
+    [k, chunk] = fill(env, slots, k, chunk);
+    if (chunk.length === 0) return [k, chunk, false];
+    const more = control?.more();
+    if (more !== 'added') return [k, chunk, more === true];
+  }
 }
 
 /** `chunk` into the slots from the k-th on: the next slot to fill, and the bytes past the last slot. */
