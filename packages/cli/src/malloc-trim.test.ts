@@ -1,0 +1,55 @@
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { BIN } from './test-support/run-cli.js';
+import { MALLOC_RAISE_BYTES } from './runtime-memory.js';
+
+/**
+ * runtime-memory.ts mallocKeepsFreedMemory (issue 16 bulk miss, session 10), called by `sluice proxy` at start: every
+ * origin socket read is a 64 KiB malloc'd buffer that dies young; V8 frees them ~32 MiB at a time, and with glibc's
+ * default thresholds the top of the heap went back to the kernel and was faulted in again by the next reads (~240
+ * minor faults per MiB of a cold miss once the store was full, ~25 % of its CPU; bench/bytes-cost.mjs). The function
+ * frees one ~31 MiB mmapped block, which raises glibc's dynamic mmap threshold to its size and the trim threshold to
+ * twice that. Trimming itself depends on the heap's layout (a live block above the dead buffers stops it), so the test
+ * shows the raise where it is deterministic: after it, blocks of 4 MiB come from the heap ([heap] in /proc/self/maps
+ * grows by them); without it they are mmapped on their own (the heap does not grow).
+ */
+const MODULE = pathToFileURL(path.join(path.dirname(BIN), '../dist/runtime-memory.js')).href;
+
+/** [heap] growth (MiB) of a fresh node process allocating 8 blocks of 4 MiB, after mallocKeepsFreedMemory or not. */
+function heapGrowth(raise: boolean): number {
+  const script = `
+    import { readFileSync } from 'node:fs';
+    const { mallocKeepsFreedMemory } = await import(${JSON.stringify(MODULE)});
+    const heap = () => {
+      for (const l of readFileSync('/proc/self/maps', 'utf8').split('\\n')) {
+        if (!l.endsWith('[heap]')) continue;
+        const [a, b] = l.split(' ')[0].split('-');
+        return parseInt(b, 16) - parseInt(a, 16);
+      }
+      return 0;
+    };
+    if (${String(raise)}) mallocKeepsFreedMemory();
+    const h0 = heap();
+    const keep = [];
+    for (let i = 0; i < 8; i++) keep.push(Buffer.allocUnsafeSlow(4 * 1024 * 1024).fill(i));
+    console.log(String((heap() - h0) / 1048576));
+  `;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+  expect(r.stderr).toBe('');
+  expect(r.status).toBe(0);
+  return Number(r.stdout.trim());
+}
+
+describe('mallocKeepsFreedMemory', () => {
+  it('frees a block under glibc’s largest dynamic threshold (32 MiB), else glibc would not adjust', () => {
+    expect(MALLOC_RAISE_BYTES).toBeGreaterThan(16 * 1024 * 1024);
+    expect(MALLOC_RAISE_BYTES).toBeLessThanOrEqual(32 * 1024 * 1024 - 64 * 1024);
+  });
+
+  it('raises glibc’s mmap threshold: 4 MiB blocks come from the heap after it, mmapped on their own without it', () => {
+    expect(heapGrowth(false)).toBeLessThan(4);
+    expect(heapGrowth(true)).toBeGreaterThanOrEqual(32);
+  });
+});
