@@ -17,8 +17,11 @@ import { MALLOC_RAISE_BYTES } from './runtime-memory.js';
  */
 const MODULE = pathToFileURL(path.join(path.dirname(BIN), '../dist/runtime-memory.js')).href;
 
-/** [heap] growth (MiB) of a fresh node process allocating 8 blocks of 4 MiB, after mallocKeepsFreedMemory or not. */
-function heapGrowth(raise: boolean): number {
+/**
+ * A fresh node process, mallocKeepsFreedMemory called or not: its RSS growth over the call (MiB), then the [heap]
+ * growth (MiB) while it allocates 8 blocks of 4 MiB.
+ */
+function heapGrowth(raise: boolean): { rss: number; heap: number } {
   const script = `
     import { readFileSync } from 'node:fs';
     const { mallocKeepsFreedMemory } = await import(${JSON.stringify(MODULE)});
@@ -30,16 +33,19 @@ function heapGrowth(raise: boolean): number {
       }
       return 0;
     };
+    const rss = () => Number(/VmRSS:\\s+(\\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))[1]) * 1024;
+    const r0 = rss();
     if (${String(raise)}) mallocKeepsFreedMemory();
+    const r1 = rss();
     const h0 = heap();
     const keep = [];
     for (let i = 0; i < 8; i++) keep.push(Buffer.allocUnsafeSlow(4 * 1024 * 1024).fill(i));
-    console.log(String((heap() - h0) / 1048576));
+    console.log(JSON.stringify({ rss: (r1 - r0) / 1048576, heap: (heap() - h0) / 1048576 }));
   `;
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
   expect(r.stderr).toBe('');
   expect(r.status).toBe(0);
-  return Number(r.stdout.trim());
+  return JSON.parse(r.stdout.trim()) as { rss: number; heap: number };
 }
 
 describe('mallocKeepsFreedMemory', () => {
@@ -49,7 +55,11 @@ describe('mallocKeepsFreedMemory', () => {
   });
 
   it('raises glibc’s mmap threshold: 4 MiB blocks come from the heap after it, mmapped on their own without it', () => {
-    expect(heapGrowth(false)).toBeLessThan(4);
-    expect(heapGrowth(true)).toBeGreaterThanOrEqual(32);
+    expect(heapGrowth(false).heap).toBeLessThan(4);
+    expect(heapGrowth(true).heap).toBeGreaterThanOrEqual(32);
+  });
+
+  it('leaves nothing of its 31 MiB resident (the flattened string is collected, the malloc block unmapped)', () => {
+    expect(heapGrowth(true).rss).toBeLessThan(8);
   });
 });

@@ -54,20 +54,41 @@ export const MALLOC_RAISE_BYTES = 31 * 1024 * 1024;
  * because it was over the mmap threshold, and is at most DEFAULT_MMAP_THRESHOLD_MAX, raises the mmap threshold to its
  * size and the trim threshold to twice that. A string written to /dev/null with fs.writeSync in latin1 is copied
  * into one malloc'd buffer of its length that Node frees before writeSync returns: one ~31 MiB block freed, trim
- * threshold ~62 MiB, mmap threshold ~31 MiB (allocations under it come from the heap). Costs ~10-20 ms once, at start.
+ * threshold ~62 MiB, mmap threshold ~31 MiB (allocations under it come from the heap). Costs a few tens of ms once, at
+ * start (the copy and one full GC).
  * What it costs after: up to ~62 MiB of freed heap stays mapped (reused by the next reads instead of faulted in).
  * Not glibc (musl, macOS): a 31 MiB write to the null device, nothing else.
  */
 export function mallocKeepsFreedMemory(): void {
   if (process.platform !== 'linux') return;
-  // A rope of ~25 cons strings, flattened only by the copy into Node's buffer: no 31 MiB string on the JS heap.
-  const s = 'x'.repeat(MALLOC_RAISE_BYTES);
+  writeAndFree(MALLOC_RAISE_BYTES);
+  // V8 flattened the rope for the write: a 31 MiB string in its large-object space, dead once writeAndFree returned
+  // but resident until a full GC (an idle proxy was 31 MiB larger without this one: /proc/PID/smaps).
+  majorGc();
+}
+
+/** Writes `n` latin1 bytes to /dev/null from a string: Node copies them into one malloc'd block and frees it. */
+function writeAndFree(n: number): void {
+  // A rope of ~25 cons strings until the write flattens it.
+  const s = 'x'.repeat(n);
   const fd = openSync('/dev/null', 'w');
   try {
     writeSync(fd, s, null, 'latin1');
   } finally {
     closeSync(fd);
   }
+}
+
+/** One full (mark-compact) GC, without `--expose-gc` on the command line (as minorGcFunction). */
+function majorGc(): void {
+  v8.setFlagsFromString('--expose-gc');
+  let gc: (opts?: { type: 'minor' | 'major' }) => void;
+  try {
+    gc = vm.runInNewContext('gc') as typeof gc;
+  } finally {
+    v8.setFlagsFromString('--no-expose-gc');
+  }
+  gc({ type: 'major' });
 }
 
 /** Keeps WebAssembly (undici's llhttp) on Liftoff. Takes effect for modules compiled after the call. */
