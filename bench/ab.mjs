@@ -2,7 +2,9 @@
 // Usage: node bench/ab.mjs --before DIR [--label NAME] [--quick] [--out FILE]
 //   DIR: a built checkout of the other revision, for instance
 //     git worktree add /tmp/sluice-before <rev> && (cd /tmp/sluice-before && npx -y pnpm@10 install --frozen-lockfile && npx tsc -b)
-// Scenarios, each interleaved (before, after, before, after ...) so drift on a shared machine hits both alike:
+// Scenarios, each interleaved so drift on a shared machine hits both alike; the order within a round alternates
+// (before, after | after, before | ...; session 10: with before always first, the second side's cold whole miss ran
+// 1.17-1.28x slower in 4 of 4 session 9 runs), and each big-miss round records its order and the load average:
 //   hit-1k          requests/s (autocannon, 32 connections) and proxy CPU per request, median of rounds
 //   miss-ttfb       time to first byte of a cold 1 KiB miss (unique URLs), p50 over many
 //   sliced-range    a 1000-byte range in the middle of a cold 16 MiB object with 1 MiB segments: TTFB p50
@@ -11,7 +13,8 @@
 // --only a,b runs just those scenarios.
 // Origins come from this tree (`sluice origin --fast` for hits, `sluice origin` for misses and big objects).
 import { spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import { request } from 'undici';
@@ -60,6 +63,20 @@ function startFrom(dir, args) {
 const cannon = (url) =>
   new Promise((resolve, reject) => autocannon({ url, connections: 32, duration: SECONDS }, (e, r) => (e ? reject(e) : resolve(r))));
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+/** The sides in round n's order: as given in even rounds, reversed in odd ones (entries keep their index). */
+const ordered = (sides, n) => {
+  const e = [...sides.entries()];
+  return ((n % 2) + 2) % 2 === 0 ? e : e.reverse();
+};
+/** Minor page faults of a process so far (/proc/PID/stat field 10). */
+const minflt = (pid) => {
+  try {
+    const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[7]);
+  } catch {
+    return NaN;
+  }
+};
 
 async function ttfb(url, headers = {}) {
   const t0 = performance.now();
@@ -77,7 +94,7 @@ async function hits(sides) {
     await cannon(`${s.hit.url}/static/1k`);
   }
   for (let r = 0; r < ROUNDS; r++) {
-    for (const [i, s] of sides.entries()) {
+    for (const [i, s] of ordered(sides, r)) {
       const c0 = cpuMicros(s.hit.pid);
       const res = await cannon(`${s.hit.url}/static/1k`);
       if (res.non2xx > 0 || res.errors > 0) throw new Error(`${s.name}: ${res.non2xx} non-2xx, ${res.errors} errors`);
@@ -91,7 +108,7 @@ async function hits(sides) {
 async function misses(sides) {
   const ms = sides.map(() => []);
   for (let n = 0; n < MISSES; n++) {
-    for (const [i, s] of sides.entries()) {
+    for (const [i, s] of ordered(sides, n)) {
       const r = await ttfb(`${s.miss.url}/static/1k?ab=${s.name}-${n}-${Date.now()}`);
       if (r.status !== 200) throw new Error(`miss ${s.name}: ${r.status}`);
       ms[i].push(r.ms);
@@ -105,7 +122,7 @@ async function sliced(sides) {
   const start = size / 2;
   const ms = sides.map(() => []);
   for (let n = 0; n < SLICES; n++) {
-    for (const [i, s] of sides.entries()) {
+    for (const [i, s] of ordered(sides, n)) {
       const r = await ttfb(`${s.slice.url}/big/${size}?ab=${s.name}-${n}-${Date.now()}`, { range: `bytes=${start}-${start + 999}` });
       if (r.status !== 206) throw new Error(`sliced ${s.name}: ${r.status}`);
       ms[i].push(r.ms);
@@ -122,11 +139,15 @@ async function sliced(sides) {
  */
 async function bigMisses(sides, name, range) {
   const size = 32 * MiB;
-  const rows = sides.map(() => ({ ttfb: [], ttlb: [], cpu: [] }));
+  const rows = sides.map(() => ({ ttfb: [], ttlb: [], cpu: [], faults: [] }));
+  const rounds = [];
   const headers = range ? { range: `bytes=${size / 2}-${size / 2 + 999}` } : {};
   for (let n = -2; n < BIG_ROUNDS; n++) {
-    for (const [i, s] of sides.entries()) {
+    const order = ordered(sides, n);
+    if (n >= 0) rounds.push({ order: order.map(([, s]) => s.name), load1: os.loadavg()[0] });
+    for (const [i, s] of order) {
       const c0 = cpuMicros(s.miss.pid);
+      const f0 = minflt(s.miss.pid);
       const { status, bytes: got, ttfb: first, ttlb } = await timedGet(`${s.miss.url}/big/${size}?ab=${name}-${s.name}-${n}-${Date.now()}`, headers);
       if (status !== (range ? 206 : 200) || got !== (range ? 1000 : size)) throw new Error(`${name} ${s.name}: ${status}, ${got} bytes`);
       // The fetch goes on after a range is answered: let it end so its CPU lands in this round.
@@ -136,9 +157,16 @@ async function bigMisses(sides, name, range) {
       rows[i].ttfb.push(first);
       rows[i].ttlb.push(ttlb);
       rows[i].cpu.push(Math.round((cpuMicros(s.miss.pid) - c0) / (size / MiB)));
+      rows[i].faults.push(Math.round((minflt(s.miss.pid) - f0) / (size / MiB)));
     }
   }
-  return sides.map((s, i) => ({ name, side: s.name, objectBytes: size, ttfbMs: percentiles(rows[i].ttfb), ttlbMs: percentiles(rows[i].ttlb), cpuMicrosPerMiB: median(rows[i].cpu), cpuRounds: rows[i].cpu }));
+  const t = range ? 'ttfb' : 'ttlb';
+  // Per-round ratio after/before of the wall figure, split by which side ran first in the round.
+  const ratios = rounds.map((r, k) => ({ first: r.order[0], ratio: Math.round((rows[1][t][k] / rows[0][t][k]) * 1000) / 1000 }));
+  const byFirst = (f) => ratios.filter((r) => r.first === f).map((r) => r.ratio);
+  const split = { afterOverBefore: { beforeFirst: byFirst(sides[0].name), afterFirst: byFirst(sides[1].name) } };
+  const round3 = (x) => Math.round(x * 1000) / 1000;
+  return sides.map((s, i) => ({ name, side: s.name, objectBytes: size, ttfbMs: percentiles(rows[i].ttfb), ttlbMs: percentiles(rows[i].ttlb), cpuMicrosPerMiB: median(rows[i].cpu), cpuRounds: rows[i].cpu, ttfbRounds: rows[i].ttfb.map(round3), ttlbRounds: rows[i].ttlb.map(round3), minorFaultsPerMiB: median(rows[i].faults), faultRounds: rows[i].faults, rounds, ...(i === 1 ? { split } : {}) }));
 }
 
 async function main() {
@@ -175,7 +203,9 @@ async function main() {
     const [b, a] = [get(name, 'before'), get(name, 'after')];
     if (b === undefined) continue;
     const t = name === 'range-miss' ? 'ttfbMs' : 'ttlbMs';
-    console.log(`${name.padEnd(13)} ${t} p50 before ${b[t].p50} after ${a[t].p50} (ratio ${(a[t].p50 / b[t].p50).toFixed(2)})   CPU us/MiB before ${b.cpuMicrosPerMiB} after ${a.cpuMicrosPerMiB} (ratio ${(a.cpuMicrosPerMiB / b.cpuMicrosPerMiB).toFixed(2)})`);
+    console.log(`${name.padEnd(13)} ${t} p50 before ${b[t].p50} after ${a[t].p50} (ratio ${(a[t].p50 / b[t].p50).toFixed(2)})   CPU us/MiB before ${b.cpuMicrosPerMiB} after ${a.cpuMicrosPerMiB} (ratio ${(a.cpuMicrosPerMiB / b.cpuMicrosPerMiB).toFixed(2)})   faults/MiB ${b.minorFaultsPerMiB} / ${a.minorFaultsPerMiB}`);
+    const md = (xs) => (xs.length ? median(xs).toFixed(2) : '-');
+    console.log(`${''.padEnd(13)} after/before ${t} per round: median ${md(a.split.afterOverBefore.beforeFirst)} when before ran first (${a.split.afterOverBefore.beforeFirst.join(' ')}), ${md(a.split.afterOverBefore.afterFirst)} when after ran first (${a.split.afterOverBefore.afterFirst.join(' ')})`);
   }
   console.log(`\nwritten ${path.relative(ROOT, out)}`);
 }

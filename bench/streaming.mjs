@@ -15,7 +15,24 @@ import net from 'node:net';
 import { loadavg } from 'node:os';
 import path from 'node:path';
 import { Agent, request } from 'undici';
-import { ROOT, cpuMicros, machine, percentiles, rangeOnMiss, sleep, startNginxCache, startSluice, stopAll, timedGet } from './lib.mjs';
+import { ROOT, cpuMicros, machine, percentiles, processTree, rangeOnMiss, sleep, startNginxCache, startSluice, stopAll, timedGet } from './lib.mjs';
+
+/** User and system CPU time (ms, from /proc/PID/stat utime and stime, 10 ms ticks) of a pid or a list of pids. */
+function userSysMs(pids) {
+  let user = 0;
+  let sys = 0;
+  for (const pid of typeof pids === 'number' ? [pids] : pids) {
+    try {
+      const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+      user += Number(f[11]) * 10;
+      sys += Number(f[12]) * 10;
+    } catch {
+      // gone
+    }
+  }
+  return { user, sys };
+}
 
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
@@ -163,11 +180,12 @@ async function slowPass(proxy, size, rate = 50 * 1000 * 1000) {
  * machine hits each alike; one cold object per target per round (rangeOnMiss with runs: 1), medians of the rounds.
  */
 async function rangeRounds(originUrl, targets, size, proxyPid) {
-  const per = new Map(targets.map(([mode]) => [mode, { ttfb: [], ttlb: [], sent: [], cpu: [] }]));
+  const per = new Map(targets.map(([mode]) => [mode, { ttfb: [], ttlb: [], sent: [], cpu: [], user: [], sys: [] }]));
   for (let r = -1; r < ROUNDS; r++) {
     for (const target of targets) {
       const pid = target[2] ?? (target[0] === 'sluice' ? proxyPid : undefined);
       const c0 = pid !== undefined ? cpuMicros(pid) : 0;
+      const us0 = pid !== undefined ? userSysMs(pid) : undefined;
       const [row] = await rangeOnMiss(originUrl, [target], { size, runs: 1 });
       // Round -1 warms every target up (JIT, connections) and is not counted.
       if (r < 0) continue;
@@ -179,12 +197,15 @@ async function rangeRounds(originUrl, targets, size, proxyPid) {
         // Let the fetch of the rest of the object end, so its CPU is counted (per MiB of the whole object).
         await sleep(quick ? 300 : 1500);
         p.cpu.push(Math.round((cpuMicros(pid) - c0) / (size / MiB)));
+        const us1 = userSysMs(pid);
+        p.user.push(Math.round(((us1.user - us0.user) * 1000) / (size / MiB)));
+        p.sys.push(Math.round(((us1.sys - us0.sys) * 1000) / (size / MiB)));
       }
     }
   }
   const rows = targets.map(([mode]) => {
     const p = per.get(mode);
-    return { name: 'range-on-miss', mode, objectBytes: size, rangeStart: size / 2, rounds: ROUNDS, ttfbMs: percentiles(p.ttfb), ttlbMs: percentiles(p.ttlb), ttfbRoundsMs: p.ttfb.map((x) => Math.round(x * 10) / 10), originBytesAtTtfb: median(p.sent), ...(p.cpu.length > 0 ? { cpuMicrosPerMiB: median(p.cpu), cpuRounds: p.cpu } : {}) };
+    return { name: 'range-on-miss', mode, objectBytes: size, rangeStart: size / 2, rounds: ROUNDS, ttfbMs: percentiles(p.ttfb), ttlbMs: percentiles(p.ttlb), ttfbRoundsMs: p.ttfb.map((x) => Math.round(x * 10) / 10), originBytesAtTtfb: median(p.sent), ...(p.cpu.length > 0 ? { cpuMicrosPerMiB: median(p.cpu), cpuRounds: p.cpu, userMicrosPerMiB: median(p.user), sysMicrosPerMiB: median(p.sys) } : {}) };
   });
   const p50 = (mode) => rows.find((r) => r.mode === mode)?.ttfbMs.p50;
   for (const r of rows) {
@@ -196,11 +217,12 @@ async function rangeRounds(originUrl, targets, size, proxyPid) {
 
 /** A cold `size`-byte object read whole through each target, rounds interleaved: first and last byte, medians. */
 async function missWhole(targets, size, proxyPid) {
-  const per = new Map(targets.map(([mode]) => [mode, { ttfb: [], ttlb: [], cpu: [] }]));
+  const per = new Map(targets.map(([mode]) => [mode, { ttfb: [], ttlb: [], cpu: [], user: [], sys: [] }]));
   for (let r = -1; r < ROUNDS; r++) {
     for (const [mode, base, targetPid] of targets) {
       const pid = targetPid ?? (mode === 'sluice' ? proxyPid : undefined);
       const c0 = pid !== undefined ? cpuMicros(pid) : 0;
+      const us0 = pid !== undefined ? userSysMs(pid) : undefined;
       const { status, bytes: got, ttfb: first, ttlb } = await timedGet(`${base}/big/${size}?whole=${mode}-${r}-${Date.now()}`);
       if (status !== 200 || got !== size) throw new Error(`miss-whole ${mode}: status ${status}, ${got} bytes`);
       await sleep(200);
@@ -209,12 +231,17 @@ async function missWhole(targets, size, proxyPid) {
       const p = per.get(mode);
       p.ttfb.push(first);
       p.ttlb.push(ttlb);
-      if (pid !== undefined) p.cpu.push(Math.round((cpuMicros(pid) - c0) / (size / MiB)));
+      if (pid !== undefined) {
+        p.cpu.push(Math.round((cpuMicros(pid) - c0) / (size / MiB)));
+        const us1 = userSysMs(pid);
+        p.user.push(Math.round(((us1.user - us0.user) * 1000) / (size / MiB)));
+        p.sys.push(Math.round(((us1.sys - us0.sys) * 1000) / (size / MiB)));
+      }
     }
   }
   const rows = targets.map(([mode]) => {
     const p = per.get(mode);
-    return { name: 'miss-whole', mode, objectBytes: size, rounds: ROUNDS, ttfbMs: percentiles(p.ttfb), ttlbMs: percentiles(p.ttlb), ttlbRoundsMs: p.ttlb.map((x) => Math.round(x)), ...(p.cpu.length > 0 ? { cpuMicrosPerMiB: median(p.cpu), cpuRounds: p.cpu } : {}) };
+    return { name: 'miss-whole', mode, objectBytes: size, rounds: ROUNDS, ttfbMs: percentiles(p.ttfb), ttlbMs: percentiles(p.ttlb), ttlbRoundsMs: p.ttlb.map((x) => Math.round(x)), ...(p.cpu.length > 0 ? { cpuMicrosPerMiB: median(p.cpu), cpuRounds: p.cpu, userMicrosPerMiB: median(p.user), sysMicrosPerMiB: median(p.sys) } : {}) };
   });
   const direct = rows.find((r) => r.mode === 'direct').ttlbMs.p50;
   for (const r of rows) r.ttlbVsDirect = ratio(r.ttlbMs.p50, direct);
@@ -259,7 +286,8 @@ async function main() {
       const b = await startSluice(['proxy', '--listen', '127.0.0.1:0', '--backend', origin.url, '--quiet'], base);
       targets.push(['sluice-base', b.url, b.pid]);
     }
-    if (nginx !== undefined) targets.push(['nginx', nginx.url]);
+    // nginx's CPU too (master and its one worker): what a MiB costs it, beside Sluice's (session 10).
+    if (nginx !== undefined) targets.push(['nginx', nginx.url, processTree(nginx.pid)]);
     await sleep(200);
     console.log('range on a cold object ...');
     scenarios.push(...(await rangeRounds(origin.url, targets, quick ? 16 * MiB : 100 * MiB, proxy.pid)));
@@ -294,9 +322,9 @@ async function main() {
   writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
   for (const s of scenarios) {
     if (s.name === 'range-on-miss') {
-      console.log(`range-on-miss  ${s.mode.padEnd(8)} ttfb p50 ${s.ttfbMs.p50} ms (x${s.ttfbVsDirect} direct${s.ttfbVsNginx === undefined ? '' : `, x${s.ttfbVsNginx} nginx`})  origin bytes at ttfb ${(s.originBytesAtTtfb / MiB).toFixed(1)} MiB of ${s.objectBytes / MiB} MiB${s.cpuMicrosPerMiB === undefined ? '' : `  CPU ${s.cpuMicrosPerMiB} us/MiB`}`);
+      console.log(`range-on-miss  ${s.mode.padEnd(8)} ttfb p50 ${s.ttfbMs.p50} ms (x${s.ttfbVsDirect} direct${s.ttfbVsNginx === undefined ? '' : `, x${s.ttfbVsNginx} nginx`})  origin bytes at ttfb ${(s.originBytesAtTtfb / MiB).toFixed(1)} MiB of ${s.objectBytes / MiB} MiB${s.cpuMicrosPerMiB === undefined ? '' : `  CPU ${s.cpuMicrosPerMiB} us/MiB (user ${s.userMicrosPerMiB}, sys ${s.sysMicrosPerMiB})`}`);
     } else if (s.name === 'miss-whole') {
-      console.log(`miss-whole     ${s.mode.padEnd(8)} ttfb p50 ${s.ttfbMs.p50} ms  ttlb p50 ${s.ttlbMs.p50} ms (x${s.ttlbVsDirect} direct)${s.cpuMicrosPerMiB === undefined ? '' : `  CPU ${s.cpuMicrosPerMiB} us/MiB`}`);
+      console.log(`miss-whole     ${s.mode.padEnd(8)} ttfb p50 ${s.ttfbMs.p50} ms  ttlb p50 ${s.ttlbMs.p50} ms (x${s.ttlbVsDirect} direct)${s.cpuMicrosPerMiB === undefined ? '' : `  CPU ${s.cpuMicrosPerMiB} us/MiB (user ${s.userMicrosPerMiB}, sys ${s.sysMicrosPerMiB})`}`);
     } else if (s.name.startsWith('transit')) {
       console.log(`transit        ${s.mode.padEnd(11)} ${s.bodyBytes / MiB} MiB at ${s.clientMBps} MB/s, fresh proxy: RSS growth median ${s.rssPeakGrowthMiB} MiB (${s.rssPeakGrowthMinMiB}-${s.rssPeakGrowthMaxMiB} over ${s.rounds}; baseline ${s.rssBaselineMiB} MiB), CPU ${s.cpuMicrosPerMiB} us/MiB; by mapping ${Object.entries(s.growthByMappingMedianMiB).map(([k, v]) => `${k} ${v}`).join(', ')}`);
     } else {

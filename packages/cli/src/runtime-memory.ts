@@ -1,3 +1,4 @@
+import { closeSync, openSync, writeSync } from 'node:fs';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 
@@ -35,6 +36,59 @@ import vm from 'node:vm';
 export function heapGrowingPercent(percent: number): void {
   if (!Number.isInteger(percent) || percent < 0) throw new RangeError(`heap growing percent: ${percent} is not a whole number >= 0`);
   v8.setFlagsFromString(`--heap-growing-percent=${percent}`);
+}
+
+/** Bytes of the block freed by mallocKeepsFreedMemory: under glibc's DEFAULT_MMAP_THRESHOLD_MAX (32 MiB, 64-bit). */
+export const MALLOC_RAISE_BYTES = 31 * 1024 * 1024;
+
+/**
+ * Stops glibc's malloc from giving the top of its heap back to the kernel after each young GC, the way
+ * `GLIBC_TUNABLES=glibc.malloc.trim_threshold=...` does, without a setting in the environment (issue 16, bulk miss,
+ * session 10). Why: Node allocates every socket read's 64 KiB buffer with malloc; they die young and V8 frees them
+ * in batches at a scavenge (~32 MiB at a time, see the module comment), which leaves that much free at the top of
+ * the heap; with glibc's default trim threshold (128 KiB) free() hands it back (brk), and the next 32 MiB of reads
+ * fault every page in again: 239 minor faults per MiB of a cold miss, ~25 % of its CPU (perf: page faults from
+ * the socket read's copy, brk, munmap; bench/bytes-cost.mjs, 2026-12-02-s10-bulk-trim.json).
+ *
+ * How: glibc's thresholds are dynamic (malloc/malloc.c, "dynamic threshold"): freeing a block that was mmapped
+ * because it was over the mmap threshold, and is at most DEFAULT_MMAP_THRESHOLD_MAX, raises the mmap threshold to its
+ * size and the trim threshold to twice that. A string written to /dev/null with fs.writeSync in latin1 is copied
+ * into one malloc'd buffer of its length that Node frees before writeSync returns: one ~31 MiB block freed, trim
+ * threshold ~62 MiB, mmap threshold ~31 MiB (allocations under it come from the heap). Costs a few tens of ms once, at
+ * start (the copy and one full GC).
+ * What it costs after: up to ~62 MiB of freed heap stays mapped (reused by the next reads instead of faulted in).
+ * Not glibc (musl, macOS): a 31 MiB write to the null device, nothing else.
+ */
+export function mallocKeepsFreedMemory(): void {
+  if (process.platform !== 'linux') return;
+  writeAndFree(MALLOC_RAISE_BYTES);
+  // V8 flattened the rope for the write: a 31 MiB string in its large-object space, dead once writeAndFree returned
+  // but resident until a full GC (an idle proxy was 31 MiB larger without this one: /proc/PID/smaps).
+  majorGc();
+}
+
+/** Writes `n` latin1 bytes to /dev/null from a string: Node copies them into one malloc'd block and frees it. */
+function writeAndFree(n: number): void {
+  // A rope of ~25 cons strings until the write flattens it.
+  const s = 'x'.repeat(n);
+  const fd = openSync('/dev/null', 'w');
+  try {
+    writeSync(fd, s, null, 'latin1');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** One full (mark-compact) GC, without `--expose-gc` on the command line (as minorGcFunction). */
+function majorGc(): void {
+  v8.setFlagsFromString('--expose-gc');
+  let gc: (opts?: { type: 'minor' | 'major' }) => void;
+  try {
+    gc = vm.runInNewContext('gc') as typeof gc;
+  } finally {
+    v8.setFlagsFromString('--no-expose-gc');
+  }
+  gc({ type: 'major' });
 }
 
 /** Keeps WebAssembly (undici's llhttp) on Liftoff. Takes effect for modules compiled after the call. */

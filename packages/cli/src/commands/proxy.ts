@@ -5,7 +5,7 @@ import { policyOf, restartOnly } from '../compose.js';
 import { loadConfigFile, toConfig } from '../config.js';
 import { size } from '../config-values.js';
 import { adminListenFlags, proxyFlags } from '../flags.js';
-import { heapGrowingPercent, noWasmTierUp, startYoungGc } from '../runtime-memory.js';
+import { heapGrowingPercent, mallocKeepsFreedMemory, noWasmTierUp, startYoungGc } from '../runtime-memory.js';
 import { serve, signalSequence } from '../serve.js';
 
 export default class ProxyCommand extends Command {
@@ -77,6 +77,8 @@ export default class ProxyCommand extends Command {
     if (!flags['wasm-tier-up']) noWasmTierUp();
     const growing = flags['heap-growing'] ?? 300;
     if (growing > 0) heapGrowingPercent(growing);
+    // Freed socket read buffers stay mapped for the next reads instead of being trimmed and faulted in again.
+    mallocKeepsFreedMemory();
     // Reload (SIGHUP, or POST /reload on the admin API): the config file read again, its hooks and cache settings
     // applied to new requests; the cache stays. A file that fails to load leaves the running configuration as it is.
     const holder: { proxy?: Proxy } = {};
