@@ -39,15 +39,12 @@ export class Connection implements ResponseOwner {
   readonly context: ConnectionContext;
   /** Whether this connection's reads land in the shared read buffer (read-buffer.ts), rather than through 'data'. */
   readonly readsShared: boolean;
-  /** Direct writes (direct-write.ts) the kernel has not taken whole yet: the Writable does not count them. */
-  private directPending = 0;
+  private directPending = 0; // direct writes (direct-write.ts) not taken whole yet: the Writable does not count them
   /** The finished response's bytes are still in a direct write: the next request waits for it (see responseFinished). */
   private resumeWhenWritten = false;
-  /** Objects held until the direct writes have left (releaseWhenWritten); kept empty between uses, not reallocated. */
-  private directHeld: Held[] | undefined;
-  /** writeDirect's completion callback, one per connection (no closure per write). */
+  private directHeld: Held[] | undefined; // held until the direct writes left (releaseWhenWritten); one list, reused
+  /** writeDirect's completion callback, one per connection (no closure per write); the idle clock's view (idle-clock.ts). */
   private readonly onDirectDone: DirectWriteDone;
-  /** The idle clock's view of the socket (idle-clock.ts). */
   private readonly idle: IdleWatch;
 
   constructor(socket: Socket, server: Http1Server) {
@@ -287,15 +284,9 @@ export class Connection implements ResponseOwner {
     if (this.server.directWrites) {
       const r = writeDirect(s, bytes, this.onDirectDone);
       if (r === 'done') return;
-      if (r === 'pending') {
-        this.directPending++;
-        return;
-      }
+      if (r === 'pending') return void this.directPending++;
     }
-    if (Buffer.isBuffer(bytes)) {
-      s.write(bytes);
-      return;
-    }
+    if (Buffer.isBuffer(bytes)) return void s.write(bytes);
     s.cork();
     for (const c of bytes) if (c.length > 0) s.write(c);
     s.uncork();
@@ -306,10 +297,7 @@ export class Connection implements ResponseOwner {
     this.directPending--;
     const held = this.directHeld;
     if ((!ok || this.directPending === 0) && held !== undefined && held.length > 0) {
-      // Out of the list before any release: a release never adds to it (directPending is 0 or the socket is gone), but
-      // the list is reused.
-      const n = held.length;
-      for (let i = 0; i < n; i++) this.releaseWhenWritten(held[i] as Held);
+      for (const o of held) this.releaseWhenWritten(o); // (never adds to the list: none pending, or the socket gone)
       held.length = 0;
     }
     if (!ok || this.directPending > 0 || !this.resumeWhenWritten) return;
@@ -318,18 +306,13 @@ export class Connection implements ResponseOwner {
   }
 
   /**
-   * Releases `o` once every byte written so far has left the socket or can no longer be read (direct writes first,
-   * then the Writable's). An object without slabs (`needsHold` false), a destroyed socket, or nothing queued (the
-   * kernel took the whole response at once: a direct write taken whole leaves both queues empty): released now, with
-   * no callback. A pending direct write: at its completion (directWritten). Bytes in the Writable: afterWritten.
+   * Releases `o` once every byte written so far has left the socket or can no longer be read: now without slabs, a socket
+   * gone, or nothing queued (the kernel took it all); else after pending direct writes, then the Writable's bytes.
    */
   releaseWhenWritten(o: Held): void {
     const s = this.socket;
     if (!o.needsHold || s.destroyed) return o.release();
-    if (this.directPending > 0) {
-      (this.directHeld ??= []).push(o);
-      return;
-    }
+    if (this.directPending > 0) return void (this.directHeld ??= []).push(o);
     if (s.writableLength === 0) return o.release();
     afterWritten(s, () => o.release());
   }

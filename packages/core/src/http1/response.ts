@@ -71,10 +71,8 @@ export class Http1Response {
   /** Created on first use of `signal`: most hits never wait, and an AbortController per response is measurable. */
   private ac: AbortController | undefined;
   private closedEarly = false;
-  /** Set by abandon(): this response no longer owns the connection. */
-  private dropped = false;
-  /** Interim responses written so far. */
-  private interimSent = 0;
+  private dropped = false; // set by abandon(): this response no longer owns the connection
+  private interimSent = 0; // interim responses written so far
   /** Held for this response's writes (holdObject), released once they have left the socket: the first, and any more. */
   private held: Held | undefined;
   private heldMore: Held[] | undefined;
@@ -117,20 +115,17 @@ export class Http1Response {
   /** Holds `o` (a cache object: cache/slab-pool.ts) until what this response writes has left the socket, or it closed. */
   holdObject(o: Held): void {
     o.hold();
-    // Most responses hold one object (a hit's): a field, no list.
-    if (this.held === undefined) this.held = o;
+    if (this.held === undefined) this.held = o; // most responses hold one object (a hit's): a field, no list
     else (this.heldMore ??= []).push(o);
     if (this.finished || this.closedEarly) this.releaseHeld();
   }
 
   private releaseHeld(): void {
-    // Once what was written has left (at end or close: nothing is written after); objects without slabs need no wait
-    // (the owner's releaseWhenWritten), and when the kernel took every byte at once nothing waits either.
+    // At end or close (nothing is written after): each is released once its bytes left, or at once (releaseWhenWritten).
     const first = this.held;
     if (first === undefined) return;
-    this.held = undefined;
     const more = this.heldMore;
-    this.heldMore = undefined;
+    this.held = this.heldMore = undefined;
     this.owner.releaseWhenWritten(first);
     if (more !== undefined) for (const o of more) this.owner.releaseWhenWritten(o);
   }
