@@ -6,7 +6,7 @@ import { isHeadError, parseRequestHead, REASONS, type RequestHead } from './pars
 import { afterWritten, writeDirect, type DirectWriteDone } from './direct-write.js';
 import { IdleWatch } from './idle-clock.js';
 import { isShared, owned, readIntoShared, sharedText, sharedView } from './read-buffer.js';
-import { Http1Response, type ResponseOwner } from './response.js';
+import { Http1Response, type Held, type ResponseOwner } from './response.js';
 import type { ConnectionContext, Http1Request, Http1Server } from './server.js';
 
 /** One client connection of the HTTP/1.1 server: parse loop, request bodies, refusals, keep-alive, closing (server.ts). */
@@ -39,15 +39,12 @@ export class Connection implements ResponseOwner {
   readonly context: ConnectionContext;
   /** Whether this connection's reads land in the shared read buffer (read-buffer.ts), rather than through 'data'. */
   readonly readsShared: boolean;
-  /** Direct writes (direct-write.ts) the kernel has not taken whole yet: the Writable does not count them. */
-  private directPending = 0;
+  private directPending = 0; // direct writes (direct-write.ts) not taken whole yet: the Writable does not count them
   /** The finished response's bytes are still in a direct write: the next request waits for it (see responseFinished). */
   private resumeWhenWritten = false;
-  /** whenWritten callbacks waiting for the direct writes to leave. */
-  private directWaiters: (() => void)[] | undefined;
-  /** writeDirect's completion callback, one per connection (no closure per write). */
+  private directHeld: Held[] | undefined; // held until the direct writes left (releaseWhenWritten); one list, reused
+  /** writeDirect's completion callback, one per connection (no closure per write); the idle clock's view (idle-clock.ts). */
   private readonly onDirectDone: DirectWriteDone;
-  /** The idle clock's view of the socket (idle-clock.ts). */
   private readonly idle: IdleWatch;
 
   constructor(socket: Socket, server: Http1Server) {
@@ -287,15 +284,9 @@ export class Connection implements ResponseOwner {
     if (this.server.directWrites) {
       const r = writeDirect(s, bytes, this.onDirectDone);
       if (r === 'done') return;
-      if (r === 'pending') {
-        this.directPending++;
-        return;
-      }
+      if (r === 'pending') return void this.directPending++;
     }
-    if (Buffer.isBuffer(bytes)) {
-      s.write(bytes);
-      return;
-    }
+    if (Buffer.isBuffer(bytes)) return void s.write(bytes);
     s.cork();
     for (const c of bytes) if (c.length > 0) s.write(c);
     s.uncork();
@@ -304,16 +295,26 @@ export class Connection implements ResponseOwner {
   /** A direct write that did not finish at once has left (or failed: the socket is destroyed then). */
   private directWritten(ok: boolean): void {
     this.directPending--;
-    if ((!ok || this.directPending === 0) && this.directWaiters !== undefined) for (const cb of this.directWaiters.splice(0)) this.whenWritten(cb);
+    const held = this.directHeld;
+    if ((!ok || this.directPending === 0) && held !== undefined && held.length > 0) {
+      for (const o of held) this.releaseWhenWritten(o); // (never adds to the list: none pending, or the socket gone)
+      held.length = 0;
+    }
     if (!ok || this.directPending > 0 || !this.resumeWhenWritten) return;
     this.resumeWhenWritten = false;
     this.afterResponseWritten();
   }
 
-  /** Calls `cb` once every byte written so far has left the socket or can no longer be read (direct writes first). */
-  whenWritten(cb: () => void): void {
-    if (this.directPending > 0 && !this.socket.destroyed) (this.directWaiters ??= []).push(cb);
-    else afterWritten(this.socket, cb);
+  /**
+   * Releases `o` once every byte written so far has left the socket or can no longer be read: now without slabs, a socket
+   * gone, or nothing queued (the kernel took it all); else after pending direct writes, then the Writable's bytes.
+   */
+  releaseWhenWritten(o: Held): void {
+    const s = this.socket;
+    if (!o.needsHold || s.destroyed) return o.release();
+    if (this.directPending > 0) return void (this.directHeld ??= []).push(o);
+    if (s.writableLength === 0) return o.release();
+    afterWritten(s, () => o.release());
   }
 
   /** Whether the current request's body is still arriving (a response decided now must close the connection). */

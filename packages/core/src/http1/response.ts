@@ -33,8 +33,11 @@ export interface ResponseOwner {
   readonly keepAliveLine: string;
   /** Writes a whole response's bytes, in order; nothing of that response follows (see Connection.writeWhole). */
   writeWhole(bytes: Buffer | readonly Buffer[]): void;
-  /** Calls `cb` once every byte written to the socket so far has left it, or can no longer be read (socket closed). */
-  whenWritten(cb: () => void): void;
+  /**
+   * Releases `o` once every byte written to the socket so far has left it, or can no longer be read (socket closed):
+   * at once when nothing is queued (the kernel took every byte), else when the queue has drained.
+   */
+  releaseWhenWritten(o: Held): void;
 }
 
 /** What a response writes the bytes of, not to be reused before they left (a cache object); `needsHold` false: no wait. */
@@ -42,10 +45,6 @@ export interface Held {
   hold(): void;
   release(): void;
   readonly needsHold: boolean;
-}
-
-function releaseAll(held: readonly Held[]): void {
-  for (const o of held) o.release();
 }
 
 export class Http1Response {
@@ -72,12 +71,11 @@ export class Http1Response {
   /** Created on first use of `signal`: most hits never wait, and an AbortController per response is measurable. */
   private ac: AbortController | undefined;
   private closedEarly = false;
-  /** Set by abandon(): this response no longer owns the connection. */
-  private dropped = false;
-  /** Interim responses written so far. */
-  private interimSent = 0;
-  /** Held for this response's writes (holdObject), released once they have left the socket. */
-  private held: Held[] | undefined;
+  private dropped = false; // set by abandon(): this response no longer owns the connection
+  private interimSent = 0; // interim responses written so far
+  /** Held for this response's writes (holdObject), released once they have left the socket: the first, and any more. */
+  private held: Held | undefined;
+  private heldMore: Held[] | undefined;
 
   /** The request asked for the connection to close (Connection: close, or HTTP/1.0 without keep-alive). */
   readonly clientAskedClose: boolean;
@@ -117,17 +115,19 @@ export class Http1Response {
   /** Holds `o` (a cache object: cache/slab-pool.ts) until what this response writes has left the socket, or it closed. */
   holdObject(o: Held): void {
     o.hold();
-    (this.held ??= []).push(o);
+    if (this.held === undefined) this.held = o; // most responses hold one object (a hit's): a field, no list
+    else (this.heldMore ??= []).push(o);
     if (this.finished || this.closedEarly) this.releaseHeld();
   }
 
   private releaseHeld(): void {
-    // Once what was written has left (at end or close: nothing is written after); objects without slabs need no wait.
-    const held = this.held;
-    if (held === undefined) return;
-    this.held = undefined;
-    if (held.some((o) => o.needsHold)) this.owner.whenWritten(() => releaseAll(held));
-    else releaseAll(held);
+    // At end or close (nothing is written after): each is released once its bytes left, or at once (releaseWhenWritten).
+    const first = this.held;
+    if (first === undefined) return;
+    const more = this.heldMore;
+    this.held = this.heldMore = undefined;
+    this.owner.releaseWhenWritten(first);
+    if (more !== undefined) for (const o of more) this.owner.releaseWhenWritten(o);
   }
 
   /** Called by the connection when the socket closes. */
