@@ -10,7 +10,7 @@
 // A stretch is ~100-300 us of main-thread work with no system call inside, so a time slice taken by another process
 // rarely falls in it: the medians hold up under load far better than a first-byte time does (compare targets run
 // alternately in the same shell, e.g. --root /work/s8-base, not with figures taken at another load).
-// Usage: node bench/miss-hops.mjs [--root CHECKOUT] [--path /static/1k] [--warm 1000] [--misses 200] [--times] [--out FILE]
+// Usage: node bench/miss-hops.mjs [--root CHECKOUT] [--path /static/1k] [--warm 1000] [--misses 200] [--times] [--gap MS] [--out FILE]
 import async_hooks from 'node:async_hooks';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -29,6 +29,9 @@ const WARM = Number(opt('--warm', 1000));
 const N = Number(opt('--misses', 200));
 const out = opt('--out', undefined);
 const TIMES = argv.includes('--times');
+// --gap MS: MS of quiet before each measured miss (as miss-latency.mjs's idle pacing): the same stretches after the
+// process slept, for the idle case's extra time (session 10).
+const GAP = Number(opt('--gap', 0));
 
 const originProc = await startSluice(['origin', '--listen', '127.0.0.1:0']);
 const core = await import(path.join(root, 'packages/core/dist/index.js'));
@@ -149,6 +152,7 @@ function get(p) {
 const sep = PATH.includes('?') ? '&' : '?';
 for (let i = 0; i < WARM; i++) await get(`${PATH}${sep}w=${i}`);
 for (let i = 0; i < N; i++) {
+  if (GAP > 0) await new Promise((r) => setTimeout(r, GAP));
   armed = true;
   await get(`${PATH}${sep}m=${i}`);
 }
@@ -161,6 +165,7 @@ const result = {
   root,
   path: PATH,
   warm: WARM,
+  gapMs: GAP,
   misses: marks.length,
   ...(TIMES
     ? {

@@ -10,7 +10,19 @@
  * the others (its error is rethrown on the next tick, as EventTarget reports it: uncaught). The reason defaults to an
  * `AbortError` DOMException.
  */
-export class FetchAbort {
+/**
+ * What a wait needs of an abort: an AbortSignal fits, and so does a FetchAbort. A client's delivery waits on its
+ * response's FetchAbort (http1/response.ts `abortWatch`), so a miss builds no AbortSignal (issue 16, first byte).
+ */
+export interface AbortWatch {
+  readonly aborted: boolean;
+  readonly reason: unknown;
+  throwIfAborted(): void;
+  addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: 'abort', listener: () => void): void;
+}
+
+export class FetchAbort implements AbortWatch {
   aborted = false;
   reason: unknown = undefined;
   /** One listener (the common case: the origin request's), then a list. */

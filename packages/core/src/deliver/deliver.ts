@@ -63,11 +63,13 @@ function endComplete<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheObject, chu
 /** Delivery in general: wait for what is needed, plan, write the head, copy the body as it arrives. */
 async function deliverPlanned<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheObject, templates: TemplateDelivery<Ctx> | undefined): Promise<Step> {
   const reader = obj.readable ? obj.openReader() : undefined;
-  const cursor = reader === undefined ? undefined : new BodyCursor(obj.read(reader, tx.signal));
+  // The cursor (an async generator over the reader) only for what needs one: ESI, ranges, multipart (issue 16).
+  let cursor: BodyCursor | undefined;
+  const cursorOf = (r: ObjectReader): BodyCursor => (cursor ??= new BodyCursor(obj.read(r, tx.abortWatch)));
   try {
     const early = await untilDeliverable(env, tx, obj);
     if (early !== undefined) return early;
-    if (cursor !== undefined && templates?.isTemplate(obj) === true) return await templates.deliver(tx, obj, cursor);
+    if (reader !== undefined && templates?.isTemplate(obj) === true) return await templates.deliver(tx, obj, cursorOf(reader));
     // Decided at once unless the plan must wait for bytes (a range past what arrived): no promise hop on a miss.
     const first = planFor(env, tx, obj);
     const plan = first.kind === 'wait' ? await decidePlan(env, tx, obj, first) : first;
@@ -77,7 +79,7 @@ async function deliverPlanned<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheOb
     const instead = written instanceof Promise ? await written : written;
     if (instead !== undefined) return instead;
     const res = tx.res;
-    if (tx.req.method === 'HEAD' || NO_BODY_STATUS(res.statusCode) || cursor === undefined || head.ranges.length === 0) {
+    if (tx.req.method === 'HEAD' || NO_BODY_STATUS(res.statusCode) || reader === undefined || head.ranges.length === 0) {
       res.end();
       return 'done';
     }
@@ -94,17 +96,18 @@ async function deliverPlanned<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheOb
         // One plain range (the whole body, or a single 206): straight from the object's reader, no generators.
         await sendFromObject(env, tx, obj, reader, only.start, only.end, obj.stored === false);
       } else {
-        await sendBody(env, tx, head.ranges, head.tail, (from, to) => cursor.range(from, to), obj.stored === false);
+        const c = cursorOf(reader as ObjectReader);
+        await sendBody(env, tx, head.ranges, head.tail, (from, to) => c.range(from, to), obj.stored === false);
       }
     } catch (e: unknown) {
       // The fetch failed mid-body (or the client left): cut the client off so it can tell the body is incomplete
       // (no terminating chunk, or fewer bytes than Content-Length).
-      if (!tx.signal.aborted) env.log({ level: 'warn', event: 'stream-cut', message: errorMessage(e), url: tx.req.url });
+      if (!tx.abortWatch.aborted) env.log({ level: 'warn', event: 'stream-cut', message: errorMessage(e), url: tx.req.url });
       res.destroy();
     }
     return 'done';
   } finally {
-    await cursor?.close();
+    if (cursor !== undefined) await cursor.close();
     if (reader !== undefined) obj.closeReader(reader);
   }
 }
@@ -115,7 +118,8 @@ async function deliverPlanned<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheOb
  * (stale-if-error) or a synth for a failed fetch.
  */
 export async function untilDeliverable<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheObject): Promise<Step | undefined> {
-  if (obj.state === 'busy') await obj.waitState('stream', tx.signal);
+  // waitState('stream') without its own promise: a miss's delivery waits here for the head (issue 16).
+  while (obj.state === 'busy') await obj.waitChange(tx.abortWatch);
   if (tx.stale !== undefined && (obj.failedWithoutResponse || obj.status >= 500) && tx.stale.staleUsableOnError(env.now(), obj.failedWithoutResponse)) {
     // stale-if-error (RFC 5861): the origin failed; the stale object is served instead.
     env.stats.stale_if_error++;
@@ -127,7 +131,7 @@ export async function untilDeliverable<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj
   }
   if (obj.failedWithoutResponse) return fetchFailedSynth(tx, obj);
   if (!obj.doStream && !obj.isFinal) {
-    await obj.waitState('finished', tx.signal);
+    await obj.waitState('finished', tx.abortWatch);
     if (obj.state === 'failed') return fetchFailedSynth(tx, obj);
   }
   // Adaptive streaming: a body known to be small is delivered whole (one write, Content-Length); an unknown-length
@@ -135,9 +139,9 @@ export async function untilDeliverable<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj
   const minBytes = obj.streamMinBytes;
   if (minBytes > 0 && !obj.isFinal) {
     if (obj.expectedLength !== undefined) {
-      if (obj.expectedLength < minBytes) await obj.waitState('finished', tx.signal);
+      if (obj.expectedLength < minBytes) await obj.waitState('finished', tx.abortWatch);
     } else {
-      while (obj.length < minBytes && !obj.isFinal) await obj.waitChange(tx.signal);
+      while (obj.length < minBytes && !obj.isFinal) await obj.waitChange(tx.abortWatch);
     }
     if (obj.state === 'failed') return fetchFailedSynth(tx, obj);
   }
@@ -153,7 +157,7 @@ async function decidePlan<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheObject
     // transit buffer, so the bytes the range needs would never come (found by bench/soak). The Range is ignored, as
     // RFC 9110 §14.2 allows: the whole body.
     if (obj.stored === false) return { kind: 'full' };
-    await obj.waitChange(tx.signal);
+    await obj.waitChange(tx.abortWatch);
     plan = planFor(env, tx, obj);
   }
   return plan;
@@ -210,7 +214,7 @@ function countTransit<Ctx>(env: ProxyEnv<Ctx>, bytes: number): void {
  */
 async function sendFromObject<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheObject, reader: ObjectReader, start: number, end: number, transit: boolean): Promise<void> {
   const res = tx.res;
-  const signal = tx.signal;
+  const signal = tx.abortWatch;
   let wake: (() => void) | undefined;
   const onAbort = (): void => wake?.();
   signal.addEventListener('abort', onAbort, { once: true });
@@ -267,7 +271,7 @@ export async function sendBody<Ctx>(
   for (const r of ranges) {
     if (r.head !== undefined) {
       sent += r.head.length;
-      if (!res.write(r.head)) await res.drained(tx.signal);
+      if (!res.write(r.head)) await res.drained(tx.abortWatch);
     }
     for await (const piece of bytes(r.start, r.end)) {
       let ok: boolean;
@@ -285,7 +289,7 @@ export async function sendBody<Ctx>(
           ok = res.write(chunk);
         }
       }
-      if (!ok && res.queuedBytes >= SEND_QUEUE_BYTES) await res.drained(tx.signal);
+      if (!ok && res.queuedBytes >= SEND_QUEUE_BYTES) await res.drained(tx.abortWatch);
     }
   }
   if (tail !== undefined) {

@@ -2,7 +2,7 @@ import http from 'node:http';
 import type { CacheObject } from '../cache/cache-object.js';
 import { ProxyError } from '../errors.js';
 import { ageOf } from '../http/age.js';
-import { formatCacheStatus, type CacheStatus } from '../http/cache-status.js';
+import { formatCacheStatus, type CacheStatusFields } from '../http/cache-status.js';
 import { appendHeader, cloneHeaders, getHeader, type HeaderMap } from '../http/headers.js';
 import { responseHead, serializeHeaders } from '../http1/response.js';
 import type { DeliverAction, DeliveryResponse } from '../policy/hooks.js';
@@ -38,14 +38,20 @@ function cacheStatusOf<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheObject, a
     // The common hit: built directly (same text formatCacheStatus gives).
     ours = `${env.name}; hit; ttl=${Math.floor(obj.ttlSec - age)}`;
   } else {
-    const status: CacheStatus = { ...tx.status };
-    if (status.fwd !== undefined) {
-      status.fwdStatus = obj.status;
-      if (obj.stored === true) status.stored = true;
-      else if (status.detail === undefined && obj.notStoredReason !== undefined) status.detail = obj.notStoredReason;
-    }
-    // RFC 9211 §2.4: ttl is negative for a stale response.
-    if (obj.stored === true || status.hit === true) status.ttlSec = obj.ttlSec - age;
+    // One literal of a fixed shape, not a spread of tx.status (a miss's profile had cacheStatusOf at 3 %, issue 16):
+    // a forwarded response adds the origin's status, stored, or why it was not stored.
+    const s = tx.status;
+    const fwd = s.fwd !== undefined;
+    const status: CacheStatusFields = {
+      hit: s.hit,
+      fwd: s.fwd,
+      fwdStatus: fwd ? obj.status : s.fwdStatus,
+      stored: s.stored === true || (fwd && obj.stored === true),
+      collapsed: s.collapsed,
+      // RFC 9211 §2.4: ttl is negative for a stale response.
+      ttlSec: obj.stored === true || s.hit === true ? obj.ttlSec - age : s.ttlSec,
+      detail: s.detail ?? (fwd && obj.stored !== true ? obj.notStoredReason : undefined),
+    };
     ours = formatCacheStatus(env.name, status);
   }
   // RFC 9211 §2: keep the Cache-Status entries of caches before us; ours goes last.

@@ -34,7 +34,10 @@ export interface CacheStatus {
   detail?: CacheStatusDetail;
 }
 
-export function formatCacheStatus(name: string, s: CacheStatus): string {
+/** A CacheStatus whose fields may be present and undefined (one fixed-shape literal per response). */
+export type CacheStatusFields = { [K in keyof CacheStatus]?: CacheStatus[K] | undefined };
+
+export function formatCacheStatus(name: string, s: CacheStatusFields): string {
   let out = name;
   if (s.hit === true) out += '; hit';
   if (s.fwd !== undefined) out += `; fwd=${s.fwd}`;

@@ -2,6 +2,7 @@ import http from 'node:http';
 import type { Socket } from 'node:net';
 import type { HeaderMap } from '../http/headers.js';
 import { ProxyError } from '../errors.js';
+import { FetchAbort, type AbortWatch } from '../cache/fetch-abort.js';
 
 /**
  * The response to one request on an HTTP/1.1 connection. It owns framing: Content-Length when the length is known,
@@ -68,8 +69,9 @@ export class Http1Response {
   readonly version: string;
   /** Whether the connection stays open afterwards; writeHead may turn it off. */
   keepAlive: boolean;
-  /** Created on first use of `signal`: most hits never wait, and an AbortController per response is measurable. */
+  /** Created on first use of `signal` / `abortWatch`: most hits never wait, and an AbortSignal costs ~6 us. */
   private ac: AbortController | undefined;
+  private watch: FetchAbort | undefined;
   private closedEarly = false;
   private dropped = false; // set by abandon(): this response no longer owns the connection
   private interimSent = 0; // interim responses written so far
@@ -101,6 +103,15 @@ export class Http1Response {
       if (this.closedEarly) this.ac.abort(clientGone());
     }
     return this.ac.signal;
+  }
+
+  /** As `signal`, without an AbortSignal (cache/fetch-abort.ts): what a delivery's waits listen to (issue 16). */
+  get abortWatch(): AbortWatch {
+    if (this.watch === undefined) {
+      this.watch = new FetchAbort();
+      if (this.closedEarly) this.watch.abort(clientGone());
+    }
+    return this.watch;
   }
 
   /**
@@ -136,6 +147,7 @@ export class Http1Response {
     if (this.finished) return;
     this.closedEarly = true;
     this.ac?.abort(clientGone());
+    this.watch?.abort(clientGone());
   }
 
   /**
@@ -155,10 +167,7 @@ export class Http1Response {
     this.socket.write(`HTTP/1.1 ${status} ${REASONS[status] ?? 'Informational'}\r\n${block}\r\n`, 'latin1');
   }
 
-  /**
-   * Sets status and headers and decides framing. `headers` must not contain framing fields other than
-   * content-length; a content-length here is the exact number of body bytes that will follow.
-   */
+  /** Sets status and headers, decides framing; content-length, the only framing field allowed, is exact. */
   writeHead(status: number, headers: HeaderMap): void {
     const { connection, ...rest } = headers;
     const cl = rest['content-length'];
@@ -169,10 +178,7 @@ export class Http1Response {
     this.writeHeadBlock(status, block, typeof cl === 'string' ? cl : undefined, close);
   }
 
-  /**
-   * Like writeHead with a pre-serialised block of `name: value\r\n` lines (validated by the caller, and including
-   * content-length when `contentLength` is given). The hit path uses it to skip building a header object per response.
-   */
+  /** writeHead with a block of `name: value\r\n` lines validated by the caller (content-length in it when given). */
   writeHeadBlock(status: number, block: string, contentLength?: string, close = false): void {
     if (this.dropped) return;
     if (this.head !== undefined || this.headersSent) throw internal('writeHead called twice');
@@ -241,11 +247,8 @@ export class Http1Response {
     this.headSentAtMs = performance.now();
   }
 
-  /**
-   * flushHeaders for a head that leaves under a cork with body Buffers: the head as a Buffer too (latin1, from the
-   * pool), so the writev has only Buffers (Node's all-buffers writev; with a string among them it sizes, allocates
-   * and encodes separate storage for the strings on every writev).
-   */
+  // flushHeaders for a head that leaves under a cork with body Buffers: a Buffer too, so the writev is all Buffers
+  // (with a string among them Node sizes, allocates and encodes separate storage for the strings on every writev).
   private flushHeadBuffer(): void {
     if (this.dropped || this.head === undefined || this.headersSent) return;
     this.socket.write(Buffer.from(this.head, 'latin1'));
@@ -259,9 +262,8 @@ export class Http1Response {
     return this.socket.writableLength;
   }
 
-  /** Writes body bytes; false means the socket buffer is full (wait for drain). */
+  /** Writes body bytes; false: the socket buffer is full (or dropped: the wait for drain rejects at once). */
   write(chunk: Buffer): boolean {
-    // Dropped: false makes the writer wait for 'drain', which rejects at once on the aborted signal.
     if (this.dropped) return false;
     if (this.finished) throw internal('write after end');
     if (!this.bodyAllowed || chunk.length === 0) {
@@ -379,11 +381,9 @@ export class Http1Response {
     this.socket.destroy();
   }
 
-  /**
-   * Resolves when the socket can take more; rejects if the client goes away first. A client that takes nothing for
-   * the owner's send timeout is cut off (the signal then aborts), so it cannot hold the fetch behind it forever.
-   */
-  drained(signal: AbortSignal): Promise<void> {
+  // Resolves when the socket can take more; rejects if the client goes away first. A client that takes nothing for the
+  // owner's send timeout is cut off (the signal then aborts), so it cannot hold the fetch behind it forever.
+  drained(signal: AbortWatch): Promise<void> {
     signal.throwIfAborted();
     if (!this.socket.writableNeedDrain) return Promise.resolve();
     return new Promise((resolve, reject) => {

@@ -113,7 +113,7 @@ function lookupKey<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, key: string): Step | Pr
     case 'busy':
       // The waiting list: park until the fetch has decided its headers, then look up again.
       env.stats.busy_sleep++;
-      return r.obj.waitState('stream', tx.signal).then(() => {
+      return r.obj.waitState('stream', tx.abortWatch).then(() => {
         env.stats.busy_wakeup++;
         tx.coalesced = true;
         return 'lookup' as const;

@@ -42,7 +42,7 @@ export function deliverOrSlice<Ctx>(tx: Tx<Ctx>, deliver: () => Step | Promise<S
   const obj = tx.obj;
   if (obj === undefined || tx.req.segment !== undefined) return deliver();
   if (obj.state !== 'busy') return obj.slice !== undefined ? 'slice' : deliver();
-  return obj.waitState('stream', tx.signal).then(() => (obj.slice !== undefined ? 'slice' : deliver()));
+  return obj.waitState('stream', tx.abortWatch).then(() => (obj.slice !== undefined ? 'slice' : deliver()));
 }
 
 /** The slice step. */
