@@ -1,5 +1,5 @@
 // Where a hit's CPU goes, user space vs kernel, for Sluice before/after and the peers (issue 16, session 8).
-// Usage: node bench/hit-split.mjs [--base DIR] [--sizes 1k,64k] [--targets sluice,base,nginx,varnish,direct]
+// Usage: node bench/hit-split.mjs [--base DIR] [--base2 DIR] [--sizes 1k,64k] [--targets sluice,base,base2,nginx,varnish,direct]
 //   [--requests N] [--rounds N] [--strace] [--out FILE]
 // Each target serves N hits (autocannon, 32 connections, a fixed amount) per round, targets interleaved round by round,
 // servers pinned on CPU 0 and the load generator on CPU 1 (taskset). Per target and round: CPU per hit of its process
@@ -20,6 +20,8 @@ const opt = (name, dflt) => {
   return i >= 0 ? argv[i + 1] : dflt;
 };
 const BASE = opt('--base', undefined);
+// --base2 DIR: a second built checkout (mode sluice-base2), e.g. an older start point beside --base.
+const BASE2 = opt('--base2', undefined);
 const SIZES = opt('--sizes', '1k,64k').split(',');
 const WANTED = opt('--targets', 'sluice,base,nginx').split(',');
 const N = Number(opt('--requests', 40000));
@@ -80,6 +82,10 @@ async function main() {
   if (WANTED.includes('base') && BASE !== undefined) {
     const b = await startSluiceFrom(path.resolve(BASE), proxyArgs);
     targets.push({ mode: 'sluice-base', url: b.url, pids: () => [b.pid] });
+  }
+  if (WANTED.includes('base2') && BASE2 !== undefined) {
+    const b = await startSluiceFrom(path.resolve(BASE2), proxyArgs);
+    targets.push({ mode: 'sluice-base2', url: b.url, pids: () => [b.pid] });
   }
   if (WANTED.includes('nginx')) {
     const n = await startNginxCache(origin.url, await freePort());
@@ -142,7 +148,7 @@ async function main() {
     date: new Date().toISOString(),
     machine: m,
     loadavgAtEnd: os.loadavg().map((x) => Math.round(x * 100) / 100),
-    settings: { requests: N, rounds: ROUNDS, connections: 32, pinned, base: BASE === undefined ? null : path.resolve(BASE) },
+    settings: { requests: N, rounds: ROUNDS, connections: 32, pinned, base: BASE === undefined ? null : path.resolve(BASE), base2: BASE2 === undefined ? null : path.resolve(BASE2) },
     scenarios,
   };
   mkdirSync(path.dirname(out), { recursive: true });

@@ -6,7 +6,7 @@ import { isHeadError, parseRequestHead, REASONS, type RequestHead } from './pars
 import { afterWritten, writeDirect, type DirectWriteDone } from './direct-write.js';
 import { IdleWatch } from './idle-clock.js';
 import { isShared, owned, readIntoShared, sharedText, sharedView } from './read-buffer.js';
-import { Http1Response, type ResponseOwner } from './response.js';
+import { Http1Response, type Held, type ResponseOwner } from './response.js';
 import type { ConnectionContext, Http1Request, Http1Server } from './server.js';
 
 /** One client connection of the HTTP/1.1 server: parse loop, request bodies, refusals, keep-alive, closing (server.ts). */
@@ -43,8 +43,8 @@ export class Connection implements ResponseOwner {
   private directPending = 0;
   /** The finished response's bytes are still in a direct write: the next request waits for it (see responseFinished). */
   private resumeWhenWritten = false;
-  /** whenWritten callbacks waiting for the direct writes to leave. */
-  private directWaiters: (() => void)[] | undefined;
+  /** Objects held until the direct writes have left (releaseWhenWritten); kept empty between uses, not reallocated. */
+  private directHeld: Held[] | undefined;
   /** writeDirect's completion callback, one per connection (no closure per write). */
   private readonly onDirectDone: DirectWriteDone;
   /** The idle clock's view of the socket (idle-clock.ts). */
@@ -304,16 +304,34 @@ export class Connection implements ResponseOwner {
   /** A direct write that did not finish at once has left (or failed: the socket is destroyed then). */
   private directWritten(ok: boolean): void {
     this.directPending--;
-    if ((!ok || this.directPending === 0) && this.directWaiters !== undefined) for (const cb of this.directWaiters.splice(0)) this.whenWritten(cb);
+    const held = this.directHeld;
+    if ((!ok || this.directPending === 0) && held !== undefined && held.length > 0) {
+      // Out of the list before any release: a release never adds to it (directPending is 0 or the socket is gone), but
+      // the list is reused.
+      const n = held.length;
+      for (let i = 0; i < n; i++) this.releaseWhenWritten(held[i] as Held);
+      held.length = 0;
+    }
     if (!ok || this.directPending > 0 || !this.resumeWhenWritten) return;
     this.resumeWhenWritten = false;
     this.afterResponseWritten();
   }
 
-  /** Calls `cb` once every byte written so far has left the socket or can no longer be read (direct writes first). */
-  whenWritten(cb: () => void): void {
-    if (this.directPending > 0 && !this.socket.destroyed) (this.directWaiters ??= []).push(cb);
-    else afterWritten(this.socket, cb);
+  /**
+   * Releases `o` once every byte written so far has left the socket or can no longer be read (direct writes first,
+   * then the Writable's). An object without slabs (`needsHold` false), a destroyed socket, or nothing queued (the
+   * kernel took the whole response at once: a direct write taken whole leaves both queues empty): released now, with
+   * no callback. A pending direct write: at its completion (directWritten). Bytes in the Writable: afterWritten.
+   */
+  releaseWhenWritten(o: Held): void {
+    const s = this.socket;
+    if (!o.needsHold || s.destroyed) return o.release();
+    if (this.directPending > 0) {
+      (this.directHeld ??= []).push(o);
+      return;
+    }
+    if (s.writableLength === 0) return o.release();
+    afterWritten(s, () => o.release());
   }
 
   /** Whether the current request's body is still arriving (a response decided now must close the connection). */

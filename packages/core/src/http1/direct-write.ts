@@ -216,7 +216,7 @@ const EMPTY = Buffer.alloc(0);
  * Calls `cb` once every byte written to `socket` through its Writable so far has left it (the kernel took it) or can
  * no longer be read (the socket is destroyed: its handle is closed, libuv reads nothing more). Write callbacks come in
  * order, so an empty write's comes after every earlier write's; an ended socket is done at 'finish' or 'close'. (Direct
- * writes are the caller's: Connection.whenWritten waits for them first.) What cache slabs wait for (cache/slab-pool.ts).
+ * writes are the caller's: Connection.releaseWhenWritten waits for them first.) What cache slabs wait for (cache/slab-pool.ts).
  */
 export function afterWritten(socket: Socket, cb: () => void): void {
   if (socket.destroyed || socket.writableLength === 0) return cb();

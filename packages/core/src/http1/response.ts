@@ -34,8 +34,11 @@ export interface ResponseOwner {
   readonly keepAliveLine: string;
   /** Writes a whole response's bytes, in order; nothing of that response follows (see Connection.writeWhole). */
   writeWhole(bytes: Buffer | readonly Buffer[]): void;
-  /** Calls `cb` once every byte written to the socket so far has left it, or can no longer be read (socket closed). */
-  whenWritten(cb: () => void): void;
+  /**
+   * Releases `o` once every byte written to the socket so far has left it, or can no longer be read (socket closed):
+   * at once when nothing is queued (the kernel took every byte), else when the queue has drained.
+   */
+  releaseWhenWritten(o: Held): void;
 }
 
 /** What a response writes the bytes of, not to be reused before they left (a cache object); `needsHold` false: no wait. */
@@ -43,10 +46,6 @@ export interface Held {
   hold(): void;
   release(): void;
   readonly needsHold: boolean;
-}
-
-function releaseAll(held: readonly Held[]): void {
-  for (const o of held) o.release();
 }
 
 export class Http1Response {
@@ -78,8 +77,9 @@ export class Http1Response {
   private dropped = false;
   /** Interim responses written so far. */
   private interimSent = 0;
-  /** Held for this response's writes (holdObject), released once they have left the socket. */
-  private held: Held[] | undefined;
+  /** Held for this response's writes (holdObject), released once they have left the socket: the first, and any more. */
+  private held: Held | undefined;
+  private heldMore: Held[] | undefined;
 
   /** The request asked for the connection to close (Connection: close, or HTTP/1.0 without keep-alive). */
   readonly clientAskedClose: boolean;
@@ -128,17 +128,22 @@ export class Http1Response {
   /** Holds `o` (a cache object: cache/slab-pool.ts) until what this response writes has left the socket, or it closed. */
   holdObject(o: Held): void {
     o.hold();
-    (this.held ??= []).push(o);
+    // Most responses hold one object (a hit's): a field, no list.
+    if (this.held === undefined) this.held = o;
+    else (this.heldMore ??= []).push(o);
     if (this.finished || this.closedEarly) this.releaseHeld();
   }
 
   private releaseHeld(): void {
-    // Once what was written has left (at end or close: nothing is written after); objects without slabs need no wait.
-    const held = this.held;
-    if (held === undefined) return;
+    // Once what was written has left (at end or close: nothing is written after); objects without slabs need no wait
+    // (the owner's releaseWhenWritten), and when the kernel took every byte at once nothing waits either.
+    const first = this.held;
+    if (first === undefined) return;
     this.held = undefined;
-    if (held.some((o) => o.needsHold)) this.owner.whenWritten(() => releaseAll(held));
-    else releaseAll(held);
+    const more = this.heldMore;
+    this.heldMore = undefined;
+    this.owner.releaseWhenWritten(first);
+    if (more !== undefined) for (const o of more) this.owner.releaseWhenWritten(o);
   }
 
   /** Called by the connection when the socket closes. */
