@@ -226,16 +226,48 @@ describe('clients leaving at every stage of a miss (abortWatch)', () => {
     expect(uncaught).toEqual([]);
   });
 
-  it('a pass whose only client leaves before the origin answers: the origin connection is dropped once it answers, not read to its end', async () => {
+  it('a pass (Cookie) whose client leaves before the origin answers: the origin request is dropped at once, not held to the orphan watch', async () => {
     const o = track(await startOrigin());
-    const px = track(await startProxy(o.url));
-    const c = rawClient(px.port, reqOf('/p/pb?n=8388608&d=100&stall=1'));
+    // The orphan watch (30 s by default) is what dropped it before: longer than the test's timeout.
+    const px = track(await startProxy(o.url, { orphanFetchTimeoutMs: 60_000 }));
+    const c = rawClient(px.port, reqOf('/p/pb?n=8388608&d=100&stall=1', 'Cookie: a=1\r\n'));
     await until(() => o.seen.length === 1);
     c.socket.destroy();
     await c.done;
     // The origin answers 100 ms later with its head and one piece, then stalls: only a drop closes its connection.
     await until(() => (o.seen[0] as OriginRecord).closed);
     expect(px.proxy.stats.s_pass).toBe(1);
+    expect(inflight(px)).toBe(0);
+    expect(uncaught).toEqual([]);
+  });
+
+  it('a pass whose client is already gone when the pass step runs (it left during an async requestFilter) sends nothing to the origin', async () => {
+    const o = track(await startOrigin());
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let calls = 0;
+    const hooks: ProxyHooks = {
+      async requestFilter() {
+        calls++;
+        await gate;
+        return 'pass';
+      },
+    };
+    const px = track(await startProxy(o.url, { hooks }));
+    const c = rawClient(px.port, reqOf('/p/gone?n=1000'));
+    await until(() => calls === 1);
+    c.socket.destroy();
+    await c.done;
+    // The proxy has seen the close (its connection is gone) before the hook answers.
+    await until(() => px.proxy.server.connections.size === 0);
+    release();
+    await until(() => px.proxy.stats.s_pass === 1);
+    await until(() => inflight(px) === 0);
+    expect(o.seen.length).toBe(0);
+    // The proxy still serves the next pass.
+    const r = await get(px, '/p/gone?n=1000');
+    expect(sha(r.body)).toBe(sha(bodyOf('gone', 1000)));
+    expect(o.seen.length).toBe(1);
     expect(uncaught).toEqual([]);
   });
 
