@@ -406,6 +406,66 @@ describe('clients leaving at every stage of a miss (abortWatch)', () => {
   });
 });
 
+describe('retries and restarts with the client gone', () => {
+  it('an async backendError that asks for retries while the client leaves: the retries run out, nothing escapes, the next request is served', async () => {
+    const o = track(await startOrigin());
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let calls = 0;
+    const hooks: ProxyHooks = {
+      async backendError() {
+        if (calls++ === 0) await gate;
+        return 'retry';
+      },
+    };
+    const px = track(await startProxy(o.url, { hooks }));
+    // /bad: the origin closes the connection without an answer, every time.
+    const c = rawClient(px.port, reqOf('/bad'));
+    await until(() => calls === 1);
+    c.socket.destroy();
+    await c.done;
+    await until(() => px.proxy.server.connections.size === 0);
+    release();
+    await until(() => inflight(px) === 0);
+    expect(px.proxy.stats.s_retry).toBeGreaterThanOrEqual(1);
+    expect(px.proxy.stats.fetch_failed).toBeGreaterThanOrEqual(1);
+    const r = await get(px, '/s/ok?n=5000');
+    expect(sha(r.body)).toBe(sha(bodyOf('ok', 5000)));
+    expect(uncaught).toEqual([]);
+  });
+
+  it('an async responseFilter that restarts after the client left: the restarted walk ends, nothing escapes, the object is exact for the next client', async () => {
+    const o = track(await startOrigin());
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let calls = 0;
+    const hooks: ProxyHooks = {
+      async responseFilter(_resp, req) {
+        calls++;
+        if (req.restarts === 0 && calls === 1) {
+          await gate;
+          return 'restart';
+        }
+        return undefined;
+      },
+    };
+    const px = track(await startProxy(o.url, { hooks }));
+    const path = '/s/rs?n=400000';
+    const c = rawClient(px.port, reqOf(path));
+    await until(() => calls === 1);
+    c.socket.destroy();
+    await c.done;
+    await until(() => px.proxy.server.connections.size === 0);
+    release();
+    await until(() => inflight(px) === 0);
+    await sleep(20);
+    const r = await get(px, path);
+    expect(sha(r.body)).toBe(sha(bodyOf('rs', 400000)));
+    expect(o.count('/s/rs')).toBe(1);
+    expect(uncaught).toEqual([]);
+  });
+});
+
 describe('origin timeouts with the client gone and present', () => {
   it('between-bytes timeout, client present: cut (fewer bytes than Content-Length, no clean end), nothing cached; the next fetch stores the exact body', async () => {
     const o = track(await startOrigin());
