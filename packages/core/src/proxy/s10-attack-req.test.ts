@@ -268,7 +268,7 @@ describe('clients leaving at every stage of a miss (abortWatch)', () => {
       async requestFilter() {
         calls++;
         await gate;
-        return 'pass';
+        return 'pass' as const;
       },
     };
     const px = track(await startProxy(o.url, { hooks }));
@@ -415,7 +415,7 @@ describe('retries and restarts with the client gone', () => {
     const hooks: ProxyHooks = {
       async backendError() {
         if (calls++ === 0) await gate;
-        return 'retry';
+        return 'retry' as const;
       },
     };
     const px = track(await startProxy(o.url, { hooks }));
@@ -444,7 +444,7 @@ describe('retries and restarts with the client gone', () => {
         calls++;
         if (req.restarts === 0 && calls === 1) {
           await gate;
-          return 'restart';
+          return 'restart' as const;
         }
         return undefined;
       },
