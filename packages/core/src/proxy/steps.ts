@@ -1,5 +1,6 @@
 import { CacheObject } from '../cache/cache-object.js';
 import type { ProxyEnv, Step, Tx } from '../context.js';
+import { ProxyError } from '../errors.js';
 import { writeSynth } from '../deliver/head.js';
 import { interimTo, makeConditional, missRequest, passRequest } from '../fetch/bereq.js';
 import { runFetch } from '../fetch/fetch.js';
@@ -187,7 +188,16 @@ export function pass<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>): Step | Promise<Step>
 
 function passWith<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheObject, key: string): Step {
   const bereq = passRequest({ req: tx.req, key, pin: tx.pin }, env.via, tx.body);
-  void runFetch(env, { obj, bereq, tx, reason: 'pass', onInfo: interimTo(tx.res) });
+  // A pass's fetch is its client's alone: the client leaving before the head drops the origin request at once (after
+  // the head, its delivery's reader closing does: CacheObject.closeReader; before it no reader is open, and the fetch
+  // went on to the orphan watch, 30 s by default). A client already gone: the fetch fails at once, nothing is sent.
+  const watch = tx.abortWatch;
+  const onGone = (): void => {
+    if (obj.state === 'busy') obj.fetchController.abort(new ProxyError('CORE_ERR_CLIENT_GONE', 'the client of a pass left before its head', { source: 'downstream' }));
+  };
+  if (watch.aborted) onGone();
+  else watch.addEventListener('abort', onGone);
+  void runFetch(env, { obj, bereq, tx, reason: 'pass', onInfo: interimTo(tx.res) }).then(() => watch.removeEventListener('abort', onGone));
   return 'deliver';
 }
 
