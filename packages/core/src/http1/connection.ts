@@ -4,7 +4,7 @@ import { ChunkedDecoder, ChunkedFramingError, LengthDecoder, type BodyDecoder } 
 import { ProxyError } from '../errors.js';
 import { isHeadError, parseRequestHead, REASONS, type RequestHead } from './parse-head.js';
 import { afterWritten, writeDirect, type DirectWriteDone } from './direct-write.js';
-import { IdleWatch } from './idle-clock.js';
+import { IdleWatch, queuedBytes } from './idle-clock.js';
 import { isShared, owned, readIntoShared, sharedText, sharedView } from './read-buffer.js';
 import { Http1Response, type ResponseOwner } from './response.js';
 import type { ConnectionContext, Http1Request, Http1Server } from './server.js';
@@ -75,10 +75,19 @@ export class Connection implements ResponseOwner {
     this.idle = new IdleWatch(socket); // no socket timer: the server's idle clock (idle-clock.ts)
   }
 
-  /** An idle clock tick: closed after timeoutMs without socket activity (RX_CLOSE_IDLE; RX_TIMEOUT in a head). */
-  idleCheck(nowMs: number, timeoutMs: number): void {
-    if (this.state === 'tunnel' || this.idle.idleMs(this.socket, nowMs) < timeoutMs || this.state === 'active') return;
-    this.closeReason(this.state === 'head' ? 'RX_TIMEOUT' : 'RX_CLOSE_IDLE');
+  /**
+   * An idle clock tick: closed after `keepAliveMs` without socket activity (RX_CLOSE_IDLE; RX_TIMEOUT in a head), or,
+   * while bytes of a finished response are still queued for a client that does not read them, after the send timeout
+   * without any of them leaving (TX_ERROR, as Varnish's send timeout, unless a reason was set: a closing connection's
+   * REQ_CLOSE stays). A response in progress ('active') has its own send timeout (Http1Response.drained); a tunnel
+   * its own handler.
+   */
+  idleCheck(nowMs: number, keepAliveMs: number): void {
+    const idleMs = this.idle.idleMs(this.socket, nowMs);
+    if (this.state === 'tunnel' || this.state === 'active' || idleMs < keepAliveMs) return;
+    const sending = this.directPending > 0 || queuedBytes(this.socket) > 0;
+    if (sending && idleMs < this.server.sendTimeoutMs) return;
+    this.closeReason(sending ? 'TX_ERROR' : this.state === 'head' ? 'RX_TIMEOUT' : 'RX_CLOSE_IDLE');
     this.socket.destroy();
   }
 
@@ -349,7 +358,7 @@ export class Connection implements ResponseOwner {
     if (this.socket.writableNeedDrain) {
       // The client has not taken this response yet: read and answer no further (pipelined) request until it has, so
       // a client that pipelines requests and never reads cannot make us queue responses without bound. The idle
-      // timeout still runs meanwhile and closes a client that never reads.
+      // clock holds it to the send timeout meanwhile and closes a client that never reads (idleCheck).
       this.socket.pause();
       this.socket.once('drain', () => this.resumeAfterResponse());
       return;
@@ -414,7 +423,7 @@ export class Connection implements ResponseOwner {
   /**
    * Ends the connection after `last`, reading and dropping what still arrives for at most the linger time, which
    * starts once everything written was handed to the kernel: a response on its way to a slow reader is not cut (a
-   * client that takes nothing is closed by the idle timeout, held off only while the write queue moves).
+   * client that takes nothing for the send timeout is closed by the idle clock, see idleCheck).
    */
   private endAndLinger(last?: string): void {
     this.stopClock();
