@@ -4,7 +4,7 @@ import { ChunkedDecoder, ChunkedFramingError, LengthDecoder, type BodyDecoder } 
 import { ProxyError } from '../errors.js';
 import { isHeadError, parseRequestHead, REASONS, type RequestHead } from './parse-head.js';
 import { afterWritten, writeDirect, type DirectWriteDone } from './direct-write.js';
-import { IdleWatch, queuedBytes } from './idle-clock.js';
+import { IdleWatch } from './idle-clock.js';
 import { isShared, owned, readIntoShared, sharedText, sharedView } from './read-buffer.js';
 import { Http1Response, type ResponseOwner } from './response.js';
 import type { ConnectionContext, Http1Request, Http1Server } from './server.js';
@@ -75,19 +75,11 @@ export class Connection implements ResponseOwner {
     this.idle = new IdleWatch(socket); // no socket timer: the server's idle clock (idle-clock.ts)
   }
 
-  /**
-   * An idle clock tick: closed after `keepAliveMs` without socket activity (RX_CLOSE_IDLE; RX_TIMEOUT in a head), or,
-   * while bytes of a finished response are still queued for a client that does not read them, after the send timeout
-   * without any of them leaving (TX_ERROR, as Varnish's send timeout, unless a reason was set: a closing connection's
-   * REQ_CLOSE stays). A response in progress ('active') has its own send timeout (Http1Response.drained); a tunnel
-   * its own handler.
-   */
+  /** An idle clock tick (IdleWatch.expired): RX_CLOSE_IDLE (RX_TIMEOUT in a head), or TX_ERROR past the send timeout. */
   idleCheck(nowMs: number, keepAliveMs: number): void {
-    const idleMs = this.idle.idleMs(this.socket, nowMs);
-    if (this.state === 'tunnel' || this.state === 'active' || idleMs < keepAliveMs) return;
-    const sending = this.directPending > 0 || queuedBytes(this.socket) > 0;
-    if (sending && idleMs < this.server.sendTimeoutMs) return;
-    this.closeReason(sending ? 'TX_ERROR' : this.state === 'head' ? 'RX_TIMEOUT' : 'RX_CLOSE_IDLE');
+    const over = this.idle.expired(this.socket, nowMs, keepAliveMs, this.server.sendTimeoutMs, this.directPending);
+    if (over === undefined || this.state === 'tunnel' || this.state === 'active') return;
+    this.closeReason(over === 'send' ? 'TX_ERROR' : this.state === 'head' ? 'RX_TIMEOUT' : 'RX_CLOSE_IDLE');
     this.socket.destroy();
   }
 

@@ -39,6 +39,20 @@ export class IdleWatch {
     this.activeAtMs = performance.now();
   }
 
+  /**
+   * Whether the idle clock closes `socket` at `nowMs` (Connection.idleCheck, which leaves a response in progress and a
+   * tunnel alone): 'keep-alive' when it has nothing left to send and was idle for `keepAliveMs`; 'send' when bytes of a
+   * response are still queued (its Writable, the handle's write queue, or `directPending` direct writes) and none left
+   * for `sendTimeoutMs` (the time a client may take between two reads, as Varnish's idle_send_timeout or nginx's
+   * send_timeout); else undefined. The counters are read at every call.
+   */
+  expired(socket: Socket, nowMs: number, keepAliveMs: number, sendTimeoutMs: number, directPending: number): 'keep-alive' | 'send' | undefined {
+    const idle = this.idleMs(socket, nowMs);
+    if (idle < keepAliveMs) return undefined;
+    if (directPending === 0 && queuedBytes(socket) === 0) return 'keep-alive';
+    return idle < sendTimeoutMs ? undefined : 'send';
+  }
+
   /** How long `socket` has been seen idle at `nowMs`; 0 when it moved since the last look, or has no handle left. */
   idleMs(socket: Socket, nowMs: number): number {
     const h = handleOf(socket);

@@ -153,7 +153,9 @@ async function setup(opts: Parameters<typeof startProxy>[1] = {}): Promise<{ px:
   return { px, o, pool: px.proxy.store.slabs as SlabPool };
 }
 
-describe('slab pool, attacked from other delivery paths', () => {
+// Paused clients wait for purges and churns that take several seconds each under load (5-7 suites on 2 cores): the
+// send timeout (60 s) holds their queued bytes, and the test timeout is set past it rather than the default 20 s.
+describe('slab pool, attacked from other delivery paths', { timeout: 90_000 }, () => {
   it('grace: a background 304 after the grace client finished adopts the stale body, and later hits are exact', async () => {
     const clock = testClock();
     const { px, o, pool } = await setup({ now: clock.now, defaultGraceSec: 60, defaultKeepSec: 600 });

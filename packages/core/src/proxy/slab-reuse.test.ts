@@ -124,7 +124,9 @@ async function setup(opts: { directWrites?: boolean; now?: () => number; default
   return { px, o, pool: px.proxy.store.slabs as SlabPool };
 }
 
-describe('slab reuse never changes bytes a client still reads', () => {
+// Paused clients wait for purges and churns that take several seconds each under load (5-7 suites on 2 cores): the
+// send timeout (60 s) holds their queued bytes, and the test timeout is set past it rather than the default 20 s.
+describe('slab reuse never changes bytes a client still reads', { timeout: 90_000 }, () => {
   it.each([true, false])('a paused client of a hit (direct writes %s) gets the exact body while its object is purged and the pool refilled', async (directWrites) => {
     const { px, pool } = await setup({ directWrites });
     expect(sha(await get(px, `/o/a?n=${SIZE}`))).toBe(sha(bodyOf('a', SIZE)));
