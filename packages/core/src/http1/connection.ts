@@ -348,9 +348,8 @@ export class Connection implements ResponseOwner {
   /** The finished response was handed to the socket: go on with the next request once the client takes it. */
   private afterResponseWritten(): void {
     if (this.socket.writableNeedDrain) {
-      // The client has not taken this response yet: read and answer no further (pipelined) request until it has, so
-      // a client that pipelines requests and never reads cannot make us queue responses without bound. The idle
-      // clock holds it to the send timeout meanwhile and closes a client that never reads (idleCheck).
+      // The client has not taken this response: answer no further (pipelined) request until it has, so one that never
+      // reads cannot make us queue responses without bound (idleCheck closes it after the send timeout).
       this.socket.pause();
       this.socket.once('drain', () => this.resumeAfterResponse());
       return;
