@@ -72,10 +72,11 @@ export class Connection implements ResponseOwner {
     this.idle = new IdleWatch(socket); // no socket timer: the server's idle clock (idle-clock.ts)
   }
 
-  /** An idle clock tick: closed after timeoutMs without socket activity (RX_CLOSE_IDLE; RX_TIMEOUT in a head). */
-  idleCheck(nowMs: number, timeoutMs: number): void {
-    if (this.state === 'tunnel' || this.idle.idleMs(this.socket, nowMs) < timeoutMs || this.state === 'active') return;
-    this.closeReason(this.state === 'head' ? 'RX_TIMEOUT' : 'RX_CLOSE_IDLE');
+  /** An idle clock tick (IdleWatch.expired): RX_CLOSE_IDLE (RX_TIMEOUT in a head), or TX_ERROR past the send timeout. */
+  idleCheck(nowMs: number, keepAliveMs: number): void {
+    const over = this.idle.expired(this.socket, nowMs, keepAliveMs, this.server.sendTimeoutMs, this.directPending);
+    if (over === undefined || this.state === 'tunnel' || this.state === 'active') return;
+    this.closeReason(over === 'send' ? 'TX_ERROR' : this.state === 'head' ? 'RX_TIMEOUT' : 'RX_CLOSE_IDLE');
     this.socket.destroy();
   }
 
@@ -348,9 +349,8 @@ export class Connection implements ResponseOwner {
   /** The finished response was handed to the socket: go on with the next request once the client takes it. */
   private afterResponseWritten(): void {
     if (this.socket.writableNeedDrain) {
-      // The client has not taken this response yet: read and answer no further (pipelined) request until it has, so
-      // a client that pipelines requests and never reads cannot make us queue responses without bound. The idle
-      // timeout still runs meanwhile and closes a client that never reads.
+      // The client has not taken this response: answer no further (pipelined) request until it has, so one that never
+      // reads cannot make us queue responses without bound (idleCheck closes it after the send timeout).
       this.socket.pause();
       this.socket.once('drain', () => this.resumeAfterResponse());
       return;
@@ -415,7 +415,7 @@ export class Connection implements ResponseOwner {
   /**
    * Ends the connection after `last`, reading and dropping what still arrives for at most the linger time, which
    * starts once everything written was handed to the kernel: a response on its way to a slow reader is not cut (a
-   * client that takes nothing is closed by the idle timeout, held off only while the write queue moves).
+   * client that takes nothing for the send timeout is closed by the idle clock, see idleCheck).
    */
   private endAndLinger(last?: string): void {
     this.stopClock();

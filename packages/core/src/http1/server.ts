@@ -63,7 +63,8 @@ export interface ConnectionContext {
    * Why the connection ended, in varnishlog's SessClose words: REM_CLOSE (the client closed), REQ_CLOSE (the client
    * asked with Connection: close), REQ_HTTP10 (HTTP/1.0 without keep-alive), RESP_CLOSE (we closed after a
    * response), RX_CLOSE_IDLE (idle timeout), RX_TIMEOUT (request head too slow), RX_JUNK / RX_OVERFLOW (bad request),
-   * TX_PIPE (became a tunnel). Set once, when known.
+   * TX_PIPE (became a tunnel), TX_ERROR (a finished response's queued bytes not taken for the send timeout). Set once,
+   * when known.
    */
   closeReason: string | undefined;
 }
@@ -163,12 +164,14 @@ export class Http1Server {
   /**
    * The idle clock: one timer for all connections while there are any (as nginx and Varnish keep idle deadlines),
    * instead of a socket timer per connection that Node refreshes on every read and write. Each tick every connection
-   * compares its handle's counters with the last tick's (Connection.idleCheck). A tick is an eighth of the keep-alive
-   * timeout (10 ms to 1 s), read again at every tick, so a changed timeout applies from the next one.
+   * compares its handle's counters with the last tick's (Connection.idleCheck): the keep-alive timeout for one with
+   * nothing left to send, the send timeout for one whose finished response is still queued. A tick is an eighth of the
+   * shorter of the two (10 ms to 1 s), read again at every tick, so a changed timeout applies from the next one.
    */
   private armIdleClock(): void {
     if (this.idleTimer !== undefined || this.connections.size === 0 || !(this.keepAliveTimeoutMs > 0)) return;
-    const tick = Math.min(1000, Math.max(10, Math.floor(this.keepAliveTimeoutMs / 8)));
+    const shorter = this.sendTimeoutMs > 0 ? Math.min(this.keepAliveTimeoutMs, this.sendTimeoutMs) : this.keepAliveTimeoutMs;
+    const tick = Math.min(1000, Math.max(10, Math.floor(shorter / 8)));
     this.idleTimer = setTimeout(this.onIdleTick, tick);
     this.idleTimer.unref();
   }

@@ -489,12 +489,21 @@ describe('a full origin queue, HTTP/1.0 streaming and a graceful stop mid-respon
     const { createOriginClient } = await import('@sluice/origin-client');
     const { createProxy } = await import('./proxy.js');
     let held: net.Socket[] = [];
+    // The origin answers /slow only once four requests were refused (or after 10 s, so a regression fails the counts
+    // below rather than the runner). It used to answer after 80 ms, which assumed all six requests reach the proxy
+    // within 80 ms: under load (5-7 suites on 2 cores) a late one found the queue free again ('expected 3 to be 2').
+    const waiting: (() => void)[] = [];
+    let released = false;
+    const release = (): void => {
+      released = true;
+      for (const answer of waiting.splice(0)) answer();
+    };
     const origin = track(
       await startRawOrigin((s, head) => {
         const answer = (): void => void s.write('HTTP/1.1 200 OK\r\ncache-control: no-store\r\ncontent-length: 2\r\n\r\nok');
-        if (head.includes('/slow')) {
+        if (head.includes('/slow') && !released) {
           held.push(s);
-          setTimeout(answer, 80);
+          waiting.push(answer);
         } else answer();
       }),
     );
@@ -502,9 +511,16 @@ describe('a full origin queue, HTTP/1.0 streaming and a graceful stop mid-respon
     const proxy = createProxy({ upstream });
     const addr = await proxy.listen(0);
     track({ close: async () => (await proxy.close(), await upstream.destroy()) });
+    const guard = setTimeout(release, 10_000);
+    let refused = 0;
     const statuses = await Promise.all(
-      Array.from({ length: 6 }, async (_, i) => parseRawResponse(await rawExchange(addr.port, `GET /slow${i} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n`)).status),
+      Array.from({ length: 6 }, async (_, i) => {
+        const status = parseRawResponse(await rawExchange(addr.port, `GET /slow${i} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n`)).status;
+        if (status === 503 && ++refused === 4) release();
+        return status;
+      }),
     );
+    clearTimeout(guard);
     expect(statuses.filter((s) => s === 200).length).toBe(2);
     expect(statuses.filter((s) => s === 503).length).toBe(4);
     held = [];

@@ -112,9 +112,11 @@ describe('s8 attack: a direct hit left queued in libuv', () => {
     expect(uncaught).toEqual([]);
   });
 
-  it.each(modes)('%s: a client that never reads a queued hit is closed by the idle timeout (not held forever)', async (_n, directWrites) => {
+  // (Session 10: by the send timeout, not the keep-alive timeout: a queued response's bytes are the send timeout's.)
+  it.each(modes)('%s: a client that never reads a queued hit is closed by the send timeout (not held forever)', async (_n, directWrites) => {
     const px = await warmProxy({ directWrites }, [BIG]);
     (px.proxy.server as unknown as { keepAliveTimeoutMs: number }).keepAliveTimeoutMs = 300;
+    px.proxy.server.sendTimeoutMs = 300;
     const client = await lateReader(px.port, `GET /static/${BIG} HTTP/1.1\r\nHost: t\r\n\r\n`, track);
     await settled(px, 2);
     await until(() => px.proxy.server.connections.size === 0);

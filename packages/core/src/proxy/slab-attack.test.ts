@@ -5,7 +5,7 @@ import type { SlabPool } from '../cache/slab-pool.js';
 import type { ProxyHooks } from '../policy/hooks.js';
 import { startProxy, startRawOrigin, until, useCleanup, useUncaughtRecorder, type ProxyHarness } from '../test-support/harness.js';
 import { testClock } from '../test-support/clock.js';
-import { bodyOf, sha } from '../test-support/bodies.js';
+import { bodyMismatch, bodyOf, sha } from '../test-support/bodies.js';
 
 /**
  * Session 9 review of the slab pool (cache/slab-pool.ts) from outside: paths other than a plain hit or miss that
@@ -103,6 +103,21 @@ function responseAt(all: Buffer, at: number, bodyless = false): { head: string; 
   }
 }
 
+/** The close reasons (SessClose words) of the proxy's client connections open now, filled in as they close. */
+function closeReasons(px: ProxyHarness): string[] {
+  const out: string[] = [];
+  for (const c of px.proxy.server.connections) c.context.onClose.add(() => out.push(c.context.closeReason ?? '?'));
+  return out;
+}
+
+/** An assertion message for a body that is not `want` ('' when it is): how it differs, and the state around it. */
+function explain(got: Buffer, want: Buffer, ctx: Record<string, unknown>, pool: SlabPool, px: ProxyHarness): string {
+  const m = bodyMismatch(got, want);
+  if (m === '') return '';
+  const counts = { ...pool.counts, inUse: pool.inUse, free: pool.freeCount, storeBytes: px.proxy.store.bytes, objects: px.proxy.store.objectCount };
+  return `${m}; ${JSON.stringify({ ...ctx, pool: counts })}`;
+}
+
 async function get(px: ProxyHarness, path: string): Promise<Buffer> {
   const r = await request(`${px.url}${path}`, { headers: { host: 't' } });
   return Buffer.from(await r.body.arrayBuffer());
@@ -138,7 +153,9 @@ async function setup(opts: Parameters<typeof startProxy>[1] = {}): Promise<{ px:
   return { px, o, pool: px.proxy.store.slabs as SlabPool };
 }
 
-describe('slab pool, attacked from other delivery paths', () => {
+// Paused clients wait for purges and churns that take several seconds each under load (5-7 suites on 2 cores): the
+// send timeout (60 s) holds their queued bytes, and the test timeout is set past it rather than the default 20 s.
+describe('slab pool, attacked from other delivery paths', { timeout: 90_000 }, () => {
   it('grace: a background 304 after the grace client finished adopts the stale body, and later hits are exact', async () => {
     const clock = testClock();
     const { px, o, pool } = await setup({ now: clock.now, defaultGraceSec: 60, defaultKeepSec: 600 });
@@ -169,6 +186,7 @@ describe('slab pool, attacked from other delivery paths', () => {
     clock.advance(5);
     const stale = pausedRaw(px.port, reqOf(path));
     await stale.paused;
+    const why = closeReasons(px);
     // The background fetch stores generation 1, which removes the stale object the paused client still reads.
     await until(() => px.proxy.stats.s_fetch === 2 && px.proxy.stats.s_beresp_bodybytes >= 2 * SIZE);
     await until(() => px.proxy.store.bytes < 2 * SIZE);
@@ -176,9 +194,11 @@ describe('slab pool, attacked from other delivery paths', () => {
     await purge(px, path);
     await churn(px, pool, 'sx');
     stale.resume();
-    const r = responseAt((await stale.done).all, 0);
+    const got = await stale.done;
+    const r = responseAt(got.all, 0);
+    const hint = explain(r.body, bodyOf('s0', SIZE), { head: r.head, ended: got.ended, closeReasons: why }, pool, px);
     expect(r.head).toMatch(/detail=grace/);
-    expect(sha(r.body)).toBe(sha(bodyOf('s0', SIZE)));
+    expect(sha(r.body), hint).toBe(sha(bodyOf('s0', SIZE)));
     await until(() => pool.inUse === SIZE / 2 / pool.slabBytes);
   });
 
