@@ -81,14 +81,17 @@ function writeAndFree(n: number): void {
 
 /** One full (mark-compact) GC, without `--expose-gc` on the command line (as minorGcFunction). */
 function majorGc(): void {
+  gcOfNewContext()({ type: 'major' });
+}
+
+/** V8's `gc` from a context made while `--expose-gc` is set, and only then: the program's global gets none. */
+function gcOfNewContext(): (opts?: { type: 'minor' | 'major' }) => void {
   v8.setFlagsFromString('--expose-gc');
-  let gc: (opts?: { type: 'minor' | 'major' }) => void;
   try {
-    gc = vm.runInNewContext('gc') as typeof gc;
+    return vm.runInNewContext('gc') as (opts?: { type: 'minor' | 'major' }) => void;
   } finally {
     v8.setFlagsFromString('--no-expose-gc');
   }
-  gc({ type: 'major' });
 }
 
 /** Keeps WebAssembly (undici's llhttp) on Liftoff. Takes effect for modules compiled after the call. */
@@ -101,13 +104,7 @@ export function noWasmTierUp(): void {
  * the program's global object: the flag is set just long enough to create one context that has it.
  */
 export function minorGcFunction(): () => void {
-  v8.setFlagsFromString('--expose-gc');
-  let gc: (opts?: { type: 'minor' | 'major' }) => void;
-  try {
-    gc = vm.runInNewContext('gc') as typeof gc;
-  } finally {
-    v8.setFlagsFromString('--no-expose-gc');
-  }
+  const gc = gcOfNewContext();
   return () => gc({ type: 'minor' });
 }
 

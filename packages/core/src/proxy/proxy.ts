@@ -22,6 +22,7 @@ import { esiDelivery } from '../esi/deliver.js';
 import { connectTunnel } from './connect.js';
 import { esiRequest } from './esi-request.js';
 import { drive, segmentRequest, untilDone, type StepTable } from './driver.js';
+import { InFlight } from './in-flight.js';
 import { restart } from './restart.js';
 import * as steps from './steps.js';
 
@@ -75,24 +76,18 @@ export interface ProxyOptions<Ctx> {
   cacheTargets?: readonly string[] | undefined;
   /** How long an uncacheable key stays hit-for-miss (default 120 s, as Varnish). */
   hitForMissSec?: number | undefined;
-  /**
-   * Most restarts of one request (a hook returning 'restart'; Varnish's max_restarts, default 4). The restart past
-   * it gets a 503.
-   */
+  /** Most restarts of one request (a hook returning 'restart'; Varnish's max_restarts, default 4); then a 503. */
   maxRestarts?: number | undefined;
   /** Most retries of one backend fetch (a hook returning 'retry'; Varnish's max_retries, default 4). */
   maxRetries?: number | undefined;
   /** How far the fetch of an unstored body may run ahead of its slowest client (default 1 MiB). */
   transitBytes?: number | undefined;
-  /**
-   * Adaptive streaming threshold, bytes: a body with Content-Length below it is delivered whole; an unknown-length
-   * body starts once this many bytes arrived or it ended (default 0: always stream).
-   */
+  /** Adaptive streaming threshold, bytes: a body with Content-Length below it is delivered whole; an unknown-length
+   * body starts once this many bytes arrived or it ended (default 0: always stream). */
   streamMinBytes?: number | undefined;
   /**
-   * A fetch whose body has had no reader for this long is abandoned and nothing of it kept (default 30 s): an origin
-   * that never ends cannot hold an origin connection forever once every client has left. A fetch that finishes
-   * within it fills the cache as usual.
+   * A fetch whose body has had no reader for this long is abandoned, nothing of it kept (default 30 s): an origin that
+   * never ends cannot hold a connection once every client left. A fetch that finishes within it fills the cache.
    */
   orphanFetchTimeoutMs?: number | undefined;
   /** Transaction log (varnishlog-style); none when undefined. */
@@ -122,10 +117,8 @@ export interface ProxyOptions<Ctx> {
    * 500) over each `rateWindowMs` (default 10 s) gets 408; over `maxBytes` (default 100 MiB) gets 413.
    */
   requestBody?: { idleTimeoutMs?: number | undefined; minBytesPerSec?: number | undefined; rateWindowMs?: number | undefined; maxBytes?: number | undefined } | undefined;
-  /**
-   * Longest wait for a client to take any byte of its response (its socket buffer full) before the connection is
-   * cut, ms (default 60 s, as Varnish's idle_send_timeout): a client that stops reading cannot hold a fetch forever.
-   */
+  /** Longest wait for a client to take any byte of its response (its socket buffer full) before the connection is
+   * cut, ms (default 60 s, as Varnish's idle_send_timeout): a client that stops reading cannot hold a fetch forever. */
   sendTimeoutMs?: number | undefined;
   /**
    * Client reads into one shared buffer (http1/read-buffer.ts), prepared hits written straight to the socket's handle
@@ -158,6 +151,7 @@ export class Proxy<Ctx = Record<string, unknown>> {
   private env: ProxyEnv<Ctx>;
   private readonly txlog: TxLog | undefined;
   private readonly lurkTimer: NodeJS.Timeout;
+  private readonly inFlight = new InFlight();
   /** The steps bound to the current environment; a request keeps the table it started with across a reload. */
   private steps: StepTable<Ctx>;
   private opts: ProxyOptions<Ctx>;
@@ -219,8 +213,11 @@ export class Proxy<Ctx = Record<string, unknown>> {
   /** Stops accepting, aborts fetches in flight and closes every client connection. */
   async close(): Promise<void> {
     clearInterval(this.lurkTimer);
-    for (const obj of this.env.inflight) obj.fetchController.abort(new ProxyError('CORE_ERR_SHUTDOWN', 'shutdown', { source: 'internal' }));
+    const stop = new ProxyError('CORE_ERR_SHUTDOWN', 'shutdown', { source: 'internal' });
+    const abort = (): void => this.env.inflight.forEach((obj) => obj.fetchController.abort(stop));
+    abort();
     await this.server.close(true);
+    await this.inFlight.idle(2000, abort, this.env.inflight);
   }
 
   /**
@@ -257,7 +254,8 @@ export class Proxy<Ctx = Record<string, unknown>> {
   /** The server's handler: nothing a request does may escape its connection (see lastResort). */
   private serve(raw: Http1Request, res: Http1Response): void {
     try {
-      this.handle(raw, res)?.catch((e: unknown) => this.lastResort(res, e));
+      const p = this.handle(raw, res);
+      if (p !== undefined) this.inFlight.track(p, (e: unknown) => this.lastResort(res, e));
     } catch (e: unknown) {
       this.lastResort(res, e);
     }
