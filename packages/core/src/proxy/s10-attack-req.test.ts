@@ -1,11 +1,9 @@
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { createOriginClient } from '@sluice/origin-client';
 import type { SlabPool } from '../cache/slab-pool.js';
 import type { ProxyHooks } from '../policy/hooks.js';
 import type { ProxyEnv } from '../context.js';
-import { createProxy, type ProxyOptions } from './proxy.js';
 import { startProxy, startRangeOrigin, until, useCleanup, useUncaughtRecorder, type ProxyHarness } from '../test-support/harness.js';
 import { bodyOf, sha } from '../test-support/bodies.js';
 
@@ -125,23 +123,6 @@ async function startOrigin(): Promise<{ url: string; seen: OriginRecord[]; count
         for (const s of socks) s.destroy();
         srv.close(() => r());
       }),
-  };
-}
-
-/** A proxy whose origin client has the given timeouts (startProxy has none to set). */
-async function startTimedProxy(url: string, timeouts: { firstByteTimeoutMs?: number; betweenBytesTimeoutMs?: number }, opts: Omit<ProxyOptions<Record<string, unknown>>, 'upstream'> = {}): Promise<ProxyHarness> {
-  const origin = createOriginClient({ backends: [{ url, ...timeouts }] });
-  const proxy = createProxy({ ...opts, upstream: origin });
-  const addr = await proxy.listen(0);
-  return {
-    proxy,
-    origin,
-    url: `http://127.0.0.1:${addr.port}`,
-    port: addr.port,
-    close: async () => {
-      await proxy.close();
-      await origin.destroy();
-    },
   };
 }
 
@@ -469,7 +450,7 @@ describe('retries and restarts with the client gone', () => {
 describe('origin timeouts with the client gone and present', () => {
   it('between-bytes timeout, client present: cut (fewer bytes than Content-Length, no clean end), nothing cached; the next fetch stores the exact body', async () => {
     const o = track(await startOrigin());
-    const px = track(await startTimedProxy(o.url, { betweenBytesTimeoutMs: 200 }));
+    const px = track(await startProxy(o.url, {}, { betweenBytesTimeoutMs: 200 }));
     const path = '/s/bt?n=1048576&stall=1&gen=1';
     const c = rawClient(px.port, reqOf(path));
     const got = await c.done;
@@ -486,7 +467,7 @@ describe('origin timeouts with the client gone and present', () => {
 
   it('between-bytes timeout after the client left: the orphan fetch fails, nothing truncated is cached', async () => {
     const o = track(await startOrigin());
-    const px = track(await startTimedProxy(o.url, { betweenBytesTimeoutMs: 200 }));
+    const px = track(await startProxy(o.url, {}, { betweenBytesTimeoutMs: 200 }));
     const path = '/s/bg?n=1048576&stall=1&gen=1';
     const c = rawClient(px.port, reqOf(path));
     await c.firstBytes;
@@ -502,7 +483,7 @@ describe('origin timeouts with the client gone and present', () => {
 
   it('first-byte timeout with one client gone (on the waiting list) and one present: the present one gets a 503 (or stale), the process goes on', async () => {
     const o = track(await startOrigin());
-    const px = track(await startTimedProxy(o.url, { firstByteTimeoutMs: 200 }));
+    const px = track(await startProxy(o.url, {}, { firstByteTimeoutMs: 200 }));
     const path = '/s/fb?n=1000&d=5000';
     const present = get(px, path);
     await until(() => o.seen.length === 1);

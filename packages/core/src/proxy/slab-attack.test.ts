@@ -5,7 +5,8 @@ import type { SlabPool } from '../cache/slab-pool.js';
 import type { ProxyHooks } from '../policy/hooks.js';
 import { startProxy, startRawOrigin, until, useCleanup, useUncaughtRecorder, type ProxyHarness } from '../test-support/harness.js';
 import { testClock } from '../test-support/clock.js';
-import { bodyMismatch, bodyOf, sha } from '../test-support/bodies.js';
+import { bodyOf, sha } from '../test-support/bodies.js';
+import { closeReasons, explain } from '../test-support/slab-diagnose.js';
 
 /**
  * Session 9 review of the slab pool (cache/slab-pool.ts) from outside: paths other than a plain hit or miss that
@@ -101,21 +102,6 @@ function responseAt(all: Buffer, at: number, bodyless = false): { head: string; 
     parts.push(all.subarray(p, p + n));
     p += n + 2;
   }
-}
-
-/** The close reasons (SessClose words) of the proxy's client connections open now, filled in as they close. */
-function closeReasons(px: ProxyHarness): string[] {
-  const out: string[] = [];
-  for (const c of px.proxy.server.connections) c.context.onClose.add(() => out.push(c.context.closeReason ?? '?'));
-  return out;
-}
-
-/** An assertion message for a body that is not `want` ('' when it is): how it differs, and the state around it. */
-function explain(got: Buffer, want: Buffer, ctx: Record<string, unknown>, pool: SlabPool, px: ProxyHarness): string {
-  const m = bodyMismatch(got, want);
-  if (m === '') return '';
-  const counts = { ...pool.counts, inUse: pool.inUse, free: pool.freeCount, storeBytes: px.proxy.store.bytes, objects: px.proxy.store.objectCount };
-  return `${m}; ${JSON.stringify({ ...ctx, pool: counts })}`;
 }
 
 async function get(px: ProxyHarness, path: string): Promise<Buffer> {

@@ -4,7 +4,8 @@ import { request } from 'undici';
 import type { SlabPool } from '../cache/slab-pool.js';
 import { getMaybeCut, startProxy, startRangeOrigin, startRawOrigin, until, useCleanup, type ProxyHarness } from '../test-support/harness.js';
 import { testClock } from '../test-support/clock.js';
-import { bodyMismatch, bodyOf, sha } from '../test-support/bodies.js';
+import { bodyOf, sha } from '../test-support/bodies.js';
+import { closeReasons, explain } from '../test-support/slab-diagnose.js';
 
 /**
  * Stored bodies live in reused slabs (cache/slab-pool.ts): a slab must never be filled again while anything can still
@@ -69,21 +70,6 @@ function pausedClient(port: number, path: string, extra = ''): { paused: Promise
   });
   s.write(`GET ${path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n${extra}\r\n`);
   return { paused, resume: () => s.resume(), destroy: () => s.destroy(), done };
-}
-
-/** The close reasons (SessClose words) of the proxy's client connections open now, filled in as they close. */
-function closeReasons(px: ProxyHarness): string[] {
-  const out: string[] = [];
-  for (const c of px.proxy.server.connections) c.context.onClose.add(() => out.push(c.context.closeReason ?? '?'));
-  return out;
-}
-
-/** An assertion message for a body that is not `want` ('' when it is): how it differs, and the state around it. */
-function explain(got: Buffer, want: Buffer, ctx: Record<string, unknown>, pool: SlabPool, px: ProxyHarness): string {
-  const m = bodyMismatch(got, want);
-  if (m === '') return '';
-  const counts = { ...pool.counts, inUse: pool.inUse, free: pool.freeCount, storeBytes: px.proxy.store.bytes, objects: px.proxy.store.objectCount };
-  return `${m}; ${JSON.stringify({ ...ctx, pool: counts })}`;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

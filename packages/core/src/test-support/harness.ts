@@ -16,8 +16,9 @@ export interface ProxyHarness {
 export async function startProxy(
   backendUrl: string,
   opts: Omit<ProxyOptions<Record<string, unknown>>, 'upstream'> = {},
+  backend: { firstByteTimeoutMs?: number; betweenBytesTimeoutMs?: number } = {},
 ): Promise<ProxyHarness> {
-  const origin = createOriginClient({ backends: [{ url: backendUrl }] });
+  const origin = createOriginClient({ backends: [{ url: backendUrl, ...backend }] });
   const proxy = createProxy({ ...opts, upstream: origin });
   const addr = await proxy.listen(0);
   return {
