@@ -59,6 +59,7 @@ const block = fc.array(blockLine, { maxLength: 6 }).map((ls) => ls.join(''));
 type Op =
   | { k: 'add'; tag: string; value: string }
   | { k: 'words'; tag: string; a: string | number; b: string | number; c: string | number }
+  | { k: 'link'; a: string | number; b: string | number; c: string | number }
   | { k: 'ts'; label: string }
   | { k: 'headers'; tag: string; h: Record<string, string | string[]> }
   | { k: 'block'; stable: string; rest: string; useStable: boolean }
@@ -72,6 +73,8 @@ const wordVal = fc.oneof(nasty, nastyNumber);
 const op: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ k: fc.constant('add' as const), tag, value: nasty }),
   fc.record({ k: fc.constant('words' as const), tag, a: wordVal, b: wordVal, c: wordVal }),
+  // Links in a row (joined into one entry when their first and last words are the same: raw.ts's RAW_LINKS).
+  fc.record({ k: fc.constant('link' as const), a: fc.oneof(fc.constantFrom('req', 'bereq'), wordVal), b: fc.oneof(nastyNumber, wordVal), c: fc.oneof(fc.constantFrom('rxreq', 'restart'), wordVal) }),
   fc.record({ k: fc.constant('ts' as const), label: fc.oneof(fc.constantFrom('Start', 'Req', 'Resp', 'Process'), nasty) }),
   fc.record({ k: fc.constant('headers' as const), tag, h: fc.dictionary(headerName, fc.oneof(nasty, fc.array(nasty, { maxLength: 3 })), { maxKeys: 4 }) }),
   fc.record({ k: fc.constant('block' as const), stable: block, rest: block, useStable: fc.boolean() }),
@@ -87,6 +90,8 @@ function apply(t: Transaction, o: Op): void {
       return t.add(o.tag, o.value);
     case 'words':
       return t.words(o.tag, o.a, o.b, o.c);
+    case 'link':
+      return t.words('Link', o.a, o.b, o.c);
     case 'ts':
       return t.timestamp(o.label);
     case 'headers':
@@ -112,6 +117,8 @@ const scenario = fc.record({
   ops: fc.array(fc.array(op, { maxLength: 8 }), { minLength: 6, maxLength: 6 }),
   depth: fc.integer({ min: 0, max: 5 }),
   restart: fc.boolean(),
+  /** Requests before the one built here on the same session (the session's Link records in a row). */
+  before: fc.integer({ min: 0, max: 3 }),
 });
 
 type Scenario = typeof scenario extends fc.Arbitrary<infer T> ? T : never;
@@ -124,6 +131,7 @@ function build(s: Scenario): { roots: Transaction[]; sessions: Transaction[] } {
   const ops = (t: Transaction, n: number): void => {
     for (const o of s.ops[n] ?? []) apply(t, o);
   };
+  for (let b = 0; b < s.before; b++) log.beginRequest(sess).end();
   let req = log.beginRequest(sess);
   req.timestamp('Start');
   ops(req, 0);

@@ -1,6 +1,6 @@
 import { ByteWriter } from './bytes.js';
 import { isRestart, type TxGrouping, type TxView } from './format.js';
-import { RAW_ACCT, RAW_BEGIN, RAW_BLOCK, RAW_HEADER, RAW_HIT, RAW_RUN, RAW_TIMESTAMP, RAW_WORDS, type RawRecords, type RecordRun } from './raw.js';
+import { RAW_ACCT, RAW_BEGIN, RAW_BLOCK, RAW_HEADER, RAW_HIT, RAW_LINKS, RAW_RUN, RAW_TIMESTAMP, RAW_WORDS, type RawRecords, type RecordRun } from './raw.js';
 import { maskHeaderLine } from './secrets.js';
 
 /**
@@ -141,6 +141,10 @@ function walk(o: Out, raw: RawRecords): void {
       case RAW_HIT:
         hit(o, raw[i + 1] as string | number, raw[i + 2] as number, raw[i + 3] as number, raw[i + 4] as number);
         i += 5;
+        break;
+      case RAW_LINKS:
+        for (const b of raw[i + 3] as number[]) words(o, 'Link', raw[i + 1] as string | number, b, raw[i + 2] as string | number);
+        i += 4;
         break;
       case RAW_ACCT:
         acct(o, raw[i + 1] as number, raw[i + 2] as number, raw[i + 3] as number, raw[i + 4] as number);

@@ -8,7 +8,7 @@ import { isSecretField, maskHeaderLine, maskSecret } from './secrets.js';
  * No object and no joined string per record on the request path; `decodeRaw` builds the values when a sink wants
  * them (off the request path, or in the log file's writer thread), the same strings the old builders gave.
  */
-export type RawRecords = Array<string | number | RecordRun>;
+export type RawRecords = Array<string | number | RecordRun | number[]>;
 
 /** `Begin`: word, number, reason, start ms (`req 1 rxreq`); the start is where the timestamps count from. */
 export const RAW_BEGIN = 0;
@@ -29,6 +29,12 @@ export const RAW_HIT = 5;
 export const RAW_ACCT = 6;
 /** A RecordRun: records that recur as they are, appended as one entry. */
 export const RAW_RUN = 7;
+/**
+ * `Link` records that follow one another with the same first and last words: a, c, the middle words (a number[] that
+ * later links are pushed onto) -> `Link  a b c` per number. A session's `Link req N rxreq`, once per request: a
+ * keep-alive connection's session grows by one number per request, not by five entries.
+ */
+export const RAW_LINKS = 8;
 
 /**
  * Records that recur exactly (a VCL call and its return, a response's protocol, status and reason, an object's stored
@@ -120,19 +126,23 @@ export function visitRaw(raw: Readonly<RawRecords>, fn: (tag: string, value: str
         fn('Hit', `${raw[i + 1]} ${(raw[i + 2] as number).toFixed(6)} ${(raw[i + 3] as number).toFixed(6)} ${(raw[i + 4] as number).toFixed(6)}`);
         i += 5;
         break;
-      case RAW_ACCT: {
-        const hb = raw[i + 1] as number;
-        const bb = raw[i + 2] as number;
-        const rh = raw[i + 3] as number;
-        const rb = raw[i + 4] as number;
-        fn('ReqAcct', `${hb} ${bb} ${hb + bb} ${rh} ${rb} ${rh + rb}`);
+      case RAW_LINKS:
+        for (const b of raw[i + 3] as number[]) fn('Link', `${raw[i + 1]} ${b} ${raw[i + 2]}`);
+        i += 4;
+        break;
+      case RAW_ACCT:
+        fn('ReqAcct', acctValue(raw[i + 1] as number, raw[i + 2] as number, raw[i + 3] as number, raw[i + 4] as number));
         i += 5;
         break;
-      }
       default:
         throw new Error(`txlog: unknown raw record kind ${k}`);
     }
   }
+}
+
+/** ReqAcct's value: request head and body bytes and their sum, response head and body bytes and their sum. */
+function acctValue(hb: number, bb: number, rh: number, rb: number): string {
+  return `${hb} ${bb} ${hb + bb} ${rh} ${rb} ${rh + rb}`;
 }
 
 /** A header block's records from offset `from`: a line each (empty lines skipped), secrets masked when `mask`. */

@@ -121,6 +121,34 @@ describe('sessions and byte accounting', () => {
     expect(value(r1, 'ReqStart')?.split(' ')[1]).toBe(value(sess, 'SessOpen')?.split(' ')[1]);
   });
 
+  it("a long keep-alive connection's Session grows by one number per request, its Link records as they were", () => {
+    // Session 11: each request appended five raw entries (`Link req N rxreq`) to its connection's Session, which lives
+    // as long as the connection: 5000 requests made 25 000 entries. Links in a row now share one entry.
+    const sink = new MemorySink();
+    const log = new TxLog([sink]);
+    const sess = log.beginSession({ remoteAddress: '127.0.0.1', remotePort: 1, localAddress: '127.0.0.1', localPort: 2, openedMs: 0 });
+    sess.timestamp('Start');
+    const before = sess.raw.length;
+    const vxids: number[] = [];
+    for (let i = 0; i < 5000; i++) {
+      const t = log.beginRequest(sess);
+      vxids.push(t.vxid);
+      t.end();
+    }
+    expect(sess.raw.length - before).toBeLessThanOrEqual(4);
+    // A restart in between (another reason) starts a new entry; the order of the records is kept.
+    const other = log.beginRequest(sess, 'restart');
+    const last = log.beginRequest(sess);
+    other.end();
+    last.end();
+    sess.add('SessClose', 'REM_CLOSE 0.001');
+    sess.end();
+    const links = sess.records.filter((r) => r.tag === 'Link').map((r) => r.value);
+    expect(links).toEqual([...vxids.map((v) => `req ${v} rxreq`), `req ${other.vxid} restart`, `req ${last.vxid} rxreq`]);
+    expect(tags(sess).slice(-2)).toEqual(['SessClose', 'End']);
+    expect(formatVarnishlog(sess, 'vxid').split('\n').filter((l) => l.startsWith('-   Link ')).length).toBe(5002);
+  });
+
   it('SessClose names who closed: HTTP/1.0 without keep-alive, the proxy after a 400, the client', async () => {
     const sink = new MemorySink();
     const origin = track(await startScriptedOrigin((_req, res) => void res.end('x')));

@@ -3,7 +3,7 @@ import { writeNdjson, writeVarnishlog } from './format-bytes.js';
 import { formatNcsa } from './ncsa.js';
 import type { TxGrouping, TxView } from './format.js';
 import type { HeaderMap } from '../http/headers.js';
-import { blockRun, decodeRaw, pushHeaders, RAW_ACCT, RAW_BEGIN, RAW_BLOCK, RAW_HIT, RAW_RUN, RAW_TIMESTAMP, RAW_WORDS, type RawRecords, type RecordRun, type RequestRunCache, type TxRecord } from './raw.js';
+import { blockRun, decodeRaw, pushHeaders, RAW_ACCT, RAW_BEGIN, RAW_BLOCK, RAW_HIT, RAW_LINKS, RAW_RUN, RAW_TIMESTAMP, RAW_WORDS, type RawRecords, type RecordRun, type RequestRunCache, type TxRecord } from './raw.js';
 
 /**
  * The transaction log, after Varnish's VSL. Every client request and backend fetch is a transaction with an id
@@ -73,8 +73,22 @@ export class Transaction {
 
   /** A record of three words joined by spaces (`Link  req 5 rxreq`), joined when formatted. */
   words(tag: string, a: string | number, b: string | number, c: string | number): void {
-    if (!this.ended) this.raw.push(RAW_WORDS, tag, a, b, c);
+    if (this.ended) return;
+    if (tag !== 'Link' || typeof b !== 'number') {
+      this.raw.push(RAW_WORDS, tag, a, b, c);
+      return;
+    }
+    // A link right after a link of the same words joins its entry (raw.ts's RAW_LINKS).
+    const raw = this.raw;
+    const links = this.links;
+    if (links !== undefined && this.linksEnd === raw.length && raw[raw.length - 3] === a && raw[raw.length - 2] === c) links.push(b);
+    else raw.push(RAW_LINKS, a, c, (this.links = [b]));
+    this.linksEnd = raw.length;
   }
+
+  /** The middle words of the last RAW_LINKS entry, and the length `raw` had after it (it is last while they are equal). */
+  private links: number[] | undefined;
+  private linksEnd = -1;
 
   /** `Timestamp  Label: abs since-start since-last` (seconds; the differences are taken when formatted). */
   timestamp(label: string): void {
