@@ -41,6 +41,33 @@ function jsonTag(tag: string): Uint8Array {
   return p;
 }
 
+/** The openings of the tags every request writes (no lookup by tag for them), per level and for NDJSON. */
+interface Fixed {
+  Begin: Uint8Array;
+  Timestamp: Uint8Array;
+  Hit: Uint8Array;
+  ReqAcct: Uint8Array;
+  End: Uint8Array;
+  Link: Uint8Array;
+}
+
+function fixedOf(tag: (t: string) => Uint8Array): Fixed {
+  return { Begin: tag('Begin'), Timestamp: tag('Timestamp'), Hit: tag('Hit'), ReqAcct: tag('ReqAcct'), End: tag('End'), Link: tag('Link') };
+}
+
+const textFixed: Array<Fixed | undefined> = [];
+const jsonFixed = fixedOf(jsonTag);
+
+/** The fixed openings at `level` (text). */
+function textFixedOf(level: number): Fixed {
+  let f = textFixed[level];
+  if (f === undefined) {
+    const cache = textPrefix(level);
+    textFixed[level] = f = fixedOf((t) => textTag(cache, level, t));
+  }
+  return f;
+}
+
 /**
  * Where a record's value goes: `open` writes the record's opening (prefix, or `,[tag,"`), the value is written by
  * the walker through `w` (`json` or not), `close` ends the record.
@@ -53,13 +80,25 @@ interface Out {
   level: number;
   /** NDJSON: records written so far in the current transaction (a comma before every one but the first). */
   count: number;
+  /** The openings of the usual tags (the level's, or NDJSON's). */
+  fixed: Fixed;
+  /** Where the current transaction's last Timestamp's absolute time was written in `w`, and its length (0: none yet). */
+  absAt: number;
+  absLen: number;
 }
 
 function open(o: Out, tag: string): void {
+  if (tag === 'End') return openFixed(o, o.fixed.End);
   if (o.json) {
     if (o.count++ > 0) o.w.byte(0x2c);
     o.w.bytes(jsonTag(tag));
   } else o.w.bytes(textTag(o.prefixes, o.level, tag));
+}
+
+/** A record's opening given as its bytes (one of `o.fixed`). */
+function openFixed(o: Out, prefix: Uint8Array): void {
+  if (o.json && o.count++ > 0) o.w.byte(0x2c);
+  o.w.bytes(prefix);
 }
 
 function close(o: Out): void {
@@ -115,7 +154,7 @@ function walk(o: Out, raw: RawRecords): void {
     switch (k) {
       case RAW_BEGIN:
         start = last = raw[i + 4] as number;
-        words(o, 'Begin', raw[i + 1] as string | number, raw[i + 2] as string | number, raw[i + 3] as string | number);
+        words(o, o.fixed.Begin, raw[i + 1] as string | number, raw[i + 2] as string | number, raw[i + 3] as string | number);
         i += 5;
         break;
       case RAW_TIMESTAMP:
@@ -143,7 +182,7 @@ function walk(o: Out, raw: RawRecords): void {
         i += 5;
         break;
       case RAW_LINKS:
-        for (const b of raw[i + 3] as number[]) words(o, 'Link', raw[i + 1] as string | number, b, raw[i + 2] as string | number);
+        for (const b of raw[i + 3] as number[]) words(o, o.fixed.Link, raw[i + 1] as string | number, b, raw[i + 2] as string | number);
         i += 4;
         break;
       case RAW_ACCT:
@@ -156,9 +195,10 @@ function walk(o: Out, raw: RawRecords): void {
   }
 }
 
-/** `tag  a b c`. */
-function words(o: Out, tag: string, a: string | number, b: string | number, c: string | number): void {
-  open(o, tag);
+/** `tag  a b c` (`tag` as its opening's bytes for the usual tags). */
+function words(o: Out, tag: string | Uint8Array, a: string | number, b: string | number, c: string | number): void {
+  if (typeof tag === 'string') open(o, tag);
+  else openFixed(o, tag);
   val(o, a);
   ascii(o, 0x20);
   val(o, b);
@@ -167,21 +207,50 @@ function words(o: Out, tag: string, a: string | number, b: string | number, c: s
   close(o);
 }
 
-/** `Timestamp  Label: abs since-start since-last`; returns `now` (the next one's last). */
+/**
+ * `Timestamp  Label: abs since-start since-last`; returns `now` (the next one's last). The absolute time of a
+ * timestamp at the same time as the one before (a request's Req is its Start) is that one's digits again; a
+ * difference of 0 is `0.000000`.
+ */
 function timestamp(o: Out, label: string | number, now: number, start: number, last: number): number {
   const w = o.w;
-  open(o, 'Timestamp');
+  openFixed(o, o.fixed.Timestamp);
   val(o, label);
   w.ensure(2);
   w.buf[w.n++] = 0x3a;
   w.buf[w.n++] = 0x20;
-  w.sec6(now);
+  if (now === last && o.absLen > 0) {
+    const len = o.absLen;
+    w.ensure(len);
+    const b = w.buf;
+    let n = w.n;
+    // (Earlier bytes of this transaction: they stay where they are when the buffer grows.)
+    for (let i = o.absAt, end = i + len; i < end; i++) b[n++] = b[i] as number;
+    w.n = n;
+  } else {
+    const at = w.n;
+    w.sec6(now);
+    o.absAt = at;
+    o.absLen = w.n - at;
+  }
   ascii(o, 0x20);
-  w.sec6(now - start);
+  since(w, now - start);
   ascii(o, 0x20);
-  w.sec6(now - last);
+  since(w, now - last);
   close(o);
   return now;
+}
+
+/** seconds6(ms) for a difference of two times: `0.000000` for none (the usual since-last of Start and Req). */
+function since(w: ByteWriter, ms: number): void {
+  if (ms !== 0) return w.sec6(ms);
+  w.ensure(8);
+  const b = w.buf;
+  let n = w.n;
+  b[n++] = 0x30;
+  b[n++] = 0x2e;
+  for (let i = 0; i < 6; i++) b[n++] = 0x30;
+  w.n = n;
 }
 
 /** `tag  name: value`. */
@@ -198,7 +267,7 @@ function header(o: Out, tag: string, name: string | number, value: string | numb
 
 /** `Hit  <vxid> <ttl> <grace> <keep>`. */
 function hit(o: Out, vxid: string | number, ttl: number, grace: number, keep: number): void {
-  open(o, 'Hit');
+  openFixed(o, o.fixed.Hit);
   val(o, vxid);
   ascii(o, 0x20);
   o.w.fixed6(ttl);
@@ -212,7 +281,7 @@ function hit(o: Out, vxid: string | number, ttl: number, grace: number, keep: nu
 /** `ReqAcct  hb bb hb+bb rh rb rh+rb`. */
 function acct(o: Out, hb: number, bb: number, rh: number, rb: number): void {
   const w = o.w;
-  open(o, 'ReqAcct');
+  openFixed(o, o.fixed.ReqAcct);
   w.num(hb);
   ascii(o, 0x20);
   w.num(bb);
@@ -264,7 +333,7 @@ function run(o: Out, r: RecordRun): void {
     let bytes = r.json;
     if (bytes === undefined) {
       const w = new ByteWriter(256);
-      const inner: Out = { w, json: true, prefixes: jsonPrefixes, level: 0, count: 0 };
+      const inner: Out = { w, json: true, prefixes: jsonPrefixes, level: 0, count: 0, fixed: jsonFixed, absAt: 0, absLen: 0 };
       for (let j = 0; j < len; j++) record(inner, r.tags[j] as string, r.values[j] as string);
       r.json = bytes = w.buf.subarray(0, w.n);
     }
@@ -276,7 +345,7 @@ function run(o: Out, r: RecordRun): void {
   let bytes = r.text[o.level];
   if (bytes === undefined) {
     const w = new ByteWriter(256);
-    const inner: Out = { w, json: false, prefixes: o.prefixes, level: o.level, count: 0 };
+    const inner: Out = { w, json: false, prefixes: o.prefixes, level: o.level, count: 0, fixed: o.fixed, absAt: 0, absLen: 0 };
     for (let j = 0; j < len; j++) record(inner, r.tags[j] as string, r.values[j] as string);
     r.text[o.level] = bytes = w.buf.subarray(0, w.n);
   }
@@ -302,7 +371,7 @@ function textBlock(w: ByteWriter, t: TxView, level: number): void {
     for (let i = w.n - n0; i < 10; i++) w.buf[w.n++] = 0x20;
     w.buf[w.n++] = 0x0a;
   } else w.str(`${String(vxid).padEnd(10)}\n`);
-  records({ w, json: false, prefixes: textPrefix(level), level, count: 0 }, t);
+  records({ w, json: false, prefixes: textPrefix(level), level, count: 0, fixed: textFixedOf(level), absAt: 0, absLen: 0 }, t);
 }
 
 /** formatVarnishlog(root, grouping), written to `w`. */
@@ -353,7 +422,7 @@ function jsonTx(w: ByteWriter, t: TxView): void {
   w.bytes(TYPE);
   w.json(t.type);
   w.bytes(RECORDS);
-  records({ w, json: true, prefixes: jsonPrefixes, level: 0, count: 0 }, t);
+  records({ w, json: true, prefixes: jsonPrefixes, level: 0, count: 0, fixed: jsonFixed, absAt: 0, absLen: 0 }, t);
   w.bytes(CHILDREN);
   const kids = t.children;
   for (let i = 0; i < kids.length; i++) {
