@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { logResp, logRestart, logVcl } from './records.js';
+import { RAW_RUN, RecordRun, statusRun, vclRun } from './raw.js';
 import { formatNdjson, formatVarnishlog, MemorySink, TxLog, type Transaction, type TxGrouping, type TxView } from './txlog.js';
 import { ByteWriter } from './bytes.js';
 import { writeNdjson, writeVarnishlog } from './format-bytes.js';
@@ -157,5 +158,63 @@ describe('records that recur, logged as one run (issue 16)', () => {
       'RespStatus 299',
       'RespReason ',
     ]);
+  });
+
+  it('runs in a row are one entry, their records in order, whichever run comes before or after (joined once, kept)', () => {
+    // A hit logs VCL_call HIT, the status line, the object's headers and VCL_call DELIVER in a row: one entry, copied
+    // as one piece (session 11). Objects A and B take turns behind the same runs, and run pairs recur in both orders.
+    const log = new TxLog([new MemorySink()], { now: () => 1 });
+    const tx = (block: string, reason: string): Transaction => {
+      const t = log.beginRequest(0);
+      t.run(vclRun('HIT', 'deliver'));
+      logResp(t, 200, block, true, block);
+      t.run(vclRun('SYNTH', reason));
+      t.run(statusRun(503, 'Service Unavailable'));
+      t.run(vclRun('SYNTH', reason));
+      t.end();
+      return t;
+    };
+    const want = (block: string, reason: string): string[] => [
+      'VCL_call HIT',
+      'VCL_return deliver',
+      'RespProtocol HTTP/1.1',
+      'RespStatus 200',
+      'RespReason OK',
+      ...block.split('\r\n').filter((l) => l !== '').map((l) => `RespHeader ${l}`),
+      'VCL_call DELIVER',
+      'VCL_return deliver',
+      'Timestamp Process: 0.001000 0.000000 0.000000',
+      'VCL_call SYNTH',
+      `VCL_return ${reason}`,
+      'RespProtocol HTTP/1.1',
+      'RespStatus 503',
+      'RespReason Service Unavailable',
+      'VCL_call SYNTH',
+      `VCL_return ${reason}`,
+    ];
+    const a = 'x-a: 1\r\nage: 0\r\n';
+    const b = 'x-b: 2\r\ncookie: sid=1\r\n';
+    const entries = (t: Transaction): number => t.raw.filter((x, i) => t.raw[i - 1] === RAW_RUN && x instanceof RecordRun).length;
+    for (let i = 0; i < 6; i++) {
+      for (const [block, reason] of [[a, 'deliver'], [b, 'restart'], [a, 'restart'], [b, 'deliver']] as const) {
+        const t = tx(block, reason);
+        expect(t.records.slice(1, -1).map((r) => `${r.tag} ${r.value}`)).toEqual(want(block, reason).map((l) => l.replace('cookie: sid=1', 'cookie: sid=***')));
+        expect(entries(t)).toBe(2);
+        expect(written((w) => writeVarnishlog(w, t))).toBe(formatVarnishlog(asRecords(t)));
+        expect(written((w) => writeNdjson(w, t))).toBe(formatNdjson(asRecords(t)));
+      }
+    }
+  });
+
+  it('runs in a row past 64 records stay apart (a joined run does not grow with its transaction)', () => {
+    const log = new TxLog([new MemorySink()], { now: () => 1 });
+    const t = log.beginRequest(0);
+    const pairs = ['A', 'B', 'C'].map((c) => vclRun('RECV', `x${c}`));
+    for (let i = 0; i < 90; i++) t.run(pairs[i % 3] as RecordRun);
+    t.end();
+    const sizes = t.raw.filter((x, i) => t.raw[i - 1] === RAW_RUN && x instanceof RecordRun).map((r) => (r as RecordRun).tags.length);
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(64);
+    expect(sizes.reduce((x, y) => x + y, 0)).toBe(180);
+    expect(t.records.slice(1, -1).map((r) => r.value)).toEqual(Array.from({ length: 90 }, (_, i) => ['RECV', `x${'ABC'[i % 3]}`]).flat());
   });
 });

@@ -49,12 +49,50 @@ export class RecordRun {
   /** The records as NDJSON `[tag,value]` pairs joined by commas. */
   json: Uint8Array | undefined;
 
+  /** The run last appended right after this one, and the two as one run (joinRuns). */
+  next: RecordRun | undefined;
+  withNext: RecordRun | undefined;
+  /** The run this one was last appended right after, and the two as one run. */
+  prev: RecordRun | undefined;
+  withPrev: RecordRun | undefined;
+
   constructor(records: ReadonlyArray<readonly [string, string]>) {
     for (const [tag, value] of records) {
       this.tags.push(tag);
       this.values.push(value);
     }
   }
+}
+
+/** Records a joined run holds at most (runs in a row past that stay apart: no run grows with a transaction). */
+const JOINED_MAX = 64;
+
+/**
+ * `a` then `b` as one run, or undefined when they stay apart (too long together). A hit's runs follow one another
+ * (its request then VCL_call RECV; VCL_call HIT, the status line, the object's headers, VCL_call DELIVER): appended
+ * as one entry and copied as one piece. The join is kept on both runs (the last one each was joined with), so a run
+ * followed or preceded by the same run again and again (the object's headers always after the same status line)
+ * finds it whatever its other side does.
+ */
+export function joinRuns(a: RecordRun, b: RecordRun): RecordRun | undefined {
+  if (a.next === b) return a.withNext;
+  if (b.prev === a) return b.withPrev;
+  const len = a.tags.length + b.tags.length;
+  let j: RecordRun | undefined;
+  if (len <= JOINED_MAX) {
+    j = new RecordRun([]);
+    for (const r of [a, b]) {
+      for (let i = 0; i < r.tags.length; i++) {
+        j.tags.push(r.tags[i] as string);
+        j.values.push(r.values[i] as string);
+      }
+    }
+  }
+  a.next = b;
+  a.withNext = j;
+  b.prev = a;
+  b.withPrev = j;
+  return j;
 }
 
 export interface TxRecord {

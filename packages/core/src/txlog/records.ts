@@ -99,10 +99,17 @@ export function logGarbage(txlog: TxLog | undefined, status: number, reason: str
   t.end();
 }
 
+/** The pairs every hit logs, taken without vclRun's lookups. */
+const RECV_HASH = vclRun('RECV', 'hash');
+const HIT_DELIVER = vclRun('HIT', 'deliver');
+const DELIVER_DELIVER = vclRun('DELIVER', 'deliver');
+
 /** A VCL_call / VCL_return pair. */
 export function logVcl(t: Transaction | undefined, call: string, ret: string): void {
   if (t === undefined) return;
-  t.run(vclRun(call, ret));
+  if (ret === 'hash' && call === 'RECV') t.run(RECV_HASH);
+  else if (ret === 'deliver' && call === 'DELIVER') t.run(DELIVER_DELIVER);
+  else t.run(vclRun(call, ret));
 }
 
 /** Hit / HitMiss / HitPass and the VCL_call that follows, as varnishlog shows a lookup. */
@@ -111,7 +118,7 @@ export function logLookup(t: Transaction, r: LookupResult, nowMs: number, hitFor
     case 'hit':
     case 'grace':
       t.hit(r.obj.fetchVxid, ttlLeftSec(r.obj, nowMs), r.obj.graceSec, r.obj.keepSec);
-      logVcl(t, 'HIT', 'deliver');
+      t.run(HIT_DELIVER);
       break;
     case 'busy':
       t.timestamp('Waitinglist');

@@ -3,7 +3,7 @@ import { writeNdjson, writeVarnishlog } from './format-bytes.js';
 import { formatNcsa } from './ncsa.js';
 import type { TxGrouping, TxView } from './format.js';
 import type { HeaderMap } from '../http/headers.js';
-import { blockRun, decodeRaw, pushHeaders, RAW_ACCT, RAW_BEGIN, RAW_BLOCK, RAW_HIT, RAW_LINKS, RAW_RUN, RAW_TIMESTAMP, RAW_WORDS, type RawRecords, type RecordRun, type RequestRunCache, type TxRecord } from './raw.js';
+import { blockRun, decodeRaw, joinRuns, pushHeaders, RAW_ACCT, RAW_BEGIN, RAW_BLOCK, RAW_HIT, RAW_LINKS, RAW_RUN, RAW_TIMESTAMP, RAW_WORDS, type RawRecords, RecordRun, type RequestRunCache, type TxRecord } from './raw.js';
 
 /**
  * The transaction log, after Varnish's VSL. Every client request and backend fetch is a transaction with an id
@@ -119,16 +119,27 @@ export class Transaction {
     const mask = !this.log.logSecrets;
     let from = 0;
     if (stable !== undefined && stable.length > 0 && stable.length <= block.length && stable.charCodeAt(stable.length - 1) === 10 && stable.charCodeAt(stable.length - 2) === 13) {
-      this.raw.push(RAW_RUN, blockRun(tag, stable, mask));
+      this.run(blockRun(tag, stable, mask));
       from = stable.length;
     }
     // (A block that is all run has no lines left.)
     if (from < block.length) this.raw.push(RAW_BLOCK, tag, block, mask ? 1 : 0, from);
   }
 
-  /** Records that recur as they are (txlog/raw.ts's RecordRun), as one entry. */
+  /** Records that recur as they are (txlog/raw.ts's RecordRun), as one entry; joined with a run just before it. */
   run(r: RecordRun): void {
-    if (!this.ended) this.raw.push(RAW_RUN, r);
+    if (this.ended) return;
+    const raw = this.raw;
+    // Only a RAW_RUN entry holds a RecordRun.
+    const last = raw[raw.length - 1];
+    if (last instanceof RecordRun) {
+      const j = joinRuns(last, r);
+      if (j !== undefined) {
+        raw[raw.length - 1] = j;
+        return;
+      }
+    }
+    raw.push(RAW_RUN, r);
   }
 
   /** `Hit  <fetch vxid> <ttl> <grace> <keep>` (seconds, 6 decimals when formatted). */
