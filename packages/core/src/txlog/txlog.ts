@@ -191,9 +191,11 @@ export class TxLog {
     opts: TxLogOptions | (() => number) = {},
   ) {
     const o = typeof opts === 'function' ? { now: opts } : opts;
-    // performance.timeOrigin is a getter that calls into C++ each time; it never changes, so it is read once.
-    const origin = performance.timeOrigin;
-    this.now = o.now ?? (() => origin + performance.now());
+    // performance.timeOrigin is a getter that calls into C++ each time; it never changes, so it is read once. The
+    // global `performance` is itself a getter in Node 20 (a lazy property, never replaced): the object is taken once.
+    const perf = performance;
+    const origin = perf.timeOrigin;
+    this.now = o.now ?? (() => origin + perf.now());
     this.logSecrets = o.logSecrets === true;
   }
 
