@@ -51,7 +51,8 @@ async function main() {
   const loadavg = [];
   for (let r = 0; r < ROUNDS; r++) {
     loadavg.push(os.loadavg().map((x) => Number(x.toFixed(2))));
-    for (const t of targets) {
+    // The side order alternates (whoever runs second in a round may pay for the first's leftovers).
+    for (const t of r % 2 === 0 ? targets : [...targets].reverse()) {
       const c0 = cpuNanos(t.pid);
       const res = await cannon(t.url);
       // The log file's last write (20 ms timer) lands in this round.
