@@ -39,7 +39,8 @@ export const RAW_LINKS = 8;
 /**
  * Records that recur exactly (a VCL call and its return, a response's protocol, status and reason, an object's stored
  * response headers): appended as one entry and, written to the log file, formatted once per format and level and
- * copied after that (txlog/format-bytes.ts fills `text` and `json`). A run never changes once made.
+ * copied after that (txlog/format-bytes.ts fills `text` and `json`). Its records never change once made (`next` and
+ * `prev` only remember joins, joinRuns).
  */
 export class RecordRun {
   readonly tags: string[] = [];
