@@ -70,6 +70,11 @@ async function get(url: string, betweenBytesTimeoutMs = 10_000): Promise<OriginB
   return r.body;
 }
 
+/** Memory a chunk pins beyond its bytes: a chunk under 4 KiB may share Node's 8 KiB pool, as Node's own reads do. */
+function overPinned(chunks: Buffer[]): Buffer[] {
+  return chunks.filter((c) => c.length >= 4 * KiB && c.buffer.byteLength > Math.ceil((c.length * 8) / 7));
+}
+
 const head = (length: number): string => `HTTP/1.1 200 OK\r\ncontent-length: ${length}\r\n\r\n`;
 
 describe('origin socket reads through onread (issue 16)', () => {
@@ -106,6 +111,18 @@ describe('origin socket reads through onread (issue 16)', () => {
     (await get(url)).attach(got.sink);
     expect(await got.ended).toBe('end');
     expect(Buffer.concat(got.chunks).equals(pattern(0, size))).toBe(true);
+    expect(overPinned(got.chunks)).toEqual([]);
+  });
+
+  it('a 40 KiB body read at once is not held as a view of a larger read buffer (a stored small object)', async () => {
+    const url = await rawOrigin((s) => {
+      s.write(Buffer.concat([Buffer.from(head(40 * KiB), 'latin1'), pattern(0, 40 * KiB)]));
+    });
+    const got = collect();
+    (await get(url)).attach(got.sink);
+    expect(await got.ended).toBe('end');
+    expect(Buffer.concat(got.chunks).equals(pattern(0, 40 * KiB))).toBe(true);
+    expect(overPinned(got.chunks)).toEqual([]);
   });
 
   it('an origin sending more than its Content-Length: the body is exactly the announced bytes', async () => {

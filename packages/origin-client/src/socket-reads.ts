@@ -13,10 +13,11 @@ import { buildConnector } from 'undici';
  * returns false, which stops the socket's reading until the next read() (Node's net.Socket restarts a socket with a
  * user buffer from read() and _read()).
  *
- * Chunks handed to undici are never overwritten: a read of at least half the buffer hands the buffer itself over
- * (views of it may stay in a cache object or a transit buffer) and the next read goes into a new one; a smaller read
- * is copied out to a Buffer of its size and the buffer is reused. So memory held per chunk is at most twice its bytes,
- * and an idle connection holds one buffer (64 to 256 KiB).
+ * Chunks handed to undici are never overwritten: a read that fills at least 7/8 of the buffer hands the buffer itself
+ * over (views of it may stay in a cache object or a transit buffer) and the next read goes into a new one; a smaller
+ * read is copied out to a Buffer of its size and the buffer is reused. So a held chunk pins at most 1/7 more memory
+ * than its bytes (a small object stored as its one chunk is not charged for a 256 KiB buffer), and an idle
+ * connection holds one buffer (64 to 256 KiB).
  *
  * Only plain http: connections: a TLS socket reads through its own layer (and undici's https connector is used as it
  * is). A Node whose net.Socket ignores `onread` reads the socket as before: the callback is never called.
@@ -36,7 +37,7 @@ class SocketReads {
   /** `n` bytes read into `buf`: pushed into the socket's Readable; false (stop reading) when it is full. */
   readonly read = (n: number, buf: Buffer): boolean => {
     let chunk: Buffer;
-    if (n * 2 >= buf.length) {
+    if (n >= buf.length - (buf.length >>> 3)) {
       chunk = buf.subarray(0, n);
       this.buf = undefined;
       if (n === buf.length && this.size < MAX_READ_BYTES) this.size *= 2;
