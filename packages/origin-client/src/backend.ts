@@ -2,6 +2,7 @@ import type { AbortLike, ExchangeHooks } from './body.js';
 import { buildConnector, Client, Pool } from 'undici';
 import { OriginError } from './errors.js';
 import { Probe, type ProbeConfig } from './health.js';
+import { bigReadConnector } from './socket-reads.js';
 
 /** One origin server: where it is and how to talk to it. Times in ms. */
 export interface BackendConfig {
@@ -115,6 +116,8 @@ export class Backend {
   pinnedOpen = 0;
   readonly maxPinned: number;
   private readonly clientOptions: Client.Options;
+  /** How origin connections are opened (undici buildConnector options): the pool's, a fresh client's, a pinned one's. */
+  private readonly connectOptions: buildConnector.BuildOptions;
   readonly queueTimeoutMs: number;
   readonly maxQueue: number;
 
@@ -129,13 +132,15 @@ export class Backend {
     this.queueTimeoutMs = config.queueTimeoutMs ?? 5_000;
     this.maxQueue = config.maxQueue ?? 1024;
     const tls = config.tls;
+    this.connectOptions = {
+      timeout: config.connectTimeoutMs ?? 3_000,
+      ...(tls?.ca !== undefined ? { ca: tls.ca } : {}),
+      ...(tls?.servername !== undefined ? { servername: tls.servername } : {}),
+      rejectUnauthorized: tls?.dangerouslySkipTlsVerify !== true,
+    };
     this.clientOptions = {
-      connect: {
-        timeout: config.connectTimeoutMs ?? 3_000,
-        ...(tls?.ca !== undefined ? { ca: tls.ca } : {}),
-        ...(tls?.servername !== undefined ? { servername: tls.servername } : {}),
-        rejectUnauthorized: tls?.dangerouslySkipTlsVerify !== true,
-      },
+      // Plain http: connections read up to 256 KiB at a time (socket-reads.ts, issue 16).
+      connect: bigReadConnector(this.connectOptions),
       headersTimeout: config.firstByteTimeoutMs ?? 60_000,
       bodyTimeout: config.betweenBytesTimeoutMs ?? 60_000,
       keepAliveTimeout: 4_000,
@@ -168,7 +173,7 @@ export class Backend {
    * connector succeeds once: if that connection goes, any later request fails instead of opening another one.
    */
   pinnedClient(): Client {
-    const base = buildConnector((this.clientOptions.connect ?? {}) as buildConnector.BuildOptions);
+    const base = bigReadConnector(this.connectOptions);
     let used = false;
     const once: buildConnector.connector = (opts, callback) => {
       if (used) {
