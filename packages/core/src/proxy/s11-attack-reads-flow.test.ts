@@ -98,6 +98,61 @@ describe('origin reads: origins that lie, die, stall or never end', () => {
     expect(uncaught).toEqual([]);
   });
 
+  it.each(['burst', 'trickle'])('a close-delimited body (no length, %s, then FIN): every byte, then a clean end', async (mode) => {
+    const body = bodyOf(`eof-${mode}`, MiB + 3);
+    const o = track(
+      await startRawOrigin(async (s) => {
+        s.write('HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\nconnection: close\r\n\r\n');
+        if (mode === 'burst') await pour(s, body);
+        else for (let at = 0; at < body.length; at += 7_777) (s.write(body.subarray(at, at + 7_777)), await new Promise((r) => setImmediate(r)));
+        s.end();
+      }),
+    );
+    const px = track(await startProxy(o.url));
+    for (let i = 0; i < 2; i++) {
+      const r = await request(`${px.url}/eof`, { headers: { host: 't' } });
+      expect(bodyMismatch(Buffer.from(await r.body.arrayBuffer()), body)).toBe('');
+    }
+    expect(o.count).toBe(1);
+  });
+
+  it('bytes an origin sends on an idle kept-alive connection never answer the next request', async () => {
+    let n = 0;
+    const o = track(
+      await startRawOrigin((s) => {
+        const b = bodyOf(`idle${++n}`, 300 * KiB);
+        s.write(Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\ncache-control: private\r\ncontent-length: ${b.length}\r\n\r\n`), b]));
+        if (n === 1) setTimeout(() => s.write(`HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nEVIL`), 30);
+      }),
+    );
+    const px = track(await startProxy(o.url));
+    const get = async (): Promise<Buffer> => Buffer.from(await (await request(`${px.url}/x`, { headers: { host: 't' } })).body.arrayBuffer());
+    expect(bodyMismatch(await get(), bodyOf('idle1', 300 * KiB))).toBe('');
+    await sleep(100);
+    expect(bodyMismatch(await get(), bodyOf('idle2', 300 * KiB))).toBe('');
+    expect(uncaught).toEqual([]);
+  });
+
+  it('a 101 Switching Protocols to a plain GET (the proxy never asks to upgrade), bytes after it: never relayed, the GET retried', async () => {
+    let n = 0;
+    const o = track(
+      await startRawOrigin((s) => {
+        if (++n === 1) return void s.write(Buffer.concat([Buffer.from('HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n'), bodyOf('ws', 300 * KiB)]));
+        s.write('HTTP/1.1 200 OK\r\ncache-control: private\r\ncontent-length: 4\r\n\r\ngood');
+      }),
+    );
+    const px = track(await startProxy(o.url));
+    const first = await request(`${px.url}/u`, { headers: { host: 't' } });
+    const firstBody = await first.body.text();
+    // The 101 breaks the exchange before any response (undici refuses it): retried once on a fresh connection.
+    expect(first.statusCode).toBe(200);
+    expect(firstBody).toBe('good');
+    expect(o.count).toBe(2);
+    const next = await request(`${px.url}/u2`, { headers: { host: 't' } });
+    expect(await next.body.text()).toBe('good');
+    expect(uncaught).toEqual([]);
+  });
+
   it('the head, then nothing: the client gets the head and is cut after betweenBytesTimeoutMs; nothing stored', async () => {
     const o = track(await startRawOrigin((s) => void s.write('HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\ncontent-length: 1000000\r\n\r\n')));
     const px = track(await startProxy(o.url, {}, { betweenBytesTimeoutMs: 300 }));

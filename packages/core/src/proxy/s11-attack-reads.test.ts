@@ -190,6 +190,15 @@ describe('origin reads (socket-reads.ts): byte-exact bodies through one reused o
     expect(o.count).toBe(48);
     expect(uncaught).toEqual([]);
   }, 120_000);
+
+  it.each([200 * KiB, 1024 * KiB + 3])('10 clients coalesced on one trickled miss of %i bytes (kept as origin chunks or slabs): all exact', async (size) => {
+    const o = track(await origin());
+    const px = track(await proxyOf(o.url, 2));
+    const path = `/o/co${size}?n=${size}&m=mixed&te=chunked`;
+    const got = await Promise.all(Array.from({ length: 10 }, () => get(px, path)));
+    for (const r of got) expect(bodyMismatch(r.body, bodyOf(`co${size}`, size))).toBe('');
+    expect(o.count).toBe(1);
+  });
 });
 
 /**
