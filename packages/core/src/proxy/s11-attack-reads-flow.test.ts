@@ -228,6 +228,27 @@ describe('origin reads: a paused client on a pass', () => {
   }, 60_000);
 });
 
+describe('origin reads: a paused client longer than betweenBytesTimeoutMs', () => {
+  it('a pass paused 1.2 s with betweenBytesTimeoutMs 300: the outcome is the same as with Node reads (recorded)', async () => {
+    const body = bodyOf('longpause', 16 * MiB);
+    const o = track(
+      await startRawOrigin(async (s) => {
+        s.write(`HTTP/1.1 200 OK\r\ncache-control: private\r\ncontent-length: ${body.length}\r\n\r\n`);
+        await pour(s, body);
+      }),
+    );
+    const px = track(await startProxy(o.url, {}, { betweenBytesTimeoutMs: 300 }));
+    const c = rawClient(px.port, GET('/lp'), true);
+    await c.first;
+    await sleep(1200);
+    c.sock.resume();
+    const got = bodyIn(await c.done);
+    if (process.env.S11_FIGURES !== undefined) console.log(`S11 long pause: complete ${got.complete} ${got.body.length}`);
+    expect(bodyMismatch(got.body, body.subarray(0, got.body.length))).toBe('');
+    expect(got.complete).toBe(true);
+  }, 30_000);
+});
+
 describe('origin reads: a client leaving mid-body', () => {
   it.each([
     ['a pass: the origin connection is dropped', 'private', true],

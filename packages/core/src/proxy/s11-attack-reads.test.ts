@@ -162,6 +162,7 @@ describe('origin reads (socket-reads.ts): byte-exact bodies through one reused o
       bytes += c.want.length;
       hits++;
     }
+    if (process.env.S11_FIGURES !== undefined) console.log(`S11 ${te}: ${done.length} misses, ${hits} hits, ${bytes} bytes verified`);
     expect(o.count).toBe(SIZES.length * 3);
     expect(px.origin.counters()[0]?.connects).toBe(1);
     expect(hits).toBe(SIZES.length * 3 * 4 - 3);
