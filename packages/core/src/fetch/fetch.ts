@@ -288,7 +288,7 @@ async function body(env: ProxyEnv<unknown>, i: BerespInput, transitBytes: number
 export async function pumpBody(env: ProxyEnv<unknown>, i: BerespInput, transitBytes: number, acct: Acct, be: Transaction | undefined): Promise<void> {
   const { obj, res } = i;
   const signal = obj.fetchController.signal;
-  const watch = watchOrphan(obj, env.orphanFetchMs);
+  let watch: NodeJS.Timeout | undefined;
   const complete = (): void => {
     be?.timestamp('BerespBody');
     be?.add('Length', String(obj.length));
@@ -309,6 +309,9 @@ export async function pumpBody(env: ProxyEnv<unknown>, i: BerespInput, transitBy
       early = true;
       complete();
     }
+    // The orphan watch only for a body still to come: an object complete with its head has nothing left to abandon
+    // (its message is complete at the origin client too), so a small miss makes and clears no interval (issue 16).
+    if (!early) watch = watchOrphan(obj, env.orphanFetchMs);
     await pumped;
     if (early) return;
     if (obj.expectedLength !== undefined && !obj.bodyless && obj.length !== obj.expectedLength) {
@@ -326,7 +329,7 @@ export async function pumpBody(env: ProxyEnv<unknown>, i: BerespInput, transitBy
     env.store.remove(obj);
     obj.fail(new ProxyError('CORE_ERR_UPSTREAM_BODY', 'origin body failed', { source: 'upstream', cause: e }));
   } finally {
-    clearInterval(watch);
+    if (watch !== undefined) clearInterval(watch);
   }
 }
 
