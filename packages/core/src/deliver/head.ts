@@ -19,17 +19,17 @@ export const NO_BODY_STATUS = (s: number): boolean => s === 204 || s === 304 || 
 
 /** Stored headers as delivered: our Via appended, Age and Cache-Status left to the caller. */
 export function deliveryHeaders(obj: CacheObject, via: string): HeaderMap {
-  const headers = cloneHeaders(obj.headers);
-  delete headers['age'];
-  delete headers['cache-status'];
-  // Invalidation tags are for the cache, not for clients (as Fastly does with Surrogate-Key).
-  delete headers['surrogate-key'];
-  delete headers['xkey'];
-  // Surrogate-Control is for caches like us (W3C Edge Architecture: a surrogate removes it); CDN-Cache-Control goes on.
-  delete headers['surrogate-control'];
+  const headers = cloneHeaders(obj.headers, NOT_DELIVERED);
   appendHeader(headers, 'via', via);
   return headers;
 }
+
+/**
+ * Stored fields a delivery leaves out: Age and Cache-Status (ours are added), invalidation tags (for the cache, not
+ * for clients, as Fastly does with Surrogate-Key), and Surrogate-Control (for caches like us: W3C Edge Architecture
+ * has a surrogate remove it; CDN-Cache-Control goes on).
+ */
+const NOT_DELIVERED: ReadonlySet<string> = new Set(['age', 'cache-status', 'surrogate-key', 'xkey', 'surrogate-control']);
 
 /** Our Cache-Status entry for this response, derived from the request's outcome and the object. */
 function cacheStatusOf<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheObject, age: number): string {
