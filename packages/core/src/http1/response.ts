@@ -424,11 +424,11 @@ export function responseHead(status: number, block: string, persistence: string)
 }
 
 /** `name: value\r\n` lines; throws on a name or value that would break the framing (response splitting). */
-export function serializeHeaders(headers: HeaderMap): string {
+export function serializeHeaders(headers: HeaderMap, skip?: ReadonlySet<string>): string {
   let out = '';
   for (const k in headers) {
     const v = headers[k];
-    if (v === undefined) continue;
+    if (v === undefined || skip?.has(k) === true) continue;
     if (!TOKEN.test(k)) throw invalidHeader(`invalid header name ${JSON.stringify(k)}`);
     if (Array.isArray(v)) {
       for (const one of v) {
