@@ -26,6 +26,8 @@ const N = Number(opt('--misses', 40));
 const TOP = Number(opt('--top', 40));
 const out = opt('--out', undefined);
 const EXTRA = (opt('--proxy-args', '') ?? '').split(' ').filter((a) => a !== '');
+// --callers RE: also lists, per stretch, who calls the functions whose name matches RE (inclusive Ir per miss).
+const CALLERS = opt('--callers', undefined);
 
 function startProxy(backend, dir) {
   const args = [
@@ -200,6 +202,10 @@ async function main() {
   // builtins, runtime), except calls into code that may run JavaScript again (calls, constructs, promises,
   // microtasks): an approximation of "what this JS function costs", for finding what to cut.
   const charged = { inbound: new Map(), outbound: new Map() };
+  const callers = { inbound: new Map(), outbound: new Map() };
+  // `inclusive`: the instructions of every call into a function (recursive calls not counted twice), per miss.
+  const inclusive = { inbound: new Map(), outbound: new Map() };
+  const callersRe = CALLERS === undefined ? undefined : new RegExp(CALLERS);
   const isJs = (name) => name.startsWith('JS:') || name.startsWith('RegExp:') || name.startsWith('[jit?');
   const trampoline = /Call|Construct|JSEntry|Microtask|Promise|Await|Async|Generator|Resolve|Reject|Fulfill|ForEach|Reflect|Apply|Interpreter|Bound|Invoke|Execution|Callback|Emit|MakeCallback/;
   const totals = { inbound: [], outbound: [] };
@@ -215,6 +221,11 @@ async function main() {
       }
       for (const [k, ir] of d.arcs) {
         const [caller, callee] = k.split('\u0000').map((f) => nameOf(map, f));
+        if (caller !== callee) inclusive[side].set(callee, (inclusive[side].get(callee) ?? 0) + ir);
+        if (callersRe?.test(callee) === true) {
+          const key = `${callee} <- ${caller}`;
+          callers[side].set(key, (callers[side].get(key) ?? 0) + ir);
+        }
         if (!isJs(caller) || isJs(callee) || trampoline.test(callee)) continue;
         charged[side].set(caller, (charged[side].get(caller) ?? 0) + ir);
       }
@@ -229,6 +240,16 @@ async function main() {
     result.stretches[side] = { medianIr: median(totals[side]), meanIr: Math.round(totals[side].reduce((x, y) => x + y, 0) / n), top, chargedTop };
     console.log(`\n${side}: median ${median(totals[side])} Ir over ${n} misses; self Ir per miss:`);
     for (const [fn, ir] of top) console.log(`${String(ir).padStart(8)}  ${fn}`);
+    if (callersRe !== undefined) {
+      const c = [...callers[side]].sort((x, y) => y[1] - x[1]).slice(0, TOP).map(([k, ir]) => [k, Math.round(ir / n)]);
+      result.stretches[side].callers = c;
+      console.log(`\n${side}: callers of /${CALLERS}/, inclusive Ir per miss:`);
+      for (const [k, ir] of c) console.log(`${String(ir).padStart(8)}  ${k}`);
+    }
+    const incl = [...inclusive[side]].filter(([fn]) => isJs(fn)).sort((x, y) => y[1] - x[1]).slice(0, TOP).map(([fn, ir]) => [fn, Math.round(ir / n)]);
+    result.stretches[side].inclusiveTop = incl;
+    console.log(`\n${side}: JS functions by inclusive Ir per miss (every call into them):`);
+    for (const [fn, ir] of incl) console.log(`${String(ir).padStart(8)}  ${fn}`);
     console.log(`\n${side}: JS functions charged with the native code they call directly, Ir per miss:`);
     for (const [fn, ir] of chargedTop) console.log(`${String(ir).padStart(8)}  ${fn}`);
   }
