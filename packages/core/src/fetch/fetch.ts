@@ -309,9 +309,10 @@ export async function pumpBody(env: ProxyEnv<unknown>, i: BerespInput, transitBy
       early = true;
       complete();
     }
-    // The orphan watch only for a body still to come: an object complete with its head has nothing left to abandon
-    // (its message is complete at the origin client too), so a small miss makes and clears no interval (issue 16).
-    if (!early) watch = watchOrphan(obj, env.orphanFetchMs);
+    // The orphan watch only while something may still come: not for an object complete with its head whose origin
+    // body is over too (a direct sink's body is destroyed once its message ended), so a small miss makes and clears
+    // no interval (issue 16). A Content-Range span shorter than the message still gets the watch.
+    if (!early || !res.body.destroyed) watch = watchOrphan(obj, env.orphanFetchMs);
     await pumped;
     if (early) return;
     if (obj.expectedLength !== undefined && !obj.bodyless && obj.length !== obj.expectedLength) {
