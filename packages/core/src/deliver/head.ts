@@ -19,17 +19,27 @@ export const NO_BODY_STATUS = (s: number): boolean => s === 204 || s === 304 || 
 
 /** Stored headers as delivered: our Via appended, Age and Cache-Status left to the caller. */
 export function deliveryHeaders(obj: CacheObject, via: string): HeaderMap {
-  const headers = cloneHeaders(obj.headers);
-  delete headers['age'];
-  delete headers['cache-status'];
-  // Invalidation tags are for the cache, not for clients (as Fastly does with Surrogate-Key).
-  delete headers['surrogate-key'];
-  delete headers['xkey'];
-  // Surrogate-Control is for caches like us (W3C Edge Architecture: a surrogate removes it); CDN-Cache-Control goes on.
-  delete headers['surrogate-control'];
+  const headers = cloneHeaders(obj.headers, NOT_DELIVERED);
   appendHeader(headers, 'via', via);
   return headers;
 }
+
+/**
+ * The stored head as delivered, serialised: serializeHeaders(deliveryHeaders(obj, via)) without the copy in between
+ * when the object has no Via of its own (ours then goes last, where appendHeader puts it). Issue 16: a miss builds it
+ * once per object, before its first byte.
+ */
+export function deliveryHeadBlock(obj: CacheObject, via: string): string {
+  if (obj.headers['via'] !== undefined) return serializeHeaders(deliveryHeaders(obj, via));
+  return serializeHeaders(obj.headers, NOT_DELIVERED) + serializeHeaders({ via });
+}
+
+/**
+ * Stored fields a delivery leaves out: Age and Cache-Status (ours are added), invalidation tags (for the cache, not
+ * for clients, as Fastly does with Surrogate-Key), and Surrogate-Control (for caches like us: W3C Edge Architecture
+ * has a surrogate remove it; CDN-Cache-Control goes on).
+ */
+const NOT_DELIVERED: ReadonlySet<string> = new Set(['age', 'cache-status', 'surrogate-key', 'xkey', 'surrogate-control']);
 
 /** Our Cache-Status entry for this response, derived from the request's outcome and the object. */
 function cacheStatusOf<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheObject, age: number): string {
@@ -76,7 +86,7 @@ export function writeHead<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheObject
   }
   if (override === undefined && env.hooks.responseFilter === undefined) {
     // Hit path: the stored headers are serialised once per object; only Age, Cache-Status and length vary.
-    obj.headBlock ??= serializeHeaders(deliveryHeaders(obj, env.via));
+    obj.headBlock ??= deliveryHeadBlock(obj, env.via);
     // RFC 9111 §5.1: a cache MUST send Age when it serves a stored response; sent on every response here.
     let block = `${obj.headBlock}age: ${age}\r\ncache-status: ${cacheStatus}\r\n`;
     if (length !== undefined) block += `content-length: ${length}\r\n`;
@@ -175,7 +185,7 @@ export function sendStoredHit<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheOb
 }
 
 function prepareHit<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>, obj: CacheObject, chunks: readonly Buffer[], age: number, persistence: string, nowMs: number, keep: boolean): PreparedHit {
-  const headBlock = (obj.headBlock ??= serializeHeaders(deliveryHeaders(obj, env.via)));
+  const headBlock = (obj.headBlock ??= deliveryHeadBlock(obj, env.via));
   // RFC 9111 §5.1: a cache MUST send Age when it serves a stored response; sent on every response here.
   const block = `${headBlock}age: ${age}\r\ncache-status: ${cacheStatusOf(env, tx, obj, age)}\r\ncontent-length: ${obj.length}\r\n`;
   const head = responseHead(obj.status, block, persistence);

@@ -14,6 +14,10 @@ import type { DownstreamRequest } from '../policy/hooks.js';
 /** Request headers that only make sense between the client and the cache: a miss fetches the whole object. */
 export const MISS_STRIP = ['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range', 'range'];
 
+/** Left out of a miss's request: Expect, and the conditionals and Range unless they are forwarded. */
+const DROP_MISS = { drop: new Set([...MISS_STRIP, 'expect']) };
+const DROP_EXPECT = { drop: new Set(['expect']) };
+
 /** What a backend request is built from. */
 export interface BereqSource {
   req: DownstreamRequest;
@@ -33,13 +37,11 @@ export function addForwarding(headers: HeaderMap, req: DownstreamRequest, via: s
  * target Surrogate-Control. A segment subrequest asks for its bytes.
  */
 export function missRequest(tx: BereqSource, via: string, forwardConditionals: boolean, rules?: CacheRules): UpstreamRequest {
-  const headers = stripHopByHop(tx.req.headers);
+  // A miss sends no body, so there is nothing to expect a 100 Continue for (undici refuses the header anyway).
+  const headers = stripHopByHop(tx.req.headers, forwardConditionals ? DROP_EXPECT : DROP_MISS);
   // Surrogate-Control targeting: tell the origin which device token our directives use (W3C Edge Architecture).
   const capability = rules === undefined ? undefined : surrogateCapability(rules);
   if (capability !== undefined) appendHeader(headers, 'surrogate-capability', capability);
-  if (!forwardConditionals) for (const h of MISS_STRIP) delete headers[h];
-  // A miss sends no body, so there is nothing to expect a 100 Continue for (undici refuses the header anyway).
-  delete headers['expect'];
   if (tx.req.segment !== undefined) headers['range'] = segmentRangeHeader(tx.req.segment.index, tx.req.segment.size);
   addForwarding(headers, tx.req, via);
   // A HEAD miss fetches GET so the object can be stored and serve later GETs (Varnish does the same).

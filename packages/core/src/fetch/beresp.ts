@@ -4,7 +4,7 @@ import { deltaSeconds } from '../http/cache-control.js';
 import { hasValidator, mergeNotModified } from '../http/conditional.js';
 import { freshnessLifetime, mayServeStale, mustRevalidateEachUse } from '../http/freshness.js';
 import { getHeader, stripHopByHop, type HeaderMap } from '../http/headers.js';
-import { responseDirectives, type CacheRules } from '../http/targeted.js';
+import { directivesOf, type CacheRules } from '../http/targeted.js';
 import { normaliseHost } from '../http/target.js';
 import { varyFields, varySignature } from '../http/vary.js';
 import { builtinBackendResponse, type BackendResponse, type BackendResponseAction, type DownstreamRequest, type Slicer } from '../policy/hooks.js';
@@ -46,7 +46,7 @@ export function backendResponse<Ctx>(env: ProxyEnv<Ctx>, i: BerespInput): Backen
   const headers = was304 ? mergeNotModified(stale.headers, stripHopByHop(i.res.headers)) : stripHopByHop(i.res.headers);
   const life = freshnessLifetime(status, headers, i.obj.responseTimeMs, env.freshness, env.rules);
   i.obj.initialAgeSec = initialAgeSec(headers, i.obj.requestTimeMs, i.obj.responseTimeMs);
-  const swr = deltaSeconds(responseDirectives(headers, env.rules).cc.get('stale-while-revalidate'));
+  const swr = deltaSeconds(directivesOf(headers, env.rules).cc.get('stale-while-revalidate'));
   const staleOk = mayServeStale(headers, env.rules);
   return {
     status,
@@ -130,7 +130,7 @@ export function commitHeaders(i: BerespInput, beresp: BackendResponse, rules: Ca
   const obj = i.obj;
   const clRaw = getHeader(i.res.headers, 'content-length');
   const expected = clRaw !== undefined && /^\d+$/.test(clRaw) ? Number(clRaw) : undefined;
-  const cc = responseDirectives(beresp.headers, rules).cc;
+  const cc = directivesOf(beresp.headers, rules).cc;
   obj.status = beresp.status;
   obj.headers = beresp.headers;
   obj.varyFields = varyFields(beresp.headers);
@@ -151,6 +151,7 @@ export function commitHeaders(i: BerespInput, beresp: BackendResponse, rules: Ca
 
 /** Invalidation tags of a response: Surrogate-Key (Fastly) or xkey (Varnish), space-separated. */
 export function tagsOf(headers: HeaderMap): string[] {
+  if (headers['surrogate-key'] === undefined && headers['xkey'] === undefined) return [];
   const raw = [getHeader(headers, 'surrogate-key'), getHeader(headers, 'xkey')].filter((v) => v !== undefined).join(' ');
   return raw.split(/[\s,]+/).filter((t) => t !== '');
 }

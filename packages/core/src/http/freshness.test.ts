@@ -42,6 +42,18 @@ describe('freshnessLifetime (RFC 9111 §4.2.1, §4.2.2)', () => {
   });
 });
 
+describe('HTTP dates read again (parseHttpDate keeps the last one, issue 16)', () => {
+  it('Expires lifetimes stay right when Date and Expires values alternate', () => {
+    const a = { date: 'Wed, 02 Dec 2026 10:00:00 GMT', expires: 'Wed, 02 Dec 2026 10:01:00 GMT' };
+    const b = { date: 'Wed, 02 Dec 2026 10:00:30 GMT', expires: 'Wed, 02 Dec 2026 10:10:30 GMT' };
+    for (let i = 0; i < 3; i++) {
+      expect(freshnessLifetime(200, a, 0)).toEqual({ lifetimeSec: 60, source: 'expires' });
+      expect(freshnessLifetime(200, b, 0)).toEqual({ lifetimeSec: 600, source: 'expires' });
+      expect(freshnessLifetime(200, { ...a, expires: '0' }, 0)).toEqual({ lifetimeSec: 0, source: 'expires' });
+    }
+  });
+});
+
 describe('initialAgeSec (RFC 9111 §4.2.3)', () => {
   it('takes the larger of apparent age and Age plus response delay', () => {
     expect(initialAgeSec({ date: date(-30) }, NOW - 2000, NOW)).toBe(30);

@@ -1,7 +1,7 @@
 import { deltaSeconds, type CacheControl } from './cache-control.js';
 import { parseHttpDate } from './dates.js';
 import { getHeader, getHeaderList, type HeaderMap } from './headers.js';
-import { RFC_RULES, VARNISH_RULES, responseDirectives, type CacheRules } from './targeted.js';
+import { RFC_RULES, VARNISH_RULES, directivesOf, type CacheRules } from './targeted.js';
 
 /**
  * Pure RFC 9111 rules for storing and freshness. No I/O and no clock: every time is a parameter (epoch ms).
@@ -79,7 +79,7 @@ export function notStorableReason(
   rules: CacheRules = RFC_RULES,
 ): NotStorableReason | undefined {
   if (method !== 'GET') return 'method';
-  const { cc, targeted } = responseDirectives(resHeaders, rules);
+  const { cc, targeted } = directivesOf(resHeaders, rules);
   const statusWhy = rules.profile === 'varnish' ? (VARNISH_STORABLE.has(status) ? undefined : 'status') : rfcStatusReason(status, cc);
   if (statusWhy !== undefined) return statusWhy;
   // §3: the no-store directive is not present in the request or response. §5.2.2.3: a cache that understands the
@@ -97,7 +97,7 @@ export function notStorableReason(
 }
 
 /** The rfc profile's status rule (RFC 9111 §3, §5.2.2.3). */
-function rfcStatusReason(status: number, cc: CacheControl): NotStorableReason | undefined {
+function rfcStatusReason(status: number, cc: ReadonlyMap<string, string | true>): NotStorableReason | undefined {
   if (status < 200 || status > 999 || status === 206 || status === 304) return 'status';
   if (cc.has('must-understand') && !RFC9110_FINAL.has(status)) return 'must-understand';
   return undefined;
@@ -107,7 +107,7 @@ function rfcStatusReason(status: number, cc: CacheControl): NotStorableReason | 
  * RFC 9111 §3: the response contains Expires, max-age, s-maxage or public, or has a heuristically cacheable status.
  * (`private` is for private caches; cache extensions that allow storing are none here.)
  */
-function mayStoreFreshness(status: number, cc: CacheControl, headers: HeaderMap): boolean {
+function mayStoreFreshness(status: number, cc: ReadonlyMap<string, string | true>, headers: HeaderMap): boolean {
   return (
     HEURISTICALLY_CACHEABLE.has(status) ||
     cc.has('max-age') ||
@@ -132,7 +132,7 @@ export function freshnessLifetime(
   opts: FreshnessOptions = DEFAULT_FRESHNESS,
   rules: CacheRules = RFC_RULES,
 ): { lifetimeSec: number; source: FreshnessSource } {
-  const { cc, targeted } = responseDirectives(headers, rules);
+  const { cc, targeted } = directivesOf(headers, rules);
   if (cc.has('s-maxage')) return { lifetimeSec: deltaSeconds(cc.get('s-maxage')) ?? 0, source: 's-maxage' };
   if (cc.has('max-age')) return { lifetimeSec: deltaSeconds(cc.get('max-age')) ?? 0, source: 'max-age' };
   // RFC 9213 §2.1: with a targeted field in use, Expires is ignored too.
@@ -166,7 +166,7 @@ export function freshnessLifetime(
  * stale-if-error and operator grace give way too. True when no such directive is present.
  */
 export function mayServeStale(headers: HeaderMap, rules: CacheRules = RFC_RULES): boolean {
-  const { cc } = responseDirectives(headers, rules);
+  const { cc } = directivesOf(headers, rules);
   return !(cc.has('must-revalidate') || cc.has('proxy-revalidate') || cc.has('s-maxage') || cc.has('no-cache'));
 }
 
@@ -181,7 +181,7 @@ export { initialAgeSec, currentAgeSec } from './age.js';
  */
 export function builtinUncacheableReason(headers: HeaderMap, rules: CacheRules = VARNISH_RULES): BuiltinUncacheableReason | undefined {
   if (rules.profile === 'rfc') return undefined;
-  const { cc } = responseDirectives(headers, rules);
+  const { cc } = directivesOf(headers, rules);
   if (headers['set-cookie'] !== undefined) return 'set-cookie';
   if (cc.has('no-cache')) return 'no-cache';
   const sc = getHeader(headers, 'surrogate-control');
@@ -191,5 +191,5 @@ export function builtinUncacheableReason(headers: HeaderMap, rules: CacheRules =
 
 /** RFC 9111 §5.2.2.4: a no-cache response (qualified or not, as most caches) is never reused without revalidation. */
 export function mustRevalidateEachUse(headers: HeaderMap, rules: CacheRules = RFC_RULES): boolean {
-  return responseDirectives(headers, rules).cc.has('no-cache');
+  return directivesOf(headers, rules).cc.has('no-cache');
 }

@@ -32,10 +32,12 @@ export function appendHeader(headers: HeaderMap, name: string, value: string): v
   else headers[name] = `${Array.isArray(prev) ? prev.join(', ') : prev}, ${value}`;
 }
 
-/** A shallow copy: arrays copied too, so edits to the copy never reach a stored object. */
-export function cloneHeaders(headers: HeaderMap): HeaderMap {
+/** A shallow copy without the fields in `drop`: arrays copied too, so edits to the copy never reach a stored object. */
+export function cloneHeaders(headers: HeaderMap, drop?: ReadonlySet<string>): HeaderMap {
   const out: HeaderMap = {};
   for (const k in headers) {
+    // Fields the caller does not want are left out here: a `delete` on the copy costs V8 a runtime call each (issue 16).
+    if (drop?.has(k) === true) continue;
     const v = headers[k];
     if (v !== undefined) out[k] = Array.isArray(v) ? v.slice() : v;
   }
@@ -46,17 +48,20 @@ export function cloneHeaders(headers: HeaderMap): HeaderMap {
  * Hop-by-hop fields (RFC 9110 §7.6.1): a proxy MUST remove the fields that `Connection` names and the connection-
  * specific fields, in both directions. `Proxy-*` covers Proxy-Connection, Proxy-Authenticate, Proxy-Authorization.
  * `transfer-encoding` and `content-length` are framing: core recomputes them per hop, so they go too
- * (`keepContentLength` keeps the origin's length where it is still valid for the body we forward).
+ * (`keepContentLength` keeps the origin's length where it is still valid for the body we forward). `drop` names more
+ * fields to leave out of the copy (cheaper than deleting them from it afterwards).
  */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+const NO_OPTS: { keepContentLength?: boolean; drop?: ReadonlySet<string> } = {};
 
-export function stripHopByHop(headers: HeaderMap, opts: { keepContentLength?: boolean } = {}): HeaderMap {
+export function stripHopByHop(headers: HeaderMap, opts: { keepContentLength?: boolean; drop?: ReadonlySet<string> } = NO_OPTS): HeaderMap {
   // The fields Connection names; no set built when there is no Connection field (most requests and responses).
   const named = headers['connection'] === undefined ? undefined : new Set(getHeaderList(headers, 'connection').map((s) => s.toLowerCase()));
   const out: HeaderMap = {};
   for (const k in headers) {
     if (HOP_BY_HOP.has(k) || named?.has(k) === true || k.startsWith('proxy-')) continue;
     if (k === 'content-length' && opts.keepContentLength !== true) continue;
+    if (opts.drop?.has(k) === true) continue;
     const v = headers[k];
     if (v !== undefined) out[k] = v;
   }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseSurrogateControl, parseTargetedField, responseDirectives, RFC_RULES, VARNISH_RULES } from './targeted.js';
+import { directivesOf, parseSurrogateControl, parseTargetedField, responseDirectives, RFC_RULES, VARNISH_RULES, type CacheRules } from './targeted.js';
+import type { HeaderMap } from './headers.js';
 
 describe('parseTargetedField (RFC 9213 §2.2, a structured dictionary)', () => {
   it.each([
@@ -34,5 +35,49 @@ describe('responseDirectives (RFC 9213 §2.1)', () => {
 
   it('without targets (varnish profile) Cache-Control is read', () => {
     expect(responseDirectives(headers, VARNISH_RULES)).toEqual({ cc: new Map([['max-age', '1']]), targeted: undefined });
+  });
+});
+
+describe('directivesOf (responseDirectives shared between one response\'s readers, issue 16)', () => {
+  // The answer is kept by the field values it came from: any change to one of them (a hook editing the same headers
+  // object, another response, other rules) must give that change's directives, never the kept ones.
+  const same = (h: HeaderMap, rules: CacheRules): void => {
+    expect(directivesOf(h, rules)).toEqual(responseDirectives(h, rules));
+  };
+
+  it('follows every edit of Cache-Control and of the targeted fields on one headers object', () => {
+    const h: HeaderMap = { 'cache-control': 'max-age=60' };
+    same(h, RFC_RULES);
+    same(h, RFC_RULES);
+    h['cache-control'] = 'no-store';
+    same(h, RFC_RULES);
+    h['cdn-cache-control'] = 'max-age=5';
+    same(h, RFC_RULES);
+    h['cdn-cache-control'] = 'max-age=6';
+    same(h, RFC_RULES);
+    delete h['cdn-cache-control'];
+    h['surrogate-control'] = 'max-age=7';
+    same(h, RFC_RULES);
+    h['surrogate-control'] = ['max-age=8', 'no-store'];
+    same(h, RFC_RULES);
+    delete h['surrogate-control'];
+    same(h, RFC_RULES);
+    delete h['cache-control'];
+    same(h, RFC_RULES);
+  });
+
+  it('another profile, or other target lists, with the same fields get their own answer', () => {
+    const h: HeaderMap = { 'cache-control': 'max-age=1', 'cdn-cache-control': 'max-age=2', 'surrogate-control': 'max-age=3' };
+    same(h, RFC_RULES);
+    same(h, VARNISH_RULES);
+    same(h, { profile: 'rfc', targets: ['surrogate-control'], deviceToken: 'sluice' });
+    same(h, RFC_RULES);
+  });
+
+  it('an array field joined anew each time is still the same field', () => {
+    const h: HeaderMap = { 'cache-control': ['max-age=9', 'private'] };
+    const a = directivesOf(h, RFC_RULES);
+    expect(directivesOf(h, RFC_RULES)).toBe(a);
+    expect([...a.cc.keys()]).toEqual(['max-age', 'private']);
   });
 });

@@ -27,6 +27,45 @@ export const DEFAULT_TARGETS: readonly string[] = ['cdn-cache-control', 'surroga
 export const RFC_RULES: CacheRules = { profile: 'rfc', targets: DEFAULT_TARGETS, deviceToken: 'sluice' };
 export const VARNISH_RULES: CacheRules = { profile: 'varnish', targets: [], deviceToken: 'sluice' };
 
+/** Directives as `directivesOf` gives them: shared between callers, so read-only. */
+export interface Directives {
+  readonly cc: ReadonlyMap<string, string | true>;
+  readonly targeted: string | undefined;
+}
+
+/**
+ * The last `directivesOf` answer and the field values it was worked out from (the targets' in order, then
+ * Cache-Control's). A miss asks up to seven times for the same response's directives (freshness, grace, stale
+ * rules, storing, the builtin rules, the committed object: issue 16), each a parse of the same strings.
+ */
+let lastRules: CacheRules | undefined;
+let lastRaw: Array<string | undefined> = [];
+let lastDirectives: Directives | undefined;
+
+/**
+ * responseDirectives for core's own readers: the same answer, shared while the fields it comes from are the same
+ * strings (the directives are a pure function of them and of `rules`). Callers never modify it.
+ */
+export function directivesOf(headers: HeaderMap, rules: CacheRules | undefined): Directives {
+  const targets = rules === undefined ? NO_TARGETS : rules.targets;
+  const n = targets.length;
+  if (lastDirectives !== undefined && lastRules === rules && lastRaw.length === n + 1 && lastRaw[n] === getHeader(headers, 'cache-control')) {
+    let i = 0;
+    while (i < n && lastRaw[i] === getHeader(headers, targets[i] as string)) i++;
+    if (i === n) return lastDirectives;
+  }
+  const raw: Array<string | undefined> = [];
+  for (const name of targets) raw.push(getHeader(headers, name));
+  raw.push(getHeader(headers, 'cache-control'));
+  const d = responseDirectives(headers, rules);
+  lastRules = rules;
+  lastRaw = raw;
+  lastDirectives = d;
+  return d;
+}
+
+const NO_TARGETS: readonly string[] = [];
+
 /** The cache directives that make a Surrogate-Control field count (a lone `content="ESI/1.0"` does not). */
 const SURROGATE_DIRECTIVES = new Set(['max-age', 'no-store', 'no-cache', 'private', 'must-revalidate', 'stale-while-revalidate', 'stale-if-error']);
 

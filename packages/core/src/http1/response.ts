@@ -353,8 +353,8 @@ export class Http1Response {
 
   /**
    * A small response (head and body up to JOIN_MAX_BYTES) leaves as one Buffer in one socket write: copying a few KiB
-   * costs less than the cork, the writev and its per-chunk bookkeeping (a 1 KiB hit's profile). Larger bodies keep
-   * endChunks' writev, which never copies them. Returns false when the response is not small.
+   * costs less than the cork, the writev and its per-chunk bookkeeping (a 1 KiB hit's profile); the owner's writeWhole
+   * skips the Writable. Larger bodies keep endChunks' writev, which never copies them. False when not small.
    */
   private joinSmall(chunks: readonly Buffer[]): boolean {
     const head = this.head as string;
@@ -368,7 +368,7 @@ export class Http1Response {
     this.head = undefined;
     this.headersSent = true;
     this.headSentAtMs = performance.now();
-    this.socket.write(out);
+    this.owner.writeWhole(out); // as endPrepared: to the socket's handle when nothing is queued (issue 16)
     this.finished = true;
     this.releaseHeld();
     this.owner.responseFinished(this);
@@ -424,11 +424,11 @@ export function responseHead(status: number, block: string, persistence: string)
 }
 
 /** `name: value\r\n` lines; throws on a name or value that would break the framing (response splitting). */
-export function serializeHeaders(headers: HeaderMap): string {
+export function serializeHeaders(headers: HeaderMap, skip?: ReadonlySet<string>): string {
   let out = '';
   for (const k in headers) {
     const v = headers[k];
-    if (v === undefined) continue;
+    if (v === undefined || skip?.has(k) === true) continue;
     if (!TOKEN.test(k)) throw invalidHeader(`invalid header name ${JSON.stringify(k)}`);
     if (Array.isArray(v)) {
       for (const one of v) {

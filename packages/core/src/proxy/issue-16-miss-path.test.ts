@@ -235,4 +235,29 @@ describe('a miss without waiting hooks (issue 16)', () => {
     await until(() => proxy.store.objectCount === 1);
     expect(origin.count).toBe(2);
   });
+
+  // Session 11: a response's cache directives are worked out once and shared by the freshness, storing and builtin
+  // rules while its fields stay the same strings; a hook that edits the fields on the same headers object must still
+  // be obeyed by everything after it (the builtin rules, the stored object's stale-if-error), as before.
+  it('an upstreamResponseFilter editing Cache-Control in place is obeyed by the builtin rules after it', async () => {
+    let hits = 0;
+    const origin = track(
+      await startScriptedOrigin((_req, res) => {
+        hits++;
+        res.writeHead(200, { 'cache-control': 'max-age=3600', 'content-length': '2' });
+        res.end('ok');
+      }),
+    );
+    const hooks: ProxyHooks = {
+      upstreamResponseFilter(beresp) {
+        if (beresp.bereq.url.startsWith('/private')) beresp.headers['cache-control'] = 'private';
+        if (beresp.bereq.url.startsWith('/nostore')) beresp.headers['cache-control'] = ['max-age=3600', 'no-store'];
+      },
+    };
+    const px = track(await startProxy(origin.url, { hooks }));
+    for (const path of ['/private', '/nostore', '/kept']) for (let i = 0; i < 2; i++) expect((await get(px.url, path)).body).toBe('ok');
+    // Two origin requests each for the edited ones (never stored), one for the kept one (the second was a hit).
+    expect(hits).toBe(5);
+    expect((await get(px.url, '/kept')).headers['cache-status']).toMatch(/; hit/);
+  });
 });
