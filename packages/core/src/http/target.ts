@@ -30,13 +30,21 @@ export function normaliseTarget(req: TargetRequest): boolean {
 }
 
 /**
+ * RFC 9110 §7.2: Host = uri-host [ ":" port ], RFC 3986 §3.2.2: an IP-literal in brackets, or a reg-name of
+ * unreserved characters, pct-encoded octets and sub-delims (an IPv4 address is one). Empty is allowed (§7.2).
+ */
+const VALID_HOST = /^(?:\[[0-9A-Za-z:._~!$&'()*+,;=-]+\]|(?:[0-9A-Za-z._~!$&'()*+,;=-]|%[0-9A-Fa-f]{2})*)(?::[0-9]*)?$/;
+
+/**
  * RFC 9112 §3.2: an HTTP/1.1 request without Host, or with more than one, gets 400 (Varnish's builtin vcl_req_host
- * does the same). HTTP/1.0 may omit it.
+ * does the same). HTTP/1.0 may omit it. A Host whose value is not a host (a space, `/`, `@`, `\`, quotes: "a Host header
+ * field with an invalid field value") gets 400 too, as nginx answers: it would name the object in the cache key.
  */
 export function hostOk(req: TargetRequest): boolean {
   const h = req.headers['host'];
   if (Array.isArray(h)) return false;
-  return h !== undefined || req.httpVersion === '1.0';
+  if (h === undefined) return req.httpVersion === '1.0';
+  return VALID_HOST.test(h);
 }
 
 /**
