@@ -81,6 +81,7 @@ describe('policy-set header values above U+00FF go out as UTF-8 (defect 2)', () 
     const hooks: ProxyHooks = {
       upstreamResponseFilter(beresp) {
         beresp.headers['x-snow'] = 'a☃b';
+        return undefined;
       },
     };
     const px = track(await startProxy(o.url, { hooks }));
