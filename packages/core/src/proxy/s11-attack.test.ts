@@ -1,7 +1,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { rawExchange, settlesWithin, startProxy, startRawOrigin, useCleanup, useUncaughtRecorder } from '../test-support/harness.js';
+import { parseRawResponse, rawExchange, settlesWithin, startProxy, startRawOrigin, until, useCleanup, useUncaughtRecorder } from '../test-support/harness.js';
 
 /**
  * Session 11, the request path attacked from outside (raw sockets), for what the s5-s10 attack tests did not cover:
@@ -9,6 +9,7 @@ import { rawExchange, settlesWithin, startProxy, startRawOrigin, useCleanup, use
  *   ... a Host header field with an invalid field value"): it was forwarded and named the object in the cache key.
  * - an endless trailer section after a chunked request body: trailer lines were read and dropped without bound, so a
  *   client holding its body open at a few hundred bytes a second held the request (and its origin request) for good.
+ * - origins that lie to a background fetch (grace), which the s7 lies did not reach: covered, nothing changed.
  */
 const track = useCleanup();
 const uncaught = useUncaughtRecorder();
@@ -101,5 +102,49 @@ describe('an endless trailer section', () => {
     const raw = await rawExchange(px.port, `POST /t HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\nx-a: 1\r\nx-b: ${'b'.repeat(3000)}\r\n\r\n`);
     expect(statusOf(raw)).toBe(200);
     expect(raw.toString('latin1')).toMatch(/got 5$/);
+  });
+});
+
+describe('an origin that lies to a background fetch (grace)', () => {
+  const GOOD = '0123456789';
+  const LIES: Record<string, (s: net.Socket) => void> = {
+    'Content-Length longer than the body, then close': (s) => s.end('HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\ncontent-length: 10\r\n\r\nshort'),
+    'chunked with a size larger than what follows, then close': (s) => s.end('HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\ntransfer-encoding: chunked\r\n\r\nfff\r\nhello'),
+    'chunked with a size that is not hex': (s) => s.write('HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\nworld\r\n0\r\n\r\n'),
+    'a body that never ends': (s) => s.write('HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\ncontent-length: 10\r\n\r\nhello'),
+  };
+  it.each(Object.keys(LIES))('%s: the grace hit is whole, no client ever gets a clean answer with wrong bytes, the truth is served once the origin is honest', async (name) => {
+    const lie = LIES[name] as (s: net.Socket) => void;
+    const state = { n: 0, honest: false };
+    const o = track(
+      await startRawOrigin((s) => {
+        if (++state.n > 1 && !state.honest) return lie(s);
+        s.write(`HTTP/1.1 200 OK\r\ncache-control: max-age=1, stale-while-revalidate=60\r\ncontent-length: ${GOOD.length}\r\n\r\n${GOOD}`);
+      }),
+    );
+    let nowMs = Date.now();
+    const px = track(await startProxy(o.url, { now: () => nowMs }, { betweenBytesTimeoutMs: 300 }));
+    const get = async (): Promise<{ status: number; body: string; whole: boolean }> => {
+      const raw = await rawExchange(px.port, 'GET /g HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n');
+      if (raw.indexOf('\r\n\r\n') < 0) return { status: 0, body: '', whole: false };
+      const r = parseRawResponse(raw);
+      const cl = r.headers['content-length'];
+      return { status: r.status, body: r.body.toString('latin1'), whole: r.chunked ? r.terminated : cl === undefined || r.body.length === Number(cl) };
+    };
+    expect(await get()).toEqual({ status: 200, body: GOOD, whole: true });
+    nowMs += 5000;
+    // Served from the stale object at once, whole; its background fetch meets the lie.
+    expect(await get()).toEqual({ status: 200, body: GOOD, whole: true });
+    await until(() => px.proxy.stats.fetch_failed >= 1);
+    // While the origin lies: the stale object or a detectable cut, never a clean answer with wrong bytes.
+    for (let i = 0; i < 2; i++) {
+      const r = await get();
+      if (r.whole && r.status === 200) expect(r.body).toBe(GOOD);
+    }
+    state.honest = true;
+    nowMs += 120_000;
+    expect(await get()).toEqual({ status: 200, body: GOOD, whole: true });
+    expect(await get()).toEqual({ status: 200, body: GOOD, whole: true });
+    expect(uncaught).toEqual([]);
   });
 });
