@@ -9,6 +9,8 @@ import { parseRawResponse, rawExchange, settlesWithin, startProxy, startRawOrigi
  *   ... a Host header field with an invalid field value"): it was forwarded and named the object in the cache key.
  * - an endless trailer section after a chunked request body: trailer lines were read and dropped without bound, so a
  *   client holding its body open at a few hundred bytes a second held the request (and its origin request) for good.
+ * - a request line longer than the head limit: 431 (fields too large); RFC 9112 §3 says 414 for a request-target
+ *   longer than the server parses (nginx answers 414).
  * - origins that lie to a background fetch (grace), which the s7 lies did not reach: covered, nothing changed.
  */
 const track = useCleanup();
@@ -49,6 +51,22 @@ describe('Host values that are not a host', () => {
     const raw = await rawExchange(px.port, `GET /h HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
     expect(statusOf(raw)).toBe(200);
     expect(o.count).toBe(1);
+  });
+});
+
+describe('a request line over the head limit', () => {
+  it('a 100 KiB request line, whole or arriving in pieces: 414, never forwarded; a long head of short lines stays 431', async () => {
+    const o = track(await startRawOrigin((s) => s.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok')));
+    const px = track(await startProxy(o.url));
+    const line = `GET /${'a'.repeat(100 * 1024)} HTTP/1.1\r\nHost: t\r\n\r\n`;
+    expect(statusOf(await rawExchange(px.port, line))).toBe(414);
+    // Without its end: the limit is passed before any LF came.
+    expect(statusOf(await rawExchange(px.port, line.slice(0, 80 * 1024)))).toBe(414);
+    const fields = `GET /f HTTP/1.1\r\nHost: t\r\n${'x-f: aaaaaaaaaaaaaaaaaaaa\r\n'.repeat(3000)}\r\n`;
+    expect(statusOf(await rawExchange(px.port, fields))).toBe(431);
+    expect(o.count).toBe(0);
+    expect(statusOf(await rawExchange(px.port, 'GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n'))).toBe(200);
+    expect(uncaught).toEqual([]);
   });
 });
 
