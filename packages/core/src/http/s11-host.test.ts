@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isValidHost } from './target.js';
+import { hostOk, isValidHost } from './target.js';
 
 /**
  * isValidHost (RFC 9110 §7.2, RFC 3986 §3.2.2) is a loop for speed; it must answer as the grammar written as a regex
@@ -48,5 +48,15 @@ describe('isValidHost', () => {
       for (let j = 0; j < len; j++) h += alphabet[rnd(alphabet.length)];
       expect(isValidHost(h), JSON.stringify(h)).toBe(REFERENCE.test(h));
     }
+  });
+
+  it('hostOk remembers only a valid Host: an invalid one after it, or after another valid one, is still refused', () => {
+    const req = (host: string): { method: string; url: string; headers: Record<string, string>; httpVersion: string } => ({ method: 'GET', url: '/', headers: { host }, httpVersion: '1.1' });
+    expect(hostOk(req('a.example'))).toBe(true);
+    expect(hostOk(req('a.example'))).toBe(true);
+    expect(hostOk(req('a.example/x'))).toBe(false);
+    expect(hostOk(req('a.example/x'))).toBe(false);
+    expect(hostOk(req('b.example'))).toBe(true);
+    expect(hostOk(req('a b'))).toBe(false);
   });
 });

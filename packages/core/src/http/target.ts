@@ -77,8 +77,16 @@ export function hostOk(req: TargetRequest): boolean {
   const h = req.headers['host'];
   if (Array.isArray(h)) return false;
   if (h === undefined) return req.httpVersion === '1.0';
-  return isValidHost(h);
+  // Most requests carry the Host the last one did: one string comparison. Checking it char by char cost 1-2k
+  // instructions per 1 KiB hit under callgrind (its value is a slice of the head's string), about 8 % of a hit.
+  if (h === lastValidHost) return true;
+  if (!isValidHost(h)) return false;
+  lastValidHost = h;
+  return true;
 }
+
+/** The last Host value found valid (see hostOk). */
+let lastValidHost = '';
 
 /**
  * The Host as the cache key, the purge and the bans see it. RFC 9110 §4.2.3: a host is case-insensitive and an
