@@ -68,7 +68,8 @@ const MAX_STREAM_PENDING = 4 * 1024 * 1024;
 
 /**
  * The log sink as the proxy sees it: counts the groups the sink drops in the proxy's log_dropped counter (a FileSink
- * drops past its own bound; a stream sink's groups are dropped here while `out` holds MAX_STREAM_PENDING bytes).
+ * drops past its own bound, a StreamSink while `out` holds MAX_STREAM_PENDING bytes: whole blocks, a -g session block
+ * counted as its requests and the session; the access log's lines are dropped here).
  */
 class CountedSink implements TxSink {
   stats: { log_dropped: number } | undefined;
@@ -92,18 +93,23 @@ class CountedSink implements TxSink {
     return (this.out?.writableLength ?? 0) > MAX_STREAM_PENDING;
   }
 
+  /** What the inner sink dropped itself (a FileSink past its bound; a StreamSink when `full` as a block goes out). */
+  private innerDropped(): number {
+    return this.inner instanceof FileSink || this.inner instanceof StreamSink ? this.inner.dropped : 0;
+  }
+
   write(root: Transaction): void {
-    if (this.full()) return this.drop(1);
-    const before = this.inner instanceof FileSink ? this.inner.dropped : 0;
+    // The access log's own sink (--log-format) has no count of its own: its lines are dropped here.
+    if (this.inner instanceof NcsaFormatSink && this.full()) return this.drop(1);
+    const before = this.innerDropped();
     this.inner.write(root);
-    if (this.inner instanceof FileSink) this.drop(this.inner.dropped - before);
+    this.drop(this.innerDropped() - before);
   }
 
   session(t: Transaction): void {
-    if (this.full()) return;
-    const before = this.inner instanceof FileSink ? this.inner.dropped : 0;
+    const before = this.innerDropped();
     (this.inner as TxSink).session?.(t);
-    if (this.inner instanceof FileSink) this.drop(this.inner.dropped - before);
+    this.drop(this.innerDropped() - before);
   }
 
   private drop(n: number): void {
@@ -127,7 +133,8 @@ function logSink(config: Config): CountedSink | undefined {
   const file = config.logFile;
   const fd = file === undefined ? undefined : openLogFile(file);
   if (file !== undefined && fd !== undefined && config.log !== 'ncsa' && config.logFormat === undefined) {
-    return new CountedSink(new FileSink(fd, config.log, config.logGrouping, (code) => cannotWrite(file, code)), undefined);
+    // The sink owns the fd: closed when the proxy stops, after the last group is written (endLog).
+    return new CountedSink(new FileSink(fd, config.log, config.logGrouping, (code) => cannotWrite(file, code), true), undefined);
   }
   let out: { write(s: string): unknown; writableLength?: number } = process.stdout;
   let stream: WriteStream | net.Socket | undefined;
@@ -137,7 +144,9 @@ function logSink(config: Config): CountedSink | undefined {
     stream.once('error', (e: Error) => cannotWrite(file, (e as NodeJS.ErrnoException).code ?? e.message));
     out = stream;
   }
-  const sink = config.logFormat !== undefined ? new NcsaFormatSink(out, compileNcsaFormat(config.logFormat)) : new StreamSink(out, config.log, config.logGrouping);
+  // A stream sink drops whole blocks (a -g session block with its requests, counted so) while `out` is full.
+  const mayWrite = (): boolean => (out.writableLength ?? 0) <= MAX_STREAM_PENDING;
+  const sink = config.logFormat !== undefined ? new NcsaFormatSink(out, compileNcsaFormat(config.logFormat)) : new StreamSink(out, config.log, config.logGrouping, mayWrite);
   return new CountedSink(sink, out, stream);
 }
 
@@ -194,7 +203,11 @@ async function endLog(counted: CountedSink | undefined, boundMs: number): Promis
   if (sink instanceof FileSink) {
     const late = await Promise.race([sink.close().then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(true), boundMs)))]);
     clearTimeout(timer);
-    if (late) process.stderr.write(`sluice: --log-file: the file took no writes for ${boundMs / 1000}s; what was left of the log is not written\n`);
+    if (late) {
+      // Nothing more is written; the fd closes once the write in flight ends.
+      sink.destroy();
+      process.stderr.write(`sluice: --log-file: the file took no writes for ${boundMs / 1000}s; what was left of the log is not written\n`);
+    }
   } else {
     sink.flush();
     const f = counted.fileStream;

@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import { errors as undiciErrors, util as undiciUtil, type Dispatcher } from 'undici';
+import { wireHeaders } from './wire-headers.js';
 
 export type Headers = Record<string, string | string[]>;
 
@@ -407,6 +408,9 @@ export function dispatchRequest(dispatcher: Dispatcher, opts: Dispatcher.Dispatc
     }
     const ex = new Exchange(hooks, signal, opts.body, resolve, reject);
     try {
+      // Values a policy set with characters above U+00FF go out as UTF-8 (wire-headers.ts).
+      const headers = opts.headers === undefined ? undefined : wireHeaders(opts.headers);
+      if (headers !== undefined && headers !== opts.headers) opts = { ...opts, headers };
       dispatcher.dispatch(opts, ex as unknown as Dispatcher.DispatchHandler);
     } catch (e: unknown) {
       ex.refused(e);

@@ -1,4 +1,5 @@
 import type { CacheObject } from '../cache/cache-object.js';
+import type { AbortWatch } from '../cache/fetch-abort.js';
 import { errorMessage, ProxyError } from '../errors.js';
 import type { DownstreamRequest } from '../policy/hooks.js';
 import type { FetchReason, ProxyEnv } from '../context.js';
@@ -45,6 +46,11 @@ export interface FetchJob<Ctx> {
   stale?: CacheObject | undefined;
   /** Hears the origin's interim responses (103 Early Hints), forwarded to the client that caused the fetch. */
   onInfo?: ((status: number, headers: HeaderMap) => void) | undefined;
+  /**
+   * The abort watch of the client that caused a miss, read once the head is decided (not before the origin write:
+   * issue 16): a response not stored is abandoned when that client has left or leaves before reading it.
+   */
+  client?: (() => AbortWatch) | undefined;
 }
 
 /** Bytes of each side, for the BereqAcct record (heads as Sluice hands them to the origin client). */
@@ -261,6 +267,22 @@ function commit<Ctx>(env: ProxyEnv<Ctx>, i: BerespInput, beresp: BackendResponse
     if (job.reason !== 'bgfetch') job.tx.log?.timestamp('Fetch');
   }
   obj.setState('stream');
+  // Not stored, and no client will read it: a background fetch has none; a miss's client left, or leaves unread.
+  if (job.reason === 'bgfetch') abandonIfUnread(obj);
+  else if (obj.stored === false && job.client !== undefined) {
+    const watch = job.client();
+    if (watch.aborted) abandonIfUnread(obj);
+    else watch.addEventListener('abort', () => abandonIfUnread(obj), { once: true });
+  }
+}
+
+/**
+ * Aborts the fetch of an object nobody reads and nobody will: not stored (uncacheable, too large, a pass) and no
+ * reader open. The pump then fails the fetch (`FetchError`, once). A stored object is fetched on into the cache.
+ */
+export function abandonIfUnread(obj: CacheObject): void {
+  if (obj.stored !== false || obj.state === 'busy' || obj.isFinal || obj.readerCount > 0) return;
+  obj.fetchController.abort(new ProxyError('CORE_ERR_NO_READER', 'nobody reads the unstored response', { source: 'downstream' }));
 }
 
 /** The body: adopted from the stale object on a 304, none for bodiless responses, else pumped. */

@@ -92,6 +92,12 @@ export class ChunkedDecoder extends DecoderBase {
   private line = '';
   private remaining = 0;
   private readonly maxLine = 4096;
+  /**
+   * Bytes of trailer lines read so far. They are dropped, not counted as body: without a bound a client could keep
+   * a body open for good by sending trailer fields (found in session 11's attack). The bound is a request head's.
+   */
+  private trailerBytes = 0;
+  private readonly maxTrailerBytes = 64 * 1024;
   feed(data: Buffer): Buffer | undefined {
     let i = 0;
     while (i < data.length && !this.done) {
@@ -108,6 +114,7 @@ export class ChunkedDecoder extends DecoderBase {
       const end = lf < 0 ? data.length : lf;
       this.line += data.toString('latin1', i, end);
       if (this.line.length > this.maxLine) throw new ChunkedFramingError('chunk line too long');
+      if (this.state === 'trailer' && (this.trailerBytes += end - i) > this.maxTrailerBytes) throw new ChunkedFramingError('trailer section too large');
       if (lf < 0) return undefined;
       i = lf + 1;
       const line = this.line.endsWith('\r') ? this.line.slice(0, -1) : this.line;

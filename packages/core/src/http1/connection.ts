@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import { BodyClock } from './body-clock.js';
 import { ChunkedDecoder, ChunkedFramingError, LengthDecoder, type BodyDecoder } from './body-reader.js';
 import { ProxyError } from '../errors.js';
-import { isHeadError, parseRequestHead, REASONS, type RequestHead } from './parse-head.js';
+import { isHeadError, oversizeStatus, parseRequestHead, REASONS, type RequestHead } from './parse-head.js';
 import { afterWritten, writeDirect, type DirectWriteDone } from './direct-write.js';
 import { IdleWatch } from './idle-clock.js';
 import { isShared, owned, readIntoShared, sharedText, sharedView } from './read-buffer.js';
@@ -193,7 +193,7 @@ export class Connection implements ResponseOwner {
     }
     if (end < 0) {
       this.pending = buf;
-      if (buf.length > this.server.maxHeadBytes) this.reject(431, 'request head too large');
+      if (buf.length > this.server.maxHeadBytes) this.reject(oversizeStatus(text, this.server.maxHeadBytes), 'request head too large');
       // A head trickling in (slowloris) is cut once it has taken longer than the headers timeout.
       else {
         const now = Date.now();
@@ -202,7 +202,7 @@ export class Connection implements ResponseOwner {
       }
       return;
     }
-    if (end > this.server.maxHeadBytes) return this.reject(431, 'request head too large');
+    if (end > this.server.maxHeadBytes) return this.reject(oversizeStatus(text, this.server.maxHeadBytes), 'request head too large');
     const head = parseRequestHead(end <= window ? text.slice(0, end) : buf.toString('latin1', 0, end));
     if (isHeadError(head)) return this.reject(head.status, head.reason);
     if (head.method === 'CONNECT') return this.startTunnel(head, buf.subarray(end + sepLen));

@@ -288,3 +288,13 @@ function framingOf(headers: HeaderMap, version: string): RequestHead['body'] | H
   return { kind: 'none' };
 
 }
+
+/**
+ * The status for a head over `maxHeadBytes`, given the start of it (`window`, latin1): 431, or 414 when the request
+ * line alone is over the limit (no LF in it): RFC 9112 §3, a request-target longer than the server parses MUST get 414,
+ * as nginx answers.
+ */
+export function oversizeStatus(window: string, maxHeadBytes: number): 414 | 431 {
+  const lf = window.indexOf('\n');
+  return lf < 0 || lf > maxHeadBytes ? 414 : 431;
+}

@@ -3,6 +3,9 @@ import type { Socket } from 'node:net';
 import type { HeaderMap } from '../http/headers.js';
 import { ProxyError } from '../errors.js';
 import { FetchAbort, type AbortWatch } from '../cache/fetch-abort.js';
+import { serializeHeaders } from './serialize-headers.js';
+
+export { serializeHeaders };
 
 /**
  * The response to one request on an HTTP/1.1 connection. It owns framing: Content-Length when the length is known,
@@ -12,8 +15,6 @@ import { FetchAbort, type AbortWatch } from '../cache/fetch-abort.js';
  * Lifecycle: created -> headers set (writeHead) -> head sent -> body written -> finished (end) | destroyed.
  * `signal` aborts when the connection closes before the response finished (the client went away).
  */
-const BAD_VALUE = /[\r\n\0]/;
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const REASONS = http.STATUS_CODES;
 
 /** Responses up to this size (head and body) are joined into one Buffer for one write (see joinSmall). */
@@ -421,29 +422,4 @@ function uncork(s: Socket): void {
 /** A response head: status line, `block` (the `name: value\r\n` lines), `persistence` (see persistenceLines), blank line. */
 export function responseHead(status: number, block: string, persistence: string): string {
   return `HTTP/1.1 ${status} ${REASONS[status] ?? 'Unknown'}\r\n${block}${persistence}\r\n`;
-}
-
-/** `name: value\r\n` lines; throws on a name or value that would break the framing (response splitting). */
-export function serializeHeaders(headers: HeaderMap, skip?: ReadonlySet<string>): string {
-  let out = '';
-  for (const k in headers) {
-    const v = headers[k];
-    if (v === undefined || skip?.has(k) === true) continue;
-    if (!TOKEN.test(k)) throw invalidHeader(`invalid header name ${JSON.stringify(k)}`);
-    if (Array.isArray(v)) {
-      for (const one of v) {
-        if (BAD_VALUE.test(one)) throw invalidHeader(`invalid value for header ${k}`);
-        out += `${k}: ${one}\r\n`;
-      }
-    } else {
-      if (BAD_VALUE.test(v)) throw invalidHeader(`invalid value for header ${k}`);
-      out += `${k}: ${v}\r\n`;
-    }
-  }
-  return out;
-}
-
-/** A header that would break the response's framing (response splitting): refused, never written. */
-function invalidHeader(message: string): ProxyError {
-  return new ProxyError('CORE_ERR_INVALID_HEADER', message, { source: 'internal', status: 502 });
 }

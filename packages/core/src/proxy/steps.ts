@@ -161,7 +161,9 @@ export function miss<Ctx>(env: ProxyEnv<Ctx>, tx: Tx<Ctx>): Step | Promise<Step>
   const bereq = missRequest(tx, env.via, tx.lookup === 'hit-for-miss', env.rules);
   const stale = tx.stale;
   if (stale !== undefined && makeConditional(bereq, stale)) tx.status = { ...tx.status, fwd: 'stale' };
-  void runFetch(env, { obj, bereq, tx, reason: 'fetch', stale, onInfo: interimTo(tx.res) });
+  // The client: a response known not to be stored is abandoned when it left or leaves unread (fetch/fetch.ts commit);
+  // a stored one is fetched on into the cache for the next client.
+  void runFetch(env, { obj, bereq, tx, reason: 'fetch', stale, onInfo: interimTo(tx.res), client: () => tx.abortWatch });
   // A client's miss whose fetch is still waiting for its response head: the delivery's setup (the client's abort
   // signal, the wait for the head) runs after the origin request's write, not before it (issue 16, first byte).
   return obj.state === 'busy' && tx.req.segment === undefined ? afterOriginWrite() : 'deliver';

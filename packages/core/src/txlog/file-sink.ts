@@ -1,8 +1,8 @@
-import { write as fsWrite } from 'node:fs';
+import { close as fsClose, write as fsWrite } from 'node:fs';
 import { ByteWriter } from './bytes.js';
 import type { TxGrouping, TxView } from './format.js';
 import { writeNdjson, writeVarnishlog } from './format-bytes.js';
-import { SessionGroups, type Transaction, type TxSink } from './txlog.js';
+import { groupCount, SessionGroups, type Transaction, type TxSink } from './txlog.js';
 
 /** A write is started once this much is formatted (else 20 ms after the first group since the last write). */
 const FLUSH_BYTES = 256 * 1024;
@@ -30,7 +30,7 @@ export class FileSink implements TxSink {
   /** A flush was asked for while a write was in flight: the next write starts as that one ends. */
   private again = false;
   private idle: Array<() => void> = [];
-  /** Groups not logged because MAX_PENDING_BYTES were waiting for the disk. */
+  /** Request groups not logged because MAX_PENDING_BYTES were waiting for the disk (a session block: its requests and itself). */
   dropped = 0;
 
   constructor(
@@ -38,6 +38,8 @@ export class FileSink implements TxSink {
     private readonly format: 'text' | 'ndjson',
     private readonly grouping: TxGrouping = 'request',
     private readonly onError: (code: string) => void = () => {},
+    /** The sink closes `fd` once its last write ended (`close`, `destroy`): the CLI's --log-file. Else the caller does. */
+    private readonly ownsFd = false,
   ) {
     this.sessions = grouping === 'session' ? new SessionGroups((v) => this.emit(v)) : undefined;
   }
@@ -61,7 +63,7 @@ export class FileSink implements TxSink {
   private emit(v: TxView): void {
     if (this.failed) return;
     if (this.w.n > MAX_PENDING_BYTES) {
-      this.dropped++;
+      this.dropped += groupCount(v);
       return;
     }
     if (this.format === 'text') writeVarnishlog(this.w, v, this.grouping);
@@ -95,6 +97,10 @@ export class FileSink implements TxSink {
 
   private writeOut(buf: Buffer, off: number, len: number): void {
     fsWrite(this.fd, buf, off, len - off, null, (err, written) => {
+      if (this.destroyed) {
+        this.writing = false;
+        return void this.closeFd();
+      }
       // A FIFO or pipe opened non-blocking (sluice proxy --log-file on a FIFO) that is full: try again later rather
       // than block a libuv pool thread, which would also keep the process from exiting.
       if (err !== null && err.code === 'EAGAIN') {
@@ -134,12 +140,36 @@ export class FileSink implements TxSink {
     for (const f of waiting) f();
   }
 
-  /** Writes what is pending and waits until it is written (or the file has failed). */
+  /** Writes what is pending and waits until it is written (or the file has failed); then closes an owned fd. */
   async close(): Promise<void> {
     await new Promise<void>((resolve) => {
       this.idle.push(resolve);
       this.flush();
       this.settled();
     });
+    if (!this.writing) await this.closeFd();
+  }
+
+  private destroyed = false;
+  private fdClosed = false;
+
+  /**
+   * Gives up what is not written yet (a FIFO nobody reads): nothing more is written, and an owned fd is closed once
+   * the write in flight, if any, has ended (never under it: the number could be reused by then).
+   */
+  destroy(): void {
+    this.destroyed = true;
+    if (!this.failed) {
+      this.failed = true;
+      this.w.take(Buffer.alloc(0));
+      this.settled();
+    }
+    if (!this.writing) void this.closeFd();
+  }
+
+  private closeFd(): Promise<void> {
+    if (!this.ownsFd || this.fdClosed) return Promise.resolve();
+    this.fdClosed = true;
+    return new Promise((resolve) => fsClose(this.fd, () => resolve()));
   }
 }

@@ -279,7 +279,9 @@ function allEnded(t: Transaction): boolean {
 /**
  * `-g session`: holds each request group until its connection closes, then hands out the session with its requests
  * as children. At most `limit` groups are held per connection; past that they go out on their own (as varnishlog's
- * store overflow forces groups out). Requests whose connection was not logged go out at once.
+ * store overflow forces groups out). Requests whose connection was not logged go out at once, and so does a group
+ * that ends after its connection's Session was handed out (a background fetch outliving the connection: varnishlog
+ * prints such late transactions on their own), never held.
  */
 export class SessionGroups {
   private readonly held = new Map<number, Transaction[]>();
@@ -290,7 +292,7 @@ export class SessionGroups {
   ) {}
 
   request(root: Transaction): void {
-    if (root.sessionVxid === 0) return this.emit(root);
+    if (root.sessionVxid === 0 || root.session === undefined || root.session.ended) return this.emit(root);
     let list = this.held.get(root.sessionVxid);
     if (list === undefined) this.held.set(root.sessionVxid, (list = []));
     list.push(root);
@@ -305,6 +307,14 @@ export class SessionGroups {
     this.held.delete(t.vxid);
     this.emit({ vxid: t.vxid, type: t.type, records: t.records, raw: t.raw, children: list, endSeq: t.endSeq });
   }
+}
+
+/**
+ * Request groups in a block as a sink hands it out, for `log_dropped`: one, or for a `-g session` block its requests
+ * plus the session itself.
+ */
+export function groupCount(v: TxView): number {
+  return v.type === 'Session' ? 1 + v.children.length : 1;
 }
 
 /** The inverse of formatNdjson for one line; undefined when the line is not a group. */
@@ -357,12 +367,16 @@ export class StreamSink implements TxSink {
   private scheduled = false;
 
   private readonly sessions: SessionGroups | undefined;
+  /** Request groups not written because `mayWrite` said no (counted as FileSink counts: groupCount). */
+  dropped = 0;
 
   constructor(
     /** Given a Buffer for text and NDJSON (UTF-8), a string for the access log. */
     private readonly out: { write(s: string | Uint8Array): unknown },
     protected readonly format: 'text' | 'ndjson' | 'ncsa',
     protected readonly grouping: TxGrouping = 'request',
+    /** False while the output holds too much (a pipe nobody reads): a block that goes out then is dropped. */
+    private readonly mayWrite: () => boolean = () => true,
   ) {
     this.sessions = grouping === 'session' ? new SessionGroups((v) => this.emit(v)) : undefined;
   }
@@ -383,6 +397,10 @@ export class StreamSink implements TxSink {
 
   /** Queues an ended group (its records no longer change). */
   private emit(root: TxView): void {
+    if (!this.mayWrite()) {
+      this.dropped += groupCount(root);
+      return;
+    }
     this.pending.push(root);
     if (this.pending.length >= 128) this.flush();
     else if (!this.scheduled) {
