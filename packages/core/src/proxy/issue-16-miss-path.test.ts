@@ -252,6 +252,7 @@ describe('a miss without waiting hooks (issue 16)', () => {
       upstreamResponseFilter(beresp) {
         if (beresp.bereq.url.startsWith('/private')) beresp.headers['cache-control'] = 'private';
         if (beresp.bereq.url.startsWith('/nostore')) beresp.headers['cache-control'] = ['max-age=3600', 'no-store'];
+        return undefined;
       },
     };
     const px = track(await startProxy(origin.url, { hooks }));
