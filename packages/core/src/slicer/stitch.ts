@@ -306,7 +306,8 @@ export function* chunkSlices(chunks: readonly Buffer[], lo: number, hi: number):
   let at = 0;
   for (const c of chunks) {
     const end = at + c.length;
-    if (end > lo && at <= hi) yield c.subarray(Math.max(0, lo - at), Math.min(c.length, hi + 1 - at));
+    // A chunk wholly inside is yielded as it is (a subarray is a new object per chunk).
+    if (end > lo && at <= hi) yield lo <= at && end <= hi + 1 ? c : c.subarray(Math.max(0, lo - at), Math.min(c.length, hi + 1 - at));
     if (end > hi) return;
     at = end;
   }
