@@ -22,7 +22,7 @@ function start(args) {
     p.stdout.on('data', on); p.stderr.on('data', (d) => { if (process.env.V) process.stderr.write(d); }); if (process.env.V) p.stdout.on('data', (d) => process.stderr.write(d));
   });
 }
-function ticks(pid) { const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' '); return [Number(f[11]), Number(f[12])]; }
+function ticks(pid) { const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' '); return [Number(f[11]), Number(f[12]), Number(f[7])]; }
 function perThread(pid) { const o = {}; for (const tid of fs.readdirSync(`/proc/${pid}/task`)) { const n = fs.readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim(); o[n] = (o[n] ?? 0) + Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]); } return o; }
 function cpu(pid) { let t = 0; for (const tid of fs.readdirSync(`/proc/${pid}/task`)) { t += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]); } return t; }
 const origin = await start([`${ROOT}/packages/cli/bin/run.js`, 'origin', '--listen', '127.0.0.1:0']);
@@ -51,7 +51,7 @@ const c1 = cpu(proxy.p.pid); const os1 = await (await request(`${origin.url}/sta
 if (pf) { pf.kill('SIGINT'); await new Promise((r) => pf.on('exit', r)); }
 if (st) { st.kill('SIGINT'); await new Promise((r) => st.on('exit', r)); console.log(`strace -c over ${meas} reads:\n` + st.out.split('\n').filter((l) => /write|read|recv|send|epoll|total/.test(l)).join('\n')); }
 lat.sort((a, b) => a[1] - b[1]);
-console.log(JSON.stringify({ cpuMsPerRange: (c1 - c0) / 1e6 / Number(meas), firstByteMedMs: lat[lat.length >> 1][1], headMedMs: lat[lat.length >> 1][0], userMsPerRange: (t1[0] - t0[0]) * 10 / Number(meas), sysMsPerRange: (t1[1] - t0[1]) * 10 / Number(meas), threadsMsPerRead, originRequestsPerRead: (os1.requests - os0.requests) / Number(meas), originConnectionsPerRead: (os1.connections - os0.connections) / Number(meas) }));
+console.log(JSON.stringify({ cpuMsPerRange: (c1 - c0) / 1e6 / Number(meas), firstByteMedMs: lat[lat.length >> 1][1], headMedMs: lat[lat.length >> 1][0], userMsPerRange: (t1[0] - t0[0]) * 10 / Number(meas), sysMsPerRange: (t1[1] - t0[1]) * 10 / Number(meas), minorFaultsPerRead: (t1[2] - t0[2]) / Number(meas), threadsMsPerRead, originRequestsPerRead: (os1.requests - os0.requests) / Number(meas), originConnectionsPerRead: (os1.connections - os0.connections) / Number(meas) }));
 proxy.p.kill('SIGINT'); origin.p.kill('SIGINT');
 await new Promise((r) => proxy.p.on('exit', r));
 process.exit(0);
