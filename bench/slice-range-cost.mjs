@@ -6,7 +6,8 @@
 // MODE=range (default): 1000 B at the middle of a new 100 MiB object; MODE=miss1m: a new 1 MiB object whole (a plain
 // miss of the same bytes when under --slice-min); MODE=whole MIB=32: a new 32 MiB object whole; MODE=warm (MIB default
 // 100): one object read whole again and again (the first read fills it: the measured ones are warm hits). STRACE=1: syscalls
-// of the measured reads (strace -c -f); NODE_FLAGS="--trace-gc": node flags for the proxy (V=1 shows its output).
+// of the measured reads (strace -c -f); NODE_FLAGS="--trace-gc": node flags for the proxy (V=1 shows its output);
+// STORAGE=48MB: the proxy's --storage (default 1GB: never fills, so every cold segment takes new slabs).
 import { spawn } from 'node:child_process';
 import { request } from 'undici';
 import fs from 'node:fs';
@@ -27,7 +28,7 @@ function perThread(pid) { const o = {}; for (const tid of fs.readdirSync(`/proc/
 function cpu(pid) { let t = 0; for (const tid of fs.readdirSync(`/proc/${pid}/task`)) { t += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]); } return t; }
 const origin = await start([`${ROOT}/packages/cli/bin/run.js`, 'origin', '--listen', '127.0.0.1:0']);
 const pre = [...(profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : []), ...(process.env.NODE_FLAGS ? process.env.NODE_FLAGS.split(' ') : [])];
-const proxy = await start([...pre, `${ROOT}/packages/cli/bin/run.js`, 'proxy', '--listen', '127.0.0.1:0', '--backend', origin.url, '--quiet', '--storage', '1GB', ...extra]);
+const proxy = await start([...pre, `${ROOT}/packages/cli/bin/run.js`, 'proxy', '--listen', '127.0.0.1:0', '--backend', origin.url, '--quiet', '--storage', process.env.STORAGE ?? '1GB', ...extra]);
 const SIZE = 100 * 1024 * 1024;
 const ONE_MIB = process.env.MODE === 'miss1m';
 const WARMREAD = process.env.MODE === 'warm';
