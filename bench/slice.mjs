@@ -1,5 +1,5 @@
 // The slicer (segmented caching of large objects), issue 13. Usage:
-//   node bench/slice.mjs [--quick] [--rounds N] [--warmup N] [--read-ahead N] [--runs-read-ahead N] [--no-runs] [--base CHECKOUT] [--note TEXT] [--out FILE]
+//   node bench/slice.mjs [--quick] [--rounds N] [--warmup N] [--read-ahead N] [--runs-read-ahead N] [--no-runs] [--storage SIZE] [--base CHECKOUT] [--note TEXT] [--out FILE]
 // Targets, all in one run and interleaved round by round (the machine is shared: ratios within a round say more than
 // absolute times across rounds):
 //   direct     the fixture origin itself
@@ -46,6 +46,10 @@ const WARM_SIZE = 20 * MiB;
 // Another built checkout (the code before a change): its unsliced, arrival and adaptive run as targets of their own
 // (`<mode>@base`) in the same rounds, and each of this checkout's gets per-round ratios against its @base twin.
 const BASE = opt('--base', undefined);
+// The Sluice targets' --storage (default 1GB: the store never fills in a run, so every cold segment takes new slabs and
+// first-touches their pages). --storage 256MB: the store fills within the first rounds and evicts, so cold segments
+// reuse given-back slabs, as a proxy in service does (session 11; the 100 MiB object still fits whole).
+const STORAGE = opt('--storage', '1GB');
 // What the numbers cannot say themselves (other load on a shared machine, say), kept with them.
 const NOTE = opt('--note', undefined);
 
@@ -147,7 +151,7 @@ async function main() {
   const m = machine();
   const originProc = await startSluice(['origin', '--listen', '127.0.0.1:0']);
   const ctx = { originUrl: originProc.url, originPid: originProc.pid };
-  const common = ['proxy', '--listen', '127.0.0.1:0', '--backend', originProc.url, '--quiet', '--storage', '1GB'];
+  const common = ['proxy', '--listen', '127.0.0.1:0', '--backend', originProc.url, '--quiet', '--storage', STORAGE];
   const ra = READ_AHEAD === undefined ? [] : ['--slice-read-ahead', READ_AHEAD];
   const targets = [
     { mode: 'direct', ...originProc },
@@ -217,6 +221,7 @@ async function main() {
     objectBytes: SIZE,
     segmentBytes: MiB,
     readAhead: READ_AHEAD === undefined ? 'default' : Number(READ_AHEAD),
+    storage: STORAGE,
     base: BASE === undefined ? undefined : { path: BASE, note: 'targets named <mode>@base ran that checkout\'s build' },
     machine: { ...m, loadavgAtEnd: os.loadavg().map((x) => Math.round(x * 100) / 100), loadavg1PerRound: loadavg },
     peer: nginx?.version,

@@ -2,7 +2,7 @@ import { ProxyError } from '../errors.js';
 import type { HeaderMap } from '../http/headers.js';
 import type { NotStoredReason } from '../http/freshness.js';
 import { ageOf } from '../http/age.js';
-import { SlabSpan, type SlabPool } from './slab-pool.js';
+import { joinAdjacent, SlabSpan, type SlabPool } from './slab-pool.js';
 import type { ObjectReader, SliceMeta } from './object-parts.js';
 import { FetchAbort, type AbortWatch } from './fetch-abort.js';
 
@@ -195,15 +195,17 @@ export class CacheObject {
   }
 
   /**
-   * Joins a finished stored object's chunks into `body`. Only while no reader is open: a reader's position is a
-   * chunk index into the list, so the list must not change under it. Otherwise the last reader to leave does it.
-   * Only small objects are joined: the copy costs more than it saves on large ones (measured: 60 ms per 50 MiB),
-   * which go out as one corked writev of their chunks instead (see completeChunks).
+   * Joins a finished stored object's chunks into `body` while no reader is open (a reader's position is a chunk index
+   * into the list; otherwise the last reader to leave does it). Large bodies are not copied (60 ms per 50 MiB): they go
+   * out as one writev of their chunks, each slab's views joined into one (slab-pool.ts joinAdjacent, no copy).
    */
   private consolidate(): void {
     if (this.state !== 'finished' || this.stored !== true || this.body !== undefined) return;
-    if (this.length > CONSOLIDATE_MAX_BYTES) return;
     if (this.readers.size > 0 || this.firstChunk !== 0) return;
+    if (this.length > CONSOLIDATE_MAX_BYTES) {
+      if (this.slabs !== undefined) this.chunks = joinAdjacent(this.chunks);
+      return;
+    }
     const body = this.chunks.length === 1 ? (this.chunks[0] as Buffer) : Buffer.concat(this.chunks, this.length);
     this.body = body;
     this.chunks = [body];

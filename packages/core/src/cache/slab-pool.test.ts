@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { CacheObject } from './cache-object.js';
-import { SlabPool, SlabSpan } from './slab-pool.js';
+import { joinAdjacent, SlabPool, SlabSpan } from './slab-pool.js';
 
 const KiB = 1024;
 
@@ -153,5 +153,52 @@ describe('a cache object in slabs', () => {
     expect(fresh.recycled).toBe(true);
     expect(stale.recycled).toBe(true);
     expect(pool.inUse).toBe(0);
+  });
+});
+
+describe('joined slab views (issue 13: a warm read handles a chunk per slab, not one per origin read)', () => {
+  it('a finished stored body in slabs is one chunk per slab (and the tail), the same bytes', () => {
+    const pool = new SlabPool(4096 * KiB, 1024 * KiB);
+    const body = bytes(2560 * KiB, 3);
+    const o = storedObject(pool, body.length);
+    for (let at = 0; at < body.length; at += 64 * KiB) o.extend(body.subarray(at, at + 64 * KiB));
+    // While it streams, readers see the pieces as copied: one per origin read.
+    expect(pool.inUse).toBe(2);
+    o.finish();
+    const chunks = o.completeChunks as Buffer[];
+    expect(chunks.map((c) => c.length)).toEqual([1024 * KiB, 1024 * KiB, 512 * KiB]);
+    expect(Buffer.concat(chunks).equals(body)).toBe(true);
+  });
+
+  it('with a reader open at the finish, the last reader to leave joins them (its chunk index stays valid until then)', () => {
+    const pool = new SlabPool(4096 * KiB, 1024 * KiB);
+    const body = bytes(1536 * KiB, 4);
+    const o = storedObject(pool, body.length);
+    const r = o.openReader();
+    for (let at = 0; at < body.length; at += 64 * KiB) o.extend(body.subarray(at, at + 64 * KiB));
+    o.finish();
+    expect((o.completeChunks as Buffer[]).length).toBe(24);
+    const read: Buffer[] = [];
+    for (let c = o.nextChunk(r); c !== undefined; c = o.nextChunk(r)) read.push(c);
+    expect(Buffer.concat(read).equals(body)).toBe(true);
+    o.closeReader(r);
+    expect((o.completeChunks as Buffer[]).map((c) => c.length)).toEqual([1024 * KiB, 512 * KiB]);
+    expect(Buffer.concat(o.completeChunks as Buffer[]).equals(body)).toBe(true);
+  });
+
+  it('joinAdjacent joins only neighbouring views of one buffer, in order, and copies nothing', () => {
+    const a = Buffer.alloc(100, 1);
+    const b = Buffer.alloc(100, 2);
+    const parts = [a.subarray(0, 10), a.subarray(10, 30), b.subarray(30, 40), b.subarray(40, 50), a.subarray(60, 70), a.subarray(70, 80)];
+    const joined = joinAdjacent(parts);
+    expect(joined.map((c) => [c.byteOffset - (c.buffer === a.buffer ? a.byteOffset : b.byteOffset), c.length, c.buffer === a.buffer])).toEqual([
+      [0, 30, true],
+      [30, 20, false],
+      [60, 20, true],
+    ]);
+    joined[0]?.fill(9);
+    expect(a[29]).toBe(9);
+    const single = [a.subarray(0, 5), b.subarray(5, 10)];
+    expect(joinAdjacent(single)).toBe(single);
   });
 });

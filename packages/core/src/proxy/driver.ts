@@ -77,10 +77,11 @@ const segmentStop = (s: Step): boolean => s === 'deliver' || s === 'done' || s =
 
 /**
  * A segment subrequest: its own request (the client's headers without Range or conditionals, `segment` set) through
- * recv and lookup, and miss or pass when it is not cached, counted and logged as a request of its own. Resolves
- * once it has an object to read (delivery is the parent's).
+ * recv and lookup, and miss or pass when it is not cached, counted and logged as a request of its own. Returns once
+ * it has an object to read (delivery is the parent's): synchronously when every step was (a cached segment: no
+ * promise, no microtask hop), else as a promise.
  */
-export async function segmentRequest<Ctx>(env: ProxyEnv<Ctx>, steps: StepTable<Ctx>, parent: Tx<Ctx>, index: number, size: number, gen?: number): Promise<Tx<Ctx>> {
+export function segmentRequest<Ctx>(env: ProxyEnv<Ctx>, steps: StepTable<Ctx>, parent: Tx<Ctx>, index: number, size: number, gen?: number): Tx<Ctx> | Promise<Tx<Ctx>> {
   const req = segmentRequestOf(parent.req, index, size, gen);
   const tx = newTx<Ctx>(parent.res, parent, req, env.newCtx(), parent.pin);
   env.stats.slice_segments++;
@@ -90,7 +91,12 @@ export async function segmentRequest<Ctx>(env: ProxyEnv<Ctx>, steps: StepTable<C
     t.timestamp('Start');
     logRequest(t, req);
   }
-  const stopped = await drive(steps, tx, segmentStop);
+  const stopped = drive(steps, tx, segmentStop);
+  if (typeof stopped === 'string') return segmentStopped(tx, stopped, index);
+  return stopped.then((s) => segmentStopped(tx, s, index));
+}
+
+function segmentStopped<Ctx>(tx: Tx<Ctx>, stopped: Step, index: number): Tx<Ctx> {
   if (stopped !== 'deliver') {
     // Policy answered a segment itself: there is nothing to stitch.
     const obj = new CacheObject(tx.key);

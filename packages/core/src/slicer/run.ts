@@ -215,7 +215,9 @@ function runMismatch(res: UpstreamResponse, start: number, end: number, total: n
  * then committed. Throws RunRefused (nothing committed) when the rules would not store them.
  */
 export function commitRun<Ctx>(env: ProxyEnv<Ctx>, meta: CacheObject, slots: Slot[], res: UpstreamResponse, bereq: BerespInput['bereq'], sentAt: number, receivedAt: number): void {
-  const decided = slots.map((sl) => decideSlot(env, meta, sl, res, bereq, sentAt, receivedAt));
+  // Decided once per run: the slots' heads differ only in Content-Range and Content-Length, which no rule reads.
+  const once = decideSlot(env, meta, slots[0] as Slot, res, bereq, sentAt, receivedAt);
+  const decided = slots.map((sl, k) => (k === 0 ? once : sameDecision(meta, sl, once)));
   const refused = decided.find((d) => d.beresp.uncacheable);
   if (refused !== undefined) {
     unstorable.add(meta);
@@ -244,10 +246,8 @@ interface Decided {
  * rules would not store (no-store, private, Set-Cookie, a zero TTL without keep...) is not stored from a run either.
  */
 export function decideSlot<Ctx>(env: ProxyEnv<Ctx>, meta: CacheObject, sl: Slot, res: UpstreamResponse, bereq: BerespInput['bereq'], sentAt: number, receivedAt: number): Decided {
-  const s = meta.slice as NonNullable<CacheObject['slice']>;
   const seg = sl.obj;
-  const from = sl.index * s.size;
-  const headers: HeaderMap = { ...res.headers, 'content-range': `bytes ${from}-${from + sl.length - 1}/${s.total}`, 'content-length': String(sl.length) };
+  const headers: HeaderMap = { ...res.headers, ...slotRangeHeaders(meta, sl) };
   seg.requestTimeMs = sentAt;
   seg.responseTimeMs = receivedAt;
   const input: BerespInput = { res: { ...res, status: 206, headers, body: res.body }, bereq, obj: seg, stale: undefined, isPass: false, req: sl.req };
@@ -257,6 +257,26 @@ export function decideSlot<Ctx>(env: ProxyEnv<Ctx>, meta: CacheObject, sl: Slot,
   // Synchronous: without the hook (runsAllowed) this is the builtin rules only; never 'retry'.
   void decideBeresp(env, input, beresp, env.newCtx(), slicer);
   return { input, beresp };
+}
+
+/** Another slot of the run with the first one's decision: its own head (Content-Range, Content-Length), object, request. */
+function sameDecision(meta: CacheObject, sl: Slot, first: Decided): Decided {
+  const own = slotRangeHeaders(meta, sl);
+  const seg = sl.obj;
+  const from = first.input.obj;
+  seg.requestTimeMs = from.requestTimeMs;
+  seg.responseTimeMs = from.responseTimeMs;
+  seg.initialAgeSec = from.initialAgeSec;
+  const res = first.input.res;
+  const input: BerespInput = { ...first.input, res: { ...res, headers: { ...res.headers, ...own } }, obj: seg, req: sl.req };
+  return { input, beresp: { ...first.beresp, headers: { ...first.beresp.headers, ...own }, segment: sl.req.segment } };
+}
+
+/** A slot's own Content-Range and Content-Length. */
+function slotRangeHeaders(meta: CacheObject, sl: Slot): HeaderMap {
+  const s = meta.slice as NonNullable<CacheObject['slice']>;
+  const from = sl.index * s.size;
+  return { 'content-range': `bytes ${from}-${from + sl.length - 1}/${s.total}`, 'content-length': String(sl.length) };
 }
 
 /**

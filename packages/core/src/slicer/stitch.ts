@@ -16,8 +16,11 @@ import { SegmentMismatchError, segmentMismatch, segmentsFor, sliceKeyPrefix } fr
  * next (never one it does not need).
  */
 
-/** A segment subrequest: its own walk through recv, lookup and miss, handed in by the machine. */
-export type Subrequest<Ctx> = (parent: Tx<Ctx>, index: number, size: number, gen: number | undefined) => Promise<Tx<Ctx>>;
+/**
+ * A segment subrequest: its own walk through recv, lookup and miss, handed in by the machine. Synchronous when every
+ * step was (a cached segment), else a promise.
+ */
+export type Subrequest<Ctx> = (parent: Tx<Ctx>, index: number, size: number, gen: number | undefined) => Tx<Ctx> | Promise<Tx<Ctx>>;
 
 /** Most segments read ahead of the one being sent. */
 export const MAX_READ_AHEAD = 16;
@@ -55,17 +58,33 @@ export class Segments<Ctx> {
   start(i: number): Promise<Tx<Ctx>> {
     let p = this.started.get(i);
     if (p === undefined) {
-      p = this.subrequest(this.tx, i, this.size, this.gen).then(async (sub) => {
-        const obj = sub.obj as CacheObject;
-        if (obj.state === 'busy') await obj.waitState('stream', this.tx.signal);
-        this.onSegment?.(sub);
-        this.done.set(i, sub);
-        return sub;
-      });
+      p = this.begin(i);
       p.catch(() => undefined);
       this.started.set(i, p);
     }
     return p;
+  }
+
+  /** Segment `i`'s subrequest; one that ends synchronously with its headers decided (a hit) is settled at once. */
+  private begin(i: number): Promise<Tx<Ctx>> {
+    let sub: Tx<Ctx> | Promise<Tx<Ctx>>;
+    try {
+      sub = this.subrequest(this.tx, i, this.size, this.gen);
+    } catch (e: unknown) {
+      return Promise.reject(e instanceof Error ? e : new Error(String(e)));
+    }
+    if (!(sub instanceof Promise) && (sub.obj as CacheObject).state !== 'busy') return Promise.resolve(this.settle(i, sub));
+    return Promise.resolve(sub).then(async (t) => {
+      const obj = t.obj as CacheObject;
+      if (obj.state === 'busy') await obj.waitState('stream', this.tx.signal);
+      return this.settle(i, t);
+    });
+  }
+
+  private settle(i: number, sub: Tx<Ctx>): Tx<Ctx> {
+    this.onSegment?.(sub);
+    this.done.set(i, sub);
+    return sub;
   }
 
   /**
@@ -105,7 +124,13 @@ export class Segments<Ctx> {
 
   /** A segment subrequest's log ends with its parent (or when a read-ahead one resolves after it). */
   endLogs(): void {
-    for (const p of this.started.values()) {
+    for (const [i, p] of this.started) {
+      const settled = this.done.get(i);
+      if (settled !== undefined) {
+        settled.log?.timestamp('Resp');
+        settled.log?.end();
+        continue;
+      }
       void p.then(
         (sub) => {
           sub.log?.timestamp('Resp');
@@ -233,7 +258,8 @@ async function* stitched<Ctx>(
     // Read-ahead: the next segments this response needs (at most readAhead of them) are looked up, and fetched when
     // they miss, while this one is sent.
     segs.readAheadFrom(needed, pos.get(i) ?? needed.length);
-    const sub = await segs.get(i);
+    // Settled already (a cached segment, or one the read-ahead started earlier): no await, no microtask hop.
+    const sub = segs.settled(i) ?? (await segs.get(i));
     const obj = sub.obj as CacheObject;
     if (obj.failedWithoutResponse) throw new ProxyError('CORE_ERR_SEGMENT_FAILED', `segment ${i}: fetch failed`, { source: 'upstream' });
     const why = segmentMismatch(obj.status, obj.headers, i, size, total, meta.headers);
@@ -306,7 +332,8 @@ export function* chunkSlices(chunks: readonly Buffer[], lo: number, hi: number):
   let at = 0;
   for (const c of chunks) {
     const end = at + c.length;
-    if (end > lo && at <= hi) yield c.subarray(Math.max(0, lo - at), Math.min(c.length, hi + 1 - at));
+    // A chunk wholly inside is yielded as it is (a subarray is a new object per chunk).
+    if (end > lo && at <= hi) yield lo <= at && end <= hi + 1 ? c : c.subarray(Math.max(0, lo - at), Math.min(c.length, hi + 1 - at));
     if (end > hi) return;
     at = end;
   }
