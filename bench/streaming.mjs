@@ -1,4 +1,4 @@
-// Streaming benchmarks (issue 3). Usage: node bench/streaming.mjs [--quick] [--out FILE] [--scenario bulk|transit
+// Streaming benchmarks (issue 3). Usage: node bench/streaming.mjs [--quick] [--out FILE] [--scenario bulk|transit [--pin]
 //   [--base DIR] [--transit-runs N] [--transit-args "PROXY FLAGS"]]
 //   range-on-miss: a cold 100 MiB object, a client asks for 1000 bytes in the middle: time to first byte and how many
 //                  bytes the origin had sent by then; direct (the origin answers the Range itself), Sluice, and nginx
@@ -15,7 +15,7 @@ import net from 'node:net';
 import { loadavg } from 'node:os';
 import path from 'node:path';
 import { Agent, request } from 'undici';
-import { ROOT, cpuMicros, machine, percentiles, processTree, rangeOnMiss, sleep, startNginxCache, startSluice, stopAll, timedGet } from './lib.mjs';
+import { ROOT, cpuMicros, machine, percentiles, pin, processTree, rangeOnMiss, sleep, startNginxCache, startSluice, stopAll, timedGet } from './lib.mjs';
 
 /** User and system CPU time (ms, from /proc/PID/stat utime and stime, 10 ms ticks) of a pid or a list of pids. */
 function userSysMs(pids) {
@@ -270,6 +270,8 @@ async function adaptive(streamedUrl, bufferedUrl) {
   return rows;
 }
 
+let pinned = false;
+
 async function main() {
   const m = machine();
   console.log(`sluice streaming bench (${quick ? 'quick' : 'full'}${only === undefined ? '' : `, ${only} only`}) on ${m.cores} cores, node ${m.node}, load ${loadavg()[0].toFixed(1)}`);
@@ -288,6 +290,13 @@ async function main() {
     }
     // nginx's CPU too (master and its one worker): what a MiB costs it, beside Sluice's (session 10).
     if (nginx !== undefined) targets.push(['nginx', nginx.url, processTree(nginx.pid)]);
+    // --pin: every server (origin, proxies, nginx's master and worker) on CPU 0, this process (the client) on CPU 1, as
+    // issue 16's table was measured: a proxy's CPU then adds to the wall time instead of running beside the origin.
+    if (argv.includes('--pin')) {
+      const servers = [origin.pid, proxy.pid, ...targets.slice(2).flatMap((t) => [t[2]].flat())].filter((x) => x !== undefined);
+      pinned = pin(servers, '0') && pin([process.pid], '1');
+      console.log(pinned ? `pinned: servers ${servers.join(',')} on CPU 0, the client on CPU 1` : '--pin failed: ran unpinned');
+    }
     await sleep(200);
     console.log('range on a cold object ...');
     scenarios.push(...(await rangeRounds(origin.url, targets, quick ? 16 * MiB : 100 * MiB, proxy.pid)));
@@ -317,7 +326,7 @@ async function main() {
     throw new Error(`--scenario: "${only}" is not one of: transit, bulk`);
   }
   await stopAll();
-  const result = { date: new Date().toISOString(), quick, scenario: only ?? 'all', base: base ?? null, machine: m, peer: nginx ? { name: nginx.version, config: 'worker_processes 1; proxy_cache (no slice)' } : null, scenarios };
+  const result = { date: new Date().toISOString(), quick, scenario: only ?? 'all', pinned, base: base ?? null, machine: m, peer: nginx ? { name: nginx.version, config: 'worker_processes 1; proxy_cache (no slice)' } : null, scenarios };
   mkdirSync(path.dirname(out), { recursive: true });
   writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
   for (const s of scenarios) {

@@ -301,7 +301,8 @@ describe('transit buffer', () => {
     await new Promise((r) => s.once('data', r));
     s.pause();
     // Fetched minus delivered is what the proxy holds; sample it for many turns of the event loop while the client
-    // reads nothing. Chunks are at most 64 KiB, so the bound is the transit buffer plus one chunk.
+    // reads nothing. This origin writes 64 KiB at a time and waits for drain; the bound is the transit buffer plus one
+    // such piece (origin reads of up to 256 KiB, from origins that write more at once: s11-attack-reads-flow.test.ts).
     let maxHeld = 0;
     for (let i = 0; i < 3000; i++) {
       await new Promise((r) => setImmediate(r));
