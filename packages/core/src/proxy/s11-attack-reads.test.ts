@@ -1,9 +1,7 @@
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { createOriginClient } from '@sluice/origin-client';
-import { createProxy } from './proxy.js';
-import { startRawOrigin, useCleanup, useUncaughtRecorder, type ProxyHarness } from '../test-support/harness.js';
+import { startProxy, startRawOrigin, useCleanup, useUncaughtRecorder, type ProxyHarness } from '../test-support/harness.js';
 import { bodyMismatch, bodyOf, sha } from '../test-support/bodies.js';
 
 /**
@@ -21,20 +19,8 @@ const uncaught = useUncaughtRecorder();
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 /** A proxy in front of `url` through the real origin client, with at most `maxConnections` origin connections. */
-async function proxyOf(url: string, maxConnections: number, storageBytes = 256 * 1024 * KiB): Promise<ProxyHarness> {
-  const origin = createOriginClient({ backends: [{ url, maxConnections }] });
-  const proxy = createProxy({ upstream: origin, storageBytes });
-  const addr = await proxy.listen(0);
-  return {
-    proxy,
-    origin,
-    url: `http://127.0.0.1:${addr.port}`,
-    port: addr.port,
-    close: async () => {
-      await proxy.close();
-      await origin.destroy();
-    },
-  };
+function proxyOf(url: string, maxConnections: number, storageBytes = 256 * 1024 * KiB): Promise<ProxyHarness> {
+  return startProxy(url, { storageBytes }, { maxConnections });
 }
 
 /** Odd piece sizes for trickles and chunk framing: boundaries land anywhere in a read. */

@@ -16,7 +16,7 @@ export interface ProxyHarness {
 export async function startProxy(
   backendUrl: string,
   opts: Omit<ProxyOptions<Record<string, unknown>>, 'upstream'> = {},
-  backend: { firstByteTimeoutMs?: number; betweenBytesTimeoutMs?: number } = {},
+  backend: { firstByteTimeoutMs?: number; betweenBytesTimeoutMs?: number; maxConnections?: number } = {},
 ): Promise<ProxyHarness> {
   const origin = createOriginClient({ backends: [{ url: backendUrl, ...backend }] });
   const proxy = createProxy({ ...opts, upstream: origin });
