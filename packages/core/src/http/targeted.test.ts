@@ -39,7 +39,7 @@ describe('responseDirectives (RFC 9213 §2.1)', () => {
 });
 
 describe('directivesOf (responseDirectives shared between one response\'s readers, issue 16)', () => {
-  // The answer is kept by the field values it came from: any change to one of them (a hook editing the same headers
+  // The answer is kept by the field values it came from, so a change to one of them (a hook editing the same headers
   // object, another response, other rules) must give that change's directives, never the kept ones.
   const same = (h: HeaderMap, rules: CacheRules): void => {
     expect(directivesOf(h, rules)).toEqual(responseDirectives(h, rules));

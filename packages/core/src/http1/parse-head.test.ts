@@ -14,7 +14,7 @@ describe('parseRequestHead (RFC 9112)', () => {
     });
   });
 
-  it('stores the common fields (stored by name) like any other: any order and case, repeats joined, a second Host refused', () => {
+  it('stores the common fields (stored by name) like the rest, in any order and case, repeats joined, a second Host refused', () => {
     const r = parseRequestHead(
       'GET / HTTP/1.1\r\nUSER-AGENT: a\r\nAccept-Encoding: gzip\r\nhost: h\r\nX-Other: 1\r\naccept: */*\r\nUser-Agent: b\r\nConnection: keep-alive\r\nACCEPT-ENCODING: br\r\naccept: text/html',
     );
